@@ -1,0 +1,212 @@
+"""Export VQGAN + MAGE modules as a model bundle (contract: README "Model bundles").
+
+Writes tokenizer_encoder.onnx, tokenizer_decoder.onnx, transformer.onnx and features.onnx into a
+temporary folder beside the target, runs PyTorch and onnxruntime on the same inputs and refuses
+to finish when they disagree beyond fp32 noise, then writes the manifest (with sha256 of every
+file) and MODEL_CARD.md and moves the folder into place.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.modeling.mage import MAGE, FeaturesExport, TransformerExport
+from engine.modeling.vqgan import VQGAN, TokenizerDecoder, TokenizerEncoder
+from engine.runtime.errors import MageError
+from engine.runtime.manifest import Manifest, write_manifest
+from engine.runtime.sessions import create_session
+
+log = logging.getLogger(__name__)
+OPSET = 17
+
+# Tolerances that separate fp32 noise from real bugs (../shared/fixtures/README.md).
+LOGITS_MAX_ABS = 1e-3
+PIXELS_MAX_ABS = 1e-3
+TOKEN_AGREEMENT_MIN = 0.99
+
+
+class ExportError(MageError):
+    """Export failed or PyTorch and onnxruntime disagree."""
+
+
+@dataclass
+class ParityReport:
+    encoder_token_agreement: float
+    decoder_max_abs: float
+    logits_max_abs: float
+    logits_mean_abs: float
+    features_max_abs: float
+
+    def lines(self) -> list[str]:
+        return [
+            f"tokenizer encoder: tokens agree on {self.encoder_token_agreement:.2%}",
+            f"tokenizer decoder: max |d| = {self.decoder_max_abs:.2e}",
+            f"transformer logits: max |d| = {self.logits_max_abs:.2e}, "
+            f"mean |d| = {self.logits_mean_abs:.2e}",
+            f"features: max |d| = {self.features_max_abs:.2e}",
+        ]
+
+
+def _export(module, args, path: Path, inputs, outputs, dynamic) -> None:
+    # The exporter restores each wrapper's training flag afterwards, recursively: a wrapper
+    # left in training mode would switch dropout back on in the wrapped model.
+    module.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python values
+        torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs,
+                          dynamic_axes=dynamic, opset_version=OPSET, dynamo=False,
+                          do_constant_folding=True)
+
+
+def export_onnx(vqgan: VQGAN, mage: MAGE, folder: Path) -> None:
+    """Write the four ONNX files of a bundle (dynamic batch; tokenizer also dynamic H, W)."""
+    vqgan.eval()
+    mage.eval()
+    size, grid = vqgan.cfg.image_size, vqgan.cfg.grid
+    image = torch.rand(2, 3, size, size)
+    tokens_hw = torch.randint(0, vqgan.cfg.codebook_size, (2, grid, grid))
+    seq = torch.randint(0, mage.cfg.codebook_size, (2, grid * grid))
+    with torch.no_grad():
+        _export(TokenizerEncoder(vqgan), (image,), folder / "tokenizer_encoder.onnx",
+                ["image"], ["tokens"], {"image": {0: "B", 2: "H", 3: "W"},
+                                        "tokens": {0: "B", 1: "h", 2: "w"}})
+        _export(TokenizerDecoder(vqgan), (tokens_hw,), folder / "tokenizer_decoder.onnx",
+                ["tokens"], ["image"], {"tokens": {0: "B", 1: "h", 2: "w"},
+                                        "image": {0: "B", 2: "H", 3: "W"}})
+        if mage.cfg.fixed_class_slot is None:
+            class_ids = torch.zeros(2, dtype=torch.long)
+            _export(TransformerExport(mage), (seq, class_ids), folder / "transformer.onnx",
+                    ["tokens", "class_ids"], ["logits"],
+                    {"tokens": {0: "B"}, "class_ids": {0: "B"}, "logits": {0: "B"}})
+        else:
+            _export(TransformerExport(mage), (seq,), folder / "transformer.onnx",
+                    ["tokens"], ["logits"], {"tokens": {0: "B"}, "logits": {0: "B"}})
+        _export(FeaturesExport(mage), (seq,), folder / "features.onnx",
+                ["tokens"], ["features"], {"tokens": {0: "B"}, "features": {0: "B"}})
+
+
+def check_parity(vqgan: VQGAN, mage: MAGE, folder: Path, seed: int = 0) -> ParityReport:
+    """Run PyTorch and onnxruntime (CPU) on the same inputs and measure the differences."""
+    g = torch.Generator().manual_seed(seed)
+    vqgan.eval()
+    mage.eval()
+    cfg, size, grid = mage.cfg, vqgan.cfg.image_size, vqgan.cfg.grid
+    images = torch.rand(2, 3, size, size, generator=g)
+    ids = torch.randint(0, cfg.codebook_size, (2, grid * grid), generator=g)
+    # one half-masked and one fully-masked sequence: the two regimes decoding visits
+    seq = ids.clone()
+    seq[0, torch.randperm(grid * grid, generator=g)[: grid * grid // 2]] = cfg.mask_token_id
+    seq[1] = cfg.mask_token_id
+    sess = {name: create_session(folder / f"{name}.onnx", "cpu")[0] for name in
+            ("tokenizer_encoder", "tokenizer_decoder", "transformer", "features")}
+    with torch.no_grad():
+        t_tokens = vqgan.encode(images).numpy()
+        t_pixels = vqgan.decode(ids.reshape(2, grid, grid)).clamp(0, 1).numpy()
+        feeds = {"tokens": seq.numpy()}
+        class_ids = None
+        if cfg.fixed_class_slot is None:
+            class_ids = torch.tensor([0, cfg.num_class_slots - 1])
+            feeds["class_ids"] = class_ids.numpy()
+        t_logits = mage(seq, class_ids).numpy()
+        t_feat = mage.features(ids).numpy()
+    o_tokens = sess["tokenizer_encoder"].run(None, {"image": images.numpy()})[0]
+    o_pixels = sess["tokenizer_decoder"].run(None, {"tokens": ids.reshape(2, grid, grid).numpy()})[0]
+    o_logits = sess["transformer"].run(None, feeds)[0]
+    o_feat = sess["features"].run(None, {"tokens": ids.numpy()})[0]
+    d_logits = np.abs(o_logits - t_logits)
+    return ParityReport(
+        encoder_token_agreement=float((o_tokens == t_tokens).mean()),
+        decoder_max_abs=float(np.abs(o_pixels - t_pixels).max()),
+        logits_max_abs=float(d_logits.max()),
+        logits_mean_abs=float(d_logits.mean()),
+        features_max_abs=float(np.abs(o_feat - t_feat).max()),
+    )
+
+
+def _check(report: ParityReport) -> None:
+    bad = []
+    if report.encoder_token_agreement < TOKEN_AGREEMENT_MIN:
+        bad.append(f"tokens agree on only {report.encoder_token_agreement:.2%}")
+    if report.decoder_max_abs > PIXELS_MAX_ABS:
+        bad.append(f"decoded pixels differ by {report.decoder_max_abs:.2e}")
+    if report.logits_max_abs > LOGITS_MAX_ABS:
+        bad.append(f"logits differ by {report.logits_max_abs:.2e}")
+    if report.features_max_abs > LOGITS_MAX_ABS * 10:
+        bad.append(f"features differ by {report.features_max_abs:.2e}")
+    if bad:
+        raise ExportError("PyTorch and onnxruntime disagree beyond fp32 noise: " + "; ".join(bad))
+
+
+def model_card(manifest: Manifest, report: ParityReport, params: dict[str, int],
+               details: str) -> str:
+    lines = [
+        f"# {manifest.name}", "",
+        f"Source: {manifest.source}", "",
+        "| | |", "|---|---|",
+        f"| image size | {manifest.image_size} px |",
+        f"| token grid | {manifest.grid[0]}x{manifest.grid[1]} |",
+        f"| codebook | {manifest.codebook_size} |",
+        f"| classes | {len(manifest.class_names) if manifest.class_names else 'unconditional'} |",
+    ]
+    lines += [f"| {k} parameters | {v:,} |" for k, v in params.items()]
+    lines += ["", "## Export check (PyTorch vs onnxruntime, fp32, CPU)", ""]
+    lines += [f"- {line}" for line in report.lines()]
+    if details:
+        lines += ["", details.strip()]
+    return "\n".join(lines) + "\n"
+
+
+def export_bundle(vqgan: VQGAN, mage: MAGE, out_dir: str | Path, *, name: str, source: str,
+                  class_names: list[str] | None = None, decoding: dict | None = None,
+                  details: str = "", extra_files: dict[str, str | Path] | None = None,
+                  overwrite: bool = False) -> ParityReport:
+    """Export, check parity, write manifest + MODEL_CARD.md; move into `out_dir` at the end."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise ExportError(f"{out_dir} exists and is not empty (use --overwrite to replace it)")
+    if mage.cfg.fixed_class_slot is None and class_names is not None:
+        if len(class_names) != mage.cfg.num_class_slots - 1:
+            raise ExportError(f"{len(class_names)} class names for a model with "
+                              f"{mage.cfg.num_class_slots - 1} classes")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        export_onnx(vqgan, mage, tmp)
+        report = check_parity(vqgan, mage, tmp)
+        for line in report.lines():
+            log.info(line)
+        _check(report)
+        for fname, src in (extra_files or {}).items():
+            shutil.copyfile(src, tmp / fname)
+        cfg = mage.cfg
+        conditional = cfg.fixed_class_slot is None
+        if conditional and class_names is None:
+            class_names = [f"class {i}" for i in range(cfg.num_class_slots - 1)] or None
+        manifest = Manifest(
+            name=name, image_size=vqgan.cfg.image_size, grid=[vqgan.cfg.grid] * 2,
+            codebook_size=cfg.codebook_size, mask_token_id=cfg.mask_token_id,
+            class_names=class_names if conditional else None,
+            null_class_id=cfg.null_class_id if conditional else None,
+            decoding=decoding or {"steps": 12, "choice_temperature": 4.5},
+            source=source, features_dim=cfg.embed_dim,
+        )
+        params = {"tokenizer": sum(p.numel() for p in vqgan.parameters()),
+                  "transformer": sum(p.numel() for p in mage.parameters())}
+        (tmp / "MODEL_CARD.md").write_text(model_card(manifest, report, params, details))
+        manifest.files = {f.name: "" for f in tmp.iterdir() if f.is_file()}
+        write_manifest(tmp, manifest)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+        return report
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

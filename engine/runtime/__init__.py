@@ -1,0 +1,1 @@
+"""Shipped inference path: NumPy + onnxruntime only (never torch, onnx or Qt)."""
