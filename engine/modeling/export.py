@@ -203,6 +203,7 @@ def export_bundle(vqgan: VQGAN, mage: MAGE, out_dir: str | Path, *, name: str, s
         (tmp / "MODEL_CARD.md").write_text(model_card(manifest, report, params, details))
         manifest.files = {f.name: "" for f in tmp.iterdir() if f.is_file()}
         write_manifest(tmp, manifest)
+        tmp.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be shared
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)

@@ -105,8 +105,14 @@ def decode(
         raise ValueError("rngs must be numpy.random.Generator objects (see make_rngs)")
     # Validation above runs eagerly; the loop itself is a separate generator.
     return _decode_loop(
-        ids, tokens_to_logits, int(mask_token_id), steps, float(choice_temperature),
-        list(rngs), start_step, schedule,
+        ids,
+        tokens_to_logits,
+        int(mask_token_id),
+        steps,
+        float(choice_temperature),
+        list(rngs),
+        start_step,
+        schedule,
     )
 
 
@@ -205,13 +211,24 @@ def _decode_loop(
                     int(unknown0[row]), positions.size, step, steps, schedule
                 )
                 _decode_row(
-                    logits[row, positions], positions, mask_len, noise_scale, rngs[row],
-                    candidates[row], confidence[row], ids[row], mask_token_id,
+                    logits[row, positions],
+                    positions,
+                    mask_len,
+                    noise_scale,
+                    rngs[row],
+                    candidates[row],
+                    confidence[row],
+                    ids[row],
+                    mask_token_id,
                 )
         remaining = (ids == mask_token_id).sum(axis=1).astype(np.int64)
         yield DecodeStep(
-            step=step - start_step, total_steps=total, tokens=ids.copy(),
-            candidates=candidates, confidence=confidence.copy(), remaining=remaining,
+            step=step - start_step,
+            total_steps=total,
+            tokens=ids.copy(),
+            candidates=candidates,
+            confidence=confidence.copy(),
+            remaining=remaining,
         )
 
 

@@ -52,7 +52,9 @@ def check_schedule_args(steps: int, start_step: int, method: str) -> None:
     if isinstance(start_step, bool) or not isinstance(start_step, int):
         raise ValueError(f"start_step must be an integer, got {start_step!r}")
     if not 0 <= start_step < steps:
-        raise ValueError(f"start_step must be in [0, {steps - 1}] for {steps} steps, got {start_step}")
+        raise ValueError(
+            f"start_step must be in [0, {steps - 1}] for {steps} steps, got {start_step}"
+        )
     if method not in METHODS:
         raise ValueError(f"unknown schedule {method!r}; expected one of {', '.join(METHODS)}")
 

@@ -7,8 +7,10 @@ from engine.runtime.decode import (
     DecodeStep,
     decode,
     make_rngs,
-    reroll_least_confident as reroll,
     run_to_end,
+)
+from engine.runtime.decode import (
+    reroll_least_confident as reroll,
 )
 from engine.runtime.schedule import masked_counts
 
@@ -58,8 +60,20 @@ def entering_counts(tokens, steps_out):
 def test_full_masking_follows_official_12_step_counts():
     out = collect(all_masked(), fixed_logits(), [0], steps=12)
     assert len(out) == 12
-    assert entering_counts(all_masked(), out) == [256, 253, 247, 236, 221, 203, 181, 155, 128,
-                                                  97, 66, 33]
+    assert entering_counts(all_masked(), out) == [
+        256,
+        253,
+        247,
+        236,
+        221,
+        203,
+        181,
+        155,
+        128,
+        97,
+        66,
+        33,
+    ]
     assert out[-1].remaining.tolist() == [0]
     assert out[-1].done and not out[-2].done
     assert (out[-1].tokens != MASK).all()
@@ -235,8 +249,9 @@ def test_sampling_follows_distribution():
     def fn(ids):
         return np.broadcast_to(table, (ids.shape[0], 4096, 4)).copy()
 
-    last = run_to_end(decode(all_masked(1, 4096), fn, mask_token_id=MASK, steps=1,
-                             rngs=make_rngs([0])))
+    last = run_to_end(
+        decode(all_masked(1, 4096), fn, mask_token_id=MASK, steps=1, rngs=make_rngs([0]))
+    )
     share = (last.tokens == 0).mean()
     assert 0.78 < share < 0.82
 
@@ -351,8 +366,9 @@ def test_reroll_clamps_and_skips_masked():
 
 
 def test_reroll_then_decode_changes_only_rerolled():
-    first = run_to_end(decode(all_masked(), fixed_logits(), mask_token_id=MASK,
-                              rngs=make_rngs([0])))
+    first = run_to_end(
+        decode(all_masked(), fixed_logits(), mask_token_id=MASK, rngs=make_rngs([0]))
+    )
     region = np.zeros((1, N), bool)
     region[0, 64:128] = True
     again = reroll(first.tokens, first.confidence, 10, MASK, region=region)

@@ -7,8 +7,28 @@ import pytest
 from engine.runtime.schedule import mask_len_after_step, mask_ratio, masked_counts
 
 OFFICIAL_12 = [256, 253, 247, 236, 221, 203, 181, 155, 128, 97, 66, 33]
-OFFICIAL_20 = [256, 255, 252, 248, 243, 236, 228, 218, 207, 194, 181, 166, 150, 133, 116, 97, 79,
-               59, 40, 20]
+OFFICIAL_20 = [
+    256,
+    255,
+    252,
+    248,
+    243,
+    236,
+    228,
+    218,
+    207,
+    194,
+    181,
+    166,
+    150,
+    133,
+    116,
+    97,
+    79,
+    59,
+    40,
+    20,
+]
 
 
 def test_official_counts_12_steps():

@@ -1,0 +1,345 @@
+"""Editing, generation and outpainting on images of any size.
+
+An edit works on a *context square* around the mask: the square is cut from the image (edge
+pixels repeated where it runs past the border), resized to the model size, the painted pixels are
+zeroed, the square is tokenised, every token the mask touches plus a ring is masked (MAGE
+authors' recipe), the tokens are refilled by iterative decoding, decoded, resized back and
+composited through a feathered mask. Every pixel outside the grown token area keeps its exact
+input value; the alpha channel is never touched.
+
+Each run is a generator of `DecodeStep`s (progress, preview, cancel between steps) that returns
+an `EditResult`; `run_to_result` drives one to the end.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from PIL import Image
+
+from engine.runtime.bundle import Bundle
+from engine.runtime.decode import DecodeStep, decode, make_rngs
+from engine.runtime.errors import ImageError, MaskError
+from engine.runtime.manifest import Manifest
+from engine.runtime.masking import composite, feather_alpha, mask_bbox, token_mask_from_pixels
+from engine.runtime.schedule import masked_counts
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the user chose; None means the bundle's default."""
+    steps: int | None = None
+    temperature: float | None = None
+    seeds: tuple[int, ...] = (0,)        # one candidate per seed
+    ring: int = 1                        # extra token ring around the touched tokens
+    coverage: float = 0.0                # fraction of a token's pixels needed to mask it
+    feather: float | None = None         # px at image scale; None = 3/4 of a token
+    start_step: int = 0
+    class_name: str | None = None        # "fill as class X" / class-conditional generation
+    guidance: float = 0.0                # classifier-free guidance strength (class models)
+    context: float = 2.0                 # context square side / mask bounding-box side
+
+    def resolved(self, manifest: Manifest) -> Settings:
+        d = manifest.decoding
+        return replace(self, steps=self.steps or int(d.get("steps", 12)),
+                       temperature=(self.temperature if self.temperature is not None
+                                    else float(d.get("choice_temperature", 4.5))))
+
+    def describe(self, manifest: Manifest) -> dict[str, str]:
+        """The settings as PNG text-chunk entries."""
+        s = self.resolved(manifest)
+        return {"mage:model": manifest.name, "mage:seeds": ",".join(map(str, s.seeds)),
+                "mage:steps": str(s.steps), "mage:temperature": f"{s.temperature:g}",
+                "mage:class": s.class_name or "", "mage:ring": str(s.ring),
+                "mage:guidance": f"{s.guidance:g}"}
+
+
+@dataclass(frozen=True)
+class Square:
+    """A square in image pixel coordinates; may extend past the image border."""
+    x0: int
+    y0: int
+    side: int
+
+    def clip(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """The part inside the image as (x0, y0, x1, y1)."""
+        return (max(self.x0, 0), max(self.y0, 0),
+                min(self.x0 + self.side, width), min(self.y0 + self.side, height))
+
+
+@dataclass
+class EditJob:
+    """Everything prepared before the model runs (the GUI shows cost from here)."""
+    manifest: Manifest
+    rgb: np.ndarray               # uint8 [H,W,3] full-resolution input
+    painted: np.ndarray           # bool [H,W] the user's mask
+    square: Square
+    model_image: np.ndarray       # float32 [3,S,S] context square at model size, hole zeroed
+    token_mask: np.ndarray        # bool [h,w] tokens to regenerate
+    tokens: np.ndarray | None = None  # int64 [N] input tokens once encoded (mask ids set)
+
+    @property
+    def masked_count(self) -> int:
+        return int(self.token_mask.sum())
+
+    def cost(self, steps: int, start_step: int = 0) -> int:
+        """Token predictions the run will make: masked tokens entering each step, summed."""
+        if not self.masked_count:
+            return 0
+        return int(sum(masked_counts(self.masked_count, steps, start_step)))
+
+
+@dataclass
+class EditResult:
+    images: list[np.ndarray]      # uint8 [H,W,3] per candidate (full-resolution composites)
+    seeds: tuple[int, ...]
+    tokens: np.ndarray            # int64 [B,N] final tokens
+    confidence: np.ndarray        # float32 [B,N]
+    history: list[np.ndarray] = field(default_factory=list)  # int64 [B,N] after each step
+    square: Square | None = None
+    token_mask: np.ndarray | None = None
+    settings: Settings | None = None
+
+
+# -- geometry ---------------------------------------------------------------------------------
+
+def context_square(bbox: tuple[int, int, int, int], width: int, height: int, min_side: int,
+                   context: float = 2.0) -> Square:
+    """A square around the mask's bounding box with room for context, kept inside the image
+    where the image is large enough."""
+    x0, y0, x1, y1 = bbox
+    want = max(math.ceil(max(x1 - x0, y1 - y0) * context), min_side)
+    side = min(want, max(width, height))
+    side = max(side, x1 - x0, y1 - y0, 1)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+
+    def place(center: float, extent: int) -> int:
+        start = int(round(center - side / 2))
+        if side <= extent:
+            return min(max(start, 0), extent - side)
+        return (extent - side) // 2  # larger than the image: centre it, pad both sides
+
+    return Square(place(cx, width), place(cy, height), side)
+
+
+def cut_square(rgb: np.ndarray, sq: Square) -> np.ndarray:
+    """uint8 [side,side,C]: the square's pixels, edge pixels repeated past the border."""
+    h, w = rgb.shape[:2]
+    ys = np.clip(np.arange(sq.y0, sq.y0 + sq.side), 0, h - 1)
+    xs = np.clip(np.arange(sq.x0, sq.x0 + sq.side), 0, w - 1)
+    return rgb[ys[:, None], xs[None, :]]
+
+
+def resize_rgb(rgb: np.ndarray, size: int) -> np.ndarray:
+    if rgb.shape[0] == size and rgb.shape[1] == size:
+        return rgb
+    return np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.LANCZOS))
+
+
+def mask_to_model(painted_sq: np.ndarray, size: int) -> np.ndarray:
+    """Any-overlap downscale: a model pixel is masked if any image pixel inside it is."""
+    if painted_sq.shape[0] == size:
+        return painted_sq.copy()
+    m = Image.fromarray(painted_sq.astype(np.float32), mode="F")
+    return np.asarray(m.resize((size, size), Image.Resampling.BOX)) > 0
+
+
+def cell_index(side: int, size: int, down: int) -> np.ndarray:
+    """For each image pixel along a square side, the token cell it falls in (BOX-consistent)."""
+    return (np.arange(side) * size // side) // down
+
+
+# -- jobs -------------------------------------------------------------------------------------
+
+def _check_inputs(rgb: np.ndarray, mask: np.ndarray) -> None:
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ImageError(f"expected an RGB uint8 image, got {rgb.dtype} {rgb.shape}")
+    if mask.shape != rgb.shape[:2]:
+        raise MaskError(f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                        f"{rgb.shape[1]}x{rgb.shape[0]}")
+
+
+def prepare_edit(manifest: Manifest, rgb: np.ndarray, mask: np.ndarray,
+                 settings: Settings = Settings()) -> EditJob:
+    """Cut the context square, map the mask to tokens. Raises MaskError for an empty mask."""
+    mask = np.asarray(mask, dtype=bool)
+    _check_inputs(rgb, mask)
+    bbox = mask_bbox(mask)
+    if bbox is None:
+        raise MaskError("the mask is empty: paint the area to refill")
+    h, w = mask.shape
+    size = manifest.image_size
+    sq = context_square(bbox, w, h, min_side=min(size, max(w, h)), context=settings.context)
+    painted_sq = cut_square(mask[..., None], sq)[..., 0]
+    # pixels of the padding past the border never count as painted
+    ys, xs = np.arange(sq.y0, sq.y0 + sq.side), np.arange(sq.x0, sq.x0 + sq.side)
+    painted_sq &= ((ys >= 0) & (ys < h))[:, None] & ((xs >= 0) & (xs < w))[None, :]
+    model_mask = mask_to_model(painted_sq, size)
+    token_mask = token_mask_from_pixels(model_mask, manifest.grid, settings.ring,
+                                        settings.coverage)
+    if not token_mask.any():
+        raise MaskError(f"the mask covers no token at coverage {settings.coverage:g}: "
+                        "paint more or lower the coverage")
+    pixels = resize_rgb(cut_square(rgb, sq), size).astype(np.float32) / 255.0
+    pixels[model_mask] = 0.0  # zero the hole before tokenising, as the MAGE authors do
+    return EditJob(manifest, rgb, mask, sq, np.ascontiguousarray(pixels.transpose(2, 0, 1)),
+                   token_mask)
+
+
+def encode_job(bundle: Bundle, job: EditJob) -> np.ndarray:
+    """Tokenise the context square once; masked positions get the mask id. int64 [N]."""
+    if job.tokens is None:
+        tokens = bundle.encode(job.model_image[None])[0].reshape(-1)
+        tokens[job.token_mask.reshape(-1)] = job.manifest.mask_token_id
+        job.tokens = tokens
+    return job.tokens
+
+
+def _decode_batch(bundle: Bundle, tokens: np.ndarray, settings: Settings
+                  ) -> Generator[DecodeStep, None, tuple[DecodeStep, list[np.ndarray]]]:
+    s = settings.resolved(bundle.manifest)
+    class_id = bundle.manifest.class_id(s.class_name) if s.class_name else None
+    fn = bundle.tokens_to_logits(class_id, s.guidance)
+    history, last = [], None
+    for step in decode(tokens, fn, mask_token_id=bundle.manifest.mask_token_id, steps=s.steps,
+                       choice_temperature=s.temperature, rngs=make_rngs(s.seeds),
+                       start_step=s.start_step):
+        history.append(step.tokens.copy())
+        last = step
+        yield step
+    return last, history
+
+
+def decode_images(bundle: Bundle, tokens: np.ndarray) -> np.ndarray:
+    """int64 [B,N] -> uint8 [B,S,S,3]."""
+    gh, gw = bundle.manifest.grid
+    out = bundle.decode(tokens.reshape(len(tokens), gh, gw))
+    return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+def paste_back(job: EditJob, generated: np.ndarray, feather: float | None) -> np.ndarray:
+    """Composite one model-size square (uint8 [S,S,3]) into the full image."""
+    m, sq = job.manifest, job.square
+    h, w = job.rgb.shape[:2]
+    x0, y0, x1, y1 = sq.clip(w, h)
+    big = resize_rgb(generated, sq.side)[y0 - sq.y0:y1 - sq.y0, x0 - sq.x0:x1 - sq.x0]
+    cy = cell_index(sq.side, m.image_size, m.downsample)[y0 - sq.y0:y1 - sq.y0]
+    cx = cell_index(sq.side, m.image_size, m.downsample)[x0 - sq.x0:x1 - sq.x0]
+    region = job.token_mask[cy[:, None], cx[None, :]]
+    cell_px = sq.side / m.grid[0]
+    radius = 0.75 * cell_px if feather is None else feather
+    alpha = feather_alpha(region, job.painted[y0:y1, x0:x1], radius)
+    out = job.rgb.copy()
+    out[y0:y1, x0:x1] = composite(job.rgb[y0:y1, x0:x1], big, alpha)
+    return out
+
+
+def run_edit(bundle: Bundle, job: EditJob, settings: Settings = Settings(),
+             tokens: np.ndarray | None = None) -> Generator[DecodeStep, None, EditResult]:
+    """Refill the job's masked tokens for each seed. `tokens` (int64 [B,N] or [N]) overrides the
+    start state, e.g. a previous result with its least confident tokens re-masked."""
+    start = encode_job(bundle, job) if tokens is None else tokens
+    start = np.broadcast_to(start, (len(settings.seeds), start.shape[-1])).copy()
+    last, history = yield from _decode_batch(bundle, start, settings)
+    squares = decode_images(bundle, last.tokens)
+    images = [paste_back(job, g, settings.feather) for g in squares]
+    return EditResult(images, tuple(settings.seeds), last.tokens, last.confidence, history,
+                      job.square, job.token_mask, settings)
+
+
+def run_generate(bundle: Bundle, settings: Settings = Settings()
+                 ) -> Generator[DecodeStep, None, EditResult]:
+    """Generate whole images (class-conditional when settings.class_name is set)."""
+    m = bundle.manifest
+    tokens = np.full((len(settings.seeds), m.seq_len), m.mask_token_id, np.int64)
+    last, history = yield from _decode_batch(bundle, tokens, settings)
+    images = list(decode_images(bundle, last.tokens))
+    return EditResult(images, tuple(settings.seeds), last.tokens, last.confidence, history,
+                      None, np.ones(m.grid, bool), settings)
+
+
+def run_to_result(gen: Generator[DecodeStep, None, EditResult],
+                  on_step=None) -> EditResult:
+    """Drive a run to its end, calling `on_step(step)` after each decoding step."""
+    while True:
+        try:
+            step = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if on_step is not None:
+            on_step(step)
+
+
+def edit_image(bundle: Bundle, rgb: np.ndarray, mask: np.ndarray,
+               settings: Settings = Settings(), on_step=None) -> EditResult:
+    job = prepare_edit(bundle.manifest, rgb, mask, settings)
+    return run_to_result(run_edit(bundle, job, settings), on_step)
+
+
+# -- outpainting ------------------------------------------------------------------------------
+
+SIDES = ("left", "right", "top", "bottom")
+
+
+def extend_canvas(bundle: Bundle, rgb: np.ndarray, side: str, cells: int,
+                  settings: Settings = Settings(), on_step=None) -> EditResult:
+    """Grow the canvas on one side by `cells` tokens (at the scale of a square as tall/wide as
+    the image's shorter side) and fill the new strip. Long edges are covered by overlapping
+    squares, each seeing what the previous one generated."""
+    if side not in SIDES:
+        raise ValueError(f"side must be one of {', '.join(SIDES)}")
+    if cells < 1:
+        raise ValueError("extend by at least one token")
+    # rotate so the extension is always on the right, then rotate back
+    turns = {"right": 0, "top": 1, "left": 2, "bottom": 3}[side]
+    img = np.rot90(rgb, turns).copy()
+    m = bundle.manifest
+    h, w = img.shape[:2]
+    side_px = min(h, w)
+    strip = max(1, round(cells * m.downsample * side_px / m.image_size))
+    if strip >= side_px:
+        raise MaskError(f"extend by fewer than {m.grid[1]} tokens")
+    canvas = np.concatenate([img, np.repeat(img[:, -1:], strip, axis=1)], axis=1)
+    painted = np.zeros(canvas.shape[:2], bool)
+    painted[:, w:] = True
+    result = None
+    for top in _tile_starts(h, side_px):
+        sq = Square(w + strip - side_px, top, side_px)
+        result = _fill_square(bundle, canvas, painted, sq, settings, on_step)
+        canvas = result.images[0]
+        painted[top:top + side_px, w:] = False
+    result.images = [np.rot90(im, -turns).copy() for im in [canvas]]
+    return result
+
+
+def _tile_starts(extent: int, side: int) -> list[int]:
+    n = math.ceil(extent / side)
+    if n == 1:
+        return [0]
+    return [round(i * (extent - side) / (n - 1)) for i in range(n)]
+
+
+def _fill_square(bundle, canvas, painted, sq, settings, on_step) -> EditResult:
+    m = bundle.manifest
+    ys, xs = slice(sq.y0, sq.y0 + sq.side), slice(sq.x0, sq.x0 + sq.side)
+    model_mask = mask_to_model(painted[ys, xs], m.image_size)
+    token_mask = token_mask_from_pixels(model_mask, m.grid, settings.ring, settings.coverage)
+    pixels = resize_rgb(canvas[ys, xs], m.image_size).astype(np.float32) / 255.0
+    pixels[model_mask] = 0.0
+    job = EditJob(m, canvas, painted.copy(), sq, np.ascontiguousarray(pixels.transpose(2, 0, 1)),
+                  token_mask)
+    one = replace(settings, seeds=settings.seeds[:1])
+    return run_to_result(run_edit(bundle, job, one), on_step)
+
+
+def seeds_from(seed: int | None, count: int, rng: np.random.Generator | None = None
+               ) -> tuple[int, ...]:
+    """`count` seeds: seed, seed+1, ... or random ones when seed is None."""
+    if seed is None:
+        rng = rng or np.random.default_rng()
+        return tuple(int(s) for s in rng.integers(0, 2**31 - 1, size=count))
+    return tuple(seed + i for i in range(count))
+

@@ -1,0 +1,60 @@
+"""Shared fixtures: a tiny real bundle exported once per session, isolated user folders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+FIXTURES = SHARED / "fixtures"
+
+
+def make_tiny_models(num_classes: int = 3, seed: int = 0):
+    """A random tokenizer + transformer small enough to export in seconds."""
+    import torch
+
+    from engine.modeling.config import MageConfig, VqganConfig
+    from engine.modeling.mage import MAGE
+    from engine.modeling.vqgan import VQGAN
+
+    torch.manual_seed(seed)
+    vq_cfg = VqganConfig(image_size=64, ch=32, ch_mult=(1, 1, 2), num_res_blocks=1,
+                         z_channels=32, codebook_size=64, codebook_dim=8)
+    mage_cfg = MageConfig(grid=16, codebook_size=64, num_class_slots=num_classes + 1,
+                          embed_dim=32, depth=2, num_heads=2, decoder_embed_dim=32,
+                          decoder_depth=1, decoder_num_heads=2, fixed_class_slot=None,
+                          official_layout=False, image_size=64)
+    return VQGAN(vq_cfg).eval(), MAGE(mage_cfg).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle_path(tmp_path_factory) -> Path:
+    """A class-conditional 64 px bundle (16x16 grid, 64 codes, classes cat/dog/boat)."""
+    from engine.modeling.export import export_bundle
+
+    vqgan, mage = make_tiny_models()
+    out = tmp_path_factory.mktemp("bundles") / "tiny"
+    export_bundle(vqgan, mage, out, name="tiny", source="random weights (tests)",
+                  class_names=["cat", "dog", "boat"],
+                  decoding={"steps": 8, "choice_temperature": 4.5})
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_bundle_path):
+    from engine.runtime.bundle import Bundle
+
+    return Bundle(tiny_bundle_path, device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_dirs(tmp_path, monkeypatch):
+    """Never touch the real user's data, settings or models."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
