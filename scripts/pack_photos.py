@@ -65,14 +65,14 @@ def load_pack(path) -> tuple[list[tuple[Image.Image, int, bool]], list[str]]:
         class_names = _json_value(z["class_names"])
     samples = []
     for i in range(len(labels)):
-        im = Image.open(io.BytesIO(jpeg[offsets[i]:offsets[i + 1]].tobytes()))
+        im = Image.open(io.BytesIO(jpeg[offsets[i] : offsets[i + 1]].tobytes()))
         samples.append((im.convert("RGB"), int(labels[i]), bool(is_val[i])))
     return samples, class_names
 
 
 def resize_short_side(im: Image.Image, short: int) -> Image.Image:
     scale = short / min(im.size)
-    if scale >= 1:                 # never upscale: it adds no information
+    if scale >= 1:  # never upscale: it adds no information
         return im
     size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
     return im.resize(size, Image.LANCZOS)
@@ -104,7 +104,7 @@ def pack(pool: Path, out: Path, short: int) -> dict:
     offsets = np.zeros(len(blobs) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(b) for b in blobs])
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "wb") as f:     # a file object stops savez from appending ".npz"
+    with open(out, "wb") as f:  # a file object stops savez from appending ".npz"
         np.savez(
             f,
             jpeg=np.frombuffer(b"".join(blobs), dtype=np.uint8),
@@ -126,12 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     info = pack(args.pool, args.out, args.short_side)
     n_val = sum(info["split"].get(p) == "val" for p in info["paths"])
-    print(f"{len(info['paths'])} images ({n_val} val), {len(info['classes'])} classes: "
-          f"{', '.join(info['classes'])}")
+    print(
+        f"{len(info['paths'])} images ({n_val} val), {len(info['classes'])} classes: "
+        f"{', '.join(info['classes'])}"
+    )
     print(f"wrote {args.out}: {info['bytes'] / 2**20:.1f} MiB")
     if info["bytes"] > MAX_PACK_BYTES:
-        print(f"error: pack exceeds {MAX_PACK_BYTES / 2**20:.0f} MiB; lower --short-side",
-              file=sys.stderr)
+        print(
+            f"error: pack exceeds {MAX_PACK_BYTES / 2**20:.0f} MiB; lower --short-side",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

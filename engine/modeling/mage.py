@@ -208,16 +208,21 @@ class MAGE(nn.Module):
     def forward_train(self, gt: torch.Tensor, class_ids: torch.Tensor | None = None,
                       mask_ratio: float | None = None, drop_tokens: bool = True,
                       label_smoothing: float = 0.1,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
-        """Masked-token loss for ground-truth ids `gt` (B,N). Returns the scalar loss."""
+                      generator: torch.Generator | None = None,
+                      noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Masked-token loss for ground-truth ids `gt` (B,N). Returns the scalar loss.
+
+        `noise` (B,N) replaces the per-position random draw that picks masked / dropped tokens
+        (distributed training cuts it from the global batch's noise)."""
         cfg = self.cfg
         b, n = gt.shape
         r = self.sample_mask_ratio(generator) if mask_ratio is None else mask_ratio
         num_masked = min(n, math.ceil(n * r))
         num_dropped = math.ceil(n * cfg.mask_ratio_min) if drop_tokens else 0
         num_dropped = min(num_dropped, num_masked)
-        noise = torch.rand(b, n, generator=generator, device=gt.device) if generator is None \
-            else torch.rand(b, n, generator=generator).to(gt.device)
+        if noise is None:
+            noise = torch.rand(b, n, generator=generator, device=gt.device) \
+                if generator is None else torch.rand(b, n, generator=generator).to(gt.device)
         rank = noise.argsort(1).argsort(1)
         masked = rank < num_masked
         dropped = rank < num_dropped  # dropped is a subset of masked

@@ -14,7 +14,7 @@ an `EditResult`; `run_to_result` drives one to the end.
 from __future__ import annotations
 
 import math
-from collections.abc import Generator, Sequence
+from collections.abc import Generator
 from dataclasses import dataclass, field, replace
 
 import numpy as np

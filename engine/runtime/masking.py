@@ -92,11 +92,15 @@ def shrink_token_mask(token_mask: np.ndarray, cells: int = 1) -> np.ndarray:
 
 
 def pixel_mask_from_tokens(token_mask: np.ndarray, size: Sequence[int]) -> np.ndarray:
-    """Expands each token cell to its block of pixels.
+    """Expands each token cell to its block of pixels, at any output size.
+
+    When the size is a multiple of the grid every cell becomes an exact block. Otherwise (the
+    original image's resolution) each pixel takes the cell under its centre, i.e. the token
+    mask is stretched over the image like the image was stretched to the model's resolution.
 
     Args:
         token_mask: bool [h, w].
-        size: (width, height) in pixels, divisible by (w, h).
+        size: (width, height) in pixels, both >= 1.
 
     Returns:
         bool [height, width].
@@ -104,9 +108,13 @@ def pixel_mask_from_tokens(token_mask: np.ndarray, size: Sequence[int]) -> np.nd
     tokens = _as_bool_2d(token_mask, "token_mask")
     width, height = int(size[0]), int(size[1])
     grid_h, grid_w = tokens.shape
-    if height % grid_h or width % grid_w or height <= 0 or width <= 0:
-        raise ValueError(f"size {width}x{height} is not divisible by the grid {grid_w}x{grid_h}")
-    return np.repeat(np.repeat(tokens, height // grid_h, axis=0), width // grid_w, axis=1)
+    if height < 1 or width < 1:
+        raise ValueError(f"size must be at least 1x1, got {width}x{height}")
+    if height % grid_h == 0 and width % grid_w == 0:
+        return np.repeat(np.repeat(tokens, height // grid_h, axis=0), width // grid_w, axis=1)
+    rows = _cell_of_pixels(height, grid_h)
+    cols = _cell_of_pixels(width, grid_w)
+    return tokens[rows[:, None], cols[None, :]]
 
 
 def feather_alpha(region: np.ndarray, painted: np.ndarray, radius: float) -> np.ndarray:
@@ -242,6 +250,12 @@ def _grid_shape(grid: int | Sequence[int]) -> tuple[int, int]:
     if len(shape) != 2 or min(shape) < 1:
         raise ValueError(f"grid must be a positive int or (h, w), got {grid!r}")
     return shape
+
+
+def _cell_of_pixels(pixels: int, cells: int) -> np.ndarray:
+    """Cell index under each pixel centre: int [pixels] in [0, cells)."""
+    # Integer form of floor((i + 0.5) * cells / pixels): exact, no float rounding at borders.
+    return ((2 * np.arange(pixels, dtype=np.int64) + 1) * cells) // (2 * pixels)
 
 
 def _dilate_axis(mask: np.ndarray, cells: int, axis: int) -> np.ndarray:

@@ -1,5 +1,316 @@
-"""Recognition commands (classify, probe, fewshot) for the command line."""
+"""Recognition commands for the command line: classify, probe, fewshot.
+
+    python main.py classify IMAGE_OR_FOLDER... [--head FILE] [-k 5]
+    python main.py probe --data DIR -o HEAD.npz [--epochs 100] [--val 0.2] [--into-bundle]
+    python main.py fewshot --data DIR -o HEAD.npz [-k 5]
+
+A labelled folder has one sub-folder of images per class. See docs/recognition.md.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from engine.runtime.errors import MageError, OutputError
+
+PROGRESS_FROM = 5  # show a progress bar from this many images on
 
 
 def add_commands(sub, add_model_options) -> None:
     """Register the recognition sub-commands on the CLI's sub-parser set."""
+    p = sub.add_parser("classify", help="name what is in images (top-k classes)",
+                       description="Print the top-k classes with probabilities per image.")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_FOLDER",
+                   help="image files, or folders searched recursively for images")
+    p.add_argument("--head", type=Path, help="classifier head .npz from `probe` or `fewshot` "
+                   "(default: the model's first built-in head)")
+    p.add_argument("-k", "--top", type=int, default=5, help="how many classes to show")
+    p.add_argument("--json", action="store_true", help="one JSON object per image")
+    _add_batch(p)
+    add_model_options(p)
+    p.set_defaults(handler=cmd_classify)
+
+    p = sub.add_parser("probe", help="train a linear classifier on a labelled folder",
+                       description="Linear probe on frozen features: standardised features, "
+                       "softmax classifier trained with Adam + weight decay; prints train and "
+                       "held-out accuracy. The head is trained on the train split only.")
+    _add_data(p)
+    p.add_argument("-o", "--output", type=Path, help="head file to write (.npz)")
+    p.add_argument("--into-bundle", nargs="?", const="", metavar="NAME",
+                   help="also store the head in the model folder as heads/NAME.npz (default "
+                   "NAME: the data folder's name) so `classify` uses it by default")
+    p.add_argument("--epochs", type=int, default=100, help="passes over the training data")
+    p.add_argument("--lr", type=float, default=0.01, help="peak learning rate (cosine decay)")
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="decoupled weight decay")
+    p.add_argument("--val", type=float, default=0.2,
+                   help="held-out fraction per class (deterministic by --seed; 0 = none)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the split and shuffling")
+    _add_batch(p)
+    add_model_options(p)
+    p.set_defaults(handler=cmd_probe)
+
+    p = sub.add_parser("fewshot", help="build a classifier from K examples per class",
+                       description="Few-shot classifier: nearest class centroid (cosine, "
+                       "temperature softmax); with K >= 5 logistic regression when "
+                       "cross-validation finds it better. K examples per class are drawn "
+                       "(by --seed) from each sub-folder; the rest can be used to evaluate.")
+    _add_data(p)
+    p.add_argument("-o", "--output", type=Path, required=True, help="head file to write (.npz)")
+    p.add_argument("-k", "--shots", type=int, default=5, help="examples per class (1-10 usual)")
+    p.add_argument("--kind", choices=("auto", "centroid", "logistic"), default="auto",
+                   help="classifier kind (auto: centroid, or logistic if better with K >= 5)")
+    p.add_argument("--temperature", type=float, default=0.1,
+                   help="softmax temperature of the centroid head (lower = more confident)")
+    p.add_argument("--eval-rest", action="store_true",
+                   help="also report accuracy on the images not drawn as examples")
+    p.add_argument("--seed", type=int, default=0, help="seed for drawing the examples")
+    _add_batch(p)
+    add_model_options(p)
+    p.set_defaults(handler=cmd_fewshot)
+
+
+def _add_data(p) -> None:
+    p.add_argument("--data", type=Path, required=True,
+                   help="labelled folder: one sub-folder of images per class")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing head file")
+
+
+def _add_batch(p) -> None:
+    p.add_argument("--batch-size", type=int, default=16, help="images per model call")
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+def _load_bundle(args):
+    from engine.cli import _load_bundle
+
+    bundle = _load_bundle(args)
+    if not (bundle.path / "features.onnx").is_file():
+        raise MageError(f"model '{bundle.name}' has no features.onnx, so it cannot recognise "
+                        "images")
+    return bundle
+
+
+def _features_of_files(bundle, files: list[Path], batch_size: int, label: str,
+                       on_bad=None) -> tuple[np.ndarray, list[Path]]:
+    """Features of image files with a progress bar; `on_bad(path, error)` skips unreadable
+    files (else they raise). Returns (features, files kept)."""
+    from engine.cli import Progress
+    from engine.runtime.imageio import load_image
+    from engine.runtime.recognition import image_features
+
+    if batch_size < 1:
+        raise MageError("--batch-size must be at least 1")
+    kept: list[Path] = []
+    seen = [0]
+    bar = Progress(label, len(files)) if len(files) >= PROGRESS_FROM else None
+
+    def images():
+        for f in files:
+            seen[0] += 1
+            try:
+                rgb = load_image(f).rgb
+            except MageError as e:
+                if on_bad is None:
+                    raise
+                on_bad(f, e)
+                continue
+            kept.append(f)
+            yield rgb
+
+    def progress(_done):
+        if bar:
+            bar.update(seen[0])
+
+    try:
+        feats = image_features(bundle, images(), batch_size, progress)
+    finally:
+        if bar:
+            bar.close()
+    return feats, kept
+
+
+def _check_out(path: Path | None, overwrite: bool) -> None:
+    if path is None:
+        return
+    if path.suffix.lower() != ".npz":
+        raise OutputError(f"head file must end in .npz: {path}")
+    if path.exists() and not overwrite:
+        raise OutputError(f"output {path} exists (use --overwrite to replace it)")
+    if not path.parent.exists():
+        raise OutputError(f"output folder does not exist: {path.parent}")
+
+
+def _pct(x: float) -> str:
+    return "n/a" if x != x else f"{100 * x:.1f}%"
+
+
+def store_in_bundle(bundle, head, name: str) -> Path:
+    """Write `head` as heads/NAME.npz in the bundle folder and list it in the manifest (first
+    head = the default of `classify`); the manifest is re-hashed. Returns the file written."""
+    from engine.runtime.manifest import read_manifest, write_manifest
+    from engine.runtime.recognition import HEAD_NAME
+
+    if not HEAD_NAME.match(name):
+        raise MageError(f"head name '{name}' may use only letters, digits, '.', '_' and '-'")
+    manifest = read_manifest(bundle.path, verify_hashes=True)  # never bless a damaged file
+    rel = f"heads/{name}.npz"
+    try:
+        (bundle.path / "heads").mkdir(exist_ok=True)
+        head.save(bundle.path / rel)
+        manifest.heads[name] = rel
+        manifest.files[rel] = ""
+        write_manifest(bundle.path, manifest)
+    except OSError as e:
+        raise OutputError(f"cannot write into model folder {bundle.path}: "
+                          f"{e.strerror or e}") from None
+    bundle.manifest.heads = manifest.heads
+    bundle.manifest.files = manifest.files
+    return bundle.path / rel
+
+
+def bundle_head(bundle, name: str | None = None):
+    """The bundle's head `name` (default: the first one listed in the manifest)."""
+    from engine.runtime.recognition import HeadError, load_head
+
+    heads = bundle.manifest.heads
+    if not heads:
+        raise HeadError(
+            f"model '{bundle.name}' has no classifier: make one with `python main.py probe "
+            "--data DIR --into-bundle` (a folder with one sub-folder per class), or `python "
+            "main.py fewshot --data DIR -o HEAD.npz` and pass --head HEAD.npz")
+    name = name or next(iter(heads))
+    if name not in heads:
+        raise HeadError(f"model '{bundle.name}' has no head '{name}' "
+                        f"(heads: {', '.join(heads)})")
+    return load_head(bundle.path / heads[name])
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+def cmd_classify(args) -> int:
+    from engine.runtime.recognition import find_images, load_head, topk
+
+    if args.top < 1:
+        raise MageError("-k must be at least 1")
+    files = find_images(args.inputs)
+    if not files:
+        raise MageError("no images found in " + ", ".join(map(str, args.inputs)))
+    head = load_head(args.head) if args.head else None
+    bundle = _load_bundle(args)
+    head = head or bundle_head(bundle)
+    for notice in head.check_bundle(bundle):
+        print(f"notice: {notice}", file=sys.stderr)
+    given = {Path(p) for p in args.inputs if Path(p).is_file()}
+    skipped = []
+
+    def on_bad(path, error):
+        if path in given:  # an image the user named must load
+            raise error
+        skipped.append(path)
+        print(f"\nwarning: skipped {path}: {error}", file=sys.stderr)
+
+    feats, kept = _features_of_files(bundle, files, args.batch_size, "classify", on_bad)
+    if not kept:
+        raise MageError("none of the images could be read")
+    for path, best in zip(kept, topk(head, head.predict_proba(feats), args.top), strict=True):
+        if args.json:
+            print(json.dumps({"image": str(path), "top": [{"class": c, "probability": round(p, 6)}
+                                                          for c, p in best]}))
+        else:
+            print(f"{path}: " + " | ".join(f"{c} {100 * p:.1f}%" for c, p in best))
+    return 0
+
+
+def _labelled_features(bundle, root: Path, batch_size: int, picks=None):
+    """Features of a labelled folder (optionally only the files `picks(names, files)` keeps)."""
+    from engine.runtime.recognition import labelled_folder
+
+    names, per_class = labelled_folder(root)
+    if picks is not None:
+        per_class = picks(names, per_class)
+    label_of = {f: c for c, fs in enumerate(per_class) for f in fs}
+
+    def on_bad(path, error):
+        print(f"\nwarning: skipped {path}: {error}", file=sys.stderr)
+
+    feats, kept = _features_of_files(bundle, list(label_of), batch_size, "features", on_bad)
+    labels = np.array([label_of[f] for f in kept], int)
+    missing = [n for c, n in enumerate(names) if not (labels == c).any()]
+    if missing:
+        raise MageError(f"no readable images for class(es): {', '.join(missing)}")
+    return names, feats, labels
+
+
+def cmd_probe(args) -> int:
+    from engine.runtime.recognition import accuracy, fit_linear_probe, split_indices
+
+    if args.output is None and args.into_bundle is None:
+        raise MageError("say where the head goes: -o HEAD.npz and/or --into-bundle")
+    if not 0 <= args.val < 1:
+        raise MageError("--val must be in [0, 1)")
+    if args.epochs < 1:
+        raise MageError("--epochs must be at least 1")
+    _check_out(args.output, args.overwrite)
+    bundle = _load_bundle(args)
+    names, x, y = _labelled_features(bundle, args.data, args.batch_size)
+    tr, va = split_indices(y, args.val, args.seed)
+    head = fit_linear_probe(x[tr], y[tr], names, epochs=args.epochs, lr=args.lr,
+                            weight_decay=args.weight_decay, seed=args.seed, bundle=bundle)
+    head.info.update({"data": str(args.data), "val_fraction": args.val, "seed": args.seed,
+                      "val_size": int(len(va)), "val_accuracy": accuracy(head, x[va], y[va])})
+    print(f"classes: {len(names)}  train: {len(tr)}  held-out: {len(va)}  "
+          f"chance: {_pct(1 / len(names))}")
+    print(f"train accuracy:    {_pct(head.info['train_accuracy'])}")
+    print(f"held-out accuracy: {_pct(head.info['val_accuracy'])}")
+    _write_head(head, args.output)
+    if args.into_bundle is not None:
+        name = args.into_bundle or args.data.resolve().name
+        print(f"stored in the model: {store_in_bundle(bundle, head, name)}")
+    return 0
+
+
+def _write_head(head, path: Path | None) -> None:
+    if path is not None:
+        head.save(path)
+        print(f"wrote {path}")
+
+
+def cmd_fewshot(args) -> int:
+    from engine.runtime.recognition import accuracy, fit_fewshot, labelled_folder
+
+    if args.shots < 1:
+        raise MageError("-k must be at least 1")
+    if args.temperature <= 0:
+        raise MageError("--temperature must be positive")
+    _check_out(args.output, args.overwrite)
+    names, per_class = labelled_folder(args.data)  # fail fast, before loading the model
+    rng = np.random.default_rng(args.seed)
+    chosen, rest = [], []
+    for name, fs in zip(names, per_class, strict=True):
+        order = rng.permutation(len(fs))
+        chosen.append([fs[i] for i in sorted(order[:args.shots])])
+        rest.append([fs[i] for i in sorted(order[args.shots:])])
+        if len(fs) < args.shots:
+            print(f"notice: class '{name}' has only {len(fs)} images", file=sys.stderr)
+    bundle = _load_bundle(args)
+    _, x, y = _labelled_features(bundle, args.data, args.batch_size, lambda n, f: chosen)
+    head = fit_fewshot(x, y, names, kind=args.kind, temperature=args.temperature,
+                       seed=args.seed, bundle=bundle)
+    head.info.update({"data": str(args.data), "seed": args.seed})
+    print(f"classes: {len(names)}  examples: {len(y)}  kind: {head.kind}  "
+          f"chance: {_pct(1 / len(names))}")
+    if "cv_accuracy" in head.info:
+        cv = head.info["cv_accuracy"]
+        print(f"5-fold accuracy: centroid {_pct(cv['centroid'])}, "
+              f"logistic {_pct(cv['logistic'])}")
+    if args.eval_rest and any(rest):
+        _, xr, yr = _labelled_features(bundle, args.data, args.batch_size, lambda n, f: rest)
+        head.info["rest_accuracy"] = accuracy(head, xr, yr)
+        print(f"accuracy on the other {len(yr)} images: {_pct(head.info['rest_accuracy'])}")
+    _write_head(head, args.output)
+    return 0

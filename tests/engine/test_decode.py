@@ -376,3 +376,28 @@ def test_reroll_then_decode_changes_only_rerolled():
     second = run_to_end(decode(again, fixed_logits(), mask_token_id=MASK, rngs=make_rngs([1])))
     changed = second.tokens != first.tokens
     assert not changed[~(again == MASK)].any()
+
+
+def test_choice_temperature_is_annealed():
+    # The noise scale is tau * (1 - (s+1)/T): tiny in the last steps of a long schedule, so the
+    # result there matches tau = 0 (same rng streams), while at the start it does not.
+    for seed in range(3):
+        late = [
+            collect(
+                all_masked(),
+                fixed_logits(seed=seed),
+                [seed],
+                steps=100,
+                start_step=97,
+                choice_temperature=tau,
+            )[-1].tokens
+            for tau in (0.0, 4.5)
+        ]
+        assert np.array_equal(late[0], late[1])
+        early = [
+            collect(
+                all_masked(), fixed_logits(seed=seed), [seed], steps=12, choice_temperature=tau
+            )[0].tokens
+            for tau in (0.0, 4.5)
+        ]
+        assert not np.array_equal(early[0] == MASK, early[1] == MASK)

@@ -115,7 +115,32 @@ def test_pixel_mask_from_tokens():
     assert wide.shape == (2, 8)
     assert wide[:, :4].all() and not wide[:, 4:].any()
     with pytest.raises(ValueError):
-        pixel_mask_from_tokens(tokens, (250, 256))
+        pixel_mask_from_tokens(tokens, (0, 256))
+
+
+def test_pixel_mask_from_tokens_at_non_multiple_size():
+    tokens = np.array([[True, False, False]])
+    # 10 px over 3 cells: centre c -> floor(c * 3 / 10): pixels 0-2 | 3-6 | 7-9.
+    out = pixel_mask_from_tokens(tokens, (10, 3))
+    assert out.shape == (3, 10)
+    assert out[0].tolist() == [True] * 3 + [False] * 7
+    tokens = block((16, 16), 3, 12, 3, 12)
+    big = pixel_mask_from_tokens(tokens, (1000, 750))
+    # Same box as the 256 px case, scaled: 48/256 and 208/256 of each side (edges +-1 px).
+    ys, xs = np.nonzero(big)
+    assert abs(ys.min() - 48 / 256 * 750) <= 1 and abs(ys.max() + 1 - 208 / 256 * 750) <= 1
+    assert abs(xs.min() - 48 / 256 * 1000) <= 1 and abs(xs.max() + 1 - 208 / 256 * 1000) <= 1
+
+
+@given(st.integers(1, 8), st.integers(1, 8), st.integers(1, 5), st.integers(1, 5))
+def test_pixel_mask_generic_path_matches_blocks_on_multiples(gh, gw, ch, cw):
+    rng = np.random.default_rng(gh * 100 + gw * 10 + ch)
+    tokens = rng.random((gh, gw)) < 0.5
+    blocks = pixel_mask_from_tokens(tokens, (gw * cw, gh * ch))
+    from engine.runtime.masking import _cell_of_pixels
+
+    generic = tokens[_cell_of_pixels(gh * ch, gh)[:, None], _cell_of_pixels(gw * cw, gw)[None]]
+    assert np.array_equal(blocks, generic)
 
 
 def test_mask_bbox():

@@ -23,7 +23,7 @@ SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 def _load(name):
     spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod          # dataclasses look their module up here
+    sys.modules[name] = mod  # dataclasses look their module up here
     spec.loader.exec_module(mod)
     return mod
 
@@ -43,16 +43,23 @@ def _rcc(files: dict[str, bytes]) -> bytes:
         return off
 
     data = b""
-    nodes = [struct.pack(">IHII", 0, 2, 1, 1) + b"\0" * 8,                      # root
-             struct.pack(">IHII", add_name("img"), 2, len(files), 2) + b"\0" * 8]  # img/
+    nodes = [
+        struct.pack(">IHII", 0, 2, 1, 1) + b"\0" * 8,  # root
+        struct.pack(">IHII", add_name("img"), 2, len(files), 2) + b"\0" * 8,
+    ]  # img/
     for fname, content in files.items():
         packed = struct.pack(">I", len(content)) + zlib.compress(content)
         nodes.append(struct.pack(">IHHHI", add_name(fname), 1, 0, 0, len(data)) + b"\0" * 8)
         data += struct.pack(">I", len(packed)) + packed
     tree = b"".join(nodes)
     header = 20
-    return (b"qres" + struct.pack(">IIII", 2, header, header + len(tree),
-                                  header + len(tree) + len(data)) + tree + data + names)
+    return (
+        b"qres"
+        + struct.pack(">IIII", 2, header, header + len(tree), header + len(tree) + len(data))
+        + tree
+        + data
+        + names
+    )
 
 
 def test_rcc_reader_roundtrip():
@@ -74,8 +81,12 @@ def test_dep5_last_matching_stanza_wins_and_matches_webp():
     )
     stanzas = fetch.parse_dep5(text)
     hit = fetch.licence_from_dep5(stanzas, "gcompris/src/activities/erase/resource/fish1.webp")
-    assert hit == {"licence": "CC0-1.0", "from": "debian/copyright per-file",
-                   "author": "Ann", "url": "https://example.org/fish"}
+    assert hit == {
+        "licence": "CC0-1.0",
+        "from": "debian/copyright per-file",
+        "author": "Ann",
+        "url": "https://example.org/fish",
+    }
     other = fetch.licence_from_dep5(stanzas, "gcompris/src/activities/erase/resource/cat.webp")
     assert other["licence"] == "GPL-3+" and "author" not in other
 
@@ -100,7 +111,12 @@ def test_pack_roundtrip(tmp_path):
     assert packer.main([str(tmp_path), "-o", str(out), "--short-side", "64"]) == 0
     samples, names = packer.load_pack(out)
     assert names == ["cats", "dogs"]
-    assert [(c, v) for _, c, v in samples] == [(0, True), (0, False), (0, False),
-                                               (1, True), (1, False)]
+    assert [(c, v) for _, c, v in samples] == [
+        (0, True),
+        (0, False),
+        (0, False),
+        (1, True),
+        (1, False),
+    ]
     assert all(im.mode == "RGB" and min(im.size) == 64 for im, _, _ in samples)
-    assert samples[0][0].size == (85, 64)          # aspect kept
+    assert samples[0][0].size == (85, 64)  # aspect kept

@@ -1,0 +1,67 @@
+"""What the user chose for the next run, as a plain dataclass (saved with the document)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+from engine.runtime.editing import SIDES, Settings, seeds_from
+
+MODES = ("remove", "class", "generate", "extend")
+MODE_TITLES = {"remove": "Remove / fill", "class": "Fill as class",
+               "generate": "Generate new image", "extend": "Extend canvas"}
+
+
+@dataclass(frozen=True)
+class EditOptions:
+    mode: str = "remove"
+    steps: int = 0                  # 0: the model's default
+    temperature: float = -1.0       # < 0: the model's default
+    seed: int = 0
+    fixed_seed: bool = False        # False: new random seeds on every run
+    candidates: int = 1
+    ring: int = 1                   # extra token ring around the painted tokens
+    coverage: float = 0.0
+    feather: float = -1.0           # px at image scale; < 0: the engine's default (3/4 token)
+    class_name: str = ""
+    generate_class: bool = False    # Generate mode: of the chosen class instead of any image
+    extend_side: str = "right"
+    extend_cells: int = 4
+    reroll_count: int = 8
+
+    def uses_class(self) -> bool:
+        return self.mode == "class" or (self.mode == "generate" and self.generate_class)
+
+    def settings(self, seeds: tuple[int, ...]) -> Settings:
+        """The engine's Settings for one run with the given seeds."""
+        return Settings(steps=self.steps or None,
+                        temperature=self.temperature if self.temperature >= 0 else None,
+                        seeds=seeds, ring=self.ring, coverage=self.coverage,
+                        feather=self.feather if self.feather >= 0 else None,
+                        class_name=(self.class_name or None) if self.uses_class() else None)
+
+    def pick_seeds(self) -> tuple[int, ...]:
+        return seeds_from(self.seed if self.fixed_seed else None, max(1, self.candidates))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> EditOptions:
+        """Tolerates missing and unknown keys, so options saved by another version still load."""
+        known = {f.name: f.type for f in fields(cls)}
+        base = cls()
+        values = {}
+        for key, value in data.items():
+            if key in known:
+                default = getattr(base, key)
+                try:
+                    values[key] = type(default)(value) if not isinstance(default, bool) else (
+                        value in (True, 1, "true", "1", "True"))
+                except (TypeError, ValueError):
+                    continue
+        options = replace(base, **values)
+        if options.mode not in MODES:
+            options = replace(options, mode="remove")
+        if options.extend_side not in SIDES:
+            options = replace(options, extend_side="right")
+        return options

@@ -1,0 +1,549 @@
+"""Train our own tokenizer and MAGE transformer; export them as a bundle.
+
+    python main.py train tokenizer --data DIR_OR_PACK --out RUN_DIR [--minutes M | --steps N]
+    python main.py train mage --data DIR_OR_PACK --tokenizer RUN_DIR/tokenizer.pt --out RUN_DIR
+    python main.py train export --tokenizer T.pt --mage M.pt -o BUNDLE_DIR --name NAME
+
+The MAGE recipe is the official pre-training one (../shared/docs/mage-reference.md sections 4.1
+and 9) scaled down. The same command under `torchrun --nproc_per_node N` trains with
+DistributedDataParallel: --batch is the global batch, and every random choice of a step (images,
+crops, flips, mask ratio, masked positions, class dropout) is drawn for the global batch from
+(seed, step) alone, each rank taking its slice, so N processes follow one process's loss curve.
+Only dropout is drawn per rank.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as tdist
+from torch import nn
+
+from engine.modeling import data as data_mod
+from engine.modeling.config import OwnModelConfig, VqganConfig
+from engine.modeling.losses import CodeUsage, psnr, straight_through, tokenize, tokenizer_losses
+from engine.modeling.mage import MAGE
+from engine.modeling.vqgan import VQGAN
+
+log = logging.getLogger("engine.modeling.train")
+
+
+# -- distributed / device -----------------------------------------------------------------------
+
+class Dist:
+    """Rank, world size and device; collectives are no-ops in a single process."""
+
+    def __init__(self, device_arg: str):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        cuda = device_arg == "cuda" or (device_arg == "auto" and torch.cuda.is_available())
+        if device_arg == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda: no CUDA device is available")
+        if cuda:
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            self.device = torch.device("cuda", local)
+        else:
+            self.device = torch.device("cpu")
+        if self.world > 1 and not tdist.is_initialized():
+            tdist.init_process_group("nccl" if cuda else "gloo")
+            if not cuda:  # ranks share the cores; oversubscribed threads crawl
+                torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.world))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def slice(self, batch: int) -> tuple[int, int]:
+        """This rank's rows [lo, hi) of the global batch."""
+        if batch % self.world:
+            raise ValueError(f"--batch {batch} is not divisible by {self.world} processes")
+        per = batch // self.world
+        return self.rank * per, (self.rank + 1) * per
+
+    def mean(self, t: torch.Tensor) -> torch.Tensor:
+        if self.world > 1:
+            tdist.all_reduce(t)
+            t /= self.world
+        return t
+
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        if self.world > 1:
+            tdist.all_reduce(t)
+        return t
+
+    def gather(self, t: torch.Tensor) -> torch.Tensor:
+        """Concatenate every rank's tensor in rank order (= the global batch order)."""
+        if self.world == 1:
+            return t
+        parts = [torch.empty_like(t) for _ in range(self.world)]
+        tdist.all_gather(parts, t.contiguous())
+        return torch.cat(parts)
+
+    def broadcast_int(self, value: int) -> int:
+        if self.world == 1:
+            return value
+        t = torch.tensor([value], device=self.device)
+        tdist.broadcast(t, 0)
+        return int(t.item())
+
+    def amp(self):
+        """bf16 autocast on CUDA (the reference trains with AMP); fp32 on the CPU."""
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+
+# -- checkpoints ----------------------------------------------------------------------------------
+
+def save_atomic(obj: dict, path: Path) -> None:
+    """Write beside the target and rename, so a crash never leaves half a checkpoint."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if kind is not None and ckpt.get("kind") != kind:
+        raise ValueError(f"{path} is a '{ckpt.get('kind')}' checkpoint, expected '{kind}'")
+    return ckpt
+
+
+def build_vqgan(ckpt: dict) -> VQGAN:
+    cfg = dict(ckpt["config"])
+    cfg["ch_mult"] = tuple(cfg["ch_mult"])
+    model = VQGAN(VqganConfig(**cfg))
+    model.load_state_dict(ckpt["model"])
+    return model
+
+
+def build_mage(ckpt: dict) -> MAGE:
+    from engine.modeling.config import MageConfig
+
+    model = MAGE(MageConfig(**ckpt["config"]))
+    model.load_state_dict(ckpt["model"])
+    return model
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """timm's add_weight_decay: no decay on biases, norms, embeddings and position tables."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        skip = p.ndim < 2 or name.endswith("bias") or "embed" in name or "embedding" in name
+        (no_decay if skip else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_at(step: int, base: float, warmup: int, total: int) -> float:
+    """Linear warm-up, then half-cycle cosine to zero (the reference's per-iteration schedule)."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+# -- tasks ----------------------------------------------------------------------------------------
+
+class TokenizerLoss(nn.Module):
+    """The unit DDP wraps: images -> (losses, latents, ids)."""
+
+    def __init__(self, vqgan: VQGAN, beta: float, edge_weight: float, amp):
+        super().__init__()
+        self.vqgan, self.beta, self.edge_weight, self.amp = vqgan, beta, edge_weight, amp
+
+    def forward(self, images: torch.Tensor):
+        recon, e, q, ids = straight_through(self.vqgan, images, self.amp)
+        losses = tokenizer_losses(images, recon, e, q, self.beta, self.edge_weight)
+        return losses, e.detach(), ids
+
+
+class TokenizerTask:
+    kind = "tokenizer"
+    betas = (0.9, 0.99)
+
+    def __init__(self, args, data: data_mod.Dataset, dist: Dist):
+        self.args, self.data, self.dist = args, data, dist
+        cfg = VqganConfig(image_size=args.image_size, ch=args.ch, ch_mult=tuple(args.ch_mult),
+                          num_res_blocks=args.res_blocks, z_channels=args.z_channels,
+                          codebook_size=args.codebook_size, codebook_dim=args.codebook_dim)
+        self.model = VQGAN(cfg).to(dist.device)
+        self.loss = TokenizerLoss(self.model, args.beta, args.edge_weight, dist.amp)
+        self.usage = CodeUsage(cfg.codebook_size, dist.device)
+        self.class_names = data.class_names
+        self.val_images = eval_images(data.val, cfg.image_size, dist.device)
+
+    def config(self) -> dict:
+        return self.model.cfg.to_dict()
+
+    def forward(self, step: int, module: nn.Module) -> tuple[dict, tuple]:
+        images, _ = train_batch(self.data, self.args, step, self.dist, self.model.cfg.image_size)
+        losses, e, ids = module(images)
+        return losses, (e, ids)
+
+    def after_step(self, step: int, optimizer, aux) -> None:
+        e, ids = aux
+        self.usage.counts += self.dist.sum(
+            torch.bincount(ids.flatten(), minlength=len(self.usage.counts)))
+        if step % self.args.restart_every == 0:  # step 0: fill the codebook from the encoder
+            latents = self.dist.gather(e).permute(0, 2, 3, 1).reshape(-1, e.shape[1])
+            g = data_mod.step_generator(self.args.seed, step, stream=3)
+            n = self.usage.restart(self.model.quantize.embedding.weight, latents, g, optimizer)
+            if n and step > 0:
+                log.debug("step %d: restarted %d unused codes", step, n)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        self.model.eval()
+        scores, ids = [], []
+        for chunk in self.val_images.split(64):
+            recon, _, _, i = straight_through(self.model, chunk, self.dist.amp)
+            scores.append(psnr(recon, chunk))
+            ids.append(i.flatten())
+        self.model.train()
+        usage = self.usage.stats()
+        return {"val_psnr": float(torch.cat(scores).mean()), "train_codes_used":
+                usage["codes_used"], "train_perplexity": round(usage["perplexity"], 1),
+                "val_codes_used": int(torch.cat(ids).unique().numel())}
+
+    def better(self, new: dict, best: dict | None) -> bool:
+        return best is None or new["val_psnr"] > best["val_psnr"]
+
+    def state(self) -> dict:
+        return {"usage": self.usage.state_dict()}
+
+    def load_state(self, state: dict) -> None:
+        self.usage.load_state_dict(state["usage"])
+
+    def info(self) -> dict:
+        return {}
+
+
+class MageLoss(nn.Module):
+    def __init__(self, mage: MAGE, label_smoothing: float):
+        super().__init__()
+        self.mage, self.label_smoothing = mage, label_smoothing
+
+    def forward(self, tokens, class_ids, mask_ratio: float, noise):
+        loss = self.mage.forward_train(tokens, class_ids, mask_ratio=mask_ratio,
+                                       label_smoothing=self.label_smoothing, noise=noise)
+        return {"loss": loss}
+
+
+class MageTask:
+    kind = "mage"
+    betas = (0.9, 0.95)
+    EVAL_RATIOS = (0.5, 0.75, 0.9)
+
+    def __init__(self, args, data: data_mod.Dataset, dist: Dist):
+        self.args, self.data, self.dist = args, data, dist
+        self.tok_ckpt = load_checkpoint(args.tokenizer, "tokenizer")
+        self.vqgan = build_vqgan(self.tok_ckpt).to(dist.device).eval().requires_grad_(False)
+        self.class_names = data.class_names
+        own = OwnModelConfig(vqgan=self.vqgan.cfg, num_classes=len(self.class_names))
+        cfg = own.mage(embed_dim=args.dim, depth=args.depth, num_heads=args.heads,
+                       decoder_embed_dim=args.decoder_dim, decoder_depth=args.decoder_depth,
+                       decoder_num_heads=args.decoder_heads, dropout=args.dropout)
+        self.model = MAGE(cfg).to(dist.device)
+        self.loss = MageLoss(self.model, args.label_smoothing)
+        self.val = self._eval_set(data.val)
+        self.train_probe = self._eval_set(data.train, limit=64)
+
+    def _eval_set(self, images: data_mod.ImageSet, limit: int | None = None):
+        n = min(len(images), limit or len(images))
+        sub = data_mod.ImageSet(images.images[:n], images.sizes[:n], images.labels[:n],
+                                images.names[:n])
+        pixels = eval_images(sub, self.vqgan.cfg.image_size, self.dist.device)
+        labels = sub.labels.repeat(len(pixels) // n).to(self.dist.device)
+        return tokenize(self.vqgan, pixels, self.dist.amp), labels
+
+    def config(self) -> dict:
+        return self.model.cfg.to_dict()
+
+    def null_class(self) -> int:
+        return self.model.cfg.num_class_slots - 1
+
+    def forward(self, step: int, module: nn.Module) -> tuple[dict, tuple]:
+        args, dist = self.args, self.dist
+        lo, hi = dist.slice(args.batch)
+        images, labels = train_batch(self.data, args, step, dist, self.vqgan.cfg.image_size)
+        tokens = tokenize(self.vqgan, images, dist.amp)                       # (b,N)
+        g = data_mod.step_generator(args.seed, step, stream=1)
+        ratio = self.model.sample_mask_ratio(g)
+        noise = torch.rand(args.batch, tokens.shape[1], generator=g)[lo:hi]  # global -> slice
+        drop = torch.rand(args.batch, generator=g)[lo:hi] < args.class_dropout
+        if not self.class_names:
+            drop[:] = True  # unconditional: always the null class
+        # the null class at --class-dropout rate trains unconditional generation (and CFG)
+        class_ids = torch.where(drop.to(dist.device), self.null_class(), labels)
+        with dist.amp():
+            losses = module(tokens, class_ids, ratio, noise.to(dist.device))
+        return losses, ()
+
+    def after_step(self, step: int, optimizer, aux) -> None:
+        pass
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        self.model.eval()
+        out = {}
+        for name, (tokens, labels) in (("val", self.val), ("train", self.train_probe)):
+            loss, acc = self._masked_scores(tokens, labels)
+            out[f"{name}_loss"], out[f"{name}_acc"] = round(loss, 4), round(acc, 4)
+        self.model.train()
+        return out
+
+    def _masked_scores(self, tokens, labels) -> tuple[float, float]:
+        """Cross-entropy (no smoothing) and accuracy on masked tokens, inference path (no
+        dropping), averaged over fixed mask ratios and fixed positions."""
+        g = torch.Generator().manual_seed(1234)
+        labels = labels if self.class_names else None
+        losses, accs = [], []
+        for r in self.EVAL_RATIOS:
+            noise = torch.rand(tokens.shape, generator=g).to(tokens.device)
+            masked = noise.argsort(1).argsort(1) < math.ceil(r * tokens.shape[1])
+            inp = torch.where(masked, self.model.cfg.mask_token_id, tokens)
+            with self.dist.amp():
+                logits = self.model(inp, labels).float()
+            losses.append(nn.functional.cross_entropy(logits[masked], tokens[masked]).item())
+            accs.append((logits[masked].argmax(-1) == tokens[masked]).float().mean().item())
+        return sum(losses) / len(losses), sum(accs) / len(accs)
+
+    def better(self, new: dict, best: dict | None) -> bool:
+        return best is None or new["val_loss"] < best["val_loss"]
+
+    def state(self) -> dict:
+        return {}
+
+    def load_state(self, state: dict) -> None:
+        pass
+
+    def info(self) -> dict:
+        return {"tokenizer": {"path": str(self.args.tokenizer), "config": self.tok_ckpt["config"],
+                              "step": self.tok_ckpt.get("step"),
+                              "metrics": self.tok_ckpt.get("metrics", {}),
+                              "train_args": self.tok_ckpt.get("train_args", {})}}
+
+
+def train_batch(data: data_mod.Dataset, args, step: int, dist: Dist, size: int):
+    """This rank's slice of the global batch of `step`: (images (b,3,S,S) in [0,1], labels)."""
+    params = data_mod.random_params(args.seed, step, args.batch, len(data.train))
+    lo, hi = dist.slice(args.batch)
+    mine = params.slice(lo, hi)
+    return data_mod.crops(data.train, mine, size), data.train.labels[mine.index.to(
+        data.train.labels.device)]
+
+
+def eval_images(images: data_mod.ImageSet, size: int, device) -> torch.Tensor:
+    """Fixed held-out views: the centre crop plus 3 seeded random crops of every image."""
+    images = images.to(device)
+    n = len(images)
+    views = [data_mod.crops(images, data_mod.center_params(n), size)]
+    for k in range(3):
+        params = data_mod.random_params(10_000 + k, 0, n, n)
+        params.index = torch.arange(n)  # keep image order so labels line up with views
+        views.append(data_mod.crops(images, params, size))
+    return torch.cat(views)
+
+
+# -- the loop -------------------------------------------------------------------------------------
+
+class Trainer:
+    """Optimiser, schedule, checkpoints, progress, time budget: everything both tasks share."""
+
+    CALIBRATION_STEPS = 20   # timed steps before a --minutes run fixes its step count
+    TIME_RESERVE = 0.06      # of the budget, kept for evaluations and the final checkpoint
+
+    def __init__(self, task, args, dist: Dist):
+        self.task, self.args, self.dist = task, args, dist
+        self.out = Path(args.out)
+        self.ckpt_path = self.out / f"{task.kind}.pt"
+        self.log_path = self.out / f"log_{task.kind}.jsonl"
+        self.module = task.loss
+        if dist.world > 1:
+            ids = [dist.device.index] if dist.device.type == "cuda" else None
+            self.module = nn.parallel.DistributedDataParallel(task.loss, device_ids=ids)
+        self.opt = torch.optim.AdamW(param_groups(task.model, args.wd), lr=args.lr,
+                                     betas=task.betas)
+        self.step, self.total, self.best, self.metrics = 0, args.steps, None, {}
+        self.elapsed_before = 0.0
+        self.pending: list[tuple[int, float, dict]] = []
+
+    # checkpoint ---------------------------------------------------------------------------------
+
+    def payload(self, full: bool) -> dict:
+        ckpt = {"kind": self.task.kind, "config": self.task.config(),
+                "model": {k: v.detach().float().cpu() if v.is_floating_point() else v.cpu()
+                          for k, v in self.task.model.state_dict().items()},
+                "class_names": list(self.task.class_names), "step": self.step,
+                "metrics": dict(self.metrics), "train_args": plain_args(self.args),
+                "data": self.task.data.summary(), "device": device_name(self.dist.device),
+                "world_size": self.dist.world, "elapsed_s": round(self.elapsed(), 1),
+                **self.task.info()}
+        if full:
+            ckpt.update(optimizer=self.opt.state_dict(), total=self.total, best=self.best,
+                        task_state=self.task.state(), rng=torch.get_rng_state())
+        return ckpt
+
+    def save(self) -> None:
+        if self.dist.main:
+            save_atomic(self.payload(full=True), self.ckpt_path)
+        self.last_save = time.monotonic()
+
+    def resume(self) -> None:
+        if not self.ckpt_path.exists():
+            return
+        if not self.args.resume:
+            raise ValueError(f"{self.ckpt_path} exists: pass --resume to continue it, or "
+                             f"choose another --out")
+        ckpt = load_checkpoint(self.ckpt_path, self.task.kind)
+        if ckpt["config"] != self.task.config():
+            raise ValueError(f"{self.ckpt_path}: its model sizes differ from the flags given")
+        self.task.model.load_state_dict(ckpt["model"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.task.load_state(ckpt["task_state"])
+        torch.set_rng_state(ckpt["rng"])
+        self.step, self.best, self.metrics = ckpt["step"], ckpt["best"], ckpt["metrics"]
+        self.total = self.args.steps or ckpt["total"]  # --steps on resume extends the plan
+        self.elapsed_before = ckpt.get("elapsed_s", 0.0)
+        log.info("resumed %s at step %d", self.ckpt_path, self.step)
+
+    # schedule and budget --------------------------------------------------------------------------
+
+    def plan(self, t_first: float) -> None:
+        """--minutes: time CALIBRATION_STEPS steps, then fix the total (rank 0 decides)."""
+        now = time.monotonic()
+        per_step = (now - t_first) / max(1, self.step - self.calib_from)
+        left = self.deadline - now - self.TIME_RESERVE * self.args.minutes * 60
+        total = self.step + max(1, int(left / per_step))
+        self.total = self.dist.broadcast_int(total)
+        log.info("%s: %.3f s/step -> %d steps in %.1f min", self.task.kind, per_step,
+                 self.total, self.args.minutes)
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.t_start
+
+    def train(self) -> dict:
+        args = self.args
+        self.resume()
+        self.t_start = self.last_save = self.last_log = time.monotonic()
+        self.deadline = self.t_start + (args.minutes or 0) * 60
+        self.calib_from, t_first = self.step + 3, None  # the first steps include warm-up work
+        self.task.model.train()
+        while self.total is None or self.step < self.total:
+            if self.total is None and self.step == self.calib_from:
+                t_first = time.monotonic()
+            if self.total is None and self.step == self.calib_from + self.CALIBRATION_STEPS:
+                self.plan(t_first)
+                continue
+            self.one_step()
+            self.after(final=self.step == self.total)
+            if args.stop_after and self.step >= args.stop_after:
+                break
+            if args.minutes and time.monotonic() > self.deadline + 30:
+                log.warning("time budget exceeded: stopping at step %d", self.step)
+                break
+        if self.step not in self.metric_steps:
+            self.after(final=True)
+        return self.metrics
+
+    def one_step(self) -> None:
+        args = self.args
+        total = self.total or 10 ** 9  # during calibration: warm-up only, no decay yet
+        lr = lr_at(self.step, args.lr, args.warmup, total)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        # dropout: a function of (seed, step, rank), so resuming replays it exactly
+        torch.manual_seed((args.seed * 1_000_003 + self.step) * 64 + self.dist.rank)
+        losses, aux = self.task.forward(self.step, self.module)
+        self.opt.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.task.model.parameters(), args.clip)
+        self.opt.step()
+        self.task.after_step(self.step, self.opt, aux)
+        names = sorted(losses)
+        values = torch.stack([losses[k].detach().float() for k in names] + [grad_norm.float()])
+        self.pending.append((self.step, lr, dict(zip(names + ["grad_norm"], values))))
+        self.step += 1
+
+    metric_steps: set = set()
+
+    def after(self, final: bool) -> None:
+        """Logging, evaluation and checkpoints after a step."""
+        args, now = self.args, time.monotonic()
+        eval_every = args.eval_every or max(1, (self.total or 10 ** 9) // 8)
+        do_eval = final or (self.total is not None and self.step % eval_every == 0)
+        if do_eval or now - self.last_log > args.log_seconds:
+            self.flush(now)
+        if do_eval:
+            self.evaluate(final)
+        if final or (args.ckpt_every and self.step % args.ckpt_every == 0) or \
+                now - self.last_save > args.ckpt_minutes * 60:
+            self.save()
+        if args.stop_after and self.step >= args.stop_after:
+            self.save()
+
+    def flush(self, now: float) -> None:
+        """Write the pending per-step losses (one device sync) and print a progress line."""
+        if not self.pending:
+            return
+        rows = []
+        for step, lr, vals in self.pending:
+            names = list(vals)
+            stacked = self.dist.mean(torch.stack([vals[k] for k in names]))
+            rows.append({"step": step, "lr": lr, **{k: round(float(v), 6) for k, v in
+                                                     zip(names, stacked.tolist())}})
+        self.append_log(rows)
+        steps = len(self.pending)
+        rate = steps * self.args.batch / max(1e-6, now - self.last_log)
+        left = (self.total - self.step) * (now - self.last_log) / steps if self.total else 0
+        log.info("%s step %d/%s loss %.4f lr %.2e %.0f img/s ETA %s", self.task.kind,
+                 self.step, self.total or "?", rows[-1]["loss"], rows[-1]["lr"], rate,
+                 format_eta(left))
+        self.pending, self.last_log = [], now
+
+    def evaluate(self, final: bool) -> None:
+        result = self.task.evaluate()
+        self.metrics = {**result, "step": self.step}
+        self.metric_steps = self.metric_steps | {self.step}
+        self.append_log([{"step": self.step, "eval": result}])
+        log.info("%s eval at step %d: %s", self.task.kind, self.step,
+                 ", ".join(f"{k} {v}" for k, v in result.items()))
+        if self.task.better(result, self.best):
+            self.best = {**result, "step": self.step}
+            if self.dist.main:
+                save_atomic(self.payload(full=False), self.out / f"{self.task.kind}_best.pt")
+
+    def append_log(self, rows: list[dict]) -> None:
+        if self.dist.main:
+            with self.log_path.open("a") as f:
+                f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+def format_eta(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def plain_args(args) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+            if isinstance(v, (int, float, str, bool, list, tuple, Path, type(None)))}
