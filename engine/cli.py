@@ -11,34 +11,13 @@ import argparse
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 
+from engine.runtime.console import Progress, open_bundle
 from engine.runtime.errors import MageError, OutputError
 
 EXIT_BAD_INPUT = 2
 log = logging.getLogger("mage")
-
-
-class Progress:
-    """A one-line progress bar on stderr (silent when stderr is not a terminal and quiet)."""
-
-    def __init__(self, label: str, total: int, stream=sys.stderr):
-        self.label, self.total, self.stream = label, max(total, 1), stream
-        self.start = time.monotonic()
-
-    def update(self, done: int, extra: str = "") -> None:
-        frac = min(done / self.total, 1.0)
-        bar = "#" * int(frac * 24)
-        elapsed = time.monotonic() - self.start
-        eta = elapsed / frac - elapsed if frac > 0 else 0.0
-        self.stream.write(f"\r{self.label} [{bar:<24}] {done}/{self.total} "
-                          f"{elapsed:5.1f}s eta {eta:4.1f}s {extra}")
-        self.stream.flush()
-
-    def close(self) -> None:
-        self.stream.write("\n")
-        self.stream.flush()
 
 
 # -- shared options ---------------------------------------------------------------------------
@@ -120,17 +99,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 # -- commands ---------------------------------------------------------------------------------
 
-def _load_bundle(args):
-    from engine.runtime.bundle import Bundle
-    from engine.runtime.models import default_bundle_path
-
-    path = args.model or default_bundle_path()
-    bundle = Bundle(path, device=args.device)
-    for notice in bundle.notices:
-        print(f"notice: {notice}", file=sys.stderr)
-    return bundle
-
-
 def _settings(args, **extra):
     from engine.runtime.editing import Settings, seeds_from
 
@@ -195,7 +163,7 @@ def cmd_edit(args) -> int:
         print(f"notice: {notice}", file=sys.stderr)
     h, w = image.rgb.shape[:2]
     mask = load_mask(args.mask, size=(w, h), scale=args.scale_mask)
-    bundle = _load_bundle(args)
+    bundle = open_bundle(args)
     settings = _settings(args, ring=args.ring, coverage=args.coverage, feather=args.feather)
     if mask.all():
         print("notice: the whole image is masked: this is generation from scratch",
@@ -214,7 +182,7 @@ def cmd_generate(args) -> int:
     from engine.runtime.editing import run_generate
 
     _check_output(args.output, [], args.overwrite)
-    bundle = _load_bundle(args)
+    bundle = open_bundle(args)
     settings = _settings(args)
     if settings.class_name:
         bundle.manifest.class_id(settings.class_name)  # unknown class: clear error, no run
@@ -233,7 +201,7 @@ def cmd_extend(args) -> int:
 
     _check_output(args.output, [args.image], args.overwrite)
     image = load_image(args.image)
-    bundle = _load_bundle(args)
+    bundle = open_bundle(args)
     settings = _settings(args)
     steps = settings.resolved(bundle.manifest).steps
     bar = Progress(f"extend {args.side}", steps)
@@ -255,11 +223,11 @@ def cmd_extend(args) -> int:
 
 
 def _need_torch(command: str) -> None:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
         raise MageError(f"'{command}' needs PyTorch: install the modeling extra "
-                        "(pip install -e '.[modeling]')") from None
+                        "(pip install -e '.[modeling]')")
 
 
 def cmd_import_mage(args) -> int:

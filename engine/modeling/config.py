@@ -35,7 +35,7 @@ class VqganConfig:
 
 @dataclass(frozen=True)
 class MageConfig:
-    grid: int = 16                      # tokens per side; sequence = grid**2 image tokens + 1 class token
+    grid: int = 16                      # tokens per side; sequence = grid**2 + 1 class token
     codebook_size: int = 1024
     num_class_slots: int = 1000         # vocabulary rows between the codebook and the mask token
     embed_dim: int = 768
@@ -47,7 +47,7 @@ class MageConfig:
     mlp_ratio: float = 4.0
     dropout: float = 0.1
     # Official weights feed one fixed "fake class" slot (id 1100 = 1024 + 76) for every image.
-    # None = class-conditional: the class id is an input, slot num_class_slots - 1 is the null class.
+    # None = class-conditional: the class id is an input; slot num_class_slots - 1 = null class.
     fixed_class_slot: int | None = 76
     # Keep the parameters the official checkpoints carry but never use (cls_token, pos_embed,
     # mask_token, decoder_pos_embed, patch_embed, decoder_pred) so they load strictly.

@@ -230,7 +230,8 @@ class MAGE(nn.Module):
         keep = None
         if num_dropped:
             kept = torch.cat([torch.ones_like(dropped[:, :1]), ~dropped], 1)  # class always kept
-            keep = kept.float().argsort(1, descending=True, stable=True)[:, : n + 1 - num_dropped]
+            keep = kept.float().argsort(dim=1, descending=True, stable=True)
+            keep = keep[:, : n + 1 - num_dropped]
             keep = keep.sort(1).values
         logits = self.decode(self.encode(tokens, class_ids, keep), masked, keep)
         logits = logits[:, 1:, : cfg.codebook_size]

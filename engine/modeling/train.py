@@ -14,11 +14,13 @@ Only dropout is drawn per rank.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import logging
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -215,7 +217,7 @@ class TokenizerTask:
             ids.append(i.flatten())
         self.model.train()
         usage = self.usage.stats()
-        return {"val_psnr": float(torch.cat(scores).mean()), "train_codes_used":
+        return {"val_psnr": round(float(torch.cat(scores).mean()), 3), "train_codes_used":
                 usage["codes_used"], "train_perplexity": round(usage["perplexity"], 1),
                 "val_codes_used": int(torch.cat(ids).unique().numel())}
 
@@ -380,7 +382,8 @@ class Trainer:
                                      betas=task.betas)
         self.step, self.total, self.best, self.metrics = 0, args.steps, None, {}
         self.elapsed_before = 0.0
-        self.pending: list[tuple[int, float, dict]] = []
+        self.last_eval_step = -1
+        self.pending: list[tuple] = []  # (step, lr, names, values) not yet logged
 
     # checkpoint ---------------------------------------------------------------------------------
 
@@ -453,10 +456,11 @@ class Trainer:
             self.after(final=self.step == self.total)
             if args.stop_after and self.step >= args.stop_after:
                 break
-            if args.minutes and time.monotonic() > self.deadline + 30:
+            if args.minutes and self.step % 10 == 0 and self.dist.broadcast_int(
+                    int(time.monotonic() > self.deadline + 30)):
                 log.warning("time budget exceeded: stopping at step %d", self.step)
                 break
-        if self.step not in self.metric_steps:
+        if self.last_eval_step != self.step:  # stopped early: still evaluate and save
             self.after(final=True)
         return self.metrics
 
@@ -474,12 +478,11 @@ class Trainer:
         grad_norm = nn.utils.clip_grad_norm_(self.task.model.parameters(), args.clip)
         self.opt.step()
         self.task.after_step(self.step, self.opt, aux)
-        names = sorted(losses)
-        values = torch.stack([losses[k].detach().float() for k in names] + [grad_norm.float()])
-        self.pending.append((self.step, lr, dict(zip(names + ["grad_norm"], values))))
+        names = sorted(losses) + ["grad_norm"]
+        values = torch.stack([losses[k].detach().float() for k in names[:-1]]
+                             + [grad_norm.detach().float()])
+        self.pending.append((self.step, lr, names, self.dist.mean(values)))  # global means
         self.step += 1
-
-    metric_steps: set = set()
 
     def after(self, final: bool) -> None:
         """Logging, evaluation and checkpoints after a step."""
@@ -493,19 +496,14 @@ class Trainer:
         if final or (args.ckpt_every and self.step % args.ckpt_every == 0) or \
                 now - self.last_save > args.ckpt_minutes * 60:
             self.save()
-        if args.stop_after and self.step >= args.stop_after:
-            self.save()
 
     def flush(self, now: float) -> None:
         """Write the pending per-step losses (one device sync) and print a progress line."""
         if not self.pending:
             return
-        rows = []
-        for step, lr, vals in self.pending:
-            names = list(vals)
-            stacked = self.dist.mean(torch.stack([vals[k] for k in names]))
-            rows.append({"step": step, "lr": lr, **{k: round(float(v), 6) for k, v in
-                                                     zip(names, stacked.tolist())}})
+        rows = [{"step": step, "lr": lr, **{k: round(v, 6) for k, v in
+                                             zip(names, values.tolist(), strict=True)}}
+                for step, lr, names, values in self.pending]
         self.append_log(rows)
         steps = len(self.pending)
         rate = steps * self.args.batch / max(1e-6, now - self.last_log)
@@ -518,7 +516,7 @@ class Trainer:
     def evaluate(self, final: bool) -> None:
         result = self.task.evaluate()
         self.metrics = {**result, "step": self.step}
-        self.metric_steps = self.metric_steps | {self.step}
+        self.last_eval_step = self.step
         self.append_log([{"step": self.step, "eval": result}])
         log.info("%s eval at step %d: %s", self.task.kind, self.step,
                  ", ".join(f"{k} {v}" for k, v in result.items()))
@@ -547,3 +545,173 @@ def device_name(device: torch.device) -> str:
 def plain_args(args) -> dict:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
             if isinstance(v, (int, float, str, bool, list, tuple, Path, type(None)))}
+
+
+# -- commands -------------------------------------------------------------------------------------
+
+def run_training(task_cls, args) -> int:
+    if not args.minutes and not args.steps:
+        raise ValueError("give a budget: --minutes M or --steps N")
+    dist = Dist(args.device)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    dataset = data_mod.load_data(args.data, args.image_size)
+    dataset.train = dataset.train.to(dist.device)
+    log.info("data: %d train / %d held-out images, %s", len(dataset.train), len(dataset.val),
+             f"{len(dataset.class_names)} classes" if dataset.class_names else "unconditional")
+    if dist.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    torch.manual_seed(args.seed)  # the initial weights, identical in every process
+    task = task_cls(args, dataset, dist)
+    n_params = sum(p.numel() for p in task.model.parameters())
+    log.info("%s: %.2f M parameters on %s, %d process(es), global batch %d (setup %.1f s)",
+             task.kind, n_params / 1e6, device_name(dist.device), dist.world, args.batch,
+             time.monotonic() - t0)
+    metrics = Trainer(task, args, dist).train()
+    log.info("%s done: %s -> %s", task.kind, metrics, Path(args.out) / f"{task.kind}.pt")
+    if dist.world > 1:
+        tdist.barrier()
+        tdist.destroy_process_group()
+    return 0
+
+
+def run_export(args) -> int:
+    from engine.modeling.export import export_bundle
+
+    tok = load_checkpoint(args.tokenizer, "tokenizer")
+    mage_ckpt = load_checkpoint(args.mage, "mage")
+    vqgan, mage = build_vqgan(tok), build_mage(mage_ckpt)
+    if (vqgan.cfg.grid, vqgan.cfg.codebook_size) != (mage.cfg.grid, mage.cfg.codebook_size):
+        raise ValueError("the tokenizer and the transformer do not belong together "
+                         "(grid or codebook size differ)")
+    extra = {"CREDITS.md": args.credits} if args.credits else None
+    names = mage_ckpt.get("class_names") or None
+    report = export_bundle(
+        vqgan, mage, args.output, name=args.name, overwrite=args.overwrite,
+        source=f"trained with MAGE Studio (engine/modeling/train.py) on "
+               f"{mage_ckpt.get('data', {}).get('source', 'unknown data')}",
+        class_names=names, details=card_details(tok, mage_ckpt, bool(args.credits)),
+        extra_files=extra)
+    for line in report.lines():
+        log.info("parity: %s", line)
+    log.info("bundle written to %s", args.output)
+    return 0
+
+
+def card_details(tok: dict, mage: dict, credits: bool) -> str:
+    """MODEL_CARD.md sections: data and licences, training settings, metrics."""
+    data = mage.get("data", {})
+    lines = ["## Training data", "",
+             f"- source: `{data.get('source')}`; {data.get('train_images')} training images, "
+             f"{data.get('val_images')} held out (never trained on)"]
+    counts = data.get("counts", {})
+    if isinstance(counts.get("train"), dict):
+        lines.append("- classes (train / held out): " + ", ".join(
+            f"{c} {n}/{counts['val'].get(c, 0)}" for c, n in counts["train"].items()))
+    lines.append("- licences: every image's source, author and licence are listed in "
+                 "CREDITS.md (shipped beside this card)" if credits else
+                 "- licences: see the data source's own credits")
+    for title, ckpt in (("Tokenizer", tok), ("Transformer", mage)):
+        a = ckpt.get("train_args", {})
+        keys = ("batch", "lr", "warmup", "wd", "minutes", "steps", "seed", "beta", "edge_weight",
+                "restart_every", "class_dropout", "label_smoothing", "dropout")
+        settings = ", ".join(f"{k} {a[k]}" for k in keys if a.get(k) is not None)
+        lines += ["", f"## {title} training", "",
+                  f"- {ckpt.get('step')} steps in {ckpt.get('elapsed_s')} s on "
+                  f"{ckpt.get('device')} x{ckpt.get('world_size', 1)}",
+                  f"- settings: {settings}",
+                  f"- model config: `{json.dumps(ckpt.get('config'))}`",
+                  f"- held-out metrics at the end: `{json.dumps(ckpt.get('metrics'))}`"]
+    lines += ["", "Metrics: tokenizer PSNR on held-out centre + random crops at the model size; "
+              "transformer cross-entropy and accuracy on masked tokens of held-out images "
+              "(mask ratios 0.5 / 0.75 / 0.9, no dropping), `train_*` on 64 training images."]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="main.py train", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    tok = sub.add_parser("tokenizer", help="train the VQGAN tokenizer")
+    _common(tok, batch=64, lr=8e-4, wd=0.0, warmup=200)
+    tok.add_argument("--ch", type=int, default=64, help="base conv width (multiple of 32)")
+    tok.add_argument("--ch-mult", type=_ints, default=(1, 1, 2, 2),
+                     help="width multipliers per level, comma separated (len-1 halvings)")
+    tok.add_argument("--res-blocks", type=int, default=1, help="ResNet blocks per level")
+    tok.add_argument("--z-channels", type=int, default=128)
+    tok.add_argument("--codebook-size", type=int, default=1024)
+    tok.add_argument("--codebook-dim", type=int, default=16, help="factorised code dimension")
+    tok.add_argument("--beta", type=float, default=0.25, help="commitment loss weight")
+    tok.add_argument("--edge-weight", type=float, default=0.5,
+                     help="weight of the image-gradient L1 (sharpness) loss")
+    tok.add_argument("--restart-every", type=int, default=100,
+                     help="steps between dead-code restarts")
+    tok.set_defaults(func=lambda a: run_training(TokenizerTask, a))
+    mg = sub.add_parser("mage", help="train the MAGE transformer on a trained tokenizer")
+    _common(mg, batch=256, lr=6e-4, wd=0.05, warmup=300)
+    mg.add_argument("--tokenizer", type=Path, required=True, help="tokenizer checkpoint (.pt)")
+    mg.add_argument("--dim", type=int, default=256, help="encoder width")
+    mg.add_argument("--depth", type=int, default=5, help="encoder blocks")
+    mg.add_argument("--heads", type=int, default=8)
+    mg.add_argument("--decoder-dim", type=int, default=256)
+    mg.add_argument("--decoder-depth", type=int, default=2)
+    mg.add_argument("--decoder-heads", type=int, default=8)
+    mg.add_argument("--dropout", type=float, default=0.1)
+    mg.add_argument("--class-dropout", type=float, default=0.1,
+                    help="rate at which the null class replaces the label (unconditional + CFG)")
+    mg.add_argument("--label-smoothing", type=float, default=0.1)
+    mg.set_defaults(func=lambda a: run_training(MageTask, a))
+    ex = sub.add_parser("export", help="write a model bundle from two checkpoints")
+    ex.add_argument("--tokenizer", type=Path, required=True)
+    ex.add_argument("--mage", type=Path, required=True)
+    ex.add_argument("-o", "--output", type=Path, required=True, help="bundle folder")
+    ex.add_argument("--name", required=True)
+    ex.add_argument("--credits", type=Path, help="CREDITS.md to ship in the bundle")
+    ex.add_argument("--overwrite", action="store_true")
+    ex.set_defaults(func=run_export)
+    return parser
+
+
+def _common(p: argparse.ArgumentParser, batch: int, lr: float, wd: float, warmup: int) -> None:
+    p.add_argument("--data", type=Path, required=True, help="image folder or .npz pack")
+    p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, logs)")
+    p.add_argument("--image-size", type=int, default=128)
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, help="train for this long (sets the steps)")
+    budget.add_argument("--steps", type=int, help="train this many steps")
+    p.add_argument("--batch", type=int, default=batch, help="global batch (all processes)")
+    p.add_argument("--lr", type=float, default=lr, help="peak learning rate")
+    p.add_argument("--warmup", type=int, default=warmup, help="linear warm-up steps")
+    p.add_argument("--wd", type=float, default=wd, help="AdamW weight decay")
+    p.add_argument("--clip", type=float, default=3.0, help="gradient-norm clip")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue RUN_DIR's checkpoint")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--eval-every", type=int, default=0, help="steps (0: 8 times per run)")
+    p.add_argument("--ckpt-every", type=int, default=0, help="steps between checkpoints")
+    p.add_argument("--ckpt-minutes", type=float, default=10.0)
+    p.add_argument("--log-seconds", type=float, default=10.0, help="progress line interval")
+    p.add_argument("--stop-after", type=int, default=0,
+                   help="stop (and checkpoint) after this step, keeping the schedule")
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(","))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point (`python main.py train ...` forwards here)."""
+    args = build_parser().parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError) as e:
+        log.error("%s", e)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -294,7 +294,7 @@ def extend_canvas(bundle: Bundle, rgb: np.ndarray, side: str, cells: int,
     if cells < 1:
         raise ValueError("extend by at least one token")
     # rotate so the extension is always on the right, then rotate back
-    turns = {"right": 0, "top": 1, "left": 2, "bottom": 3}[side]
+    turns = {"right": 0, "bottom": 1, "left": 2, "top": 3}[side]  # np.rot90 turns counter-clockwise
     img = np.rot90(rgb, turns).copy()
     m = bundle.manifest
     h, w = img.shape[:2]

@@ -86,7 +86,7 @@ def _add_batch(p) -> None:
 # -- helpers ------------------------------------------------------------------------------------
 
 def _load_bundle(args):
-    from engine.cli import _load_bundle
+    from engine.runtime.console import open_bundle as _load_bundle
 
     bundle = _load_bundle(args)
     if not (bundle.path / "features.onnx").is_file():
@@ -99,7 +99,7 @@ def _features_of_files(bundle, files: list[Path], batch_size: int, label: str,
                        on_bad=None) -> tuple[np.ndarray, list[Path]]:
     """Features of image files with a progress bar; `on_bad(path, error)` skips unreadable
     files (else they raise). Returns (features, files kept)."""
-    from engine.cli import Progress
+    from engine.runtime.console import Progress
     from engine.runtime.imageio import load_image
     from engine.runtime.recognition import image_features
 
@@ -153,10 +153,8 @@ def store_in_bundle(bundle, head, name: str) -> Path:
     """Write `head` as heads/NAME.npz in the bundle folder and list it in the manifest (first
     head = the default of `classify`); the manifest is re-hashed. Returns the file written."""
     from engine.runtime.manifest import read_manifest, write_manifest
-    from engine.runtime.recognition import HEAD_NAME
 
-    if not HEAD_NAME.match(name):
-        raise MageError(f"head name '{name}' may use only letters, digits, '.', '_' and '-'")
+    _check_head_name(name)
     manifest = read_manifest(bundle.path, verify_hashes=True)  # never bless a damaged file
     rel = f"heads/{name}.npz"
     try:
@@ -171,6 +169,13 @@ def store_in_bundle(bundle, head, name: str) -> Path:
     bundle.manifest.heads = manifest.heads
     bundle.manifest.files = manifest.files
     return bundle.path / rel
+
+
+def _check_head_name(name: str) -> None:
+    from engine.runtime.recognition import HEAD_NAME
+
+    if not HEAD_NAME.match(name):
+        raise MageError(f"head name '{name}' may use only letters, digits, '.', '_' and '-'")
 
 
 def bundle_head(bundle, name: str | None = None):
@@ -256,6 +261,10 @@ def cmd_probe(args) -> int:
     if args.epochs < 1:
         raise MageError("--epochs must be at least 1")
     _check_out(args.output, args.overwrite)
+    name = None
+    if args.into_bundle is not None:
+        name = args.into_bundle or args.data.resolve().name
+        _check_head_name(name)
     bundle = _load_bundle(args)
     names, x, y = _labelled_features(bundle, args.data, args.batch_size)
     tr, va = split_indices(y, args.val, args.seed)
@@ -268,8 +277,7 @@ def cmd_probe(args) -> int:
     print(f"train accuracy:    {_pct(head.info['train_accuracy'])}")
     print(f"held-out accuracy: {_pct(head.info['val_accuracy'])}")
     _write_head(head, args.output)
-    if args.into_bundle is not None:
-        name = args.into_bundle or args.data.resolve().name
+    if name is not None:
         print(f"stored in the model: {store_in_bundle(bundle, head, name)}")
     return 0
 

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 import torch
-from conftest import FIXTURES, REPO
 
+from conftest import FIXTURES, REPO
 from engine.modeling.convert import CheckpointError, build_official, read_checkpoint
 
 VITB_KEYS = FIXTURES / "mage_vitb_keys.tsv"

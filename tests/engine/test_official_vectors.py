@@ -15,8 +15,8 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import FIXTURES, REPO
 
+from conftest import FIXTURES, REPO
 from engine.runtime.bundle import Bundle
 
 VECTORS = FIXTURES / "official_vectors"

@@ -1,0 +1,553 @@
+"""Recognition panel: "What is this?" for the current image, and a few-shot classifier builder.
+
+The model only runs on a private one-thread QThreadPool (features of the current image, of
+dropped examples); the GUI thread just applies the small head (a matrix product) and shows the
+top 5. Every job carries a generation number so results for a superseded image, bundle or
+example set are dropped.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import qtawesome as qta
+from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal
+from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFrame,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.runtime.errors import MageError
+from engine.runtime.imageio import load_image
+from engine.runtime.recognition import (
+    Head,
+    find_images,
+    fit_fewshot,
+    image_features,
+    leave_one_out_accuracy,
+    load_head,
+    topk,
+)
+
+TOP = 5
+THUMB = 48
+FEWSHOT = "fewshot"
+_ids = itertools.count(1)
+
+
+class _Signals(QObject):
+    done = Signal(int, object)   # generation, result
+    failed = Signal(int, str)    # generation, one-line message
+
+
+class _Task(QRunnable):
+    def __init__(self, gen: int, fn: Callable[[], object]):
+        super().__init__()
+        self.setAutoDelete(False)  # the panel holds it until its signal arrives
+        self.gen, self.fn, self.signals = gen, fn, _Signals()
+
+    def run(self) -> None:
+        try:
+            result = self.fn()
+        except MageError as e:
+            self.signals.failed.emit(self.gen, str(e))
+        except Exception as e:  # noqa: BLE001 - a worker must report, never die silently
+            self.signals.failed.emit(self.gen, f"Unexpected error: {type(e).__name__}: {e}")
+        else:
+            self.signals.done.emit(self.gen, result)
+
+
+@dataclass
+class Example:
+    id: int
+    source: object  # Path or uint8 [H,W,3]
+    label: str
+
+
+def _thumb(rgb: np.ndarray) -> QIcon:
+    h, w = rgb.shape[:2]
+    step = max(1, max(h, w) // (THUMB * 2))
+    small = np.ascontiguousarray(rgb[::step, ::step])
+    img = QImage(small.data, small.shape[1], small.shape[0], small.strides[0],
+                 QImage.Format.Format_RGB888).copy()
+    return QIcon(QPixmap.fromImage(img).scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
+                                               Qt.TransformationMode.SmoothTransformation))
+
+
+class DropList(QListWidget):
+    """Thumbnails of one class's examples; accepts dropped image files and folders."""
+
+    filesDropped = Signal(list)
+
+    def __init__(self):
+        super().__init__()
+        self.setAcceptDrops(True)
+        self.setViewMode(QListWidget.ViewMode.IconMode)
+        self.setIconSize(QSize(THUMB, THUMB))
+        self.setFixedHeight(THUMB + 28)
+        self.setFlow(QListWidget.Flow.LeftToRight)
+        self.setWrapping(False)
+        self.setToolTip("Drop example images (or folders) of this class here")
+
+    def dragEnterEvent(self, event):
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    dragMoveEvent = dragEnterEvent
+
+    def dropEvent(self, event):
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.filesDropped.emit(paths)
+
+
+class ClassBox(QFrame):
+    """One few-shot class: name field, example thumbnails, add-current and remove buttons."""
+
+    def __init__(self, panel: RecognitionPanel, name: str):
+        super().__init__()
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.examples: list[Example] = []
+        self.name_edit = QLineEdit(name)
+        self.name_edit.setPlaceholderText("class name")
+        self.add_current = QToolButton(icon=qta.icon("fa5s.plus-square"),
+                                       toolTip="Add the current image as an example")
+        self.remove = QToolButton(icon=qta.icon("fa5s.trash-alt"), toolTip="Remove this class")
+        self.list = DropList()
+        top = QHBoxLayout()
+        top.addWidget(self.name_edit, 1)
+        top.addWidget(self.add_current)
+        top.addWidget(self.remove)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addLayout(top)
+        lay.addWidget(self.list)
+        self.list.filesDropped.connect(lambda paths: panel.add_examples(self, paths))
+        self.add_current.clicked.connect(lambda: panel.add_current_image(self))
+        self.remove.clicked.connect(lambda: panel.remove_class(self))
+        self.name_edit.editingFinished.connect(panel._refresh_fewshot)
+
+    @property
+    def name(self) -> str:
+        return self.name_edit.text().strip()
+
+
+class RecognitionPanel(QWidget):
+    """Top-5 classes of the current image, and a few-shot classifier made from examples."""
+
+    predictionsChanged = Signal(list)   # [(class name, probability)], best first
+    fewshotChanged = Signal()           # the few-shot head was rebuilt or cleared
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.bundle = None
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(1)  # one model call at a time
+        self.predictions: list[tuple[str, float]] = []
+        self.fewshot_head: Head | None = None
+        self.fewshot_loo: float | None = None
+        self.classes: list[ClassBox] = []
+        self._rgb: np.ndarray | None = None
+        self._image_features: np.ndarray | None = None
+        self._heads: dict[str, Head] = {}
+        self._features: dict[int, np.ndarray] = {}  # example id -> features
+        self._gen = {"image": 0, "examples": 0, "fit": 0}
+        self._tasks: set[_Task] = set()
+        self._build()
+        self._show_status("Open a model to recognise images.")
+
+    # -- layout --------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        what = QGroupBox("What is this?")
+        self.head_combo = QComboBox(toolTip="Which classifier names the image")
+        self.load_button = QToolButton(icon=qta.icon("fa5s.folder-open"),
+                                       toolTip="Load a classifier head (.npz)")
+        row = QHBoxLayout()
+        row.addWidget(self.head_combo, 1)
+        row.addWidget(self.load_button)
+        self.rows = QGridLayout()
+        self.row_labels, self.row_bars = [], []
+        for i in range(TOP):
+            label, bar = QLabel(), QProgressBar()
+            bar.setRange(0, 1000)
+            bar.setFormat("")
+            bar.setFixedHeight(12)
+            self.rows.addWidget(label, i, 0)
+            self.rows.addWidget(bar, i, 1)
+            self.row_labels.append(label)
+            self.row_bars.append(bar)
+        self.status = QLabel(wordWrap=True)
+        lay = QVBoxLayout(what)
+        lay.addLayout(row)
+        lay.addLayout(self.rows)
+        lay.addWidget(self.status)
+
+        few = QGroupBox("Teach new classes (few-shot)")
+        self.class_layout = QVBoxLayout()
+        self.add_class_button = QPushButton(qta.icon("fa5s.plus"), "Add class")
+        self.save_button = QPushButton(qta.icon("fa5s.save"), "Save…")
+        self.save_button.setEnabled(False)
+        self.fewshot_status = QLabel("Add two or more classes and drop a few example images "
+                                     "of each.", wordWrap=True)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.add_class_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.save_button)
+        lay = QVBoxLayout(few)
+        lay.addLayout(self.class_layout)
+        lay.addLayout(buttons)
+        lay.addWidget(self.fewshot_status)
+
+        outer = QVBoxLayout(self)
+        outer.addWidget(what)
+        outer.addWidget(few)
+        outer.addStretch(1)
+        self.head_combo.currentIndexChanged.connect(lambda _i: self._predict())
+        self.load_button.clicked.connect(self._ask_load_head)
+        self.add_class_button.clicked.connect(lambda: self.add_class())
+        self.save_button.clicked.connect(self._ask_save)
+
+    # -- public API ----------------------------------------------------------------------------
+
+    def set_bundle(self, bundle) -> None:
+        """Use `bundle` (or None): its heads fill the chooser; examples are re-encoded."""
+        self.bundle = bundle
+        self._heads.clear()
+        self._features.clear()
+        self._image_features = None
+        for key in self._gen:
+            self._gen[key] += 1
+        self._fill_heads()
+        self._compute_image_features()
+        self._refresh_fewshot()
+
+    def set_image(self, rgb: np.ndarray | None) -> None:
+        """The image to name (uint8 [H,W,3]) or None."""
+        self._rgb = None if rgb is None else np.ascontiguousarray(rgb[..., :3], np.uint8)
+        self._image_features = None
+        self._gen["image"] += 1
+        self._compute_image_features()
+
+    def add_class(self, name: str = "", paths: list | None = None) -> ClassBox:
+        box = ClassBox(self, name or f"class {len(self.classes) + 1}")
+        self.classes.append(box)
+        self.class_layout.addWidget(box)
+        if paths:
+            self.add_examples(box, paths)
+        else:
+            self._refresh_fewshot()
+        return box
+
+    def remove_class(self, box: ClassBox) -> None:
+        self.classes.remove(box)
+        box.setParent(None)
+        box.deleteLater()
+        self._refresh_fewshot()
+
+    def add_examples(self, box: ClassBox, paths: list) -> None:
+        try:
+            files = find_images(paths)
+        except MageError as e:
+            self.fewshot_status.setText(str(e))
+            return
+        for f in files:
+            self._add_example(box, f, qta.icon("fa5s.image"), f.name)
+        self._refresh_fewshot()
+
+    def add_current_image(self, box: ClassBox) -> None:
+        if self._rgb is None:
+            self.fewshot_status.setText("There is no image open to add.")
+            return
+        self._add_example(box, self._rgb.copy(), _thumb(self._rgb), "current image")
+        self._refresh_fewshot()
+
+    def load_head_file(self, path: str | Path) -> bool:
+        """Add a head file to the chooser and select it; False (status says why) if refused."""
+        try:
+            head = load_head(path)
+            if self.bundle is not None:
+                head.check_bundle(self.bundle)
+        except MageError as e:
+            self._show_status(str(e))
+            return False
+        key = f"file:{path}"
+        self._heads[key] = head
+        self._select(key, f"File: {Path(path).name}")
+        return True
+
+    def save_fewshot(self, path: str | Path) -> None:
+        if self.fewshot_head is None:
+            raise MageError("there is no few-shot classifier yet")
+        self.fewshot_head.save(path)
+
+    def busy(self) -> bool:
+        return self.pool.activeThreadCount() > 0 or bool(self._tasks)
+
+    def wait_idle(self, msecs: int = 30000) -> bool:
+        return self.pool.waitForDone(msecs)
+
+    def current_head(self) -> Head | None:
+        key = self.head_combo.currentData()
+        if key is None:
+            return None
+        if key == FEWSHOT:
+            return self.fewshot_head
+        if key not in self._heads and key.startswith("bundle:"):
+            try:
+                self._heads[key] = self._bundle_head(key.split(":", 1)[1])
+            except MageError as e:
+                self._show_status(str(e))
+                return None
+        return self._heads.get(key)
+
+    # -- heads and predictions -----------------------------------------------------------------
+
+    def _bundle_head(self, name: str) -> Head:
+        head = load_head(self.bundle.path / self.bundle.manifest.heads[name])
+        head.check_bundle(self.bundle)
+        return head
+
+    def _fill_heads(self) -> None:
+        keep = [(self.head_combo.itemText(i), self.head_combo.itemData(i))
+                for i in range(self.head_combo.count())
+                if str(self.head_combo.itemData(i)).startswith("file:")]
+        self.head_combo.blockSignals(True)
+        self.head_combo.clear()
+        if self.bundle is not None:
+            for name in self.bundle.manifest.heads:
+                self.head_combo.addItem(qta.icon("fa5s.cube"), f"Model: {name}", f"bundle:{name}")
+        for text, key in keep:  # file heads stay only if they suit the new model
+            try:
+                head = load_head(key.split(":", 1)[1])
+                if self.bundle is not None:
+                    head.check_bundle(self.bundle)
+            except MageError:
+                continue
+            self._heads[key] = head
+            self.head_combo.addItem(qta.icon("fa5s.file"), text, key)
+        if self.fewshot_head is not None:
+            self.head_combo.addItem(qta.icon("fa5s.shapes"), "Few-shot (below)", FEWSHOT)
+        self.head_combo.blockSignals(False)
+
+    def _select(self, key: str, text: str) -> None:
+        index = self.head_combo.findData(key)
+        if index < 0:
+            icon = qta.icon("fa5s.shapes" if key == FEWSHOT else "fa5s.file")
+            self.head_combo.addItem(icon, text, key)
+            index = self.head_combo.count() - 1
+        if index == self.head_combo.currentIndex():
+            self._predict()
+        self.head_combo.setCurrentIndex(index)
+
+    def _compute_image_features(self) -> None:
+        self._show_predictions([])
+        if self.bundle is None or self._rgb is None:
+            self._predict()
+            return
+        bundle, rgb = self.bundle, self._rgb
+        self._show_status("Looking…")
+        self._start("image", lambda: image_features(bundle, [rgb]), self._on_image_features)
+
+    def _on_image_features(self, features: np.ndarray) -> None:
+        self._image_features = features
+        self._predict()
+
+    def _predict(self) -> None:
+        if self.bundle is None:
+            return self._show_status("Open a model to recognise images.")
+        head = self.current_head()
+        if head is None:
+            if self.head_combo.count() == 0:
+                self._show_status(f"Model '{self.bundle.name}' has no classifier: teach one "
+                                  "below, load a head file, or make one with `python main.py "
+                                  "probe`.")
+            return self._show_predictions([])
+        if self._rgb is None:
+            return self._show_status("Open an image to see what the model thinks it shows.")
+        if self._image_features is None:
+            return  # features are on their way
+        try:
+            best = topk(head, head.predict_proba(self._image_features), TOP)[0]
+        except MageError as e:
+            return self._show_status(str(e))
+        self._show_status("")
+        self._show_predictions(best)
+
+    def _show_predictions(self, best: list[tuple[str, float]]) -> None:
+        self.predictions = list(best)
+        for i in range(TOP):
+            shown = i < len(best)
+            self.row_labels[i].setVisible(shown)
+            self.row_bars[i].setVisible(shown)
+            if shown:
+                name, p = best[i]
+                self.row_labels[i].setText(f"{name}  {100 * p:.1f}%")
+                self.row_bars[i].setValue(round(1000 * p))
+        self.predictionsChanged.emit(self.predictions)
+
+    def _show_status(self, text: str) -> None:
+        self.status.setText(text)
+        self.status.setVisible(bool(text))
+
+    # -- few-shot ------------------------------------------------------------------------------
+
+    def _add_example(self, box: ClassBox, source, icon: QIcon, text: str) -> None:
+        ex = Example(next(_ids), source, text)
+        box.examples.append(ex)
+        item = QListWidgetItem(icon, text)
+        item.setToolTip(str(source) if isinstance(source, Path) else text)
+        box.list.addItem(item)
+
+    def _refresh_fewshot(self) -> None:
+        """Encode examples that lack features, then refit; stale results are ignored."""
+        self._gen["fit"] += 1
+        boxes = [b for b in self.classes if b.examples]
+        if self.bundle is None or len(boxes) < 2:
+            return self._set_fewshot(None, "Add two or more classes and drop a few example "
+                                     "images of each.")
+        names = [b.name for b in boxes]
+        if "" in names or len(set(names)) < len(names):
+            return self._set_fewshot(None, "Give every class its own name.")
+        todo = [ex for b in boxes for ex in b.examples if ex.id not in self._features]
+        if todo:
+            self.fewshot_status.setText(f"Reading {len(todo)} example(s)…")
+            bundle = self.bundle
+            return self._start("examples", lambda: _encode_examples(bundle, todo),
+                               self._on_examples)
+        x = np.stack([self._features[ex.id] for b in boxes for ex in b.examples])
+        y = np.array([c for c, b in enumerate(boxes) for _ in b.examples])
+        bundle = self.bundle
+        self.fewshot_status.setText("Fitting…")
+        self._start("fit", lambda: _fit(bundle, x, y, names), self._on_fit)
+
+    def _on_examples(self, result: tuple[object, dict, dict], latest: bool = True) -> None:
+        bundle, features, bad = result
+        if bundle is not self.bundle:
+            return
+        self._features.update(features)  # kept even from a superseded job
+        if not latest:
+            return
+        for box in self.classes:  # unreadable files leave the list
+            for ex in [e for e in box.examples if e.id in bad]:
+                row = box.examples.index(ex)
+                box.examples.pop(row)
+                box.list.takeItem(row)
+        self._refresh_fewshot()
+        if bad:
+            self.fewshot_status.setText(f"Skipped {len(bad)} unreadable file(s): "
+                                        f"{next(iter(bad.values()))}")
+
+    def _on_fit(self, result: tuple[Head, float | None]) -> None:
+        head, loo = result
+        shots = head.info.get("shots", 1)
+        text = (f"Classifier ready: {len(head.class_names)} classes, "
+                f"{head.info['train_size']} examples ({head.kind}). ")
+        if loo is not None:
+            text += f"Leave-one-out accuracy {100 * loo:.0f}% (chance " \
+                    f"{100 / len(head.class_names):.0f}%)."
+        elif shots < 2:
+            text += "Add 2 or more examples per class to estimate its accuracy."
+        self._set_fewshot(head, text, loo)
+
+    def _set_fewshot(self, head: Head | None, text: str, loo: float | None = None) -> None:
+        had = self.fewshot_head is not None
+        self.fewshot_head, self.fewshot_loo = head, loo
+        self.fewshot_status.setText(text)
+        self.save_button.setEnabled(head is not None)
+        if head is not None:
+            self._select(FEWSHOT, "Few-shot (below)")
+        elif had:
+            index = self.head_combo.findData(FEWSHOT)
+            if index >= 0:
+                self.head_combo.removeItem(index)
+            self._predict()
+        if head is not None or had:
+            self.fewshotChanged.emit()
+
+    # -- jobs and dialogs ----------------------------------------------------------------------
+
+    def _start(self, kind: str, fn: Callable[[], object], on_done: Callable[[object], None]):
+        self._gen[kind] += 1
+        task = _Task(self._gen[kind], fn)
+        self._tasks.add(task)
+
+        def done(gen, result):
+            self._tasks.discard(task)
+            if gen == self._gen[kind]:
+                on_done(result)
+            elif kind == "examples":
+                self._on_examples(result, latest=False)
+
+        def failed(gen, message):
+            self._tasks.discard(task)
+            if gen == self._gen[kind]:
+                (self.fewshot_status.setText if kind != "image" else self._show_status)(message)
+
+        task.signals.done.connect(done, Qt.ConnectionType.QueuedConnection)
+        task.signals.failed.connect(failed, Qt.ConnectionType.QueuedConnection)
+        self.pool.start(task)
+
+    def _ask_load_head(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load classifier head", "",
+                                              "Classifier heads (*.npz)")
+        if path:
+            self.load_head_file(path)
+
+    def _ask_save(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save few-shot classifier", "classifier.npz",
+                                              "Classifier heads (*.npz)")
+        if path:
+            try:
+                self.save_fewshot(path if path.endswith(".npz") else path + ".npz")
+            except MageError as e:
+                self.fewshot_status.setText(str(e))
+
+    def closeEvent(self, event):
+        self.pool.clear()
+        self.pool.waitForDone(10000)
+        super().closeEvent(event)
+
+
+def _encode_examples(bundle, examples: list[Example]) -> tuple[object, dict, dict]:
+    """Worker: (bundle, example id -> features, example id -> why unreadable)."""
+    ok, images, bad = [], [], {}
+    for ex in examples:
+        try:
+            rgb = load_image(ex.source).rgb if isinstance(ex.source, Path) else ex.source
+        except MageError as e:
+            bad[ex.id] = str(e)
+            continue
+        ok.append(ex.id)
+        images.append(rgb)
+    feats = image_features(bundle, images) if images else []
+    return bundle, dict(zip(ok, feats, strict=True)), bad
+
+
+def _fit(bundle, x: np.ndarray, y: np.ndarray, names: list[str]) -> tuple[Head, float | None]:
+    """Worker: the few-shot head and, with 2+ examples in every class, its LOO accuracy."""
+    head = fit_fewshot(x, y, names, bundle=bundle)
+    loo = None
+    if np.bincount(y).min() >= 2:
+        kind = "logistic" if head.kind == "linear" else "centroid"
+        loo = leave_one_out_accuracy(x, y, names, kind, folds=None if kind == "centroid" else 5)
+    return head, loo

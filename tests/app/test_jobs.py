@@ -1,0 +1,101 @@
+"""Jobs as plain generators, against the scripted fake engine and the tiny real bundle."""
+
+import numpy as np
+
+from app.jobs import (
+    StepProgress,
+    edit_job,
+    extend_job,
+    generate_job,
+    history_preview,
+    reroll_job,
+)
+from engine.runtime.editing import Settings, run_to_result
+
+from .fake_engine import FakeBundle
+
+
+def _image_and_mask(h=90, w=120):
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    mask = np.zeros((h, w), bool)
+    mask[30:50, 40:70] = True
+    return rgb, mask
+
+
+def _drain(gen):
+    steps = []
+    while True:
+        try:
+            steps.append(next(gen))
+        except StopIteration as stop:
+            return steps, stop.value
+
+
+def test_edit_job_reports_every_step_and_previews_throttled():
+    bundle = FakeBundle()
+    rgb, mask = _image_and_mask()
+    ticks = iter(range(0, 1000))
+    steps, outcome = _drain(edit_job(bundle, rgb, mask, Settings(seeds=(1, 2)),
+                                     preview_interval=2.5, clock=lambda: next(ticks)))
+    assert [s.step for s in steps] == list(range(1, 7))
+    assert all(isinstance(s, StepProgress) and s.total == 6 for s in steps)
+    previews = [s.preview for s in steps if s.preview is not None]
+    assert 1 <= len(previews) < len(steps)            # throttled, never on the last step
+    assert steps[-1].remaining == 0
+    assert [c.seed for c in outcome.candidates] == [1, 2]
+    patch = outcome.candidates[0].patch
+    sq = outcome.job.square
+    assert (patch.x0, patch.y0) == (max(sq.x0, 0), max(sq.y0, 0))
+    # outside the patch nothing changes; the patch equals the engine's full composite there
+    full = outcome.result.images[0]
+    h, w = patch.rgb.shape[:2]
+    np.testing.assert_array_equal(full[patch.y0:patch.y0 + h, patch.x0:patch.x0 + w], patch.rgb)
+
+
+def test_same_seed_same_result_on_the_real_bundle(tiny_bundle):
+    rgb, mask = _image_and_mask()
+    _, first = _drain(edit_job(tiny_bundle, rgb, mask, Settings(seeds=(5, 6))))
+    _, again = _drain(edit_job(tiny_bundle, rgb, mask, Settings(seeds=(6,))))
+    np.testing.assert_array_equal(first.candidates[1].patch.rgb, again.candidates[0].patch.rgb)
+    assert not np.array_equal(first.candidates[0].patch.rgb, first.candidates[1].patch.rgb)
+    # and the GUI's job gives what the engine's own driver gives
+    from engine.runtime.editing import prepare_edit, run_edit
+    job = prepare_edit(tiny_bundle.manifest, rgb, mask, Settings(seeds=(6,)))
+    direct = run_to_result(run_edit(tiny_bundle, job, Settings(seeds=(6,))))
+    np.testing.assert_array_equal(direct.images[0], again.result.images[0])
+
+
+def test_reroll_changes_only_masked_tokens(tiny_bundle):
+    rgb, mask = _image_and_mask()
+    _, outcome = _drain(edit_job(tiny_bundle, rgb, mask, Settings(seeds=(3,))))
+    _, rerolled = _drain(reroll_job(tiny_bundle, outcome.job, outcome.result, 0, 10,
+                                    Settings(seeds=(9,))))
+    before, after = outcome.result.tokens[0], rerolled.result.tokens[0]
+    changed = before != after
+    assert changed.sum() <= 10
+    assert not changed[~outcome.job.token_mask.reshape(-1)].any()
+
+
+def test_generate_and_history_preview(tiny_bundle):
+    settings = Settings(seeds=(1,), class_name="dog")
+    steps, outcome = _drain(generate_job(tiny_bundle, settings))
+    assert outcome.resizes_canvas and outcome.candidates[0].patch.rgb.shape == (64, 64, 3)
+    assert len(outcome.result.history) == len(steps)
+    first = history_preview(tiny_bundle, None, outcome.result, 0, 0)
+    last = history_preview(tiny_bundle, None, outcome.result, 0, len(steps) - 1)
+    np.testing.assert_array_equal(last.rgb, outcome.candidates[0].patch.rgb)
+    assert first.rgb.shape == last.rgb.shape
+
+
+def test_extend_reports_through_the_callback(tiny_bundle):
+    rgb = np.full((64, 80, 3), 100, np.uint8)
+    alpha = np.full((64, 80), 50, np.uint8)
+    reports = []
+    outcome = extend_job(tiny_bundle, rgb, alpha, "left", 2, Settings(seeds=(4,)),
+                         reports.append)
+    image = outcome.candidates[0].patch.rgb
+    assert image.shape == (64, 88, 3)
+    assert outcome.alpha.shape == (64, 88) and (outcome.alpha[:, :8] == 255).all()
+    assert (outcome.alpha[:, 8:] == 50).all()
+    assert reports and reports[-1].step == len(reports)

@@ -1,0 +1,172 @@
+"""Editing on a tiny real bundle: only the grown mask changes, at any image size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.runtime.editing import (
+    Settings,
+    context_square,
+    edit_image,
+    extend_canvas,
+    prepare_edit,
+    run_edit,
+    run_generate,
+    run_to_result,
+)
+from engine.runtime.errors import MaskError
+
+
+def photo(h, w, seed=0):
+    """A smooth synthetic 'photo' (gradients + a disc), not noise."""
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    rng = np.random.default_rng(seed)
+    img = np.stack([x * 200 + 30, y * 180 + 40, (x + y) * 90 + 20], -1)
+    disc = (x - 0.5) ** 2 + (y - 0.45) ** 2 < 0.02
+    img[disc] = [220, 40, 40]
+    return np.clip(img + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
+
+
+def grown_region(job, shape):
+    """The pixels the edit may change: the token mask mapped back through the square."""
+    m, sq = job.manifest, job.square
+    idx_y = (np.arange(sq.side) * m.image_size // sq.side) // m.downsample
+    region_sq = job.token_mask[idx_y[:, None], idx_y[None, :]]
+    region = np.zeros(shape, bool)
+    ys = np.arange(sq.y0, sq.y0 + sq.side)
+    xs = np.arange(sq.x0, sq.x0 + sq.side)
+    iy = (ys >= 0) & (ys < shape[0])
+    ix = (xs >= 0) & (xs < shape[1])
+    region[np.ix_(ys[iy], xs[ix])] = region_sq[np.ix_(iy, ix)]
+    return region
+
+
+@pytest.mark.parametrize("h, w, box", [
+    (64, 64, (20, 20, 40, 44)),        # model size
+    (300, 451, (120, 200, 160, 260)),  # odd size, crop path
+    (40, 30, (5, 5, 15, 12)),          # smaller than the model: upscaled square, padded
+    (1200, 900, (0, 850, 100, 900)),   # mask at the right border
+])
+def test_only_grown_mask_changes(tiny_bundle, h, w, box):
+    rgb = photo(h, w)
+    mask = np.zeros((h, w), bool)
+    y0, x0, y1, x1 = box
+    mask[y0:y1, x0:x1] = True
+    settings = Settings(seeds=(3,))
+    job = prepare_edit(tiny_bundle.manifest, rgb, mask, settings)
+    result = run_to_result(run_edit(tiny_bundle, job, settings))
+    out = result.images[0]
+    assert out.shape == rgb.shape and out.dtype == np.uint8
+    region = grown_region(job, (h, w))
+    assert region[mask].all()  # the grown area covers every painted pixel
+    assert np.array_equal(out[~region], rgb[~region])  # bit-identical outside
+    assert (out[mask] != rgb[mask]).any(axis=-1).mean() > 0.5  # the painted area was refilled
+
+
+def test_reference_mask_to_tokens(tiny_bundle):
+    """At model resolution, a hole from 1/4 to 3/4 of the side masks tokens 3..12 (ring 1)."""
+    rgb = photo(64, 64)
+    mask = np.zeros((64, 64), bool)
+    mask[16:48, 16:48] = True
+    job = prepare_edit(tiny_bundle.manifest, rgb, mask, Settings(context=1.0))
+    assert job.square.side == 64
+    rows, cols = np.nonzero(job.token_mask)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (3, 12, 3, 12)
+    assert job.masked_count == 100
+
+
+def test_same_seed_same_result_and_batch_independence(tiny_bundle):
+    rgb = photo(64, 64)
+    mask = np.zeros((64, 64), bool)
+    mask[10:30, 30:50] = True
+    a = edit_image(tiny_bundle, rgb, mask, Settings(seeds=(7,)))
+    b = edit_image(tiny_bundle, rgb, mask, Settings(seeds=(5, 7, 9)))
+    c = edit_image(tiny_bundle, rgb, mask, Settings(seeds=(8,)))
+    assert np.array_equal(a.tokens[0], b.tokens[1])
+    assert np.array_equal(a.images[0], b.images[1])
+    assert not np.array_equal(a.tokens[0], c.tokens[0])
+    assert len(b.history) == 8 and b.history[-1].shape == (3, 256)
+
+
+def test_known_tokens_kept_and_history_monotone(tiny_bundle):
+    rgb = photo(64, 64)
+    mask = np.zeros((64, 64), bool)
+    mask[30:40, 5:20] = True
+    job = prepare_edit(tiny_bundle.manifest, rgb, mask, Settings())
+    result = run_to_result(run_edit(tiny_bundle, job, Settings(seeds=(1,))))
+    known = ~job.token_mask.reshape(-1)
+    assert np.array_equal(result.tokens[0][known], job.tokens[known])
+    mask_id = tiny_bundle.manifest.mask_token_id
+    remaining = [int((h[0] == mask_id).sum()) for h in result.history]
+    assert remaining == sorted(remaining, reverse=True) and remaining[-1] == 0
+    assert remaining[0] < job.masked_count
+
+
+def test_class_fill_and_guidance(tiny_bundle):
+    rgb = photo(64, 64)
+    mask = np.zeros((64, 64), bool)
+    mask[20:40, 20:40] = True
+    plain = edit_image(tiny_bundle, rgb, mask, Settings(seeds=(2,)))
+    as_dog = edit_image(tiny_bundle, rgb, mask, Settings(seeds=(2,), class_name="Dog",
+                                                         guidance=2.0))
+    assert not np.array_equal(plain.tokens, as_dog.tokens)
+    with pytest.raises(Exception, match="unknown class 'zebra'"):
+        edit_image(tiny_bundle, rgb, mask, Settings(class_name="zebra"))
+
+
+def test_empty_and_tiny_masks(tiny_bundle):
+    rgb = photo(64, 64)
+    with pytest.raises(MaskError, match="empty"):
+        prepare_edit(tiny_bundle.manifest, rgb, np.zeros((64, 64), bool))
+    one = np.zeros((64, 64), bool)
+    one[0, 0] = True
+    job = prepare_edit(tiny_bundle.manifest, rgb, one, Settings())
+    assert job.masked_count == 4  # the corner cell + its ring, clipped at the border
+    with pytest.raises(MaskError, match="covers no token"):
+        prepare_edit(tiny_bundle.manifest, rgb, one, Settings(coverage=0.5, ring=0))
+    with pytest.raises(MaskError, match="mask is 10x10"):
+        prepare_edit(tiny_bundle.manifest, rgb, np.ones((10, 10), bool))
+
+
+def test_everything_masked_is_generation(tiny_bundle):
+    rgb = photo(64, 64)
+    result = edit_image(tiny_bundle, rgb, np.ones((64, 64), bool), Settings(seeds=(4,)))
+    assert result.token_mask.all()
+    assert (result.images[0] != rgb).any(-1).mean() > 0.9
+
+
+def test_generate_candidates(tiny_bundle):
+    result = run_to_result(run_generate(tiny_bundle, Settings(seeds=(1, 2), class_name="cat")))
+    assert len(result.images) == 2 and result.images[0].shape == (64, 64, 3)
+    assert not np.array_equal(result.images[0], result.images[1])
+    assert (tiny_bundle.manifest.mask_token_id != result.tokens).all()
+
+
+@pytest.mark.parametrize("side", ["left", "right", "top", "bottom"])
+def test_extend_keeps_original_pixels(tiny_bundle, side):
+    rgb = photo(50, 120)
+    result = extend_canvas(tiny_bundle, rgb, side, 2, Settings(seeds=(1,)))
+    out = result.images[0]
+    # 2 tokens at the scale of a 64 px model square spanning the 50 px short side
+    strip = round(2 * 4 * 50 / 64)
+    if side in ("left", "right"):
+        assert out.shape == (50, 120 + strip, 3)
+    else:
+        assert out.shape == (50 + strip, 120, 3)
+    # the original pixels away from the new edge are unchanged
+    margin = 16
+    keep = {"right": (slice(None), slice(0, 120 - margin)),
+            "left": (slice(None), slice(strip + margin, None)),
+            "bottom": (slice(0, 50 - margin), slice(None)),
+            "top": (slice(strip + margin, None), slice(None))}[side]
+    orig = {"right": rgb[:, :120 - margin], "left": rgb[:, margin:],
+            "bottom": rgb[:50 - margin], "top": rgb[margin:]}[side]
+    assert np.array_equal(out[keep], orig)
+
+
+def test_context_square_stays_inside_large_images():
+    sq = context_square((900, 10, 1000, 60), 1000, 800, min_side=256)
+    assert sq.side == 256 and sq.x0 + sq.side <= 1000 and sq.y0 == 0
+    sq = context_square((0, 0, 30, 20), 40, 30, min_side=256)
+    assert sq.side == 60 or sq.side >= 40  # larger than the image: padded, centred

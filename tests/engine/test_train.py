@@ -1,0 +1,173 @@
+"""Training: losses fall, resume is exact, torchrun (gloo, 2 CPU processes) follows one process,
+and trained checkpoints export to a bundle that onnxruntime loads.
+
+Everything runs on tiny models (32 px images, 4x4 or 8x8 tokens) over synthetic pictures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from engine.modeling import data as data_mod
+from engine.modeling import train
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY_TOKENIZER = ["--image-size", "32", "--ch", "32", "--ch-mult", "1,1,2", "--z-channels", "32",
+                  "--codebook-size", "64", "--codebook-dim", "8", "--batch", "8", "--warmup", "2",
+                  "--restart-every", "3", "--log-seconds", "0"]
+TINY_MAGE = ["--image-size", "32", "--dim", "32", "--depth", "2", "--heads", "2",
+             "--decoder-dim", "32", "--decoder-depth", "1", "--decoder-heads", "2",
+             "--batch", "8", "--warmup", "3", "--lr", "2e-3", "--log-seconds", "0"]
+
+
+def _picture(rng: np.random.Generator, tint: int) -> Image.Image:
+    h, w = (int(v) for v in rng.integers(40, 72, 2))
+    y, x = np.mgrid[0:h, 0:w]
+    rgb = np.stack([x / w * 255, y / h * 255, np.full((h, w), tint)], -1).astype(np.uint8)
+    im = Image.fromarray(rgb)
+    draw = ImageDraw.Draw(im)
+    for _ in range(3):
+        x0, y0 = int(rng.integers(0, w - 12)), int(rng.integers(0, h - 12))
+        draw.ellipse([x0, y0, x0 + 10, y0 + 10], fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
+    return im
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """Two classes of 10 synthetic pictures; split.json holds out two of them."""
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    split = {}
+    for cls, tint in (("sky", 200), ("sea", 40)):
+        (root / cls).mkdir()
+        for i in range(10):
+            _picture(rng, tint).save(root / cls / f"{i}.png")
+            split[f"{cls}/{i}.png"] = "val" if i == 0 else "train"
+    (root / "split.json").write_text(json.dumps(split))
+    return root
+
+
+@pytest.fixture(scope="module")
+def tokenizer_run(photos, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tok")
+    assert train.main(["tokenizer", "--data", str(photos), "--out", str(out), "--steps", "30",
+                       *TINY_TOKENIZER]) == 0
+    return out
+
+
+def _losses(run: Path, kind: str) -> list[float]:
+    rows = [json.loads(line) for line in (run / f"log_{kind}.jsonl").read_text().splitlines()]
+    by_step = {r["step"]: r["loss"] for r in rows if "loss" in r}  # a resume rewrites a step
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def test_split_and_batches_depend_only_on_seed_and_step(photos):
+    ds = data_mod.load_data(photos, 32)
+    assert ds.class_names == ["sea", "sky"]
+    assert sorted(ds.val.names) == ["sea/0.png", "sky/0.png"]
+    a = data_mod.random_params(3, 17, 8, len(ds.train))
+    b = data_mod.random_params(3, 17, 8, len(ds.train))
+    x = data_mod.crops(ds.train, a, 32)
+    assert x.shape == (8, 3, 32, 32) and 0 <= x.min() and x.max() <= 1
+    assert torch.equal(x, data_mod.crops(ds.train, b, 32))
+    # one epoch of steps visits every training image exactly once
+    seen = torch.cat([data_mod.batch_indices(0, s, 6, 18) for s in range(3)])
+    assert sorted(seen.tolist()) == list(range(18))
+
+
+def test_tokenizer_and_mage_losses_fall(tokenizer_run, photos, tmp_path):
+    tok = _losses(tokenizer_run, "tokenizer")
+    assert np.mean(tok[-5:]) < 0.7 * np.mean(tok[:3])
+    ckpt = torch.load(tokenizer_run / "tokenizer.pt", weights_only=True)
+    assert ckpt["kind"] == "tokenizer" and ckpt["step"] == 30
+    assert ckpt["metrics"]["val_psnr"] > 10 and ckpt["metrics"]["train_codes_used"] > 8
+    assert train.main(["mage", "--data", str(photos), "--out", str(tmp_path), "--tokenizer",
+                       str(tokenizer_run / "tokenizer.pt"), "--steps", "40", *TINY_MAGE]) == 0
+    mage = _losses(tmp_path, "mage")
+    assert np.mean(mage[-5:]) < np.mean(mage[:5]) - 0.1
+    ckpt = torch.load(tmp_path / "mage.pt", weights_only=True)
+    assert ckpt["class_names"] == ["sea", "sky"] and ckpt["config"]["num_class_slots"] == 3
+
+
+@pytest.mark.parametrize("kind", ["tokenizer", "mage"])
+def test_resume_continues_exactly(kind, tokenizer_run, photos, tmp_path):
+    if kind == "tokenizer":
+        flags = ["tokenizer", "--data", str(photos), *TINY_TOKENIZER]
+    else:
+        flags = ["mage", "--data", str(photos), "--tokenizer",
+                 str(tokenizer_run / "tokenizer.pt"), *TINY_MAGE]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert train.main([*flags, "--out", str(whole), "--steps", "8"]) == 0
+    assert train.main([*flags, "--out", str(parts), "--steps", "8", "--stop-after", "4"]) == 0
+    assert torch.load(parts / f"{kind}.pt", weights_only=True)["step"] == 4
+    assert train.main([*flags, "--out", str(parts), "--steps", "8"]) == 2  # refuses to clobber
+    assert train.main([*flags, "--out", str(parts), "--steps", "8", "--resume"]) == 0
+    np.testing.assert_allclose(_losses(parts, kind), _losses(whole, kind), atol=1e-6)
+    a = torch.load(whole / f"{kind}.pt", weights_only=True)
+    b = torch.load(parts / f"{kind}.pt", weights_only=True)
+    assert b["step"] == 8
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, atol=1e-6, rtol=0)
+
+
+def _torchrun(args: list[str], nproc: int) -> None:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={nproc}", "-m", "engine.modeling.train", *args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.parametrize("kind", ["tokenizer", "mage"])
+def test_torchrun_two_processes_match_one(kind, tokenizer_run, photos, tmp_path):
+    """Same global batch: same per-step losses (dropout off: it is the one per-rank draw)."""
+    if kind == "tokenizer":
+        flags = ["tokenizer", "--data", str(photos), "--steps", "6", *TINY_TOKENIZER]
+    else:
+        flags = ["mage", "--data", str(photos), "--tokenizer", str(tokenizer_run / "tokenizer.pt"),
+                 "--steps", "6", "--dropout", "0", *TINY_MAGE]
+    assert train.main([*flags, "--out", str(tmp_path / "one")]) == 0
+    _torchrun([*flags, "--out", str(tmp_path / "two")], nproc=2)
+    one, two = _losses(tmp_path / "one", kind), _losses(tmp_path / "two", kind)
+    assert len(one) == len(two) == 6
+    np.testing.assert_allclose(two, one, atol=1e-4)
+
+
+def test_export_trained_checkpoints_loads_in_onnxruntime(tokenizer_run, photos, tmp_path):
+    from engine.runtime.bundle import Bundle
+
+    assert train.main(["mage", "--data", str(photos), "--out", str(tmp_path / "run"),
+                       "--tokenizer", str(tokenizer_run / "tokenizer.pt"), "--steps", "4",
+                       *TINY_MAGE]) == 0
+    credits = tmp_path / "CREDITS.md"
+    credits.write_text("# Credits\nsynthetic pictures\n")
+    bundle_dir = tmp_path / "bundle"
+    assert train.main(["export", "--tokenizer", str(tokenizer_run / "tokenizer_best.pt"),
+                       "--mage", str(tmp_path / "run" / "mage.pt"), "-o", str(bundle_dir),
+                       "--name", "tiny-test", "--credits", str(credits)]) == 0
+    bundle = Bundle(bundle_dir, device="cpu")
+    m = bundle.manifest
+    assert m.class_names == ["sea", "sky"] and m.null_class_id == 2 and m.grid == [8, 8]
+    tokens = bundle.encode(np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32))
+    assert tokens.shape == (1, 8, 8)
+    image = bundle.decode(tokens)
+    assert image.shape == (1, 3, 32, 32) and 0 <= image.min() and image.max() <= 1
+    seq = tokens.reshape(1, -1).copy()
+    seq[:, :32] = m.mask_token_id
+    logits = bundle.logits(seq, np.array([1]))
+    assert logits.shape == (1, 64, 64) and np.isfinite(logits).all()
+    card = (bundle_dir / "MODEL_CARD.md").read_text()
+    assert "Training data" in card and "val_psnr" in card and "CREDITS.md" in card
+    assert (bundle_dir / "CREDITS.md").read_text() == credits.read_text()
+    assert train.main(["export", "--tokenizer", str(tmp_path / "run" / "mage.pt"), "--mage",
+                       str(tmp_path / "run" / "mage.pt"), "-o", str(tmp_path / "x"),
+                       "--name", "bad"]) == 2  # a mage checkpoint is not a tokenizer

@@ -1,0 +1,35 @@
+"""The dependency rule: the shipped app and runtime never need torch/onnx; engine never Qt."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def test_import_linter_contracts():
+    lint = shutil.which("lint-imports", path=str(REPO / ".venv" / "bin")) or shutil.which(
+        "lint-imports")
+    assert lint, "import-linter is a dev dependency"
+    proc = subprocess.run([lint], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Contracts: 3 kept, 0 broken" in proc.stdout
+
+
+def test_runtime_and_app_import_without_torch():
+    """Block torch and onnx entirely, then import everything the installed GUI uses."""
+    code = (
+        "import sys, importlib, pkgutil\n"
+        "for name in ('torch', 'onnx'): sys.modules[name] = None\n"
+        "import engine.runtime, app, engine.cli\n"
+        "for pkg in (engine.runtime, app):\n"
+        "    for mod in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
+        "        importlib.import_module(mod.name)\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=120,
+                          env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

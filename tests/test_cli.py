@@ -1,0 +1,202 @@
+"""The command line contract: outputs, settings text chunks, exit code 2 with one line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO
+from engine.cli import main
+from engine.runtime.imageio import file_digest, read_png_text
+from engine.runtime.manifest import sha256_file
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def last_line(err: str) -> str:
+    lines = [ln for ln in err.replace("\r", "\n").splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+@pytest.fixture
+def photo_files(tmp_path):
+    rng = np.random.default_rng(1)
+    y, x = np.mgrid[0:200, 0:300]
+    rgb = np.stack([x % 256, y, (x + y) % 256], -1).astype(np.uint8)
+    rgb = np.clip(rgb + rng.integers(0, 8, rgb.shape), 0, 255).astype(np.uint8)
+    image = tmp_path / "photo.png"
+    Image.fromarray(rgb).save(image)
+    mask = np.zeros((200, 300), np.uint8)
+    mask[80:120, 130:170] = 255
+    mask_path = tmp_path / "mask.png"
+    Image.fromarray(mask).save(mask_path)
+    return image, mask_path, rgb, mask > 0
+
+
+def test_edit_writes_png_with_settings(tiny_bundle_path, photo_files, tmp_path, capsys):
+    image, mask, rgb, painted = photo_files
+    before = file_digest(image), file_digest(mask)
+    out = tmp_path / "out.png"
+    code, stdout, _ = run(["edit", image, "--mask", mask, "-o", out, "--model", tiny_bundle_path,
+                           "--seed", 11, "--steps", 6, "--temperature", 3.0], capsys)
+    assert code == 0 and str(out) in stdout
+    assert (file_digest(image), file_digest(mask)) == before  # inputs untouched
+    result = np.asarray(Image.open(out).convert("RGB"))
+    assert result.shape == rgb.shape
+    changed = (result != rgb).any(-1)
+    assert changed[painted].mean() > 0.5
+    assert not changed[:40].any() and not changed[:, :60].any()  # far from the mask: identical
+    text = read_png_text(out)
+    assert text["mage:model"] == "tiny" and text["mage:seed"] == "11"
+    assert text["mage:steps"] == "6" and text["mage:temperature"] == "3"
+    again = tmp_path / "again.png"
+    run(["edit", image, "--mask", mask, "-o", again, "--model", tiny_bundle_path, "--seed", 11,
+         "--steps", 6, "--temperature", 3.0], capsys)
+    assert np.array_equal(np.asarray(Image.open(again)), np.asarray(Image.open(out)))
+
+
+def test_edit_keeps_alpha(tiny_bundle_path, photo_files, tmp_path, capsys):
+    image, mask, rgb, _ = photo_files
+    alpha = np.full(rgb.shape[:2], 255, np.uint8)
+    alpha[:, :50] = 40
+    rgba = tmp_path / "rgba.png"
+    Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(rgba)
+    out = tmp_path / "out.png"
+    code, _, _ = run(["edit", rgba, "--mask", mask, "-o", out, "--model", tiny_bundle_path],
+                     capsys)
+    assert code == 0
+    result = np.asarray(Image.open(out))
+    assert result.shape == (200, 300, 4) and np.array_equal(result[..., 3], alpha)
+
+
+def test_generate_candidates_and_classes(tiny_bundle_path, tmp_path, capsys):
+    out = tmp_path / "gen.png"
+    code, stdout, _ = run(["generate", "-o", out, "-n", 2, "--seed", 5, "--class", "dog",
+                           "--model", tiny_bundle_path], capsys)
+    assert code == 0
+    files = [tmp_path / "gen-5.png", tmp_path / "gen-6.png"]
+    assert all(f.exists() for f in files)
+    assert read_png_text(files[1])["mage:class"] == "dog"
+    assert read_png_text(files[1])["mage:seed"] == "6"
+    code, _, err = run(["generate", "-o", tmp_path / "x.png", "--class", "zebra",
+                        "--model", tiny_bundle_path], capsys)
+    assert code == 2 and "unknown class 'zebra'" in last_line(err)
+
+
+def test_extend(tiny_bundle_path, photo_files, tmp_path, capsys):
+    image, _, rgb, _ = photo_files
+    out = tmp_path / "wide.png"
+    code, _, _ = run(["extend", image, "--side", "right", "--tokens", 2, "-o", out,
+                      "--model", tiny_bundle_path, "--seed", 1], capsys)
+    assert code == 0
+    wide = np.asarray(Image.open(out).convert("RGB"))
+    assert wide.shape[0] == 200 and wide.shape[1] > 300
+    assert np.array_equal(wide[:, :250], rgb[:, :250])
+
+
+@pytest.mark.parametrize("case", ["same-as-input", "exists", "missing-folder", "not-png",
+                                  "empty-mask", "mask-size", "bad-image", "missing-image"])
+def test_bad_input_exit_2_one_line(case, tiny_bundle_path, photo_files, tmp_path, capsys):
+    image, mask, _, _ = photo_files
+    out = tmp_path / "out.png"
+    expect = {"same-as-input": "is the input file", "exists": "exists (use --overwrite",
+              "missing-folder": "output folder does not exist", "not-png": "must be a .png",
+              "empty-mask": "mask is empty", "mask-size": "is 10x10 but the image is 300x200",
+              "bad-image": "not an image", "missing-image": "not found"}[case]
+    if case == "same-as-input":
+        out = image
+    elif case == "exists":
+        out.write_bytes(b"keep me")
+    elif case == "missing-folder":
+        out = tmp_path / "nope" / "out.png"
+    elif case == "not-png":
+        out = tmp_path / "out.jpg"
+    elif case == "empty-mask":
+        Image.fromarray(np.zeros((200, 300), np.uint8)).save(mask)
+    elif case == "mask-size":
+        Image.fromarray(np.full((10, 10), 255, np.uint8)).save(mask)
+    elif case == "bad-image":
+        image = tmp_path / "fake.png"
+        image.write_text("this is not a picture")
+    elif case == "missing-image":
+        image = tmp_path / "ghost.png"
+    digest = file_digest(out) if out.exists() else None
+    code, _, err = run(["edit", image, "--mask", mask, "-o", out, "--model", tiny_bundle_path],
+                       capsys)
+    assert code == 2
+    line = last_line(err)
+    assert line.startswith("error: ") and expect in line.lower(), err
+    if digest:
+        assert file_digest(out) == digest  # never overwritten
+
+
+def test_scale_mask_on_request(tiny_bundle_path, photo_files, tmp_path, capsys):
+    image, mask, _, _ = photo_files
+    small = tmp_path / "small.png"
+    m = np.zeros((20, 30), np.uint8)
+    m[8:12, 13:17] = 255
+    Image.fromarray(m).save(small)
+    code, _, _ = run(["edit", image, "--mask", small, "--scale-mask", "-o", tmp_path / "o.png",
+                      "--model", tiny_bundle_path], capsys)
+    assert code == 0
+
+
+def damage(bundle, how, tmp_path):
+    broken = tmp_path / f"broken-{how}"
+    shutil.copytree(bundle, broken)
+    manifest = json.loads((broken / "manifest.json").read_text())
+    if how == "missing-file":
+        (broken / "transformer.onnx").unlink()
+    elif how == "hash":
+        with open(broken / "tokenizer_decoder.onnx", "ab") as f:
+            f.write(b"\0")
+    elif how == "truncated":
+        data = (broken / "transformer.onnx").read_bytes()
+        (broken / "transformer.onnx").write_bytes(data[: len(data) // 3])
+        manifest["files"]["transformer.onnx"] = sha256_file(broken / "transformer.onnx")
+    elif how == "newer":
+        manifest["format_version"] = 99
+    elif how == "shape":
+        manifest["codebook_size"] = 4096
+    elif how == "no-manifest":
+        (broken / "manifest.json").unlink()
+        return broken
+    elif how == "bad-json":
+        (broken / "manifest.json").write_text("{ not json")
+        return broken
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    return broken
+
+
+@pytest.mark.parametrize("how, expect", [
+    ("missing-file", "model file missing"), ("hash", "sha256 does not match"),
+    ("truncated", "cannot be loaded"), ("newer", "newer than this app"),
+    ("shape", "predicts 64 codes but the manifest says codebook_size 4096"),
+    ("no-manifest", "manifest.json is missing"), ("bad-json", "is damaged"),
+])
+def test_damaged_models(how, expect, tiny_bundle_path, tmp_path):
+    broken = damage(tiny_bundle_path, how, tmp_path)
+    proc = subprocess.run([sys.executable, str(REPO / "main.py"), "generate", "-o",
+                           str(tmp_path / "g.png"), "--model", str(broken)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: "), proc.stderr
+    assert expect in proc.stderr
+    assert not (tmp_path / "g.png").exists()
+
+
+@pytest.mark.parametrize("command", ["edit", "generate", "extend", "import-mage", "classify"])
+def test_help(command):
+    proc = subprocess.run([sys.executable, str(REPO / "main.py"), command, "--help"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "usage:" in proc.stdout
