@@ -9,7 +9,7 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image, features
+from PIL import Image
 
 from engine.runtime import imageio
 from engine.runtime.errors import ImageError, MaskError, OutputError
@@ -246,7 +246,6 @@ def test_animated_gif_first_frame(tmp_path):
     assert loaded.notices == ["animated GIF: using the first of 3 frames"]
 
 
-@pytest.mark.skipif(not features.check("webp"), reason="Pillow built without WebP")
 def test_animated_webp_first_frame(tmp_path):
     frames = [Image.new("RGB", (8, 8), color) for color in [(250, 0, 0), (0, 250, 0)]]
     path = tmp_path / "anim.webp"
@@ -509,21 +508,6 @@ def test_save_read_only_folder_via_monkeypatch(tmp_path, monkeypatch):
         save_png(tmp_path / "out.png", gradient())
     assert "read-only" in one_line(error)
     assert list(tmp_path.iterdir()) == []
-
-
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores chmod")
-def test_save_read_only_folder_via_chmod(tmp_path):
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    (folder / "out.png").write_bytes(b"old")
-    folder.chmod(0o555)
-    try:
-        with pytest.raises(OutputError) as error:
-            save_png(folder / "out.png", gradient())
-        assert "read-only" in one_line(error)
-        assert (folder / "out.png").read_bytes() == b"old"
-    finally:
-        folder.chmod(0o755)
 
 
 def test_save_interrupted_removes_temp(tmp_path, monkeypatch):
