@@ -172,6 +172,7 @@ class RecognitionPanel(QWidget):
         self._features: dict[int, np.ndarray] = {}  # example id -> features
         self._gen = {"image": 0, "examples": 0, "fit": 0}
         self._tasks: set[_Task] = set()
+        self._note = ""  # appended to the next few-shot status (skipped files)
         self._build()
         self._show_status("Open a model to recognise images.")
 
@@ -452,10 +453,9 @@ class RecognitionPanel(QWidget):
                 row = box.examples.index(ex)
                 box.examples.pop(row)
                 box.list.takeItem(row)
-        self._refresh_fewshot()
         if bad:
-            self.fewshot_status.setText(f"Skipped {len(bad)} unreadable file(s): "
-                                        f"{next(iter(bad.values()))}")
+            self._note = f" Skipped {len(bad)} unreadable file(s): {next(iter(bad.values()))}"
+        self._refresh_fewshot()
 
     def _on_fit(self, result: tuple[Head, float | None]) -> None:
         head, loo = result
@@ -467,7 +467,8 @@ class RecognitionPanel(QWidget):
                     f"{100 / len(head.class_names):.0f}%)."
         elif shots < 2:
             text += "Add 2 or more examples per class to estimate its accuracy."
-        self._set_fewshot(head, text, loo)
+        self._set_fewshot(head, text + self._note, loo)
+        self._note = ""
 
     def _set_fewshot(self, head: Head | None, text: str, loo: float | None = None) -> None:
         had = self.fewshot_head is not None

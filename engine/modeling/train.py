@@ -382,7 +382,7 @@ class Trainer:
                                      betas=task.betas)
         self.step, self.total, self.best, self.metrics = 0, args.steps, None, {}
         self.elapsed_before = 0.0
-        self.last_eval_step = -1
+        self.last_eval_step = self.saved_step = -1
         self.pending: list[tuple] = []  # (step, lr, names, values) not yet logged
 
     # checkpoint ---------------------------------------------------------------------------------
@@ -404,7 +404,7 @@ class Trainer:
     def save(self) -> None:
         if self.dist.main:
             save_atomic(self.payload(full=True), self.ckpt_path)
-        self.last_save = time.monotonic()
+        self.last_save, self.saved_step = time.monotonic(), self.step
 
     def resume(self) -> None:
         if not self.ckpt_path.exists():
@@ -460,8 +460,11 @@ class Trainer:
                     int(time.monotonic() > self.deadline + 30)):
                 log.warning("time budget exceeded: stopping at step %d", self.step)
                 break
-        if self.last_eval_step != self.step:  # stopped early: still evaluate and save
-            self.after(final=True)
+        self.flush(time.monotonic())  # stopped early: still evaluate and save
+        if self.last_eval_step != self.step:
+            self.evaluate()
+        if self.saved_step != self.step:
+            self.save()
         return self.metrics
 
     def one_step(self) -> None:
@@ -492,7 +495,7 @@ class Trainer:
         if do_eval or now - self.last_log > args.log_seconds:
             self.flush(now)
         if do_eval:
-            self.evaluate(final)
+            self.evaluate()
         if final or (args.ckpt_every and self.step % args.ckpt_every == 0) or \
                 now - self.last_save > args.ckpt_minutes * 60:
             self.save()
@@ -513,7 +516,7 @@ class Trainer:
                  format_eta(left))
         self.pending, self.last_log = [], now
 
-    def evaluate(self, final: bool) -> None:
+    def evaluate(self) -> None:
         result = self.task.evaluate()
         self.metrics = {**result, "step": self.step}
         self.last_eval_step = self.step

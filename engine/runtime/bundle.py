@@ -30,6 +30,8 @@ class Bundle:
         self.requested_device = device
         self.notices: list[str] = []
         self._sessions: dict[str, object] = {}
+        # Extra ONNX files by session name (e.g. the int8 transformer, see runtime/speed.py).
+        self.model_files: dict[str, Path] = {}
         for name in EAGER:
             self._session(name)
         self._check_signatures()
@@ -47,7 +49,7 @@ class Bundle:
 
     def _session(self, name: str):
         if name not in self._sessions:
-            file = self.path / f"{name}.onnx"
+            file = self.model_files.get(name, self.path / f"{name}.onnx")
             if not file.is_file():
                 raise BundleError(f"model '{self.name}' has no {file.name}")
             sess, notice = create_session(file, self.requested_device)
@@ -102,14 +104,16 @@ class Bundle:
         """int64 [B,h,w] -> float32 [B,3,H,W] RGB in [0,1]."""
         return self._run("tokenizer_decoder", {"tokens": np.ascontiguousarray(tokens, np.int64)})
 
-    def logits(self, tokens: np.ndarray, class_ids: np.ndarray | None = None) -> np.ndarray:
-        """int64 [B,N] (mask_token_id where unknown) -> float32 [B,N,codebook_size]."""
+    def logits(self, tokens: np.ndarray, class_ids: np.ndarray | None = None,
+               model: str = "transformer") -> np.ndarray:
+        """int64 [B,N] (mask_token_id where unknown) -> float32 [B,N,codebook_size].
+        `model` names another transformer file of the same signature (e.g. the int8 one)."""
         feeds = {"tokens": np.ascontiguousarray(tokens, np.int64)}
         if self.manifest.class_conditional:
             if class_ids is None:
                 class_ids = np.full(len(tokens), self.manifest.null_class_id, np.int64)
             feeds["class_ids"] = np.ascontiguousarray(class_ids, np.int64)
-        return self._run("transformer", feeds)
+        return self._run(model, feeds)
 
     def features(self, tokens: np.ndarray) -> np.ndarray:
         """int64 [B,N] -> float32 [B,D] mean encoder output over image tokens."""
@@ -117,8 +121,8 @@ class Bundle:
             raise BundleError(f"model '{self.name}' has no features.onnx (recognition)")
         return self._run("features", {"tokens": np.ascontiguousarray(tokens, np.int64)})
 
-    def tokens_to_logits(self, class_id: int | None = None,
-                         guidance: float = 0.0) -> Callable[[np.ndarray], np.ndarray]:
+    def tokens_to_logits(self, class_id: int | None = None, guidance: float = 0.0,
+                         model: str = "transformer") -> Callable[[np.ndarray], np.ndarray]:
         """The callable the decoder drives. With a class and guidance > 0, classifier-free
         guidance mixes conditional and null-class logits: u + (1 + g) * (c - u)."""
         m = self.manifest
@@ -128,12 +132,13 @@ class Bundle:
         def fn(tokens: np.ndarray) -> np.ndarray:
             b = len(tokens)
             if class_id is None or class_id == m.null_class_id:
-                return self.logits(tokens)
+                return self.logits(tokens, model=model)
             cond = np.full(b, class_id, np.int64)
             if guidance <= 0:
-                return self.logits(tokens, cond)
+                return self.logits(tokens, cond, model=model)
             both = self.logits(np.concatenate([tokens, tokens]),
-                               np.concatenate([cond, np.full(b, m.null_class_id, np.int64)]))
+                               np.concatenate([cond, np.full(b, m.null_class_id, np.int64)]),
+                               model=model)
             c, u = both[:b], both[b:]
             return u + (1.0 + guidance) * (c - u)
 

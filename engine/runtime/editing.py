@@ -26,6 +26,8 @@ from engine.runtime.errors import ImageError, MaskError
 from engine.runtime.manifest import Manifest
 from engine.runtime.masking import composite, feather_alpha, mask_bbox, token_mask_from_pixels
 from engine.runtime.schedule import masked_counts
+from engine.runtime.speed import (EXACT, Speed, decode_region, encode_with_reuse, scaled_steps,
+                                  transformer_model)
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,16 @@ class Settings:
     class_name: str | None = None        # "fill as class X" / class-conditional generation
     guidance: float = 0.0                # classifier-free guidance strength (class models)
     context: float = 2.0                 # context square side / mask bounding-box side
+    speed: Speed = EXACT                 # speed options (runtime/speed.py); default exact
+
+    def for_masked(self, manifest: Manifest, masked: int) -> Settings:
+        """Resolved settings with the speed options' step scaling applied for `masked` unknown
+        tokens (unchanged unless speed.scale_steps; never with a start_step)."""
+        s = self.resolved(manifest)
+        if not s.speed.scale_steps or s.start_step:
+            return s
+        return replace(s, steps=scaled_steps(s.steps, masked, manifest.seq_len,
+                                             s.speed.min_steps))
 
     def resolved(self, manifest: Manifest) -> Settings:
         d = manifest.decoding
@@ -54,7 +66,8 @@ class Settings:
         return {"mage:model": manifest.name, "mage:seeds": ",".join(map(str, s.seeds)),
                 "mage:steps": str(s.steps), "mage:temperature": f"{s.temperature:g}",
                 "mage:class": s.class_name or "", "mage:ring": str(s.ring),
-                "mage:guidance": f"{s.guidance:g}"}
+                "mage:guidance": f"{s.guidance:g}",
+                **({} if s.speed.exact else {"mage:speed": s.speed.name})}
 
 
 @dataclass(frozen=True)
@@ -80,6 +93,8 @@ class EditJob:
     model_image: np.ndarray       # float32 [3,S,S] context square at model size, hole zeroed
     token_mask: np.ndarray        # bool [h,w] tokens to regenerate
     tokens: np.ndarray | None = None  # int64 [N] input tokens once encoded (mask ids set)
+    model_pixels: np.ndarray | None = None  # float32 [3,S,S] the square before zeroing
+    model_mask: np.ndarray | None = None    # bool [S,S] the zeroed model pixels
 
     @property
     def masked_count(self) -> int:
@@ -184,15 +199,21 @@ def prepare_edit(manifest: Manifest, rgb: np.ndarray, mask: np.ndarray,
         raise MaskError(f"the mask covers no token at coverage {settings.coverage:g}: "
                         "paint more or lower the coverage")
     pixels = resize_rgb(cut_square(rgb, sq), size).astype(np.float32) / 255.0
+    whole = np.ascontiguousarray(pixels.transpose(2, 0, 1))
     pixels[model_mask] = 0.0  # zero the hole before tokenising, as the MAGE authors do
     return EditJob(manifest, rgb, mask, sq, np.ascontiguousarray(pixels.transpose(2, 0, 1)),
-                   token_mask)
+                   token_mask, model_pixels=whole, model_mask=model_mask)
 
 
-def encode_job(bundle: Bundle, job: EditJob) -> np.ndarray:
-    """Tokenise the context square once; masked positions get the mask id. int64 [N]."""
+def encode_job(bundle: Bundle, job: EditJob, speed: Speed = EXACT) -> np.ndarray:
+    """Tokenise the context square once; masked positions get the mask id. int64 [N].
+    With speed.reuse_tokens, squares seen before are (partly) re-used (runtime/speed.py)."""
     if job.tokens is None:
-        tokens = bundle.encode(job.model_image[None])[0].reshape(-1)
+        if speed.reuse_tokens and job.model_pixels is not None and job.model_mask is not None:
+            tokens = encode_with_reuse(bundle, job.model_pixels, job.model_mask,
+                                       speed.encode_margin).reshape(-1)
+        else:
+            tokens = bundle.encode(job.model_image[None])[0].reshape(-1)
         tokens[job.token_mask.reshape(-1)] = job.manifest.mask_token_id
         job.tokens = tokens
     return job.tokens
@@ -200,9 +221,10 @@ def encode_job(bundle: Bundle, job: EditJob) -> np.ndarray:
 
 def _decode_batch(bundle: Bundle, tokens: np.ndarray, settings: Settings
                   ) -> Generator[DecodeStep, None, tuple[DecodeStep, list[np.ndarray]]]:
-    s = settings.resolved(bundle.manifest)
+    masked = int((tokens[0] == bundle.manifest.mask_token_id).sum())
+    s = settings.for_masked(bundle.manifest, masked)
     class_id = bundle.manifest.class_id(s.class_name) if s.class_name else None
-    fn = bundle.tokens_to_logits(class_id, s.guidance)
+    fn = bundle.tokens_to_logits(class_id, s.guidance, model=transformer_model(bundle, s.speed))
     history, last = [], None
     for step in decode(tokens, fn, mask_token_id=bundle.manifest.mask_token_id, steps=s.steps,
                        choice_temperature=s.temperature, rngs=make_rngs(s.seeds),
@@ -241,10 +263,17 @@ def run_edit(bundle: Bundle, job: EditJob, settings: Settings = Settings(),
              tokens: np.ndarray | None = None) -> Generator[DecodeStep, None, EditResult]:
     """Refill the job's masked tokens for each seed. `tokens` (int64 [B,N] or [N]) overrides the
     start state, e.g. a previous result with its least confident tokens re-masked."""
-    start = encode_job(bundle, job) if tokens is None else tokens
+    start = encode_job(bundle, job, settings.speed) if tokens is None else tokens
     start = np.broadcast_to(start, (len(settings.seeds), start.shape[-1])).copy()
     last, history = yield from _decode_batch(bundle, start, settings)
-    squares = decode_images(bundle, last.tokens)
+    if settings.speed.region_decode:
+        background = None
+        if job.model_pixels is not None:
+            background = (job.model_pixels.transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
+        squares = decode_region(bundle, last.tokens, job.token_mask,
+                                settings.speed.decode_margin, background)
+    else:
+        squares = decode_images(bundle, last.tokens)
     images = [paste_back(job, g, settings.feather) for g in squares]
     return EditResult(images, tuple(settings.seeds), last.tokens, last.confidence, history,
                       job.square, job.token_mask, settings)
@@ -328,9 +357,10 @@ def _fill_square(bundle, canvas, painted, sq, settings, on_step) -> EditResult:
     model_mask = mask_to_model(painted[ys, xs], m.image_size)
     token_mask = token_mask_from_pixels(model_mask, m.grid, settings.ring, settings.coverage)
     pixels = resize_rgb(canvas[ys, xs], m.image_size).astype(np.float32) / 255.0
+    whole = np.ascontiguousarray(pixels.transpose(2, 0, 1))
     pixels[model_mask] = 0.0
     job = EditJob(m, canvas, painted.copy(), sq, np.ascontiguousarray(pixels.transpose(2, 0, 1)),
-                  token_mask)
+                  token_mask, model_pixels=whole, model_mask=model_mask)
     one = replace(settings, seeds=settings.seeds[:1])
     return run_to_result(run_edit(bundle, job, one), on_step)
 

@@ -153,6 +153,7 @@ def test_dropping_files_adds_examples_and_skips_unreadable(qtbot, panel, tiny_bu
     qtbot.waitUntil(lambda: panel.fewshot_head is not None and not panel.busy(), timeout=30000)
     assert len(a.examples) == 2 and len(b.examples) == 2 and b.list.count() == 2
     assert panel.fewshot_head.info["train_size"] == 4
+    assert "Skipped 1 unreadable" in panel.fewshot_status.text()
 
 
 def test_current_image_can_be_an_example(qtbot, panel, tiny_bundle):

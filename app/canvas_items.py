@@ -1,0 +1,170 @@
+"""Scene items of the canvas: the image, the mask overlay, the token grid, result previews.
+
+The image and the mask are drawn straight from uint32 buffers that the items own, through a
+QImage sharing that memory; an edit rewrites only the touched rectangle of the buffer and
+repaints only that rectangle, so painting stays fast on large photos.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPen
+from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem
+
+from app.qimage import qimage_over, rgb_to_argb32
+from app.token_layout import TokenLayout
+
+MASK_RGBA = (255, 64, 129, 120)       # translucent pink: visible on skies, skin and foliage
+
+
+class BufferItem(QGraphicsItem):
+    """Draws a uint32 [H, W] buffer in scene pixels (one scene unit = one image pixel)."""
+
+    def __init__(self, fmt: QImage.Format):
+        super().__init__()
+        self._fmt = fmt
+        self._buffer = np.zeros((1, 1), np.uint32)
+        self._image = qimage_over(self._buffer, fmt)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption)
+
+    def set_buffer(self, buffer: np.ndarray) -> None:
+        self.prepareGeometryChange()
+        self._buffer = np.ascontiguousarray(buffer, dtype=np.uint32)
+        self._image = qimage_over(self._buffer, self._fmt)
+        self.update()
+
+    def write(self, box, values: np.ndarray) -> None:
+        x0, y0, x1, y1 = box
+        self._buffer[y0:y1, x0:x1] = values
+        self.update(QRectF(x0, y0, x1 - x0, y1 - y0))
+
+    def boundingRect(self) -> QRectF:
+        h, w = self._buffer.shape
+        return QRectF(0, 0, w, h)
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget=None) -> None:
+        exposed = option.exposedRect.toAlignedRect().intersected(
+            self.boundingRect().toAlignedRect())
+        if exposed.isEmpty():
+            return
+        zoom = painter.transform().m11()
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, zoom < 1.0)
+        painter.drawImage(QRectF(exposed), self._image, QRectF(exposed))
+
+
+class ImageItem(BufferItem):
+    def __init__(self):
+        super().__init__(QImage.Format.Format_RGB32)
+
+    def set_rgb(self, rgb: np.ndarray) -> None:
+        self.set_buffer(rgb_to_argb32(rgb))
+
+    def update_rgb(self, rgb: np.ndarray, box) -> None:
+        x0, y0, x1, y1 = box
+        self.write(box, rgb_to_argb32(rgb[y0:y1, x0:x1]))
+
+
+class MaskItem(BufferItem):
+    def __init__(self):
+        super().__init__(QImage.Format.Format_ARGB32_Premultiplied)
+        r, g, b, a = MASK_RGBA
+        # premultiplied ARGB: colour channels scaled by alpha
+        self._on = np.uint32((a << 24) | (r * a // 255 << 16) | (g * a // 255 << 8)
+                             | (b * a // 255))
+
+    def set_mask(self, mask: np.ndarray) -> None:
+        self.set_buffer(np.where(mask, self._on, np.uint32(0)))
+
+    def update_mask(self, mask: np.ndarray, box) -> None:
+        x0, y0, x1, y1 = box
+        self.write(box, np.where(mask[y0:y1, x0:x1], self._on, np.uint32(0)))
+
+
+class GridItem(QGraphicsItem):
+    """The model's working square, its token cells and per-cell colours.
+
+    By default cells that will regenerate are tinted; `set_cell_colors` replaces that with any
+    RGBA per cell (the confidence heatmap, or grey for cells the step scrubber has not decided).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._layout: TokenLayout | None = None
+        self._colors: np.ndarray | None = None
+        self.show_lines = True
+
+    def set_layout(self, layout: TokenLayout | None, colors: np.ndarray | None = None) -> None:
+        self.prepareGeometryChange()
+        self._layout, self._colors = layout, colors
+        self.update()
+
+    def boundingRect(self) -> QRectF:
+        if self._layout is None:
+            return QRectF()
+        sq = self._layout.square
+        return QRectF(sq.x0 - 2, sq.y0 - 2, sq.side + 4, sq.side + 4)
+
+    def paint(self, painter: QPainter, option, widget=None) -> None:
+        layout = self._layout
+        if layout is None:
+            return
+        sq, edges = layout.square, layout.cell_edges
+        gh, gw = layout.token_mask.shape
+        colors = self._colors
+        if colors is None:
+            colors = np.zeros((gh, gw, 4), np.uint8)
+            colors[layout.token_mask] = (80, 200, 255, 70)
+        painter.setPen(Qt.PenStyle.NoPen)
+        for row, col in zip(*np.nonzero(colors[..., 3])):
+            r, g, b, a = (int(v) for v in colors[row, col])
+            x0, y0, x1, y1 = layout.cell_box(row, col)
+            painter.fillRect(QRectF(x0, y0, x1 - x0, y1 - y0), QColor(r, g, b, a))
+        if self.show_lines:
+            pen = QPen(QColor(255, 255, 255, 60), 0)
+            painter.setPen(pen)
+            for e in edges[1:-1]:
+                painter.drawLine(QPointF(sq.x0 + e, sq.y0), QPointF(sq.x0 + e, sq.y0 + sq.side))
+                painter.drawLine(QPointF(sq.x0, sq.y0 + e), QPointF(sq.x0 + sq.side, sq.y0 + e))
+            self._outline_cells(painter, layout)
+        frame = QPen(QColor(80, 200, 255, 230), 2)
+        frame.setCosmetic(True)
+        frame.setStyle(Qt.PenStyle.DashLine)
+        painter.setPen(frame)
+        painter.setBrush(QBrush())
+        painter.drawRect(QRectF(sq.x0, sq.y0, sq.side, sq.side))
+
+    def _outline_cells(self, painter: QPainter, layout: TokenLayout) -> None:
+        """A solid outline around the region that regenerates."""
+        pen = QPen(QColor(80, 200, 255, 220), 1.5)
+        pen.setCosmetic(True)
+        painter.setPen(pen)
+        tm = np.pad(layout.token_mask, 1)
+        for row, col in zip(*np.nonzero(layout.token_mask)):
+            x0, y0, x1, y1 = layout.cell_box(row, col)
+            r, c = row + 1, col + 1
+            if not tm[r - 1, c]:
+                painter.drawLine(QPointF(x0, y0), QPointF(x1, y0))
+            if not tm[r + 1, c]:
+                painter.drawLine(QPointF(x0, y1), QPointF(x1, y1))
+            if not tm[r, c - 1]:
+                painter.drawLine(QPointF(x0, y0), QPointF(x0, y1))
+            if not tm[r, c + 1]:
+                painter.drawLine(QPointF(x1, y0), QPointF(x1, y1))
+
+
+def confidence_colors(confidence: np.ndarray, token_mask: np.ndarray) -> np.ndarray:
+    """RGBA per cell: regenerated cells from red (unsure) to clear (sure)."""
+    conf = np.clip(confidence.astype(np.float32), 0, 1)
+    colors = np.zeros(conf.shape + (4,), np.uint8)
+    colors[..., 0] = 255
+    colors[..., 1] = (conf * 220).astype(np.uint8)
+    colors[..., 2] = 40
+    colors[..., 3] = np.where(token_mask, (200 * (1 - conf) + 20).astype(np.uint8), 0)
+    return colors
+
+
+def undecided_colors(undecided: np.ndarray) -> np.ndarray:
+    colors = np.zeros(undecided.shape + (4,), np.uint8)
+    colors[undecided] = (40, 40, 46, 235)
+    return colors

@@ -1,0 +1,374 @@
+"""Editor: the view-model between the widgets and the document, the model and the jobs.
+
+Widgets call its methods and listen to its signals (krita's model layer); it owns the
+`Document`, the QUndoStack that mirrors the document history, the `JobController` for runs and
+the `ModelManager`. Nothing here draws; nothing here blocks the GUI thread for long.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtGui import QUndoStack
+
+from app import mask_ops
+from app.controller import JobController
+from app.document import Change, Document, patch_between
+from app.jobs import RunOutcome, StepProgress, edit_job, extend_job, generate_job, reroll_job
+from app.model_manager import ModelManager
+from app.options import MODE_TITLES, EditOptions
+from app.token_layout import TokenLayout, layout_for
+from app.undo import ChangeCommand
+from engine.runtime.errors import MageError
+from engine.runtime.imageio import load_image, save_png
+
+log = logging.getLogger(__name__)
+Box = mask_ops.Box
+
+
+class Editor(QObject):
+    document_changed = Signal()        # another document, or the canvas was resized
+    image_changed = Signal(object)     # Box that changed
+    mask_changed = Signal(object)      # Box that changed
+    layout_changed = Signal(object)    # TokenLayout | None
+    options_changed = Signal(object)   # EditOptions
+    preview_changed = Signal(object)   # PreviewPatch | None: pixels shown over the image
+    progress = Signal(object)          # StepProgress
+    run_changed = Signal(object)       # RunOutcome | None: the candidates on show
+    applied_changed = Signal(int)      # index of the applied candidate, -1 for none
+    busy_changed = Signal(bool)
+    status = Signal(str)               # a transient message for the status bar
+    error = Signal(str)                # a one-line problem to show the user
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.document: Document | None = None
+        self.options = EditOptions()
+        self.undo_stack = QUndoStack(self)
+        self.jobs = JobController(self)
+        self.models = ModelManager(self)
+        self.layout: TokenLayout | None = None
+        self.run: RunOutcome | None = None
+        self.applied = -1               # candidate of self.run currently applied
+        self._applied_at = -1           # document history_index right after that apply
+        self._stroke_before: np.ndarray | None = None
+        self._stroke_box: Box | None = None
+        self._layout_timer = QTimer(self, singleShot=True, interval=30)
+        self._layout_timer.timeout.connect(self._update_layout)
+        self.jobs.progress.connect(self._on_progress)
+        self.jobs.finished.connect(self._on_finished)
+        self.jobs.failed.connect(self._on_failed)
+        self.jobs.cancelled.connect(lambda: self._end_run("Cancelled"))
+        self.jobs.busy_changed.connect(self.busy_changed)
+        self.models.loaded.connect(lambda _: self._schedule_layout())
+
+    @property
+    def bundle(self):
+        return self.models.bundle
+
+    # -- documents ------------------------------------------------------------------------
+
+    def open_file(self, path: str) -> bool:
+        try:
+            loaded = load_image(path)
+        except MageError as error:
+            self.error.emit(str(error))
+            return False
+        self.set_image(loaded.rgb, loaded.alpha, loaded.path)
+        for notice in loaded.notices:
+            self.status.emit(notice)
+        return True
+
+    def set_image(self, rgb: np.ndarray, alpha: np.ndarray | None = None, path: str = "") -> None:
+        self.jobs.cancel()
+        self.document = Document(rgb, alpha, path, self.options)
+        self.undo_stack.clear()
+        self._forget_run()
+        self.document_changed.emit()
+        self._schedule_layout()
+
+    def save(self, path: str) -> None:
+        """Writes the current image as PNG with the last run's settings in text chunks."""
+        doc = self.document
+        if doc is None:
+            return
+        if doc.path and os.path.abspath(path) == os.path.abspath(doc.path):
+            self.error.emit(f"Cannot save '{path}': that is the original; choose a new name")
+            return
+        try:
+            save_png(path, doc.rgb, doc.alpha, self._png_text())
+        except (MageError, ValueError) as error:
+            self.error.emit(str(error))
+            return
+        doc.saved_index = doc.history_index
+        self.status.emit(f"Saved {path}")
+
+    def _png_text(self) -> dict[str, str]:
+        text = {"Software": "MAGE Studio"}
+        if self.run is not None and self.bundle is not None and self.run.settings is not None:
+            seed = self.run.candidates[max(self.applied, 0)].seed
+            settings = replace(self.run.settings, seeds=(seed,))
+            text.update(settings.describe(self.bundle.manifest))
+            text["mage:mode"] = self.run.kind
+        return text
+
+    # -- mask editing ---------------------------------------------------------------------
+
+    def begin_stroke(self) -> None:
+        if self.document is not None:
+            self._stroke_before = self.document.mask.copy()
+            self._stroke_box = None
+
+    def stroke_segment(self, p0, p1, radius: float, erase: bool = False) -> None:
+        if self.document is None or self._stroke_before is None:
+            return
+        box = mask_ops.paint_segment(self.document.mask, p0, p1, radius, not erase)
+        if box is not None:
+            self._stroke_box = mask_ops.union_box(self._stroke_box, box)
+            self.mask_changed.emit(box)
+            self._schedule_layout()
+
+    def end_stroke(self, label: str) -> None:
+        doc, before = self.document, self._stroke_before
+        self._stroke_before = None
+        if doc is None or before is None or self._stroke_box is None:
+            return
+        patch = patch_between(before, doc.mask, self._stroke_box)
+        if patch is not None:
+            change = Change(label, mask=patch)
+            doc.record(change)
+            self._push_command(change)
+
+    def fill_shape(self, kind: str, points, erase: bool = False) -> None:
+        """kind "rect" (two corners) or "lasso" (polygon)."""
+        if self.document is None:
+            return
+        mask = self.document.mask.copy()
+        if kind == "rect":
+            mask_ops.fill_rect(mask, points[0], points[1], not erase)
+        else:
+            mask_ops.fill_polygon(mask, points, not erase)
+        self._replace_mask(mask, "Rectangle" if kind == "rect" else "Lasso")
+
+    def set_mask(self, mask: np.ndarray, label: str = "Load mask") -> None:
+        if self.document is not None:
+            self._replace_mask(np.asarray(mask, bool), label)
+
+    def clear_mask(self) -> None:
+        if self.document is not None:
+            self._replace_mask(np.zeros_like(self.document.mask), "Clear mask")
+
+    def invert_mask(self) -> None:
+        if self.document is not None:
+            self._replace_mask(~self.document.mask, "Invert mask")
+
+    def grow_mask(self, cells: int = 1) -> None:
+        self._resize_mask(cells)
+
+    def shrink_mask(self, cells: int = 1) -> None:
+        self._resize_mask(-cells)
+
+    def token_pixels(self) -> int:
+        """Side of one token cell in image pixels for the current mask (at least 1)."""
+        if self.layout is not None and self.bundle is not None:
+            return max(1, round(self.layout.square.side / self.bundle.manifest.grid[1]))
+        if self.document is not None:
+            return max(1, round(min(self.document.size) / 16))
+        return 1
+
+    def _resize_mask(self, cells: int) -> None:
+        if self.document is None or not self.document.mask.any():
+            return
+        radius = self.token_pixels() * abs(cells)
+        grown = (mask_ops.dilate if cells > 0 else mask_ops.erode)(self.document.mask, radius)
+        self._replace_mask(grown, "Grow mask" if cells > 0 else "Shrink mask")
+
+    def _replace_mask(self, mask: np.ndarray, label: str) -> None:
+        change = self.document.replace_mask(mask, label)
+        if change is not None:
+            self._push_command(change)
+            self.mask_changed.emit(change.mask.box)
+            self._schedule_layout()
+
+    # -- undo ---------------------------------------------------------------------------
+
+    def _push_command(self, change: Change) -> None:
+        self.undo_stack.push(ChangeCommand(change, self._undo_one, self._redo_one))
+
+    def _undo_one(self) -> None:
+        self._announce(self.document.undo())
+
+    def _redo_one(self) -> None:
+        self._announce(self.document.redo())
+
+    def _announce(self, change: Change | None) -> None:
+        if change is None:
+            return
+        if change.canvas is not None:
+            self.document_changed.emit()
+        else:
+            if change.image is not None:
+                self.image_changed.emit(change.image.box)
+            if change.mask is not None:
+                self.mask_changed.emit(change.mask.box)
+        if change.canvas is not None or change.image is not None:
+            self.jobs.cancel()   # a run started on the old pixels no longer fits
+        self._sync_applied()
+        self._schedule_layout()
+
+    # -- options and the token layout --------------------------------------------------------
+
+    def set_options(self, options: EditOptions) -> None:
+        if options == self.options:
+            return
+        self.options = options
+        if self.document is not None:
+            self.document.options = options
+        self.options_changed.emit(options)
+        self._schedule_layout()
+
+    def _schedule_layout(self) -> None:
+        if not self._layout_timer.isActive():
+            self._layout_timer.start()
+
+    def _update_layout(self) -> None:
+        layout = None
+        if (self.document is not None and self.bundle is not None
+                and self.options.mode in ("remove", "class")):
+            settings = self.options.settings((0,))
+            layout = layout_for(self.bundle.manifest, self.document.mask, settings)
+        self.layout = layout
+        self.layout_changed.emit(layout)
+
+    # -- runs ---------------------------------------------------------------------------
+
+    def start_run(self) -> bool:
+        """Start the run the options describe; False (and an `error`) when it cannot start."""
+        why = self._cannot_run()
+        if why:
+            self.error.emit(why)
+            return False
+        options, bundle = self.options, self.bundle
+        settings = options.settings(options.pick_seeds())
+        doc = self.document
+        if options.mode == "generate":
+            self.jobs.start("generate", lambda: generate_job(bundle, settings))
+        elif options.mode == "extend":
+            rgb, alpha = doc.rgb.copy(), doc.alpha
+            side, cells = options.extend_side, options.extend_cells
+            self.jobs.start_callback("extend", lambda report: extend_job(
+                bundle, rgb, alpha, side, cells, settings, report))
+        else:
+            rgb, mask = doc.rgb.copy(), doc.mask.copy()
+            self.jobs.start("edit", lambda: edit_job(bundle, rgb, mask, settings))
+        self.status.emit(f"{MODE_TITLES[options.mode]}: running on {bundle.device.upper()}...")
+        return True
+
+    def reroll(self, count: int | None = None) -> bool:
+        """Decode again the least confident tokens of the applied candidate."""
+        run, bundle = self.run, self.bundle
+        if run is None or run.job is None or bundle is None or self.jobs.busy:
+            self.error.emit("Re-roll needs a finished refill to work on")
+            return False
+        count = count or self.options.reroll_count
+        candidate = max(self.applied, 0)
+        settings = replace(run.settings, seeds=self.options.pick_seeds())
+        self.jobs.start("reroll", lambda: reroll_job(bundle, run.job, run.result, candidate,
+                                                     count, settings))
+        self.status.emit(f"Re-rolling the {count} least confident tokens...")
+        return True
+
+    def cancel_run(self) -> None:
+        self.jobs.cancel()
+
+    def _cannot_run(self) -> str:
+        if self.bundle is None:
+            return self.models.error or "The model is still loading"
+        mode = self.options.mode
+        if mode != "generate" and self.document is None:
+            return "Open an image first (File > Open, drop a file, or paste)"
+        if self.options.uses_class() and not self.options.class_name:
+            return "Pick a class first"
+        if mode in ("remove", "class") and not self.document.mask.any():
+            return "Paint over the area to refill first"
+        return ""
+
+    def _on_progress(self, step: StepProgress) -> None:
+        self.progress.emit(step)
+        if step.preview is not None:
+            self.preview_changed.emit(step.preview)
+
+    def _on_finished(self, outcome: RunOutcome) -> None:
+        self.run = outcome
+        self.applied, self._applied_at = -1, -1
+        self.run_changed.emit(outcome)
+        self.apply_candidate(0)
+        self.status.emit(f"{outcome.kind.capitalize()} done in {outcome.seconds:.1f} s "
+                         f"(seeds {', '.join(str(c.seed) for c in outcome.candidates)})")
+
+    def _on_failed(self, message: str) -> None:
+        self.preview_changed.emit(None)
+        self.error.emit(message)
+
+    def _end_run(self, message: str) -> None:
+        self.preview_changed.emit(None)
+        self.status.emit(message)
+
+    def apply_candidate(self, index: int) -> None:
+        """Put candidate `index` of the last run into the image (replacing one applied from
+        the same run, so clicking through candidates is one undo step)."""
+        run = self.run
+        if run is None or not 0 <= index < len(run.candidates):
+            return
+        if index == self.applied and self._applied_at == self._history_index():
+            return
+        if self.applied >= 0 and self._applied_at == self._history_index():
+            self.undo_stack.undo()
+        candidate = run.candidates[index]
+        label = f"{run.kind.capitalize()} (seed {candidate.seed})"
+        meta = {"seed": candidate.seed, "kind": run.kind}
+        if run.resizes_canvas:
+            if self.document is None:
+                self.document = Document(candidate.patch.rgb, None, "", self.options)
+                self.undo_stack.clear()
+                change = None
+            else:
+                change = self.document.replace_canvas(candidate.patch.rgb, run.alpha, label,
+                                                      meta)
+            self.document_changed.emit()
+        else:
+            patch = candidate.patch
+            change = self.document.apply_image_patch(patch.x0, patch.y0, patch.rgb, label,
+                                                     meta=meta)
+            if change is not None:
+                self._announce_apply(change)
+        if change is not None:
+            self._push_command(change)
+        self.applied, self._applied_at = index, self._history_index()
+        self.preview_changed.emit(None)
+        self.applied_changed.emit(index)
+        self._schedule_layout()
+
+    def _announce_apply(self, change: Change) -> None:
+        if change.image is not None:
+            self.image_changed.emit(change.image.box)
+        if change.mask is not None:
+            self.mask_changed.emit(change.mask.box)
+
+    def _history_index(self) -> int:
+        return self.document.history_index if self.document is not None else -1
+
+    def _sync_applied(self) -> None:
+        """After undo/redo the applied candidate is only known if we are back at its state."""
+        index = self.applied if self._applied_at == self._history_index() else -1
+        self.applied_changed.emit(index)
+
+    def _forget_run(self) -> None:
+        self.run, self.applied, self._applied_at = None, -1, -1
+        self.run_changed.emit(None)
+        self.preview_changed.emit(None)

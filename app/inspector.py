@@ -1,0 +1,113 @@
+"""Looking inside a finished run: the step scrubber and the confidence heatmap.
+
+`EditResult.history` holds the tokens after every step; showing step k decodes those tokens
+(on a worker, since a decode is a model call) and covers the cells not yet decided. The heatmap
+colours each regenerated cell by the probability the model gave its token.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from app.canvas_items import confidence_colors, undecided_colors
+from app.controller import JobController
+from app.editor import Editor
+from app.jobs import RunOutcome, history_preview
+from app.token_layout import TokenLayout, cell_edges
+from engine.runtime.editing import Square
+
+
+def run_layout(run: RunOutcome, manifest) -> TokenLayout | None:
+    """Where a run's tokens sit on the image (the whole image for a generated one)."""
+    steps = len(run.result.history)
+    if run.job is not None:
+        side = run.job.square.side
+        return TokenLayout(run.job.square, run.job.token_mask, cell_edges(side, manifest), steps)
+    if run.kind == "generate":
+        side = manifest.image_size
+        return TokenLayout(Square(0, 0, side), np.ones(manifest.grid, bool),
+                           cell_edges(side, manifest), steps)
+    return None  # extend: several squares, no single grid
+
+
+class RunInspector(QObject):
+    overlay_changed = Signal(object)   # (TokenLayout, RGBA [gh, gw, 4]) or None
+    step_shown = Signal(int)           # step index on show, -1 for the final result
+
+    def __init__(self, editor: Editor, parent: QObject | None = None):
+        super().__init__(parent)
+        self.editor = editor
+        self.heatmap = False
+        self.step = -1
+        self._jobs = JobController(self)
+        self._jobs.finished.connect(self._on_step_decoded)
+        self._jobs.failed.connect(editor.error)
+        editor.run_changed.connect(self._on_run)
+        editor.applied_changed.connect(lambda _: self._refresh())
+
+    @property
+    def steps(self) -> int:
+        run = self.editor.run
+        return len(run.result.history) if run is not None else 0
+
+    def can_inspect(self) -> bool:
+        run, bundle = self.editor.run, self.editor.bundle
+        return run is not None and bundle is not None and run_layout(run, bundle.manifest) \
+            is not None
+
+    def set_heatmap(self, on: bool) -> None:
+        self.heatmap = on
+        self._refresh()
+
+    def show_step(self, step: int) -> None:
+        """Show the image as decided after `step` (0-based); the last step or -1 is the result."""
+        if not self.can_inspect():
+            return
+        if step < 0 or step >= self.steps - 1:
+            self.step = -1
+            self._jobs.cancel()
+            self.editor.preview_changed.emit(None)
+            self._refresh()
+            self.step_shown.emit(-1)
+            return
+        self.step = step
+        run, bundle = self.editor.run, self.editor.bundle
+        candidate = max(self.editor.applied, 0)
+        # a newer request supersedes a decode still running: dragging stays responsive
+        self._jobs.start("scrub", lambda: _as_job(history_preview, bundle, run.job, run.result,
+                                                  candidate, step))
+        self._refresh()
+
+    def _on_step_decoded(self, patch) -> None:
+        if self.step >= 0:
+            self.editor.preview_changed.emit(patch)
+            self.step_shown.emit(self.step)
+
+    def _on_run(self, run) -> None:
+        self.step = -1
+        self._refresh()
+
+    def _refresh(self) -> None:
+        run, bundle = self.editor.run, self.editor.bundle
+        layout = run_layout(run, bundle.manifest) if run is not None and bundle else None
+        if layout is None:
+            self.overlay_changed.emit(None)
+            return
+        candidate = max(self.editor.applied, 0)
+        gh, gw = layout.token_mask.shape
+        if self.step >= 0:
+            tokens = run.result.history[self.step][candidate]
+            undecided = (tokens == bundle.manifest.mask_token_id).reshape(gh, gw)
+            self.overlay_changed.emit((layout, undecided_colors(undecided)))
+        elif self.heatmap:
+            conf = run.result.confidence[candidate].reshape(gh, gw)
+            self.overlay_changed.emit((layout, confidence_colors(conf, layout.token_mask)))
+        else:
+            self.overlay_changed.emit(None)
+
+
+def _as_job(fn, *args):
+    """A one-step generator job around a plain call."""
+    return fn(*args)
+    yield  # noqa: unreachable - makes this function a generator

@@ -1,0 +1,121 @@
+"""ResultsPanel: the candidates of the last run (click to apply), the step scrubber, the
+confidence heatmap and "re-roll the k least confident tokens"."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import qtawesome as qta
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QIcon, QPixmap
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.editor import Editor
+from app.inspector import RunInspector
+from app.jobs import THUMB_SIZE, RunOutcome
+from app.qimage import qimage_from_rgb
+
+
+class ResultsPanel(QWidget):
+    def __init__(self, editor: Editor, inspector: RunInspector, parent=None):
+        super().__init__(parent)
+        self.editor, self.inspector = editor, inspector
+        column = QVBoxLayout(self)
+        self.candidates = QListWidget()
+        self.candidates.setViewMode(QListView.ViewMode.IconMode)
+        self.candidates.setFlow(QListView.Flow.LeftToRight)
+        self.candidates.setWrapping(False)
+        self.candidates.setIconSize(QSize(THUMB_SIZE // 2 + 24, THUMB_SIZE // 2 + 24))
+        self.candidates.setMovement(QListView.Movement.Static)
+        self.candidates.setSpacing(4)
+        self.candidates.setFixedHeight(THUMB_SIZE // 2 + 64)
+        self.candidates.setToolTip("Click a candidate to put it in the image")
+        column.addWidget(self.candidates)
+        column.addLayout(self._build_scrubber())
+        column.addLayout(self._build_tools())
+        self.candidates.itemClicked.connect(
+            lambda item: editor.apply_candidate(self.candidates.row(item)))
+        editor.run_changed.connect(self.show_run)
+        editor.applied_changed.connect(self._on_applied)
+        editor.busy_changed.connect(lambda busy: self._enable(not busy))
+        inspector.step_shown.connect(self._on_step_shown)
+        self.show_run(None)
+
+    def _build_scrubber(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Step"))
+        self.scrubber = QSlider(Qt.Orientation.Horizontal)
+        self.scrubber.setToolTip("Replay the decode: drag to see what was decided at each step")
+        self.scrubber.valueChanged.connect(lambda v: self.inspector.show_step(v - 1))
+        self.step_label = QLabel("-")
+        self.step_label.setMinimumWidth(48)
+        row.addWidget(self.scrubber, 1)
+        row.addWidget(self.step_label)
+        return row
+
+    def _build_tools(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        self.heatmap = QCheckBox("Confidence heatmap")
+        self.heatmap.setToolTip("Red cells: tokens the model was least sure of (H)")
+        self.heatmap.toggled.connect(self.inspector.set_heatmap)
+        self.reroll_count = QSpinBox(minimum=1, maximum=256, value=self.editor.options.reroll_count)
+        self.reroll_count.setToolTip("How many of the least confident tokens to decode again")
+        self.reroll_count.valueChanged.connect(lambda v: self.editor.set_options(
+            replace(self.editor.options, reroll_count=v)))
+        self.reroll = QPushButton(qta.icon("mdi6.dice-multiple-outline"), "Re-roll least sure")
+        self.reroll.setToolTip("Decode again the k tokens the model was least confident of, "
+                               "keeping the rest")
+        self.reroll.clicked.connect(lambda: self.editor.reroll(self.reroll_count.value()))
+        row.addWidget(self.heatmap)
+        row.addStretch(1)
+        row.addWidget(self.reroll_count)
+        row.addWidget(self.reroll)
+        return row
+
+    def show_run(self, run: RunOutcome | None) -> None:
+        self.candidates.clear()
+        if run is not None:
+            for candidate in run.candidates:
+                icon = QIcon(QPixmap.fromImage(qimage_from_rgb(candidate.thumbnail)))
+                item = QListWidgetItem(icon, f"seed {candidate.seed}")
+                item.setToolTip(f"Seed {candidate.seed}: click to apply")
+                self.candidates.addItem(item)
+        steps = self.inspector.steps
+        self.scrubber.blockSignals(True)
+        self.scrubber.setRange(1, max(steps, 1))
+        self.scrubber.setValue(max(steps, 1))
+        self.scrubber.blockSignals(False)
+        self.step_label.setText(f"{steps}/{steps}" if steps else "-")
+        self._enable(not self.editor.jobs.busy)
+
+    def _enable(self, idle: bool) -> None:
+        inspectable = idle and self.inspector.can_inspect()
+        self.scrubber.setEnabled(inspectable)
+        self.heatmap.setEnabled(inspectable)
+        run = self.editor.run
+        can_reroll = idle and run is not None and run.job is not None
+        self.reroll.setEnabled(can_reroll)
+        self.reroll_count.setEnabled(can_reroll)
+        self.candidates.setEnabled(idle)
+
+    def _on_applied(self, index: int) -> None:
+        self.candidates.blockSignals(True)
+        self.candidates.setCurrentRow(index)
+        self.candidates.blockSignals(False)
+
+    def _on_step_shown(self, step: int) -> None:
+        steps = self.inspector.steps
+        shown = steps if step < 0 else step + 1
+        self.step_label.setText(f"{shown}/{steps}")

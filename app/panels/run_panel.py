@@ -1,0 +1,225 @@
+"""RunPanel: what to do (mode, class, extend side), how (decoding settings), the cost, and
+the Run / Cancel buttons with per-step progress."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import qtawesome as qta
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.editor import Editor
+from app.jobs import StepProgress
+from app.options import MODE_TITLES, MODES, EditOptions
+from app.panels.class_picker import ClassPicker
+from engine.runtime.editing import SIDES
+
+
+class RunPanel(QWidget):
+    def __init__(self, editor: Editor, parent=None):
+        super().__init__(parent)
+        self.editor = editor
+        self._syncing = False
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._build_task())
+        layout.addWidget(self._build_settings())
+        layout.addWidget(self._build_run())
+        layout.addStretch(1)
+        editor.options_changed.connect(self.show_options)
+        editor.layout_changed.connect(lambda _: self._show_cost())
+        editor.progress.connect(self._on_progress)
+        editor.busy_changed.connect(self._on_busy)
+        editor.models.loaded.connect(lambda _: self._on_bundle())
+        editor.models.failed.connect(lambda _: self._on_bundle())
+        self.show_options(editor.options)
+        self._on_bundle()
+
+    # -- building ---------------------------------------------------------------------------
+
+    def _build_task(self) -> QGroupBox:
+        box = QGroupBox("Task")
+        form = QFormLayout(box)
+        self.mode = QComboBox()
+        for mode in MODES:
+            self.mode.addItem(MODE_TITLES[mode], mode)
+        self.mode.setToolTip("Remove / fill: refill the painted area from its surroundings\n"
+                             "Fill as class: refill it as the chosen class\n"
+                             "Generate: a whole new image\nExtend: grow the canvas on one side")
+        form.addRow("Mode", self.mode)
+        self.of_class = QCheckBox("Of the chosen class")
+        form.addRow("", self.of_class)
+        self.class_label = QLabel("Class")
+        self.classes = ClassPicker()
+        form.addRow(self.class_label, self.classes)
+        self.side_label = QLabel("Side")
+        self.side = QComboBox()
+        self.side.addItems(SIDES)
+        form.addRow(self.side_label, self.side)
+        self.cells_label = QLabel("Tokens")
+        self.cells = QSpinBox(minimum=1, maximum=15, toolTip="How many token columns/rows to add")
+        form.addRow(self.cells_label, self.cells)
+        self.mode.currentIndexChanged.connect(self._commit)
+        self.of_class.toggled.connect(self._commit)
+        self.classes.class_chosen.connect(self._commit)
+        self.side.currentIndexChanged.connect(self._commit)
+        self.cells.valueChanged.connect(self._commit)
+        return box
+
+    def _build_settings(self) -> QGroupBox:
+        box = QGroupBox("Settings")
+        form = QFormLayout(box)
+        self.steps = QSpinBox(minimum=0, maximum=64, specialValueText="model default",
+                              toolTip="Decoding steps: more is slower and often cleaner")
+        self.temperature = QDoubleSpinBox(minimum=-1.0, maximum=20, singleStep=0.5,
+                                          decimals=1, specialValueText="model default",
+                                          toolTip="Choice temperature: randomness of which "
+                                                  "tokens are kept at each step")
+        seed_row = QHBoxLayout()
+        self.fixed_seed = QCheckBox("Fixed", toolTip="Off: new random seeds on every run")
+        self.seed = QSpinBox(minimum=0, maximum=2**31 - 1)
+        seed_row.addWidget(self.fixed_seed)
+        seed_row.addWidget(self.seed, 1)
+        self.candidates = QSpinBox(minimum=1, maximum=8,
+                                   toolTip="Candidates from one batched run (seed, seed+1, ...)")
+        self.ring = QSpinBox(minimum=0, maximum=4,
+                             toolTip="Extra ring of tokens regenerated around the painted ones")
+        self.feather = QDoubleSpinBox(minimum=-1, maximum=200, singleStep=1, decimals=0,
+                                      specialValueText="auto", suffix=" px",
+                                      toolTip="Blend width at the edge of the refilled area")
+        form.addRow("Steps", self.steps)
+        form.addRow("Temperature", self.temperature)
+        form.addRow("Seed", seed_row)
+        form.addRow("Candidates", self.candidates)
+        form.addRow("Mask ring", self.ring)
+        form.addRow("Feather", self.feather)
+        for spin in (self.steps, self.seed, self.candidates, self.ring):
+            spin.valueChanged.connect(self._commit)
+        for spin in (self.temperature, self.feather):
+            spin.valueChanged.connect(self._commit)
+        self.fixed_seed.toggled.connect(self._commit)
+        return box
+
+    def _build_run(self) -> QGroupBox:
+        box = QGroupBox("Run")
+        column = QVBoxLayout(box)
+        self.cost = QLabel(wordWrap=True)
+        column.addWidget(self.cost)
+        row = QHBoxLayout()
+        self.run_button = QPushButton(qta.icon("mdi6.play", color="#4caf50"), "Run")
+        self.run_button.setToolTip("Run (Shift+R)")
+        self.cancel_button = QPushButton(qta.icon("mdi6.stop", color="#ef5350"), "Cancel")
+        self.cancel_button.setToolTip("Stop at the next step (Ctrl+.)")
+        self.cancel_button.setEnabled(False)
+        row.addWidget(self.run_button, 1)
+        row.addWidget(self.cancel_button)
+        column.addLayout(row)
+        self.progress = QProgressBar(textVisible=True)
+        self.progress.setFormat("Idle")
+        self.progress.setValue(0)
+        column.addWidget(self.progress)
+        self.run_button.clicked.connect(self.editor.start_run)
+        self.cancel_button.clicked.connect(self.editor.cancel_run)
+        return box
+
+    # -- options <-> widgets --------------------------------------------------------------
+
+    def show_options(self, options: EditOptions) -> None:
+        self._syncing = True
+        self.mode.setCurrentIndex(MODES.index(options.mode))
+        self.of_class.setChecked(options.generate_class)
+        self.classes.select(options.class_name)
+        self.side.setCurrentText(options.extend_side)
+        self.cells.setValue(options.extend_cells)
+        self.steps.setValue(options.steps)
+        self.temperature.setValue(options.temperature if options.temperature >= 0 else -1)
+        self.fixed_seed.setChecked(options.fixed_seed)
+        self.seed.setValue(options.seed)
+        self.seed.setEnabled(options.fixed_seed)
+        self.candidates.setValue(options.candidates)
+        self.ring.setValue(options.ring)
+        self.feather.setValue(options.feather if options.feather >= 0 else -1)
+        self._syncing = False
+        self._show_fields(options)
+        self._show_cost()
+
+    def _commit(self, *_) -> None:
+        if self._syncing:
+            return
+        options = replace(
+            self.editor.options, mode=self.mode.currentData(),
+            generate_class=self.of_class.isChecked(),
+            class_name=self.classes.currentText() if self.classes.currentIndex() >= 0 else "",
+            extend_side=self.side.currentText(), extend_cells=self.cells.value(),
+            steps=self.steps.value(),
+            temperature=self.temperature.value() if self.temperature.value() >= 0 else -1.0,
+            fixed_seed=self.fixed_seed.isChecked(), seed=self.seed.value(),
+            candidates=self.candidates.value(), ring=self.ring.value(),
+            feather=self.feather.value() if self.feather.value() >= 0 else -1.0)
+        self.seed.setEnabled(options.fixed_seed)
+        self._show_fields(options)
+        self.editor.set_options(options)
+
+    def _show_fields(self, options: EditOptions) -> None:
+        bundle = self.editor.bundle
+        conditional = bundle is not None and bundle.manifest.class_conditional
+        class_row = conditional and options.uses_class()
+        self.of_class.setVisible(conditional and options.mode == "generate")
+        self.class_label.setVisible(class_row)
+        self.classes.setVisible(class_row)
+        for widget in (self.side_label, self.side, self.cells_label, self.cells):
+            widget.setVisible(options.mode == "extend")
+        self.candidates.setEnabled(options.mode != "extend")  # the engine extends one at a time
+
+    def _on_bundle(self) -> None:
+        bundle = self.editor.bundle
+        conditional = bundle is not None and bundle.manifest.class_conditional
+        # "Fill as class" exists only for class-conditional models
+        view = self.mode.view()
+        view.setRowHidden(MODES.index("class"), not conditional)
+        if not conditional and self.editor.options.mode == "class":
+            self.editor.set_options(replace(self.editor.options, mode="remove"))
+        self.classes.set_classes(bundle.manifest.class_names if conditional else None)
+        self.classes.select(self.editor.options.class_name)
+        self._show_fields(self.editor.options)
+        self._show_cost()
+        self.run_button.setEnabled(bundle is not None)
+
+    def _show_cost(self) -> None:
+        layout, options = self.editor.layout, self.editor.options
+        if self.editor.bundle is None:
+            self.cost.setText(self.editor.models.error or "Loading the model...")
+        elif options.mode == "generate":
+            self.cost.setText("Generates a whole new image.")
+        elif options.mode == "extend":
+            self.cost.setText(f"Adds {options.extend_cells} token(s) on the {options.extend_side}.")
+        elif layout is None or layout.masked_count == 0:
+            self.cost.setText("Paint over what to refill.")
+        else:
+            self.cost.setText(f"<b>{layout.masked_count}</b> tokens x {layout.steps} steps: "
+                              f"<b>{layout.cost}</b> token predictions")
+
+    def _on_progress(self, step: StepProgress) -> None:
+        self.progress.setMaximum(step.total)
+        self.progress.setValue(step.step)
+        self.progress.setFormat(f"Step {step.step}/{step.total}  ({step.remaining} left)")
+
+    def _on_busy(self, busy: bool) -> None:
+        self.cancel_button.setEnabled(busy)
+        if busy:
+            self.progress.setValue(0)
+            self.progress.setFormat("Encoding...")
+        else:
+            self.progress.setFormat("Idle")

@@ -1,0 +1,261 @@
+"""Speed options for editing and generation, each marked exact or approximate.
+
+The default (`Speed()`, preset "exact") changes nothing: the same tokens for the same seed as
+the plain path. Every other option trades a measured amount of fidelity for time (figures in
+docs/performance.md):
+
+- `region_decode` (approximate): decode only the token crop around the grown mask plus
+  `decode_margin` tokens, not the whole grid. The VQGAN has no attention, but its convolutions
+  reach far and its GroupNorms take statistics over the whole input, so pixels differ slightly
+  from a full decode; only pixels inside the grown token area are ever pasted, so everything
+  outside the mask stays bit-identical to the input.
+- `reuse_tokens` (approximate): remember the tokens of each context square; a later edit of the
+  same square with the *same* hole reuses them (exact), with a different hole re-encodes only the
+  crop around the old and new holes plus `encode_margin` tokens and splices it in.
+- `int8` (approximate): the transformer with dynamically quantised int8 weights (QUInt8, made
+  by `python -m engine.modeling.quantize BUNDLE`, stored in the bundle or the user cache).
+  Falls back to fp32 with a notice when no int8 file exists (making one needs the `onnx`
+  package, which the runtime does not require).
+- `scale_steps` (approximate): fewer decoding steps for small masks:
+  max(min_steps, ceil(steps * sqrt(masked / seq_len))), never more than asked for.
+
+This module never imports torch or onnx.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.runtime.masking import grow_token_mask
+
+INT8_FILE = "transformer.int8.onnx"
+INT8_MODEL = "transformer_int8"     # session name inside a Bundle
+
+
+@dataclass(frozen=True)
+class Speed:
+    region_decode: bool = False
+    decode_margin: int = 2           # tokens of context decoded around the grown mask
+    reuse_tokens: bool = False
+    encode_margin: int = 3           # tokens of context re-encoded around a changed hole
+    int8: bool = False
+    scale_steps: bool = False
+    min_steps: int = 4
+
+    @property
+    def exact(self) -> bool:
+        return not (self.region_decode or self.reuse_tokens or self.int8 or self.scale_steps)
+
+    @property
+    def name(self) -> str:
+        for key, value in PRESETS.items():
+            if value == self:
+                return key
+        return "custom"
+
+    @classmethod
+    def preset(cls, name: str) -> Speed:
+        try:
+            return PRESETS[name]
+        except KeyError:
+            raise ValueError(f"unknown speed preset '{name}' "
+                             f"(use one of {', '.join(PRESETS)})") from None
+
+
+PRESETS: dict[str, Speed] = {
+    "exact": Speed(),
+    # exact-token options only where they exist; the pixel work is approximate near crop edges
+    "balanced": Speed(region_decode=True, reuse_tokens=True),
+    "fast": Speed(region_decode=True, reuse_tokens=True, int8=True, scale_steps=True),
+}
+EXACT = PRESETS["exact"]
+FAST = PRESETS["fast"]
+
+
+# -- steps --------------------------------------------------------------------------------------
+
+def scaled_steps(steps: int, masked: int, seq_len: int, min_steps: int = 4) -> int:
+    """Decoding steps for `masked` unknown tokens: the full schedule for a full grid, fewer
+    (by the square root of the masked fraction) for small holes, at least `min_steps`."""
+    if masked <= 0:
+        return steps
+    frac = min(1.0, masked / max(seq_len, 1))
+    return int(min(steps, max(min_steps, math.ceil(steps * math.sqrt(frac)))))
+
+
+# -- token crops --------------------------------------------------------------------------------
+
+def token_crop(token_mask: np.ndarray, margin: int) -> tuple[int, int, int, int]:
+    """(r0, r1, c0, c1): bounding box of the True cells grown by `margin`, clipped to the grid."""
+    rows = np.flatnonzero(token_mask.any(axis=1))
+    cols = np.flatnonzero(token_mask.any(axis=0))
+    if rows.size == 0:
+        raise ValueError("empty token mask")
+    gh, gw = token_mask.shape
+    return (max(int(rows[0]) - margin, 0), min(int(rows[-1]) + 1 + margin, gh),
+            max(int(cols[0]) - margin, 0), min(int(cols[-1]) + 1 + margin, gw))
+
+
+def crop_fraction(token_mask: np.ndarray, margin: int) -> float:
+    r0, r1, c0, c1 = token_crop(token_mask, margin)
+    return (r1 - r0) * (c1 - c0) / token_mask.size
+
+
+def decode_region(bundle, tokens: np.ndarray, token_mask: np.ndarray, margin: int,
+                  background: np.ndarray | None = None) -> np.ndarray:
+    """int64 [B,N] -> uint8 [B,S,S,3] where only the crop around `token_mask` (+ margin tokens)
+    is decoded; the rest is `background` (uint8 [S,S,3], e.g. the input square) or black.
+    Callers must only use pixels inside the token mask (paste_back does)."""
+    m = bundle.manifest
+    gh, gw = m.grid
+    d = m.downsample
+    r0, r1, c0, c1 = token_crop(token_mask, margin)
+    grid = tokens.reshape(len(tokens), gh, gw)
+    if (r0, r1, c0, c1) == (0, gh, 0, gw):
+        out = bundle.decode(grid)
+    else:
+        crop = bundle.decode(np.ascontiguousarray(grid[:, r0:r1, c0:c1]))
+        size = m.image_size
+        out = np.zeros((len(tokens), 3, size, size), np.float32)
+        if background is not None:
+            out[:] = background.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+        out[:, :, r0 * d:r1 * d, c0 * d:c1 * d] = crop
+    return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+# -- token reuse --------------------------------------------------------------------------------
+
+@dataclass
+class _Entry:
+    tokens: np.ndarray      # int64 [h,w] tokens of the square with `hole` zeroed
+    hole: np.ndarray        # bool [S,S] model pixels zeroed when they were made
+
+
+class TokenCache:
+    """Tokens of recently edited context squares, keyed by the model-size pixels (not zeroed)
+    and the tokenizer. Thread-safe; small (each entry is a few KB)."""
+
+    def __init__(self, capacity: int = 32):
+        self.capacity = capacity
+        self._items: OrderedDict[str, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.partial = self.misses = 0
+
+    @staticmethod
+    def key(bundle, pixels: np.ndarray) -> str:
+        h = hashlib.blake2b(digest_size=16)
+        h.update(str(bundle.path).encode())
+        h.update(bundle.manifest.files.get("tokenizer_encoder.onnx", "").encode())
+        h.update(np.ascontiguousarray(pixels).tobytes())
+        return h.hexdigest()
+
+    def get(self, key: str) -> _Entry | None:
+        with self._lock:
+            entry = self._items.get(key)
+            if entry is not None:
+                self._items.move_to_end(key)
+            return entry
+
+    def put(self, key: str, entry: _Entry) -> None:
+        with self._lock:
+            self._items[key] = entry
+            self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+TOKENS = TokenCache()
+
+
+def encode_with_reuse(bundle, pixels: np.ndarray, hole: np.ndarray, margin: int,
+                      cache: TokenCache | None = None) -> np.ndarray:
+    """Tokens (int64 [h,w]) of `pixels` (float32 [3,S,S] in [0,1], *not* zeroed) with `hole`
+    (bool [S,S]) zeroed, reusing what the cache knows about this square.
+
+    Miss: full encode (exact). Same hole: cached tokens (exact). Other hole: re-encode the
+    token crop around old + new hole grown by `margin` and splice its inner part (approximate:
+    the encoder's receptive field and GroupNorm statistics reach beyond the crop)."""
+    cache = TOKENS if cache is None else cache
+    m = bundle.manifest
+    gh, gw = m.grid
+    d = m.downsample
+    key = cache.key(bundle, pixels)
+    zeroed = pixels.copy()
+    zeroed[:, hole] = 0.0
+    entry = cache.get(key)
+    if entry is None:
+        cache.misses += 1
+        tokens = bundle.encode(zeroed[None])[0]
+        cache.put(key, _Entry(tokens.copy(), hole.copy()))
+        return tokens
+    if np.array_equal(entry.hole, hole):
+        cache.hits += 1
+        return entry.tokens.copy()
+    cache.partial += 1
+    changed = (entry.hole | hole).reshape(gh, d, gw, d).any(axis=(1, 3))
+    inner = grow_token_mask(changed, 1)  # cells whose tokens must come from the new encode
+    r0, r1, c0, c1 = token_crop(inner, margin)
+    crop = bundle.encode(np.ascontiguousarray(zeroed[None, :, r0 * d:r1 * d, c0 * d:c1 * d]))[0]
+    tokens = entry.tokens.copy()
+    # keep the crop's tokens except within `margin` of a crop side that is inside the grid
+    a0 = r0 + (margin if r0 > 0 else 0)
+    a1 = r1 - (margin if r1 < gh else 0)
+    b0 = c0 + (margin if c0 > 0 else 0)
+    b1 = c1 - (margin if c1 < gw else 0)
+    tokens[a0:a1, b0:b1] = crop[a0 - r0:a1 - r0, b0 - c0:b1 - c0]
+    cache.put(key, _Entry(tokens.copy(), hole.copy()))
+    return tokens
+
+
+# -- int8 transformer ---------------------------------------------------------------------------
+
+def user_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "mage-studio"
+
+
+def int8_cache_path(bundle_or_manifest) -> Path:
+    """Where the int8 transformer of a bundle is cached (keyed by transformer.onnx's sha256)."""
+    manifest = getattr(bundle_or_manifest, "manifest", bundle_or_manifest)
+    digest = manifest.files.get("transformer.onnx", "") or manifest.name
+    return user_cache_dir() / "int8" / f"{digest[:32]}.onnx"
+
+
+def find_int8(bundle) -> Path | None:
+    """The int8 transformer for `bundle`: inside the bundle, else in the user cache."""
+    for path in (Path(bundle.path) / INT8_FILE, int8_cache_path(bundle)):
+        if path.is_file():
+            return path
+    return None
+
+
+def int8_available(bundle) -> bool:
+    return find_int8(bundle) is not None
+
+
+def transformer_model(bundle, speed: Speed) -> str:
+    """Session name to use for the transformer under `speed`; tells the user once when int8
+    was asked for but is not available."""
+    if not speed.int8:
+        return "transformer"
+    path = find_int8(bundle)
+    if path is None:
+        notice = (f"no int8 transformer for model '{bundle.name}' (make one with "
+                  "`python -m engine.modeling.quantize BUNDLE`): using fp32")
+        if notice not in bundle.notices:
+            bundle.notices.append(notice)
+        return "transformer"
+    bundle.model_files[INT8_MODEL] = path
+    return INT8_MODEL
