@@ -45,6 +45,10 @@ class CanvasView(QGraphicsView):
         self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
         self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.SmartViewportUpdate)
         self.setMouseTracking(True)
+        # no scroll bars: pan with Space-drag or the middle button, as in IOPaint
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self._fitted = True   # keep fitting on resize until the user zooms
         self.setAcceptDrops(True)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setBackgroundBrush(QColor(38, 38, 42))
@@ -144,13 +148,20 @@ class CanvasView(QGraphicsView):
         w, h = doc.size
         self.fitInView(QRectF(0, 0, w, h).adjusted(-8, -8, 8, 8),
                        Qt.AspectRatioMode.KeepAspectRatio)
+        self._fitted = True
         self.zoom_changed.emit(self.zoom)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if self._fitted:
+            self.fit()
 
     def actual_size(self) -> None:
         self.set_zoom(1.0)
 
     def set_zoom(self, zoom: float) -> None:
         zoom = min(max(zoom, MIN_ZOOM), MAX_ZOOM)
+        self._fitted = False
         self.scale(zoom / self.zoom, zoom / self.zoom)
         self.zoom_changed.emit(self.zoom)
         self._update_cursor(None)

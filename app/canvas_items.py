@@ -48,21 +48,66 @@ class BufferItem(QGraphicsItem):
             self.boundingRect().toAlignedRect())
         if exposed.isEmpty():
             return
-        zoom = painter.transform().m11()
-        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, zoom < 1.0)
         painter.drawImage(QRectF(exposed), self._image, QRectF(exposed))
 
 
 class ImageItem(BufferItem):
+    """The photo. Zoomed out, it draws from a cached half/quarter/... size copy: smoothly
+    scaling the full photo on every repaint cost tens of milliseconds on the GUI thread."""
+
     def __init__(self):
         super().__init__(QImage.Format.Format_RGB32)
+        self._levels: dict[int, QImage] = {}
 
     def set_rgb(self, rgb: np.ndarray) -> None:
+        self._levels.clear()
         self.set_buffer(rgb_to_argb32(rgb))
 
     def update_rgb(self, rgb: np.ndarray, box) -> None:
         x0, y0, x1, y1 = box
         self.write(box, rgb_to_argb32(rgb[y0:y1, x0:x1]))
+        for level, image in self._levels.items():
+            self._rescale_region(level, image, box)
+
+    def _rescale_region(self, level: int, image: QImage, box) -> None:
+        """Refresh only the changed rectangle of a cached smaller copy."""
+        step = 1 << level
+        h, w = self._buffer.shape
+        x0, y0 = box[0] // step * step, box[1] // step * step
+        x1, y1 = min(-(-box[2] // step) * step, w), min(-(-box[3] // step) * step, h)
+        tw, th = max(1, (x1 - x0) >> level), max(1, (y1 - y0) >> level)
+        part = self._image.copy(x0, y0, x1 - x0, y1 - y0).scaled(
+            tw, th, Qt.AspectRatioMode.IgnoreAspectRatio,
+            Qt.TransformationMode.SmoothTransformation)
+        painter = QPainter(image)
+        painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_Source)
+        painter.drawImage(x0 >> level, y0 >> level, part)
+        painter.end()
+
+    def _level(self, zoom: float) -> tuple[QImage, float]:
+        level = 0
+        while zoom * 2 ** (level + 1) <= 1.0 and level < 6:
+            level += 1
+        if level == 0:
+            return self._image, 1.0
+        if level not in self._levels:
+            h, w = self._buffer.shape
+            self._levels[level] = self._image.scaled(
+                max(1, w >> level), max(1, h >> level), Qt.AspectRatioMode.IgnoreAspectRatio,
+                Qt.TransformationMode.SmoothTransformation)
+        image = self._levels[level]
+        return image, image.width() / self._buffer.shape[1]
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget=None) -> None:
+        exposed = option.exposedRect.intersected(self.boundingRect())
+        if exposed.isEmpty():
+            return
+        zoom = painter.transform().m11()
+        image, scale = self._level(zoom)
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, zoom < 1.0)
+        source = QRectF(exposed.x() * scale, exposed.y() * scale, exposed.width() * scale,
+                        exposed.height() * scale)
+        painter.drawImage(exposed, image, source)
 
 
 class MaskItem(BufferItem):
@@ -116,7 +161,7 @@ class GridItem(QGraphicsItem):
             colors = np.zeros((gh, gw, 4), np.uint8)
             colors[layout.token_mask] = (80, 200, 255, 70)
         painter.setPen(Qt.PenStyle.NoPen)
-        for row, col in zip(*np.nonzero(colors[..., 3])):
+        for row, col in zip(*np.nonzero(colors[..., 3]), strict=True):
             r, g, b, a = (int(v) for v in colors[row, col])
             x0, y0, x1, y1 = layout.cell_box(row, col)
             painter.fillRect(QRectF(x0, y0, x1 - x0, y1 - y0), QColor(r, g, b, a))
@@ -140,7 +185,7 @@ class GridItem(QGraphicsItem):
         pen.setCosmetic(True)
         painter.setPen(pen)
         tm = np.pad(layout.token_mask, 1)
-        for row, col in zip(*np.nonzero(layout.token_mask)):
+        for row, col in zip(*np.nonzero(layout.token_mask), strict=True):
             x0, y0, x1, y1 = layout.cell_box(row, col)
             r, c = row + 1, col + 1
             if not tm[r - 1, c]:

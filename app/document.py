@@ -201,7 +201,7 @@ class Document:
                     arrays[f"h{i}.{part}.after"] = _encode(patch.after)
             if change.canvas is not None:
                 entry["canvas"] = True
-                for when, state in zip(("before", "after"), change.canvas):
+                for when, state in zip(("before", "after"), change.canvas, strict=True):
                     arrays[f"h{i}.canvas.{when}.rgb"] = state.rgb
                     arrays[f"h{i}.canvas.{when}.mask"] = _pack(state.mask)
                     if state.alpha is not None:

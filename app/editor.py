@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -308,6 +307,7 @@ class Editor(QObject):
         self.applied, self._applied_at = -1, -1
         self.run_changed.emit(outcome)
         self.apply_candidate(0)
+        log.info("%s done in %.2f s", outcome.kind, outcome.seconds)
         self.status.emit(f"{outcome.kind.capitalize()} done in {outcome.seconds:.1f} s "
                          f"(seeds {', '.join(str(c.seed) for c in outcome.candidates)})")
 

@@ -103,7 +103,7 @@ def generate_job(bundle, settings: Settings, preview_interval: float = 0.25,
     result = yield from _drive(run_generate(bundle, settings), bundle, None, settings,
                                preview_interval, clock)
     candidates = [Candidate(seed, PreviewPatch(0, 0, image), thumbnail(image))
-                  for seed, image in zip(result.seeds, result.images)]
+                  for seed, image in zip(result.seeds, result.images, strict=True)]
     return RunOutcome("generate", candidates, result, None, True, None, settings,
                       clock() - started)
 
@@ -187,7 +187,7 @@ def _crop_to_square(job: EditJob, full: np.ndarray) -> PreviewPatch:
 def _edit_outcome(kind: str, job: EditJob, result: EditResult, settings: Settings,
                   seconds: float) -> RunOutcome:
     candidates = []
-    for seed, image in zip(result.seeds, result.images):
+    for seed, image in zip(result.seeds, result.images, strict=True):
         patch = _crop_to_square(job, image)  # the context square: where the change shows
         candidates.append(Candidate(seed, patch, thumbnail(patch.rgb)))
     return RunOutcome(kind, candidates, result, job, False, None, settings, seconds)

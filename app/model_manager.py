@@ -8,6 +8,7 @@ painting and saving.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
@@ -18,6 +19,7 @@ from engine.runtime.errors import MageError
 from engine.runtime.models import REPO_MODELS, default_bundle_path, find_bundles, user_models_dir
 
 DEVICES = ("auto", "cpu", "cuda")
+log = logging.getLogger(__name__)
 
 
 def available_bundles() -> list[Path]:
@@ -72,10 +74,17 @@ class ModelManager(QObject):
             return
         self.load(path, device, wait)
 
+    def use(self, bundle: Bundle) -> None:
+        """Adopt a bundle that is already loaded."""
+        self.path, self.device = Path(bundle.path), bundle.requested_device
+        self._on_loaded(bundle)
+
     def _on_loaded(self, bundle: Bundle) -> None:
         self.bundle, self.error = bundle, ""
+        log.info("model %s on %s", bundle.name, bundle.device)
         self.loaded.emit(bundle)
 
     def _on_failed(self, message: str) -> None:
         self.bundle, self.error = None, message
+        log.warning("no model: %s", message)
         self.failed.emit(message)

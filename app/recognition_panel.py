@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -204,7 +205,12 @@ class RecognitionPanel(QWidget):
         lay.addWidget(self.status)
 
         few = QGroupBox("Teach new classes (few-shot)")
-        self.class_layout = QVBoxLayout()
+        holder = QWidget()
+        self.class_layout = QVBoxLayout(holder)
+        self.class_layout.setContentsMargins(0, 0, 0, 0)
+        self.class_layout.addStretch(1)
+        scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.Shape.NoFrame)
+        scroll.setWidget(holder)
         self.add_class_button = QPushButton(qta.icon("fa5s.plus"), "Add class")
         self.save_button = QPushButton(qta.icon("fa5s.save"), "Save…")
         self.save_button.setEnabled(False)
@@ -215,14 +221,13 @@ class RecognitionPanel(QWidget):
         buttons.addStretch(1)
         buttons.addWidget(self.save_button)
         lay = QVBoxLayout(few)
-        lay.addLayout(self.class_layout)
+        lay.addWidget(scroll, 1)
         lay.addLayout(buttons)
         lay.addWidget(self.fewshot_status)
 
         outer = QVBoxLayout(self)
         outer.addWidget(what)
-        outer.addWidget(few)
-        outer.addStretch(1)
+        outer.addWidget(few, 1)
         self.head_combo.currentIndexChanged.connect(lambda _i: self._predict())
         self.load_button.clicked.connect(self._ask_load_head)
         self.add_class_button.clicked.connect(lambda: self.add_class())
@@ -252,7 +257,7 @@ class RecognitionPanel(QWidget):
     def add_class(self, name: str = "", paths: list | None = None) -> ClassBox:
         box = ClassBox(self, name or f"class {len(self.classes) + 1}")
         self.classes.append(box)
-        self.class_layout.addWidget(box)
+        self.class_layout.insertWidget(self.class_layout.count() - 1, box)  # above the stretch
         if paths:
             self.add_examples(box, paths)
         else:
@@ -441,11 +446,15 @@ class RecognitionPanel(QWidget):
         self.fewshot_status.setText("Fitting…")
         self._start("fit", lambda: _fit(bundle, x, y, names), self._on_fit)
 
-    def _on_examples(self, result: tuple[object, dict, dict], latest: bool = True) -> None:
-        bundle, features, bad = result
+    def _on_examples(self, result: tuple, latest: bool = True) -> None:
+        bundle, features, bad, thumbs = result
         if bundle is not self.bundle:
             return
         self._features.update(features)  # kept even from a superseded job
+        for box in self.classes:
+            for row, ex in enumerate(box.examples):
+                if ex.id in thumbs and isinstance(ex.source, Path):
+                    box.list.item(row).setIcon(_thumb(thumbs[ex.id]))
         if not latest:
             return
         for box in self.classes:  # unreadable files leave the list
@@ -531,7 +540,7 @@ class RecognitionPanel(QWidget):
 
 def _encode_examples(bundle, examples: list[Example]) -> tuple[object, dict, dict]:
     """Worker: (bundle, example id -> features, example id -> why unreadable)."""
-    ok, images, bad = [], [], {}
+    ok, images, bad, thumbs = [], [], {}, {}
     for ex in examples:
         try:
             rgb = load_image(ex.source).rgb if isinstance(ex.source, Path) else ex.source
@@ -540,8 +549,10 @@ def _encode_examples(bundle, examples: list[Example]) -> tuple[object, dict, dic
             continue
         ok.append(ex.id)
         images.append(rgb)
+        step = max(1, max(rgb.shape[:2]) // (THUMB * 2))
+        thumbs[ex.id] = np.ascontiguousarray(rgb[::step, ::step])  # QIcon is made in the GUI
     feats = image_features(bundle, images) if images else []
-    return bundle, dict(zip(ok, feats, strict=True)), bad
+    return bundle, dict(zip(ok, feats, strict=True)), bad, thumbs
 
 
 def _fit(bundle, x: np.ndarray, y: np.ndarray, names: list[str]) -> tuple[Head, float | None]:

@@ -66,7 +66,8 @@ def layout_for(manifest: Manifest, mask: np.ndarray, settings: Settings) -> Toke
     model_mask = mask_to_model(painted_sq, size)
     token_mask = token_mask_from_pixels(model_mask, manifest.grid, settings.ring,
                                         settings.coverage)
-    resolved = settings.resolved(manifest)
+    # the step count may depend on how many tokens are masked (speed options)
+    resolved = settings.for_masked(manifest, int(token_mask.sum()))
     return TokenLayout(sq, token_mask, cell_edges(sq.side, manifest), resolved.steps,
                        resolved.start_step)
 

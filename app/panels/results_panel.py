@@ -33,6 +33,7 @@ class ResultsPanel(QWidget):
         super().__init__(parent)
         self.editor, self.inspector = editor, inspector
         column = QVBoxLayout(self)
+        column.setContentsMargins(6, 2, 6, 2)
         self.candidates = QListWidget()
         self.candidates.setViewMode(QListView.ViewMode.IconMode)
         self.candidates.setFlow(QListView.Flow.LeftToRight)
@@ -52,6 +53,7 @@ class ResultsPanel(QWidget):
         editor.busy_changed.connect(lambda busy: self._enable(not busy))
         inspector.step_shown.connect(self._on_step_shown)
         self.show_run(None)
+        self.setMaximumHeight(self.sizeHint().height() + 8)
 
     def _build_scrubber(self) -> QHBoxLayout:
         row = QHBoxLayout()

@@ -222,4 +222,7 @@ class RunPanel(QWidget):
             self.progress.setValue(0)
             self.progress.setFormat("Encoding...")
         else:
-            self.progress.setFormat("Idle")
+            done = self.progress.value() >= self.progress.maximum() > 0
+            self.progress.setFormat("Done" if done else "Idle")
+            if not done:
+                self.progress.setValue(0)

@@ -100,10 +100,12 @@ class CodeUsage:
         return {"codes_used": int((c > 0).sum()), "perplexity": float(perplexity)}
 
     def restart(self, embedding: torch.Tensor, latents: torch.Tensor,
-                generator: torch.Generator, optimizer=None) -> int:
+                generator: torch.Generator, optimizer=None, replace: bool = True) -> int:
         """Replace unused rows of `embedding` (K,d) by random rows of `latents` (M,d).
-        Returns how many codes were restarted; resets the window."""
+        Returns how many codes were restarted; starts a new counting window either way."""
         dead = (self.counts == 0).nonzero().flatten()
+        if not replace:
+            dead = dead[:0]
         if len(dead):
             pick = torch.randint(len(latents), (len(dead),), generator=generator)
             with torch.no_grad():

@@ -187,6 +187,7 @@ class TokenizerTask:
         self.usage = CodeUsage(cfg.codebook_size, dist.device)
         self.class_names = data.class_names
         self.val_images = eval_images(data.val, cfg.image_size, dist.device)
+        self.total: int | None = None  # set by the Trainer once the run length is known
 
     def config(self) -> dict:
         return self.model.cfg.to_dict()
@@ -203,7 +204,10 @@ class TokenizerTask:
         if step % self.args.restart_every == 0:  # step 0: fill the codebook from the encoder
             latents = self.dist.gather(e).permute(0, 2, 3, 1).reshape(-1, e.shape[1])
             g = data_mod.step_generator(self.args.seed, step, stream=3)
-            n = self.usage.restart(self.model.quantize.embedding.weight, latents, g, optimizer)
+            # no restarts in the last fifth: the decoder needs time to learn the new codes
+            late = self.total is not None and step >= 0.8 * self.total
+            n = self.usage.restart(self.model.quantize.embedding.weight, latents, g, optimizer,
+                                   replace=not late)
             if n and step > 0:
                 log.debug("step %d: restarted %d unused codes", step, n)
 
@@ -436,6 +440,12 @@ class Trainer:
         log.info("%s: %.3f s/step -> %d steps in %.1f min", self.task.kind, per_step,
                  self.total, self.args.minutes)
 
+    def calibrated(self, t_first: float) -> bool:
+        """Enough steps timed, or a tenth of the budget gone (slow steps)."""
+        slow = time.monotonic() - t_first > 0.1 * self.args.minutes * 60
+        return self.step == self.calib_from + self.CALIBRATION_STEPS or bool(
+            self.dist.broadcast_int(int(slow)))
+
     def elapsed(self) -> float:
         return self.elapsed_before + time.monotonic() - self.t_start
 
@@ -449,7 +459,7 @@ class Trainer:
         while self.total is None or self.step < self.total:
             if self.total is None and self.step == self.calib_from:
                 t_first = time.monotonic()
-            if self.total is None and self.step == self.calib_from + self.CALIBRATION_STEPS:
+            if self.total is None and self.step > self.calib_from and self.calibrated(t_first):
                 self.plan(t_first)
                 continue
             self.one_step()
@@ -475,6 +485,7 @@ class Trainer:
             group["lr"] = lr
         # dropout: a function of (seed, step, rank), so resuming replays it exactly
         torch.manual_seed((args.seed * 1_000_003 + self.step) * 64 + self.dist.rank)
+        self.task.total = self.total
         losses, aux = self.task.forward(self.step, self.module)
         self.opt.zero_grad(set_to_none=True)
         losses["loss"].backward()

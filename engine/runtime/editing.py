@@ -26,8 +26,14 @@ from engine.runtime.errors import ImageError, MaskError
 from engine.runtime.manifest import Manifest
 from engine.runtime.masking import composite, feather_alpha, mask_bbox, token_mask_from_pixels
 from engine.runtime.schedule import masked_counts
-from engine.runtime.speed import (EXACT, Speed, decode_region, encode_with_reuse, scaled_steps,
-                                  transformer_model)
+from engine.runtime.speed import (
+    EXACT,
+    Speed,
+    decode_region,
+    encode_with_reuse,
+    scaled_steps,
+    transformer_model,
+)
 
 
 @dataclass(frozen=True)

@@ -174,6 +174,7 @@ class TokenCache:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self.hits = self.partial = self.misses = 0
 
 
 TOKENS = TokenCache()

@@ -33,9 +33,11 @@ class FakeBundle:
         self.calls = 0
         self.gate = threading.Event()   # cleared by block(): logits wait until release()
         self.gate.set()
-        self.device = "cpu"
+        self.device = self.requested_device = "cpu"
         self.notices: list[str] = []
         self.name = self.manifest.name
+        self.path = "fake"
+        self.model_files: dict = {}
 
     def block(self) -> None:
         self.gate.clear()
@@ -74,7 +76,7 @@ class FakeBundle:
         logits[:, np.arange(n), prefer] = 4.0
         return logits
 
-    def tokens_to_logits(self, class_id=None, guidance: float = 0.0):
+    def tokens_to_logits(self, class_id=None, guidance: float = 0.0, model: str = "transformer"):
         def fn(tokens):
             if class_id is None:
                 return self.logits(tokens)

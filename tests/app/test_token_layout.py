@@ -37,7 +37,7 @@ def test_layout_equals_prepare_edit(size, settings):
         job = prepare_edit(manifest, rgb, mask, settings)
         assert layout.square == job.square
         np.testing.assert_array_equal(layout.token_mask, job.token_mask)
-        steps = settings.resolved(manifest).steps
+        steps = settings.for_masked(manifest, job.masked_count).steps
         assert layout.cost == job.cost(steps)
 
 

@@ -1,0 +1,28 @@
+import numpy as np
+import pytest
+
+from app.editor import Editor
+from app.main_window import MainWindow
+from app.settings import Preferences
+
+
+def photo(h: int = 120, w: int = 160) -> np.ndarray:
+    """A smooth gradient with a dark block: many colours, easy to check."""
+    y, x = np.mgrid[0:h, 0:w]
+    rgb = np.stack([x * 255 // w, y * 255 // h, (x + y) * 255 // (w + h)], axis=-1)
+    rgb = rgb.astype(np.uint8)
+    rgb[40:70, 60:100] = (20, 30, 40)
+    return rgb
+
+
+@pytest.fixture
+def window(qtbot):
+    editor = Editor()
+    win = MainWindow(editor, Preferences(), interactive=False)
+    win.resize(1100, 750)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    yield win
+    editor.jobs.cancel()
+    editor.jobs.wait_idle(10)

@@ -1,0 +1,45 @@
+"""Preferences survive a restart; the importer says exactly what to install."""
+
+from pathlib import Path
+
+from PySide6.QtCore import QCoreApplication
+
+from app.importer import INSTALL_HINT, import_target, missing_torch_message, torch_available
+from app.options import EditOptions
+from app.settings import Preferences
+from app.theme import dark_palette, wants_dark
+
+
+def test_preferences_round_trip(qapp, tmp_path):
+    QCoreApplication.setOrganizationName("MAGE Studio")
+    prefs = Preferences()
+    prefs.brush_size = 77
+    prefs.set_folder("open", str(tmp_path))
+    for name in ("a.png", "b.png", "a.png"):
+        prefs.add_recent(name)
+    prefs.save_options(EditOptions(mode="generate", candidates=4))
+    prefs.sync()
+    again = Preferences()
+    assert again.brush_size == 77 and again.folder("open") == str(tmp_path)
+    assert again.recent_files() == ["a.png", "b.png"]
+    assert again.options() == EditOptions(mode="generate", candidates=4)
+
+
+def test_import_needs_torch_and_names_the_install_command(monkeypatch):
+    assert INSTALL_HINT == "pip install -e '.[modeling]'"
+    assert INSTALL_HINT in missing_torch_message()
+    import importlib.util
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert not torch_available()
+
+
+def test_import_target_never_reuses_a_folder(tmp_path):
+    first = import_target(Path("/x/mage-vitb.pth"))
+    assert first.name == "mage-vitb"
+    first.mkdir(parents=True)
+    assert import_target(Path("/x/mage-vitb.pth")).name == "mage-vitb-2"
+
+
+def test_dark_theme_when_asked(qapp):
+    assert wants_dark("dark") and not wants_dark("light")
+    assert dark_palette().window().color().lightness() < 80

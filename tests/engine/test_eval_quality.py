@@ -1,0 +1,161 @@
+"""The metric, mask and classifier helpers of bench/eval_quality.py on known cases."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("cv2")  # the bench script uses OpenCV's inpainting as a baseline
+
+_PATH = Path(__file__).resolve().parents[2] / "bench" / "eval_quality.py"
+_spec = importlib.util.spec_from_file_location("eval_quality", _PATH)
+eq = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(eq)
+
+
+def smooth_image(size=48, seed=0):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    img = np.stack([x * 200 + 20, y * 150 + 50, (x * y) * 180 + 30], -1)
+    return np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
+
+
+def ssim_bruteforce(a, b, size=11, sigma=1.5):
+    """Direct per-pixel SSIM (explicit weighted window sums), same padding as the script."""
+    x, y = eq.luminance(a), eq.luminance(b)
+    k = eq.gaussian_kernel(size, sigma)
+    w2 = np.outer(k, k)
+    r = size // 2
+    xp, yp = np.pad(x, r, mode="reflect"), np.pad(y, r, mode="reflect")
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    out = np.zeros_like(x)
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            px, py = xp[i:i + size, j:j + size], yp[i:i + size, j:j + size]
+            mx, my = (w2 * px).sum(), (w2 * py).sum()
+            vx = (w2 * (px - mx) ** 2).sum()
+            vy = (w2 * (py - my) ** 2).sum()
+            cxy = (w2 * (px - mx) * (py - my)).sum()
+            out[i, j] = ((2 * mx * my + c1) * (2 * cxy + c2)) / (
+                (mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
+    return out
+
+
+def test_psnr_known_values():
+    a = np.full((8, 8, 3), 100, np.uint8)
+    assert eq.psnr(a, a) == float("inf")
+    b = a + 10  # MSE 100
+    assert eq.psnr(a, b) == pytest.approx(10 * np.log10(255 ** 2 / 100))
+    # only the masked pixels count
+    c = a.copy()
+    c[:4] = 200
+    mask = np.zeros((8, 8), bool)
+    mask[4:] = True
+    assert eq.psnr(a, c, mask) == float("inf")
+    assert eq.psnr(a, c, ~mask) == pytest.approx(10 * np.log10(255 ** 2 / 100 ** 2))
+    with pytest.raises(ValueError):
+        eq.psnr(a, c, np.zeros((8, 8), bool))
+
+
+def test_ssim_identical_is_one_and_matches_bruteforce():
+    a = smooth_image()
+    assert eq.ssim(a, a) == pytest.approx(1.0)
+    rng = np.random.default_rng(1)
+    b = np.clip(a.astype(int) + rng.normal(0, 25, a.shape), 0, 255).astype(np.uint8)
+    ref = ssim_bruteforce(a, b)
+    np.testing.assert_allclose(eq.ssim_map(a, b), ref, rtol=1e-9, atol=1e-9)
+    mask = np.zeros(a.shape[:2], bool)
+    mask[10:30, 5:25] = True
+    assert eq.ssim(a, b, mask) == pytest.approx(ref[mask].mean())
+    assert 0.0 < eq.ssim(a, b) < 1.0
+
+
+def test_ssim_orders_degradations_and_ignores_channels_via_luma():
+    a = smooth_image(seed=2)
+    rng = np.random.default_rng(3)
+    light = np.clip(a + rng.normal(0, 5, a.shape), 0, 255).astype(np.uint8)
+    heavy = np.clip(a + rng.normal(0, 40, a.shape), 0, 255).astype(np.uint8)
+    unrelated = rng.integers(0, 256, a.shape).astype(np.uint8)
+    s_light, s_heavy, s_unrel = eq.ssim(a, light), eq.ssim(a, heavy), eq.ssim(a, unrelated)
+    assert s_light > s_heavy > s_unrel
+    assert abs(s_unrel) < 0.15
+    # a luminance shift lowers only the luminance term: still high but below 1
+    shifted = np.clip(a.astype(int) + 30, 0, 255).astype(np.uint8)
+    assert 0.8 < eq.ssim(a, shifted) < 1.0
+    # a 2-D input is used as is
+    g = eq.luminance(a)
+    assert eq.ssim(g, g) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("kind", ["box", "blob"])
+@pytest.mark.parametrize("frac", [0.05, 0.15, 0.30])
+@pytest.mark.parametrize("size", [64, 128, 256])
+def test_masks_have_the_asked_area_and_are_seeded(kind, frac, size):
+    for s in range(5):
+        m = eq.make_mask(kind, size, frac, np.random.default_rng(s))
+        assert m.shape == (size, size) and m.dtype == bool
+        assert m.mean() == pytest.approx(frac, rel=0.12, abs=2 / size)
+        again = eq.make_mask(kind, size, frac, np.random.default_rng(s))
+        np.testing.assert_array_equal(m, again)
+        assert eq.cv2.connectedComponents(m.astype(np.uint8))[0] == 2  # background + one piece
+    a = eq.make_mask(kind, size, frac, np.random.default_rng(0))
+    b = eq.make_mask(kind, size, frac, np.random.default_rng(1))
+    assert not np.array_equal(a, b)
+
+
+def test_box_mask_is_a_box_and_blob_is_not():
+    m = eq.box_mask(128, 0.15, np.random.default_rng(0))
+    ys, xs = np.nonzero(m)
+    assert m[ys.min():ys.max() + 1, xs.min():xs.max() + 1].all()
+    blob = eq.blob_mask(128, 0.15, np.random.default_rng(0))
+    ys, xs = np.nonzero(blob)
+    assert not blob[ys.min():ys.max() + 1, xs.min():xs.max() + 1].all()
+    with pytest.raises(ValueError):
+        eq.make_mask("star", 64, 0.1, np.random.default_rng(0))
+
+
+def test_inpainting_baselines_touch_only_the_mask():
+    a = smooth_image(64)
+    mask = eq.box_mask(64, 0.1, np.random.default_rng(0))
+    for method in ("telea", "ns"):
+        out = eq.cv2_inpaint(a, mask, method)
+        np.testing.assert_array_equal(out[~mask], a[~mask])
+        # a smooth image is filled well: far better than a flat grey hole
+        grey = a.copy()
+        grey[mask] = 128
+        assert eq.psnr(a, out, mask) > eq.psnr(a, grey, mask) + 5
+    flat = eq.flat_fill(a, mask)
+    np.testing.assert_array_equal(flat[~mask], a[~mask])
+    assert len(np.unique(flat[mask].reshape(-1, 3), axis=0)) == 1
+
+
+@pytest.mark.parametrize("fit", list(eq.CLASSIFIERS.values()))
+def test_classifiers_separate_clusters_and_loo(fit):
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 5, (3, 10))
+    y = np.repeat(np.arange(3), 8)
+    x = centres[y] + rng.normal(0, 0.5, (len(y), 10))
+    predict = fit(x, y, 3)
+    assert (predict(x) == y).all()
+    assert eq.loo_accuracy(fit, x, y, 3) == 1.0
+    # pure noise labels: LOO is near chance, not perfect
+    noise = rng.normal(0, 1, (30, 10))
+    assert eq.loo_accuracy(fit, noise, np.arange(30) % 3, 3) < 0.7
+
+
+def test_pixel_features_and_spread_pick():
+    imgs = [smooth_image(32, s) for s in range(3)]
+    f = eq.pixel_features(imgs)
+    assert f.shape == (3, 256)
+    np.testing.assert_allclose(f[:, 192:].sum(1), 1.0)
+    assert eq.spread_pick(["a", "a", "b", "c", "c"], 4) == [0, 2, 3, 1]
+
+
+def test_rerun_keeps_hand_written_notes():
+    old = "a\n<!-- SUMMARY -->\nmy notes\n<!-- /SUMMARY -->\nold tail\n"
+    new = "b\n<!-- SUMMARY -->\n<!-- /SUMMARY -->\nnew tail\n"
+    assert eq.keep_notes(old, new) == "b\n<!-- SUMMARY -->\nmy notes\n<!-- /SUMMARY -->\nnew tail\n"
+    assert eq.keep_notes("no markers", new) == new
