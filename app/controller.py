@@ -100,8 +100,12 @@ class JobController(QObject):
 
     def _on_returned(self, job_id: int, value: object) -> None:
         if self._is_current(job_id):
+            aborted = self._current.abort_requested   # Cancel pressed after it had returned
             self._end()
-            self.finished.emit(value)
+            if aborted:
+                self.cancelled.emit()
+            else:
+                self.finished.emit(value)
 
     def _on_errored(self, job_id: int, message: str) -> None:
         if self._is_current(job_id):

@@ -43,6 +43,8 @@ class Editor(QObject):
     busy_changed = Signal(bool)
     status = Signal(str)               # a transient message for the status bar
     error = Signal(str)                # a one-line problem to show the user
+    notice = Signal(str)               # a one-line notice to show until dismissed
+    saved = Signal(str)                # path the image was saved to
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -55,6 +57,8 @@ class Editor(QObject):
         self.run: RunOutcome | None = None
         self.applied = -1               # candidate of self.run currently applied
         self._applied_at = -1           # document history_index right after that apply
+        self._run_document: Document | None = None   # the document a run started on
+        self._notices_shown = 0         # bundle notices already shown (CUDA fallback...)
         self._stroke_before: np.ndarray | None = None
         self._stroke_box: Box | None = None
         self._layout_timer = QTimer(self, singleShot=True, interval=30)
@@ -64,30 +68,65 @@ class Editor(QObject):
         self.jobs.failed.connect(self._on_failed)
         self.jobs.cancelled.connect(lambda: self._end_run("Cancelled"))
         self.jobs.busy_changed.connect(self.busy_changed)
-        self.models.loaded.connect(lambda _: self._schedule_layout())
+        self.models.loaded.connect(self._on_model_loaded)
 
     @property
     def bundle(self):
         return self.models.bundle
 
+    def _on_model_loaded(self, bundle) -> None:
+        self._notices_shown = len(getattr(bundle, "notices", None) or [])  # shown on load
+        self._schedule_layout()
+
     # -- documents ------------------------------------------------------------------------
 
     def open_file(self, path: str) -> bool:
+        """Loads an image; on failure emits one line in `error` and keeps the open document."""
         try:
             loaded = load_image(path)
+            self.set_image(loaded.rgb, loaded.alpha, loaded.path)
         except MageError as error:
             self.error.emit(str(error))
             return False
-        self.set_image(loaded.rgb, loaded.alpha, loaded.path)
-        for notice in loaded.notices:
-            self.status.emit(notice)
+        except MemoryError:
+            self.error.emit(f"Cannot load image '{path}': not enough memory to edit it")
+            return False
+        if loaded.notices:
+            name = os.path.basename(path)
+            self.notice.emit(f"{name}: " + "; ".join(loaded.notices))
         return True
 
     def set_image(self, rgb: np.ndarray, alpha: np.ndarray | None = None, path: str = "") -> None:
+        document = Document(rgb, alpha, path, self.options)   # may raise: nothing changed yet
         self.jobs.cancel()
-        self.document = Document(rgb, alpha, path, self.options)
+        self.document = document
+        self._stroke_before = None
         self.undo_stack.clear()
         self._forget_run()
+        self.document_changed.emit()
+        self._schedule_layout()
+
+    def adopt_document(self, document: Document) -> None:
+        """Takes over a document with its history (a restored session): the undo stack gets
+        one command per change and stands at the document's undo position."""
+        self.jobs.cancel()
+        self._stroke_before = None
+        index = document.history_index
+        while document.redo() is not None:   # commands are pushed in their applied state
+            pass
+        self.document = document
+        blocked = self.blockSignals(True)     # the widgets still show the old document
+        try:
+            self.undo_stack.clear()
+            for change in document.history:
+                self._push_command(change)
+            self.undo_stack.setIndex(index)   # undoes the tail through the commands
+        finally:
+            self.blockSignals(blocked)
+        self._forget_run()
+        if document.options != self.options:
+            self.options = document.options
+            self.options_changed.emit(document.options)
         self.document_changed.emit()
         self._schedule_layout()
 
@@ -96,7 +135,7 @@ class Editor(QObject):
         doc = self.document
         if doc is None:
             return
-        if doc.path and os.path.abspath(path) == os.path.abspath(doc.path):
+        if doc.path and _same_file(path, doc.path):
             self.error.emit(f"Cannot save '{path}': that is the original; choose a new name")
             return
         try:
@@ -106,6 +145,7 @@ class Editor(QObject):
             return
         doc.saved_index = doc.history_index
         self.status.emit(f"Saved {path}")
+        self.saved.emit(path)
 
     def _png_text(self) -> dict[str, str]:
         text = {"Software": "MAGE Studio"}
@@ -255,6 +295,7 @@ class Editor(QObject):
         options, bundle = self.options, self.bundle
         settings = options.settings(options.pick_seeds())
         doc = self.document
+        self._run_document = doc
         if options.mode == "generate":
             self.jobs.start("generate", lambda: generate_job(bundle, settings))
         elif options.mode == "extend":
@@ -277,6 +318,7 @@ class Editor(QObject):
         count = count or self.options.reroll_count
         candidate = max(self.applied, 0)
         settings = replace(run.settings, seeds=self.options.pick_seeds())
+        self._run_document = self.document
         self.jobs.start("reroll", lambda: reroll_job(bundle, run.job, run.result, candidate,
                                                      count, settings))
         self.status.emit(f"Re-rolling the {count} least confident tokens...")
@@ -303,6 +345,12 @@ class Editor(QObject):
             self.preview_changed.emit(step.preview)
 
     def _on_finished(self, outcome: RunOutcome) -> None:
+        self._show_bundle_notices()
+        if outcome.kind != "generate" and self.document is not self._run_document:
+            # the image it was made for was closed meanwhile: never paste it into another
+            self.preview_changed.emit(None)
+            self.status.emit("The result was dropped: another image is open now")
+            return
         self.run = outcome
         self.applied, self._applied_at = -1, -1
         self.run_changed.emit(outcome)
@@ -312,8 +360,16 @@ class Editor(QObject):
                          f"(seeds {', '.join(str(c.seed) for c in outcome.candidates)})")
 
     def _on_failed(self, message: str) -> None:
+        self._show_bundle_notices()
         self.preview_changed.emit(None)
         self.error.emit(message)
+
+    def _show_bundle_notices(self) -> None:
+        """Notices the model added while running (CUDA failed, now on the CPU): once each."""
+        notices = list(getattr(self.bundle, "notices", None) or [])
+        if len(notices) > self._notices_shown:
+            self.notice.emit(" ".join(notices[self._notices_shown:]))
+        self._notices_shown = len(notices)
 
     def _end_run(self, message: str) -> None:
         self.preview_changed.emit(None)
@@ -372,3 +428,13 @@ class Editor(QObject):
         self.run, self.applied, self._applied_at = None, -1, -1
         self.run_changed.emit(None)
         self.preview_changed.emit(None)
+
+
+def _same_file(a: str, b: str) -> bool:
+    """True when both paths name one file (links and case-insensitive names included)."""
+    if os.path.abspath(a) == os.path.abspath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False

@@ -3,19 +3,27 @@
 With --screenshot the window opens, the model loads, the optional edit runs to the end (the
 worker is awaited while events are processed), the window is grabbed to PATH and the program
 exits 0: a scripted proof that the real window works, used by tests and the docs.
+
+The session is autosaved (app.autosave). When the last run did not end cleanly the app offers
+to restore it: --restore (or $MAGE_STUDIO_RESTORE) = ask | yes | no. A --screenshot run without
+--restore neither reads nor writes the autosave, so scripted runs never touch a user's session.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
+import traceback
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QEventLoop
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QMessageBox
 
+from app.autosave import Autosaver
 from app.editor import Editor
 from app.main_window import MainWindow
 from app.model_manager import DEVICES
@@ -23,6 +31,8 @@ from app.settings import APPLICATION, ORGANISATION, Preferences
 from app.theme import apply_theme, follow_system
 
 SCREENSHOT_SIZE = (1440, 900)
+ENV_RESTORE = "MAGE_STUDIO_RESTORE"
+RESTORE_CHOICES = ("ask", "yes", "no")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -37,6 +47,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="with --screenshot: show the mask and token grid, do not run")
     parser.add_argument("--seed", type=int, help="fixed seed for the scripted edit")
     parser.add_argument("--save", metavar="PNG", help="with --screenshot: also save the image")
+    parser.add_argument("--run", action="store_true",
+                        help="without --screenshot: start the edit once the model is loaded")
+    parser.add_argument("--restore", choices=RESTORE_CHOICES,
+                        help=f"restore a session a crash left behind (default: ${ENV_RESTORE} "
+                             "or ask)")
     return parser.parse_args(argv)
 
 
@@ -50,20 +65,104 @@ def main(argv: list[str] | None = None) -> int:
     apply_theme(app, prefs.theme)
     follow_system(app, lambda: prefs.theme)
     scripted = args.screenshot is not None
+    restore = args.restore or os.environ.get(ENV_RESTORE, "").strip().lower() or None
+    if restore not in (None, *RESTORE_CHOICES):
+        restore = "ask"
     editor = Editor()
     editor.set_options(prefs.options())
-    window = MainWindow(editor, prefs, interactive=not scripted)
+    autosaver = None if scripted and restore is None else Autosaver(editor)
+    window = MainWindow(editor, prefs, interactive=not scripted, autosaver=autosaver)
+    _install_excepthook(editor)
     if scripted:
         window.resize(*SCREENSHOT_SIZE)
     window.show()
     _load_model(editor, prefs, args, wait=scripted)
-    if args.open:
+    if args.seed is not None:
+        editor.set_options(replace(editor.options, seed=args.seed, fixed_seed=True))
+    restored = False
+    if autosaver is not None:
+        restored = offer_restore(window, autosaver, restore or "ask")
+        app.aboutToQuit.connect(lambda: autosaver.close(clean=False))
+    if args.open and restored:
+        window.banner.show_message(f"Restored the session a crash interrupted; "
+                                   f"{Path(args.open).name} was not opened", "info")
+    elif args.open:
         window.open_path(args.open)
         if args.mask and editor.document is not None:
             window.load_mask_file(args.mask)
+    if autosaver is not None:
+        autosaver.start()
     if not scripted:
+        if args.run and args.mask and editor.document is not None:
+            _run_when_loaded(editor)
         return app.exec()
     return _screenshot(app, window, editor, args)
+
+
+def offer_restore(window: MainWindow, autosaver: Autosaver, choice: str) -> bool:
+    """Restores a session the last run left behind when `choice` says so ("ask": a dialog).
+    Returns True when a document was restored."""
+    info = autosaver.pending()
+    if info is None:
+        return False
+    if choice == "ask":
+        choice = "yes" if ask_restore(window, info) else "no"
+    if choice != "yes":
+        autosaver.discard()
+        return False
+    problem = autosaver.restore()
+    if problem:
+        window.banner.show_message(problem, "error")
+        return False
+    window.statusBar().showMessage("Restored the last session", 8000)
+    return True
+
+
+def ask_restore(parent, info: dict) -> bool:
+    """The question shown at start after a crash (tests replace this function)."""
+    if "error" in info:
+        text = f"The last session did not end cleanly, but {info['error']}. Try anyway?"
+    else:
+        name = Path(info.get("path") or "untitled").name
+        when = time.strftime("%H:%M on %d %b", time.localtime(info.get("time", time.time())))
+        steps = info.get("history_index", 0)
+        text = (f"MAGE Studio did not close properly. Restore your work on {name} "
+                f"({steps} edit{'s' if steps != 1 else ''}, autosaved at {when})?")
+    buttons = QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Discard
+    answer = QMessageBox.question(parent, "Restore unsaved work?", text, buttons,
+                                  QMessageBox.StandardButton.Yes)
+    return answer == QMessageBox.StandardButton.Yes
+
+
+def _run_when_loaded(editor: Editor) -> None:
+    """--run: start the edit as soon as the model is there."""
+    if editor.bundle is not None:
+        editor.start_run()
+        return
+
+    def once(_bundle) -> None:
+        editor.models.loaded.disconnect(once)
+        editor.start_run()
+
+    editor.models.loaded.connect(once)
+
+
+def _install_excepthook(editor: Editor) -> None:
+    """An unexpected exception in a slot is logged with its traceback and shown as one line;
+    the window stays up and the autosave keeps the work."""
+    def hook(kind, value, tb) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            sys.__excepthook__(kind, value, tb)
+            return
+        logging.getLogger("app").error("unexpected error:\n%s",
+                                       "".join(traceback.format_exception(kind, value, tb)))
+        text = str(value).strip().splitlines()[0] if str(value).strip() else kind.__name__
+        try:
+            editor.error.emit(f"Unexpected error: {text[:200]} (details in the log)")
+        except RuntimeError:
+            pass  # the editor is already gone
+
+    sys.excepthook = hook
 
 
 def _load_model(editor: Editor, prefs: Preferences, args, wait: bool) -> None:
@@ -80,12 +179,8 @@ def _load_model(editor: Editor, prefs: Preferences, args, wait: bool) -> None:
 
 
 def _screenshot(app: QApplication, window: MainWindow, editor: Editor, args) -> int:
-    from dataclasses import replace
-
     if (args.mask and not args.no_run and editor.document is not None
             and editor.bundle is not None):
-        if args.seed is not None:
-            editor.set_options(replace(editor.options, seed=args.seed, fixed_seed=True))
         _settle()
         if editor.start_run():
             editor.jobs.wait_idle(600)

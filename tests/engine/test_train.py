@@ -23,10 +23,11 @@ from engine.modeling import train
 ROOT = Path(__file__).resolve().parents[2]
 TINY_TOKENIZER = ["--image-size", "32", "--ch", "32", "--ch-mult", "1,1,2", "--z-channels", "32",
                   "--codebook-size", "64", "--codebook-dim", "8", "--batch", "8", "--warmup", "2",
-                  "--restart-every", "3", "--log-seconds", "0"]
+                  "--restart-every", "3", "--log-seconds", "0", "--eval-every", "4"]
 TINY_MAGE = ["--image-size", "32", "--dim", "32", "--depth", "2", "--heads", "2",
              "--decoder-dim", "32", "--decoder-depth", "1", "--decoder-heads", "2",
-             "--batch", "8", "--warmup", "3", "--lr", "5e-3", "--log-seconds", "0"]
+             "--batch", "8", "--warmup", "3", "--lr", "5e-3", "--log-seconds", "0",
+             "--eval-every", "4"]
 
 
 def _picture(rng: np.random.Generator, tint: int) -> Image.Image:

@@ -1,0 +1,572 @@
+"""Crash-safe autosave of the open document, and restoring it after a crash or kill -9.
+
+The session lives in ``user_data_dir()/session/`` (``session-2`` ... when another instance
+holds that one):
+
+    lock            QLockFile: which running instance owns the folder (stale after a crash)
+    session.json    small: image path + sha256, options, history entries, undo index
+    blobs/<key>.npy content-addressed arrays: the image as opened, every undo patch and
+                    canvas state (masks bit-packed); written once, never rewritten
+
+The document's history is the whole truth: the state at undo index k is the image as opened
+with changes 0..k-1 applied, so a session is the opened image plus the recorded changes, and
+writing it after a change costs that change's patch (plus a few KB of JSON). Patches, canvas
+states and the opened image are never modified after they are made, so a snapshot is taken on
+the GUI thread by reference (microseconds) and hashed and written on a background thread.
+
+Writes are debounced (at most one per `delay_ms`), atomic (temp file + fsync + os.replace) and
+flushed when the app quits. A clean exit removes the session; a session.json found at start is
+therefore one a crash or kill left behind, and the app offers to restore it. The user's image
+file is only ever read (for its hash, or to reload a very large one it references).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QLockFile, QObject, QTimer, Signal
+
+from app.document import Canvas, Change, Document, Patch, _pack, _unpack
+from app.options import EditOptions
+from engine.runtime.errors import MageError
+from engine.runtime.imageio import file_digest, load_image
+from engine.runtime.models import user_data_dir
+
+log = logging.getLogger(__name__)
+
+SESSION_VERSION = 1
+SESSION_FILE = "session.json"
+MAX_INSTANCES = 8
+# Opened images larger than this are referenced by path + sha256 instead of copied into the
+# session (a 108 MP photo would cost 324 MB per open); smaller ones are copied, so a restore
+# works even when the file was moved or edited elsewhere.
+REFERENCE_PIXELS = 24_000_000
+
+
+def session_root() -> Path:
+    return user_data_dir() / "session"
+
+
+class RestoreError(MageError):
+    """A session that cannot be restored (damaged, or its image changed)."""
+
+
+# -- snapshots (GUI thread, by reference) ---------------------------------------------------
+
+
+@dataclass
+class Snapshot:
+    """A document's history by reference; arrays in it are never modified afterwards."""
+    path: str
+    options: dict
+    original: np.ndarray
+    alpha0: np.ndarray | None
+    history: list[Change]
+    history_index: int
+    saved_index: int
+    extra: dict
+    time: float
+
+
+def snapshot(doc: Document, extra: dict | None = None) -> Snapshot:
+    """Cheap: copies references and small dicts, not pixels."""
+    first_canvas = next((c for c in doc.history if c.canvas is not None), None)
+    # alpha only changes through canvas changes, so the alpha as opened is the one before the
+    # first of them (or the current one when there is none)
+    alpha0 = first_canvas.canvas[0].alpha if first_canvas is not None else doc.alpha
+    return Snapshot(doc.path, doc.options.to_dict(), doc.original, alpha0, list(doc.history),
+                    doc.history_index, doc.saved_index, dict(extra or {}), time.time())
+
+
+# -- the store (no Qt; the writer thread calls write()) -----------------------------------
+
+
+class SessionStore:
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.blobs = self.folder / "blobs"
+        self._keys: dict[int, tuple[weakref.ref, str]] = {}   # id(array) -> (ref, key)
+        self._file_digests: dict[tuple, str] = {}              # (path, size, mtime) -> sha256
+
+    @property
+    def json_path(self) -> Path:
+        return self.folder / SESSION_FILE
+
+    def has_session(self) -> bool:
+        return self.json_path.is_file()
+
+    def info(self) -> dict:
+        """The session's JSON (raises RestoreError when unreadable)."""
+        try:
+            meta = json.loads(self.json_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise RestoreError(f"the autosaved session is damaged ({error})") from None
+        if not isinstance(meta, dict) or meta.get("version") != SESSION_VERSION:
+            raise RestoreError("the autosaved session was written by another version")
+        return meta
+
+    # writing ------------------------------------------------------------------------------
+
+    def write(self, snap: Snapshot | None) -> None:
+        """Writes what is new of `snap` and then session.json; None removes the session."""
+        if snap is None:
+            self.clear()
+            return
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        used: set[str] = set()
+
+        def ref(array):
+            if array is None:
+                return None
+            key = self._store(array)
+            used.add(key)
+            return key
+
+        original: dict = {"size": [int(snap.original.shape[1]), int(snap.original.shape[0])]}
+        if snap.path:
+            digest = self._file_digest(snap.path)
+            if digest:
+                original["file"], original["sha256"] = os.path.abspath(snap.path), digest
+        if not (snap.original.shape[0] * snap.original.shape[1] > REFERENCE_PIXELS
+                and "sha256" in original):
+            original["pixels"] = ref(snap.original)
+        entries = []
+        for change in snap.history:
+            entry: dict = {"label": change.label, "meta": change.meta}
+            for part in ("mask", "image"):
+                patch = getattr(change, part)
+                if patch is not None:
+                    entry[part] = {"x0": int(patch.x0), "y0": int(patch.y0),
+                                   "before": ref(patch.before), "after": ref(patch.after)}
+            if change.canvas is not None:
+                entry["canvas"] = [{"rgb": ref(s.rgb), "alpha": ref(s.alpha),
+                                    "mask": ref(s.mask)} for s in change.canvas]
+            entries.append(entry)
+        meta = {"version": SESSION_VERSION, "time": snap.time, "pid": os.getpid(),
+                "path": snap.path, "original": original, "alpha0": ref(snap.alpha0),
+                "options": snap.options, "history": entries,
+                "history_index": snap.history_index, "saved_index": snap.saved_index,
+                "extra": snap.extra}
+        data = json.dumps(meta, separators=(",", ":")).encode("utf-8")
+        _atomic_write(self.json_path, lambda stream: stream.write(data), sync_folder=True)
+        self._collect(used)
+
+    def clear(self) -> None:
+        """Removes session.json and the blobs (the lock stays with its owner)."""
+        try:
+            self.json_path.unlink(missing_ok=True)
+        except OSError as error:
+            log.warning("could not remove %s: %s", self.json_path, error)
+        shutil.rmtree(self.blobs, ignore_errors=True)
+        self._keys.clear()
+
+    def _store(self, array: np.ndarray) -> str:
+        cached = self._keys.get(id(array))
+        if cached is not None and cached[0]() is array:
+            key = cached[1]
+            if (self.blobs / f"{key}.npy").is_file():
+                return key
+        data = _pack(array) if array.dtype == bool else np.ascontiguousarray(array)
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(f"{data.dtype.str}{data.shape}".encode())
+        digest.update(memoryview(data).cast("B"))
+        key = ("m" if array.dtype == bool else "a") + digest.hexdigest()
+        target = self.blobs / f"{key}.npy"
+        if not target.is_file():
+            _atomic_write(target, lambda stream: np.save(stream, data, allow_pickle=False))
+        try:
+            self._keys[id(array)] = (weakref.ref(array), key)
+        except TypeError:
+            pass  # not weak-referenceable: hashed again next time
+        return key
+
+    def _file_digest(self, path: str) -> str:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return ""
+        key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+        if key not in self._file_digests:
+            try:
+                self._file_digests[key] = file_digest(path)
+            except MageError:
+                return ""
+        return self._file_digests[key]
+
+    def _collect(self, used: set[str]) -> None:
+        """Deletes blobs session.json no longer names (undone-and-replaced history)."""
+        for blob in self.blobs.glob("*.npy"):
+            if blob.stem not in used:
+                try:
+                    blob.unlink()
+                except OSError:
+                    pass  # removed next time
+        for temp in [*self.blobs.glob(".*.tmp"), *self.folder.glob(".*.tmp")]:
+            # left by a write that a crash cut short
+            if time.time() - _mtime(temp) > 60:
+                temp.unlink(missing_ok=True)
+
+    # reading ------------------------------------------------------------------------------
+
+    def load(self) -> tuple[Document, dict]:
+        """The document as autosaved, with its history and undo position, and the JSON."""
+        meta = self.info()
+        try:
+            return self._load(meta), meta
+        except RestoreError:
+            raise
+        except MemoryError:
+            raise RestoreError("not enough memory to restore the autosaved session") from None
+        except Exception as error:  # noqa: BLE001 - any damage becomes one line
+            raise RestoreError(f"the autosaved session is damaged ({_short(error)})") from None
+
+    def _load(self, meta: dict) -> Document:
+        original = self._original(meta)
+        alpha0 = self._blob(meta["alpha0"])
+        doc = Document(original, alpha0, meta.get("path", ""),
+                       EditOptions.from_dict(meta.get("options", {})))
+        for entry in meta["history"]:
+            change = Change(str(entry["label"]), meta=dict(entry.get("meta") or {}))
+            for part in ("mask", "image"):
+                if part in entry:
+                    p = entry[part]
+                    setattr(change, part, Patch(int(p["x0"]), int(p["y0"]),
+                                                self._blob(p["before"]), self._blob(p["after"])))
+            if "canvas" in entry:
+                change.canvas = tuple(Canvas(self._blob(s["rgb"]), self._blob(s["alpha"]),
+                                             self._blob(s["mask"])) for s in entry["canvas"])
+            doc.history.append(change)
+        index = int(meta["history_index"])
+        if not 0 <= index <= len(doc.history):
+            raise RestoreError("the autosaved session is damaged (bad undo position)")
+        for change in doc.history[:index]:
+            _check_fits(doc, change)
+            doc.apply(change, forward=True)
+        doc.history_index = index
+        doc.saved_index = int(meta.get("saved_index", -1))
+        return doc
+
+    def _original(self, meta: dict) -> np.ndarray:
+        info = meta["original"]
+        if info.get("pixels"):
+            return self._blob(info["pixels"])
+        path, digest = info.get("file", ""), info.get("sha256", "")
+        if not path or not os.path.isfile(path):
+            raise RestoreError(f"the image '{path}' it was made from is gone")
+        if file_digest(path) != digest:
+            raise RestoreError(f"the image '{path}' changed since it was opened")
+        rgb = load_image(path).rgb
+        if [rgb.shape[1], rgb.shape[0]] != list(info["size"]):
+            raise RestoreError(f"the image '{path}' changed since it was opened")
+        return rgb
+
+    def _blob(self, key: str | None) -> np.ndarray | None:
+        if key is None:
+            return None
+        if not isinstance(key, str) or not key.isalnum():
+            raise RestoreError("the autosaved session is damaged (bad blob name)")
+        path = self.blobs / f"{key}.npy"
+        try:
+            data = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise RestoreError(f"the autosaved session is incomplete ({path.name} is missing)"
+                               ) from None
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(f"{data.dtype.str}{data.shape}".encode())
+        digest.update(memoryview(np.ascontiguousarray(data)).cast("B"))
+        if digest.hexdigest() != key[1:]:
+            raise RestoreError(f"the autosaved session is damaged ({path.name} changed)")
+        return _unpack(data) if key.startswith("m") else data
+
+
+def _check_fits(doc: Document, change: Change) -> None:
+    h, w = doc.rgb.shape[:2]
+    for patch in (change.mask, change.image):
+        if patch is not None:
+            x0, y0, x1, y1 = patch.box
+            if x0 < 0 or y0 < 0 or x1 > w or y1 > h or patch.before.shape != patch.after.shape:
+                raise RestoreError("the autosaved session is damaged (a change does not fit)")
+
+
+# -- the background writer ----------------------------------------------------------------
+
+
+_NOTHING = object()
+
+
+class _Writer:
+    """One daemon thread writing the latest snapshot; older pending ones are skipped."""
+
+    def __init__(self, store: SessionStore, on_error, on_success=None):
+        self._store, self._on_error, self._on_success = store, on_error, on_success
+        self._cond = threading.Condition()
+        self._pending = _NOTHING
+        self._busy = False
+        self._thread: threading.Thread | None = None
+        self.writes = 0
+
+    def submit(self, snap: Snapshot | None) -> None:
+        with self._cond:
+            self._pending = snap
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="autosave", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pending is not _NOTHING or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is _NOTHING:
+                    self._cond.wait()
+                snap, self._pending, self._busy = self._pending, _NOTHING, True
+            try:
+                self._store.write(snap)
+                self.writes += 1
+                if self._on_success is not None:
+                    self._on_success()
+            except Exception as error:  # noqa: BLE001 - autosave must never take the app down
+                log.warning("autosave failed: %s", error)
+                self._on_error(_short(error))
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+
+# -- the Qt side ----------------------------------------------------------------------------
+
+
+class Autosaver(QObject):
+    """Saves `editor`'s document after every change (debounced) and restores it after a crash.
+
+    Args:
+        editor: the app.editor.Editor to follow.
+        root: the session folder (default `session_root()`); instances that find it locked use
+            root-2, root-3, ...
+        delay_ms: at most one write per this many milliseconds.
+    """
+
+    failed = Signal(str)     # one line, emitted once until a write succeeds again
+
+    def __init__(self, editor, root: Path | None = None, delay_ms: int = 300,
+                 parent: QObject | None = None):
+        super().__init__(parent)
+        self.editor = editor
+        self.root = Path(root) if root is not None else session_root()
+        self.folder: Path | None = None
+        self._lock: QLockFile | None = None
+        self.store: SessionStore | None = None
+        self._writer: _Writer | None = None
+        self._failed_once = False
+        self._active = False
+        self._timer = QTimer(self, singleShot=True, interval=delay_ms)
+        self._timer.timeout.connect(self.save_now)
+        self._claim()
+
+    # -- folder and lock ----------------------------------------------------------------------
+
+    def _claim(self) -> None:
+        """Takes the first session folder no running instance holds; one with a crashed
+        session in it first."""
+        candidates = [self.root] + [self.root.with_name(f"{self.root.name}-{n}")
+                                    for n in range(2, MAX_INSTANCES + 1)]
+        locks: list[tuple[Path, QLockFile]] = []
+        for folder in candidates:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                log.warning("no autosave: cannot create %s: %s", folder, error)
+                break
+            lock = QLockFile(str(folder / "lock"))
+            lock.setStaleLockTime(0)       # stale only when its process is gone
+            if lock.tryLock(0):
+                locks.append((folder, lock))
+                if SessionStore(folder).has_session():
+                    break
+        if not locks:
+            log.warning("no autosave: every session folder under %s is in use", self.root.parent)
+            return
+        chosen = next(((f, lk) for f, lk in locks if SessionStore(f).has_session()), locks[0])
+        for _folder, lock in locks:
+            if lock is not chosen[1]:
+                lock.unlock()
+        self.folder, self._lock = chosen
+        self.store = SessionStore(self.folder)
+        self._writer = _Writer(self.store, self._report_failure, self._writes_work)
+
+    @property
+    def enabled(self) -> bool:
+        return self.store is not None
+
+    # -- restore --------------------------------------------------------------------------
+
+    def pending(self) -> dict | None:
+        """The JSON of a session a crash left behind (before `start`), else None."""
+        if self.store is None or not self.store.has_session() or self._active:
+            return None
+        try:
+            return self.store.info()
+        except RestoreError as error:
+            return {"error": str(error)}
+
+    def restore(self) -> str:
+        """Puts the crashed session into the editor; "" on success, else why not (then the
+        session is moved aside, not deleted)."""
+        try:
+            doc, meta = self.store.load()
+        except RestoreError as error:
+            self._set_aside()
+            return f"Could not restore the last session: {error}"
+        self.editor.adopt_document(doc)
+        log.info("restored session: %d changes, at step %d", len(doc.history),
+                 doc.history_index)
+        return ""
+
+    def discard(self) -> None:
+        if self.store is not None:
+            self.store.clear()
+
+    def _set_aside(self) -> None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = self.folder.with_name(f"{self.folder.name}-unrestorable-{stamp}")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            target.mkdir()
+            for name in (SESSION_FILE, "blobs"):
+                if (self.folder / name).exists():
+                    os.replace(self.folder / name, target / name)
+        except OSError as error:
+            log.warning("could not set the session aside: %s", error)
+            self.store.clear()
+
+    # -- following the editor ---------------------------------------------------------------
+
+    def start(self) -> None:
+        """Begin autosaving (after any restore); writes the current state soon."""
+        if self.store is None or self._active:
+            return
+        self._active = True
+        e = self.editor
+        e.undo_stack.indexChanged.connect(self.schedule)
+        e.document_changed.connect(self.schedule)
+        e.options_changed.connect(self.schedule)
+        e.saved.connect(self.schedule)
+        self.schedule()
+
+    def schedule(self, *_) -> None:
+        if self._active and not self._timer.isActive():
+            self._timer.start()
+
+    def save_now(self) -> None:
+        """Hands the current state to the writer (returns at once)."""
+        if not self._active:
+            return
+        self._timer.stop()
+        doc = self.editor.document
+        self._writer.submit(None if doc is None else snapshot(doc))
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Writes any pending change and waits for the writer."""
+        if not self._active:
+            return True
+        if self._timer.isActive():
+            self.save_now()
+        return self._writer.flush(timeout)
+
+    def close(self, clean: bool = True) -> None:
+        """Stop. clean=True (the user closed the window): the session is removed; otherwise
+        the last state is flushed and kept for the next start to offer."""
+        if self.store is None:
+            return
+        if self._active:
+            self._active = False
+            self._timer.stop()
+            e = self.editor
+            for signal in (e.undo_stack.indexChanged, e.document_changed, e.options_changed,
+                           e.saved):
+                try:
+                    signal.disconnect(self.schedule)
+                except (RuntimeError, TypeError):
+                    pass
+            if not clean:
+                doc = self.editor.document
+                self._writer.submit(None if doc is None else snapshot(doc))
+            self._writer.flush()
+        if clean:
+            self.store.clear()
+        if self._lock is not None:
+            self._lock.unlock()
+            self._lock = None
+        self.store = None
+
+    @property
+    def writes(self) -> int:
+        return self._writer.writes if self._writer is not None else 0
+
+    def _writes_work(self) -> None:
+        self._failed_once = False     # the next failure is news again
+
+    def _report_failure(self, message: str) -> None:
+        if not self._failed_once:
+            self._failed_once = True
+            self.failed.emit(f"Autosave failed: {message}; your edits are not being backed up")
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, write, sync_folder: bool = False) -> None:
+    """Temp file in the same folder, fsync, os.replace: readers see old or new, never half."""
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    if sync_folder and hasattr(os, "O_DIRECTORY"):
+        try:
+            fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass  # not every file system syncs folders
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return time.time()
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text if len(text) <= 160 else text[:157] + "..."

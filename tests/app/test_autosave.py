@@ -1,0 +1,421 @@
+"""Issue: never lose the user's work. The session is autosaved after every change (cheaply:
+only new blobs, debounced, off the GUI thread) and restored after a crash or kill -9 exactly as
+it was: pixels, alpha, mask, undo history and position, applied results, options."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtCore import QSettings
+
+from app import autosave, launch
+from app.autosave import Autosaver, SessionStore, session_root
+from app.editor import Editor
+from app.main_window import MainWindow
+from app.settings import Preferences
+from engine.runtime.imageio import file_digest, load_image
+
+from .conftest import photo
+from .fake_engine import FakeBundle
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _own_settings(tmp_path):
+    """Qt caches the settings folder per process (XDG_CONFIG_HOME is read once), so recent
+    files and options written here would leak into later tests: give each test its own."""
+    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope,
+                      str(tmp_path / "qsettings"))
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def assert_same_document(a, b) -> None:
+    np.testing.assert_array_equal(a.rgb, b.rgb)
+    np.testing.assert_array_equal(a.mask, b.mask)
+    np.testing.assert_array_equal(a.original, b.original)
+    assert (a.alpha is None) == (b.alpha is None)
+    if a.alpha is not None:
+        np.testing.assert_array_equal(a.alpha, b.alpha)
+    assert a.path == b.path and a.options == b.options
+    assert (a.history_index, a.saved_index) == (b.history_index, b.saved_index)
+    assert len(a.history) == len(b.history)
+    for x, y in zip(a.history, b.history, strict=True):
+        assert (x.label, x.meta) == (y.label, y.meta)
+        for part in ("mask", "image"):
+            px, py = getattr(x, part), getattr(y, part)
+            assert (px is None) == (py is None)
+            if px is not None:
+                assert px.box == py.box
+                np.testing.assert_array_equal(px.before, py.before)
+                np.testing.assert_array_equal(px.after, py.after)
+        assert (x.canvas is None) == (y.canvas is None)
+        for sx, sy in zip(x.canvas or (), y.canvas or (), strict=True):
+            np.testing.assert_array_equal(sx.rgb, sy.rgb)
+            np.testing.assert_array_equal(sx.mask, sy.mask)
+            assert (sx.alpha is None) == (sy.alpha is None)
+
+
+def _run(editor, qtbot):
+    with qtbot.waitSignal(editor.run_changed, timeout=20000):
+        assert editor.start_run()
+    assert editor.jobs.wait_idle(10)
+
+
+def _mask(h, w, box):
+    m = np.zeros((h, w), bool)
+    x0, y0, x1, y1 = box
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+@pytest.fixture
+def root(tmp_path):
+    return tmp_path / "data" / "session"
+
+
+def _editor_with_autosave(qtbot, root, delay_ms=20):
+    editor = Editor()
+    saver = Autosaver(editor, root=root, delay_ms=delay_ms)
+    return editor, saver
+
+
+def _busy_session(editor, saver, qtbot, tmp_path):
+    """An image with alpha opened from a file, strokes, two applied results (one replaced by
+    another candidate), an extend that resized the canvas, options, and an undo."""
+    rgb = photo(96, 128)
+    alpha = np.full((96, 128), 255, np.uint8)
+    alpha[:10, :10] = 40
+    path = tmp_path / "photo.png"
+    Image.fromarray(np.dstack([rgb, alpha])).save(path)
+    digest = file_digest(path)
+    editor.models.use(FakeBundle())
+    assert editor.open_file(str(path))
+    saver.start()
+    editor.set_options(replace(editor.options, candidates=2, seed=5, fixed_seed=True))
+    editor.set_mask(_mask(96, 128, (30, 20, 60, 50)))
+    _run(editor, qtbot)
+    editor.apply_candidate(1)                 # replaces candidate 0: still one undo step
+    editor.begin_stroke()
+    editor.stroke_segment((10, 80), (50, 85), 4)
+    editor.end_stroke("Brush")
+    editor.set_options(replace(editor.options, mode="extend", extend_side="right",
+                               extend_cells=2, candidates=1))
+    _run(editor, qtbot)
+    editor.fill_shape("rect", [(2, 2), (20, 12)])
+    editor.undo_stack.undo()                  # a redo tail to keep
+    return path, digest
+
+
+# -- round trip -----------------------------------------------------------------------------
+
+
+def test_round_trip_restores_the_document_exactly(qtbot, root, tmp_path):
+    editor, saver = _editor_with_autosave(qtbot, root)
+    path, digest = _busy_session(editor, saver, qtbot, tmp_path)
+    doc = editor.document
+    assert doc.size[0] > 128 and doc.size[1] == 96 and doc.alpha is not None
+    assert editor.undo_stack.count() == 5 and editor.undo_stack.index() == 4
+    saver.close(clean=False)                  # like a crash: the session stays
+
+    editor2, saver2 = _editor_with_autosave(qtbot, root)
+    assert saver2.folder == root              # the crashed folder is free again
+    info = saver2.pending()
+    assert info["history_index"] == 4 and info["path"] == str(path)
+    assert info["original"]["sha256"] == digest
+    assert saver2.restore() == ""
+    again = editor2.document
+    assert_same_document(again, doc)
+    assert editor2.options == editor.options
+    assert editor2.undo_stack.count() == 5 and editor2.undo_stack.index() == 4
+    assert [editor2.undo_stack.text(i) for i in range(5)] == \
+        [editor.undo_stack.text(i) for i in range(5)]
+    # the restored history works both ways, exactly like the original one
+    editor2.undo_stack.redo()
+    editor.undo_stack.redo()
+    assert_same_document(again, doc)
+    editor2.undo_stack.setIndex(0)
+    editor.undo_stack.setIndex(0)
+    assert_same_document(again, doc)
+    np.testing.assert_array_equal(again.rgb, load_image(path).rgb)
+    editor2.undo_stack.setIndex(5)
+    editor.undo_stack.setIndex(5)
+    assert_same_document(again, doc)
+    assert file_digest(path) == digest        # the original is only ever read
+    saver2.close()
+
+
+def test_only_new_blobs_are_written_and_writes_are_debounced(qtbot, root):
+    editor, saver = _editor_with_autosave(qtbot, root, delay_ms=200)
+    editor.set_image(photo(300, 400))
+    saver.start()
+    assert saver.flush()
+    blobs = root / "blobs"
+    first = {p.name: p.stat().st_mtime_ns for p in blobs.iterdir()}
+    assert len(first) == 1                    # the image as opened
+    writes = saver.writes
+    started = time.monotonic()
+    for i in range(20):                       # a burst of edits: one write at the end
+        editor.set_mask(_mask(300, 400, (10 + i, 10, 40 + i, 40)))
+    assert time.monotonic() - started < 0.2
+    qtbot.waitUntil(lambda: saver.writes > writes, timeout=3000)
+    assert saver.flush()
+    assert saver.writes - writes <= 2
+    after = {p.name: p.stat().st_mtime_ns for p in blobs.iterdir()}
+    for name, mtime in first.items():
+        assert after[name] == mtime           # nothing written twice
+    meta = json.loads((root / "session.json").read_text())
+    assert meta["history_index"] == 20 and len(after) <= 1 + 2 * 20
+    # undo then a new edit drops the redo tail: its blobs are collected
+    for _ in range(10):
+        editor.undo_stack.undo()
+    editor.set_mask(_mask(300, 400, (200, 200, 210, 210)))
+    assert saver.flush()
+    meta = json.loads((root / "session.json").read_text())
+    assert len(meta["history"]) == 11
+    assert len(list(blobs.iterdir())) <= 1 + 2 * 11
+    saver.close()
+
+
+def test_snapshot_on_the_gui_thread_is_cheap(qtbot, root):
+    editor, saver = _editor_with_autosave(qtbot, root)
+    editor.set_image(np.zeros((3000, 4000, 3), np.uint8))
+    for i in range(30):
+        editor.set_mask(_mask(3000, 4000, (i * 10, 0, i * 10 + 500, 500)))
+    started = time.perf_counter()
+    for _ in range(100):
+        autosave.snapshot(editor.document)
+    assert (time.perf_counter() - started) / 100 < 0.002   # references, not pixels
+    saver.close()
+
+
+def test_clean_close_removes_the_session_and_nothing_is_offered(qtbot, root):
+    editor, saver = _editor_with_autosave(qtbot, root)
+    editor.set_image(photo())
+    saver.start()
+    editor.set_mask(_mask(120, 160, (5, 5, 30, 30)))
+    assert saver.flush() and (root / "session.json").is_file()
+    saver.close(clean=True)
+    assert not (root / "session.json").exists() and not (root / "blobs").exists()
+    _, saver2 = _editor_with_autosave(qtbot, root)
+    assert saver2.pending() is None
+    saver2.close()
+
+
+def test_window_close_is_a_clean_exit(qtbot, root):
+    editor, saver = _editor_with_autosave(qtbot, root)
+    window = MainWindow(editor, Preferences(), interactive=False, autosaver=saver)
+    qtbot.addWidget(window)
+    editor.set_image(photo())
+    saver.start()
+    editor.set_mask(_mask(120, 160, (5, 5, 30, 30)))
+    assert saver.flush() and (root / "session.json").is_file()
+    window.close()
+    assert not (root / "session.json").exists()
+
+
+def test_a_second_instance_uses_its_own_folder(qtbot, root):
+    editor, saver = _editor_with_autosave(qtbot, root)
+    editor.set_image(photo())
+    saver.start()
+    assert saver.flush()
+    editor2, saver2 = _editor_with_autosave(qtbot, root)
+    assert saver2.folder == root.with_name("session-2")
+    assert saver2.pending() is None           # the other instance's live session is not offered
+    saver2.close()
+    saver.close()
+
+
+def test_default_folder_is_in_the_user_data_folder(qtbot, tmp_path):
+    editor = Editor()
+    saver = Autosaver(editor)
+    assert saver.folder == session_root()
+    assert str(saver.folder).startswith(str(tmp_path / "xdg-data"))   # isolated by conftest
+    saver.close()
+
+
+def test_very_large_images_are_referenced_not_copied(qtbot, root, tmp_path, monkeypatch):
+    monkeypatch.setattr(autosave, "REFERENCE_PIXELS", 1000)
+    path = tmp_path / "big.png"
+    Image.fromarray(photo(90, 120)).save(path)
+    editor, saver = _editor_with_autosave(qtbot, root)
+    assert editor.open_file(str(path))
+    saver.start()
+    editor.set_mask(_mask(90, 120, (10, 10, 50, 50)))
+    saver.close(clean=False)
+    meta = json.loads((root / "session.json").read_text())
+    assert "pixels" not in meta["original"] and meta["original"]["file"] == str(path)
+    editor2, saver2 = _editor_with_autosave(qtbot, root)
+    assert saver2.restore() == ""
+    assert_same_document(editor2.document, editor.document)
+    saver2.close(clean=False)
+    # the file changed meanwhile: say so, keep the session aside, keep working
+    Image.fromarray(photo(90, 120)[::-1].copy()).save(path)
+    editor3, saver3 = _editor_with_autosave(qtbot, root)
+    message = saver3.restore()
+    assert "changed since it was opened" in message and "\n" not in message
+    assert editor3.document is None
+    assert list(root.parent.glob("session-unrestorable-*/session.json"))
+    saver3.close()
+
+
+@pytest.mark.parametrize("damage", ["json", "blob", "missing-blob", "bad-index"])
+def test_a_damaged_session_is_one_line_and_set_aside(qtbot, root, damage):
+    editor, saver = _editor_with_autosave(qtbot, root)
+    editor.set_image(photo())
+    saver.start()
+    editor.set_mask(_mask(120, 160, (5, 5, 30, 30)))
+    saver.close(clean=False)
+    blob = next((root / "blobs").glob("m*.npy"))
+    if damage == "json":
+        (root / "session.json").write_text('{"version": 1, "hist')
+    elif damage == "blob":
+        blob.write_bytes(blob.read_bytes()[:-3] + b"xyz")
+    elif damage == "missing-blob":
+        blob.unlink()
+    else:
+        meta = json.loads((root / "session.json").read_text())
+        meta["history_index"] = 7
+        (root / "session.json").write_text(json.dumps(meta))
+    editor2, saver2 = _editor_with_autosave(qtbot, root)
+    assert saver2.pending() is not None
+    message = saver2.restore()
+    assert message.startswith("Could not restore the last session: ") and "\n" not in message
+    assert editor2.document is None
+    assert saver2.pending() is None           # set aside, not offered again
+    saver2.start()
+    editor2.set_image(photo())                # and autosave goes on working
+    assert saver2.flush() and (root / "session.json").is_file()
+    saver2.close()
+
+
+def test_autosave_failure_is_reported_once_and_does_not_crash(qtbot, root, monkeypatch):
+    editor, saver = _editor_with_autosave(qtbot, root)
+    messages = []
+    saver.failed.connect(messages.append)
+
+    def broken(self, snap):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(SessionStore, "write", broken)
+    editor.set_image(photo())
+    saver.start()
+    for i in range(3):
+        editor.set_mask(_mask(120, 160, (i, 0, 20, 20)))
+        assert saver.flush()
+    qtbot.waitUntil(lambda: bool(messages), timeout=2000)
+    qtbot.wait(50)
+    assert len(messages) == 1 and "No space left" in messages[0]
+    monkeypatch.undo()
+    saver.close()
+
+
+def test_offer_restore_choices(qtbot, root, monkeypatch):
+    def crashed_session():
+        editor, saver = _editor_with_autosave(qtbot, root)
+        editor.set_image(photo())
+        saver.start()
+        editor.set_mask(_mask(120, 160, (5, 5, 30, 30)))
+        saver.close(clean=False)
+        return editor.document
+
+    def start(choice):
+        editor, saver = _editor_with_autosave(qtbot, root)
+        window = MainWindow(editor, Preferences(), interactive=False, autosaver=saver)
+        qtbot.addWidget(window)
+        restored = launch.offer_restore(window, saver, choice)
+        return window, saver, restored
+
+    before = crashed_session()
+    asked = []
+    monkeypatch.setattr(launch, "ask_restore", lambda parent, info: asked.append(info) or True)
+    window, saver, restored = start("ask")
+    assert restored and asked and asked[0]["history_index"] == 1
+    assert_same_document(window.editor.document, before)
+    assert window.windowTitle().startswith("untitled *")
+    saver.close(clean=False)
+    window, saver, restored = start("no")     # declined: the session is dropped
+    assert not restored and window.editor.document is None
+    saver.close(clean=False)
+    window, saver, restored = start("yes")
+    assert not restored                       # nothing left to offer
+    saver.close()
+
+
+# -- kill -9 --------------------------------------------------------------------------------
+
+
+def _session_json(data_home: Path) -> dict | None:
+    path = data_home / "MAGE Studio" / "session" / "session.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def test_kill_9_mid_edit_then_restart_restores_the_session(tmp_path, tiny_bundle_path):
+    data_home = Path(os.environ["XDG_DATA_HOME"])
+    rgb = photo(200, 260)
+    image, mask_path = tmp_path / "photo.png", tmp_path / "mask.png"
+    Image.fromarray(rgb).save(image)
+    mask = _mask(200, 260, (100, 60, 170, 120))
+    Image.fromarray(mask.astype(np.uint8) * 255).save(mask_path)
+    digest = file_digest(image)
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    # open, load the mask, run the edit and apply it: then kill -9 with no chance to clean up
+    proc = subprocess.Popen([sys.executable, str(REPO / "main.py"), "--open", str(image),
+                             "--mask", str(mask_path), "--run", "--seed", "3",
+                             "--model", str(tiny_bundle_path), "--device", "cpu",
+                             "--restore", "no"],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        meta = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            meta = _session_json(data_home)
+            if meta and meta["history_index"] == 2:
+                break
+            time.sleep(0.05)
+        assert meta and meta["history_index"] == 2, proc.stderr.read() if proc.poll() else ""
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    proc.stderr.close()
+    assert [e["label"] for e in meta["history"]] == ["Load mask", "Edit (seed 3)"]
+    assert (data_home / "MAGE Studio" / "session" / "lock").exists()   # stale, not removed
+    # what was autosaved is the document at the kill
+    crashed, _ = SessionStore(data_home / "MAGE Studio" / "session").load()
+    assert crashed.history_index == 2 and not crashed.mask.any()
+    assert not np.array_equal(crashed.rgb[60:120, 100:170], rgb[60:120, 100:170])
+    crashed.undo()
+    np.testing.assert_array_equal(crashed.mask, mask)
+    np.testing.assert_array_equal(crashed.rgb, rgb)
+    crashed.redo()
+
+    # restart: the session comes back, and the restored image is saved for comparison
+    out, shot = tmp_path / "restored.png", tmp_path / "shot.png"
+    again = subprocess.run([sys.executable, str(REPO / "main.py"), "--restore", "yes",
+                            "--screenshot", str(shot), "--save", str(out),
+                            "--model", str(tiny_bundle_path), "--device", "cpu"],
+                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "restored session: 2 changes, at step 2" in again.stderr
+    np.testing.assert_array_equal(load_image(out).rgb, crashed.rgb)
+    assert _session_json(data_home) is None   # that run ended cleanly
+    assert file_digest(image) == digest       # the original was never written

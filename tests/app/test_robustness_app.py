@@ -1,0 +1,356 @@
+"""Issue: never crash on what users throw at the app. The test corpus through the app's loader
+(one line in the banner, the open document kept, input files unchanged), broken models, and
+jobs that fail or are cancelled leaving the document exactly as it was."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from corpus import make_corpus
+from PIL import Image
+from PySide6.QtCore import QSettings
+
+from app import launch
+from conftest import REPO
+from engine.runtime.imageio import file_digest
+from engine.runtime.manifest import sha256_file
+
+from .conftest import photo
+from .fake_engine import FakeBundle
+from .test_autosave import assert_same_document
+
+
+@pytest.fixture(autouse=True)
+def _own_settings(tmp_path):
+    """Qt caches the settings folder per process (XDG_CONFIG_HOME is read once), so recent
+    files and options written here would leak into later tests: give each test its own."""
+    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope,
+                      str(tmp_path / "qsettings"))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def _edited(window):
+    """An open document with a mask stroke and an applied change: work that must survive."""
+    editor = window.editor
+    editor.set_image(photo())
+    mask = np.zeros((120, 160), bool)
+    mask[10:30, 20:60] = True
+    editor.set_mask(mask)
+    editor.document.apply_image_patch(0, 0, np.full((8, 8, 3), 9, np.uint8), "Patch")
+    return editor.document
+
+
+def _copy(doc):
+    import io
+
+    from app.document import Document
+    buffer = io.BytesIO()
+    np.savez(buffer, **doc.to_arrays())
+    buffer.seek(0)
+    with np.load(buffer) as arrays:
+        return Document.from_arrays(arrays)
+
+
+def _banner(window) -> str:
+    return window.banner.text.text() if window.banner.isVisible() else ""
+
+
+# -- the corpus -----------------------------------------------------------------------------
+
+
+def test_corpus_through_the_app_loader(window, corpus):
+    editor = window.editor
+    for case in corpus:
+        before_file = file_digest(case.path)
+        doc = _edited(window)
+        kept = _copy(doc)
+        undo = (editor.undo_stack.count(), editor.undo_stack.index())
+        window.banner.hide()
+        ok = window.open_path(str(case.path))
+        assert file_digest(case.path) == before_file, case.name
+        text = _banner(window)
+        assert "Traceback" not in text and "\n" not in text, (case.name, text)
+        if case.ok:
+            assert ok, (case.name, text)
+            assert editor.document is not doc and editor.document.path == str(case.path)
+            w, h = editor.document.size
+            assert w >= 1 and h >= 1 and editor.undo_stack.count() == 0
+            assert not editor.document.modified
+            if case.expect:
+                assert case.expect in text, (case.name, text)
+                assert window.banner.icon.pixmap() is not None
+        else:
+            assert not ok, case.name
+            assert text.startswith(f"Cannot load image '{case.path}': "), (case.name, text)
+            assert case.expect in text, (case.name, text)
+            assert editor.document is doc, case.name            # the open image stays
+            assert_same_document(doc, kept)
+            assert (editor.undo_stack.count(), editor.undo_stack.index()) == undo
+
+
+def test_loaded_corpus_images_have_the_right_shape(window, corpus):
+    by_name = {c.name: c for c in corpus}
+    editor = window.editor
+    assert window.open_path(str(by_name["exif-rotated.jpg"].path))
+    assert editor.document.size == (64, 96)                    # EXIF orientation applied
+    assert window.open_path(str(by_name["palette-transparent.png"].path))
+    assert editor.document.alpha is not None
+    assert window.open_path(str(by_name["gray-alpha.png"].path))
+    assert editor.document.alpha is not None
+    assert window.open_path(str(by_name["one-pixel.png"].path))
+    assert editor.document.size == (1, 1)
+    editor.set_mask(np.ones((1, 1), bool))                     # tiny images can be painted
+    assert editor.document.mask.all()
+
+
+def test_a_good_file_after_a_bad_one_clears_the_old_message(window, corpus):
+    by_name = {c.name: c for c in corpus}
+    assert not window.open_path(str(by_name["empty.png"].path))
+    assert "the file is empty" in _banner(window)
+    assert window.open_path(str(by_name["gray16.png"].path))
+    assert _banner(window) == ""
+    assert not window.open_path(str(by_name["notes.jpg"].path))
+    assert window.open_path(str(by_name["animated.gif"].path))  # a notice replaces the error
+    assert "using the first of 3 frames" in _banner(window)
+    assert "Cannot load" not in _banner(window)
+
+
+def test_corpus_masks_are_refused_in_one_line(window, corpus):
+    doc = _edited(window)
+    kept = _copy(doc)
+    for case in corpus:
+        if case.ok:
+            continue
+        window.banner.hide()
+        assert not window.load_mask_file(str(case.path))
+        text = _banner(window)
+        assert text.startswith("Cannot load mask") and case.expect in text, text
+        assert_same_document(doc, kept)
+
+
+def test_save_never_writes_the_original(window, tmp_path):
+    path = tmp_path / "photo.png"
+    Image.fromarray(photo()).save(path)
+    digest = file_digest(path)
+    assert window.open_path(str(path))
+    window.editor.set_mask(np.ones((120, 160), bool))
+    link = tmp_path / "link.png"
+    link.symlink_to(path)
+    for target in (path, tmp_path / "." / "photo.png", link):
+        window.banner.hide()
+        window.editor.save(str(target))
+        assert "that is the original" in _banner(window)
+        assert file_digest(path) == digest
+    window.editor.save(str(tmp_path / "out.png"))
+    assert (tmp_path / "out.png").is_file() and file_digest(path) == digest
+
+
+# -- models ---------------------------------------------------------------------------------
+
+
+def _broken_bundle(src, tmp_path, how):
+    out = tmp_path / f"bundle-{how}"
+    shutil.copytree(src, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    if how == "missing-file":
+        (out / "transformer.onnx").unlink()
+    elif how == "hash-mismatch":
+        data = bytearray((out / "transformer.onnx").read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (out / "transformer.onnx").write_bytes(bytes(data))
+    elif how == "truncated-onnx":
+        data = (out / "transformer.onnx").read_bytes()
+        (out / "transformer.onnx").write_bytes(data[: len(data) // 3])
+        manifest["files"]["transformer.onnx"] = sha256_file(out / "transformer.onnx")
+    elif how == "newer-version":
+        manifest["format_version"] = 99
+    elif how == "shapes":
+        manifest["codebook_size"] = manifest["codebook_size"] * 2
+        manifest["mask_token_id"] = manifest["codebook_size"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
+
+
+@pytest.mark.parametrize("how, expect", [
+    ("missing-folder", "model folder not found"),
+    ("missing-file", "model file missing"),
+    ("hash-mismatch", "sha256 does not match"),
+    ("truncated-onnx", "transformer.onnx"),
+    ("newer-version", "newer than this app understands"),
+    ("shapes", "but the manifest says codebook_size"),
+])
+def test_broken_models_are_one_line_and_the_window_keeps_working(window, qtbot, tmp_path,
+                                                                 tiny_bundle_path, how, expect):
+    path = (tmp_path / "nowhere" if how == "missing-folder"
+            else _broken_bundle(tiny_bundle_path, tmp_path, how))
+    doc = _edited(window)
+    kept = _copy(doc)
+    with qtbot.waitSignal(window.editor.models.failed, timeout=30000) as failed:
+        window.load_model(path, "cpu")
+    assert expect in failed.args[0] and "\n" not in failed.args[0]
+    assert "Traceback" not in failed.args[0]
+    assert _banner(window).startswith("No model loaded: ") and expect in _banner(window)
+    assert window.model_label.text() == "No model"
+    assert_same_document(window.editor.document, kept)
+    window.banner.hide()
+    assert not window.editor.start_run()                         # says why, does not crash
+    assert expect in _banner(window)
+    window.editor.set_mask(np.zeros((120, 160), bool))           # editing still works
+
+
+def test_cuda_fallback_during_a_run_is_told_once(window, qtbot):
+    editor = window.editor
+    bundle = FakeBundle()
+    editor.models.use(bundle)
+    _edited(window)
+    editor.set_mask(np.pad(np.ones((20, 20), bool), ((40, 60), (60, 80))))
+    bundle.notices.append("CUDA failed while running (Fail); running on the CPU from now on")
+    shown = []
+    editor.notice.connect(shown.append)
+    for _ in range(2):
+        with qtbot.waitSignal(editor.run_changed, timeout=10000):
+            editor.start_run()
+        editor.jobs.wait_idle(5)
+        editor.undo_stack.undo()
+    assert len(shown) == 1 and "CUDA failed" in shown[0]
+    assert "CUDA failed" in _banner(window)
+
+
+# -- jobs -----------------------------------------------------------------------------------
+
+
+def _ready(window, bundle, mode="remove"):
+    editor = window.editor
+    editor.models.use(bundle)
+    doc = _edited(window)
+    editor.set_mask(np.pad(np.ones((20, 20), bool), ((40, 60), (60, 80))))
+    editor.set_options(replace(editor.options, candidates=2, seed=1, fixed_seed=True, mode=mode))
+    return editor, doc, _copy(doc), (editor.undo_stack.count(), editor.undo_stack.index())
+
+
+def test_a_failing_job_leaves_the_document_as_it_was(window, qtbot):
+    editor, doc, kept, undo = _ready(window, FakeBundle(fail_at_call=3))
+    with qtbot.waitSignal(editor.jobs.failed, timeout=10000):
+        assert editor.start_run()
+    assert editor.jobs.wait_idle(5)
+    assert editor.document is doc
+    assert_same_document(doc, kept)
+    assert (editor.undo_stack.count(), editor.undo_stack.index()) == undo
+    assert "failed in transformer.onnx" in _banner(window)
+    assert editor.run is None and editor.applied == -1
+
+
+@pytest.mark.parametrize("mode", ["remove", "extend"])
+def test_a_cancelled_job_leaves_the_document_as_it_was(window, qtbot, mode):
+    editor, doc, kept, undo = _ready(window, FakeBundle(delay=0.03), mode)
+    editor.progress.connect(lambda p: editor.cancel_run() if p.step == 2 else None)
+    with qtbot.waitSignal(editor.jobs.cancelled, timeout=10000):
+        assert editor.start_run()
+    assert editor.jobs.wait_idle(5)
+    qtbot.wait(50)
+    assert_same_document(editor.document, kept)
+    assert (editor.undo_stack.count(), editor.undo_stack.index()) == undo
+
+
+def test_cancel_after_the_job_returned_still_cancels(window, qtbot):
+    """Cancel pressed while the finished result waits in the event queue: not applied."""
+    editor, doc, kept, undo = _ready(window, FakeBundle())
+    assert editor.start_run()
+    worker = editor.jobs._current
+    assert worker.done.wait(10)             # returned; its signals are not delivered yet
+    editor.cancel_run()
+    with qtbot.waitSignal(editor.jobs.cancelled, timeout=5000):
+        pass
+    qtbot.wait(50)
+    assert_same_document(editor.document, kept)
+    assert (editor.undo_stack.count(), editor.undo_stack.index()) == undo
+
+
+def test_a_result_never_lands_in_another_image(window, qtbot):
+    bundle = FakeBundle()
+    editor, _, _, _ = _ready(window, bundle)
+    bundle.block()
+    assert editor.start_run()
+    other = photo(80, 100)
+    editor.set_image(other)                  # opened while the run was going
+    bundle.release()
+    assert editor.jobs.wait_idle(10)
+    qtbot.wait(50)
+    np.testing.assert_array_equal(editor.document.rgb, other)
+    assert editor.undo_stack.count() == 0 and editor.run is None
+
+
+def test_unexpected_errors_in_slots_become_one_line(window, monkeypatch):
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    launch._install_excepthook(window.editor)
+    try:
+        raise KeyError("boom\nsecond line")
+    except KeyError:
+        sys.excepthook(*sys.exc_info())
+    text = _banner(window)
+    assert text.startswith("Unexpected error: ") and "boom" in text and "\n" not in text
+
+
+@pytest.mark.slow
+def test_huge_but_legal_image_opens_in_the_app_and_autosaves_by_reference(tmp_path):
+    """12000x9000 (108 MP): opens with a notice, paints, and the autosave references the
+    file by hash instead of copying 324 MB; the file is never written."""
+    image = tmp_path / "huge.png"
+    make = (
+        "import numpy as np; from PIL import Image\n"
+        "rgb = np.empty((9000, 12000, 3), np.uint8)\n"
+        "rgb[..., 0] = np.linspace(0, 255, 12000, dtype=np.float32)[None, :]\n"
+        "rgb[..., 1] = np.linspace(0, 255, 9000, dtype=np.float32)[:, None]\n"
+        "rgb[..., 2] = 90\n"
+        f"Image.fromarray(rgb).save({str(image)!r}, compress_level=1)\n"
+    )
+    subprocess.run([sys.executable, "-c", make], check=True, timeout=300)
+    digest = file_digest(image)
+    probe = (
+        "import json, resource, sys, time\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "import numpy as np\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "from app.autosave import Autosaver\n"
+        "from app.editor import Editor\n"
+        "from app.main_window import MainWindow\n"
+        "from app.settings import Preferences\n"
+        "app = QApplication([])\n"
+        "editor = Editor(); saver = Autosaver(editor)\n"
+        "window = MainWindow(editor, Preferences(), interactive=False, autosaver=saver)\n"
+        "window.show(); saver.start()\n"
+        f"assert window.open_path({str(image)!r}), window.banner.text.text()\n"
+        "notice = window.banner.text.text()\n"
+        "editor.fill_shape('rect', [(6000, 4000), (6900, 4600)])\n"
+        "start = time.monotonic(); saver.save_now(); assert saver.flush(120)\n"
+        "meta = json.loads((saver.folder / 'session.json').read_text())\n"
+        "print(json.dumps({'notice': notice, 'size': editor.document.size,\n"
+        "                  'original': meta['original'], 'history': meta['history_index'],\n"
+        "                  'blob_bytes': sum(p.stat().st_size for p in\n"
+        "                                    (saver.folder / 'blobs').iterdir()),\n"
+        "                  'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "                             // 1024}))\n"
+        "window.close()\n"
+    )
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["size"] == [12000, 9000] and "very large image" in out["notice"]
+    assert out["history"] == 1 and "pixels" not in out["original"]
+    assert out["original"]["sha256"] == digest
+    assert out["blob_bytes"] < 5_000_000        # the mask patch only
+    assert out["peak_mb"] < 4000, out
+    assert file_digest(image) == digest
