@@ -44,7 +44,7 @@ class RunInspector(QObject):
         self._jobs.finished.connect(self._on_step_decoded)
         self._jobs.failed.connect(editor.error)
         editor.run_changed.connect(self._on_run)
-        editor.applied_changed.connect(lambda _: self._refresh())
+        editor.applied_changed.connect(self._refresh)   # bound: dropped with the inspector
 
     @property
     def steps(self) -> int:
@@ -88,7 +88,7 @@ class RunInspector(QObject):
         self.step = -1
         self._refresh()
 
-    def _refresh(self) -> None:
+    def _refresh(self, *_) -> None:
         run, bundle = self.editor.run, self.editor.bundle
         layout = run_layout(run, bundle.manifest) if run is not None and bundle else None
         if layout is None:

@@ -50,7 +50,7 @@ class ResultsPanel(QWidget):
             lambda item: editor.apply_candidate(self.candidates.row(item)))
         editor.run_changed.connect(self.show_run)
         editor.applied_changed.connect(self._on_applied)
-        editor.busy_changed.connect(lambda busy: self._enable(not busy))
+        editor.busy_changed.connect(self._on_busy)  # bound: dropped with the panel
         inspector.step_shown.connect(self._on_step_shown)
         self.show_run(None)
         self.setMaximumHeight(self.sizeHint().height() + 8)
@@ -101,6 +101,9 @@ class ResultsPanel(QWidget):
         self.scrubber.blockSignals(False)
         self.step_label.setText(f"{steps}/{steps}" if steps else "-")
         self._enable(not self.editor.jobs.busy)
+
+    def _on_busy(self, busy: bool) -> None:
+        self._enable(not busy)
 
     def _enable(self, idle: bool) -> None:
         inspectable = idle and self.inspector.can_inspect()

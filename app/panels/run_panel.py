@@ -39,11 +39,12 @@ class RunPanel(QWidget):
         layout.addWidget(self._build_run())
         layout.addStretch(1)
         editor.options_changed.connect(self.show_options)
-        editor.layout_changed.connect(lambda _: self._show_cost())
+        # bound methods, not lambdas: Qt drops them when the panel is destroyed
+        editor.layout_changed.connect(self._show_cost)
         editor.progress.connect(self._on_progress)
         editor.busy_changed.connect(self._on_busy)
-        editor.models.loaded.connect(lambda _: self._on_bundle())
-        editor.models.failed.connect(lambda _: self._on_bundle())
+        editor.models.loaded.connect(self._on_bundle)
+        editor.models.failed.connect(self._on_bundle)
         self.show_options(editor.options)
         self._on_bundle()
 
@@ -183,7 +184,7 @@ class RunPanel(QWidget):
             widget.setVisible(options.mode == "extend")
         self.candidates.setEnabled(options.mode != "extend")  # the engine extends one at a time
 
-    def _on_bundle(self) -> None:
+    def _on_bundle(self, *_) -> None:
         bundle = self.editor.bundle
         conditional = bundle is not None and bundle.manifest.class_conditional
         # "Fill as class" exists only for class-conditional models
@@ -197,7 +198,7 @@ class RunPanel(QWidget):
         self._show_cost()
         self.run_button.setEnabled(bundle is not None)
 
-    def _show_cost(self) -> None:
+    def _show_cost(self, *_) -> None:
         layout, options = self.editor.layout, self.editor.options
         if self.editor.bundle is None:
             self.cost.setText(self.editor.models.error or "Loading the model...")

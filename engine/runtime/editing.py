@@ -217,7 +217,7 @@ def encode_job(bundle: Bundle, job: EditJob, speed: Speed = EXACT) -> np.ndarray
     if job.tokens is None:
         if speed.reuse_tokens and job.model_pixels is not None and job.model_mask is not None:
             tokens = encode_with_reuse(bundle, job.model_pixels, job.model_mask,
-                                       speed.encode_margin).reshape(-1)
+                                       speed.encode_margin, crop=speed.crop_encode).reshape(-1)
         else:
             tokens = bundle.encode(job.model_image[None])[0].reshape(-1)
         tokens[job.token_mask.reshape(-1)] = job.manifest.mask_token_id

@@ -9,9 +9,12 @@ docs/performance.md):
   reach far and its GroupNorms take statistics over the whole input, so pixels differ slightly
   from a full decode; only pixels inside the grown token area are ever pasted, so everything
   outside the mask stays bit-identical to the input.
-- `reuse_tokens` (approximate): remember the tokens of each context square; a later edit of the
-  same square with the *same* hole reuses them (exact), with a different hole re-encodes only the
-  crop around the old and new holes plus `encode_margin` tokens and splices it in.
+- `reuse_tokens` (exact): remember the tokens of each context square; a later edit of the same
+  square with the *same* hole (a re-roll, another seed) reuses them instead of encoding again.
+- `crop_encode` (approximate, with `reuse_tokens`): with a *different* hole, re-encode only the
+  crop around the old and new holes plus `encode_margin` tokens and splice it in. Off in every
+  preset: on the trained default model only 72% of the known tokens matched a full re-encode
+  (the encoder's GroupNorms see the whole square), for a small saving.
 - `int8` (approximate): the transformer with dynamically quantised int8 weights (QUInt8, made
   by `python -m engine.modeling.quantize BUNDLE`, stored in the bundle or the user cache).
   Falls back to fp32 with a notice when no int8 file exists (making one needs the `onnx`
@@ -45,6 +48,7 @@ class Speed:
     region_decode: bool = False
     decode_margin: int = 2           # tokens of context decoded around the grown mask
     reuse_tokens: bool = False
+    crop_encode: bool = False
     encode_margin: int = 3           # tokens of context re-encoded around a changed hole
     int8: bool = False
     scale_steps: bool = False
@@ -52,7 +56,7 @@ class Speed:
 
     @property
     def exact(self) -> bool:
-        return not (self.region_decode or self.reuse_tokens or self.int8 or self.scale_steps)
+        return not (self.region_decode or self.crop_encode or self.int8 or self.scale_steps)
 
     @property
     def name(self) -> str:
@@ -72,8 +76,6 @@ class Speed:
 
 PRESETS: dict[str, Speed] = {
     "exact": Speed(),
-    # exact-token options only where they exist; the pixel work is approximate near crop edges
-    "balanced": Speed(region_decode=True, reuse_tokens=True),
     "fast": Speed(region_decode=True, reuse_tokens=True, int8=True, scale_steps=True),
 }
 EXACT = PRESETS["exact"]
@@ -181,13 +183,14 @@ TOKENS = TokenCache()
 
 
 def encode_with_reuse(bundle, pixels: np.ndarray, hole: np.ndarray, margin: int,
-                      cache: TokenCache | None = None) -> np.ndarray:
+                      cache: TokenCache | None = None, crop: bool = False) -> np.ndarray:
     """Tokens (int64 [h,w]) of `pixels` (float32 [3,S,S] in [0,1], *not* zeroed) with `hole`
     (bool [S,S]) zeroed, reusing what the cache knows about this square.
 
-    Miss: full encode (exact). Same hole: cached tokens (exact). Other hole: re-encode the
-    token crop around old + new hole grown by `margin` and splice its inner part (approximate:
-    the encoder's receptive field and GroupNorm statistics reach beyond the crop)."""
+    Miss: full encode (exact). Same hole: cached tokens (exact). Other hole: full encode
+    (exact), or with `crop` re-encode the token crop around old + new hole grown by `margin`
+    and splice its inner part (approximate: the encoder's receptive field and GroupNorm
+    statistics reach beyond the crop)."""
     cache = TOKENS if cache is None else cache
     m = bundle.manifest
     gh, gw = m.grid
@@ -196,6 +199,8 @@ def encode_with_reuse(bundle, pixels: np.ndarray, hole: np.ndarray, margin: int,
     zeroed = pixels.copy()
     zeroed[:, hole] = 0.0
     entry = cache.get(key)
+    if entry is not None and not crop and not np.array_equal(entry.hole, hole):
+        entry = None  # exact mode: a different hole means a full encode
     if entry is None:
         cache.misses += 1
         tokens = bundle.encode(zeroed[None])[0]

@@ -129,7 +129,8 @@ def test_default_settings_are_unchanged_by_the_speed_module(tiny_bundle):
 def test_token_reuse_is_exact_for_the_same_hole_and_close_for_another(tiny_bundle):
     m = tiny_bundle.manifest
     rgb = _image()
-    reuse = Settings(seeds=(0,), speed=Speed(reuse_tokens=True))
+    reuse = Settings(seeds=(0,), speed=Speed(reuse_tokens=True, crop_encode=True))
+    assert Speed(reuse_tokens=True).exact and not reuse.speed.exact
 
     def tokens_of(mask, settings):
         job = prepare_edit(m, rgb, mask, settings)
@@ -150,6 +151,11 @@ def test_token_reuse_is_exact_for_the_same_hole_and_close_for_another(tiny_bundl
     assert np.array_equal(moved.token_mask, exact2.token_mask)
     agreement = (moved.tokens[known] == exact2.tokens[known]).mean()
     assert agreement > 0.7, agreement
+    # without crop_encode another hole is a full encode: exact
+    sp.TOKENS.clear()
+    tokens_of(_mask(), Settings(seeds=(0,), speed=Speed(reuse_tokens=True)))
+    exact_again = tokens_of(other, Settings(seeds=(0,), speed=Speed(reuse_tokens=True)))
+    assert sp.TOKENS.misses == 2 and np.array_equal(exact_again.tokens, exact2.tokens)
 
 
 def test_int8_falls_back_to_fp32_with_a_notice(tiny_bundle, monkeypatch, tmp_path):

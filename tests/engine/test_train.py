@@ -156,11 +156,14 @@ def test_export_trained_checkpoints_loads_in_onnxruntime(tokenizer_run, photos, 
                        "--tokenizer", str(tokenizer_run / "tokenizer.pt"), "--steps", "4",
                        *TINY_MAGE]) == 0
     credits = tmp_path / "CREDITS.md"
-    credits.write_text("# Credits\nsynthetic pictures\n")
+    credits.write_text("# Credits\n- `sky/1.png` <- `synthetic`: CC0-1.0\n")
+    notes = tmp_path / "notes.md"
+    notes.write_text("## Speed\n\nfast enough\n")
     bundle_dir = tmp_path / "bundle"
     assert train.main(["export", "--tokenizer", str(tokenizer_run / "tokenizer_best.pt"),
                        "--mage", str(tmp_path / "run" / "mage.pt"), "-o", str(bundle_dir),
-                       "--name", "tiny-test", "--credits", str(credits)]) == 0
+                       "--name", "tiny-test", "--credits", str(credits),
+                       "--notes", str(notes)]) == 0
     bundle = Bundle(bundle_dir, device="cpu")
     m = bundle.manifest
     assert m.class_names == ["sea", "sky"] and m.null_class_id == 2 and m.grid == [8, 8]
@@ -173,7 +176,8 @@ def test_export_trained_checkpoints_loads_in_onnxruntime(tokenizer_run, photos, 
     logits = bundle.logits(seq, np.array([1]))
     assert logits.shape == (1, 64, 64) and np.isfinite(logits).all()
     card = (bundle_dir / "MODEL_CARD.md").read_text()
-    assert "Training data" in card and "val_psnr" in card and "CREDITS.md" in card
+    assert "Training data" in card and "val_psnr" in card and "CC0-1.0 1" in card
+    assert card.rstrip().endswith("fast enough")
     assert (bundle_dir / "CREDITS.md").read_text() == credits.read_text()
     assert train.main(["export", "--tokenizer", str(tmp_path / "run" / "mage.pt"), "--mage",
                        str(tmp_path / "run" / "mage.pt"), "-o", str(tmp_path / "x"),
