@@ -35,6 +35,9 @@ def _add_decode_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="decoding steps (default: the model's)")
     p.add_argument("--temperature", type=float,
                    help="choice temperature: randomness of which tokens are kept each step")
+    p.add_argument("--sample-temperature", type=float,
+                   help="softmax temperature of token sampling (default: the model's; 1 = "
+                   "MaskGIT/MAGE, lower = safer fills)")
     p.add_argument("--class", dest="class_name", help="class name (class-conditional models)")
     p.add_argument("--guidance", type=float, default=0.0,
                    help="classifier-free guidance strength with --class (0 = off)")
@@ -106,7 +109,10 @@ def _settings(args, **extra):
         raise MageError("--candidates must be at least 1")
     if args.steps is not None and args.steps < 1:
         raise MageError("--steps must be at least 1")
+    if args.sample_temperature is not None and not args.sample_temperature > 0:
+        raise MageError("--sample-temperature must be above 0")
     return Settings(steps=args.steps, temperature=args.temperature,
+                    sample_temperature=args.sample_temperature,
                     seeds=seeds_from(args.seed, args.candidates), class_name=args.class_name,
                     guidance=args.guidance, **extra)
 

@@ -449,9 +449,19 @@ class Trainer:
     def elapsed(self) -> float:
         return self.elapsed_before + time.monotonic() - self.t_start
 
+    def init_weights(self) -> None:
+        """--init: start a new run (fresh optimiser and schedule) from another run's weights."""
+        ckpt = load_checkpoint(self.args.init, self.task.kind)
+        if ckpt["config"] != self.task.config():
+            raise ValueError(f"{self.args.init}: its model sizes differ from the flags given")
+        self.task.model.load_state_dict(ckpt["model"])
+        log.info("initialised from %s (trained %d steps)", self.args.init, ckpt["step"])
+
     def train(self) -> dict:
         args = self.args
         self.resume()
+        if self.step == 0 and args.init:
+            self.init_weights()
         self.t_start = self.last_save = self.last_log = time.monotonic()
         self.deadline = self.t_start + (args.minutes or 0) * 60
         self.calib_from, t_first = self.step + 3, None  # the first steps include warm-up work
@@ -607,7 +617,9 @@ def run_export(args) -> int:
         source=f"trained with MAGE Studio (engine/modeling/train.py) on "
                f"{mage_ckpt.get('data', {}).get('source', 'unknown data')}",
         class_names=names, details=card_details(tok, mage_ckpt, args.credits, args.notes),
-        extra_files=extra)
+        extra_files=extra,
+        decoding={"steps": args.steps, "choice_temperature": args.choice_temperature,
+                  "sample_temperature": args.sample_temperature})
     for line in report.lines():
         log.info("parity: %s", line)
     log.info("bundle written to %s", args.output)
@@ -699,6 +711,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--credits", type=Path, help="CREDITS.md to ship in the bundle")
     ex.add_argument("--notes", type=Path, help="markdown appended to MODEL_CARD.md")
     ex.add_argument("--overwrite", action="store_true")
+    ex.add_argument("--steps", type=int, default=12, help="default decoding steps")
+    ex.add_argument("--choice-temperature", type=float, default=4.5,
+                    help="default choice temperature (MAGE: 4.5)")
+    ex.add_argument("--sample-temperature", type=float, default=1.0,
+                    help="default token sampling temperature (MAGE: 1.0; a small model "
+                         "fills holes more plausibly below 1)")
     ex.set_defaults(func=run_export)
     return parser
 
@@ -717,6 +735,8 @@ def _common(p: argparse.ArgumentParser, batch: int, lr: float, wd: float, warmup
     p.add_argument("--clip", type=float, default=3.0, help="gradient-norm clip")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR's checkpoint")
+    p.add_argument("--init", type=Path, help="start from this checkpoint's weights (a new "
+                   "optimiser and schedule: fine-tuning or a longer second run)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--eval-every", type=int, default=0, help="steps (0: 8 times per run)")
     p.add_argument("--ckpt-every", type=int, default=0, help="steps between checkpoints")

@@ -73,6 +73,7 @@ def decode(
     rngs: Sequence[np.random.Generator],
     start_step: int = 0,
     schedule: str = "cosine",
+    sample_temperature: float = 1.0,
 ) -> Iterator[DecodeStep]:
     """Fills the masked tokens iteratively, yielding the state after every step.
 
@@ -87,6 +88,9 @@ def decode(
         rngs: one `numpy.random.Generator` per row (see `make_rngs`).
         start_step: first step to run (MaskGIT editing uses 2 of 12); yields T - start_step steps.
         schedule: masking schedule name (see `engine.runtime.schedule.mask_ratio`).
+        sample_temperature: candidates are drawn from softmax(logits / sample_temperature).
+            1 is MaskGIT/MAGE; lower values sharpen the distribution, which a small or briefly
+            trained model needs to avoid filling holes with near-random codes.
 
     Returns:
         An iterator of `DecodeStep`; the last one has every token filled.
@@ -99,6 +103,8 @@ def decode(
     check_schedule_args(steps, start_step, schedule)
     if not np.isfinite(choice_temperature) or choice_temperature < 0:
         raise ValueError(f"choice_temperature must be finite and >= 0, got {choice_temperature}")
+    if not np.isfinite(sample_temperature) or sample_temperature <= 0:
+        raise ValueError(f"sample_temperature must be finite and > 0, got {sample_temperature}")
     if len(rngs) != ids.shape[0]:
         raise ValueError(f"need one rng per row: got {len(rngs)} rngs for {ids.shape[0]} rows")
     if not all(isinstance(rng, np.random.Generator) for rng in rngs):
@@ -113,6 +119,7 @@ def decode(
         list(rngs),
         start_step,
         schedule,
+        float(sample_temperature),
     )
 
 
@@ -189,6 +196,7 @@ def _decode_loop(
     rngs: list[np.random.Generator],
     start_step: int,
     schedule: str,
+    sample_temperature: float = 1.0,
 ) -> Iterator[DecodeStep]:
     """The decode loop proper; arguments are already validated (see `decode`)."""
     batch = ids.shape[0]
@@ -211,7 +219,7 @@ def _decode_loop(
                     int(unknown0[row]), positions.size, step, steps, schedule
                 )
                 _decode_row(
-                    logits[row, positions],
+                    logits[row, positions] / sample_temperature,
                     positions,
                     mask_len,
                     noise_scale,

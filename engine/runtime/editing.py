@@ -50,6 +50,8 @@ class Settings:
     guidance: float = 0.0                # classifier-free guidance strength (class models)
     context: float = 2.0                 # context square side / mask bounding-box side
     speed: Speed = EXACT                 # speed options (runtime/speed.py); default exact
+    sample_temperature: float | None = None  # softmax temperature of the token sampling
+    colour_match: bool = True            # fit the fill's colours to the known surroundings
 
     def for_masked(self, manifest: Manifest, masked: int) -> Settings:
         """Resolved settings with the speed options' step scaling applied for `masked` unknown
@@ -64,7 +66,10 @@ class Settings:
         d = manifest.decoding
         return replace(self, steps=self.steps or int(d.get("steps", 12)),
                        temperature=(self.temperature if self.temperature is not None
-                                    else float(d.get("choice_temperature", 4.5))))
+                                    else float(d.get("choice_temperature", 4.5))),
+                       sample_temperature=(self.sample_temperature
+                                           if self.sample_temperature is not None
+                                           else float(d.get("sample_temperature", 1.0))))
 
     def describe(self, manifest: Manifest) -> dict[str, str]:
         """The settings as PNG text-chunk entries."""
@@ -73,6 +78,7 @@ class Settings:
                 "mage:steps": str(s.steps), "mage:temperature": f"{s.temperature:g}",
                 "mage:class": s.class_name or "", "mage:ring": str(s.ring),
                 "mage:guidance": f"{s.guidance:g}",
+                "mage:sample_temperature": f"{s.sample_temperature:g}",
                 **({} if s.speed.exact else {"mage:speed": s.speed.name})}
 
 
@@ -234,7 +240,7 @@ def _decode_batch(bundle: Bundle, tokens: np.ndarray, settings: Settings
     history, last = [], None
     for step in decode(tokens, fn, mask_token_id=bundle.manifest.mask_token_id, steps=s.steps,
                        choice_temperature=s.temperature, rngs=make_rngs(s.seeds),
-                       start_step=s.start_step):
+                       start_step=s.start_step, sample_temperature=s.sample_temperature):
         history.append(step.tokens.copy())
         last = step
         yield step
@@ -280,9 +286,42 @@ def run_edit(bundle: Bundle, job: EditJob, settings: Settings = Settings(),
                                 settings.speed.decode_margin, background)
     else:
         squares = decode_images(bundle, last.tokens)
+    if settings.colour_match:
+        squares = match_colours(squares, job.model_image, ~pixel_token_mask(job))
     images = [paste_back(job, g, settings.feather) for g in squares]
     return EditResult(images, tuple(settings.seeds), last.tokens, last.confidence, history,
                       job.square, job.token_mask, settings)
+
+
+def pixel_token_mask(job: EditJob) -> np.ndarray:
+    """bool [S,S]: the model-size pixels of the regenerated tokens."""
+    down = job.manifest.downsample
+    return np.repeat(np.repeat(job.token_mask, down, axis=0), down, axis=1)
+
+
+def match_colours(squares: np.ndarray, reference: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Per-channel gain and offset that map each decoded square onto the input where the input
+    is known, applied to the whole square.
+
+    The tokenizer's GroupNorm statistics span the whole square, so new tokens in the hole can
+    shift the colours of everything it decodes; the known surroundings say by how much.
+
+    Args:
+        squares: uint8 [B,S,S,3] decoded candidates.
+        reference: float32 [3,S,S] in [0,1], the input square (valid where `known`).
+        known: bool [S,S] pixels whose tokens were kept.
+    """
+    if known.sum() < 64:  # (nearly) everything regenerated: nothing to match against
+        return squares
+    target = reference.transpose(1, 2, 0)[known] * 255.0  # (K,3)
+    out = np.empty_like(squares)
+    for i, square in enumerate(squares):
+        source = square[known].astype(np.float32)
+        gain = target.std(0) / np.maximum(source.std(0), 1.0)
+        gain = np.clip(gain, 0.5, 2.0)
+        offset = target.mean(0) - gain * source.mean(0)
+        out[i] = np.clip(square * gain + offset + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 def run_generate(bundle: Bundle, settings: Settings = Settings()

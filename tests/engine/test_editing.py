@@ -170,3 +170,31 @@ def test_context_square_stays_inside_large_images():
     assert sq.side == 256 and sq.x0 + sq.side <= 1000 and sq.y0 == 0
     sq = context_square((0, 0, 30, 20), 40, 30, min_side=256)
     assert sq.side == 60 or sq.side >= 40  # larger than the image: padded, centred
+
+
+def test_colour_match_undoes_a_global_shift():
+    from engine.runtime.editing import match_colours
+
+    rng = np.random.default_rng(0)
+    reference = rng.random((3, 32, 32)).astype(np.float32)
+    shifted = np.clip(reference.transpose(1, 2, 0) * 255 * 0.8 + 30, 0, 255).astype(np.uint8)
+    known = np.ones((32, 32), bool)
+    known[8:24, 8:24] = False
+    fixed = match_colours(shifted[None], reference, known)[0].astype(np.float32)
+    error_before = np.abs(shifted.astype(np.float32) - reference.transpose(1, 2, 0) * 255).mean()
+    error_after = np.abs(fixed - reference.transpose(1, 2, 0) * 255).mean()
+    assert error_after < 1.5 < error_before
+
+
+def test_low_sample_temperature_takes_the_most_likely_tokens():
+    from engine.runtime.decode import decode, make_rngs, run_to_end
+
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0, 1, (1, 64, 32)).astype(np.float32)
+    tokens = np.full((1, 64), 32, np.int64)
+    last = run_to_end(decode(tokens, lambda t: logits, mask_token_id=32, steps=6,
+                             rngs=make_rngs([3]), sample_temperature=1e-3))
+    assert np.array_equal(last.tokens[0], logits[0].argmax(-1))
+    warm = run_to_end(decode(tokens, lambda t: logits, mask_token_id=32, steps=6,
+                             rngs=make_rngs([3]), sample_temperature=1.0))
+    assert not np.array_equal(warm.tokens[0], logits[0].argmax(-1))
