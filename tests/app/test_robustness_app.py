@@ -13,12 +13,12 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from corpus import make_corpus
 from PIL import Image
 from PySide6.QtCore import QSettings
 
 from app import launch
 from conftest import REPO
+from corpus import make_corpus
 from engine.runtime.imageio import file_digest
 from engine.runtime.manifest import sha256_file
 
