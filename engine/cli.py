@@ -160,7 +160,7 @@ def _save_all(result, out: Path, alpha, text: dict, overwrite: bool) -> None:
 
 
 def cmd_edit(args) -> int:
-    from engine.runtime.editing import prepare_edit, run_edit
+    from engine.runtime.editing import edit_image, mask_parts, prepare_edit
     from engine.runtime.imageio import load_image, load_mask
 
     _check_output(args.output, [args.image, args.mask], args.overwrite)
@@ -174,10 +174,21 @@ def cmd_edit(args) -> int:
     if mask.all():
         print("notice: the whole image is masked: this is generation from scratch",
               file=sys.stderr)
-    job = prepare_edit(bundle.manifest, image.rgb, mask, settings)
+    prepare_edit(bundle.manifest, image.rgb, mask, settings)  # clear errors before any work
+    parts = max(1, len(mask_parts(bundle.manifest, mask, settings)))
     steps = settings.resolved(bundle.manifest).steps
-    result = _run_with_progress(run_edit(bundle, job, settings),
-                                f"edit {job.masked_count} tokens", steps)
+    label = "edit" if parts == 1 else f"edit {parts} parts"
+    bar = Progress(label, steps * parts)
+    done = {"steps": 0}
+
+    def on_step(step):
+        done["steps"] += 1
+        bar.update(done["steps"], f"{int(step.remaining.max())} left")
+
+    try:
+        result = edit_image(bundle, image.rgb, mask, settings, on_step)
+    finally:
+        bar.close()
     text = settings.describe(bundle.manifest)
     text.update({"mage:mode": "edit", "mage:source": str(args.image.name)})
     _save_all(result, args.output, image.alpha, text, args.overwrite)

@@ -349,8 +349,90 @@ def run_to_result(gen: Generator[DecodeStep, None, EditResult],
 
 def edit_image(bundle: Bundle, rgb: np.ndarray, mask: np.ndarray,
                settings: Settings = Settings(), on_step=None) -> EditResult:
-    job = prepare_edit(bundle.manifest, rgb, mask, settings)
-    return run_to_result(run_edit(bundle, job, settings), on_step)
+    """Edit every separate part of the mask in its own context square (so two small objects
+    far apart are each refilled at full detail, not inside one huge blurry square), one after
+    the other; candidate i of the result combines candidate i of every part."""
+    mask = np.asarray(mask, dtype=bool)
+    _check_inputs(rgb, mask)
+    parts = mask_parts(bundle.manifest, mask, settings)
+    if len(parts) <= 1:
+        job = prepare_edit(bundle.manifest, rgb, mask, settings)
+        return run_to_result(run_edit(bundle, job, settings), on_step)
+    images = [rgb.copy() for _ in settings.seeds]
+    results = []
+    for part in parts:
+        job = prepare_edit(bundle.manifest, rgb, part, settings)
+        result = run_to_result(run_edit(bundle, job, settings), on_step)
+        x0, y0, x1, y1 = job.square.clip(rgb.shape[1], rgb.shape[0])
+        for out, image in zip(images, result.images, strict=True):
+            out[y0:y1, x0:x1] = image[y0:y1, x0:x1]
+        results.append(result)
+    last = results[-1]
+    return EditResult(images, last.seeds, last.tokens, last.confidence, last.history,
+                      last.square, last.token_mask, settings)
+
+
+def mask_parts(manifest: Manifest, mask: np.ndarray, settings: Settings = Settings()
+               ) -> list[np.ndarray]:
+    """Split a mask into groups of connected parts whose context squares do not overlap.
+
+    Parts are found on a coarse grid (at most 256 cells a side) so huge images stay fast; parts
+    whose squares would overlap are merged and edited together, since each edit must see the
+    other's surroundings unchanged."""
+    h, w = mask.shape
+    block = max(1, math.ceil(max(h, w) / 256))
+    gh, gw = math.ceil(h / block), math.ceil(w / block)
+    padded = np.zeros((gh * block, gw * block), bool)
+    padded[:h, :w] = mask
+    coarse = padded.reshape(gh, block, gw, block).any(axis=(1, 3))
+    labels = _label(coarse)
+    groups = [labels == i for i in range(1, labels.max() + 1)]
+    size = manifest.image_size
+
+    def square(group: np.ndarray) -> Square:
+        part = np.repeat(np.repeat(group, block, 0), block, 1)[:h, :w] & mask
+        return context_square(mask_bbox(part), w, h, min(size, max(w, h)), settings.context)
+
+    merged = True
+    while merged and len(groups) > 1:
+        merged = False
+        squares = [square(g) for g in groups]
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups)):
+                if _overlap(squares[i], squares[j]):
+                    groups[i] = groups[i] | groups.pop(j)
+                    merged = True
+                    break
+            if merged:
+                break
+    return [np.repeat(np.repeat(g, block, 0), block, 1)[:h, :w] & mask for g in groups]
+
+
+def _overlap(a: Square, b: Square) -> bool:
+    return (a.x0 < b.x0 + b.side and b.x0 < a.x0 + a.side
+            and a.y0 < b.y0 + b.side and b.y0 < a.y0 + a.side)
+
+
+def _label(grid: np.ndarray) -> np.ndarray:
+    """8-connected component labels (1..n, 0 = background) of a small bool grid."""
+    labels = np.zeros(grid.shape, np.int32)
+    count = 0
+    for start in zip(*np.nonzero(grid), strict=True):
+        if labels[start]:
+            continue
+        count += 1
+        labels[start] = count
+        stack = [start]
+        while stack:
+            y, x = stack.pop()
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    ny, nx = y + dy, x + dx
+                    if (0 <= ny < grid.shape[0] and 0 <= nx < grid.shape[1]
+                            and grid[ny, nx] and not labels[ny, nx]):
+                        labels[ny, nx] = count
+                        stack.append((ny, nx))
+    return labels
 
 
 # -- outpainting ------------------------------------------------------------------------------

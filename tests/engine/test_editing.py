@@ -198,3 +198,21 @@ def test_low_sample_temperature_takes_the_most_likely_tokens():
     warm = run_to_end(decode(tokens, lambda t: logits, mask_token_id=32, steps=6,
                              rngs=make_rngs([3]), sample_temperature=1.0))
     assert not np.array_equal(warm.tokens[0], logits[0].argmax(-1))
+
+
+def test_separate_mask_parts_get_their_own_squares(tiny_bundle):
+    from engine.runtime.editing import mask_parts
+
+    rgb = photo(400, 600)
+    mask = np.zeros((400, 600), bool)
+    mask[20:40, 20:40] = True       # top left
+    mask[350:380, 550:580] = True   # bottom right, far away
+    mask[30:45, 50:60] = True       # near the first: edited together with it
+    parts = mask_parts(tiny_bundle.manifest, mask)
+    assert len(parts) == 2
+    assert np.array_equal(parts[0] | parts[1], mask) and not (parts[0] & parts[1]).any()
+    result = edit_image(tiny_bundle, rgb, mask, Settings(seeds=(1, 2)))
+    for image in result.images:
+        changed = (image != rgb).any(-1)
+        assert changed[20:40, 20:40].mean() > 0.5 and changed[350:380, 550:580].mean() > 0.5
+        assert not changed[150:250, 200:400].any()  # between the parts: untouched
