@@ -49,6 +49,7 @@ if str(REPO) not in sys.path:
 from engine.runtime.bundle import Bundle  # noqa: E402
 from engine.runtime.editing import Settings, edit_image, run_generate, run_to_result  # noqa: E402
 from engine.runtime.imageio import load_image  # noqa: E402
+from engine.runtime.manifest import read_manifest  # noqa: E402
 from engine.runtime.models import default_bundle_path  # noqa: E402
 from engine.runtime.recognition import preprocess  # noqa: E402
 
@@ -361,7 +362,8 @@ def eval_removal(bundle: Bundle, imgs: list[np.ndarray], size: int, seeds: tuple
 
 def eval_classes(bundle: Bundle, val_imgs: list[np.ndarray], val_labels: np.ndarray,
                  all_imgs: list[np.ndarray], all_labels: np.ndarray, all_val: np.ndarray,
-                 names: list[str], samples: int, seed: int, guidance: float, log) -> dict:
+                 names: list[str], samples: int, seed: int, guidance: float, log,
+                 cache: dict | None = None) -> dict:
     """Generate `samples` per evaluated class; judge them with classifiers fit on real photos."""
     k = len(names)
     gen_imgs, gen_labels = [], []
@@ -376,13 +378,14 @@ def eval_classes(bundle: Bundle, val_imgs: list[np.ndarray], val_labels: np.ndar
     gen_seconds = time.perf_counter() - t0
     gen_labels = np.array(gen_labels)
     feats = {}
-    have_features = (bundle.path / "features.onnx").is_file()
-    if have_features:
-        feats["model features"] = (model_features(bundle, val_imgs),
-                                   model_features(bundle, all_imgs),
-                                   model_features(bundle, gen_imgs))
-    feats["pixels (thumb + colour hist)"] = (pixel_features(val_imgs), pixel_features(all_imgs),
-                                             pixel_features(gen_imgs))
+    cache = {} if cache is None else cache  # real-photo features, shared between guidances
+    if "features.onnx" in bundle.manifest.files:
+        if "model" not in cache:
+            cache["model"] = (model_features(bundle, val_imgs), model_features(bundle, all_imgs))
+        feats["model features"] = (*cache["model"], model_features(bundle, gen_imgs))
+    if "pixels" not in cache:
+        cache["pixels"] = (pixel_features(val_imgs), pixel_features(all_imgs))
+    feats["pixels (thumb + colour hist)"] = (*cache["pixels"], pixel_features(gen_imgs))
     rows = []
     for fname, (fv, fa, fg) in feats.items():
         for cname, fit in CLASSIFIERS.items():
@@ -544,6 +547,9 @@ def main(argv=None) -> int:
 
     bundle = Bundle(args.model or default_bundle_path(), device=args.device)
     man = bundle.manifest
+    if "features.onnx" in man.files:
+        bundle.features(np.zeros((1, man.seq_len), np.int64))  # open it now, not mid-run
+    files_at_start = dict(man.files)
     size = man.image_size
     out_md = args.out
     docs = out_md.parent
@@ -599,10 +605,11 @@ def main(argv=None) -> int:
             all_labels = np.array([names.index(rel.split("/")[0]) for rel in all_rel])
             all_val = np.array([str(all_split[rel]).lower() in ("val", "validation", "test")
                                 for rel in all_rel])
+            cache: dict = {}
             for g in args.guidance:
                 cls_runs.append(eval_classes(bundle, val_imgs, val_labels, all_imgs,
                                              all_labels, all_val, names, args.samples,
-                                             args.seed, g, log))
+                                             args.seed, g, log, cache))
             cls = {"names": names, "n_val": len(val_imgs), "n_all": len(all_imgs),
                    "skipped": [c for c in man.class_names if c not in data_classes]}
             real = {}
@@ -618,6 +625,15 @@ def main(argv=None) -> int:
                     for x in r["rows"]) for r in cls_runs))
 
     total = time.perf_counter() - t_start
+    try:
+        now = read_manifest(bundle.path, verify_hashes=False).files
+    except Exception:  # noqa: BLE001 - any failure means the folder changed under us
+        now = {}
+    if now != files_at_start:
+        args.dry_run_note = ((args.dry_run_note + " ") if args.dry_run_note else "") + (
+            "WARNING: the bundle's files changed on disk during this run; the numbers come from "
+            "the files loaded at the start. Re-run.")
+        log(args.dry_run_note)
     write_report(out_md, args, bundle, photos, rec, removal, sheets, seeds, cls, cls_runs,
                  total)
     if args.json:
