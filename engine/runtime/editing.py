@@ -24,7 +24,13 @@ from engine.runtime.bundle import Bundle
 from engine.runtime.decode import DecodeStep, decode, make_rngs
 from engine.runtime.errors import ImageError, MaskError
 from engine.runtime.manifest import Manifest
-from engine.runtime.masking import composite, feather_alpha, mask_bbox, token_mask_from_pixels
+from engine.runtime.masking import (
+    composite,
+    dilate_pixels,
+    feather_alpha,
+    mask_bbox,
+    token_mask_from_pixels,
+)
 from engine.runtime.schedule import masked_counts
 from engine.runtime.speed import (
     EXACT,
@@ -264,8 +270,13 @@ def paste_back(job: EditJob, generated: np.ndarray, feather: float | None) -> np
     cx = cell_index(sq.side, m.image_size, m.downsample)[x0 - sq.x0:x1 - sq.x0]
     region = job.token_mask[cy[:, None], cx[None, :]]
     cell_px = sq.side / m.grid[0]
-    radius = 0.75 * cell_px if feather is None else feather
-    alpha = feather_alpha(region, job.painted[y0:y1, x0:x1], radius)
+    radius = max(2.0, 0.5 * cell_px) if feather is None else feather
+    painted = job.painted[y0:y1, x0:x1]
+    # The ring tokens are regenerated only so the model never sees the zeroed hole; their
+    # original pixels are still good, so the fill covers the painted area and fades out over
+    # `radius` px into the ring, and the rest of the ring keeps its input pixels.
+    region &= dilate_pixels(painted, math.ceil(radius))
+    alpha = feather_alpha(region, painted, radius)
     out = job.rgb.copy()
     out[y0:y1, x0:x1] = composite(job.rgb[y0:y1, x0:x1], big, alpha)
     return out

@@ -310,3 +310,26 @@ def _blend(orig: np.ndarray, gen: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     # Exact values where the weight is exactly 0 or 1, independent of float rounding.
     out = np.where(weight == 0.0, orig, out)
     return np.where(weight == 1.0, gen, out)
+
+
+def dilate_pixels(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Square dilation of a bool pixel mask by `radius` px (separable box filter on sums).
+
+    Args:
+        mask: bool [H, W].
+        radius: pixels added on every side; 0 returns a copy.
+
+    Returns:
+        bool [H, W].
+    """
+    out = _as_bool_2d(mask, "mask").copy()
+    if radius <= 0 or not out.any():
+        return out
+    for axis in (0, 1):
+        counts = np.cumsum(out, axis=axis, dtype=np.int32)
+        counts = np.concatenate([np.zeros_like(counts.take([0], axis=axis)), counts], axis=axis)
+        n = out.shape[axis]
+        hi = np.minimum(np.arange(n) + radius + 1, n)
+        lo = np.maximum(np.arange(n) - radius, 0)
+        out = (counts.take(hi, axis=axis) - counts.take(lo, axis=axis)) > 0
+    return out

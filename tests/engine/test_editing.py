@@ -61,6 +61,11 @@ def test_only_grown_mask_changes(tiny_bundle, h, w, box):
     region = grown_region(job, (h, w))
     assert region[mask].all()  # the grown area covers every painted pixel
     assert np.array_equal(out[~region], rgb[~region])  # bit-identical outside
+    # inside the ring, only a feather of half a token next to the painted area changes
+    from engine.runtime.masking import dilate_pixels
+
+    near = dilate_pixels(mask, int(np.ceil(max(2.0, 0.5 * job.square.side / 16))) + 1)
+    assert not (out != rgb).any(-1)[~near].any()
     assert (out[mask] != rgb[mask]).any(axis=-1).mean() > 0.5  # the painted area was refilled
 
 

@@ -314,3 +314,15 @@ def test_feather_and_composite_properties(case, ring, radius, seed):
     assert np.array_equal(out[alpha == 1], gen[alpha == 1])
     lo, hi = np.minimum(orig, gen), np.maximum(orig, gen)
     assert ((out >= lo) & (out <= hi)).all()
+
+
+def test_dilate_pixels_matches_a_brute_force_square_dilation():
+    from engine.runtime.masking import dilate_pixels
+
+    rng = np.random.default_rng(4)
+    mask = rng.random((23, 31)) > 0.97
+    for radius in (0, 1, 3):
+        expected = np.zeros_like(mask)
+        for y, x in zip(*np.nonzero(mask), strict=True):
+            expected[max(0, y - radius):y + radius + 1, max(0, x - radius):x + radius + 1] = True
+        assert np.array_equal(dilate_pixels(mask, radius), expected)
