@@ -14,16 +14,9 @@ from functools import cached_property
 
 import numpy as np
 
-from engine.runtime.editing import (
-    Settings,
-    Square,
-    cell_index,
-    context_square,
-    cut_square,
-    mask_to_model,
-)
+from engine.runtime.editing import Settings, Square, cell_index, map_mask
 from engine.runtime.manifest import Manifest
-from engine.runtime.masking import mask_bbox, token_mask_from_pixels
+from engine.runtime.masking import mask_bbox
 from engine.runtime.schedule import masked_counts
 
 
@@ -57,15 +50,7 @@ def layout_for(manifest: Manifest, mask: np.ndarray, settings: Settings) -> Toke
     bbox = mask_bbox(mask)
     if bbox is None:
         return None
-    h, w = mask.shape
-    size = manifest.image_size
-    sq = context_square(bbox, w, h, min_side=min(size, max(w, h)), context=settings.context)
-    painted_sq = cut_square(mask[..., None], sq)[..., 0]
-    ys, xs = np.arange(sq.y0, sq.y0 + sq.side), np.arange(sq.x0, sq.x0 + sq.side)
-    painted_sq &= ((ys >= 0) & (ys < h))[:, None] & ((xs >= 0) & (xs < w))[None, :]
-    model_mask = mask_to_model(painted_sq, size)
-    token_mask = token_mask_from_pixels(model_mask, manifest.grid, settings.ring,
-                                        settings.coverage)
+    sq, _, token_mask = map_mask(manifest, mask, bbox, settings)
     # the step count may depend on how many tokens are masked (speed options)
     resolved = settings.for_masked(manifest, int(token_mask.sum()))
     return TokenLayout(sq, token_mask, cell_edges(sq.side, manifest), resolved.steps,

@@ -195,14 +195,10 @@ def _check_inputs(rgb: np.ndarray, mask: np.ndarray) -> None:
                         f"{rgb.shape[1]}x{rgb.shape[0]}")
 
 
-def prepare_edit(manifest: Manifest, rgb: np.ndarray, mask: np.ndarray,
-                 settings: Settings = Settings()) -> EditJob:
-    """Cut the context square, map the mask to tokens. Raises MaskError for an empty mask."""
-    mask = np.asarray(mask, dtype=bool)
-    _check_inputs(rgb, mask)
-    bbox = mask_bbox(mask)
-    if bbox is None:
-        raise MaskError("the mask is empty: paint the area to refill")
+def map_mask(manifest: Manifest, mask: np.ndarray, bbox: tuple[int, int, int, int],
+             settings: Settings = Settings()) -> tuple[Square, np.ndarray, np.ndarray]:
+    """The context square of a mask, the mask at model size (bool [S,S]) and the tokens to
+    regenerate (bool [h,w]): the one mapping the engine and the editor's token grid share."""
     h, w = mask.shape
     size = manifest.image_size
     sq = context_square(bbox, w, h, min_side=min(size, max(w, h)), context=settings.context)
@@ -213,10 +209,22 @@ def prepare_edit(manifest: Manifest, rgb: np.ndarray, mask: np.ndarray,
     model_mask = mask_to_model(painted_sq, size)
     token_mask = token_mask_from_pixels(model_mask, manifest.grid, settings.ring,
                                         settings.coverage)
+    return sq, model_mask, token_mask
+
+
+def prepare_edit(manifest: Manifest, rgb: np.ndarray, mask: np.ndarray,
+                 settings: Settings = Settings()) -> EditJob:
+    """Cut the context square, map the mask to tokens. Raises MaskError for an empty mask."""
+    mask = np.asarray(mask, dtype=bool)
+    _check_inputs(rgb, mask)
+    bbox = mask_bbox(mask)
+    if bbox is None:
+        raise MaskError("the mask is empty: paint the area to refill")
+    sq, model_mask, token_mask = map_mask(manifest, mask, bbox, settings)
     if not token_mask.any():
         raise MaskError(f"the mask covers no token at coverage {settings.coverage:g}: "
                         "paint more or lower the coverage")
-    pixels = resize_rgb(cut_square(rgb, sq), size).astype(np.float32) / 255.0
+    pixels = resize_rgb(cut_square(rgb, sq), manifest.image_size).astype(np.float32) / 255.0
     whole = np.ascontiguousarray(pixels.transpose(2, 0, 1))
     pixels[model_mask] = 0.0  # zero the hole before tokenising, as the MAGE authors do
     return EditJob(manifest, rgb, mask, sq, np.ascontiguousarray(pixels.transpose(2, 0, 1)),

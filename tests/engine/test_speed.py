@@ -37,7 +37,6 @@ def _empty_token_cache():
 
 @pytest.fixture
 def int8_in_cache(tiny_bundle):
-    pytest.importorskip("onnx")
     from engine.modeling.quantize import quantize_bundle
 
     path = quantize_bundle(tiny_bundle.path)  # the user cache, isolated by conftest
