@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import qtawesome as qta
+import shiboken6
 from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
@@ -501,8 +502,11 @@ class RecognitionPanel(QWidget):
         task = _Task(self._gen[kind], fn)
         self._tasks.add(task)
 
+        # Results can arrive after the panel was closed and deleted (the worker outlives it).
         def done(gen, result):
             self._tasks.discard(task)
+            if not shiboken6.isValid(self) or not shiboken6.isValid(self.head_combo):
+                return
             if gen == self._gen[kind]:
                 on_done(result)
             elif kind == "examples":
@@ -510,6 +514,8 @@ class RecognitionPanel(QWidget):
 
         def failed(gen, message):
             self._tasks.discard(task)
+            if not shiboken6.isValid(self) or not shiboken6.isValid(self.fewshot_status):
+                return
             if gen == self._gen[kind]:
                 (self.fewshot_status.setText if kind != "image" else self._show_status)(message)
 
