@@ -7,6 +7,8 @@ reason. Used by the CLI and the app loader tests.
 from __future__ import annotations
 
 import io
+import json
+import shutil
 import struct
 import zlib
 from dataclasses import dataclass
@@ -14,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from engine.runtime.manifest import sha256_file
 
 
 @dataclass(frozen=True)
@@ -104,3 +108,40 @@ def _exif_rotated(rgb: np.ndarray, path: Path) -> None:
 def _animated(path: Path, fmt: str) -> None:
     frames = [Image.new("RGB", (40, 30), c) for c in [(200, 0, 0), (0, 200, 0), (0, 0, 200)]]
     frames[0].save(path, fmt, save_all=True, append_images=frames[1:], duration=100, loop=0)
+
+
+BUNDLE_DAMAGE = ("missing-file", "hash-mismatch", "truncated-onnx", "newer-version", "shapes",
+                 "no-manifest", "bad-json")
+
+
+def damaged_bundle(src: Path, folder: Path, how: str) -> Path:
+    """A copy of the bundle `src` broken in one of the BUNDLE_DAMAGE ways."""
+    out = folder / f"bundle-{how}"
+    shutil.copytree(src, out)
+    manifest_path = out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    model = out / "transformer.onnx"
+    if how == "missing-file":
+        model.unlink()
+    elif how == "hash-mismatch":
+        data = bytearray(model.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        model.write_bytes(bytes(data))
+    elif how == "truncated-onnx":  # hash updated, so the damage shows when onnxruntime loads it
+        model.write_bytes(model.read_bytes()[: model.stat().st_size // 3])
+        manifest["files"]["transformer.onnx"] = sha256_file(model)
+    elif how == "newer-version":
+        manifest["format_version"] = 99
+    elif how == "shapes":
+        manifest["codebook_size"] *= 2
+        manifest["mask_token_id"] = manifest["codebook_size"]
+    elif how == "no-manifest":
+        manifest_path.unlink()
+        return out
+    elif how == "bad-json":
+        manifest_path.write_text("{ not json")
+        return out
+    else:
+        raise ValueError(f"unknown damage {how!r}")
+    manifest_path.write_text(json.dumps(manifest))
+    return out

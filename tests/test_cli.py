@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 import subprocess
 import sys
 
@@ -12,9 +10,9 @@ import pytest
 from PIL import Image
 
 from conftest import REPO
+from corpus import damaged_bundle
 from engine.cli import main
 from engine.runtime.imageio import file_digest, read_png_text
-from engine.runtime.manifest import sha256_file
 
 
 def run(argv, capsys):
@@ -151,41 +149,14 @@ def test_scale_mask_on_request(tiny_bundle_path, photo_files, tmp_path, capsys):
     assert code == 0
 
 
-def damage(bundle, how, tmp_path):
-    broken = tmp_path / f"broken-{how}"
-    shutil.copytree(bundle, broken)
-    manifest = json.loads((broken / "manifest.json").read_text())
-    if how == "missing-file":
-        (broken / "transformer.onnx").unlink()
-    elif how == "hash":
-        with open(broken / "tokenizer_decoder.onnx", "ab") as f:
-            f.write(b"\0")
-    elif how == "truncated":
-        data = (broken / "transformer.onnx").read_bytes()
-        (broken / "transformer.onnx").write_bytes(data[: len(data) // 3])
-        manifest["files"]["transformer.onnx"] = sha256_file(broken / "transformer.onnx")
-    elif how == "newer":
-        manifest["format_version"] = 99
-    elif how == "shape":
-        manifest["codebook_size"] = 4096
-    elif how == "no-manifest":
-        (broken / "manifest.json").unlink()
-        return broken
-    elif how == "bad-json":
-        (broken / "manifest.json").write_text("{ not json")
-        return broken
-    (broken / "manifest.json").write_text(json.dumps(manifest))
-    return broken
-
-
 @pytest.mark.parametrize("how, expect", [
-    ("missing-file", "model file missing"), ("hash", "sha256 does not match"),
-    ("truncated", "cannot be loaded"), ("newer", "newer than this app"),
-    ("shape", "predicts 64 codes but the manifest says codebook_size 4096"),
+    ("missing-file", "model file missing"), ("hash-mismatch", "sha256 does not match"),
+    ("truncated-onnx", "cannot be loaded"), ("newer-version", "newer than this app"),
+    ("shapes", "predicts 64 codes but the manifest says codebook_size 128"),
     ("no-manifest", "manifest.json is missing"), ("bad-json", "is damaged"),
 ])
 def test_damaged_models(how, expect, tiny_bundle_path, tmp_path):
-    broken = damage(tiny_bundle_path, how, tmp_path)
+    broken = damaged_bundle(tiny_bundle_path, tmp_path, how)
     proc = subprocess.run([sys.executable, str(REPO / "main.py"), "generate", "-o",
                            str(tmp_path / "g.png"), "--model", str(broken)],
                           capture_output=True, text=True, timeout=120)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -18,9 +17,8 @@ from PySide6.QtCore import QSettings
 
 from app import launch
 from conftest import REPO
-from corpus import make_corpus
+from corpus import damaged_bundle, make_corpus
 from engine.runtime.imageio import file_digest
-from engine.runtime.manifest import sha256_file
 
 from .conftest import photo
 from .fake_engine import FakeBundle
@@ -159,29 +157,6 @@ def test_save_never_writes_the_original(window, tmp_path):
 # -- models ---------------------------------------------------------------------------------
 
 
-def _broken_bundle(src, tmp_path, how):
-    out = tmp_path / f"bundle-{how}"
-    shutil.copytree(src, out)
-    manifest = json.loads((out / "manifest.json").read_text())
-    if how == "missing-file":
-        (out / "transformer.onnx").unlink()
-    elif how == "hash-mismatch":
-        data = bytearray((out / "transformer.onnx").read_bytes())
-        data[len(data) // 2] ^= 0xFF
-        (out / "transformer.onnx").write_bytes(bytes(data))
-    elif how == "truncated-onnx":
-        data = (out / "transformer.onnx").read_bytes()
-        (out / "transformer.onnx").write_bytes(data[: len(data) // 3])
-        manifest["files"]["transformer.onnx"] = sha256_file(out / "transformer.onnx")
-    elif how == "newer-version":
-        manifest["format_version"] = 99
-    elif how == "shapes":
-        manifest["codebook_size"] = manifest["codebook_size"] * 2
-        manifest["mask_token_id"] = manifest["codebook_size"]
-    (out / "manifest.json").write_text(json.dumps(manifest))
-    return out
-
-
 @pytest.mark.parametrize("how, expect", [
     ("missing-folder", "model folder not found"),
     ("missing-file", "model file missing"),
@@ -193,7 +168,7 @@ def _broken_bundle(src, tmp_path, how):
 def test_broken_models_are_one_line_and_the_window_keeps_working(window, qtbot, tmp_path,
                                                                  tiny_bundle_path, how, expect):
     path = (tmp_path / "nowhere" if how == "missing-folder"
-            else _broken_bundle(tiny_bundle_path, tmp_path, how))
+            else damaged_bundle(tiny_bundle_path, tmp_path, how))
     doc = _edited(window)
     kept = _copy(doc)
     with qtbot.waitSignal(window.editor.models.failed, timeout=30000) as failed:
