@@ -86,14 +86,8 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
             damaged, over Pillow's decompression-bomb limit, or out of memory.
     """
     name = os.fspath(path)
-    image, notices = _read(name, ImageError, "image")
-    try:
-        rgb, alpha = _to_arrays(image, notices, f"Cannot load image '{name}'", ImageError)
-    except MemoryError:
-        raise ImageError(_memory_message(name, "image", image)) from None
-    finally:
-        image.close()
-    return LoadedImage(rgb=rgb, alpha=alpha, path=name, format=_format(image), notices=notices)
+    rgb, alpha, fmt, notices = _load_arrays(name, ImageError, "image")
+    return LoadedImage(rgb=rgb, alpha=alpha, path=name, format=fmt, notices=notices)
 
 
 def load_mask(
@@ -117,13 +111,7 @@ def load_mask(
         MaskError: unreadable mask (same cases as `load_image`) or a size mismatch.
     """
     name = os.fspath(path)
-    image, notices = _read(name, MaskError, "mask")
-    try:
-        rgb, alpha = _to_arrays(image, notices, f"Cannot load mask '{name}'", MaskError)
-    except MemoryError:
-        raise MaskError(_memory_message(name, "mask", image)) from None
-    finally:
-        image.close()
+    rgb, alpha, _, _ = _load_arrays(name, MaskError, "mask")
     mask = _mask_from_arrays(rgb, alpha)
     if size is None or (mask.shape[1], mask.shape[0]) == tuple(size):
         return mask
@@ -222,6 +210,18 @@ def file_digest(path: str | os.PathLike) -> str:
 
 # --- reading ---------------------------------------------------------------------------------
 
+
+
+def _load_arrays(name: str, error_cls: type[MageError], what: str):
+    """Open and convert a file: (rgb, alpha, format, notices); one-line `error_cls` on failure."""
+    image, notices = _read(name, error_cls, what)
+    try:
+        rgb, alpha = _to_arrays(image, notices, f"Cannot load {what} '{name}'", error_cls)
+    except MemoryError:
+        raise error_cls(_memory_message(name, what, image)) from None
+    finally:
+        image.close()
+    return rgb, alpha, _format(image), notices
 
 def _read(name: str, error_cls: type[MageError], what: str) -> tuple[Image.Image, list[str]]:
     """Opens, decodes and orients the first frame; every failure becomes one `error_cls` line."""
