@@ -175,10 +175,10 @@ def cmd_edit(args) -> int:
         print("notice: the whole image is masked: this is generation from scratch",
               file=sys.stderr)
     prepare_edit(bundle.manifest, image.rgb, mask, settings)  # clear errors before any work
-    parts = max(1, len(mask_parts(bundle.manifest, mask, settings)))
+    parts = mask_parts(bundle.manifest, mask, settings)
     steps = settings.resolved(bundle.manifest).steps
-    label = "edit" if parts == 1 else f"edit {parts} parts"
-    bar = Progress(label, steps * parts)
+    label = "edit" if len(parts) <= 1 else f"edit {len(parts)} parts"
+    bar = Progress(label, steps * max(1, len(parts)))
     done = {"steps": 0}
 
     def on_step(step):
@@ -186,7 +186,7 @@ def cmd_edit(args) -> int:
         bar.update(done["steps"], f"{int(step.remaining.max())} left")
 
     try:
-        result = edit_image(bundle, image.rgb, mask, settings, on_step)
+        result = edit_image(bundle, image.rgb, mask, settings, on_step, parts)
     finally:
         bar.close()
     text = settings.describe(bundle.manifest)
@@ -218,18 +218,15 @@ def cmd_extend(args) -> int:
 
     _check_output(args.output, [args.image], args.overwrite)
     image = load_image(args.image)
+    for notice in image.notices:
+        print(f"notice: {notice}", file=sys.stderr)
     bundle = open_bundle(args)
     settings = _settings(args)
     steps = settings.resolved(bundle.manifest).steps
-    bar = Progress(f"extend {args.side}", steps)
-    count = {"n": 0}
-
-    def on_step(st):
-        count["n"] += 1
-        bar.update(st.step + 1)
-
+    bar = Progress(f"extend {args.side}", steps)  # per tile: long edges take several squares
     try:
-        result = extend_canvas(bundle, image.rgb, args.side, args.tokens, settings, on_step)
+        result = extend_canvas(bundle, image.rgb, args.side, args.tokens, settings,
+                               lambda st: bar.update(st.step + 1))
     finally:
         bar.close()
     result.seeds = settings.seeds[:1]

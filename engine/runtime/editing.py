@@ -367,13 +367,15 @@ def run_to_result(gen: Generator[DecodeStep, None, EditResult],
 
 
 def edit_image(bundle: Bundle, rgb: np.ndarray, mask: np.ndarray,
-               settings: Settings = Settings(), on_step=None) -> EditResult:
+               settings: Settings = Settings(), on_step=None,
+               parts: list[np.ndarray] | None = None) -> EditResult:
     """Edit every separate part of the mask in its own context square (so two small objects
     far apart are each refilled at full detail, not inside one huge blurry square), one after
     the other; candidate i of the result combines candidate i of every part."""
     mask = np.asarray(mask, dtype=bool)
     _check_inputs(rgb, mask)
-    parts = mask_parts(bundle.manifest, mask, settings)
+    if parts is None:
+        parts = mask_parts(bundle.manifest, mask, settings)
     if len(parts) <= 1:
         job = prepare_edit(bundle.manifest, rgb, mask, settings)
         return run_to_result(run_edit(bundle, job, settings), on_step)
@@ -486,7 +488,7 @@ def extend_canvas(bundle: Bundle, rgb: np.ndarray, side: str, cells: int,
         result = _fill_square(bundle, canvas, painted, sq, settings, on_step)
         canvas = result.images[0]
         painted[top:top + side_px, w:] = False
-    result.images = [np.rot90(im, -turns).copy() for im in [canvas]]
+    result.images = [np.rot90(canvas, -turns).copy()]
     return result
 
 
