@@ -1,8 +1,8 @@
 """The work a run does off the GUI thread, as plain generators over the engine (no Qt).
 
 Each job yields `StepProgress` once per decoding step and returns a `RunOutcome`. A step may
-carry a `PreviewPatch`: the step's candidates decoded and pasted back (engine.decode_images +
-paste_back), made at most every `preview_interval` seconds because a decode costs about as much
+carry a `PreviewPatch`: the step's candidates decoded and blended in (engine.decode_images +
+finish_fills), made at most every `preview_interval` seconds because a decode costs about as much
 as a transformer step. Results are cropped to the rectangle they change and thumbnails are
 made here too, so the GUI thread only wraps small arrays in QImages.
 """
@@ -23,7 +23,7 @@ from engine.runtime.editing import (
     Settings,
     decode_images,
     extend_canvas,
-    paste_back,
+    finish_fills,
     prepare_edit,
     run_edit,
     run_generate,
@@ -139,8 +139,8 @@ def history_preview(bundle, job: EditJob | None, result: EditResult, candidate: 
     square = decode_images(bundle, tokens[None])[0]
     if job is None:
         return PreviewPatch(0, 0, square)
-    return _crop_to_square(job, paste_back(job, square, result.settings.feather
-                                           if result.settings else None))
+    return _crop_to_square(job, finish_fills(job, square[None],
+                                                     result.settings or Settings())[0])
 
 
 def thumbnail(rgb: np.ndarray, size: int = THUMB_SIZE) -> np.ndarray:
@@ -175,7 +175,7 @@ def _step_preview(bundle, job: EditJob | None, step: DecodeStep, settings: Setti
     square = decode_images(bundle, step.candidates[:1])[0]
     if job is None:
         return PreviewPatch(0, 0, square)
-    return _crop_to_square(job, paste_back(job, square, settings.feather))
+    return _crop_to_square(job, finish_fills(job, square[None], settings)[0])
 
 
 def _crop_to_square(job: EditJob, full: np.ndarray) -> PreviewPatch:

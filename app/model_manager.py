@@ -60,7 +60,7 @@ class ModelManager(QObject):
 
         def job():
             return Bundle(path, device=device)
-            yield  # noqa: unreachable - makes this a generator for the worker
+            yield  # makes this a generator for the worker (never reached)
 
         self._jobs.start("load", job)
         if wait:

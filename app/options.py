@@ -22,6 +22,7 @@ class EditOptions:
     ring: int = 1                   # extra token ring around the painted tokens
     coverage: float = 0.0
     feather: float = -1.0           # px at image scale; < 0: the engine's default (3/4 token)
+    seamless: bool = True           # gradient-domain blend of the fill into the photo
     class_name: str = ""
     generate_class: bool = False    # Generate mode: of the chosen class instead of any image
     extend_side: str = "right"
@@ -37,6 +38,7 @@ class EditOptions:
                         temperature=self.temperature if self.temperature >= 0 else None,
                         seeds=seeds, ring=self.ring, coverage=self.coverage,
                         feather=self.feather if self.feather >= 0 else None,
+                        seamless=self.seamless,
                         class_name=(self.class_name or None) if self.uses_class() else None)
 
     def pick_seeds(self) -> tuple[int, ...]:

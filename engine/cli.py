@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coverage", type=float, default=0.0,
                    help="fraction of a token's pixels the mask must cover (0 = any)")
     p.add_argument("--feather", type=float, help="blend edge width in pixels")
+    p.add_argument("--no-seamless", dest="seamless", action="store_false",
+                   help="paste the fill as decoded (feathered) instead of blending it into the "
+                        "photo in the gradient domain")
     _add_model_options(p)
     _add_decode_options(p)
     _add_output(p)
@@ -170,7 +173,8 @@ def cmd_edit(args) -> int:
     h, w = image.rgb.shape[:2]
     mask = load_mask(args.mask, size=(w, h), scale=args.scale_mask)
     bundle = open_bundle(args)
-    settings = _settings(args, ring=args.ring, coverage=args.coverage, feather=args.feather)
+    settings = _settings(args, ring=args.ring, coverage=args.coverage, feather=args.feather,
+                         seamless=args.seamless)
     if mask.all():
         print("notice: the whole image is masked: this is generation from scratch",
               file=sys.stderr)

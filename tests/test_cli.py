@@ -61,6 +61,15 @@ def test_edit_writes_png_with_settings(tiny_bundle_path, photo_files, tmp_path, 
     run(["edit", image, "--mask", mask, "-o", again, "--model", tiny_bundle_path, "--seed", 11,
          "--steps", 6, "--temperature", 3.0], capsys)
     assert np.array_equal(np.asarray(Image.open(again)), np.asarray(Image.open(out)))
+    assert text["mage:seamless"] == "yes"
+    plain = tmp_path / "plain.png"
+    run(["edit", image, "--mask", mask, "-o", plain, "--model", tiny_bundle_path, "--seed", 11,
+         "--steps", 6, "--temperature", 3.0, "--no-seamless"], capsys)
+    assert read_png_text(plain)["mage:seamless"] == "no"
+    plain_rgb = np.asarray(Image.open(plain).convert("RGB"))
+    assert not np.array_equal(plain_rgb, result)  # the blend changes the fill ...
+    assert np.array_equal(plain_rgb[:40], rgb[:40])  # ... and nothing far from the mask
+    assert np.array_equal(plain_rgb[:, :60], rgb[:, :60])
 
 
 def test_edit_keeps_alpha(tiny_bundle_path, photo_files, tmp_path, capsys):

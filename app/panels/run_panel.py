@@ -106,11 +106,16 @@ class RunPanel(QWidget):
         form.addRow("Candidates", self.candidates)
         form.addRow("Mask ring", self.ring)
         form.addRow("Feather", self.feather)
+        self.seamless = QCheckBox("Seamless blend", toolTip=(
+            "Keep the fill's detail but make its colours meet the photo at the edge "
+            "(gradient-domain blending). Off: paste the fill as decoded, feathered"))
+        form.addRow("", self.seamless)
         for spin in (self.steps, self.seed, self.candidates, self.ring):
             spin.valueChanged.connect(self._commit)
         for spin in (self.temperature, self.feather):
             spin.valueChanged.connect(self._commit)
         self.fixed_seed.toggled.connect(self._commit)
+        self.seamless.toggled.connect(self._commit)
         return box
 
     def _build_run(self) -> QGroupBox:
@@ -152,6 +157,7 @@ class RunPanel(QWidget):
         self.candidates.setValue(options.candidates)
         self.ring.setValue(options.ring)
         self.feather.setValue(options.feather if options.feather >= 0 else -1)
+        self.seamless.setChecked(options.seamless)
         self._syncing = False
         self._show_fields(options)
         self._show_cost()
@@ -168,7 +174,8 @@ class RunPanel(QWidget):
             temperature=self.temperature.value() if self.temperature.value() >= 0 else -1.0,
             fixed_seed=self.fixed_seed.isChecked(), seed=self.seed.value(),
             candidates=self.candidates.value(), ring=self.ring.value(),
-            feather=self.feather.value() if self.feather.value() >= 0 else -1.0)
+            feather=self.feather.value() if self.feather.value() >= 0 else -1.0,
+            seamless=self.seamless.isChecked())
         self.seed.setEnabled(options.fixed_seed)
         self._show_fields(options)
         self.editor.set_options(options)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from PIL import Image
 
+from engine.runtime.blending import seamless_fill
 from engine.runtime.bundle import Bundle
 from engine.runtime.decode import DecodeStep, decode, make_rngs
 from engine.runtime.errors import ImageError, MaskError
@@ -58,6 +59,7 @@ class Settings:
     speed: Speed = EXACT                 # speed options (runtime/speed.py); default exact
     sample_temperature: float | None = None  # softmax temperature of the token sampling
     colour_match: bool = True            # fit the fill's colours to the known surroundings
+    seamless: bool = True                # gradient-domain blend: the fill meets the photo
 
     def for_masked(self, manifest: Manifest, masked: int) -> Settings:
         """Resolved settings with the speed options' step scaling applied for `masked` unknown
@@ -85,6 +87,7 @@ class Settings:
                 "mage:class": s.class_name or "", "mage:ring": str(s.ring),
                 "mage:guidance": f"{s.guidance:g}",
                 "mage:sample_temperature": f"{s.sample_temperature:g}",
+                "mage:seamless": "yes" if s.seamless else "no",
                 **({} if s.speed.exact else {"mage:speed": s.speed.name})}
 
 
@@ -305,11 +308,36 @@ def run_edit(bundle: Bundle, job: EditJob, settings: Settings = Settings(),
                                 settings.speed.decode_margin, background)
     else:
         squares = decode_images(bundle, last.tokens)
-    if settings.colour_match:
-        squares = match_colours(squares, job.model_image, ~pixel_token_mask(job))
-    images = [paste_back(job, g, settings.feather) for g in squares]
+    images = finish_fills(job, squares, settings)
     return EditResult(images, tuple(settings.seeds), last.tokens, last.confidence, history,
                       job.square, job.token_mask, settings)
+
+
+def finish_fills(job: EditJob, squares: np.ndarray, settings: Settings) -> list[np.ndarray]:
+    """Decoded squares (uint8 [B,S,S,3]) -> full-resolution composites: colours matched to the
+    surroundings, blended in seamlessly, pasted back over the painted area."""
+    if settings.colour_match:
+        squares = match_colours(squares, job.model_image, ~pixel_token_mask(job))
+    if settings.seamless and job.model_pixels is not None and job.model_mask is not None:
+        squares = seamless_fill(squares, job.model_pixels, job.model_mask, real_pixels(job))
+    return [paste_back(job, g, settings.feather) for g in squares]
+
+
+def real_pixels(job: EditJob) -> np.ndarray:
+    """bool [S,S]: model-size pixels made only of image pixels (not of the edge padding that a
+    square running past the border gets) and outside the hole."""
+    h, w = job.rgb.shape[:2]
+    sq, size = job.square, job.manifest.image_size
+
+    def real(start: int, extent: int) -> np.ndarray:
+        """Model pixels along one side that overlap no padding (any-overlap, like the mask)."""
+        coords = np.arange(start, start + sq.side)
+        padded = np.concatenate([[0], np.cumsum((coords < 0) | (coords >= extent))])
+        i = np.arange(size)
+        first, end = i * sq.side // size, -((-(i + 1) * sq.side) // size)
+        return padded[end] == padded[first]
+
+    return real(sq.y0, h)[:, None] & real(sq.x0, w)[None, :] & ~job.model_mask
 
 
 def pixel_token_mask(job: EditJob) -> np.ndarray:

@@ -101,7 +101,9 @@ def test_patch_between_finds_the_difference():
 
 
 def test_options_round_trip_and_tolerate_junk():
-    options = EditOptions(mode="extend", extend_side="top", candidates=3, feather=2.5)
+    options = EditOptions(mode="extend", extend_side="top", candidates=3, feather=2.5,
+                          seamless=False)
     assert EditOptions.from_dict(options.to_dict()) == options
+    assert not options.settings((1,)).seamless and EditOptions().settings((1,)).seamless
     odd = EditOptions.from_dict({"mode": "nonsense", "steps": "x", "unknown": 1, "seed": "5"})
     assert odd.mode == "remove" and odd.steps == 0 and odd.seed == 5

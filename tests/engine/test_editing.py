@@ -221,3 +221,50 @@ def test_separate_mask_parts_get_their_own_squares(tiny_bundle):
         changed = (image != rgb).any(-1)
         assert changed[20:40, 20:40].mean() > 0.5 and changed[350:380, 550:580].mean() > 0.5
         assert not changed[150:250, 200:400].any()  # between the parts: untouched
+
+
+def test_seamless_fill_meets_the_photo_at_the_hole_edge(tiny_bundle, monkeypatch):
+    # a decoder whose fill is the right picture in the wrong colours: seamless blending must
+    # remove the offset, while the plain feathered paste keeps it
+    import engine.runtime.editing as editing
+
+    rgb = photo(96, 96)
+    mask = np.zeros((96, 96), bool)
+    mask[30:62, 28:66] = True
+    job = prepare_edit(tiny_bundle.manifest, rgb, mask)
+    truth = (job.model_pixels.transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
+    monkeypatch.setattr(editing, "decode_images", lambda bundle, tokens: np.stack(
+        [np.clip(truth.astype(int) + [15, -25, 30], 0, 255).astype(np.uint8)] * len(tokens)))
+    errors = {}
+    for seamless in (False, True):
+        settings = Settings(seeds=(0, 1), seamless=seamless, colour_match=False)
+        out = edit_image(tiny_bundle, rgb, mask, settings)
+        errors[seamless] = max(np.abs(o[mask].astype(float) - rgb[mask]).mean()
+                               for o in out.images)
+        for o in out.images:
+            assert np.array_equal(o[~grown_region(job, mask.shape)],
+                                  rgb[~grown_region(job, mask.shape)])
+    # what is left is the loss of resampling to the model size and back
+    sq = job.square
+    floor = np.abs(editing.resize_rgb(truth, sq.side)[30 - sq.y0:62 - sq.y0, 28 - sq.x0:66 - sq.x0]
+                   .astype(float) - rgb[mask].reshape(32, 38, 3)).mean()
+    assert errors[False] > 15
+    assert errors[True] < floor + 1.0
+
+
+def test_padding_past_the_border_is_not_used_as_boundary(tiny_bundle):
+    from engine.runtime.editing import real_pixels
+    rgb = photo(40, 30)  # smaller than the model: the square is padded on both sides
+    mask = np.zeros((40, 30), bool)
+    mask[10:20, 0:8] = True  # touches the left border
+    job = prepare_edit(tiny_bundle.manifest, rgb, mask)
+    real = real_pixels(job)
+    size = tiny_bundle.manifest.image_size
+    assert not (real & job.model_mask).any()
+    # the square is 40 px wide for a 30 px image: 5 px of padding a side, 8 model px at 64
+    cols = real.any(axis=0)
+    side = job.square.side
+    pad_left = -job.square.x0
+    assert pad_left > 0
+    assert not cols[: pad_left * size // side].any()
+    assert cols[-(-(pad_left + 1) * size // side): (pad_left + 30) * size // side].all()

@@ -128,6 +128,25 @@ def test_inpainting_baselines_touch_only_the_mask():
     flat = eq.flat_fill(a, mask)
     np.testing.assert_array_equal(flat[~mask], a[~mask])
     assert len(np.unique(flat[mask].reshape(-1, 3), axis=0)) == 1
+    harmonic = eq.harmonic_fill(a, mask)
+    np.testing.assert_array_equal(harmonic[~mask], a[~mask])
+    assert eq.psnr(a, harmonic, mask) > eq.psnr(a, flat, mask) + 3  # follows the gradients
+
+
+def test_removal_tables_list_every_method():
+    rng = np.random.default_rng(0)
+    metrics = {(k, f, m): [tuple(rng.uniform(10, 20, 2)) for _ in range(3)]
+               for k in eq.MASK_KINDS for f in eq.MASK_FRACS for m in eq.METHODS}
+    lines = eq.removal_table({"metrics": metrics}, 128)
+    psnr_head, ssim_head = lines[0], lines[lines.index("") + 1]
+    for name in eq.METHOD_NAMES.values():
+        assert f"| {name} PSNR |" in psnr_head and f"| {name} SSIM" in ssim_head
+    rows = [x for x in lines if x.startswith("| ") and "---" not in x and "PSNR" not in x
+            and "SSIM" not in x]
+    assert len(rows) == 2 * (len(eq.MASK_KINDS) * len(eq.MASK_FRACS) + 1)
+    blank = lines.index("")
+    assert all(x.count("|") == psnr_head.count("|") for x in lines[1:blank])
+    assert all(x.count("|") == ssim_head.count("|") for x in lines[blank + 1:])
 
 
 @pytest.mark.parametrize("fit", list(eq.CLASSIFIERS.values()))
