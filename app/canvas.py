@@ -105,8 +105,8 @@ class CanvasView(QGraphicsView):
         if self.editor.document is not None:
             self._mask.update_mask(self.editor.document.mask, box)
 
-    def _on_layout(self, layout) -> None:
-        self._grid_layout = layout
+    def _on_layout(self, plan) -> None:
+        self._grid_layout = plan
         self._refresh_grid()
 
     def set_grid_override(self, layout, colors: np.ndarray | None) -> None:
@@ -121,7 +121,8 @@ class CanvasView(QGraphicsView):
             self._grid.set_layout(*override)
         else:
             self._grid.show_lines = True
-            self._grid.set_layout(self._grid_layout if self.show_grid else None)
+            plan = self._grid_layout
+            self._grid.set_layouts(plan.layouts if plan is not None and self.show_grid else ())
 
     def set_show_grid(self, on: bool) -> None:
         self.show_grid = on

@@ -127,33 +127,41 @@ class MaskItem(BufferItem):
 
 
 class GridItem(QGraphicsItem):
-    """The model's working square, its token cells and per-cell colours.
+    """The model's working squares (one per separately edited part of the mask), their token
+    cells and per-cell colours.
 
-    By default cells that will regenerate are tinted; `set_cell_colors` replaces that with any
-    RGBA per cell (the confidence heatmap, or grey for cells the step scrubber has not decided).
+    By default cells that will regenerate are tinted; colours given with a single layout replace
+    that with any RGBA per cell (the confidence heatmap, or grey for cells the step scrubber has
+    not decided).
     """
 
     def __init__(self):
         super().__init__()
-        self._layout: TokenLayout | None = None
+        self._layouts: tuple[TokenLayout, ...] = ()
         self._colors: np.ndarray | None = None
         self.show_lines = True
 
     def set_layout(self, layout: TokenLayout | None, colors: np.ndarray | None = None) -> None:
+        self.set_layouts(() if layout is None else (layout,), colors)
+
+    def set_layouts(self, layouts, colors: np.ndarray | None = None) -> None:
         self.prepareGeometryChange()
-        self._layout, self._colors = layout, colors
+        self._layouts = tuple(layouts)
+        self._colors = colors if len(self._layouts) == 1 else None
         self.update()
 
     def boundingRect(self) -> QRectF:
-        if self._layout is None:
-            return QRectF()
-        sq = self._layout.square
-        return QRectF(sq.x0 - 2, sq.y0 - 2, sq.side + 4, sq.side + 4)
+        rect = QRectF()
+        for layout in self._layouts:
+            sq = layout.square
+            rect = rect.united(QRectF(sq.x0 - 2, sq.y0 - 2, sq.side + 4, sq.side + 4))
+        return rect
 
     def paint(self, painter: QPainter, option, widget=None) -> None:
-        layout = self._layout
-        if layout is None:
-            return
+        for layout in self._layouts:
+            self._paint_layout(painter, layout)
+
+    def _paint_layout(self, painter: QPainter, layout: TokenLayout) -> None:
         sq, edges = layout.square, layout.cell_edges
         gh, gw = layout.token_mask.shape
         colors = self._colors

@@ -21,7 +21,7 @@ from app.document import Change, Document, patch_between
 from app.jobs import RunOutcome, StepProgress, edit_job, extend_job, generate_job, reroll_job
 from app.model_manager import ModelManager
 from app.options import MODE_TITLES, EditOptions
-from app.token_layout import TokenLayout, layout_for
+from app.token_layout import EditPlan, plan_for
 from app.undo import ChangeCommand
 from engine.runtime.errors import MageError
 from engine.runtime.imageio import load_image, save_png
@@ -34,7 +34,7 @@ class Editor(QObject):
     document_changed = Signal()        # another document, or the canvas was resized
     image_changed = Signal(object)     # Box that changed
     mask_changed = Signal(object)      # Box that changed
-    layout_changed = Signal(object)    # TokenLayout | None
+    layout_changed = Signal(object)    # EditPlan | None
     options_changed = Signal(object)   # EditOptions
     preview_changed = Signal(object)   # PreviewPatch | None: pixels shown over the image
     progress = Signal(object)          # StepProgress
@@ -53,7 +53,7 @@ class Editor(QObject):
         self.undo_stack = QUndoStack(self)
         self.jobs = JobController(self)
         self.models = ModelManager(self)
-        self.layout: TokenLayout | None = None
+        self.layout: EditPlan | None = None  # where the next edit will work
         self.run: RunOutcome | None = None
         self.applied = -1               # candidate of self.run currently applied
         self._applied_at = -1           # document history_index right after that apply
@@ -215,7 +215,7 @@ class Editor(QObject):
     def token_pixels(self) -> int:
         """Side of one token cell in image pixels for the current mask (at least 1)."""
         if self.layout is not None and self.bundle is not None:
-            return max(1, round(self.layout.square.side / self.bundle.manifest.grid[1]))
+            return max(1, round(self.layout.cell_side))
         if self.document is not None:
             return max(1, round(min(self.document.size) / 16))
         return 1
@@ -280,7 +280,7 @@ class Editor(QObject):
         if (self.document is not None and self.bundle is not None
                 and self.options.mode in ("remove", "class")):
             settings = self.options.settings((0,))
-            layout = layout_for(self.bundle.manifest, self.document.mask, settings)
+            layout = plan_for(self.bundle.manifest, self.document.mask, settings)
         self.layout = layout
         self.layout_changed.emit(layout)
 

@@ -24,6 +24,7 @@ from engine.runtime.editing import (
     decode_images,
     extend_canvas,
     finish_fills,
+    mask_parts,
     prepare_edit,
     run_edit,
     run_generate,
@@ -74,12 +75,56 @@ EditGen = Generator[StepProgress, None, RunOutcome]
 def edit_job(bundle, rgb: np.ndarray, mask: np.ndarray, settings: Settings,
              preview_interval: float = 0.25, clock: Callable[[], float] = time.monotonic
              ) -> EditGen:
-    """Refill the masked tokens (with a class when settings.class_name is set)."""
+    """Refill the masked tokens (with a class when settings.class_name is set).
+
+    A mask whose parts lie far apart is refilled one context square per part, as the engine's
+    edit_image does, so each part keeps full detail; such a run has no single token grid, so
+    it has no step scrubber, heatmap or re-roll."""
     started = clock()
+    parts = mask_parts(bundle.manifest, mask, settings)
+    if len(parts) > 1:
+        return (yield from _parts_edit(bundle, rgb, parts, settings, preview_interval, clock,
+                                       started))
     job = prepare_edit(bundle.manifest, rgb, mask, settings)
     result = yield from _drive(run_edit(bundle, job, settings), bundle, job, settings,
                                preview_interval, clock)
     return _edit_outcome("edit", job, result, settings, clock() - started)
+
+
+def _parts_edit(bundle, rgb: np.ndarray, parts: list[np.ndarray], settings: Settings,
+                preview_interval: float, clock, started: float) -> EditGen:
+    jobs = [prepare_edit(bundle.manifest, rgb, part, settings) for part in parts]
+    steps = [settings.for_masked(bundle.manifest, job.masked_count).steps for job in jobs]
+    images = [rgb.copy() for _ in settings.seeds]
+    done, result = 0, None
+    for k, job in enumerate(jobs):
+        later = sum(j.masked_count for j in jobs[k + 1:])
+        inner = _drive(run_edit(bundle, job, settings), bundle, job, settings, preview_interval,
+                       clock)
+        while True:
+            try:
+                progress = next(inner)
+            except StopIteration as stop:
+                result = stop.value
+                break
+            yield replace(progress, step=done + progress.step, total=sum(steps),
+                          remaining=progress.remaining + later)
+        done += steps[k]
+        # the squares do not overlap, so each part's square is copied in whole
+        x0, y0, x1, y1 = job.square.clip(rgb.shape[1], rgb.shape[0])
+        for out, image in zip(images, result.images, strict=True):
+            out[y0:y1, x0:x1] = image[y0:y1, x0:x1]
+    boxes = [job.square.clip(rgb.shape[1], rgb.shape[0]) for job in jobs]
+    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    candidates = []
+    for seed, image in zip(settings.seeds, images, strict=True):
+        patch = PreviewPatch(x0, y0, image[y0:y1, x0:x1].copy())
+        candidates.append(Candidate(seed, patch, thumbnail(patch.rgb)))
+    combined = EditResult(images, result.seeds, result.tokens, result.confidence, [], None, None,
+                          settings)
+    return RunOutcome("edit", candidates, combined, None, False, None, settings,
+                      clock() - started, {"parts": len(jobs)})
 
 
 def reroll_job(bundle, job: EditJob, previous: EditResult, candidate: int, count: int,

@@ -1,10 +1,11 @@
-"""Where the model will work for the current mask: the context square and its token cells.
+"""Where the model will work for the current mask: the context squares and their token cells.
 
 This follows `engine.runtime.editing.prepare_edit` step by step with the engine's own functions
 (context_square, cut_square, mask_to_model, token_mask_from_pixels), minus the pixel work
 (cutting and resizing the RGB square, which costs tens of milliseconds on large photos), so the
 grid overlay can follow the brush live. tests/app/test_token_layout.py checks that the square
-and the token mask equal what prepare_edit returns.
+and the token mask equal what prepare_edit returns. A mask made of parts far apart is edited as
+one square per part (engine.runtime.editing.mask_parts), so the plan holds one layout each.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from functools import cached_property
 
 import numpy as np
 
-from engine.runtime.editing import Settings, Square, cell_index, map_mask
+from engine.runtime.editing import Settings, Square, cell_index, map_mask, mask_parts
 from engine.runtime.manifest import Manifest
 from engine.runtime.masking import mask_bbox
 from engine.runtime.schedule import masked_counts
@@ -55,6 +56,39 @@ def layout_for(manifest: Manifest, mask: np.ndarray, settings: Settings) -> Toke
     resolved = settings.for_masked(manifest, int(token_mask.sum()))
     return TokenLayout(sq, token_mask, cell_edges(sq.side, manifest), resolved.steps,
                        resolved.start_step)
+
+
+@dataclass(frozen=True)
+class EditPlan:
+    """The layouts of one edit: one per separately edited part of the mask, run in order."""
+    layouts: tuple[TokenLayout, ...]
+
+    @property
+    def masked_count(self) -> int:
+        return sum(layout.masked_count for layout in self.layouts)
+
+    @property
+    def cost(self) -> int:
+        return sum(layout.cost for layout in self.layouts)
+
+    @property
+    def steps(self) -> int:
+        return max(layout.steps for layout in self.layouts)
+
+    @property
+    def cell_side(self) -> float:
+        """Image pixels per token cell in the largest square (the coarsest part)."""
+        side = max(layout.square.side for layout in self.layouts)
+        return side / (len(self.layouts[0].cell_edges) - 1)
+
+
+def plan_for(manifest: Manifest, mask: np.ndarray, settings: Settings) -> EditPlan | None:
+    """What edit_image would do with this mask, or None for an empty mask."""
+    if mask_bbox(mask) is None:
+        return None
+    layouts = [layout_for(manifest, part, settings)
+               for part in mask_parts(manifest, mask, settings)]
+    return EditPlan(tuple(layout for layout in layouts if layout is not None))
 
 
 def cell_edges(side: int, manifest: Manifest) -> np.ndarray:

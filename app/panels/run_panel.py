@@ -216,8 +216,10 @@ class RunPanel(QWidget):
         elif layout is None or layout.masked_count == 0:
             self.cost.setText("Paint over what to refill.")
         else:
-            self.cost.setText(f"<b>{layout.masked_count}</b> tokens x {layout.steps} steps: "
-                              f"<b>{layout.cost}</b> token predictions")
+            parts = len(layout.layouts)
+            where = f" in {parts} separate squares" if parts > 1 else ""
+            self.cost.setText(f"<b>{layout.masked_count}</b> tokens{where} x {layout.steps} "
+                              f"steps: <b>{layout.cost}</b> token predictions")
 
     def _on_progress(self, step: StepProgress) -> None:
         self.progress.setMaximum(step.total)

@@ -107,6 +107,31 @@ def test_grid_follows_the_mask_and_shows_the_cost(window, tiny_bundle, qtbot):
     assert str(editor.layout.cost) in window.run_panel.cost.text()
 
 
+def test_far_apart_strokes_get_a_square_each_and_one_undoable_result(window, tiny_bundle,
+                                                                      qtbot):
+    editor = window.editor
+    editor.models.use(tiny_bundle)
+    editor.set_image(photo(400, 600))
+    mask = np.zeros((400, 600), bool)
+    mask[30:60, 30:70] = True
+    mask[330:370, 520:570] = True
+    editor.set_mask(mask)
+    qtbot.waitUntil(lambda: editor.layout is not None, timeout=3000)
+    assert len(editor.layout.layouts) == 2
+    assert "in 2 separate squares" in window.run_panel.cost.text()
+    assert str(editor.layout.cost) in window.run_panel.cost.text()
+    assert len(window.canvas._grid._layouts) == 2     # both squares drawn
+    original = editor.document.rgb.copy()
+    with qtbot.waitSignal(editor.run_changed, timeout=30000):
+        editor.start_run()
+    changed = (editor.document.rgb != original).any(axis=2)
+    assert changed[30:60, 30:70].any() and changed[330:370, 520:570].any()
+    assert not window.results_panel.reroll.isEnabled()  # no single token grid to work on
+    assert not window.results_panel.scrubber.isEnabled()
+    editor.undo_stack.undo()
+    np.testing.assert_array_equal(editor.document.rgb, original)
+
+
 def test_run_applies_candidates_and_undo_restores(window, tiny_bundle, qtbot):
     from dataclasses import replace
 

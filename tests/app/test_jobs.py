@@ -99,3 +99,29 @@ def test_extend_reports_through_the_callback(tiny_bundle):
     assert outcome.alpha.shape == (64, 88) and (outcome.alpha[:, :8] == 255).all()
     assert (outcome.alpha[:, 8:] == 50).all()
     assert reports and reports[-1].step == len(reports)
+
+
+def test_far_apart_parts_are_edited_in_their_own_squares(tiny_bundle):
+    from engine.runtime.editing import edit_image
+
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    mask = np.zeros((300, 400), bool)
+    mask[20:40, 20:45] = True
+    mask[250:280, 340:380] = True
+    settings = Settings(seeds=(4, 5))
+    steps, outcome = _drain(edit_job(tiny_bundle, rgb, mask, settings))
+    assert outcome.job is None and outcome.extra["parts"] == 2  # no single grid to inspect
+    assert [s.step for s in steps] == list(range(1, len(steps) + 1))
+    assert len({s.total for s in steps}) == 1 and steps[-1].step == steps[-1].total
+    assert steps[-1].remaining == 0 and steps[0].remaining > 0
+    # exactly what the engine's own multi-part edit gives, candidate by candidate
+    direct = edit_image(tiny_bundle, rgb, mask, settings)
+    for candidate, image in zip(outcome.candidates, direct.images, strict=True):
+        p = candidate.patch
+        h, w = p.rgb.shape[:2]
+        np.testing.assert_array_equal(image[p.y0:p.y0 + h, p.x0:p.x0 + w], p.rgb)
+        outside = np.ones(mask.shape, bool)
+        outside[p.y0:p.y0 + h, p.x0:p.x0 + w] = False
+        np.testing.assert_array_equal(image[outside], rgb[outside])
+    np.testing.assert_array_equal(outcome.result.images[1], direct.images[1])

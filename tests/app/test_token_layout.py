@@ -66,3 +66,30 @@ def test_cell_edges_follow_the_engine_pixel_to_cell_rule():
 
 def test_empty_mask_has_no_layout():
     assert layout_for(fake_manifest(), np.zeros((10, 10), bool), Settings()) is None
+
+
+def test_plan_has_one_square_per_far_apart_part():
+    from app.token_layout import plan_for
+    from engine.runtime.editing import mask_parts
+
+    manifest = fake_manifest()
+    rgb = np.zeros((600, 900, 3), np.uint8)
+    mask = np.zeros((600, 900), bool)
+    mask[40:80, 50:100] = True      # top left
+    mask[500:560, 780:860] = True   # bottom right: its square cannot overlap the first
+    plan = plan_for(manifest, mask, Settings())
+    parts = mask_parts(manifest, mask, Settings())
+    assert len(plan.layouts) == len(parts) == 2
+    for layout, part in zip(plan.layouts, parts, strict=True):
+        job = prepare_edit(manifest, rgb, part, Settings())
+        assert layout.square == job.square
+        np.testing.assert_array_equal(layout.token_mask, job.token_mask)
+    assert plan.masked_count == sum(x.masked_count for x in plan.layouts)
+    assert plan.cost == sum(x.cost for x in plan.layouts)
+    # one square for the whole mask would be far coarser than either part's square
+    whole = layout_for(manifest, mask, Settings())
+    assert plan.cell_side < whole.square.side / manifest.grid[1]
+    # a single part gives the single layout
+    single = plan_for(manifest, mask & (np.arange(900) < 450)[None, :], Settings())
+    assert len(single.layouts) == 1
+    assert plan_for(manifest, np.zeros((10, 10), bool), Settings()) is None

@@ -268,3 +268,38 @@ def test_padding_past_the_border_is_not_used_as_boundary(tiny_bundle):
     assert pad_left > 0
     assert not cols[: pad_left * size // side].any()
     assert cols[-(-(pad_left + 1) * size // side): (pad_left + 30) * size // side].all()
+
+
+def _flood_labels(grid):
+    """Reference 8-connected labelling by flood fill, numbered in raster order."""
+    labels = np.zeros(grid.shape, np.int32)
+    count = 0
+    for start in zip(*np.nonzero(grid), strict=True):
+        if labels[start]:
+            continue
+        count += 1
+        labels[start] = count
+        stack = [start]
+        while stack:
+            y, x = stack.pop()
+            for ny in (y - 1, y, y + 1):
+                for nx in (x - 1, x, x + 1):
+                    if (0 <= ny < grid.shape[0] and 0 <= nx < grid.shape[1] and grid[ny, nx]
+                            and not labels[ny, nx]):
+                        labels[ny, nx] = count
+                        stack.append((ny, nx))
+    return labels
+
+
+@pytest.mark.parametrize("density", [0.05, 0.3, 0.5, 0.7])
+def test_component_labels_match_a_flood_fill(density):
+    from engine.runtime.editing import _label
+
+    rng = np.random.default_rng(int(density * 100))
+    for shape in [(1, 1), (1, 9), (9, 1), (17, 23), (40, 40)]:
+        grid = rng.random(shape) < density
+        np.testing.assert_array_equal(_label(grid), _flood_labels(grid))
+    spiral = np.zeros((21, 21), bool)  # one long winding part that runs join late
+    spiral[1, 1:20] = spiral[1:20, 19] = spiral[19, 1:20] = spiral[3:20, 1] = True
+    spiral[3, 1:17] = spiral[3:17, 17] = spiral[17, 3:18] = spiral[5:18, 3] = True
+    np.testing.assert_array_equal(_label(spiral), _flood_labels(spiral))
