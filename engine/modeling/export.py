@@ -66,14 +66,12 @@ def _export(module, args, path: Path, inputs, outputs, dynamic) -> None:
                           do_constant_folding=True)
 
 
-def export_onnx(vqgan: VQGAN, mage: MAGE, folder: Path) -> None:
-    """Write the four ONNX files of a bundle (dynamic batch; tokenizer also dynamic H, W)."""
+def export_tokenizer_onnx(vqgan: VQGAN, folder: Path) -> None:
+    """Write tokenizer_encoder.onnx and tokenizer_decoder.onnx (dynamic batch, H, W)."""
     vqgan.eval()
-    mage.eval()
     size, grid = vqgan.cfg.image_size, vqgan.cfg.grid
     image = torch.rand(2, 3, size, size)
     tokens_hw = torch.randint(0, vqgan.cfg.codebook_size, (2, grid, grid))
-    seq = torch.randint(0, mage.cfg.codebook_size, (2, grid * grid))
     with torch.no_grad():
         _export(TokenizerEncoder(vqgan), (image,), folder / "tokenizer_encoder.onnx",
                 ["image"], ["tokens"], {"image": {0: "B", 2: "H", 3: "W"},
@@ -81,6 +79,15 @@ def export_onnx(vqgan: VQGAN, mage: MAGE, folder: Path) -> None:
         _export(TokenizerDecoder(vqgan), (tokens_hw,), folder / "tokenizer_decoder.onnx",
                 ["tokens"], ["image"], {"tokens": {0: "B", 1: "h", 2: "w"},
                                         "image": {0: "B", 2: "H", 3: "W"}})
+
+
+def export_onnx(vqgan: VQGAN, mage: MAGE, folder: Path) -> None:
+    """Write the four ONNX files of a bundle (dynamic batch; tokenizer also dynamic H, W)."""
+    export_tokenizer_onnx(vqgan, folder)
+    mage.eval()
+    grid = vqgan.cfg.grid
+    seq = torch.randint(0, mage.cfg.codebook_size, (2, grid * grid))
+    with torch.no_grad():
         if mage.cfg.fixed_class_slot is None:
             class_ids = torch.zeros(2, dtype=torch.long)
             _export(TransformerExport(mage), (seq, class_ids), folder / "transformer.onnx",
@@ -91,6 +98,23 @@ def export_onnx(vqgan: VQGAN, mage: MAGE, folder: Path) -> None:
                     ["tokens"], ["logits"], {"tokens": {0: "B"}, "logits": {0: "B"}})
         _export(FeaturesExport(mage), (seq,), folder / "features.onnx",
                 ["tokens"], ["features"], {"tokens": {0: "B"}, "features": {0: "B"}})
+
+
+def tokenizer_parity(vqgan: VQGAN, folder: Path, seed: int = 0) -> tuple[float, float]:
+    """(token agreement, max |pixel difference|) of PyTorch vs the folder's tokenizer ONNX."""
+    g = torch.Generator().manual_seed(seed)
+    vqgan.eval()
+    size, grid = vqgan.cfg.image_size, vqgan.cfg.grid
+    images = torch.rand(2, 3, size, size, generator=g)
+    ids = torch.randint(0, vqgan.cfg.codebook_size, (2, grid, grid), generator=g)
+    enc = create_session(folder / "tokenizer_encoder.onnx", "cpu")[0]
+    dec = create_session(folder / "tokenizer_decoder.onnx", "cpu")[0]
+    with torch.no_grad():
+        t_tokens = vqgan.encode(images).numpy()
+        t_pixels = vqgan.decode(ids).clamp(0, 1).numpy()
+    o_tokens = enc.run(None, {"image": images.numpy()})[0]
+    o_pixels = dec.run(None, {"tokens": ids.numpy()})[0]
+    return float((o_tokens == t_tokens).mean()), float(np.abs(o_pixels - t_pixels).max())
 
 
 def check_parity(vqgan: VQGAN, mage: MAGE, folder: Path, seed: int = 0) -> ParityReport:
@@ -209,6 +233,65 @@ def export_bundle(vqgan: VQGAN, mage: MAGE, out_dir: str | Path, *, name: str, s
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)
         return report
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def replace_tokenizer(vqgan: VQGAN, source_dir: str | Path, out_dir: str | Path, *, name: str,
+                      details: str = "", overwrite: bool = False) -> tuple[float, float]:
+    """A copy of the bundle at `source_dir` with `vqgan` as its tokenizer (its transformer,
+    features, heads and credits kept), for a tokenizer fine-tuned with its codes fixed
+    (`train tokenizer --decoder-only`). Refuses a tokenizer that tokenises differently from the
+    bundle's, since the bundle's transformer was trained on those tokens. Returns the new
+    tokenizer's (token agreement, max pixel difference) against PyTorch."""
+    from engine.modeling.from_bundle import tokens_agree_with_bundle
+    from engine.runtime.manifest import read_manifest
+
+    source_dir, out_dir = Path(source_dir), Path(out_dir)
+    manifest = read_manifest(source_dir)
+    if (vqgan.cfg.image_size, [vqgan.cfg.grid] * 2, vqgan.cfg.codebook_size) != (
+            manifest.image_size, list(manifest.grid), manifest.codebook_size):
+        raise ExportError(f"the tokenizer ({vqgan.cfg.image_size} px, grid {vqgan.cfg.grid}, "
+                          f"{vqgan.cfg.codebook_size} codes) does not fit {source_dir.name}")
+    agree = tokens_agree_with_bundle(vqgan, source_dir)
+    if agree < TOKEN_AGREEMENT_MIN:
+        raise ExportError(f"the tokenizer gives other tokens than {source_dir.name}'s (they "
+                          f"agree on {agree:.1%}): its transformer would not fit; fine-tune "
+                          "with --decoder-only, or export a transformer trained on it")
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise ExportError(f"{out_dir} exists and is not empty (use --overwrite to replace it)")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        export_tokenizer_onnx(vqgan, tmp)
+        tokens_ok, pixels_diff = tokenizer_parity(vqgan, tmp)
+        log.info("tokenizer encoder: tokens agree on %.2f%%; decoder: max |d| = %.2e",
+                 100 * tokens_ok, pixels_diff)
+        if tokens_ok < TOKEN_AGREEMENT_MIN or pixels_diff > PIXELS_MAX_ABS:
+            raise ExportError(f"PyTorch and onnxruntime disagree beyond fp32 noise: tokens "
+                              f"agree on {tokens_ok:.2%}, pixels differ by {pixels_diff:.2e}")
+        keep = set(manifest.files) - {"tokenizer_encoder.onnx", "tokenizer_decoder.onnx",
+                                      "MODEL_CARD.md"}
+        for fname in keep:
+            shutil.copyfile(source_dir / fname, tmp / fname)
+        card = (source_dir / "MODEL_CARD.md").read_text(encoding="utf-8").rstrip()
+        card = card.replace(f"# {manifest.name}\n", f"# {name}\n", 1)
+        params = sum(p.numel() for p in vqgan.parameters())
+        card += (f"\n\n## Tokenizer replaced\n\nThis bundle is `{manifest.name}` with a "
+                 f"fine-tuned tokenizer ({params:,} parameters): its tokens agree with the "
+                 f"original's on {agree:.2%} of test inputs, so the transformer is kept. Export "
+                 f"check: tokens agree on {tokens_ok:.2%}, decoder max |d| = {pixels_diff:.2e}."
+                 + (f"\n\n{details.strip()}" if details else "") + "\n")
+        (tmp / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+        manifest.name = name
+        manifest.files = {f.name: "" for f in tmp.iterdir() if f.is_file()}
+        write_manifest(tmp, manifest)
+        tmp.chmod(0o755)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+        return tokens_ok, pixels_diff
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -113,7 +113,13 @@ def save_atomic(obj: dict, path: Path) -> None:
 
 
 def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
+    """A checkpoint file, or for kind "tokenizer" also a bundle folder (its tokenizer is read
+    back from the ONNX files and verified: engine/modeling/from_bundle.py)."""
     path = Path(path)
+    if path.is_dir() and (path / "manifest.json").is_file() and kind == "tokenizer":
+        from engine.modeling.from_bundle import tokenizer_checkpoint
+
+        return tokenizer_checkpoint(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -183,6 +189,11 @@ class TokenizerTask:
                           num_res_blocks=args.res_blocks, z_channels=args.z_channels,
                           codebook_size=args.codebook_size, codebook_dim=args.codebook_dim)
         self.model = VQGAN(cfg).to(dist.device)
+        if args.decoder_only:
+            # the encoder and codebook stay fixed: every image keeps its tokens, so a
+            # transformer trained on those tokens (for example a bundle's) stays valid
+            self.model.encoder.requires_grad_(False)
+            self.model.quantize.requires_grad_(False)
         self.loss = TokenizerLoss(self.model, args.beta, args.edge_weight, dist.amp)
         self.usage = CodeUsage(cfg.codebook_size, dist.device)
         self.class_names = data.class_names
@@ -201,6 +212,8 @@ class TokenizerTask:
         e, ids = aux
         self.usage.counts += self.dist.sum(
             torch.bincount(ids.flatten(), minlength=len(self.usage.counts)))
+        if self.args.decoder_only:
+            return  # a fixed codebook: no restarts
         if step % self.args.restart_every == 0:  # step 0: fill the codebook from the encoder
             latents = self.dist.gather(e).permute(0, 2, 3, 1).reshape(-1, e.shape[1])
             g = data_mod.step_generator(self.args.seed, step, stream=3)
@@ -602,9 +615,21 @@ def run_training(task_cls, args) -> int:
 
 
 def run_export(args) -> int:
-    from engine.modeling.export import export_bundle
+    from engine.modeling.export import export_bundle, replace_tokenizer
 
     tok = load_checkpoint(args.tokenizer, "tokenizer")
+    if args.from_bundle:
+        details = "\n".join(training_section("Tokenizer fine-tuning", tok))
+        if args.notes:
+            details += "\n\n" + args.notes.read_text().strip()
+        agree, diff = replace_tokenizer(build_vqgan(tok), args.from_bundle, args.output,
+                                        name=args.name, details=details,
+                                        overwrite=args.overwrite)
+        log.info("parity: tokens agree on %.2f%%, decoder max |d| = %.2e", 100 * agree, diff)
+        log.info("bundle written to %s", args.output)
+        return 0
+    if args.mage is None:
+        raise ValueError("give the transformer: --mage CHECKPOINT or --from-bundle BUNDLE")
     mage_ckpt = load_checkpoint(args.mage, "mage")
     vqgan, mage = build_vqgan(tok), build_mage(mage_ckpt)
     if (vqgan.cfg.grid, vqgan.cfg.codebook_size) != (mage.cfg.grid, mage.cfg.codebook_size):
@@ -641,23 +666,29 @@ def card_details(tok: dict, mage: dict, credits: Path | None, notes: Path | None
                      "CREDITS.md (shipped beside this card); by image: " + licence_tally(credits))
     else:
         lines.append("- licences: see the data source's own credits")
-    for title, ckpt in (("Tokenizer", tok), ("Transformer", mage)):
-        a = ckpt.get("train_args", {})
-        keys = ("batch", "lr", "warmup", "wd", "minutes", "steps", "seed", "beta", "edge_weight",
-                "restart_every", "class_dropout", "label_smoothing", "dropout")
-        settings = ", ".join(f"{k} {a[k]}" for k in keys if a.get(k) is not None)
-        lines += ["", f"## {title} training", "",
-                  f"- {ckpt.get('step')} steps in {ckpt.get('elapsed_s')} s on "
-                  f"{ckpt.get('device')} x{ckpt.get('world_size', 1)}",
-                  f"- settings: {settings}",
-                  f"- model config: `{json.dumps(ckpt.get('config'))}`",
-                  f"- held-out metrics at the end: `{json.dumps(ckpt.get('metrics'))}`"]
+    for title, ckpt in (("Tokenizer training", tok), ("Transformer training", mage)):
+        lines += [""] + training_section(title, ckpt)
     lines += ["", "Metrics: tokenizer PSNR on held-out centre + random crops at the model size; "
               "transformer cross-entropy and accuracy on masked tokens of held-out images "
               "(mask ratios 0.5 / 0.75 / 0.9, no dropping), `train_*` on 64 training images."]
     if notes:
         lines += ["", notes.read_text().strip()]
     return "\n".join(lines)
+
+
+def training_section(title: str, ckpt: dict) -> list[str]:
+    """A MODEL_CARD.md section on how one checkpoint was trained."""
+    a = ckpt.get("train_args", {})
+    keys = ("batch", "lr", "warmup", "wd", "minutes", "steps", "seed", "beta", "edge_weight",
+            "restart_every", "decoder_only", "init", "class_dropout", "label_smoothing",
+            "dropout")
+    settings = ", ".join(f"{k} {a[k]}" for k in keys if a.get(k) not in (None, False))
+    return [f"## {title}", "",
+            f"- {ckpt.get('step')} steps in {ckpt.get('elapsed_s')} s on "
+            f"{ckpt.get('device')} x{ckpt.get('world_size', 1)}",
+            f"- settings: {settings}",
+            f"- model config: `{json.dumps(ckpt.get('config'))}`",
+            f"- held-out metrics at the end: `{json.dumps(ckpt.get('metrics'))}`"]
 
 
 def licence_tally(credits: Path) -> str:
@@ -688,6 +719,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="weight of the image-gradient L1 (sharpness) loss")
     tok.add_argument("--restart-every", type=int, default=100,
                      help="steps between dead-code restarts")
+    tok.add_argument("--decoder-only", action="store_true",
+                     help="train only the decoder (with --init: sharpen a trained tokenizer); "
+                          "the encoder and codebook stay fixed, so tokens do not change and a "
+                          "transformer trained on them stays valid")
     tok.set_defaults(func=lambda a: run_training(TokenizerTask, a))
     mg = sub.add_parser("mage", help="train the MAGE transformer on a trained tokenizer")
     _common(mg, batch=256, lr=6e-4, wd=0.05, warmup=300)
@@ -703,9 +738,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="rate at which the null class replaces the label (unconditional + CFG)")
     mg.add_argument("--label-smoothing", type=float, default=0.1)
     mg.set_defaults(func=lambda a: run_training(MageTask, a))
-    ex = sub.add_parser("export", help="write a model bundle from two checkpoints")
+    ex = sub.add_parser("export", help="write a model bundle from two checkpoints, or a "
+                        "bundle's copy with a fine-tuned tokenizer")
     ex.add_argument("--tokenizer", type=Path, required=True)
-    ex.add_argument("--mage", type=Path, required=True)
+    source = ex.add_mutually_exclusive_group(required=True)
+    source.add_argument("--mage", type=Path, help="transformer checkpoint")
+    source.add_argument("--from-bundle", type=Path,
+                        help="keep this bundle's transformer, features, heads and credits and "
+                             "replace its tokenizer (one fine-tuned with --decoder-only)")
     ex.add_argument("-o", "--output", type=Path, required=True, help="bundle folder")
     ex.add_argument("--name", required=True)
     ex.add_argument("--credits", type=Path, help="CREDITS.md to ship in the bundle")
@@ -736,7 +776,8 @@ def _common(p: argparse.ArgumentParser, batch: int, lr: float, wd: float, warmup
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR's checkpoint")
     p.add_argument("--init", type=Path, help="start from this checkpoint's weights (a new "
-                   "optimiser and schedule: fine-tuning or a longer second run)")
+                   "optimiser and schedule: fine-tuning or a longer second run); for the "
+                   "tokenizer also a bundle folder")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--eval-every", type=int, default=0, help="steps (0: 8 times per run)")
     p.add_argument("--ckpt-every", type=int, default=0, help="steps between checkpoints")
@@ -756,6 +797,8 @@ def main(argv: list[str] | None = None) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    # the progress lines are INFO records; `main.py train` has set up a quieter root logger
+    logging.getLogger("engine.modeling").setLevel(logging.INFO)
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError) as e:

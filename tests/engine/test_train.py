@@ -182,3 +182,92 @@ def test_export_trained_checkpoints_loads_in_onnxruntime(tokenizer_run, photos, 
     assert train.main(["export", "--tokenizer", str(tmp_path / "run" / "mage.pt"), "--mage",
                        str(tmp_path / "run" / "mage.pt"), "-o", str(tmp_path / "x"),
                        "--name", "bad"]) == 2  # a mage checkpoint is not a tokenizer
+
+
+TINY_BUNDLE_TOKENIZER = ["--image-size", "64", "--ch", "32", "--ch-mult", "1,1,2",
+                         "--z-channels", "32", "--codebook-size", "64", "--codebook-dim", "8",
+                         "--batch", "4", "--warmup", "1", "--lr", "1e-3", "--log-seconds", "0"]
+
+
+def test_decoder_fine_tune_from_a_bundle_keeps_its_tokens(tiny_bundle_path, photos, tmp_path,
+                                                          caplog):
+    """`train tokenizer --init BUNDLE --decoder-only` then `train export --from-bundle`."""
+    import logging
+
+    from engine.modeling.from_bundle import tokenizer_from_bundle
+    from engine.runtime.bundle import Bundle
+    from engine.runtime.manifest import sha256_file
+
+    before = tokenizer_from_bundle(tiny_bundle_path).state_dict()
+    run = tmp_path / "run"
+    with caplog.at_level(logging.INFO, logger="engine.modeling"):
+        assert train.main(["tokenizer", "--data", str(photos), "--out", str(run), "--steps", "4",
+                           "--init", str(tiny_bundle_path), "--decoder-only",
+                           *TINY_BUNDLE_TOKENIZER]) == 0
+    assert any("ETA" in r.getMessage() and "loss" in r.getMessage() for r in caplog.records)
+    after = torch.load(run / "tokenizer.pt", weights_only=True)
+    assert after["train_args"]["decoder_only"] is True
+    for key, value in before.items():
+        if key.startswith(("encoder.", "quantize.")):
+            torch.testing.assert_close(after["model"][key], value, atol=0, rtol=0)
+    assert any(not torch.equal(after["model"][k], v) for k, v in before.items()
+               if k.startswith("decoder."))
+
+    out = tmp_path / "tuned"
+    assert train.main(["export", "--tokenizer", str(run / "tokenizer.pt"), "--from-bundle",
+                       str(tiny_bundle_path), "-o", str(out), "--name", "tiny-tuned"]) == 0
+    bundle = Bundle(out, device="cpu")
+    assert bundle.manifest.name == "tiny-tuned"
+    assert bundle.manifest.class_names == ["cat", "dog", "boat"]
+    for kept in ("transformer.onnx", "features.onnx"):
+        assert sha256_file(out / kept) == sha256_file(tiny_bundle_path / kept)
+    assert sha256_file(out / "tokenizer_decoder.onnx") != sha256_file(
+        tiny_bundle_path / "tokenizer_decoder.onnx")
+    card = (out / "MODEL_CARD.md").read_text()
+    assert card.startswith("# tiny-tuned\n") and "## Tokenizer replaced" in card
+    assert "decoder_only True" in card
+    # same tokens as the original bundle, new pixels
+    original = Bundle(tiny_bundle_path, device="cpu")
+    images = np.random.default_rng(0).random((2, 3, 64, 64), dtype=np.float32)
+    np.testing.assert_array_equal(bundle.encode(images), original.encode(images))
+    tokens = original.encode(images)
+    assert not np.allclose(bundle.decode(tokens), original.decode(tokens))
+    # and the tuned decoder is what the checkpoint says
+    tuned = tokenizer_from_bundle(out)
+    for key, value in after["model"].items():
+        torch.testing.assert_close(tuned.state_dict()[key], value, atol=1e-6, rtol=0)
+
+
+def test_replacing_a_tokenizer_refuses_one_with_other_tokens(tiny_bundle_path, tmp_path):
+    from engine.modeling.export import ExportError, replace_tokenizer
+    from engine.modeling.from_bundle import tokenizer_from_bundle
+
+    model = tokenizer_from_bundle(tiny_bundle_path)
+    with torch.no_grad():
+        model.encoder.conv_out.weight.mul_(-1.0)  # another encoder: other codes
+    with pytest.raises(ExportError, match="other tokens"):
+        replace_tokenizer(model, tiny_bundle_path, tmp_path / "out", name="x")
+    assert not (tmp_path / "out").exists()
+
+
+def test_bundle_tokenizer_reads_back_exactly(tiny_bundle_path, tmp_path):
+    import shutil
+
+    from conftest import make_tiny_models
+    from engine.modeling.from_bundle import BundleWeightsError, read_tokenizer_state
+    from engine.runtime.manifest import read_manifest, write_manifest
+
+    vqgan, _ = make_tiny_models()  # the tiny bundle was exported from exactly these weights
+    cfg, state = read_tokenizer_state(tiny_bundle_path)
+    assert cfg == vqgan.cfg
+    for key, value in vqgan.state_dict().items():
+        torch.testing.assert_close(state[key], value, atol=0, rtol=0)
+    ckpt = train.load_checkpoint(tiny_bundle_path, "tokenizer")
+    assert ckpt["kind"] == "tokenizer" and ckpt["config"] == vqgan.cfg.to_dict()
+    # a bundle whose "encoder" is some other network gives one clear error
+    odd = tmp_path / "odd"
+    shutil.copytree(tiny_bundle_path, odd)
+    shutil.copyfile(odd / "features.onnx", odd / "tokenizer_encoder.onnx")
+    write_manifest(odd, read_manifest(odd, verify_hashes=False))
+    with pytest.raises(BundleWeightsError, match="not a tokenizer"):
+        read_tokenizer_state(odd)
