@@ -257,6 +257,9 @@ def cmd_import_mage(args) -> int:
     return 0
 
 
+FORWARDED = ("export", "train")  # handed whole to engine.modeling.train's own parser
+
+
 def cmd_forward(args) -> int:
     _need_torch(args.command)
     from engine.modeling import train
@@ -272,7 +275,12 @@ COMMANDS = {"edit": cmd_edit, "generate": cmd_generate, "extend": cmd_extend,
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    args = parser.parse_args(argv)
+    if argv and argv[0] in FORWARDED:
+        # argparse's REMAINDER drops a first argument that looks like an option
+        # ("export --tokenizer ..."), so these bypass the top-level parser
+        args = argparse.Namespace(command=argv[0], args=argv[1:], verbose=False)
+    else:
+        args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(message)s")
     if args.command is None:

@@ -180,3 +180,19 @@ def test_help(command):
     proc = subprocess.run([sys.executable, str(REPO / "main.py"), command, "--help"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "usage:" in proc.stdout
+
+
+def test_export_and_train_take_their_own_flags(tiny_bundle_path, tmp_path, caplog):
+    # the documented `main.py export --tokenizer ...` form: the first argument is an option
+    missing = tmp_path / "missing.pt"
+    code = main(["export", "--tokenizer", str(missing), "--from-bundle", str(tiny_bundle_path),
+                 "-o", str(tmp_path / "out"), "--name", "x"])
+    assert code == 2
+    assert any("checkpoint not found" in r.getMessage() for r in caplog.records)
+    with pytest.raises(SystemExit) as done:
+        main(["export", "--help"])
+    assert done.value.code == 0
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--help"])
+    assert done.value.code == 0
+    assert not (tmp_path / "out").exists()
