@@ -68,7 +68,7 @@ class CanvasView(QGraphicsView):
         self._shape.setPen(outline)
         self._shape.setBrush(QColor(255, 64, 129, 60))
         self.show_grid = True
-        self._grid_layout = None
+        self._grid_plan = None
         self._override = None                      # (layout, colours) of heatmap/scrubber
         self._cursor_at: QPointF | None = None
         self._last: QPointF | None = None          # last brush point, scene coordinates
@@ -106,7 +106,7 @@ class CanvasView(QGraphicsView):
             self._mask.update_mask(self.editor.document.mask, box)
 
     def _on_layout(self, plan) -> None:
-        self._grid_layout = plan
+        self._grid_plan = plan
         self._refresh_grid()
 
     def set_grid_override(self, layout, colors: np.ndarray | None) -> None:
@@ -121,7 +121,7 @@ class CanvasView(QGraphicsView):
             self._grid.set_layout(*override)
         else:
             self._grid.show_lines = True
-            plan = self._grid_layout
+            plan = self._grid_plan
             self._grid.set_layouts(plan.layouts if plan is not None and self.show_grid else ())
 
     def set_show_grid(self, on: bool) -> None:

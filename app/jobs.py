@@ -184,8 +184,8 @@ def history_preview(bundle, job: EditJob | None, result: EditResult, candidate: 
     square = decode_images(bundle, tokens[None])[0]
     if job is None:
         return PreviewPatch(0, 0, square)
-    return _crop_to_square(job, finish_fills(job, square[None],
-                                                     result.settings or Settings())[0])
+    settings = result.settings or Settings()
+    return _crop_to_square(job, finish_fills(job, square[None], settings)[0])
 
 
 def thumbnail(rgb: np.ndarray, size: int = THUMB_SIZE) -> np.ndarray:
