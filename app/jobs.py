@@ -25,6 +25,7 @@ from engine.runtime.editing import (
     extend_canvas,
     finish_fills,
     mask_parts,
+    paste_part,
     prepare_edit,
     run_edit,
     run_generate,
@@ -110,10 +111,7 @@ def _parts_edit(bundle, rgb: np.ndarray, parts: list[np.ndarray], settings: Sett
             yield replace(progress, step=done + progress.step, total=sum(steps),
                           remaining=progress.remaining + later)
         done += steps[k]
-        # the squares do not overlap, so each part's square is copied in whole
-        x0, y0, x1, y1 = job.square.clip(rgb.shape[1], rgb.shape[0])
-        for out, image in zip(images, result.images, strict=True):
-            out[y0:y1, x0:x1] = image[y0:y1, x0:x1]
+        paste_part(images, job, result)
     boxes = [job.square.clip(rgb.shape[1], rgb.shape[0]) for job in jobs]
     x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
     x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)

@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.modeling.from_bundle import tokens_agree_with_bundle
 from engine.modeling.mage import MAGE, FeaturesExport, TransformerExport
 from engine.modeling.vqgan import VQGAN, TokenizerDecoder, TokenizerEncoder
 from engine.runtime.errors import MageError
-from engine.runtime.manifest import Manifest, write_manifest
+from engine.runtime.manifest import Manifest, read_manifest, write_manifest
 from engine.runtime.sessions import create_session
 
 log = logging.getLogger(__name__)
@@ -245,9 +246,6 @@ def replace_tokenizer(vqgan: VQGAN, source_dir: str | Path, out_dir: str | Path,
     (`train tokenizer --decoder-only`). Refuses a tokenizer that tokenises differently from the
     bundle's, since the bundle's transformer was trained on those tokens. Returns the new
     tokenizer's (token agreement, max pixel difference) against PyTorch."""
-    from engine.modeling.from_bundle import tokens_agree_with_bundle
-    from engine.runtime.manifest import read_manifest
-
     source_dir, out_dir = Path(source_dir), Path(out_dir)
     manifest = read_manifest(source_dir)
     if (vqgan.cfg.image_size, [vqgan.cfg.grid] * 2, vqgan.cfg.codebook_size) != (

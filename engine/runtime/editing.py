@@ -412,13 +412,20 @@ def edit_image(bundle: Bundle, rgb: np.ndarray, mask: np.ndarray,
     for part in parts:
         job = prepare_edit(bundle.manifest, rgb, part, settings)
         result = run_to_result(run_edit(bundle, job, settings), on_step)
-        x0, y0, x1, y1 = job.square.clip(rgb.shape[1], rgb.shape[0])
-        for out, image in zip(images, result.images, strict=True):
-            out[y0:y1, x0:x1] = image[y0:y1, x0:x1]
+        paste_part(images, job, result)
         results.append(result)
     last = results[-1]
     return EditResult(images, last.seeds, last.tokens, last.confidence, last.history,
                       last.square, last.token_mask, settings)
+
+
+def paste_part(images: list[np.ndarray], job: EditJob, result: EditResult) -> None:
+    """Copy one part's context square of every candidate into the combined images (in place).
+    mask_parts keeps the squares apart, so a square is copied whole."""
+    h, w = images[0].shape[:2]
+    x0, y0, x1, y1 = job.square.clip(w, h)
+    for out, image in zip(images, result.images, strict=True):
+        out[y0:y1, x0:x1] = image[y0:y1, x0:x1]
 
 
 def mask_parts(manifest: Manifest, mask: np.ndarray, settings: Settings = Settings()
