@@ -1,14 +1,42 @@
-"""Where bundles live: the shipped `exported_models/` and the user's models folder."""
+"""Where bundles live: the shipped `exported_models/` and the user's models folder.
+
+The shipped folders (`exported_models/`, `assets/`) sit at the top of a checkout; an installed
+wheel carries them as plain folders inside the `mage_studio` package
+(`site-packages/mage_studio/exported_models`, `.../assets`). Both are found without importing
+anything and without the network.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
 
 from engine.runtime.errors import BundleError
 
-REPO_MODELS = Path(__file__).resolve().parents[2] / "exported_models"
+CHECKOUT = Path(__file__).resolve().parents[2]
+DATA_PACKAGE = "mage_studio"  # the installed wheel's home of the shipped folders
+
+
+def shipped_dir(name: str) -> Path:
+    """The shipped folder `name` ("exported_models" or "assets"): the checkout's top-level
+    folder when running from a checkout, else the copy inside the installed package."""
+    top = CHECKOUT / name
+    if top.is_dir() and (CHECKOUT / "pyproject.toml").is_file():  # not a stray site-packages/NAME
+        return top
+    try:
+        spec = importlib.util.find_spec(DATA_PACKAGE)
+    except (ImportError, ValueError):
+        spec = None
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(location) / name).is_dir():
+            return Path(location) / name
+    return top  # missing: callers report this path
+
+
+REPO_MODELS = shipped_dir("exported_models")  # the shipped bundles (checkout or wheel)
+ASSETS = shipped_dir("assets")
 DEFAULT_FILE = "DEFAULT"  # one line in exported_models/: the folder name of the default bundle
 ENV_MODEL = "MAGE_STUDIO_MODEL"
 
