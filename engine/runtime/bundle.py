@@ -55,7 +55,7 @@ class Bundle:
             sess, notice = create_session(file, self.requested_device)
             if notice and notice not in self.notices:
                 self.notices.append(notice)
-                log.warning(notice)
+                log.info(notice)  # shown by whoever opened the bundle (once)
             self._sessions[name] = sess
         return self._sessions[name]
 
@@ -68,14 +68,75 @@ class Bundle:
         if m.class_conditional != ("class_ids" in inputs):
             raise BundleError(f"{self.path / 'transformer.onnx'} does not match the manifest: "
                               "class_ids input and class_names disagree")
-        seq = inputs["tokens"].shape[1]
-        if isinstance(seq, int) and seq != m.seq_len:
-            raise BundleError(f"{self.path / 'transformer.onnx'} takes {seq} tokens but the "
-                              f"manifest grid {m.grid} has {m.seq_len}")
-        k = tr.get_outputs()[0].shape[-1]
+        in_shape = list(inputs["tokens"].shape or [])
+        outputs = tr.get_outputs()
+        out_shape = list(outputs[0].shape or []) if outputs else []
+        if len(in_shape) != 2 or len(out_shape) != 3:
+            raise BundleError(f"{self.path / 'transformer.onnx'} does not match the contract: "
+                              f"tokens {in_shape} -> logits {out_shape}, expected [B, N] -> "
+                              "[B, N, codebook_size]")
+        for seq in (in_shape[1], out_shape[1]):
+            if isinstance(seq, int) and seq != m.seq_len:
+                raise BundleError(f"{self.path / 'transformer.onnx'} takes {seq} tokens but the "
+                                  f"manifest grid {m.grid} has {m.seq_len}")
+        k = out_shape[-1]
         if isinstance(k, int) and k != m.codebook_size:
             raise BundleError(f"{self.path / 'transformer.onnx'} predicts {k} codes but the "
                               f"manifest says codebook_size {m.codebook_size}")
+        self._check_tokenizer()
+
+    def _check_tokenizer(self) -> None:
+        """The tokenizer's declared shapes must agree with the manifest, and the decoder must
+        turn one token into one downsample-sized patch (a decoder that blows a token up to a
+        huge image is refused here, before any real-sized call allocates it)."""
+        m = self.manifest
+        ds = m.downsample
+        enc = self._session("tokenizer_encoder")
+        dec = self._session("tokenizer_decoder")
+        where = self.path
+        checks = (
+            (enc.get_inputs(), "image", "tokenizer_encoder.onnx input 'image'",
+             [None, 3, m.image_size, m.image_size]),
+            (enc.get_outputs(), None, "tokenizer_encoder.onnx output", [None, *m.grid]),
+            (dec.get_inputs(), "tokens", "tokenizer_decoder.onnx input 'tokens'", [None, *m.grid]),
+            (dec.get_outputs(), None, "tokenizer_decoder.onnx output",
+             [None, 3, m.image_size, m.image_size]),
+        )
+        for args, name, what, expect in checks:
+            arg = next((a for a in args if a.name == name), None) if name else (
+                args[0] if args else None)
+            if arg is None:
+                raise BundleError(f"{where}: {what} is missing")
+            shape = list(arg.shape) if arg.shape is not None else []
+            if len(shape) != len(expect):
+                raise BundleError(f"{where}: {what} has shape {shape}, expected "
+                                  f"{len(expect)} dimensions")
+            for got, want in zip(shape, expect, strict=True):
+                if want is not None and isinstance(got, int) and got != want:
+                    raise BundleError(f"{where}: {what} has shape {shape} but the manifest "
+                                      f"says image_size {m.image_size}, grid {m.grid}")
+        dims = list(dec.get_inputs()[0].shape)
+        if all(not isinstance(d, int) for d in dims[1:]):
+            try:
+                probe = dec.run(None, {"tokens": np.zeros((1, 1, 1), np.int64)})[0]
+            except Exception:  # a decoder that cannot take one token is checked at run time
+                return
+            if tuple(probe.shape) != (1, 3, ds, ds):
+                raise BundleError(f"{where / 'tokenizer_decoder.onnx'} turns one token into "
+                                  f"{'x'.join(map(str, probe.shape[1:]))} pixels, but the "
+                                  f"manifest says {ds}x{ds} (image_size {m.image_size}, "
+                                  f"grid {m.grid})")
+
+    def _checked(self, name: str, out, shape: tuple, check_finite: bool = True) -> np.ndarray:
+        """One line instead of a traceback when a model returns the wrong shape or NaN."""
+        out = np.asarray(out)
+        if tuple(out.shape) != tuple(shape):
+            raise BundleError(f"model '{self.name}' is broken: {name}.onnx returned shape "
+                              f"{tuple(out.shape)}, expected {tuple(shape)}")
+        if check_finite and out.dtype.kind == "f" and not np.isfinite(out).all():
+            raise BundleError(f"model '{self.name}' is broken: {name}.onnx returned NaN or "
+                              "infinite values")
+        return out
 
     def _run(self, name: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
         sess = self._session(name)
@@ -96,13 +157,23 @@ class Bundle:
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """float32 [B,3,H,W] RGB in [0,1] -> int64 [B,h,w] codebook ids."""
-        tokens = self._run("tokenizer_encoder",
-                           {"image": np.ascontiguousarray(images, dtype=np.float32)})
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        ds = self.manifest.downsample
+        b, _, h, w = images.shape
+        tokens = self._run("tokenizer_encoder", {"image": images})
+        tokens = self._checked("tokenizer_encoder", tokens, (b, h // ds, w // ds))
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.manifest.codebook_size):
+            raise BundleError(f"model '{self.name}' is broken: tokenizer_encoder.onnx returned "
+                              f"ids outside 0..{self.manifest.codebook_size - 1}")
         return tokens.astype(np.int64, copy=False)
 
     def decode(self, tokens: np.ndarray) -> np.ndarray:
         """int64 [B,h,w] -> float32 [B,3,H,W] RGB in [0,1]."""
-        return self._run("tokenizer_decoder", {"tokens": np.ascontiguousarray(tokens, np.int64)})
+        tokens = np.ascontiguousarray(tokens, np.int64)
+        ds = self.manifest.downsample
+        b, h, w = tokens.shape
+        out = self._run("tokenizer_decoder", {"tokens": tokens})
+        return self._checked("tokenizer_decoder", out, (b, 3, h * ds, w * ds))
 
     def logits(self, tokens: np.ndarray, class_ids: np.ndarray | None = None,
                model: str = "transformer") -> np.ndarray:
@@ -113,13 +184,20 @@ class Bundle:
             if class_ids is None:
                 class_ids = np.full(len(tokens), self.manifest.null_class_id, np.int64)
             feeds["class_ids"] = np.ascontiguousarray(class_ids, np.int64)
-        return self._run(model, feeds)
+        out = self._run(model, feeds)
+        return self._checked("transformer", out, (*feeds["tokens"].shape,
+                                                  self.manifest.codebook_size))
 
     def features(self, tokens: np.ndarray) -> np.ndarray:
         """int64 [B,N] -> float32 [B,D] mean encoder output over image tokens."""
         if not (self.path / "features.onnx").is_file():
             raise BundleError(f"model '{self.name}' has no features.onnx (recognition)")
-        return self._run("features", {"tokens": np.ascontiguousarray(tokens, np.int64)})
+        tokens = np.ascontiguousarray(tokens, np.int64)
+        out = self._run("features", {"tokens": tokens})
+        dim = self.manifest.features_dim
+        if out.ndim == 2 and dim is None:
+            dim = out.shape[1]
+        return self._checked("features", out, (len(tokens), dim))
 
     def tokens_to_logits(self, class_id: int | None = None, guidance: float = 0.0,
                          model: str = "transformer") -> Callable[[np.ndarray], np.ndarray]:

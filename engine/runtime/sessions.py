@@ -18,6 +18,10 @@ from engine.runtime.errors import BundleError
 
 log = logging.getLogger(__name__)
 DEVICES = ("auto", "cpu", "cuda")
+# onnxruntime logs its own (coloured) error line before raising; every failure is turned into
+# one readable message here, so only fatal records are let through.
+QUIET = 4
+ort.set_default_logger_severity(QUIET)
 
 
 @lru_cache(maxsize=1)
@@ -34,7 +38,7 @@ def session_options() -> ort.SessionOptions:
     opts.intra_op_num_threads = max(1, os.cpu_count() or 1)
     # Spinning threads slow everything else in the process (GUI, a second session) 1.5-2x.
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.log_severity_level = 3
+    opts.log_severity_level = QUIET
     return opts
 
 
@@ -46,13 +50,8 @@ def create_session(path: str | os.PathLike, device: str = "auto") -> tuple[ort.I
     want_cuda = device == "cuda" or (device == "auto" and cuda_driver_present())
     notice = None
     if want_cuda:
-        previous = ort.get_default_logger_severity() if hasattr(
-            ort, "get_default_logger_severity") else 2
-        ort.set_default_logger_severity(4)  # the failed-load wall of errors is not for users
-        try:
-            sess = _open(path, ["CUDAExecutionProvider", "CPUExecutionProvider"])
-        finally:
-            ort.set_default_logger_severity(previous)
+        ort.set_default_logger_severity(QUIET)  # the failed-load wall of errors is not for users
+        sess = _open(path, ["CUDAExecutionProvider", "CPUExecutionProvider"])
         if "CUDAExecutionProvider" in sess.get_providers():
             return sess, None
         notice = ("CUDA is not usable here (GPU, driver or CUDA/cuDNN runtime missing): "
