@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from engine.runtime.errors import BundleError, MageError
+from engine.runtime.manifest import replace_file, temp_file_for
 
 HEAD_FORMAT = "mage-head"
 HEAD_VERSION = 1
@@ -195,42 +197,126 @@ class Head:
                 "scale": self.scale, "bundle_name": self.bundle_name,
                 "feature_dim": self.feature_dim, "features_sha256": self.features_sha256,
                 "info": self.info}
-        tmp = path.with_name(path.name + ".tmp.npz")
         try:
-            np.savez(tmp, weight=self.weight.astype(np.float32), bias=self.bias.astype(np.float32),
-                     mean=self.mean.astype(np.float32), std=self.std.astype(np.float32),
-                     class_names=np.array(self.class_names, dtype=str),
-                     meta=np.array(json.dumps(meta)))
-            os.replace(tmp, path)
+            fd, tmp = temp_file_for(path)
         except OSError as e:
-            tmp.unlink(missing_ok=True)
             raise MageError(f"cannot write {path}: {e.strerror or e}") from None
+        try:
+            with os.fdopen(fd, "wb") as stream:
+                np.savez(stream, weight=self.weight.astype(np.float32),
+                         bias=self.bias.astype(np.float32), mean=self.mean.astype(np.float32),
+                         std=self.std.astype(np.float32),
+                         class_names=np.array(self.class_names, dtype=str),
+                         meta=np.array(json.dumps(meta)))
+            replace_file(tmp, path)
+        except BaseException as e:
+            tmp.unlink(missing_ok=True)
+            if isinstance(e, OSError):
+                raise MageError(f"cannot write {path}: {e.strerror or e}") from None
+            raise
+
+
+# Limits for head files: a head is untrusted input, and a small zip can claim gigabytes.
+MAX_HEAD_BYTES = 256 << 20        # the file, and all its arrays once decompressed
+MAX_HEAD_CLASSES = 100_000
+MAX_HEAD_FEATURES = 1 << 16
+HEAD_ARRAYS = {"weight": "f", "bias": "f", "mean": "f", "std": "f", "class_names": "U",
+               "meta": "U"}
+
+
+def _head_members(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shapes and dtypes of the head's arrays, read from the zip directory and the .npy
+    headers without decompressing the data (refuses bombs, pickles and stray members)."""
+    import zipfile
+
+    found: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+            if len(infos) > 16:
+                raise HeadError(f"{path} is not a classifier head (too many members)")
+            total = 0
+            for info in infos:
+                key = info.filename[:-4] if info.filename.endswith(".npy") else None
+                if key not in HEAD_ARRAYS or key in found:
+                    raise HeadError(f"{path} is not a classifier head (unexpected member "
+                                    f"{info.filename[:60]!r})")
+                total += info.file_size
+                if total > MAX_HEAD_BYTES:
+                    raise HeadError(f"{path} is damaged: its arrays would take "
+                                    f"{total >> 20} MB or more (limit {MAX_HEAD_BYTES >> 20} MB)")
+                with z.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                            else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read(member, max_header_size=10000)
+                if dtype.hasobject or dtype.kind != HEAD_ARRAYS[key]:
+                    raise HeadError(f"{path} is damaged: '{key}' holds {dtype} data")
+                if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize > info.file_size:
+                    raise HeadError(f"{path} is damaged: '{key}' is truncated")
+                found[key] = (tuple(shape), dtype)
+    except HeadError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError,
+            SyntaxError, TypeError, RuntimeError) as e:
+        raise HeadError(f"{path} is not a classifier head ({type(e).__name__})") from None
+    missing = sorted(set(HEAD_ARRAYS) - set(found))
+    if missing:
+        raise HeadError(f"{path} is not a classifier head (no {', '.join(missing)})")
+    return found
 
 
 def load_head(path: str | os.PathLike) -> Head:
-    """Read a head written by `Head.save`."""
+    """Read a head written by `Head.save`; anything else is refused with a HeadError."""
     path = Path(path)
-    if not path.is_file():
-        raise HeadError(f"head file not found: {path}")
+    try:
+        info = os.stat(path)
+    except OSError:
+        raise HeadError(f"head file not found: {path}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise HeadError(f"{path} is not a classifier head (not a regular file)")
+    if info.st_size == 0:
+        raise HeadError(f"{path} is not a classifier head (the file is empty)")
+    if info.st_size > MAX_HEAD_BYTES:
+        raise HeadError(f"{path} is too large for a classifier head")
+    shapes = _head_members(path)
+    c = shapes["class_names"][0]
+    d = shapes["mean"][0]
+    if (len(shapes["class_names"][0]) != 1 or len(shapes["mean"][0]) != 1
+            or shapes["meta"][0] != () or shapes["weight"][0] != (c[0], d[0])
+            or shapes["bias"][0] != c or shapes["std"][0] != d
+            or not 2 <= c[0] <= MAX_HEAD_CLASSES or not 1 <= d[0] <= MAX_HEAD_FEATURES):
+        raise HeadError(f"{path} is damaged: its arrays do not fit together")
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             arrays = {k: z[k] for k in ("weight", "bias", "mean", "std", "class_names")}
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+    except RecursionError:
+        raise HeadError(f"{path} is damaged: its description is nested too deeply") from None
+    except (OSError, ValueError, KeyError, EOFError) as e:
         raise HeadError(f"{path} is not a classifier head ({type(e).__name__})") from None
     if not isinstance(meta, dict) or meta.get("format") != HEAD_FORMAT:
         raise HeadError(f"{path} is not a classifier head")
-    if meta.get("format_version", 0) > HEAD_VERSION:
+    version = meta.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise HeadError(f"{path} is damaged: format_version is not a whole number")
+    if version > HEAD_VERSION:
         raise HeadError(f"{path} is a newer head format than this app understands; update it")
-    w, names = arrays["weight"], [str(n) for n in arrays["class_names"]]
-    d = arrays["mean"].shape[0]
-    if w.shape != (len(names), d) or arrays["std"].shape != (d,) or arrays["bias"].shape != (
-            len(names),) or meta.get("kind") not in ("linear", "centroid"):
-        raise HeadError(f"{path} is damaged: its arrays do not fit together")
-    return Head(kind=meta["kind"], class_names=names, weight=w, bias=arrays["bias"],
-                mean=arrays["mean"], std=arrays["std"], scale=float(meta.get("scale", 1.0)),
-                bundle_name=meta.get("bundle_name", ""),
-                features_sha256=meta.get("features_sha256", ""), info=meta.get("info", {}))
+    scale = meta.get("scale", 1.0)
+    text_fields = [meta.get(k, "") for k in ("bundle_name", "features_sha256")]
+    if (meta.get("kind") not in ("linear", "centroid")
+            or not isinstance(scale, (int, float)) or isinstance(scale, bool)
+            or not np.isfinite(scale) or not all(isinstance(t, str) for t in text_fields)
+            or not isinstance(meta.get("info", {}), dict)):
+        raise HeadError(f"{path} is damaged: its description has fields of the wrong kind")
+    names = [str(n) for n in arrays["class_names"]]
+    numbers = [arrays[k] for k in ("weight", "bias", "mean", "std")]
+    if not all(np.isfinite(a).all() for a in numbers) or not (arrays["std"] > 0).all():
+        raise HeadError(f"{path} is damaged: it holds NaN, infinite or zero-spread values")
+    return Head(kind=meta["kind"], class_names=names, weight=arrays["weight"],
+                bias=arrays["bias"], mean=arrays["mean"], std=arrays["std"],
+                scale=float(scale), bundle_name=text_fields[0],
+                features_sha256=text_fields[1], info=meta.get("info", {}))
 
 
 def topk(head: Head, probs: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
