@@ -25,6 +25,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app.autosave import Autosaver
 from app.editor import Editor
+from app.icon import DESKTOP_ID, app_icon
 from app.main_window import MainWindow
 from app.model_manager import DEVICES
 from app.settings import APPLICATION, ORGANISATION, Preferences
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     QCoreApplication.setOrganizationName(ORGANISATION)
     QCoreApplication.setApplicationName(APPLICATION)
     app = QApplication.instance() or QApplication(["MAGE Studio"])
+    app.setWindowIcon(app_icon())
+    app.setDesktopFileName(DESKTOP_ID)
     prefs = Preferences()
     apply_theme(app, prefs.theme)
     follow_system(app, lambda: prefs.theme)
