@@ -13,6 +13,8 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QMenu, QMessageBox, QSpinBox, QToolBar
 
+from app.about import show_about
+from app.demo import start_demo
 from app.theme import THEMES
 
 # (what, keys) in the order the Help dialog lists them
@@ -26,7 +28,7 @@ SHORTCUTS = [
     ("Cancel the run", "Ctrl+."), ("Fit to window", "Ctrl+F or Esc"), ("Actual size", "Ctrl+1"),
     ("Zoom", "mouse wheel, Ctrl+= / Ctrl+-"), ("Pan", "Space+drag or middle button"),
     ("Show the original", "hold Tab"), ("Token grid on/off", "Ctrl+G"),
-    ("Confidence heatmap", "H"),
+    ("Confidence heatmap", "H"), ("Demo mode (any key leaves it)", "F5"),
 ]
 
 
@@ -89,6 +91,10 @@ def build_actions(window) -> dict[str, QAction]:
                                  window.open_models_folder),
         "shortcuts": _action(window, "Keyboard shortcuts", "mdi6.keyboard-outline", "F1",
                              partial(show_shortcuts, window)),
+        "about": _action(window, "About MAGE Studio", "mdi6.information-outline", None,
+                         partial(show_about, window)),
+        "demo": _action(window, "Demo mode", "mdi6.presentation-play", "F5",
+                        partial(start_demo, window)),
     }
     a["undo"] = e.undo_stack.createUndoAction(window, "Undo")
     a["undo"].setShortcuts([QKeySequence("Ctrl+Z")])
@@ -139,6 +145,7 @@ def _menus(window, a: dict) -> None:
     view.addActions([a["fit"], a["actual"], a["zoom_in"], a["zoom_out"]])
     view.addSeparator()
     view.addActions([a["grid"], a["heatmap"]])
+    view.addAction(a["demo"])
     theme = view.addMenu("Theme")
     group = QActionGroup(theme)
     for name in THEMES:
@@ -157,6 +164,7 @@ def _menus(window, a: dict) -> None:
     models.aboutToShow.connect(partial(window.fill_models_menu, models))
     help_menu = bar.addMenu("&Help")
     help_menu.addAction(a["shortcuts"])
+    help_menu.addAction(a["about"])
 
 
 def _toolbars(window, a: dict) -> None:

@@ -1,5 +1,9 @@
 """Starts the editor: `python main.py [--open IMAGE [--mask MASK]] [--screenshot PATH] ...`.
 
+--about opens Help > About and --demo starts demo mode; with --screenshot they grab that window
+instead (demo mode is played fast and frozen at the middle decoding step or, with
+--demo-shot result, at the result).
+
 With --screenshot the window opens, the model loads, the optional edit runs to the end (the
 worker is awaited while events are processed), the window is grabbed to PATH and the program
 exits 0: a scripted proof that the real window works, used by tests and the docs.
@@ -23,7 +27,9 @@ from pathlib import Path
 from PySide6.QtCore import QCoreApplication, QEventLoop
 from PySide6.QtWidgets import QApplication, QMessageBox
 
+from app.about import show_about
 from app.autosave import Autosaver
+from app.demo import DemoTiming, start_demo
 from app.editor import Editor
 from app.icon import DESKTOP_ID, app_icon
 from app.main_window import MainWindow
@@ -50,6 +56,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--save", metavar="PNG", help="with --screenshot: also save the image")
     parser.add_argument("--run", action="store_true",
                         help="without --screenshot: start the edit once the model is loaded")
+    parser.add_argument("--about", action="store_true", help="open Help > About")
+    parser.add_argument("--demo", action="store_true",
+                        help="start in demo mode (full screen; any key leaves it)")
+    parser.add_argument("--demo-shot", choices=("decode", "result"), default="decode",
+                        help="with --demo --screenshot: grab the middle decoding step or the "
+                             "result")
     parser.add_argument("--restore", choices=RESTORE_CHOICES,
                         help=f"restore a session a crash left behind (default: ${ENV_RESTORE} "
                              "or ask)")
@@ -98,7 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     if not scripted:
         if args.run and args.mask and editor.document is not None:
             _run_when_loaded(editor)
+        if args.about:
+            show_about(window)
+        if args.demo:
+            start_demo(window)
         return app.exec()
+    if args.demo:
+        return _demo_screenshot(app, window, editor, args)
     return _screenshot(app, window, editor, args)
 
 
@@ -190,12 +208,41 @@ def _screenshot(app: QApplication, window: MainWindow, editor: Editor, args) -> 
     _settle(0.3)
     if args.save and editor.document is not None:
         editor.save(args.save)
-    if not window.grab().save(args.screenshot):
+    shown = window
+    if args.about:
+        shown = show_about(window)
+        shown.resize(900, SCREENSHOT_SIZE[1])
+        _settle(0.3)
+    if not shown.grab().save(args.screenshot):
         print(f"could not write the screenshot {args.screenshot}", file=sys.stderr)
         return 1
     window.close()
     app.processEvents()
     return 0
+
+
+def _demo_screenshot(app: QApplication, window: MainWindow, editor: Editor, args) -> int:
+    """Plays demo mode fast up to the state --demo-shot names, then grabs it."""
+    demo = start_demo(window, DemoTiming().scaled(0.02), full_screen=False)
+    demo.resize(*SCREENSHOT_SIZE)
+    bundle = editor.bundle
+    steps = editor.options.steps or (int(bundle.manifest.decoding.get("steps", 12))
+                                     if bundle is not None else 12)
+    demo.hold = ("decode", steps // 2) if args.demo_shot == "decode" else ("result", -1)
+    deadline = time.monotonic() + 600
+    while ((demo.phase, demo.step) != demo.hold and demo.phase != "message"
+           and time.monotonic() < deadline):
+        _settle(0.05)
+    _settle(0.3)
+    print(f"demo mode: {demo.phase} {demo.step}: {demo.caption}", file=sys.stderr)
+    reached = (demo.phase, demo.step) == demo.hold
+    if not demo.grab().save(args.screenshot):
+        print(f"could not write the screenshot {args.screenshot}", file=sys.stderr)
+        return 1
+    demo.leave()
+    window.close()
+    app.processEvents()
+    return 0 if reached else 1
 
 
 def _settle(seconds: float = 0.1) -> None:

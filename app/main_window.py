@@ -31,6 +31,7 @@ from app.panels.run_panel import RunPanel
 from app.qimage import rgb_from_qimage
 from app.settings import Preferences
 from app.theme import THEMES, apply_theme
+from app.welcome import attach_welcome
 from engine.runtime.errors import MageError
 from engine.runtime.imageio import load_mask
 from engine.runtime.models import user_models_dir
@@ -66,6 +67,7 @@ class MainWindow(QMainWindow):
         self.importer = CheckpointImporter(self)
         self._build_docks()
         self.actions_ = build_actions(self)
+        self.welcome = attach_welcome(self)   # sample thumbnails while no image is open
         self._build_status_bar()
         self._connect()
         geometry, state = prefs.window_state()
