@@ -9,15 +9,72 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
+import re
 import sys
+import time
 from pathlib import Path
 
-from engine.runtime.console import Progress, open_bundle
+from engine.runtime.console import Progress, open_bundle, safe_text
 from engine.runtime.errors import MageError, OutputError
+from engine.runtime.manifest import MAX_STEPS
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 1
 log = logging.getLogger("mage")
+
+# Upper bounds of the flags (documented in --help): beyond these a run would take hours or
+# more memory than a desktop has.
+MAX_CANDIDATES = 16
+MAX_SEED = 2**31 - 1
+MAX_TEMPERATURE = 1000.0
+MAX_RING = 64
+MAX_FEATHER = 10_000.0
+MAX_GUIDANCE = 100.0
+MAX_EXTEND_TOKENS = 256
+MAX_RESULT_BYTES = 4 << 30     # all candidates of one run, as 8-bit RGBA
+MAX_NAME_BYTES = 255 - 16      # a file name, leaving room for the temp file's affixes
+STALE_TEMP_SECONDS = 3600      # a temp file of ours this old was left by a killed run
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with bad flags reported in one line (exit 2), like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"error: {safe_text(message)} (see {self.prog} --help)\n")
+
+
+def int_in(low: int, high: int):
+    """An argparse type: a whole number in [low, high]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
+        return value
+    parse.__name__ = "whole number"
+    return parse
+
+
+def float_in(low: float, high: float, low_open: bool = False, high_open: bool = False):
+    """An argparse type: a finite number in [low, high] ('(' / ')' ends with the *_open
+    flags)."""
+    span = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+        if (not math.isfinite(value) or value < low or value > high
+                or (low_open and value == low) or (high_open and value == high)):
+            raise argparse.ArgumentTypeError(f"{text} is outside {span}")
+        return value
+    parse.__name__ = "number"
+    return parse
 
 
 # -- shared options ---------------------------------------------------------------------------
@@ -29,18 +86,22 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_decode_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, help="random seed (default: random); candidate i uses "
-                   "seed+i")
-    p.add_argument("-n", "--candidates", type=int, default=1, help="number of results")
-    p.add_argument("--steps", type=int, help="decoding steps (default: the model's)")
-    p.add_argument("--temperature", type=float,
-                   help="choice temperature: randomness of which tokens are kept each step")
-    p.add_argument("--sample-temperature", type=float,
+    p.add_argument("--seed", type=int_in(0, MAX_SEED), help="random seed, 0.."
+                   f"{MAX_SEED} (default: random); candidate i uses seed+i")
+    p.add_argument("-n", "--candidates", type=int_in(1, MAX_CANDIDATES), default=1,
+                   help=f"number of results, 1..{MAX_CANDIDATES}")
+    p.add_argument("--steps", type=int_in(1, MAX_STEPS),
+                   help=f"decoding steps, 1..{MAX_STEPS} (default: the model's)")
+    p.add_argument("--temperature", type=float_in(0, MAX_TEMPERATURE),
+                   help="choice temperature: randomness of which tokens are kept each step "
+                   f"(0..{MAX_TEMPERATURE:g})")
+    p.add_argument("--sample-temperature", type=float_in(0, MAX_TEMPERATURE, low_open=True),
                    help="softmax temperature of token sampling (default: the model's; 1 = "
-                   "MaskGIT/MAGE, lower = safer fills)")
+                   f"MaskGIT/MAGE, lower = safer fills; above 0, at most {MAX_TEMPERATURE:g})")
     p.add_argument("--class", dest="class_name", help="class name (class-conditional models)")
-    p.add_argument("--guidance", type=float, default=0.0,
-                   help="classifier-free guidance strength with --class (0 = off)")
+    p.add_argument("--guidance", type=float_in(0, MAX_GUIDANCE), default=0.0,
+                   help=f"classifier-free guidance strength with --class (0 = off, at most "
+                   f"{MAX_GUIDANCE:g})")
 
 
 def _add_output(p: argparse.ArgumentParser) -> None:
@@ -50,7 +111,7 @@ def _add_output(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="main.py", description="MAGE Studio: masked generative image editing, offline. "
         "Without a command, opens the editor.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
@@ -61,10 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask", type=Path, required=True, help="mask image: white = refill")
     p.add_argument("--scale-mask", action="store_true",
                    help="resize a mask of another size to the image instead of refusing")
-    p.add_argument("--ring", type=int, default=1, help="extra token ring around the mask")
-    p.add_argument("--coverage", type=float, default=0.0,
-                   help="fraction of a token's pixels the mask must cover (0 = any)")
-    p.add_argument("--feather", type=float, help="blend edge width in pixels")
+    p.add_argument("--ring", type=int_in(0, MAX_RING), default=1,
+                   help=f"extra token ring around the mask (0..{MAX_RING})")
+    p.add_argument("--coverage", type=float_in(0, 1), default=0.0,
+                   help="fraction of a token's pixels the mask must cover (0 = any, at most 1)")
+    p.add_argument("--feather", type=float_in(0, MAX_FEATHER),
+                   help=f"blend edge width in pixels (0..{MAX_FEATHER:g})")
     p.add_argument("--no-seamless", dest="seamless", action="store_false",
                    help="paste the fill as decoded (feathered) instead of blending it into the "
                         "photo in the gradient domain")
@@ -80,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("extend", help="grow the canvas on one side and fill it (outpainting)")
     p.add_argument("image", type=Path)
     p.add_argument("--side", choices=("left", "right", "top", "bottom"), default="right")
-    p.add_argument("--tokens", type=int, default=4, help="how many token columns/rows to add")
+    p.add_argument("--tokens", type=int_in(1, MAX_EXTEND_TOKENS), default=4,
+                   help="how many token columns/rows to add (at least 1, fewer than the "
+                   "model's grid)")
     _add_model_options(p)
     _add_decode_options(p)
     _add_output(p)
@@ -108,35 +173,80 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings(args, **extra):
     from engine.runtime.editing import Settings, seeds_from
 
-    if args.candidates < 1:
-        raise MageError("--candidates must be at least 1")
-    if args.steps is not None and args.steps < 1:
-        raise MageError("--steps must be at least 1")
-    if args.sample_temperature is not None and not args.sample_temperature > 0:
-        raise MageError("--sample-temperature must be above 0")
     return Settings(steps=args.steps, temperature=args.temperature,
                     sample_temperature=args.sample_temperature,
                     seeds=seeds_from(args.seed, args.candidates), class_name=args.class_name,
                     guidance=args.guidance, **extra)
 
 
-def _check_output(out: Path, inputs: list[Path], overwrite: bool) -> None:
-    if out.suffix.lower() != ".png":
-        raise OutputError(f"output must be a .png file (settings are stored in PNG text "
-                          f"chunks): {out}")
-    for src in inputs:
-        if out.exists() and src.exists() and os.path.samefile(out, src):
-            raise OutputError(f"output {out} is the input file: refusing to overwrite it")
-    if out.exists() and not overwrite:
-        raise OutputError(f"output {out} exists (use --overwrite to replace it)")
-    if not out.parent.exists():
-        raise OutputError(f"output folder does not exist: {out.parent}")
-
-
 def _outputs(out: Path, seeds) -> list[Path]:
     if len(seeds) == 1:
         return [out]
     return [out.with_name(f"{out.stem}-{seed}{out.suffix}") for seed in seeds]
+
+
+def check_outputs(out: Path, seeds, inputs: list[Path], overwrite: bool) -> list[Path]:
+    """Every file the run will write (one per candidate), checked before any work: a .png
+    name short enough for the file system, in an existing folder, never an input (also
+    through a link), never an existing file without `overwrite`. Returns the paths."""
+    if out.suffix.lower() != ".png":
+        raise OutputError(f"output must be a .png file (settings are stored in PNG text "
+                          f"chunks): {safe_text(out)}")
+    if not out.parent.is_dir():
+        raise OutputError(f"output folder does not exist: {safe_text(out.parent)}")
+    paths = _outputs(out, seeds)
+    if len(set(paths)) != len(paths):
+        raise OutputError("two candidates would get the same file name (give --seed)")
+    for path in paths:
+        shown = safe_text(path)
+        size = len(os.fsencode(path.name))
+        if size > MAX_NAME_BYTES:
+            raise OutputError(f"output name is too long ({size} bytes, at most "
+                              f"{MAX_NAME_BYTES}): {shown}")
+        if path.is_dir():
+            raise OutputError(f"output {shown} is a folder")
+        if not path.exists():
+            continue
+        for src in inputs:
+            if src.exists() and os.path.samefile(path, src):
+                raise OutputError(f"output {shown} is the input file {safe_text(src)}: "
+                                  "refusing to overwrite it")
+        if not overwrite:
+            raise OutputError(f"output {shown} exists (use --overwrite to replace it)")
+    clean_stale_temps(paths)
+    return paths
+
+
+def clean_stale_temps(paths: list[Path], now: float | None = None) -> list[Path]:
+    """Remove the temp files a killed run left beside these outputs: only regular files
+    named like ours (".NAME.XXXXXXXX.tmp") and older than STALE_TEMP_SECONDS. Returns them."""
+    now = time.time() if now is None else now
+    removed = []
+    for path in paths:
+        pattern = re.compile(rf"^\.{re.escape(path.name)}\.[A-Za-z0-9_]{{8}}\.tmp$")
+        try:
+            entries = list(os.scandir(path.parent))
+        except OSError:
+            continue
+        for entry in entries:
+            if not pattern.match(entry.name):
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+                if entry.is_file(follow_symlinks=False) and now - info.st_mtime > \
+                        STALE_TEMP_SECONDS:
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+            except OSError:
+                continue
+    return removed
+
+
+def _check_memory(count: int, width: int, height: int) -> None:
+    need = count * width * height * 4
+    if need > MAX_RESULT_BYTES:
+        raise MageError(f"{count} results of {width}x{height} would need {need / 2**30:.1f} GB "
+                        f"(at most {MAX_RESULT_BYTES / 2**30:.0f} GB): ask for fewer with -n")
 
 
 def _run_with_progress(gen, label: str, total: int):
@@ -150,31 +260,33 @@ def _run_with_progress(gen, label: str, total: int):
         bar.close()
 
 
-def _save_all(result, out: Path, alpha, text: dict, overwrite: bool) -> None:
+def _save_all(images, seeds, paths: list[Path], alpha, text: dict) -> None:
     from engine.runtime.imageio import save_png
 
-    paths = _outputs(out, result.seeds)
-    for path in paths:
-        if path.exists() and not overwrite:
-            raise OutputError(f"output {path} exists (use --overwrite to replace it)")
-    for path, image, seed in zip(paths, result.images, result.seeds, strict=True):
+    text = {key: safe_text(value) for key, value in text.items()}
+    for path, image, seed in zip(paths, images, seeds, strict=True):
         save_png(path, image, alpha=alpha, text={**text, "mage:seed": str(seed)})
-        print(path)
+        print(safe_text(path))
+
+
+def _notices(image) -> None:
+    for notice in image.notices:
+        print(f"notice: {safe_text(notice)}", file=sys.stderr)
 
 
 def cmd_edit(args) -> int:
     from engine.runtime.editing import edit_image, mask_parts, prepare_edit
     from engine.runtime.imageio import load_image, load_mask
 
-    _check_output(args.output, [args.image, args.mask], args.overwrite)
-    image = load_image(args.image)
-    for notice in image.notices:
-        print(f"notice: {notice}", file=sys.stderr)
-    h, w = image.rgb.shape[:2]
-    mask = load_mask(args.mask, size=(w, h), scale=args.scale_mask)
-    bundle = open_bundle(args)
     settings = _settings(args, ring=args.ring, coverage=args.coverage, feather=args.feather,
                          seamless=args.seamless)
+    paths = check_outputs(args.output, settings.seeds, [args.image, args.mask], args.overwrite)
+    image = load_image(args.image)
+    _notices(image)
+    h, w = image.rgb.shape[:2]
+    _check_memory(len(settings.seeds), w, h)
+    mask = load_mask(args.mask, size=(w, h), scale=args.scale_mask)
+    bundle = open_bundle(args)
     if mask.all():
         print("notice: the whole image is masked: this is generation from scratch",
               file=sys.stderr)
@@ -194,17 +306,17 @@ def cmd_edit(args) -> int:
     finally:
         bar.close()
     text = settings.describe(bundle.manifest)
-    text.update({"mage:mode": "edit", "mage:source": str(args.image.name)})
-    _save_all(result, args.output, image.alpha, text, args.overwrite)
+    text.update({"mage:mode": "edit", "mage:source": args.image.name})
+    _save_all(result.images, result.seeds, paths, image.alpha, text)
     return 0
 
 
 def cmd_generate(args) -> int:
     from engine.runtime.editing import run_generate
 
-    _check_output(args.output, [], args.overwrite)
-    bundle = open_bundle(args)
     settings = _settings(args)
+    paths = check_outputs(args.output, settings.seeds, [], args.overwrite)
+    bundle = open_bundle(args)
     if settings.class_name:
         bundle.manifest.class_id(settings.class_name)  # unknown class: clear error, no run
     steps = settings.resolved(bundle.manifest).steps
@@ -212,32 +324,57 @@ def cmd_generate(args) -> int:
                                 f"generate {len(settings.seeds)}", steps)
     text = settings.describe(bundle.manifest)
     text["mage:mode"] = "generate"
-    _save_all(result, args.output, None, text, args.overwrite)
+    _save_all(result.images, result.seeds, paths, None, text)
     return 0
 
 
 def cmd_extend(args) -> int:
+    from dataclasses import replace
+
     from engine.runtime.editing import extend_canvas
     from engine.runtime.imageio import load_image
 
-    _check_output(args.output, [args.image], args.overwrite)
-    image = load_image(args.image)
-    for notice in image.notices:
-        print(f"notice: {notice}", file=sys.stderr)
-    bundle = open_bundle(args)
     settings = _settings(args)
+    paths = check_outputs(args.output, settings.seeds, [args.image], args.overwrite)
+    image = load_image(args.image)
+    _notices(image)
+    h, w = image.rgb.shape[:2]
+    bundle = open_bundle(args)
+    grow = args.tokens * bundle.manifest.downsample * min(h, w) / bundle.manifest.image_size
+    _check_memory(len(settings.seeds), w + round(grow), h + round(grow))
+    if settings.class_name:
+        bundle.manifest.class_id(settings.class_name)
     steps = settings.resolved(bundle.manifest).steps
-    bar = Progress(f"extend {args.side}", steps)  # per tile: long edges take several squares
-    try:
-        result = extend_canvas(bundle, image.rgb, args.side, args.tokens, settings,
-                               lambda st: bar.update(st.step + 1))
-    finally:
-        bar.close()
-    result.seeds = settings.seeds[:1]
+    images = []
+    for i, seed in enumerate(settings.seeds):
+        label = f"extend {args.side}" + (f" {i + 1}/{len(settings.seeds)}"
+                                         if len(settings.seeds) > 1 else "")
+        bar = Progress(label, steps)  # per tile: long edges take several squares
+        try:
+            one = extend_canvas(bundle, image.rgb, args.side, args.tokens,
+                                replace(settings, seeds=(seed,)),
+                                lambda st, bar=bar: bar.update(st.step + 1))
+        finally:
+            bar.close()
+        images.append(one.images[0])
+    alpha = None
+    if image.alpha is not None:  # the new strip continues the edge's transparency
+        alpha = extend_alpha(image.alpha, images[0].shape[:2], args.side)
     text = settings.describe(bundle.manifest)
-    text.update({"mage:mode": f"extend-{args.side}", "mage:source": str(args.image.name)})
-    _save_all(result, args.output, None, text, args.overwrite)
+    text.update({"mage:mode": f"extend-{args.side}", "mage:source": args.image.name})
+    _save_all(images, settings.seeds, paths, alpha, text)
     return 0
+
+
+def extend_alpha(alpha, size: tuple[int, int], side: str):
+    """The alpha channel of an extended image of `size` (h, w): the original values where
+    the original is, the edge's values repeated across the new strip."""
+    import numpy as np
+
+    grow_h, grow_w = size[0] - alpha.shape[0], size[1] - alpha.shape[1]
+    pad = {"right": ((0, 0), (0, grow_w)), "left": ((0, 0), (grow_w, 0)),
+           "bottom": ((0, grow_h), (0, 0)), "top": ((grow_h, 0), (0, 0))}[side]
+    return np.pad(alpha, pad, mode="edge")
 
 
 def _need_torch(command: str) -> None:
@@ -253,7 +390,7 @@ def cmd_import_mage(args) -> int:
     from engine.modeling.importer import import_mage
 
     import_mage(args.checkpoint, args.output, vqgan=args.vqgan, name=args.name,
-                overwrite=args.overwrite)
+                overwrite=args.overwrite, say=lambda line: print(safe_text(line)))
     return 0
 
 
@@ -280,18 +417,44 @@ def main(argv: list[str] | None = None) -> int:
         # ("export --tokenizer ..."), so these bypass the top-level parser
         args = argparse.Namespace(command=argv[0], args=argv[1:], verbose=False)
     else:
-        args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as done:  # bad flags: ArgumentParser.error printed the one line
+            if done.code in (0, None):
+                raise
+            return EXIT_BAD_INPUT
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(message)s")
     if args.command is None:
         parser.print_help()
         return 0
     handler = COMMANDS.get(args.command) or getattr(args, "handler", None)
+    return run_guarded(handler, args)
+
+
+def run_guarded(handler, args) -> int:
+    """Run a command so that nothing escapes as a traceback: bad input is one line and exit
+    2, an internal error one line and exit 1 (details with -v)."""
     try:
         return handler(args)
     except MageError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {safe_text(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("cancelled", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("error: out of memory: try a smaller image, fewer candidates (-n) or fewer "
+              "steps", file=sys.stderr)
+        return EXIT_INTERNAL
+    except OSError as e:
+        where = f": {safe_text(e.filename)}" if e.filename else ""
+        print(f"error: {safe_text(e.strerror or e)}{where}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as e:  # a bug: say so in one line, never a traceback
+        log.info("details:", exc_info=True)
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        what = type(e).__name__ + (f": {safe_text(first)}" if first else "")
+        print(f"error: internal error ({what}); run with -v for details and please report it",
+              file=sys.stderr)
+        return EXIT_INTERNAL

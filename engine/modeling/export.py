@@ -12,6 +12,7 @@ import logging
 import shutil
 import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from engine.modeling.from_bundle import tokens_agree_with_bundle
 from engine.modeling.mage import MAGE, FeaturesExport, TransformerExport
 from engine.modeling.vqgan import VQGAN, TokenizerDecoder, TokenizerEncoder
 from engine.runtime.errors import MageError
-from engine.runtime.manifest import Manifest, read_manifest, write_manifest
+from engine.runtime.manifest import Manifest, is_bundle_folder, read_manifest, write_manifest
 from engine.runtime.sessions import create_session
 
 log = logging.getLogger(__name__)
@@ -190,14 +191,79 @@ def model_card(manifest: Manifest, report: ParityReport, params: dict[str, int],
     return "\n".join(lines) + "\n"
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_target(out_dir: Path, overwrite: bool, inputs: Sequence[str | Path | None] = ()
+                 ) -> None:
+    """Refuse an output folder that must not be replaced: an existing non-empty folder without
+    `overwrite`; with it, anything but a model bundle (manifest.json of format mage-bundle
+    holding only its own files), a folder holding an input of the command, and the root, home
+    or current folder (or one above them)."""
+    out_dir = Path(out_dir)
+    if out_dir.is_symlink():
+        raise ExportError(f"{out_dir} is a symbolic link: give the real folder")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportError(f"{out_dir} exists and is not a folder")
+    real = out_dir.resolve()
+    for name, special in (("the root folder", Path(real.anchor)), ("your home folder",
+                          Path.home()), ("the current folder", Path.cwd())):
+        try:
+            special = special.resolve()
+        except OSError:
+            continue
+        if real == special or real in special.parents:
+            raise ExportError(f"refusing to write a bundle to {out_dir}: it is {name} "
+                              f"or holds it")
+    for src in inputs:
+        if src is not None and _inside(Path(src).resolve(), real):
+            raise ExportError(f"refusing to replace {out_dir}: it holds the input {src}")
+    if not out_dir.exists() or not any(out_dir.iterdir()):
+        return
+    if not overwrite:
+        raise ExportError(f"{out_dir} exists and is not empty (use --overwrite to replace it)")
+    if not is_bundle_folder(out_dir):
+        raise ExportError(f"refusing to replace {out_dir}: it is not a model bundle (no "
+                          "manifest.json of a MAGE bundle); --overwrite only replaces bundles")
+    listed = set(read_manifest(out_dir, verify_hashes=False).files) | {"manifest.json"}
+    for entry in out_dir.rglob("*"):
+        rel = entry.relative_to(out_dir).as_posix()
+        if entry.is_dir() and not entry.is_symlink() and any(
+                name.startswith(rel + "/") for name in listed):
+            continue
+        if rel not in listed:
+            raise ExportError(f"refusing to replace {out_dir}: it holds {rel}, which is not "
+                              "part of the bundle (move it out first)")
+
+
+def swap_into_place(tmp: Path, out_dir: Path) -> None:
+    """Move the finished bundle `tmp` to `out_dir`: an old bundle there is renamed aside, the
+    new one renamed in, then the old one removed (on failure the old one is put back)."""
+    tmp.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be shared
+    if not out_dir.exists():
+        tmp.rename(out_dir)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+    aside.rmdir()  # only the unique name is needed
+    out_dir.rename(aside)
+    try:
+        tmp.rename(out_dir)
+    except BaseException:
+        aside.rename(out_dir)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def export_bundle(vqgan: VQGAN, mage: MAGE, out_dir: str | Path, *, name: str, source: str,
                   class_names: list[str] | None = None, decoding: dict | None = None,
                   details: str = "", extra_files: dict[str, str | Path] | None = None,
-                  overwrite: bool = False) -> ParityReport:
-    """Export, check parity, write manifest + MODEL_CARD.md; move into `out_dir` at the end."""
+                  overwrite: bool = False, inputs: Sequence[str | Path | None] = ()
+                  ) -> ParityReport:
+    """Export, check parity, write manifest + MODEL_CARD.md; move into `out_dir` at the end.
+    `inputs` are the command's input files: a folder holding one is never replaced."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise ExportError(f"{out_dir} exists and is not empty (use --overwrite to replace it)")
+    check_target(out_dir, overwrite, [*inputs, *(extra_files or {}).values()])
     if mage.cfg.fixed_class_slot is None and class_names is not None:
         if len(class_names) != mage.cfg.num_class_slots - 1:
             raise ExportError(f"{len(class_names)} class names for a model with "
@@ -229,10 +295,8 @@ def export_bundle(vqgan: VQGAN, mage: MAGE, out_dir: str | Path, *, name: str, s
         (tmp / "MODEL_CARD.md").write_text(model_card(manifest, report, params, details))
         manifest.files = {f.name: "" for f in tmp.iterdir() if f.is_file()}
         write_manifest(tmp, manifest)
-        tmp.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be shared
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
+        check_target(out_dir, overwrite, [*inputs, *(extra_files or {}).values()])
+        swap_into_place(tmp, out_dir)
         return report
     finally:
         if tmp.exists():
@@ -240,7 +304,8 @@ def export_bundle(vqgan: VQGAN, mage: MAGE, out_dir: str | Path, *, name: str, s
 
 
 def replace_tokenizer(vqgan: VQGAN, source_dir: str | Path, out_dir: str | Path, *, name: str,
-                      details: str = "", overwrite: bool = False) -> tuple[float, float]:
+                      details: str = "", overwrite: bool = False,
+                      inputs: Sequence[str | Path | None] = ()) -> tuple[float, float]:
     """A copy of the bundle at `source_dir` with `vqgan` as its tokenizer (its transformer,
     features, heads and credits kept), for a tokenizer fine-tuned with its codes fixed
     (`train tokenizer --decoder-only`). Refuses a tokenizer that tokenises differently from the
@@ -257,8 +322,7 @@ def replace_tokenizer(vqgan: VQGAN, source_dir: str | Path, out_dir: str | Path,
         raise ExportError(f"the tokenizer gives other tokens than {source_dir.name}'s (they "
                           f"agree on {agree:.1%}): its transformer would not fit; fine-tune "
                           "with --decoder-only, or export a transformer trained on it")
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise ExportError(f"{out_dir} exists and is not empty (use --overwrite to replace it)")
+    check_target(out_dir, overwrite, [source_dir, *inputs])
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
@@ -285,10 +349,8 @@ def replace_tokenizer(vqgan: VQGAN, source_dir: str | Path, out_dir: str | Path,
         manifest.name = name
         manifest.files = {f.name: "" for f in tmp.iterdir() if f.is_file()}
         write_manifest(tmp, manifest)
-        tmp.chmod(0o755)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
+        check_target(out_dir, overwrite, [source_dir, *inputs])
+        swap_into_place(tmp, out_dir)
         return tokens_ok, pixels_diff
     finally:
         if tmp.exists():

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from engine.modeling.convert import build_official, read_checkpoint
-from engine.modeling.export import export_bundle
+from engine.modeling.export import check_target, export_bundle
 from engine.runtime.manifest import sha256_file
 
 CARD = """## Provenance
@@ -24,6 +24,7 @@ Synthesis" (CVPR 2023), trained on ImageNet-1k; see the official repository for 
 def import_mage(checkpoint: str | Path, out_dir: str | Path, vqgan: str | Path | None = None,
                 name: str | None = None, overwrite: bool = False, say=print) -> Path:
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    check_target(out_dir, overwrite, [checkpoint, vqgan])  # before minutes of reading
     t0 = time.monotonic()
     say(f"reading {checkpoint} ...")
     sd = read_checkpoint(checkpoint)
@@ -38,7 +39,7 @@ def import_mage(checkpoint: str | Path, out_dir: str | Path, vqgan: str | Path |
                            source=f"official MAGE {variant} checkpoint {checkpoint.name} "
                                   f"(sha256 {digest[:16]})",
                            decoding={"steps": 12, "choice_temperature": 4.5},
-                           details=details, overwrite=overwrite)
+                           details=details, overwrite=overwrite, inputs=[checkpoint, vqgan])
     for line in report.lines():
         say("  " + line)
     say(f"wrote {out_dir} in {time.monotonic() - t0:.0f}s")

@@ -28,6 +28,17 @@ class Progress:
         self.stream.flush()
 
 
+def safe_text(text) -> str:
+    """`text` as valid UTF-8 for a terminal or a PNG text chunk: the undecodable bytes of a
+    file name (surrogate escapes) become U+FFFD instead of failing the write."""
+    text = str(text)
+    try:
+        data = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        data = text.encode("utf-8", "replace")
+    return data.decode("utf-8", "replace")
+
+
 def open_bundle(args):
     """The bundle named by `--model` (default: the bundled model) on `--device`; notices such
     as a CUDA fallback go to stderr once."""
