@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -107,9 +108,15 @@ class Dist:
 
 def save_atomic(obj: dict, path: Path) -> None:
     """Write beside the target and rename, so a crash never leaves half a checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            torch.save(obj, stream)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
@@ -122,7 +129,14 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
         return tokenizer_checkpoint(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickles refused by weights_only, truncated or non-zip files
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise ValueError(f"{path} is not a readable checkpoint: {first}") from None
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{path} is not a checkpoint of this app (it holds a "
+                         f"{type(ckpt).__name__}, not a dict)")
     if kind is not None and ckpt.get("kind") != kind:
         raise ValueError(f"{path} is a '{ckpt.get('kind')}' checkpoint, expected '{kind}'")
     return ckpt

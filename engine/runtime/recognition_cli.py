@@ -10,6 +10,7 @@ A labelled folder has one sub-folder of images per class. See docs/recognition.m
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -20,15 +21,24 @@ from engine.runtime.errors import MageError, OutputError
 PROGRESS_FROM = 5  # show a progress bar from this many images on
 
 
+MAX_TOP = 1000
+MAX_BATCH = 256
+MAX_EPOCHS = 10_000
+MAX_SHOTS = 1000
+MAX_SEED = 2**32 - 1
+
+
 def add_commands(sub, add_model_options) -> None:
     """Register the recognition sub-commands on the CLI's sub-parser set."""
+    from engine.cli import float_in, int_in
     p = sub.add_parser("classify", help="name what is in images (top-k classes)",
                        description="Print the top-k classes with probabilities per image.")
     p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_FOLDER",
                    help="image files, or folders searched recursively for images")
     p.add_argument("--head", type=Path, help="classifier head .npz from `probe` or `fewshot` "
                    "(default: the model's first built-in head)")
-    p.add_argument("-k", "--top", type=int, default=5, help="how many classes to show")
+    p.add_argument("-k", "--top", type=int_in(1, MAX_TOP), default=5,
+                   help=f"how many classes to show (1..{MAX_TOP})")
     p.add_argument("--json", action="store_true", help="one JSON object per image")
     _add_batch(p)
     add_model_options(p)
@@ -43,12 +53,17 @@ def add_commands(sub, add_model_options) -> None:
     p.add_argument("--into-bundle", nargs="?", const="", metavar="NAME",
                    help="also store the head in the model folder as heads/NAME.npz (default "
                    "NAME: the data folder's name) so `classify` uses it by default")
-    p.add_argument("--epochs", type=int, default=100, help="passes over the training data")
-    p.add_argument("--lr", type=float, default=0.01, help="peak learning rate (cosine decay)")
-    p.add_argument("--weight-decay", type=float, default=1e-4, help="decoupled weight decay")
-    p.add_argument("--val", type=float, default=0.2,
-                   help="held-out fraction per class (deterministic by --seed; 0 = none)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the split and shuffling")
+    p.add_argument("--epochs", type=int_in(1, MAX_EPOCHS), default=100,
+                   help=f"passes over the training data (1..{MAX_EPOCHS})")
+    p.add_argument("--lr", type=float_in(0, 10, low_open=True), default=0.01,
+                   help="peak learning rate (cosine decay; above 0, at most 10)")
+    p.add_argument("--weight-decay", type=float_in(0, 10), default=1e-4,
+                   help="decoupled weight decay (0..10)")
+    p.add_argument("--val", type=float_in(0, 1, high_open=True), default=0.2,
+                   help="held-out fraction per class, 0 to below 1 (deterministic by --seed; "
+                   "0 = none)")
+    p.add_argument("--seed", type=int_in(0, MAX_SEED), default=0,
+                   help="seed for the split and shuffling")
     _add_batch(p)
     add_model_options(p)
     p.set_defaults(handler=cmd_probe)
@@ -60,14 +75,17 @@ def add_commands(sub, add_model_options) -> None:
                        "(by --seed) from each sub-folder; the rest can be used to evaluate.")
     _add_data(p)
     p.add_argument("-o", "--output", type=Path, required=True, help="head file to write (.npz)")
-    p.add_argument("-k", "--shots", type=int, default=5, help="examples per class (1-10 usual)")
+    p.add_argument("-k", "--shots", type=int_in(1, MAX_SHOTS), default=5,
+                   help=f"examples per class (1-10 usual, at most {MAX_SHOTS})")
     p.add_argument("--kind", choices=("auto", "centroid", "logistic"), default="auto",
                    help="classifier kind (auto: centroid, or logistic if better with K >= 5)")
-    p.add_argument("--temperature", type=float, default=0.1,
-                   help="softmax temperature of the centroid head (lower = more confident)")
+    p.add_argument("--temperature", type=float_in(0, 100, low_open=True), default=0.1,
+                   help="softmax temperature of the centroid head (lower = more confident; "
+                   "above 0, at most 100)")
     p.add_argument("--eval-rest", action="store_true",
                    help="also report accuracy on the images not drawn as examples")
-    p.add_argument("--seed", type=int, default=0, help="seed for drawing the examples")
+    p.add_argument("--seed", type=int_in(0, MAX_SEED), default=0,
+                   help="seed for drawing the examples")
     _add_batch(p)
     add_model_options(p)
     p.set_defaults(handler=cmd_fewshot)
@@ -76,11 +94,15 @@ def add_commands(sub, add_model_options) -> None:
 def _add_data(p) -> None:
     p.add_argument("--data", type=Path, required=True,
                    help="labelled folder: one sub-folder of images per class")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing head file")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing head file (or a head of that name in the model)")
 
 
 def _add_batch(p) -> None:
-    p.add_argument("--batch-size", type=int, default=16, help="images per model call")
+    from engine.cli import int_in
+
+    p.add_argument("--batch-size", type=int_in(1, MAX_BATCH), default=16,
+                   help=f"images per model call (1..{MAX_BATCH})")
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -134,15 +156,28 @@ def _features_of_files(bundle, files: list[Path], batch_size: int, label: str,
     return feats, kept
 
 
-def _check_out(path: Path | None, overwrite: bool) -> None:
+def _check_out(path: Path | None, overwrite: bool, inputs: tuple[Path, ...] = ()) -> None:
+    from engine.cli import MAX_NAME_BYTES, clean_stale_temps
+    from engine.runtime.console import safe_text
+
     if path is None:
         return
+    shown = safe_text(path)
     if path.suffix.lower() != ".npz":
-        raise OutputError(f"head file must end in .npz: {path}")
-    if path.exists() and not overwrite:
-        raise OutputError(f"output {path} exists (use --overwrite to replace it)")
-    if not path.parent.exists():
-        raise OutputError(f"output folder does not exist: {path.parent}")
+        raise OutputError(f"head file must end in .npz: {shown}")
+    if not path.parent.is_dir():
+        raise OutputError(f"output folder does not exist: {safe_text(path.parent)}")
+    if len(os.fsencode(path.name)) > MAX_NAME_BYTES:
+        raise OutputError(f"output name is too long (at most {MAX_NAME_BYTES} bytes): {shown}")
+    if path.is_dir():
+        raise OutputError(f"output {shown} is a folder")
+    if path.exists():
+        for src in inputs:
+            if src is not None and src.exists() and os.path.samefile(path, src):
+                raise OutputError(f"output {shown} is the input file: refusing to overwrite it")
+        if not overwrite:
+            raise OutputError(f"output {shown} exists (use --overwrite to replace it)")
+    clean_stale_temps([path])
 
 
 def _pct(x: float) -> str:
@@ -157,6 +192,9 @@ def store_in_bundle(bundle, head, name: str) -> Path:
     _check_head_name(name)
     manifest = read_manifest(bundle.path, verify_hashes=True)  # never bless a damaged file
     rel = f"heads/{name}.npz"
+    if (bundle.path / "heads").is_symlink():
+        raise OutputError(f"{bundle.path / 'heads'} is a symbolic link: refusing to write "
+                          "through it")
     try:
         (bundle.path / "heads").mkdir(exist_ok=True)
         head.save(bundle.path / rel)
@@ -200,8 +238,6 @@ def bundle_head(bundle, name: str | None = None):
 def cmd_classify(args) -> int:
     from engine.runtime.recognition import find_images, load_head, topk
 
-    if args.top < 1:
-        raise MageError("-k must be at least 1")
     files = find_images(args.inputs)
     if not files:
         raise MageError("no images found in " + ", ".join(map(str, args.inputs)))
@@ -266,6 +302,10 @@ def cmd_probe(args) -> int:
         name = args.into_bundle or args.data.resolve().name
         _check_head_name(name)
     bundle = _load_bundle(args)
+    if name is not None and not args.overwrite and (
+            name in bundle.manifest.heads or (bundle.path / "heads" / f"{name}.npz").exists()):
+        raise OutputError(f"model '{bundle.name}' already has a head '{name}' (use --overwrite "
+                          "to replace it, or give another NAME)")
     names, x, y = _labelled_features(bundle, args.data, args.batch_size)
     tr, va = split_indices(y, args.val, args.seed)
     head = fit_linear_probe(x[tr], y[tr], names, epochs=args.epochs, lr=args.lr,
