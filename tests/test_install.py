@@ -1,0 +1,302 @@
+"""Installing MAGE Studio as an app: the wheel, the entry point, the desktop entry, the assets,
+and top-5 recognition with the default model out of the box."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, as pip vendors it
+    from pip._vendor import tomli as tomllib
+
+REPO = Path(__file__).resolve().parents[1]
+ASSETS = REPO / "assets"
+ICON_SIZES = (16, 24, 32, 48, 64, 128, 256)
+FREE_LICENCES = ("CC0", "public domain", "CC-BY")
+WHEEL_SOURCES = ("pyproject.toml", "README.md", "LICENSE", "app", "engine", "mage_studio",
+                 "assets", "exported_models")
+
+
+def _run(cmd, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
+
+
+# -- packaging metadata -------------------------------------------------------------------------
+
+def test_pyproject_lists_every_package_and_ships_the_data_folders():
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    setup = config["tool"]["setuptools"]
+    code = {".".join(p.parent.relative_to(REPO).parts)
+            for top in ("app", "engine", "mage_studio") for p in (REPO / top).rglob("__init__.py")
+            if "__pycache__" not in p.parts}
+    assert set(setup["packages"]) == code | {"mage_studio.assets", "mage_studio.exported_models"}
+    assert setup["package-dir"] == {"mage_studio.assets": "assets",
+                                    "mage_studio.exported_models": "exported_models"}
+    project = config["project"]
+    assert project["license"] == "MIT" and (REPO / "LICENSE").is_file()
+    assert project["scripts"]["mage-studio"] == "mage_studio.entry:main"
+    assert project["gui-scripts"]["mage-studio-gui"] == "mage_studio.entry:gui_main"
+
+
+def test_entry_knows_every_cli_command():
+    from engine.cli import build_parser
+    from mage_studio.entry import CLI_COMMANDS
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == CLI_COMMANDS
+
+
+# -- dispatch -------------------------------------------------------------------------------------
+
+@pytest.fixture
+def editor_calls(monkeypatch):
+    """Replaces the editor's start-up: records the arguments it would have been given."""
+    import app.launch
+
+    calls = []
+    monkeypatch.setattr(app.launch, "main", lambda argv: calls.append(argv) or 0)
+    return calls
+
+
+def test_no_command_opens_the_editor_and_a_photo_is_opened(editor_calls, tmp_path):
+    from mage_studio.entry import gui_main, main
+
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (8, 8)).save(photo)
+    assert main([]) == 0
+    assert main([str(photo)]) == 0
+    assert main(["--screenshot", "s.png", "--no-run"]) == 0
+    assert gui_main([str(photo), "--mask", "m.png"]) == 0
+    assert editor_calls == [[], ["--open", str(photo)], ["--screenshot", "s.png", "--no-run"],
+                            ["--open", str(photo), "--mask", "m.png"]]
+
+
+def test_sub_commands_run_the_cli_and_unknown_words_are_refused(editor_calls, capsys):
+    from mage_studio.entry import main
+
+    assert main(["generate", "--candidates", "0", "-o", "x.png"]) == 2
+    err = capsys.readouterr().err  # the CLI's own one-line refusal
+    assert err.startswith("error: ") and "--candidates" in err and len(err.splitlines()) == 1
+    assert main(["gnerate"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'gnerate' is neither a command" in err
+    assert main(["--version"]) == 0 and capsys.readouterr().out.startswith("mage-studio ")
+    assert editor_calls == []
+
+
+def test_python_dash_m_and_main_py_share_the_entry(tmp_path):
+    """`python -m mage_studio` and `python main.py` both reach the same dispatch."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for cmd in ([sys.executable, "-m", "mage_studio", "gnerate"],
+                [sys.executable, REPO / "main.py", "gnerate"]):
+        done = _run(cmd, cwd=tmp_path, env=env, timeout=120)
+        assert done.returncode == 2 and "neither a command" in done.stderr, cmd
+
+
+# -- desktop entry ------------------------------------------------------------------------------
+
+def _desktop_keys(path: Path) -> dict[str, str]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "[Desktop Entry]"
+    return dict(ln.split("=", 1) for ln in lines[1:] if ln and not ln.startswith("#"))
+
+
+def test_install_desktop_writes_entry_and_icons_and_uninstall_removes_them(tmp_path):
+    data_home = tmp_path / "share"
+    env = {**os.environ, "XDG_DATA_HOME": str(data_home)}
+    done = _run([sys.executable, REPO / "main.py", "--install-desktop"], cwd=tmp_path, env=env,
+                timeout=120)
+    assert done.returncode == 0, done.stderr
+    entry = data_home / "applications" / "mage-studio.desktop"
+    keys = _desktop_keys(entry)
+    assert keys["Type"] == "Application" and keys["Name"] == "MAGE Studio"
+    assert keys["Icon"] == "mage-studio" and "Graphics" in keys["Categories"].split(";")
+    command = keys["Exec"].split(" ")
+    assert command[-1] == "%f"
+    assert Path(command[0]).is_file() and os.access(command[0], os.X_OK), keys["Exec"]
+    hicolor = data_home / "icons" / "hicolor"
+    for size in ICON_SIZES:
+        with Image.open(hicolor / f"{size}x{size}" / "apps" / "mage-studio.png") as im:
+            assert im.size == (size, size)
+    assert (hicolor / "scalable" / "apps" / "mage-studio.svg").read_bytes() == \
+        (ASSETS / "icons" / "mage-studio.svg").read_bytes()
+    assert f"wrote {entry}" in done.stdout
+
+    done = _run([sys.executable, REPO / "main.py", "--uninstall-desktop"], cwd=tmp_path, env=env,
+                timeout=120)
+    assert done.returncode == 0 and not entry.exists()
+    assert not any(p.is_file() for p in data_home.rglob("*"))
+
+
+def test_desktop_exec_quotes_paths_with_spaces():
+    from mage_studio.desktop import entry_text
+
+    text = entry_text("[Desktop Entry]\nExec=x %f\nName=M", ["/opt/My Apps/bin/mage-studio-gui"])
+    assert 'Exec="/opt/My Apps/bin/mage-studio-gui" %f' in text.splitlines()
+
+
+def test_install_desktop_reports_an_unwritable_folder_in_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    env = {**os.environ, "XDG_DATA_HOME": str(blocker)}
+    done = _run([sys.executable, REPO / "main.py", "--install-desktop"], cwd=tmp_path, env=env,
+                timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: cannot write the desktop entry")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+# -- assets ---------------------------------------------------------------------------------------
+
+def test_icon_pngs_are_renderings_of_every_size():
+    for size in ICON_SIZES:
+        with Image.open(ASSETS / "icons" / f"mage-studio-{size}.png") as im:
+            assert im.size == (size, size) and im.mode == "RGBA"
+            alpha = im.getchannel("A")
+            assert alpha.getpixel((0, 0)) == 0 and alpha.getpixel((size // 2, size // 2)) == 255
+
+
+def test_window_icon_has_every_size(qapp):
+    from app.icon import app_icon
+
+    icon = app_icon()
+    sizes = {s.width() for s in icon.availableSizes()}
+    assert set(ICON_SIZES) <= sizes
+    assert not icon.pixmap(32, 32).isNull()
+
+
+def test_samples_have_masks_sources_and_free_licences():
+    samples = json.loads((ASSETS / "samples.json").read_text(encoding="utf-8"))["samples"]
+    credits = (ASSETS / "CREDITS.md").read_text(encoding="utf-8")
+    assert 3 <= len(samples) <= 4
+    for s in samples:
+        assert s["title"].startswith("Try: remove the ")
+        assert s["source"] and s["licence"].startswith(FREE_LICENCES), s
+        image_path, mask_path = ASSETS / s["file"], ASSETS / s["mask"]
+        assert image_path.stat().st_size < 400_000 and s["file"] in credits
+        with Image.open(image_path) as image, Image.open(mask_path) as mask:
+            assert max(image.size) <= 640 and image.mode == "RGB"
+            assert mask.size == image.size
+            values = set(mask.convert("L").getdata())
+            assert values == {0, 255}  # ready to use: white = remove, black = keep
+            white = sum(v == 255 for v in mask.convert("L").getdata())
+            assert 0.005 < white / (image.size[0] * image.size[1]) < 0.3
+
+
+# -- top-5 out of the box -----------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_classify_a_sample_photo_with_the_default_model(capsys):
+    """A photo the model never saw (a shipped sample) gets the top 5 of its classes, with no
+    --head: the default bundle carries a head made on its training photos."""
+    from engine.cli import main
+    from engine.runtime.manifest import read_manifest
+    from engine.runtime.models import default_bundle_path
+
+    manifest = read_manifest(default_bundle_path(), verify_hashes=True)  # head listed + hashed
+    assert manifest.heads, "the default bundle ships no classifier head"
+    photo = ASSETS / "samples" / "coffee.jpg"
+    assert main(["classify", str(photo), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith(f"{photo}: ")
+    top = [item.rsplit(" ", 1) for item in out[0].split(": ", 1)[1].split(" | ")]
+    assert len(top) == 5 and {name for name, _ in top} <= set(manifest.class_names)
+    percents = [float(p.rstrip("%")) for _, p in top]
+    assert percents == sorted(percents, reverse=True) and 0 < sum(percents) <= 100.1
+
+
+def test_default_bundle_card_reports_the_head_accuracy():
+    from engine.runtime.manifest import read_manifest
+    from engine.runtime.models import default_bundle_path
+
+    path = default_bundle_path()
+    manifest = read_manifest(path, verify_hashes=False)
+    card = (path / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "## Classifier head" in card and "held-out accuracy" in card
+    for name, rel in manifest.heads.items():
+        assert f"`{rel}`" in card and f"--into-bundle {name}" in card
+
+
+# -- the wheel ------------------------------------------------------------------------------------
+
+def _copy_sources(dest: Path) -> None:
+    """The files a wheel is built from, without caches (the checkout is never written to)."""
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.tmp")
+    for name in WHEEL_SOURCES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=skip)
+        else:
+            shutil.copy2(src, dest / name)
+
+
+@pytest.mark.slow
+def test_wheel_installs_into_a_fresh_venv_and_runs_from_another_folder(tmp_path):
+    """Build the wheel, install it (no dependencies: a .pth file reaches the ones this test
+    runs with) into a fresh venv outside the checkout, then run the CLI and the editor from an
+    unrelated folder."""
+    assert not tmp_path.resolve().is_relative_to(REPO)
+    src, wheels, venv, elsewhere = (tmp_path / n for n in ("src", "wheels", "venv", "elsewhere"))
+    for folder in (src, elsewhere):
+        folder.mkdir()
+    _copy_sources(src)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    done = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                 "--no-index", "-q", "-w", wheels, src], cwd=tmp_path, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Warning" not in done.stderr and "deprecated" not in done.stderr.lower(), done.stderr
+    (wheel,) = wheels.glob("mage_studio-*.whl")
+
+    done = _run([sys.executable, "-m", "venv", "--without-pip", venv], timeout=300)
+    assert done.returncode == 0, done.stderr
+    python = venv / "bin" / "python"
+    site = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                     timeout=60).stdout.strip())
+    # the dependencies of this test's own environment, after the venv's own packages
+    (site / "zz_dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    done = _run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps",
+                 "--no-index", "-q", wheel], env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    where = _run([python, "-c", "import app, engine, mage_studio\n"
+                  "from engine.runtime import models\n"
+                  "print(app.__file__, engine.__file__, mage_studio.__file__, "
+                  "models.default_bundle_path(), models.shipped_dir('assets'), sep='\\n')"],
+                 cwd=elsewhere, env=env, timeout=120)
+    assert where.returncode == 0, where.stderr
+    for line in where.stdout.strip().splitlines():
+        assert Path(line).resolve().is_relative_to(site.resolve()), line  # not the checkout
+    bundle = Path(where.stdout.strip().splitlines()[3])
+    size = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))["image_size"]
+
+    bin_dir = venv / "bin"
+    assert (bin_dir / "mage-studio-gui").is_file()
+    done = _run([bin_dir / "mage-studio", "generate", "-o", "g.png", "--seed", "1", "--device",
+                 "cpu"], cwd=elsewhere, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with Image.open(elsewhere / "g.png") as im:
+        assert im.size == (size, size)
+
+    done = _run([python, "-m", "mage_studio", "--version"], cwd=elsewhere, env=env, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("mage-studio ")
+
+    gui_env = {**env, "QT_QPA_PLATFORM": "offscreen"}
+    sample = json.loads((bundle.parents[1] / "assets" / "samples.json").read_text())["samples"][0]
+    done = _run([bin_dir / "mage-studio", "--open", bundle.parents[1] / "assets" / sample["file"],
+                 "--screenshot", "window.png", "--device", "cpu"], cwd=elsewhere, env=gui_env,
+                timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (elsewhere / "window.png").stat().st_size > 10_000
+    with Image.open(elsewhere / "window.png") as im:
+        assert im.size[0] > 600 and im.size[1] > 400
