@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import struct
 import zlib
@@ -113,6 +114,48 @@ def _animated(path: Path, fmt: str) -> None:
 BUNDLE_DAMAGE = ("missing-file", "hash-mismatch", "truncated-onnx", "newer-version", "shapes",
                  "no-manifest", "bad-json")
 
+# Hostile manifests: (damage, expected substring of the one-line error). Each is refused before
+# any large allocation and without reading files outside the bundle.
+HOSTILE_MANIFESTS = {
+    "image-size-8192": "outside 8..1024",
+    "image-size-16e6": "outside 8..1024",
+    "image-size-zero": "outside 8..1024",
+    "image-size-negative": "outside 8..1024",
+    "image-size-float": "not a whole number",
+    "image-size-disagrees": "turns one token into",
+    "grid-strings": "field 'grid'",
+    "grid-null": "field 'grid'",
+    "grid-zero": "field 'grid'",
+    "grid-nested": "field 'grid'",
+    "grid-not-dividing": "does not divide",
+    "codebook-huge": "outside 2..",
+    "mask-id-is-code": "is a real code id",
+    "mask-id-negative": "outside 0..",
+    "mask-id-huge": "outside 0..",
+    "null-class-is-class": "null_class_id 0 is a real class id",
+    "class-names-ints": "field 'class_names'",
+    "class-names-string": "field 'class_names'",
+    "decoding-list": "field 'decoding'",
+    "decoding-null": "field 'decoding'",
+    "decoding-steps-zero": "outside 1..",
+    "decoding-steps-huge": "outside 1..",
+    "decoding-temperature-nan": "choice_temperature must be a number",
+    "decoding-temperature-string": "choice_temperature must be a number",
+    "heads-list": "field 'heads'",
+    "heads-missing-file": "names a file the bundle does not list",
+    "files-absolute": "not a plain name inside the bundle folder",
+    "files-dotdot": "not a plain name inside the bundle folder",
+    "files-proc": "not a plain name inside the bundle folder",
+    "files-symlink-out": "points outside the bundle folder",
+    "files-fifo": "not a regular file",
+    "files-not-hash": "is not 64 hex digits",
+    "name-number": "field 'name'",
+    "version-string": "format_version",
+    "deep-json": "nested too deeply",
+    "manifest-fifo": "not a regular file",
+    "features-dim-negative": "outside 1..",
+}
+
 
 def damaged_bundle(src: Path, folder: Path, how: str) -> Path:
     """A copy of the bundle `src` broken in one of the BUNDLE_DAMAGE ways."""
@@ -141,7 +184,62 @@ def damaged_bundle(src: Path, folder: Path, how: str) -> Path:
     elif how == "bad-json":
         manifest_path.write_text("{ not json")
         return out
+    elif how in HOSTILE_MANIFESTS:
+        if not _hostile(out, manifest, how):
+            return out
     else:
         raise ValueError(f"unknown damage {how!r}")
     manifest_path.write_text(json.dumps(manifest))
     return out
+
+
+def _hostile(out: Path, m: dict, how: str) -> bool:
+    """Apply one HOSTILE_MANIFESTS damage to manifest `m` of the bundle copy `out`; False when
+    the manifest file was written here already."""
+    victim = out.parent / f"secret-{how}.txt"
+    edits = {
+        "image-size-8192": ("image_size", 8192), "image-size-16e6": ("image_size", 16_000_000),
+        "image-size-zero": ("image_size", 0), "image-size-negative": ("image_size", -64),
+        "image-size-float": ("image_size", 64.0),
+        "image-size-disagrees": ("image_size", m["image_size"] * 2),
+        "grid-strings": ("grid", ["16", "16"]), "grid-null": ("grid", None),
+        "grid-zero": ("grid", [0, 0]), "grid-nested": ("grid", [[16], [16]]),
+        "grid-not-dividing": ("grid", [7, 7]), "codebook-huge": ("codebook_size", 1 << 40),
+        "mask-id-is-code": ("mask_token_id", 5), "mask-id-negative": ("mask_token_id", -1),
+        "mask-id-huge": ("mask_token_id", 10**30), "null-class-is-class": ("null_class_id", 0),
+        "class-names-ints": ("class_names", [1, 2, 3]),
+        "class-names-string": ("class_names", "cat"),
+        "decoding-list": ("decoding", [12, 4.5]), "decoding-null": ("decoding", None),
+        "decoding-steps-zero": ("decoding", {"steps": 0}),
+        "decoding-steps-huge": ("decoding", {"steps": 10**9}),
+        "decoding-temperature-nan": ("decoding", {"steps": 8, "choice_temperature": float("nan")}),
+        "decoding-temperature-string": ("decoding", {"choice_temperature": "hot"}),
+        "heads-list": ("heads", ["a"]), "heads-missing-file": ("heads", {"a": "heads/a.npz"}),
+        "name-number": ("name", 5), "version-string": ("format_version", "1"),
+        "features-dim-negative": ("features_dim", -3),
+    }
+    if how in edits:
+        key, value = edits[how]
+        m[key] = value
+    elif how in ("files-absolute", "files-dotdot", "files-proc", "files-symlink-out",
+                 "files-fifo"):
+        victim.write_text("private\n")
+        digest = sha256_file(victim)
+        name = {"files-absolute": str(victim), "files-dotdot": f"../{victim.name}",
+                "files-proc": "/proc/self/mem", "files-symlink-out": "link.txt",
+                "files-fifo": "pipe.bin"}[how]
+        if how == "files-symlink-out":
+            (out / name).symlink_to(victim)
+        elif how == "files-fifo":
+            os.mkfifo(out / name)
+        m["files"][name] = digest
+    elif how == "files-not-hash":
+        m["files"]["transformer.onnx"] = "yes"
+    elif how == "deep-json":
+        (out / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+        return False
+    elif how == "manifest-fifo":
+        (out / "manifest.json").unlink()
+        os.mkfifo(out / "manifest.json")
+        return False
+    return True

@@ -1,0 +1,230 @@
+"""Bundles and head files are untrusted input: every field checked, files confined to the
+bundle, broken model outputs and hostile head files refused in one line, writes never
+redirected by planted files."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import stat
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from corpus import HOSTILE_MANIFESTS, damaged_bundle
+from engine.runtime import manifest as manifest_mod
+from engine.runtime.bundle import Bundle
+from engine.runtime.errors import BundleError, MageError
+from engine.runtime.manifest import read_manifest, write_manifest
+from engine.runtime.recognition import Head, HeadError, load_head
+
+
+@pytest.mark.parametrize("how", sorted(HOSTILE_MANIFESTS))
+def test_hostile_manifests_are_refused_in_one_line(how, tiny_bundle_path, tmp_path):
+    broken = damaged_bundle(tiny_bundle_path, tmp_path, how)
+    with pytest.raises(BundleError) as refused:
+        Bundle(broken, device="cpu")
+    message = str(refused.value)
+    assert HOSTILE_MANIFESTS[how] in message and "\n" not in message
+    assert "private" not in message  # nothing read from outside the bundle is shown
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=12)
+FIELDS = ("name", "image_size", "grid", "codebook_size", "mask_token_id", "class_names",
+          "null_class_id", "decoding", "features_dim", "heads", "files", "format_version")
+
+
+@pytest.fixture(scope="module")
+def scratch_bundle(tiny_bundle_path, tmp_path_factory):
+    return Path(shutil.copytree(tiny_bundle_path, tmp_path_factory.mktemp("fuzz") / "b"))
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(changes=st.dictionaries(st.sampled_from(FIELDS), json_values, min_size=1, max_size=3))
+def test_any_manifest_is_read_or_refused_with_bundle_error(changes, scratch_bundle,
+                                                           tiny_bundle_path):
+    """Property: whatever the fields hold, reading gives a manifest within the limits or a
+    BundleError, never another exception."""
+    data = json.loads((tiny_bundle_path / "manifest.json").read_text())
+    data.update(changes)
+    (scratch_bundle / "manifest.json").write_text(json.dumps(data))
+    try:
+        m = read_manifest(scratch_bundle, verify_hashes=False)
+    except BundleError as e:
+        assert "\n" not in str(e)
+        return
+    assert 8 <= m.image_size <= manifest_mod.MAX_IMAGE_SIZE
+    assert m.image_size % m.grid[0] == 0 and m.grid[0] == m.grid[1]
+    assert m.mask_token_id >= m.codebook_size
+    assert m.seq_len * m.codebook_size <= manifest_mod.MAX_LOGITS_PER_IMAGE
+    steps = m.decoding.get("steps", 12)
+    assert isinstance(steps, int) and 1 <= steps <= manifest_mod.MAX_STEPS
+    for name in m.files:
+        assert not name.startswith("/") and ".." not in name.split("/")
+    if m.class_names is not None:
+        assert m.null_class_id >= len(m.class_names)
+
+
+def test_a_well_formed_head_entry_is_accepted(tiny_bundle_path, tmp_path):
+    own = Path(shutil.copytree(tiny_bundle_path, tmp_path / "own"))
+    (own / "heads").mkdir()
+    rng = np.random.default_rng(0)
+    Head("linear", ["a", "b"], rng.normal(size=(2, 32)).astype(np.float32),
+         np.zeros(2, np.float32), np.zeros(32, np.float32),
+         np.ones(32, np.float32)).save(own / "heads" / "topics.npz")
+    m = read_manifest(own)
+    m.heads["topics"] = "heads/topics.npz"
+    m.files["heads/topics.npz"] = ""
+    write_manifest(own, m)
+    assert Bundle(own, device="cpu").manifest.heads == {"topics": "heads/topics.npz"}
+
+
+class BrokenOutputs:
+    """A session whose outputs are wrong: NaN logits or a wrong shape."""
+
+    def __init__(self, real, how):
+        self.real, self.how = real, how
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def run(self, names, feeds):
+        out = self.real.run(names, feeds)
+        if self.how == "nan":
+            out[0] = np.full_like(out[0], np.nan)
+        elif self.how == "shape":
+            out[0] = out[0][..., :-1]
+        return out
+
+
+@pytest.mark.parametrize("how, expect", [("nan", "NaN or infinite"),
+                                         ("shape", "returned shape")])
+def test_broken_model_outputs_give_one_line(how, expect, tiny_bundle_path):
+    bundle = Bundle(tiny_bundle_path, device="cpu")
+    m = bundle.manifest
+    for name in ("transformer", "tokenizer_decoder"):
+        bundle._sessions[name] = BrokenOutputs(bundle._sessions[name], how)
+    with pytest.raises(BundleError, match=expect):
+        bundle.logits(np.full((1, m.seq_len), m.mask_token_id, np.int64))
+    with pytest.raises(BundleError, match=expect):
+        bundle.decode(np.zeros((1, *m.grid), np.int64))
+
+
+# -- head files ---------------------------------------------------------------------------------
+
+def _head(**over) -> dict:
+    rng = np.random.default_rng(0)
+    arrays = {"weight": rng.normal(size=(2, 4)).astype(np.float32),
+              "bias": np.zeros(2, np.float32), "mean": np.zeros(4, np.float32),
+              "std": np.ones(4, np.float32), "class_names": np.array(["a", "b"]),
+              "meta": np.array(json.dumps({"format": "mage-head", "format_version": 1,
+                                           "kind": "linear", "scale": 1.0}))}
+    arrays.update(over)
+    return arrays
+
+
+def _bomb(path: Path) -> None:
+    """A few hundred KB that decompress to 320 MB: the .npy header claims (2, 40e6) float32."""
+    header = {"descr": "<f4", "fortran_order": False, "shape": (2, 40_000_000)}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for key, value in _head().items():
+            if key == "weight":
+                with z.open("weight.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array_header_1_0(member, header)
+                    chunk = bytes(1 << 22)
+                    for _ in range(80):
+                        member.write(chunk)
+            else:
+                with z.open(f"{key}.npy", "w") as member:
+                    np.lib.format.write_array(member, value)
+
+
+@pytest.mark.parametrize("case, expect", [
+    ("empty", "the file is empty"), ("text", "not a classifier head"),
+    ("scalar-mean", "do not fit together"), ("string-weight", "holds"),
+    ("object-array", "holds object data"), ("nan", "NaN"),
+    ("meta-list", "not a classifier head"), ("scale-string", "wrong kind"),
+    ("bomb", "would take"), ("deep-meta", "nested too deeply"), ("folder", "not a regular"),
+])
+def test_hostile_head_files_are_refused(case, expect, tmp_path):
+    path = tmp_path / "h.npz"
+    if case == "empty":
+        path.write_bytes(b"")
+    elif case == "text":
+        path.write_text("not a zip")
+    elif case == "scalar-mean":
+        np.savez(path, **_head(mean=np.float32(0)))
+    elif case == "string-weight":
+        np.savez(path, **_head(weight=np.array([["a"] * 4] * 2)))
+    elif case == "object-array":
+        np.savez(path, **_head(bias=np.array([1, None], dtype=object)))
+    elif case == "nan":
+        np.savez(path, **_head(bias=np.array([np.nan, 0], np.float32)))
+    elif case == "meta-list":
+        np.savez(path, **_head(meta=np.array("[1, 2]")))
+    elif case == "scale-string":
+        np.savez(path, **_head(meta=np.array(json.dumps(
+            {"format": "mage-head", "kind": "linear", "scale": "big"}))))
+    elif case == "bomb":
+        _bomb(path)
+    elif case == "deep-meta":
+        np.savez(path, **_head(meta=np.array("[" * 100_000 + "]" * 100_000)))
+    elif case == "folder":
+        path.mkdir()
+    with pytest.raises(HeadError) as refused:
+        load_head(path)
+    assert expect in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_head_save_never_follows_planted_files_and_keeps_permissions(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    out = tmp_path / "out.npz"
+    for planted in (out.name + ".tmp.npz", out.name + ".tmp", "." + out.name + ".tmp"):
+        (tmp_path / planted).symlink_to(victim)
+    head = Head("linear", ["a", "b"], np.ones((2, 3), np.float32), np.zeros(2, np.float32),
+                np.zeros(3, np.float32), np.ones(3, np.float32))
+    head.save(out)
+    assert victim.read_text() == "keep me"
+    assert load_head(out).class_names == ["a", "b"]
+    out.chmod(0o600)
+    head.save(out)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.is_symlink()) == [
+        "out.npz", "victim.txt"]
+
+
+def test_failed_writes_leave_no_temp_files(tmp_path, monkeypatch, tiny_bundle_path):
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", fail)
+    head = Head("linear", ["a", "b"], np.ones((2, 3), np.float32), np.zeros(2, np.float32),
+                np.zeros(3, np.float32), np.ones(3, np.float32))
+    with pytest.raises(MageError, match="No space left"):
+        head.save(tmp_path / "h.npz")
+    assert list(tmp_path.iterdir()) == []
+    own = Path(shutil.copytree(tiny_bundle_path, tmp_path / "own"))
+    before = sorted(os.listdir(own))
+    (own / "manifest.json").chmod(0o640)
+    monkeypatch.setattr(manifest_mod.Manifest, "to_json", lambda self: fail())
+    with pytest.raises(OSError):
+        write_manifest(own, read_manifest(own))
+    assert sorted(os.listdir(own)) == before
+    monkeypatch.undo()
+    write_manifest(own, read_manifest(own))
+    assert stat.S_IMODE((own / "manifest.json").stat().st_mode) == 0o640
+    assert sorted(os.listdir(own)) == before
+    assert math.isfinite(read_manifest(own).decoding["choice_temperature"])
