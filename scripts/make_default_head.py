@@ -127,7 +127,8 @@ def main() -> int:
     if not args.no_probe:
         print(run("probe", "--data", str(train.relative_to(REPO) if train.is_relative_to(REPO)
                                          else train),
-                  "--val", "0", "--into-bundle", args.name, "--model", model, "--device", "cpu"))
+                  "--val", "0", "--into-bundle", args.name, "--model", model, "--device", "cpu",
+                  "--overwrite"))
     info = load_head(args.model / "heads" / f"{args.name}.npz").info
     answers = run("classify", str(val), "--json", "--model", model, "--device", "cpu")
     top1, top5, total, right, count = score(answers, val)
