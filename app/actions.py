@@ -10,8 +10,8 @@ from functools import partial
 
 import qtawesome as qta
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QMenu, QMessageBox, QSpinBox, QToolBar
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QPalette
+from PySide6.QtWidgets import QApplication, QMenu, QMessageBox, QSpinBox, QToolBar
 
 from app.about import show_about
 from app.demo import start_demo
@@ -32,11 +32,36 @@ SHORTCUTS = [
 ]
 
 
+ICON_PROPERTY = "mage_icon"
+
+
+def themed_icon(name: str):
+    """A qtawesome icon drawn in the current palette's text colours (readable on light and
+    dark themes alike)."""
+    palette = QApplication.palette()
+    return qta.icon(name, color=palette.color(QPalette.ColorRole.ButtonText),
+                    color_disabled=palette.color(QPalette.ColorGroup.Disabled,
+                                                 QPalette.ColorRole.ButtonText))
+
+
+def set_themed_icon(action: QAction, name: str) -> None:
+    action.setProperty(ICON_PROPERTY, name)
+    action.setIcon(themed_icon(name))
+
+
+def refresh_icons(window) -> None:
+    """Redraw every action icon in the palette now in use (after a theme change)."""
+    for action in window.findChildren(QAction):
+        name = action.property(ICON_PROPERTY)
+        if name:
+            action.setIcon(themed_icon(name))
+
+
 def _action(window, text: str, icon: str | None, keys, slot, checkable=False,
             pass_checked=False) -> QAction:
     action = QAction(text, window)
     if icon:
-        action.setIcon(qta.icon(icon))
+        set_themed_icon(action, icon)
     keys = [keys] if isinstance(keys, str) else list(keys or [])
     if keys:
         action.setShortcuts([QKeySequence(k) for k in keys])
@@ -82,7 +107,7 @@ def build_actions(window) -> dict[str, QAction]:
         "grid": _action(window, "Token grid", "mdi6.grid", "Ctrl+G", window.toggle_grid, True,
                         True),
         "heatmap": _action(window, "Confidence heatmap", "mdi6.fire", "H",
-                           window.results_panel.heatmap.setChecked, True, True),
+                           window.results_panel.set_heatmap, True, True),
         "run": _action(window, "Run", "mdi6.play", "Shift+R", e.start_run),
         "cancel": _action(window, "Cancel run", "mdi6.stop", "Ctrl+.", e.cancel_run),
         "import": _action(window, "Import official MAGE checkpoint...", "mdi6.database-import",
@@ -102,13 +127,15 @@ def build_actions(window) -> dict[str, QAction]:
     a["redo"].setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
     for key, icon, tip in (("undo", "mdi6.undo", "Undo (Ctrl+Z)"),
                            ("redo", "mdi6.redo", "Redo (Ctrl+Shift+Z)")):
-        a[key].setIcon(qta.icon(icon))
+        set_themed_icon(a[key], icon)
         a[key].setToolTip(tip)
         window.addAction(a[key])
     a["grid"].setChecked(c.show_grid)
     a["cancel"].setEnabled(False)
     e.busy_changed.connect(a["cancel"].setEnabled)
     window.results_panel.heatmap.toggled.connect(a["heatmap"].setChecked)
+    a["heatmap"].setEnabled(window.results_panel.heatmap.isEnabled())
+    window.results_panel.heatmap_available.connect(a["heatmap"].setEnabled)
     _tool_actions(window, a)
     _menus(window, a)
     _toolbars(window, a)

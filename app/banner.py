@@ -24,11 +24,21 @@ class Banner(QFrame):
         row.addWidget(self.icon)
         row.addWidget(self.text, 1)
         row.addWidget(close)
+        self.cause = ""
         self.hide()
 
-    def show_message(self, text: str, kind: str = "error") -> None:
+    def show_message(self, text: str, kind: str = "error", cause: str = "") -> None:
+        """Show `text`; `cause` names what it is about so that clear(cause) can take it away
+        once that is resolved."""
+        self.cause = cause
         icon, color, background = STYLES[kind]
         self.icon.setPixmap(qta.icon(icon, color=color).pixmap(18, 18))
         self.setStyleSheet(f"Banner {{ background: {background}; border-radius: 4px; }}")
         self.text.setText(text)
         self.show()
+
+    def clear(self, *causes: str) -> None:
+        """Hide the message if it was shown for one of `causes`."""
+        if self.isVisible() and self.cause in causes:
+            self.hide()
+            self.cause = ""

@@ -9,7 +9,7 @@ original image.
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen, QPixmap
 from PySide6.QtWidgets import (
     QFrame,
@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QGraphicsPixmapItem,
     QGraphicsScene,
     QGraphicsView,
+    QLabel,
 )
 
 from app.canvas_items import GridItem, ImageItem, MaskItem
@@ -41,7 +42,8 @@ class CanvasView(QGraphicsView):
         self.brush_size = 40
         self.setScene(QGraphicsScene(self))
         self.setFrameShape(QFrame.Shape.NoFrame)
-        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        # zoom anchors itself (zoom_by): the point under the cursor, or the view centre, stays
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.NoAnchor)
         self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
         self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.SmartViewportUpdate)
         self.setMouseTracking(True)
@@ -78,6 +80,11 @@ class CanvasView(QGraphicsView):
         self._space_down = False
         self._pan_from = None
         self._showing_original = False
+        self.original_label = QLabel("Original", self)
+        self.original_label.setStyleSheet("QLabel { background: rgba(0, 0, 0, 170); color: white;"
+                                          " padding: 3px 8px; border-radius: 4px; }")
+        self.original_label.move(10, 10)
+        self.original_label.setVisible(False)
         editor.document_changed.connect(self.reload)
         editor.image_changed.connect(self._on_image_changed)
         editor.mask_changed.connect(self._on_mask_changed)
@@ -93,7 +100,7 @@ class CanvasView(QGraphicsView):
         self._image.set_rgb(doc.rgb)
         self._mask.set_mask(doc.mask)
         w, h = doc.size
-        pad = max(w, h) * 0.5  # room to pan past the edges
+        pad = max(w, h) * 1.5  # room to pan past the edges and to zoom at a point near them
         self.scene().setSceneRect(QRectF(-pad, -pad, w + 2 * pad, h + 2 * pad))
         self.fit()
 
@@ -160,20 +167,29 @@ class CanvasView(QGraphicsView):
     def actual_size(self) -> None:
         self.set_zoom(1.0)
 
-    def set_zoom(self, zoom: float) -> None:
+    def set_zoom(self, zoom: float, anchor: QPoint | None = None) -> None:
+        """Zoom so that the scene point at viewport position `anchor` (default: the view
+        centre) stays where it is."""
         zoom = min(max(zoom, MIN_ZOOM), MAX_ZOOM)
+        if anchor is None:
+            anchor = self.viewport().rect().center()
+        fixed = self.mapToScene(anchor)
         self._fitted = False
         self.scale(zoom / self.zoom, zoom / self.zoom)
+        moved = self.mapFromScene(fixed) - anchor
+        bar_h, bar_v = self.horizontalScrollBar(), self.verticalScrollBar()
+        bar_h.setValue(bar_h.value() + moved.x())
+        bar_v.setValue(bar_v.value() + moved.y())
         self.zoom_changed.emit(self.zoom)
         self._update_cursor(None)
 
-    def zoom_by(self, factor: float) -> None:
-        self.set_zoom(self.zoom * factor)
+    def zoom_by(self, factor: float, anchor: QPoint | None = None) -> None:
+        self.set_zoom(self.zoom * factor, anchor)
 
     def wheelEvent(self, event) -> None:
         steps = event.angleDelta().y() / 120
         if steps:
-            self.zoom_by(1.25 ** steps)
+            self.zoom_by(1.25 ** steps, event.position().toPoint())
 
     # -- tools --------------------------------------------------------------------------
 
@@ -315,6 +331,8 @@ class CanvasView(QGraphicsView):
         if doc is None or on == self._showing_original:
             return
         self._showing_original = on
+        self.original_label.setVisible(on)
+        self.original_label.raise_()
         same_size = doc.original.shape == doc.rgb.shape
         self._image.set_rgb(doc.original if on and same_size else doc.rgb)
         for item in (self._mask, self._grid, self._preview):

@@ -206,14 +206,18 @@ class GridItem(QGraphicsItem):
                 painter.drawLine(QPointF(x1, y0), QPointF(x1, y1))
 
 
-def confidence_colors(confidence: np.ndarray, token_mask: np.ndarray) -> np.ndarray:
-    """RGBA per cell: regenerated cells from red (unsure) to clear (sure)."""
+def confidence_colors(confidence: np.ndarray, token_mask: np.ndarray,
+                      opacity: float = 0.5) -> np.ndarray:
+    """RGBA per cell: regenerated cells from red (unsure) to clear (sure), at most `opacity`
+    opaque so the fill stays visible underneath."""
+    opacity = float(np.clip(opacity, 0.0, 1.0))
     conf = np.clip(confidence.astype(np.float32), 0, 1)
     colors = np.zeros(conf.shape + (4,), np.uint8)
     colors[..., 0] = 255
     colors[..., 1] = (conf * 220).astype(np.uint8)
     colors[..., 2] = 40
-    colors[..., 3] = np.where(token_mask, (200 * (1 - conf) + 20).astype(np.uint8), 0)
+    alpha = opacity * (235 * (1 - conf) + 20)
+    colors[..., 3] = np.where(token_mask, np.round(alpha).astype(np.uint8), 0)
     return colors
 
 

@@ -59,6 +59,8 @@ class Editor(QObject):
         self._applied_at = -1           # document history_index right after that apply
         self._run_document: Document | None = None   # the document a run started on
         self._notices_shown = 0         # bundle notices already shown (CUDA fallback...)
+        # asked before a run that would close the open document (Generate); False cancels
+        self.confirm_new_document = None
         self._stroke_before: np.ndarray | None = None
         self._stroke_box: Box | None = None
         self._layout_timer = QTimer(self, singleShot=True, interval=30)
@@ -293,6 +295,9 @@ class Editor(QObject):
             self.error.emit(why)
             return False
         options, bundle = self.options, self.bundle
+        if (options.mode == "generate" and self.document is not None
+                and self.confirm_new_document is not None and not self.confirm_new_document()):
+            return False
         settings = options.settings(options.pick_seeds())
         doc = self.document
         self._run_document = doc
@@ -389,8 +394,10 @@ class Editor(QObject):
         label = f"{run.kind.capitalize()} (seed {candidate.seed})"
         meta = {"seed": candidate.seed, "kind": run.kind}
         if run.resizes_canvas:
-            if self.document is None:
+            if self.document is None or run.kind == "generate":
+                # a generated image is a new, unsaved document; it never overwrites a photo
                 self.document = Document(candidate.patch.rgb, None, "", self.options)
+                self.document.saved_index = -1
                 self.undo_stack.clear()
                 change = None
             else:

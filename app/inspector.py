@@ -39,6 +39,7 @@ class RunInspector(QObject):
         super().__init__(parent)
         self.editor = editor
         self.heatmap = False
+        self.heatmap_opacity = 0.5
         self.step = -1
         self._jobs = JobController(self)
         self._jobs.finished.connect(self._on_step_decoded)
@@ -59,6 +60,11 @@ class RunInspector(QObject):
     def set_heatmap(self, on: bool) -> None:
         self.heatmap = on
         self._refresh()
+
+    def set_heatmap_opacity(self, opacity: float) -> None:
+        self.heatmap_opacity = opacity
+        if self.heatmap:
+            self._refresh()
 
     def show_step(self, step: int) -> None:
         """Show the image as decided after `step` (0-based); the last step or -1 is the result."""
@@ -102,7 +108,8 @@ class RunInspector(QObject):
             self.overlay_changed.emit((layout, undecided_colors(undecided)))
         elif self.heatmap:
             conf = run.result.confidence[candidate].reshape(gh, gw)
-            self.overlay_changed.emit((layout, confidence_colors(conf, layout.token_mask)))
+            self.overlay_changed.emit((layout, confidence_colors(conf, layout.token_mask,
+                                                                self.heatmap_opacity)))
         else:
             self.overlay_changed.emit(None)
 

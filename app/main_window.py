@@ -6,20 +6,29 @@ import importlib.util
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QUrl
+from PySide6.QtCore import QEvent, Qt, QTimer, QUrl
 from PySide6.QtGui import QAction, QActionGroup, QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QComboBox,
     QDockWidget,
     QFileDialog,
     QLabel,
+    QLineEdit,
     QMainWindow,
     QMessageBox,
+    QPlainTextEdit,
     QScrollArea,
+    QSizePolicy,
+    QStatusBar,
+    QTextEdit,
+    QTreeView,
     QVBoxLayout,
     QWidget,
 )
 
-from app.actions import build_actions
+from app.actions import build_actions, refresh_icons
 from app.banner import Banner
 from app.canvas import CanvasView
 from app.editor import Editor
@@ -33,11 +42,16 @@ from app.settings import Preferences
 from app.theme import THEMES, apply_theme
 from app.welcome import attach_welcome
 from engine.runtime.errors import MageError
-from engine.runtime.imageio import load_mask
+from engine.runtime.imageio import load_image, load_mask
 from engine.runtime.models import user_models_dir
 
 log = logging.getLogger(__name__)
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif);;All files (*)"
+FIRST_SHARE = (0.8, 0.85)     # first launch: this share of the screen's width and height
+GEOMETRY_SAVE_MS = 1000       # the window's size and docks are saved this long after a change
+# Editor-wide keys that work wherever focus is, except while typing text
+TYPING = (QLineEdit, QTextEdit, QPlainTextEdit)
+BRUSH_KEYS = {Qt.Key.Key_BracketLeft: "smaller", Qt.Key.Key_BracketRight: "larger"}
 
 
 class MainWindow(QMainWindow):
@@ -71,10 +85,75 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self._connect()
         geometry, state = prefs.window_state()
-        if geometry is not None:
-            self.restoreGeometry(geometry)
+        if geometry is None or not self.restoreGeometry(geometry):
+            self._first_size()
         if state is not None:
             self.restoreState(state)
+        # saved soon after every change, not only on a clean close (a crash lost it)
+        self._geometry_timer = QTimer(self, singleShot=True, interval=GEOMETRY_SAVE_MS)
+        self._geometry_timer.timeout.connect(self.save_geometry)
+        QApplication.instance().installEventFilter(self)
+
+    def _first_size(self) -> None:
+        """First launch: a sensible share of the screen, centred."""
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is None:
+            return
+        area = screen.availableGeometry()
+        w = min(area.width(), max(int(area.width() * FIRST_SHARE[0]), 1000))
+        h = min(area.height(), max(int(area.height() * FIRST_SHARE[1]), 680))
+        self.resize(w, h)
+        self.move(area.x() + (area.width() - w) // 2, area.y() + (area.height() - h) // 2)
+
+    def save_geometry(self) -> None:
+        self.prefs.save_window_state(self.saveGeometry(), self.saveState())
+        self.prefs.sync()
+
+    def _schedule_geometry_save(self) -> None:
+        if hasattr(self, "_geometry_timer") and self.isVisible():
+            self._geometry_timer.start()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self._schedule_geometry_save()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._schedule_geometry_save()
+
+    def moveEvent(self, event) -> None:
+        super().moveEvent(event)
+        self._schedule_geometry_save()
+
+    def changeEvent(self, event) -> None:
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
+            refresh_icons(self)   # icons in the new palette's text colour
+        super().changeEvent(event)
+
+    # -- editor-wide keys: hold Tab to compare, [ and ] for the brush -------------------------
+
+    def eventFilter(self, obj, event) -> bool:
+        kind = event.type()
+        if kind not in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease,
+                        QEvent.Type.ShortcutOverride):
+            return False
+        key = event.key()
+        if key != Qt.Key.Key_Tab and key not in BRUSH_KEYS:
+            return False
+        if event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier:
+            return False
+        if not isinstance(obj, QWidget) or obj.window() is not self or _typing(obj):
+            return False
+        if kind == QEvent.Type.ShortcutOverride:
+            event.accept()     # delivered as a key press below, in every widget
+            return True
+        if key == Qt.Key.Key_Tab:
+            if not event.isAutoRepeat():
+                self.canvas.show_original(kind == QEvent.Type.KeyPress)
+            return True
+        if kind == QEvent.Type.KeyPress:
+            self.actions_[BRUSH_KEYS[key]].trigger()
+        return True
 
     # -- layout -------------------------------------------------------------------------
 
@@ -101,17 +180,25 @@ class MainWindow(QMainWindow):
         return dock
 
     def _build_status_bar(self) -> None:
-        bar = self.statusBar()
+        bar = StatusBar()
+        self.setStatusBar(bar)
         self.size_label, self.zoom_label, self.model_label = QLabel(), QLabel(), QLabel()
         for label in (self.size_label, self.zoom_label, self.model_label):
+            label.setContentsMargins(8, 0, 4, 0)
             bar.addPermanentWidget(label)
         self.model_label.setText("Model: loading...")
 
     def _connect(self) -> None:
         e = self.editor
         e.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
-        e.error.connect(lambda text: self.banner.show_message(text, "error"))
-        e.notice.connect(lambda text: self.banner.show_message(text, "info"))
+        # a problem with what the user just did goes away once it is resolved
+        e.error.connect(lambda text: self.banner.show_message(text, "error", "action"))
+        e.notice.connect(lambda text: self.banner.show_message(text, "info", "notice"))
+        e.document_changed.connect(self._clear_action_banner)
+        e.saved.connect(self._clear_action_banner)
+        e.saved.connect(self._update_title)
+        e.busy_changed.connect(self._on_busy_banner)
+        e.confirm_new_document = self._confirm_generate
         if self.autosaver is not None:
             self.autosaver.failed.connect(lambda text: self.banner.show_message(text, "error"))
         e.document_changed.connect(self._on_document)
@@ -132,20 +219,60 @@ class MainWindow(QMainWindow):
 
     # -- files --------------------------------------------------------------------------
 
+    def choose_file(self, title: str, folder: str, filters: str, save: bool = False) -> str:
+        """A file dialog big enough to read its columns, remembering its size and columns."""
+        start = Path(folder) if folder else None
+        dialog = QFileDialog(self, title, str(start.parent if save and start else folder or ""),
+                             filters)
+        dialog.setObjectName("file-dialog")
+        if save:
+            dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+            dialog.setDefaultSuffix("png")
+            if start is not None:
+                dialog.selectFile(start.name)
+        else:
+            dialog.setFileMode(QFileDialog.FileMode.ExistingFile)
+        state = self.prefs.dialog_state()
+        if state is None or not dialog.restoreState(state):
+            dialog.setViewMode(QFileDialog.ViewMode.Detail)
+        area = (self.screen() or QGuiApplication.primaryScreen()).availableGeometry()
+        dialog.resize(min(960, area.width() - 40), min(600, area.height() - 60))
+        for view in dialog.findChildren(QTreeView):
+            header = view.header()
+            header.resizeSection(0, max(header.sectionSize(0), dialog.width() // 2))
+            for column in range(1, header.count()):
+                header.resizeSection(column, max(header.sectionSize(column),
+                                                 header.sectionSizeHint(column) + 24))
+        accepted = dialog.exec() == QFileDialog.DialogCode.Accepted
+        self.prefs.save_dialog_state(dialog.saveState())
+        files = dialog.selectedFiles() if accepted else []
+        return files[0] if files else ""
+
     def open_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open image", self.prefs.folder("open"),
-                                              IMAGE_FILTER)
+        path = self.choose_file("Open image", self.prefs.folder("open"), IMAGE_FILTER)
         if path:
             self.open_path(path)
 
     def open_path(self, path: str) -> bool:
+        """Open an image file. The file is read first: a file that cannot be opened is
+        reported without asking about the open image's unsaved changes."""
+        try:
+            loaded = load_image(path)
+        except MageError as error:
+            self.editor.error.emit(str(error))
+            return False
+        except MemoryError:
+            self.editor.error.emit(f"Cannot load image '{path}': not enough memory to edit it")
+            return False
         if not self._may_discard():
             return False
-        shown = self.banner.text.text() if self.banner.isVisible() else ""
-        if not self.editor.open_file(path):
+        try:
+            self.editor.set_image(loaded.rgb, loaded.alpha, loaded.path)
+        except MageError as error:
+            self.editor.error.emit(str(error))
             return False
-        if shown.startswith("Cannot load image") and self.banner.text.text() == shown:
-            self.banner.hide()   # an earlier file's problem, not this one's
+        if loaded.notices:
+            self.editor.notice.emit(f"{Path(path).name}: " + "; ".join(loaded.notices))
         self.prefs.set_folder("open", str(Path(path).parent))
         self.prefs.add_recent(str(Path(path).resolve()))
         self.output_path = ""
@@ -167,8 +294,7 @@ class MainWindow(QMainWindow):
         doc = self.editor.document
         if doc is None:
             return
-        path, _ = QFileDialog.getOpenFileName(self, "Load mask", self.prefs.folder("open"),
-                                              IMAGE_FILTER)
+        path = self.choose_file("Load mask", self.prefs.folder("open"), IMAGE_FILTER)
         if path:
             self.load_mask_file(path)
 
@@ -191,8 +317,8 @@ class MainWindow(QMainWindow):
         doc = self.editor.document
         if doc is None:
             return
-        path, _ = QFileDialog.getSaveFileName(self, "Save as a new PNG", self._suggested_name(),
-                                              "PNG (*.png)")
+        path = self.choose_file("Save as a new PNG", self._suggested_name(), "PNG (*.png)",
+                                save=True)
         if not path:
             return
         if not path.lower().endswith(".png"):
@@ -327,6 +453,28 @@ class MainWindow(QMainWindow):
             doc = self.editor.document
             self.recognition_panel.set_image(None if doc is None else doc.rgb)
 
+    def _confirm_generate(self) -> bool:
+        """Generate opens its result as a new image: ask before closing one with edits."""
+        doc = self.editor.document
+        if not self.interactive or doc is None or (
+                not doc.modified and self.editor.undo_stack.count() == 0):
+            return True
+        name = Path(doc.path).name if doc.path else "the current image"
+        answer = QMessageBox.question(
+            self, "Generate a new image?",
+            f"Generate opens the result as a new, untitled image and closes {name}; its "
+            "unsaved edits and undo history are lost. Generate anyway?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def _on_busy_banner(self, busy: bool) -> None:
+        if busy:
+            self._clear_action_banner()
+
+    def _clear_action_banner(self, *_) -> None:
+        self.banner.clear("action")
+
     def _update_title(self, *_) -> None:
         doc = self.editor.document
         name = Path(doc.path).name if doc is not None and doc.path else "untitled"
@@ -352,6 +500,65 @@ class MainWindow(QMainWindow):
         urls = [u for u in event.mimeData().urls() if u.isLocalFile()]
         if urls:
             self.open_path(urls[0].toLocalFile())
+
+
+def _typing(widget: QWidget) -> bool:
+    """True for widgets where keys are text (a name field, an editable class list)."""
+    if isinstance(widget, TYPING):
+        return True
+    if isinstance(widget, QComboBox) and widget.isEditable():
+        return True
+    return isinstance(widget, QAbstractItemView) and \
+        widget.state() == QAbstractItemView.State.EditingState
+
+
+class ElidedLabel(QLabel):
+    """One line that shortens itself with "..." to the width it gets."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.full_text = ""
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setMinimumWidth(20)
+
+    def set_full_text(self, text: str) -> None:
+        self.full_text = text
+        self.setToolTip(text)
+        self._elide()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        width = max(self.contentsRect().width() - 2, 0)
+        self.setText(self.fontMetrics().elidedText(self.full_text, Qt.TextElideMode.ElideRight,
+                                                   width))
+
+
+class StatusBar(QStatusBar):
+    """Transient messages in a label that elides to the room left of the size, zoom and model
+    labels, instead of running into them in a small window."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.message_label = ElidedLabel()
+        self.addWidget(self.message_label, 1)
+        self._timer = QTimer(self, singleShot=True)
+        self._timer.timeout.connect(self.clearMessage)
+
+    def showMessage(self, text: str, timeout: int = 0) -> None:  # noqa: N802 - Qt's name
+        self.message_label.set_full_text(text)
+        if timeout > 0:
+            self._timer.start(timeout)
+        else:
+            self._timer.stop()
+
+    def clearMessage(self) -> None:  # noqa: N802 - Qt's name
+        self.showMessage("")
+
+    def currentMessage(self) -> str:  # noqa: N802 - Qt's name
+        return self.message_label.full_text
 
 
 def _recognition_panel():

@@ -35,6 +35,12 @@ class Preferences:
         self._s.setValue("window/geometry", geometry)
         self._s.setValue("window/state", state)
 
+    def dialog_state(self) -> QByteArray | None:
+        return self._s.value("window/file_dialog")
+
+    def save_dialog_state(self, state: QByteArray) -> None:
+        self._s.setValue("window/file_dialog", state)
+
     # tools and folders
     @property
     def brush_size(self) -> int:

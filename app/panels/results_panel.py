@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import qtawesome as qta
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -29,6 +29,8 @@ from app.qimage import qimage_from_rgb
 
 
 class ResultsPanel(QWidget):
+    heatmap_available = Signal(bool)   # the heatmap can be shown (a finished, inspectable run)
+
     def __init__(self, editor: Editor, inspector: RunInspector, parent=None):
         super().__init__(parent)
         self.editor, self.inspector = editor, inspector
@@ -72,6 +74,14 @@ class ResultsPanel(QWidget):
         self.heatmap = QCheckBox("Confidence heatmap")
         self.heatmap.setToolTip("Red cells: tokens the model was least sure of (H)")
         self.heatmap.toggled.connect(self.inspector.set_heatmap)
+        self.heatmap.toggled.connect(lambda on: self.opacity.setEnabled(on))
+        self.opacity = QSlider(Qt.Orientation.Horizontal, minimum=10, maximum=100,
+                               value=round(self.inspector.heatmap_opacity * 100))
+        self.opacity.setToolTip("Opacity of the confidence heatmap")
+        self.opacity.setFixedWidth(90)
+        self.opacity.setEnabled(False)
+        self.opacity.valueChanged.connect(
+            lambda v: self.inspector.set_heatmap_opacity(v / 100))
         self.reroll_count = QSpinBox(minimum=1, maximum=256, value=self.editor.options.reroll_count)
         self.reroll_count.setToolTip("How many of the least confident tokens to decode again")
         self.reroll_count.valueChanged.connect(lambda v: self.editor.set_options(
@@ -81,10 +91,15 @@ class ResultsPanel(QWidget):
                                "keeping the rest")
         self.reroll.clicked.connect(lambda: self.editor.reroll(self.reroll_count.value()))
         row.addWidget(self.heatmap)
+        row.addWidget(self.opacity)
         row.addStretch(1)
         row.addWidget(self.reroll_count)
         row.addWidget(self.reroll)
         return row
+
+    def set_heatmap(self, on: bool) -> None:
+        """Show or hide the heatmap (the H key and View menu); only when there is a run."""
+        self.heatmap.setChecked(bool(on) and self.heatmap.isEnabled())
 
     def show_run(self, run: RunOutcome | None) -> None:
         self.candidates.clear()
@@ -109,6 +124,7 @@ class ResultsPanel(QWidget):
         inspectable = idle and self.inspector.can_inspect()
         self.scrubber.setEnabled(inspectable)
         self.heatmap.setEnabled(inspectable)
+        self.heatmap_available.emit(inspectable)
         run = self.editor.run
         can_reroll = idle and run is not None and run.job is not None
         self.reroll.setEnabled(can_reroll)
