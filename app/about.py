@@ -64,8 +64,9 @@ def explanation(manifest=None) -> str:
         "back into pixels, which are blended into the photo. The confidence heatmap shows how "
         "sure the model was of each token it chose.\n\n"
         "The same encoder that reads the visible tokens also gives **features for "
-        "recognition**: with nothing masked, its output describes the whole image, and a "
-        "linear classifier on it gives the Recognition tab's top classes."
+        "recognition**: with nothing masked, its output averaged over the tokens describes "
+        "the whole image, and a linear classifier on it gives the Recognition tab's top "
+        "classes."
     )
 
 

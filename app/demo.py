@@ -34,6 +34,7 @@ BACKGROUND = QColor(18, 18, 22)
 TEXT = QColor(236, 236, 242)
 DIM = QColor(150, 150, 162)
 PHASES = ("waiting", "intro", "running", "decode", "result", "message")
+HEATMAP_ALPHA = 150   # the heatmap's strongest red stays translucent over the fill
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,7 @@ class DemoMode(QWidget):
             undecided = tokens == bundle.manifest.mask_token_id
             conf = run.outcome.result.confidence[0].reshape(gh, gw)
             colors = confidence_colors(conf, layout.token_mask & ~undecided)
+            colors[..., 3] = np.minimum(colors[..., 3], HEATMAP_ALPHA)   # the fill shows
             colors[undecided] = undecided_colors(undecided)[undecided]
             self._grid.show_lines = False
             self._grid.set_layout(layout, colors)
@@ -361,6 +363,7 @@ class DemoMode(QWidget):
         p.drawImage(target, image)
         if grid:
             p.save()
+            p.setClipRect(target)   # a context square may reach past the photo's edge
             p.translate(QPointF(target.x(), target.y()))
             p.scale(scale, scale)
             self._grid.paint(p, None)

@@ -272,3 +272,31 @@ def test_demo_mode_waits_for_the_model(qtbot, assets, monkeypatch):
     demo.leave()
     assert not demo.isVisible()
     close(win)
+
+
+# -- the scripted screenshots (the README's pictures) --------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extra, title", [(["--about"], "about"),
+                                          (["--demo"], "demo decode"),
+                                          (["--demo", "--demo-shot", "result"], "demo result")])
+def test_screenshots_of_about_and_demo_mode(tmp_path, monkeypatch, tiny_bundle_path, extra,
+                                            title):
+    from .test_screenshot import _run_under_xvfb
+
+    monkeypatch.setenv(ENV_ASSETS, str(make_assets(tmp_path / "assets", count=1)))
+    out = tmp_path / "shot.png"
+    result = _run_under_xvfb([*extra, "--screenshot", str(out), "--model",
+                              str(tiny_bundle_path), "--device", "cpu"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    shot = np.asarray(Image.open(out).convert("RGB"))
+    if title == "about":
+        assert shot.shape[1] == 900
+        assert len(np.unique(shot.reshape(-1, 3), axis=0)) > 20    # text, not a blank dialog
+        return
+    assert shot.shape[:2] == (900, 1440)
+    phase = "decode 4" if title == "demo decode" else "result -1"
+    assert f"demo mode: {phase}:" in result.stderr
+    # the sample photo is on screen: its gradient gives many colours
+    assert len(np.unique(shot.reshape(-1, 3), axis=0)) > 1000
