@@ -22,12 +22,15 @@ file is only ever read (for its hash, or to reload a very large one it reference
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
+import math
 import os
 import secrets
 import shutil
+import stat
 import threading
 import time
 import weakref
@@ -48,6 +51,11 @@ log = logging.getLogger(__name__)
 SESSION_VERSION = 1
 SESSION_FILE = "session.json"
 MAX_INSTANCES = 8
+# Sessions the user declined, or that could not be restored, are moved here (never deleted
+# at once); only the newest KEEP_OLDER are kept.
+OLDER_FOLDER = "older sessions"
+KEEP_OLDER = 10
+MAX_SESSION_BYTES = 64 << 20      # a session.json is a few KB per change
 # Opened images larger than this are referenced by path + sha256 instead of copied into the
 # session (a 108 MP photo would cost 324 MB per open); smaller ones are copied, so a restore
 # works even when the file was moved or edited elsewhere.
@@ -107,13 +115,28 @@ class SessionStore:
         return self.json_path.is_file()
 
     def info(self) -> dict:
-        """The session's JSON (raises RestoreError when unreadable)."""
+        """The session's JSON, checked field by field (raises RestoreError when unreadable,
+        damaged or written by another version)."""
         try:
+            st = os.stat(self.json_path)
+            if not stat.S_ISREG(st.st_mode):
+                raise RestoreError("the autosaved session is damaged (session.json is not a "
+                                   "regular file)")
+            if st.st_size > MAX_SESSION_BYTES:
+                raise RestoreError("the autosaved session is damaged (session.json is "
+                                   f"{st.st_size:,} bytes)")
             meta = json.loads(self.json_path.read_text(encoding="utf-8"))
+        except RestoreError:
+            raise
+        except RecursionError:
+            raise RestoreError("the autosaved session is damaged (nested too deeply)") from None
         except (OSError, ValueError) as error:
-            raise RestoreError(f"the autosaved session is damaged ({error})") from None
+            raise RestoreError(f"the autosaved session is damaged ({_short(error)})") from None
         if not isinstance(meta, dict) or meta.get("version") != SESSION_VERSION:
             raise RestoreError("the autosaved session was written by another version")
+        problem = check_session(meta)
+        if problem:
+            raise RestoreError(f"the autosaved session is damaged ({problem})")
         return meta
 
     # writing ------------------------------------------------------------------------------
@@ -250,9 +273,11 @@ class SessionStore:
         index = int(meta["history_index"])
         if not 0 <= index <= len(doc.history):
             raise RestoreError("the autosaved session is damaged (bad undo position)")
-        for change in doc.history[:index]:
+        for change in doc.history:   # every change must fit, the redo tail too
             _check_fits(doc, change)
             doc.apply(change, forward=True)
+        for change in reversed(doc.history[index:]):
+            doc.apply(change, forward=False)
         doc.history_index = index
         doc.saved_index = int(meta.get("saved_index", -1))
         return doc
@@ -274,10 +299,13 @@ class SessionStore:
     def _blob(self, key: str | None) -> np.ndarray | None:
         if key is None:
             return None
-        if not isinstance(key, str) or not key.isalnum():
+        if not isinstance(key, str) or not key.isalnum() or not key.isascii():
             raise RestoreError("the autosaved session is damaged (bad blob name)")
         path = self.blobs / f"{key}.npy"
         try:
+            if not stat.S_ISREG(os.stat(path).st_mode):   # never block on a FIFO
+                raise RestoreError(f"the autosaved session is damaged ({path.name} is not a "
+                                   "regular file)")
             data = np.load(path, allow_pickle=False)
         except FileNotFoundError:
             raise RestoreError(f"the autosaved session is incomplete ({path.name} is missing)"
@@ -290,13 +318,94 @@ class SessionStore:
         return _unpack(data) if key.startswith("m") else data
 
 
+def check_session(meta: dict) -> str:
+    """Why a session's JSON cannot be a session this version wrote ("" when it can): every
+    field restore and the restore question read, with its type and range."""
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    def integer(value, low: int = 0, high: int = 1 << 31) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+    def key(value) -> bool:
+        return value is None or (isinstance(value, str) and 0 < len(value) <= 64)
+
+    when = meta.get("time")
+    if not number(when) or not math.isfinite(when) or not 0 <= when < 1e11:
+        return "bad time"
+    if not isinstance(meta.get("path", ""), str) or len(meta.get("path", "")) > 4096:
+        return "bad path"
+    if not isinstance(meta.get("options", {}), dict):
+        return "bad options"
+    for value in meta.get("options", {}).values():
+        if value is not None and not isinstance(value, (str, bool)) and not (
+                number(value) and math.isfinite(value) and abs(value) <= 1e9):
+            return "bad options"
+    if not isinstance(meta.get("extra", {}), dict):
+        return "bad extra"
+    original = meta.get("original")
+    if not isinstance(original, dict):
+        return "no original image"
+    size = original.get("size")
+    if (not isinstance(size, list) or len(size) != 2
+            or not all(integer(v, 1, 1 << 20) for v in size)):
+        return "bad image size"
+    if not key(original.get("pixels")) or not isinstance(original.get("file", ""), str) \
+            or not isinstance(original.get("sha256", ""), str):
+        return "bad original image"
+    if original.get("pixels") is None and not original.get("file"):
+        return "no original image"
+    if not key(meta.get("alpha0")):
+        return "bad alpha"
+    history = meta.get("history")
+    if not isinstance(history, list):
+        return "bad history"
+    for entry in history:
+        if not isinstance(entry, dict) or not isinstance(entry.get("label"), str):
+            return "bad history entry"
+        if not isinstance(entry.get("meta") or {}, dict):
+            return "bad history entry"
+        for part in ("mask", "image"):
+            if part in entry:
+                patch = entry[part]
+                if (not isinstance(patch, dict) or not integer(patch.get("x0"))
+                        or not integer(patch.get("y0"))
+                        or not all(isinstance(patch.get(k), str) and key(patch[k])
+                                   for k in ("before", "after"))):
+                    return "bad history entry"
+        if "canvas" in entry:
+            canvas = entry["canvas"]
+            if (not isinstance(canvas, list) or len(canvas) != 2
+                    or not all(isinstance(c, dict) and key(c.get("alpha"))
+                               and isinstance(c.get("rgb"), str) and key(c["rgb"])
+                               and isinstance(c.get("mask"), str) and key(c["mask"])
+                               for c in canvas)):
+                return "bad history entry"
+    if not integer(meta.get("history_index"), 0, len(history)):
+        return "bad undo position"
+    if not integer(meta.get("saved_index", -1), -1, len(history)):
+        return "bad saved position"
+    if "pid" in meta and not integer(meta["pid"], 0, 1 << 40):
+        return "bad pid"
+    return ""
+
+
 def _check_fits(doc: Document, change: Change) -> None:
     h, w = doc.rgb.shape[:2]
-    for patch in (change.mask, change.image):
+    damaged = RestoreError("the autosaved session is damaged (a change does not fit)")
+    for patch, ndim in ((change.mask, 2), (change.image, 3)):
         if patch is not None:
+            if patch.before.ndim != ndim or patch.before.shape != patch.after.shape:
+                raise damaged
             x0, y0, x1, y1 = patch.box
-            if x0 < 0 or y0 < 0 or x1 > w or y1 > h or patch.before.shape != patch.after.shape:
-                raise RestoreError("the autosaved session is damaged (a change does not fit)")
+            if x0 < 0 or y0 < 0 or x1 > w or y1 > h or (ndim == 3 and patch.before.shape[2] != 3):
+                raise damaged
+    for state in change.canvas or ():
+        size = state.rgb.shape[:2]
+        if (state.rgb.ndim != 3 or state.rgb.shape[2] != 3 or state.rgb.dtype != np.uint8
+                or state.mask.shape != size or state.mask.dtype != bool
+                or (state.alpha is not None and state.alpha.shape != size)):
+            raise damaged
 
 
 # -- the background writer ----------------------------------------------------------------
@@ -380,6 +489,7 @@ class Autosaver(QObject):
         self._writer: _Writer | None = None
         self._failed_once = False
         self._active = False
+        self.problem = ""        # why autosave is off, one line for a banner ("" when on)
         self._timer = QTimer(self, singleShot=True, interval=delay_ms)
         self._timer.timeout.connect(self.save_now)
         self._claim()
@@ -387,33 +497,39 @@ class Autosaver(QObject):
     # -- folder and lock ----------------------------------------------------------------------
 
     def _claim(self) -> None:
-        """Takes the first session folder no running instance holds; one with a crashed
-        session in it first."""
+        """Takes one session folder: the first with a session a crash left behind (its lock
+        is stale: the process that held it is gone), else the first no running instance
+        holds. Folders are locked one at a time and created only when taken, so instances
+        starting together each get their own, and none holds more than one."""
         candidates = [self.root] + [self.root.with_name(f"{self.root.name}-{n}")
                                     for n in range(2, MAX_INSTANCES + 1)]
-        locks: list[tuple[Path, QLockFile]] = []
-        for folder in candidates:
+        crashed = [f for f in candidates if SessionStore(f).has_session()]
+        problem = ""
+        for folder in crashed + [f for f in candidates if f not in crashed]:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
+                _check_writable(folder)
             except OSError as error:
-                log.warning("no autosave: cannot create %s: %s", folder, error)
-                break
+                problem = f"cannot write to {folder} ({_os_reason(error)})"
+                log.warning("no autosave in %s: %s", folder, error)
+                if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC,
+                                   errno.ENOTDIR):
+                    break          # its siblings are in the same place: no better there
+                continue
             lock = QLockFile(str(folder / "lock"))
             lock.setStaleLockTime(0)       # stale only when its process is gone
             if lock.tryLock(0):
-                locks.append((folder, lock))
-                if SessionStore(folder).has_session():
-                    break
-        if not locks:
-            log.warning("no autosave: every session folder under %s is in use", self.root.parent)
-            return
-        chosen = next(((f, lk) for f, lk in locks if SessionStore(f).has_session()), locks[0])
-        for _folder, lock in locks:
-            if lock is not chosen[1]:
-                lock.unlock()
-        self.folder, self._lock = chosen
-        self.store = SessionStore(self.folder)
-        self._writer = _Writer(self.store, self._report_failure, self._writes_work)
+                self.folder, self._lock = folder, lock
+                self.store = SessionStore(folder)
+                self._writer = _Writer(self.store, self._report_failure, self._writes_work)
+                return
+            if lock.error() == QLockFile.LockError.PermissionError:
+                problem = f"cannot write to {folder} (permission denied)"
+                break
+        if not problem:
+            problem = f"every session folder under {self.root.parent} is in use"
+        self.problem = f"Autosave is off: {problem}; your edits are not being backed up"
+        log.warning("%s", self.problem)
 
     @property
     def enabled(self) -> bool:
@@ -432,11 +548,11 @@ class Autosaver(QObject):
 
     def restore(self) -> str:
         """Puts the crashed session into the editor; "" on success, else why not (then the
-        session is moved aside, not deleted)."""
+        session is set aside, not deleted)."""
         try:
             doc, meta = self.store.load()
         except RestoreError as error:
-            self._set_aside()
+            self.set_aside("unrestorable")
             return f"Could not restore the last session: {error}"
         self.editor.adopt_document(doc)
         log.info("restored session: %d changes, at step %d", len(doc.history),
@@ -444,21 +560,45 @@ class Autosaver(QObject):
         return ""
 
     def discard(self) -> None:
-        if self.store is not None:
-            self.store.clear()
+        """The user declined the crashed session: it is set aside, not deleted."""
+        if self.store is not None and self.store.has_session():
+            self.set_aside("declined")
 
-    def _set_aside(self) -> None:
+    def set_aside(self, why: str) -> Path | None:
+        """Moves the session (session.json and its blobs) into the "older sessions" folder
+        beside the session folders, named by time and `why`; only the newest KEEP_OLDER are
+        kept there. Returns where it went; None when it could not be moved, and then
+        autosave stops for this run rather than write over it."""
+        if self.store is None:
+            return None
+        older = self.root.parent / OLDER_FOLDER
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        target = self.folder.with_name(f"{self.folder.name}-unrestorable-{stamp}")
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            target.mkdir()
+            older.mkdir(parents=True, exist_ok=True)
+            for n in range(100):
+                target = older / f"{stamp}-{why}" if n == 0 else older / f"{stamp}-{why}-{n}"
+                try:
+                    target.mkdir()
+                    break
+                except FileExistsError:
+                    continue
+            else:
+                raise FileExistsError(f"{older} is full of sessions from {stamp}")
             for name in (SESSION_FILE, "blobs"):
-                if (self.folder / name).exists():
+                if os.path.lexists(self.folder / name):
                     os.replace(self.folder / name, target / name)
         except OSError as error:
             log.warning("could not set the session aside: %s", error)
-            self.store.clear()
+            self.problem = (f"Autosave is off: the last session in {self.folder} could not be "
+                            f"set aside ({_os_reason(error)}); it was left as it was")
+            self.failed.emit(self.problem)
+            self._release()
+            return None
+        self.store = SessionStore(self.folder)
+        self._writer = _Writer(self.store, self._report_failure, self._writes_work)
+        log.info("set the last session aside in %s", target)
+        _prune(older, KEEP_OLDER)
+        return target
 
     # -- following the editor ---------------------------------------------------------------
 
@@ -515,6 +655,9 @@ class Autosaver(QObject):
             self._writer.flush()
         if clean:
             self.store.clear()
+        self._release()
+
+    def _release(self) -> None:
         if self._lock is not None:
             self._lock.unlock()
             self._lock = None
@@ -558,6 +701,31 @@ def _atomic_write(path: Path, write, sync_folder: bool = False) -> None:
                 os.close(fd)
         except OSError:
             pass  # not every file system syncs folders
+
+
+def _check_writable(folder: Path) -> None:
+    """Raises OSError when a file cannot be created in `folder`."""
+    probe = folder / f".probe.{secrets.token_hex(4)}.tmp"
+    os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    probe.unlink()
+
+
+def _prune(older: Path, keep: int) -> None:
+    """Removes all but the newest `keep` set-aside sessions (by name: they start with the
+    time)."""
+    try:
+        kept = sorted((p for p in older.iterdir() if p.is_dir() and not p.is_symlink()),
+                      key=lambda p: (_mtime(p), p.name), reverse=True)
+    except OSError:
+        return
+    for stale in kept[keep:]:
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _os_reason(error: OSError) -> str:
+    if isinstance(error, PermissionError):
+        return "permission denied"
+    return error.strerror.lower() if error.strerror else _short(error)
 
 
 def _mtime(path: Path) -> float:

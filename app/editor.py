@@ -21,7 +21,7 @@ from app.document import Change, Document, patch_between
 from app.jobs import RunOutcome, StepProgress, edit_job, extend_job, generate_job, reroll_job
 from app.model_manager import ModelManager
 from app.options import MODE_TITLES, EditOptions
-from app.token_layout import EditPlan, plan_for
+from app.token_layout import EditPlan, LayoutPlanner
 from app.undo import ChangeCommand
 from engine.runtime.errors import MageError
 from engine.runtime.imageio import load_image, save_png
@@ -65,6 +65,8 @@ class Editor(QObject):
         self._stroke_box: Box | None = None
         self._layout_timer = QTimer(self, singleShot=True, interval=30)
         self._layout_timer.timeout.connect(self._update_layout)
+        self.planner = LayoutPlanner(self)   # plans off the GUI thread, latest request wins
+        self.planner.ready.connect(self._on_plan)
         self.jobs.progress.connect(self._on_progress)
         self.jobs.finished.connect(self._on_finished)
         self.jobs.failed.connect(self._on_failed)
@@ -278,13 +280,20 @@ class Editor(QObject):
             self._layout_timer.start()
 
     def _update_layout(self) -> None:
-        layout = None
         if (self.document is not None and self.bundle is not None
                 and self.options.mode in ("remove", "class")):
             settings = self.options.settings((0,))
-            layout = plan_for(self.bundle.manifest, self.document.mask, settings)
-        self.layout = layout
-        self.layout_changed.emit(layout)
+            # the overlay follows when the plan arrives; the window never waits for it
+            self.planner.request(self.bundle.manifest, self.document.mask.copy(), settings)
+            return
+        self.planner.forget()
+        self.layout = None
+        self.layout_changed.emit(None)
+
+    def _on_plan(self, number: int, plan: EditPlan | None) -> None:
+        if number == self.planner.latest:
+            self.layout = plan
+            self.layout_changed.emit(plan)
 
     # -- runs ---------------------------------------------------------------------------
 

@@ -70,6 +70,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    problem = check_outputs(args)
+    if problem:
+        print(f"main.py: {problem}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     QCoreApplication.setOrganizationName(ORGANISATION)
     QCoreApplication.setApplicationName(APPLICATION)
@@ -85,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         restore = "ask"
     editor = Editor()
     editor.set_options(prefs.options())
+    if scripted:   # a scripted run has no one watching the banner: problems go to stderr too
+        editor.error.connect(lambda text: print(text, file=sys.stderr))
     autosaver = None if scripted and restore is None else Autosaver(editor)
     window = MainWindow(editor, prefs, interactive=not scripted, autosaver=autosaver)
     _install_excepthook(editor)
@@ -98,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     if autosaver is not None:
         restored = offer_restore(window, autosaver, restore or "ask")
         app.aboutToQuit.connect(lambda: autosaver.close(clean=False))
+        if autosaver.problem:
+            window.banner.show_message(autosaver.problem, "error")
+            if scripted:
+                print(autosaver.problem, file=sys.stderr)
     if args.open and restored:
         window.banner.show_message(f"Restored the session a crash interrupted; "
                                    f"{Path(args.open).name} was not opened", "info")
@@ -126,10 +136,18 @@ def offer_restore(window: MainWindow, autosaver: Autosaver, choice: str) -> bool
     info = autosaver.pending()
     if info is None:
         return False
+    if "error" in info:   # damaged: never offered again, never deleted, the app starts
+        where = autosaver.set_aside("damaged")
+        kept = f"; it was set aside in {where}" if where is not None else ""
+        window.banner.show_message(f"Could not restore the last session: {info['error']}"
+                                   f"{kept}", "error")
+        return False
     if choice == "ask":
         choice = "yes" if ask_restore(window, info) else "no"
     if choice != "yes":
-        autosaver.discard()
+        where = autosaver.set_aside("declined")
+        if where is not None:
+            window.statusBar().showMessage(f"The last session was set aside in {where}", 15000)
         return False
     problem = autosaver.restore()
     if problem:
@@ -206,8 +224,16 @@ def _screenshot(app: QApplication, window: MainWindow, editor: Editor, args) -> 
         if editor.start_run():
             editor.jobs.wait_idle(600)
     _settle(0.3)
-    if args.save and editor.document is not None:
-        editor.save(args.save)
+    editor.planner.wait_idle(60)    # the token grid is drawn from the latest plan
+    _settle()
+    if args.save:
+        problem, told = _save(editor, args.save)
+        if problem:
+            if not told:   # the editor's own errors already went to stderr
+                print(problem, file=sys.stderr)
+            if window.autosaver is not None:
+                window.autosaver.close(clean=False)   # a restored session stays restorable
+            return 1
     shown = window
     if args.about:
         shown = show_about(window)
@@ -219,6 +245,66 @@ def _screenshot(app: QApplication, window: MainWindow, editor: Editor, args) -> 
     window.close()
     app.processEvents()
     return 0
+
+
+def check_outputs(args) -> str:
+    """Why the files a scripted run would write are refused ("" when they are fine): an
+    output must be a file in an existing folder and never one of the inputs (same path after
+    resolving links, or the same file through a hard link)."""
+    if args.save is not None and args.screenshot is None:
+        return "--save works only with --screenshot"
+    inputs = [(flag, path) for flag, path in (("--open", args.open), ("--mask", args.mask))
+              if path]
+    outputs = [(flag, path) for flag, path in (("--screenshot", args.screenshot),
+                                               ("--save", args.save)) if path]
+    for flag, path in outputs:
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            return f"cannot write {flag} '{path}': the folder '{folder}' does not exist"
+        if os.path.isdir(path):
+            return f"cannot write {flag} '{path}': a folder with that name exists"
+        for other, source in inputs:
+            if _same_path(path, source):
+                return (f"cannot write {flag} '{path}': that is the {other} file; "
+                        "choose a new name")
+    if len(outputs) == 2 and _same_path(args.save, args.screenshot):
+        return "--save and --screenshot name the same file; choose two names"
+    return ""
+
+
+def _same_path(a: str, b: str) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
+def _save(editor: Editor, path: str) -> tuple[str, bool]:
+    """--save: ("", False) once the image is written, else the one-line reason and whether
+    the editor reported it itself."""
+    if editor.document is None:
+        return f"Cannot save '{path}': no image is open", False
+    errors: list[str] = []
+    saved: list[str] = []
+
+    def on_error(text: str) -> None:
+        errors.append(text)
+
+    def on_saved(name: str) -> None:
+        saved.append(name)
+
+    editor.error.connect(on_error)
+    editor.saved.connect(on_saved)
+    try:
+        editor.save(path)
+    finally:
+        editor.error.disconnect(on_error)
+        editor.saved.disconnect(on_saved)
+    if saved:
+        return "", False
+    return (errors[-1], True) if errors else (f"Cannot save '{path}'", False)
 
 
 def _demo_screenshot(app: QApplication, window: MainWindow, editor: Editor, args) -> int:

@@ -6,19 +6,28 @@ This follows `engine.runtime.editing.prepare_edit` step by step with the engine'
 grid overlay can follow the brush live. tests/app/test_token_layout.py checks that the square
 and the token mask equal what prepare_edit returns. A mask made of parts far apart is edited as
 one square per part (engine.runtime.editing.mask_parts), so the plan holds one layout each.
+
+`LayoutPlanner` computes plans on a background thread (the latest request wins), so a mask of
+thousands of dust spots or a very large photo never blocks the window.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+from PySide6.QtCore import QObject, Signal
 
 from engine.runtime.editing import Settings, Square, cell_index, map_mask, mask_parts
 from engine.runtime.manifest import Manifest
 from engine.runtime.masking import mask_bbox
 from engine.runtime.schedule import masked_counts
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -97,3 +106,79 @@ def cell_edges(side: int, manifest: Manifest) -> np.ndarray:
     cells = cell_index(side, manifest.image_size, manifest.downsample)
     starts = np.searchsorted(cells, np.arange(manifest.grid[1]), side="left")
     return np.append(starts, side).astype(np.int64)
+
+
+class LayoutPlanner(QObject):
+    """Plans on one daemon thread: `request` returns at once, `ready` brings (number, plan)
+    to the GUI thread. Only the latest request is computed; requests it overtook are
+    dropped, and a plan that arrives after a newer request is marked stale by its number."""
+
+    ready = Signal(int, object)      # request number, EditPlan | None
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self._cond = threading.Condition()
+        self._pending: tuple | None = None
+        self._busy = False
+        self._thread: threading.Thread | None = None
+        self.latest = 0              # number of the newest request
+
+    def request(self, manifest: Manifest, mask: np.ndarray, settings: Settings) -> int:
+        """Plan for `mask` (the caller hands over a copy it no longer changes)."""
+        with self._cond:
+            self.latest += 1
+            self._pending = (self.latest, manifest, mask, settings)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="layout-planner",
+                                                daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+            return self.latest
+
+    def forget(self) -> int:
+        """Drops a pending request; a plan being computed arrives stale. The new number."""
+        with self._cond:
+            self.latest += 1
+            self._pending = None
+            self._cond.notify_all()
+            return self.latest
+
+    @property
+    def idle(self) -> bool:
+        with self._cond:
+            return self._pending is None and not self._busy
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Blocks until no plan is pending or being computed (scripts and tests)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pending is not None or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None:
+                    self._cond.wait()
+                (number, manifest, mask, settings), self._pending = self._pending, None
+                self._busy = True
+            try:
+                plan = plan_for(manifest, mask, settings)
+            except Exception as error:  # noqa: BLE001 - a plan is advice; never take the app down
+                log.warning("no token layout for this mask: %s", error)
+                plan = None
+            try:
+                with self._cond:
+                    stale = number != self.latest
+                if not stale:
+                    self.ready.emit(number, plan)
+            except RuntimeError:
+                return  # the editor is gone
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()

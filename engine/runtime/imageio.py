@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 import secrets
+import stat
 import warnings
 from dataclasses import dataclass, field
 
@@ -200,7 +201,7 @@ def file_digest(path: str | os.PathLike) -> str:
     name = os.fspath(path)
     digest = hashlib.sha256()
     try:
-        with open(name, "rb") as stream:
+        with _open_regular(name, f"Cannot read '{name}'", MageError) as stream:
             for chunk in iter(lambda: stream.read(1 << 20), b""):
                 digest.update(chunk)
     except OSError as error:
@@ -227,7 +228,7 @@ def _read(name: str, error_cls: type[MageError], what: str) -> tuple[Image.Image
     """Opens, decodes and orients the first frame; every failure becomes one `error_cls` line."""
     prefix = f"Cannot load {what} '{name}'"
     try:
-        with open(name, "rb") as stream:
+        with _open_regular(name, prefix, error_cls) as stream:
             if os.fstat(stream.fileno()).st_size == 0:
                 raise error_cls(f"{prefix}: the file is empty")
             head = stream.read(32)
@@ -241,6 +242,38 @@ def _read(name: str, error_cls: type[MageError], what: str) -> tuple[Image.Image
         raise error_cls(f"{prefix}: {_os_reason(error)}") from None
     notices.extend(_extension_notice(name, image))
     return image, notices
+
+
+def _open_regular(name: str, prefix: str, error_cls: type[MageError]):
+    """Opens a regular file for reading. A FIFO, device, socket or folder is refused in one
+    line before anything could block on it: stat first, then open without blocking (a FIFO
+    swapped in between still cannot hang) and check the opened file again."""
+    kind = _not_regular(os.stat(name).st_mode)
+    if kind:
+        raise error_cls(f"{prefix}: {kind}")
+    fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        kind = _not_regular(os.fstat(fd).st_mode)
+        if kind:
+            raise error_cls(f"{prefix}: {kind}")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _not_regular(mode: int) -> str:
+    """What a file that is not a regular file is, as the end of a sentence ("" if regular)."""
+    if stat.S_ISREG(mode):
+        return ""
+    if stat.S_ISDIR(mode):
+        return "it is a folder, not a file"
+    kinds = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    kind = next((text for test, text in kinds if test(mode)), "a special file")
+    return f"it is {kind}, not a regular file"
 
 
 def _decode(stream, head: bytes, prefix: str, error_cls: type[MageError], what: str):

@@ -267,7 +267,7 @@ def test_very_large_images_are_referenced_not_copied(qtbot, root, tmp_path, monk
     message = saver3.restore()
     assert "changed since it was opened" in message and "\n" not in message
     assert editor3.document is None
-    assert list(root.parent.glob("session-unrestorable-*/session.json"))
+    assert list((root.parent / "older sessions").glob("*-unrestorable/session.json"))
     saver3.close()
 
 
@@ -346,8 +346,12 @@ def test_offer_restore_choices(qtbot, root, monkeypatch):
     assert_same_document(window.editor.document, before)
     assert window.windowTitle().startswith("untitled *")
     saver.close(clean=False)
-    window, saver, restored = start("no")     # declined: the session is dropped
+    window, saver, restored = start("no")     # declined: the session is set aside
     assert not restored and window.editor.document is None
+    aside = list((root.parent / "older sessions").glob("*-declined"))
+    assert len(aside) == 1 and (aside[0] / "session.json").is_file()
+    restored_aside, _ = SessionStore(aside[0]).load()
+    assert_same_document(restored_aside, before)
     saver.close(clean=False)
     window, saver, restored = start("yes")
     assert not restored                       # nothing left to offer

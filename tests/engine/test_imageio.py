@@ -294,7 +294,7 @@ def test_permission_denied(tmp_path, monkeypatch):
     def deny(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(imageio, "open", deny, raising=False)
+    monkeypatch.setattr(imageio.os, "open", deny)   # root reads any file: deny the open
     expect_error(path, "permission denied")
 
 
@@ -553,3 +553,81 @@ def test_save_png_to_bytes_matches_pillow_decode(tmp_path):
     rgb = gradient(7, 5)
     save_png(path, rgb)
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(path.read_bytes()))), rgb)
+
+
+# --- files that are not regular files: refused at once, never a hang ---------------------------
+
+
+def _special_files(tmp_path):
+    """A FIFO with no writer (reading it would block for ever), a link to it, devices that
+    read as endless zeros or nothing, and a socket."""
+    import socket
+
+    fifo = tmp_path / "photo.png"
+    os.mkfifo(fifo)
+    link = tmp_path / "link.png"
+    link.symlink_to(fifo)
+    sock_path = tmp_path / "s.png"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(sock_path))
+    return sock, [(fifo, "named pipe (FIFO)"), (link, "named pipe (FIFO)"),
+                  ("/dev/zero", "character device"), ("/dev/null", "character device"),
+                  (sock_path, "socket")]
+
+
+def _within(seconds, call):
+    """Runs `call` on a daemon thread: (finished, result or exception)."""
+    import threading
+
+    box = []
+
+    def run():
+        try:
+            box.append(call())
+        except Exception as error:  # noqa: BLE001 - handed back to the test
+            box.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return (not thread.is_alive()), (box[0] if box else None)
+
+
+def test_fifos_devices_and_sockets_are_refused_in_one_line_without_blocking(tmp_path):
+    sock, cases = _special_files(tmp_path)
+    try:
+        for path, kind in cases:
+            for loader, cls in ((load_image, ImageError), (load_mask, MaskError),
+                                (read_png_text, ImageError), (file_digest, Exception)):
+                finished, outcome = _within(10, lambda loader=loader, path=path: loader(path))
+                assert finished, f"{loader.__name__}({path}) blocked"
+                assert isinstance(outcome, cls), (loader.__name__, path, outcome)
+                text = str(outcome)
+                assert kind in text and "not a regular file" in text and "\n" not in text
+                assert "empty" not in text     # /dev/zero is a device, not an empty file
+    finally:
+        sock.close()
+
+
+@pytest.mark.slow
+def test_cli_refuses_a_fifo_as_image_or_mask(tmp_path, tiny_bundle_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    good = tmp_path / "good.png"
+    Image.new("RGB", (64, 48), (90, 120, 30)).save(good)
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    for image, mask in ((fifo, good), (good, fifo), ("/dev/zero", good)):
+        out = tmp_path / "out.png"
+        run = subprocess.run([sys.executable, str(REPO / "main.py"), "edit", str(image),
+                              "--mask", str(mask), "-o", str(out), "--model",
+                              str(tiny_bundle_path), "--device", "cpu"],
+                             cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert run.returncode != 0
+        lines = [line for line in run.stderr.splitlines() if line.strip()]
+        assert "Traceback" not in run.stderr
+        assert any("not a regular file" in line for line in lines), run.stderr
+        assert not out.exists()
