@@ -160,11 +160,14 @@ class MainWindow(QMainWindow):
     def _build_docks(self) -> None:
         scroll = QScrollArea(widgetResizable=True)
         scroll.setWidget(self.run_panel)
-        scroll.setMinimumWidth(300)
+        # as wide as the panel needs: never a horizontal scroll bar
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(self.run_panel.minimumSizeHint().width()
+                               + scroll.verticalScrollBar().sizeHint().width() + 4)
         self.run_dock = self._dock("Run", scroll, Qt.DockWidgetArea.RightDockWidgetArea)
         self.results_dock = self._dock("Results", self.results_panel,
                                        Qt.DockWidgetArea.BottomDockWidgetArea)
-        self.recognition_panel = _recognition_panel()
+        self.recognition_panel = _recognition_panel(self.prefs)
         self.recognition_dock = None
         if self.recognition_panel is not None:
             self.recognition_dock = self._dock("Recognition", self.recognition_panel,
@@ -451,7 +454,8 @@ class MainWindow(QMainWindow):
     def _send_image_to_recognition(self, *_) -> None:
         if self.recognition_panel is not None:
             doc = self.editor.document
-            self.recognition_panel.set_image(None if doc is None else doc.rgb)
+            name = Path(doc.path).name if doc is not None and doc.path else ""
+            self.recognition_panel.set_image(None if doc is None else doc.rgb, name)
 
     def _confirm_generate(self) -> bool:
         """Generate opens its result as a new image: ask before closing one with edits."""
@@ -561,13 +565,13 @@ class StatusBar(QStatusBar):
         return self.message_label.full_text
 
 
-def _recognition_panel():
+def _recognition_panel(prefs: Preferences):
     """The recognition dock's panel when app/recognition_panel.py is installed."""
     if importlib.util.find_spec("app.recognition_panel") is None:
         return None
     try:
         from app.recognition_panel import RecognitionPanel
-        return RecognitionPanel()
+        return RecognitionPanel(store=prefs)
     except Exception:  # noqa: BLE001 - a broken optional panel must not stop the editor
         log.exception("the recognition panel failed to load")
         return None

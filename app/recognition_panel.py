@@ -9,6 +9,7 @@ example set are dropped.
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import qtawesome as qta
 import shiboken6
-from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal
+from PySide6.QtCore import QObject, QRunnable, QSize, QStandardPaths, Qt, QThreadPool, Signal
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
@@ -82,6 +83,7 @@ class Example:
     id: int
     source: object  # Path or uint8 [H,W,3]
     label: str
+    file: str = ""  # where a copy of an in-memory example is kept between sessions
 
 
 def _thumb(rgb: np.ndarray) -> QIcon:
@@ -159,8 +161,13 @@ class RecognitionPanel(QWidget):
     predictionsChanged = Signal(list)   # [(class name, probability)], best first
     fewshotChanged = Signal()           # the few-shot head was rebuilt or cleared
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, parent: QWidget | None = None, store=None):
+        """`store` (app.settings.Preferences, or None): where the few-shot classes and their
+        examples are kept between sessions."""
         super().__init__(parent)
+        self._store = store
+        self._restoring = False
+        self._image_name = ""
         self.bundle = None
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(1)  # one model call at a time
@@ -177,6 +184,8 @@ class RecognitionPanel(QWidget):
         self._note = ""  # appended to the next few-shot status (skipped files)
         self._build()
         self._show_status("Open a model to recognise images.")
+        if store is not None:
+            self._restore_classes()
 
     # -- layout --------------------------------------------------------------------------------
 
@@ -248,8 +257,9 @@ class RecognitionPanel(QWidget):
         self._compute_image_features()
         self._refresh_fewshot()
 
-    def set_image(self, rgb: np.ndarray | None) -> None:
-        """The image to name (uint8 [H,W,3]) or None."""
+    def set_image(self, rgb: np.ndarray | None, name: str = "") -> None:
+        """The image to name (uint8 [H,W,3]) or None; `name` labels it as an example."""
+        self._image_name = name
         self._rgb = None if rgb is None else np.ascontiguousarray(rgb[..., :3], np.uint8)
         self._image_features = None
         self._gen["image"] += 1
@@ -285,7 +295,14 @@ class RecognitionPanel(QWidget):
         if self._rgb is None:
             self.fewshot_status.setText("There is no image open to add.")
             return
-        self._add_example(box, self._rgb.copy(), _thumb(self._rgb), "current image")
+        base = self._image_name or "untitled image"
+        used = {ex.label for ex in box.examples}
+        label, n = base, 2
+        while label in used:
+            label, n = f"{base} ({n})", n + 1
+        self._add_example(box, self._rgb.copy(), _thumb(self._rgb), label)
+        if self._store is not None:
+            box.examples[-1].file = _keep_copy(self._rgb)
         self._refresh_fewshot()
 
     def load_head_file(self, path: str | Path) -> bool:
@@ -425,8 +442,42 @@ class RecognitionPanel(QWidget):
         item.setToolTip(str(source) if isinstance(source, Path) else text)
         box.list.addItem(item)
 
+    def _save_classes(self) -> None:
+        if self._store is None or self._restoring:
+            return
+        classes = []
+        for box in self.classes:
+            examples = []
+            for ex in box.examples:
+                file = str(ex.source) if isinstance(ex.source, Path) else ex.file
+                if file:
+                    examples.append({"file": file, "label": ex.label})
+            classes.append({"name": box.name_edit.text(), "examples": examples})
+        self._store.save_fewshot_classes(classes)
+
+    def _restore_classes(self) -> None:
+        """The classes and examples of the last session; files gone since are skipped."""
+        self._restoring = True
+        missing = 0
+        try:
+            for entry in self._store.fewshot_classes():
+                box = self.add_class(str(entry.get("name", "")))
+                for example in entry.get("examples", []):
+                    path = Path(str(example.get("file", "")))
+                    if not path.is_file():
+                        missing += 1
+                        continue
+                    label = str(example.get("label") or path.name)
+                    self._add_example(box, path, qta.icon("fa5s.image"), label)
+        finally:
+            self._restoring = False
+        if missing:
+            self._note = f" ({missing} example file(s) from last time are gone)"
+        self._refresh_fewshot()
+
     def _refresh_fewshot(self) -> None:
         """Encode examples that lack features, then refit; stale results are ignored."""
+        self._save_classes()
         self._gen["fit"] += 1
         boxes = [b for b in self.classes if b.examples]
         if self.bundle is None or len(boxes) < 2:
@@ -569,3 +620,21 @@ def _fit(bundle, x: np.ndarray, y: np.ndarray, names: list[str]) -> tuple[Head, 
         kind = "logistic" if head.kind == "linear" else "centroid"
         loo = leave_one_out_accuracy(x, y, names, kind, folds=None if kind == "centroid" else 5)
     return head, loo
+
+
+def _keep_copy(rgb: np.ndarray) -> str:
+    """Save an in-memory example (the open image) as a PNG in the user data folder, so the
+    class keeps it after a restart; "" when that is not possible."""
+    from PIL import Image
+
+    folder = Path(QStandardPaths.writableLocation(
+        QStandardPaths.StandardLocation.AppDataLocation)) / "fewshot-examples"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        image = Image.fromarray(np.ascontiguousarray(rgb[..., :3], np.uint8))
+        image.thumbnail((1024, 1024))
+        path = folder / f"{uuid.uuid4().hex}.png"
+        image.save(path)
+        return str(path)
+    except (OSError, ValueError):
+        return ""

@@ -101,5 +101,16 @@ class Preferences:
     def show_grid(self, on: bool) -> None:
         self._s.setValue("look/show_grid", "true" if on else "false")
 
+    # few-shot classes of the recognition panel: [{"name": str, "examples": [{"file", "label"}]}]
+    def fewshot_classes(self) -> list[dict]:
+        try:
+            value = json.loads(self._get("recognition/fewshot", "[]", str))
+        except ValueError:
+            return []
+        return [c for c in value if isinstance(c, dict)] if isinstance(value, list) else []
+
+    def save_fewshot_classes(self, classes: list[dict]) -> None:
+        self._s.setValue("recognition/fewshot", json.dumps(classes))
+
     def sync(self) -> None:
         self._s.sync()

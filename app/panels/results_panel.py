@@ -55,7 +55,6 @@ class ResultsPanel(QWidget):
         editor.busy_changed.connect(self._on_busy)  # bound: dropped with the panel
         inspector.step_shown.connect(self._on_step_shown)
         self.show_run(None)
-        self.setMaximumHeight(self.sizeHint().height() + 8)
 
     def _build_scrubber(self) -> QHBoxLayout:
         row = QHBoxLayout()
@@ -116,6 +115,9 @@ class ResultsPanel(QWidget):
         self.scrubber.blockSignals(False)
         self.step_label.setText(f"{steps}/{steps}" if steps else "-")
         self._enable(not self.editor.jobs.busy)
+        # no room kept for candidates before there are any
+        self.candidates.setVisible(run is not None)
+        self.setMaximumHeight(self.sizeHint().height() + 8)
 
     def _on_busy(self, busy: bool) -> None:
         self._enable(not busy)

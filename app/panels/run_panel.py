@@ -26,6 +26,7 @@ from app.jobs import StepProgress
 from app.options import MODE_TITLES, MODES, EditOptions
 from app.panels.class_picker import ClassPicker
 from engine.runtime.editing import SIDES
+from engine.runtime.schedule import masked_counts
 
 
 class RunPanel(QWidget):
@@ -34,9 +35,10 @@ class RunPanel(QWidget):
         self.editor = editor
         self._syncing = False
         layout = QVBoxLayout(self)
+        # Run and its cost right under the task, above the fold in a small window
         layout.addWidget(self._build_task())
-        layout.addWidget(self._build_settings())
         layout.addWidget(self._build_run())
+        layout.addWidget(self._build_settings())
         layout.addStretch(1)
         editor.options_changed.connect(self.show_options)
         # bound methods, not lambdas: Qt drops them when the panel is destroyed
@@ -216,10 +218,7 @@ class RunPanel(QWidget):
         elif layout is None or layout.masked_count == 0:
             self.cost.setText("Paint over what to refill.")
         else:
-            parts = len(layout.layouts)
-            where = f" in {parts} separate squares" if parts > 1 else ""
-            self.cost.setText(f"<b>{layout.masked_count}</b> tokens{where} x {layout.steps} "
-                              f"steps: <b>{layout.cost}</b> token predictions")
+            self.cost.setText(cost_text(layout))
 
     def _on_progress(self, step: StepProgress) -> None:
         self.progress.setMaximum(step.total)
@@ -236,3 +235,20 @@ class RunPanel(QWidget):
             self.progress.setFormat("Done" if done else "Idle")
             if not done:
                 self.progress.setValue(0)
+
+
+def cost_text(plan) -> str:
+    """What a run will compute, in numbers that add up: each decoding step predicts every
+    token still hidden, so the predictions are the sum of the per-step counts."""
+    parts = plan.layouts
+    if len(parts) == 1:
+        part = parts[0]
+        counts = masked_counts(part.masked_count, part.steps, part.start_step)
+        shown = ", ".join(str(c) for c in counts) if len(counts) <= 4 else \
+            f"{counts[0]} + {counts[1]} + ... + {counts[-1]}"
+        return (f"<b>{part.masked_count}</b> tokens regenerate in {len(counts)} steps; each step "
+                f"predicts the tokens still hidden ({shown}): <b>{plan.cost}</b> token "
+                "predictions")
+    return (f"<b>{plan.masked_count}</b> tokens in {len(parts)} separate squares, each decoded "
+            f"in up to {plan.steps} steps; each step predicts the tokens still hidden: "
+            f"<b>{plan.cost}</b> token predictions")
