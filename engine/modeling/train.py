@@ -23,6 +23,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -130,7 +131,9 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # the refusal below says it in one line
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickles refused by weights_only, truncated or non-zip files
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
         raise ValueError(f"{path} is not a readable checkpoint: {first}") from None
