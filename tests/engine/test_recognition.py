@@ -237,6 +237,17 @@ def test_probe_into_bundle_makes_the_default_classifier(capsys, data_dir, own_bu
     code, out, _ = run_cli(capsys, "classify", data_dir / "vertical", "--model", own_bundle,
                            "-k", "2")
     assert code == 0 and len(out.strip().splitlines()) == 12
+    head_file = own_bundle / "heads" / "stripes.npz"
+    before = head_file.read_bytes()
+    code, _, err = run_cli(capsys, "probe", "--data", data_dir, "--into-bundle", "stripes",
+                           "--model", own_bundle, "--device", "cpu", "--epochs", "3")
+    assert code == 2 and "already has a head 'stripes'" in last_error(err)
+    assert head_file.read_bytes() == before  # never replaced without --overwrite
+    code, _, err = run_cli(capsys, "probe", "--data", data_dir, "--into-bundle", "stripes",
+                           "--model", own_bundle, "--device", "cpu", "--epochs", "3",
+                           "--overwrite")
+    assert code == 0, err
+    assert head_file.read_bytes() != before and Bundle(own_bundle, device="cpu", verify=True)
 
 
 def test_classify_folder_prints_topk(capsys, data_dir, tiny_bundle, tiny_bundle_path, tmp_path):
