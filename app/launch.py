@@ -157,16 +157,21 @@ def offer_restore(window: MainWindow, autosaver: Autosaver, choice: str) -> bool
     return True
 
 
+def restore_question(info: dict) -> str:
+    """The text of the restore question for a checked session's JSON."""
+    name = Path(str(info.get("path") or "untitled")).name
+    try:
+        when = time.strftime("%H:%M on %d %b", time.localtime(info.get("time", time.time())))
+    except (TypeError, ValueError, OverflowError, OSError):
+        when = "an unknown time"
+    steps = info.get("history_index", 0)
+    return (f"MAGE Studio did not close properly. Restore your work on {name} "
+            f"({steps} edit{'s' if steps != 1 else ''}, autosaved at {when})?")
+
+
 def ask_restore(parent, info: dict) -> bool:
     """The question shown at start after a crash (tests replace this function)."""
-    if "error" in info:
-        text = f"The last session did not end cleanly, but {info['error']}. Try anyway?"
-    else:
-        name = Path(info.get("path") or "untitled").name
-        when = time.strftime("%H:%M on %d %b", time.localtime(info.get("time", time.time())))
-        steps = info.get("history_index", 0)
-        text = (f"MAGE Studio did not close properly. Restore your work on {name} "
-                f"({steps} edit{'s' if steps != 1 else ''}, autosaved at {when})?")
+    text = restore_question(info)
     buttons = QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Discard
     answer = QMessageBox.question(parent, "Restore unsaved work?", text, buttons,
                                   QMessageBox.StandardButton.Yes)

@@ -423,3 +423,204 @@ def test_kill_9_mid_edit_then_restart_restores_the_session(tmp_path, tiny_bundle
     np.testing.assert_array_equal(load_image(out).rgb, crashed.rgb)
     assert _session_json(data_home) is None   # that run ended cleanly
     assert file_digest(image) == digest       # the original was never written
+
+
+# -- issue 11: sessions are set aside, never deleted; damaged ones never stop the app ----------
+
+
+def _crashed(qtbot, root, box=(5, 5, 30, 30)):
+    editor, saver = _editor_with_autosave(qtbot, root)
+    editor.set_image(photo())
+    saver.start()
+    editor.set_mask(_mask(120, 160, box))
+    saver.close(clean=False)
+    return editor.document
+
+
+def test_declined_sessions_are_set_aside_and_only_the_newest_are_kept(qtbot, root,
+                                                                      monkeypatch):
+    monkeypatch.setattr(autosave, "KEEP_OLDER", 3)
+    older = root.parent / "older sessions"
+    for i in range(5):
+        _crashed(qtbot, root, (i, i, 30 + i, 30))
+        text = (root / "session.json").read_bytes()
+        editor, saver = _editor_with_autosave(qtbot, root)
+        assert saver.pending() is not None
+        saver.discard()                       # what --restore no and the Discard button do
+        assert not (root / "session.json").exists() and saver.pending() is None
+        newest = max(older.iterdir(), key=lambda p: p.stat().st_mtime)
+        assert (newest / "session.json").read_bytes() == text
+        assert len(list(older.iterdir())) == min(i + 1, 3)
+        saver.start()                         # the folder is ready for this run's session
+        editor.set_image(photo())
+        assert saver.flush() and (root / "session.json").is_file()
+        saver.close()
+
+
+def test_an_unwritable_session_folder_turns_autosave_off_with_a_reason(qtbot, tmp_path):
+    blocker = tmp_path / "data"
+    blocker.write_text("a file where the data folder should be")
+    editor, saver = _editor_with_autosave(qtbot, blocker / "session")
+    assert not saver.enabled
+    assert saver.problem.startswith("Autosave is off: cannot write to ")
+    assert "backed up" in saver.problem and "\n" not in saver.problem
+    assert blocker.read_text() == "a file where the data folder should be"
+    saver.start()                              # harmless
+    saver.close()
+
+
+@pytest.mark.slow
+def test_the_app_shows_why_autosave_is_off(tmp_path):
+    """A real start with an unwritable data folder: the window opens, says so, exits 0."""
+    data = tmp_path / "data"
+    data.write_text("not a folder")
+    shot = tmp_path / "shot.png"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_DATA_HOME=str(data))
+    run = subprocess.run([sys.executable, str(REPO / "main.py"), "--screenshot", str(shot),
+                          "--restore", "no"], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Autosave is off: cannot write to" in run.stderr and "Traceback" not in run.stderr
+    assert shot.is_file() and data.read_text() == "not a folder"
+
+
+def test_instances_claim_one_folder_each_and_a_crashed_one_first(qtbot, root):
+    editor1, saver1 = _editor_with_autosave(qtbot, root)
+    assert saver1.folder == root
+    assert sorted(p.name for p in root.parent.iterdir()) == ["session"]   # no spare claims
+    editor2, saver2 = _editor_with_autosave(qtbot, root)
+    assert saver2.folder == root.with_name("session-2")
+    assert not root.with_name("session-3").exists()
+    saver2.close()
+    saver1.close()
+    # a session a crash left in session-4 is the one a new start takes (and offers)
+    crashed = root.with_name("session-4")
+    _crashed(qtbot, crashed)
+    editor3, saver3 = _editor_with_autosave(qtbot, root)
+    assert saver3.folder == crashed and saver3.pending() is not None
+    saver3.close(clean=False)
+
+
+def _valid_session(qtbot, root) -> dict:
+    _crashed(qtbot, root)
+    return json.loads((root / "session.json").read_text())
+
+
+_DAMAGE = [
+    "[" * 100_000 + "]" * 100_000,            # RecursionError in json
+    '{"version": 1, "history": ' + "[" * 50_000 + "]" * 50_000 + "}",
+    "\xff\xfe not json",
+    "",
+    "null",
+    "[]",
+    '{"version": "1"}',
+]
+
+
+def _start_with_session(qtbot, root, text: bytes, choice: str, monkeypatch):
+    """Writes `text` as session.json and starts as the app does with --restore `choice`."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "session.json").write_bytes(text)
+    questions = []
+    monkeypatch.setattr(launch, "ask_restore",
+                        lambda parent, info: questions.append(launch.restore_question(info))
+                        or True)
+    editor, saver = _editor_with_autosave(qtbot, root)
+    window = MainWindow(editor, Preferences(), interactive=False, autosaver=saver)
+    qtbot.addWidget(window)
+    restored = launch.offer_restore(window, saver, choice)
+    return window, saver, restored, questions
+
+
+def _check_nothing_lost(root, text: bytes, restored: bool, choice: str, window) -> None:
+    older = root.parent / "older sessions"
+    kept = [p for p in older.glob("*/session.json") if p.read_bytes() == text]
+    if restored:
+        assert window.editor.document is not None and choice in ("yes", "ask")
+    else:
+        assert window.editor.document is None
+        assert len(kept) == 1                  # set aside byte for byte, not deleted
+        assert not (root / "session.json").exists()
+        message = window.banner.text.text() if window.banner.isVisible() else ""
+        assert "\n" not in message
+
+
+@pytest.mark.parametrize("choice", ["ask", "yes", "no"])
+@pytest.mark.parametrize("text", _DAMAGE, ids=range(len(_DAMAGE)))
+def test_a_damaged_session_json_is_set_aside_in_every_restore_mode(qtbot, root, monkeypatch,
+                                                                    text, choice):
+    data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
+    window, saver, restored, questions = _start_with_session(qtbot, root, data, choice,
+                                                             monkeypatch)
+    assert not restored and not questions      # never asked about a damaged session
+    _check_nothing_lost(root, data, restored, choice, window)
+    if choice != "no":
+        assert window.banner.text.text().startswith("Could not restore the last session: ")
+    saver.start()                               # and autosave goes on in the same folder
+    window.editor.set_image(photo())
+    assert saver.flush() and (root / "session.json").is_file()
+    saver.close()
+
+
+@pytest.mark.slow
+def test_session_files_with_any_damage_never_crash_the_start(qtbot, tmp_path, monkeypatch):
+    """Property: whatever a session.json holds (a real session with any field replaced by
+    any JSON value, at any depth), the start neither raises nor loses it: the session is
+    restored, or set aside byte for byte with a one-line message."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    base_root = tmp_path / "base" / "session"
+    base = _valid_session(qtbot, base_root)
+    blobs = base_root / "blobs"
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers(-(2**70), 2**70)
+        | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=20),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                     max_size=4),
+        max_leaves=12)
+    specials = st.sampled_from(["yesterday", 1e300, -1, 5, "", "../../etc/passwd", [], {},
+                                "a" * 10, float("nan"), True, None, 2**63])
+
+    def paths(value, prefix=()):
+        yield prefix
+        if isinstance(value, dict):
+            for k, v in value.items():
+                yield from paths(v, (*prefix, k))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                yield from paths(v, (*prefix, i))
+
+    all_paths = [p for p in paths(base) if p]
+    counter = iter(range(10**6))
+
+    @settings(max_examples=25, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                     HealthCheck.too_slow])
+    @given(st.lists(st.tuples(st.sampled_from(all_paths), json_values | specials),
+                    min_size=1, max_size=3),
+           st.sampled_from(["ask", "yes", "no"]))
+    def check(changes, choice):
+        import copy
+        import shutil
+
+        meta = copy.deepcopy(base)
+        for path, value in changes:
+            target = meta
+            try:
+                for step in path[:-1]:
+                    target = target[step]
+                target[path[-1]] = value
+            except (KeyError, IndexError, TypeError):
+                continue          # an earlier change replaced this field's parent
+        root = tmp_path / f"case{next(counter)}" / "session"
+        root.mkdir(parents=True)
+        shutil.copytree(blobs, root / "blobs")
+        text = json.dumps(meta).encode()
+        with monkeypatch.context() as patch:
+            window, saver, restored, _ = _start_with_session(qtbot, root, text, choice, patch)
+            _check_nothing_lost(root, text, restored, choice, window)
+            saver.close(clean=False)
+            window.close()
+
+    check()
