@@ -333,3 +333,159 @@ def test_huge_but_legal_image_opens_in_the_app_and_autosaves_by_reference(tmp_pa
     assert out["blob_bytes"] < 5_000_000        # the mask patch only
     assert out["peak_mb"] < 4000, out
     assert file_digest(image) == digest
+
+
+# -- issue 11: scripted outputs never overwrite inputs; files never block; the GUI never waits
+
+
+def _inputs(tmp_path):
+    image, mask = tmp_path / "photo.png", tmp_path / "mask.png"
+    Image.fromarray(photo()).save(image)
+    m = np.zeros((120, 160), np.uint8)
+    m[20:50, 30:80] = 255
+    Image.fromarray(m).save(mask)
+    return image, mask
+
+
+def test_scripted_outputs_refuse_every_input_and_missing_folders(tmp_path):
+    image, mask = _inputs(tmp_path)
+    link = tmp_path / "link.png"
+    link.symlink_to(image)
+    hard = tmp_path / "hard.png"
+    os.link(mask, hard)
+    shot = str(tmp_path / "shot.png")
+    base = ["--open", str(image), "--mask", str(mask)]
+    cases = {
+        ("--screenshot", shot, "--save", str(mask)): "that is the --mask file",
+        ("--screenshot", shot, "--save", str(image)): "that is the --open file",
+        ("--screenshot", shot, "--save", str(link)): "that is the --open file",
+        ("--screenshot", shot, "--save", str(hard)): "that is the --mask file",
+        ("--screenshot", str(image)): "that is the --open file",
+        ("--screenshot", shot, "--save", str(tmp_path / "no" / "out.png")): "does not exist",
+        ("--screenshot", str(tmp_path / "no" / "s.png")): "does not exist",
+        ("--screenshot", shot, "--save", str(tmp_path)): "a folder with that name exists",
+        ("--screenshot", shot, "--save", shot): "name the same file",
+        ("--save", str(tmp_path / "out.png")): "only with --screenshot",
+    }
+    for extra, reason in cases.items():
+        problem = launch.check_outputs(launch.parse_args(base + list(extra)))
+        assert reason in problem and "\n" not in problem, (extra, problem)
+    assert launch.check_outputs(launch.parse_args(
+        base + ["--screenshot", shot, "--save", str(tmp_path / "out.png")])) == ""
+
+
+@pytest.mark.slow
+def test_gui_save_over_the_mask_or_into_a_missing_folder_fails_loudly(tmp_path):
+    """Real runs: rc non-zero, one line on stderr, the inputs unchanged, nothing written."""
+    image, mask = _inputs(tmp_path)
+    before = {p: file_digest(p) for p in (image, mask)}
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    shot = tmp_path / "shot.png"
+    for save in (mask, image, tmp_path / "missing" / "out.png"):
+        run = subprocess.run([sys.executable, str(REPO / "main.py"), "--open", str(image),
+                              "--mask", str(mask), "--no-run", "--screenshot", str(shot),
+                              "--save", str(save)], cwd=REPO, env=env, capture_output=True,
+                             text=True, timeout=120)
+        assert run.returncode == 2, run.stderr[-2000:]
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("main.py: cannot write --save")
+        assert not shot.exists() and not (tmp_path / "missing").exists()
+        assert {p: file_digest(p) for p in (image, mask)} == before
+
+
+@pytest.mark.slow
+def test_a_failed_save_keeps_the_restored_session(tmp_path, tiny_bundle_path):
+    """--restore yes then a save that fails at write time: rc 1, one line, and the session
+    is still there to restore (it used to be deleted by the clean close)."""
+    from app.autosave import Autosaver, SessionStore, session_root
+    from app.editor import Editor
+
+    editor = Editor()
+    saver = Autosaver(editor)
+    editor.set_image(photo())
+    saver.start()
+    editor.fill_shape("rect", [(10, 10), (60, 40)])
+    saver.close(clean=False)
+    root = session_root()
+    too_long = tmp_path / ("x" * 300 + ".png")       # the folder exists; the name cannot
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    run = subprocess.run([sys.executable, str(REPO / "main.py"), "--restore", "yes",
+                          "--screenshot", str(tmp_path / "shot.png"), "--save", str(too_long),
+                          "--model", str(tiny_bundle_path), "--device", "cpu"],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
+    assert [ln for ln in run.stderr.splitlines() if ln.startswith("Cannot save")]
+    doc, _ = SessionStore(root).load()     # still there, rewritten by that run's autosave
+    assert doc.mask[10:40, 10:60].all() and doc.history_index == 1
+
+
+@pytest.mark.slow
+def test_gui_open_of_a_fifo_or_device_is_one_line_and_never_hangs(tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    image, _ = _inputs(tmp_path)
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    for opened, mask in ((fifo, None), ("/dev/zero", None), (image, fifo)):
+        args = ["--open", str(opened)] + (["--mask", str(mask)] if mask else [])
+        run = subprocess.run([sys.executable, str(REPO / "main.py"), *args, "--no-run",
+                              "--screenshot", str(tmp_path / "shot.png")], cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert "Traceback" not in run.stderr
+        refused = [ln for ln in run.stderr.splitlines() if "not a regular file" in ln]
+        assert len(refused) == 1, run.stderr[-2000:]
+
+
+def test_the_gui_thread_never_waits_for_the_token_plan(window, qtbot, monkeypatch):
+    """A speckle mask on a large photo: the plan runs on a worker (the latest request wins)
+    while the GUI thread keeps turning its event loop; the overlay follows when it lands."""
+    import threading
+    import time
+
+    from PySide6.QtCore import QTimer
+
+    import app.token_layout as token_layout
+
+    real = token_layout.mask_parts
+    threads, gate = [], threading.Event()
+
+    def slow_parts(*args, **kwargs):
+        threads.append(threading.current_thread())
+        gate.wait(5)               # a plan that takes seconds, as dust spots used to
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(token_layout, "mask_parts", slow_parts)
+    editor = window.editor
+    editor.models.use(FakeBundle())
+    editor.set_image(photo(900, 1200))
+    rng = np.random.default_rng(0)
+    first = rng.random((900, 1200)) < 0.002
+    second = first.copy()
+    second[:, 600:] = False
+    plans = []
+    editor.layout_changed.connect(plans.append)
+    ticks = []
+    timer = QTimer(interval=10)
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    timer.start()
+    editor.set_mask(first)
+    qtbot.waitUntil(lambda: len(threads) == 1, timeout=3000)
+    editor.set_mask(second)          # overtakes the first while it is still being planned
+    qtbot.wait(400)
+    assert editor.layout is None and not plans          # nothing landed yet
+    gate.set()
+    qtbot.waitUntil(lambda: bool(plans), timeout=10000)
+    qtbot.wait(100)
+    timer.stop()
+    assert all(t is not threading.main_thread() for t in threads)
+    assert len(plans) == 1 and editor.layout is plans[0]   # only the latest plan is shown
+    settings = editor.options.settings((0,))
+    expected = [token_layout.layout_for(editor.bundle.manifest, part, settings)
+                for part in real(editor.bundle.manifest, second, settings)]
+    assert [x.square for x in editor.layout.layouts] == [x.square for x in expected]
+    assert editor.layout.masked_count == sum(x.masked_count for x in expected)
+    assert editor.layout.masked_count != token_layout.plan_for(
+        editor.bundle.manifest, first, settings).masked_count
+    gaps = np.diff(ticks)
+    assert len(ticks) > 30 and gaps.max() < 0.3, gaps.max()
