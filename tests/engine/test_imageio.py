@@ -631,3 +631,27 @@ def test_cli_refuses_a_fifo_as_image_or_mask(tmp_path, tiny_bundle_path):
         assert "Traceback" not in run.stderr
         assert any("not a regular file" in line for line in lines), run.stderr
         assert not out.exists()
+
+
+def test_the_size_limit_the_readme_states_is_the_real_one(tmp_path):
+    """20000x15000 is refused in one line before any pixel is decoded, at the limit the
+    README gives."""
+    from conftest import REPO
+
+    def header_only_png(width, height):
+        def chunk(kind, data):
+            return (struct.pack(">I", len(data)) + kind + data
+                    + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        return (b"\x89PNG\r\n\x1a\n"
+                + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+    limit = 2 * Image.MAX_IMAGE_PIXELS
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert f"{limit:,} pixels" in readme and "20000x15000" in readme
+    path = tmp_path / "huge.png"
+    path.write_bytes(header_only_png(20000, 15000))
+    text = expect_error(path, f"over the safety limit of {limit:,} pixels")
+    assert "300,000,000 pixels" in text
+    path.write_bytes(header_only_png(13400, 13350))      # under the limit: only truncated
+    expect_error(path, "truncated")
