@@ -26,6 +26,8 @@ EXIT_BAD_INPUT = 2
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     first = argv[0] if argv else None
+    if first in ("-v", "--verbose") and len(argv) > 1 and argv[1] in CLI_COMMANDS:
+        first = argv[1]  # the CLI's own top-level flag before the command
     if first in CLI_COMMANDS or first in CLI_HELP:
         from engine.cli import main as cli_main
 

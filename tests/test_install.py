@@ -88,6 +88,8 @@ def test_sub_commands_run_the_cli_and_unknown_words_are_refused(editor_calls, ca
     assert main(["generate", "--candidates", "0", "-o", "x.png"]) == 2
     err = capsys.readouterr().err  # the CLI's own one-line refusal
     assert err.startswith("error: ") and "--candidates" in err and len(err.splitlines()) == 1
+    assert main(["-v", "generate", "--candidates", "0", "-o", "x.png"]) == 2
+    assert "--candidates" in capsys.readouterr().err
     assert main(["gnerate"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "'gnerate' is neither a command" in err
