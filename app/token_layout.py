@@ -7,7 +7,7 @@ grid overlay can follow the brush live. tests/app/test_token_layout.py checks th
 and the token mask equal what prepare_edit returns. A mask made of parts far apart is edited as
 one square per part (engine.runtime.editing.mask_parts), so the plan holds one layout each.
 
-`LayoutPlanner` computes plans on a background thread (the latest request wins), so a mask of
+`LayoutPlanner` computes plans on a worker thread (the latest request wins), so a mask of
 thousands of dust spots or a very large photo never blocks the window.
 """
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 from engine.runtime.editing import Settings, Square, cell_index, map_mask, mask_parts
 from engine.runtime.manifest import Manifest
@@ -109,9 +109,10 @@ def cell_edges(side: int, manifest: Manifest) -> np.ndarray:
 
 
 class LayoutPlanner(QObject):
-    """Plans on one daemon thread: `request` returns at once, `ready` brings (number, plan)
-    to the GUI thread. Only the latest request is computed; requests it overtook are
-    dropped, and a plan that arrives after a newer request is marked stale by its number."""
+    """Plans on a thread of its own Qt thread pool: `request` returns at once, `ready` brings
+    (number, plan) to the GUI thread through a queued signal. Only the latest request is
+    computed; requests it overtook are dropped, and a plan that arrives after a newer request
+    is marked stale by its number."""
 
     ready = Signal(int, object)      # request number, EditPlan | None
 
@@ -119,8 +120,9 @@ class LayoutPlanner(QObject):
         super().__init__(parent)
         self._cond = threading.Condition()
         self._pending: tuple | None = None
-        self._busy = False
-        self._thread: threading.Thread | None = None
+        self._busy = False           # a drain is scheduled or running
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(1)
         self.latest = 0              # number of the newest request
 
     def request(self, manifest: Manifest, mask: np.ndarray, settings: Settings) -> int:
@@ -128,57 +130,66 @@ class LayoutPlanner(QObject):
         with self._cond:
             self.latest += 1
             self._pending = (self.latest, manifest, mask, settings)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="layout-planner",
-                                                daemon=True)
-                self._thread.start()
-            self._cond.notify_all()
-            return self.latest
+            start = not self._busy
+            self._busy = True
+            number = self.latest
+        if start:
+            self._pool.start(_Drain(self))
+        return number
 
     def forget(self) -> int:
         """Drops a pending request; a plan being computed arrives stale. The new number."""
         with self._cond:
             self.latest += 1
             self._pending = None
-            self._cond.notify_all()
             return self.latest
 
     @property
     def idle(self) -> bool:
         with self._cond:
-            return self._pending is None and not self._busy
+            return not self._busy
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Blocks until no plan is pending or being computed (scripts and tests)."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._pending is not None or self._busy:
+            while self._busy:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
                 self._cond.wait(left)
         return True
 
-    def _loop(self) -> None:
+    def _drain(self) -> None:
+        """On the pool thread: plan the pending request until none is left."""
         while True:
             with self._cond:
-                while self._pending is None:
-                    self._cond.wait()
+                if self._pending is None:
+                    self._busy = False
+                    self._cond.notify_all()
+                    return
                 (number, manifest, mask, settings), self._pending = self._pending, None
-                self._busy = True
             try:
                 plan = plan_for(manifest, mask, settings)
             except Exception as error:  # noqa: BLE001 - a plan is advice; never take the app down
                 log.warning("no token layout for this mask: %s", error)
                 plan = None
-            try:
-                with self._cond:
-                    stale = number != self.latest
-                if not stale:
+            with self._cond:
+                stale = number != self.latest
+            if not stale:
+                try:
                     self.ready.emit(number, plan)
-            except RuntimeError:
-                return  # the editor is gone
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
+                except RuntimeError:   # the editor is gone
+                    with self._cond:
+                        self._pending, self._busy = None, False
+                        self._cond.notify_all()
+                    return
+
+
+class _Drain(QRunnable):
+    def __init__(self, planner: LayoutPlanner):
+        super().__init__()
+        self._planner = planner
+
+    def run(self) -> None:
+        self._planner._drain()

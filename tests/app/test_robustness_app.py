@@ -31,6 +31,10 @@ def _own_settings(tmp_path):
     files and options written here would leak into later tests: give each test its own."""
     QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope,
                       str(tmp_path / "qsettings"))
+    yield
+    # options a restored session brought in must not reach the next test's window
+    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope,
+                      str(tmp_path / "qsettings-after"))
 
 
 @pytest.fixture(scope="module")
