@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
-import re
 import sys
-import time
 from pathlib import Path
 
-from engine.runtime.console import Progress, open_bundle, safe_text
+from engine.runtime.console import (
+    MAX_NAME_BYTES,
+    STALE_TEMP_SECONDS,
+    Progress,
+    clean_stale_temps,
+    float_in,
+    int_in,
+    open_bundle,
+    safe_text,
+)
 from engine.runtime.errors import MageError, OutputError
 from engine.runtime.manifest import MAX_STEPS
 
@@ -34,8 +40,7 @@ MAX_FEATHER = 10_000.0
 MAX_GUIDANCE = 100.0
 MAX_EXTEND_TOKENS = 256
 MAX_RESULT_BYTES = 4 << 30     # all candidates of one run, as 8-bit RGBA
-MAX_NAME_BYTES = 255 - 16      # a file name, leaving room for the temp file's affixes
-STALE_TEMP_SECONDS = 3600      # a temp file of ours this old was left by a killed run
+__all__ = ["MAX_NAME_BYTES", "STALE_TEMP_SECONDS", "clean_stale_temps", "float_in", "int_in"]
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -43,38 +48,6 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(EXIT_BAD_INPUT, f"error: {safe_text(message)} (see {self.prog} --help)\n")
-
-
-def int_in(low: int, high: int):
-    """An argparse type: a whole number in [low, high]."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
-        return value
-    parse.__name__ = "whole number"
-    return parse
-
-
-def float_in(low: float, high: float, low_open: bool = False, high_open: bool = False):
-    """An argparse type: a finite number in [low, high] ('(' / ')' ends with the *_open
-    flags)."""
-    span = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-        if (not math.isfinite(value) or value < low or value > high
-                or (low_open and value == low) or (high_open and value == high)):
-            raise argparse.ArgumentTypeError(f"{text} is outside {span}")
-        return value
-    parse.__name__ = "number"
-    return parse
 
 
 # -- shared options ---------------------------------------------------------------------------
@@ -215,31 +188,6 @@ def check_outputs(out: Path, seeds, inputs: list[Path], overwrite: bool) -> list
             raise OutputError(f"output {shown} exists (use --overwrite to replace it)")
     clean_stale_temps(paths)
     return paths
-
-
-def clean_stale_temps(paths: list[Path], now: float | None = None) -> list[Path]:
-    """Remove the temp files a killed run left beside these outputs: only regular files
-    named like ours (".NAME.XXXXXXXX.tmp") and older than STALE_TEMP_SECONDS. Returns them."""
-    now = time.time() if now is None else now
-    removed = []
-    for path in paths:
-        pattern = re.compile(rf"^\.{re.escape(path.name)}\.[A-Za-z0-9_]{{8}}\.tmp$")
-        try:
-            entries = list(os.scandir(path.parent))
-        except OSError:
-            continue
-        for entry in entries:
-            if not pattern.match(entry.name):
-                continue
-            try:
-                info = entry.stat(follow_symlinks=False)
-                if entry.is_file(follow_symlinks=False) and now - info.st_mtime > \
-                        STALE_TEMP_SECONDS:
-                    os.unlink(entry.path)
-                    removed.append(Path(entry.path))
-            except OSError:
-                continue
-    return removed
 
 
 def _check_memory(count: int, width: int, height: int) -> None:

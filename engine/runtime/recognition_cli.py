@@ -30,7 +30,7 @@ MAX_SEED = 2**32 - 1
 
 def add_commands(sub, add_model_options) -> None:
     """Register the recognition sub-commands on the CLI's sub-parser set."""
-    from engine.cli import float_in, int_in
+    from engine.runtime.console import float_in, int_in
     p = sub.add_parser("classify", help="name what is in images (top-k classes)",
                        description="Print the top-k classes with probabilities per image.")
     p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_FOLDER",
@@ -99,7 +99,7 @@ def _add_data(p) -> None:
 
 
 def _add_batch(p) -> None:
-    from engine.cli import int_in
+    from engine.runtime.console import int_in
 
     p.add_argument("--batch-size", type=int_in(1, MAX_BATCH), default=16,
                    help=f"images per model call (1..{MAX_BATCH})")
@@ -157,8 +157,7 @@ def _features_of_files(bundle, files: list[Path], batch_size: int, label: str,
 
 
 def _check_out(path: Path | None, overwrite: bool, inputs: tuple[Path, ...] = ()) -> None:
-    from engine.cli import MAX_NAME_BYTES, clean_stale_temps
-    from engine.runtime.console import safe_text
+    from engine.runtime.console import MAX_NAME_BYTES, clean_stale_temps, safe_text
 
     if path is None:
         return

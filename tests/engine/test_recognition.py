@@ -289,7 +289,7 @@ def bad_cases(data_dir, tmp_path, bundle, good_head):
     return {
         "missing image": (["classify", tmp_path / "nope.png", *m], "not found"),
         "empty folder": (["classify", tmp_path / "empty", *m], "no images found"),
-        "k zero": (["classify", data_dir, "-k", "0", *m], "-k must be at least 1"),
+        "k zero": (["classify", data_dir, "-k", "0", *m], "0 is outside 1..1000"),
         "damaged head": (["classify", data_dir, "--head", tmp_path / "bad.npz", *m],
                          "not a classifier head"),
         "wrong model head": (["classify", data_dir, "--head", tmp_path / "wrong.npz", *m],
@@ -306,7 +306,7 @@ def bad_cases(data_dir, tmp_path, bundle, good_head):
         "not npz": (["fewshot", "--data", data_dir, "-o", tmp_path / "f.txt", *m], ".npz"),
         "exists": (["fewshot", "--data", data_dir, "-o", tmp_path / "bad.npz", *m], "exists"),
         "k shots zero": (["fewshot", "--data", data_dir, "-o", tmp_path / "f.npz", "-k", "0", *m],
-                         "-k must be at least 1"),
+                         "0 is outside 1..1000"),
         "bad head name": (["probe", "--data", data_dir, "--into-bundle", "../x", *m],
                           "head name"),
     }
