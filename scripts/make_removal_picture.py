@@ -2,10 +2,13 @@
 """Remake docs/removal.png: the editor removes a bison from a held-out photo.
 
     python scripts/make_removal_picture.py [--data data/photos] [--out docs/removal.png]
+        [--window docs/screenshot.png]
 
 The mask covers the brown (not green) pixels of the animal, grown by a few pixels, the way a
 user paints over it; the edit is made by the app itself (`main.py --open --mask --seed --save`)
 on the default model, and the picture shows input and result side by side, enlarged.
+With --window it also saves the editor window with that mask painted and the cost shown, before
+running (`main.py --open --mask --no-run --screenshot`; run it under Xvfb for a headless machine).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=REPO / "data" / "photos")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "removal.png")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--window", type=Path, help="also save the editor window here")
     args = ap.parse_args()
     rgb = np.asarray(Image.open(args.data / PHOTO).convert("RGB"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -50,6 +54,12 @@ def main() -> int:
                         "--mask", str(tmp / "mask.png"), "--seed", str(args.seed),
                         "--save", str(tmp / "after.png"), "--screenshot",
                         str(tmp / "window.png"), "--device", "cpu"], check=True)
+        if args.window is not None:
+            subprocess.run([sys.executable, str(REPO / "main.py"), "--open",
+                            str(tmp / "bison.png"), "--mask", str(tmp / "mask.png"),
+                            "--no-run", "--screenshot", str(args.window), "--device", "cpu"],
+                           check=True)
+            print(f"wrote {args.window}")
         after = Image.open(tmp / "after.png").convert("RGB")
         before = Image.fromarray(rgb)
         w, h = VIEW_BOX[2] - VIEW_BOX[0], VIEW_BOX[3] - VIEW_BOX[1]
