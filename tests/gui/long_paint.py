@@ -1,6 +1,6 @@
 """Long mask painting in the real editor window (run under Xvfb by test_long_painting.py).
 
-    python tests/app/long_paint.py [--model BUNDLE] [--strokes 300]
+    python tests/gui/long_paint.py [--model BUNDLE] [--strokes 300]
 
 Opens the main window on the xcb platform with a model loaded and the token-grid overlay on,
 paints and erases hundreds of brush strokes through mouse events on the canvas, with undo and

@@ -2,7 +2,7 @@
 
 Short tests hid a binding bug (PySide6 6.12.0 on Python 3.11) that aborted the interpreter
 after a few dozen strokes, so this one paints long enough to hit it. The painting runs in a
-child process (tests/app/long_paint.py): a crash there is a failed test, not a dead test run.
+child process (tests/gui/long_paint.py): a crash there is a failed test, not a dead test run.
 Like test_screenshot.py it fails rather than skips without xvfb-run.
 """
 
