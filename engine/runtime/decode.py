@@ -16,7 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.runtime.schedule import check_schedule_args, mask_len_after_step
+from engine.runtime.schedule import (
+    DEFAULT_CHOICE_TEMPERATURE,
+    DEFAULT_STEPS,
+    check_schedule_args,
+    mask_len_after_step,
+)
 
 TokensToLogits = Callable[[np.ndarray], np.ndarray]
 
@@ -68,8 +73,8 @@ def decode(
     tokens_to_logits: TokensToLogits,
     *,
     mask_token_id: int,
-    steps: int = 12,
-    choice_temperature: float = 4.5,
+    steps: int = DEFAULT_STEPS,
+    choice_temperature: float = DEFAULT_CHOICE_TEMPERATURE,
     rngs: Sequence[np.random.Generator],
     start_step: int = 0,
     schedule: str = "cosine",

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from engine.runtime.errors import BundleError
+from engine.runtime.schedule import DEFAULT_CHOICE_TEMPERATURE, DEFAULT_STEPS
 
 FORMAT = "mage-bundle"
 FORMAT_VERSION = 1
@@ -32,7 +33,8 @@ class Manifest:
     mask_token_id: int
     class_names: list[str] | None = None
     null_class_id: int | None = None
-    decoding: dict = field(default_factory=lambda: {"steps": 12, "choice_temperature": 4.5})
+    decoding: dict = field(default_factory=lambda: {
+        "steps": DEFAULT_STEPS, "choice_temperature": DEFAULT_CHOICE_TEMPERATURE})
     source: str = ""
     files: dict[str, str] = field(default_factory=dict)  # file name -> sha256
     features_dim: int | None = None

@@ -11,6 +11,11 @@ import math
 
 METHODS = ("cosine", "linear", "square", "cubic")
 
+# Decoding defaults (MAGE/MaskGIT: 12 steps, choice temperature 4.5) for bundles whose manifest
+# names none; the one place they are written.
+DEFAULT_STEPS = 12
+DEFAULT_CHOICE_TEMPERATURE = 4.5
+
 
 def mask_ratio(progress: float, method: str = "cosine") -> float:
     """Fraction of the initially unknown tokens still masked after `progress` of the run.
