@@ -129,7 +129,7 @@ class CanvasView(QGraphicsView):
         else:
             self._grid.show_lines = True
             plan = self._grid_plan
-            self._grid.set_layouts(plan.layouts if plan is not None and self.show_grid else ())
+            self._grid.set_layouts(plan.parts if plan is not None and self.show_grid else ())
 
     def set_show_grid(self, on: bool) -> None:
         self.show_grid = on

@@ -13,7 +13,7 @@ from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem
 
 from app.qimage import qimage_over, rgb_to_argb32
-from app.token_layout import TokenLayout
+from engine.runtime.plan import Part
 
 MASK_RGBA = (255, 64, 129, 120)       # translucent pink: visible on skies, skin and foliage
 
@@ -137,11 +137,11 @@ class GridItem(QGraphicsItem):
 
     def __init__(self):
         super().__init__()
-        self._layouts: tuple[TokenLayout, ...] = ()
+        self._layouts: tuple[Part, ...] = ()
         self._colors: np.ndarray | None = None
         self.show_lines = True
 
-    def set_layout(self, layout: TokenLayout | None, colors: np.ndarray | None = None) -> None:
+    def set_layout(self, layout: Part | None, colors: np.ndarray | None = None) -> None:
         self.set_layouts(() if layout is None else (layout,), colors)
 
     def set_layouts(self, layouts, colors: np.ndarray | None = None) -> None:
@@ -161,7 +161,7 @@ class GridItem(QGraphicsItem):
         for layout in self._layouts:
             self._paint_layout(painter, layout)
 
-    def _paint_layout(self, painter: QPainter, layout: TokenLayout) -> None:
+    def _paint_layout(self, painter: QPainter, layout: Part) -> None:
         sq, edges = layout.square, layout.cell_edges
         gh, gw = layout.token_mask.shape
         colors = self._colors
@@ -187,7 +187,7 @@ class GridItem(QGraphicsItem):
         painter.setBrush(QBrush())
         painter.drawRect(QRectF(sq.x0, sq.y0, sq.side, sq.side))
 
-    def _outline_cells(self, painter: QPainter, layout: TokenLayout) -> None:
+    def _outline_cells(self, painter: QPainter, layout: Part) -> None:
         """A solid outline around the region that regenerates."""
         pen = QPen(QColor(80, 200, 255, 220), 1.5)
         pen.setCosmetic(True)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Generator
 
 from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, Qt, QThreadPool, Signal
 
-from app.worker import CallbackWorker, GeneratorWorker
+from app.worker import GeneratorWorker
 
 
 class JobController(QObject):
@@ -45,11 +45,6 @@ class JobController(QObject):
     def start(self, kind: str, job: Callable[[], Generator]) -> int:
         """Run a generator job; returns its id."""
         return self._launch(kind, GeneratorWorker(self._take_id(), job))
-
-    def start_callback(self, kind: str, job: Callable[[Callable[[object], None]], object]
-                       ) -> int:
-        """Run a job that reports steps through a callback (see CallbackWorker)."""
-        return self._launch(kind, CallbackWorker(self._take_id(), job))
 
     def cancel(self) -> None:
         """Stop the current job at its next step; `cancelled` follows when it has stopped."""

@@ -25,7 +25,7 @@ from app.jobs import RunOutcome, edit_job, history_preview
 from app.options import EditOptions
 from app.qimage import qimage_from_rgb
 from app.samples import Sample, load_samples
-from app.token_layout import TokenLayout, plan_for
+from engine.runtime.plan import EditPlan, Part, plan_edit
 from engine.runtime.errors import MageError
 from engine.runtime.imageio import load_image, load_mask
 
@@ -60,10 +60,12 @@ class DemoRun:
     steps: list[np.ndarray]   # full-size image as decided after step k (the last: the result)
 
 
-def demo_job(bundle, rgb: np.ndarray, mask: np.ndarray, options: EditOptions, seed: int):
-    """Runs the refill, then decodes the image after every step for the slow replay."""
+def demo_job(bundle, rgb: np.ndarray, plan: EditPlan | np.ndarray, options: EditOptions,
+             seed: int):
+    """Runs the refill of the plan the grid shows (or of a mask), then decodes the image after
+    every step for the slow replay."""
     settings = options.settings((seed,))
-    outcome = yield from edit_job(bundle, rgb, mask, settings, preview_interval=float("inf"))
+    outcome = yield from edit_job(bundle, rgb, plan, settings, preview_interval=float("inf"))
     final = outcome.result.images[0]
     frames = []
     if outcome.job is not None:
@@ -117,7 +119,7 @@ class DemoMode(QWidget):
         self._grid = GridItem()
         self._grid_on = False
         self._rgb = self._mask = None
-        self._layouts: tuple[TokenLayout, ...] = ()
+        self._layouts: tuple[Part, ...] = ()
         self.run: DemoRun | None = None
         self._intro_over = False
         self._left_demo = False
@@ -157,8 +159,8 @@ class DemoMode(QWidget):
         self.shown += 1
         self._rgb, self._mask, self.run = rgb, mask, None
         settings = self.options.settings((0,))
-        plan = plan_for(bundle.manifest, mask, settings)
-        self._layouts = plan.layouts if plan is not None else ()
+        plan = plan_edit(bundle.manifest, mask, settings)
+        self._layouts = plan.parts if plan is not None else ()
         gh, gw = bundle.manifest.grid
         hidden = plan.masked_count if plan is not None else 0
         self.left, self.right = tint_mask(rgb, mask), None
@@ -172,7 +174,8 @@ class DemoMode(QWidget):
                           f"The {hidden} tokens under the pink mask are hidden: the "
                           "transformer has to predict them from the rest.")
         seed = self.shown   # another draw each time round
-        self._jobs.start("demo", lambda: demo_job(bundle, rgb, mask, self.options, seed))
+        planned = mask if plan is None else plan
+        self._jobs.start("demo", lambda: demo_job(bundle, rgb, planned, self.options, seed))
         self._after(self.timing.intro, "intro_over")
 
     def _advance(self) -> None:

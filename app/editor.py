@@ -315,11 +315,11 @@ class Editor(QObject):
         elif options.mode == "extend":
             rgb, alpha = doc.rgb.copy(), doc.alpha
             side, cells = options.extend_side, options.extend_cells
-            self.jobs.start_callback("extend", lambda report: extend_job(
-                bundle, rgb, alpha, side, cells, settings, report))
+            self.jobs.start("extend", lambda: extend_job(bundle, rgb, alpha, side, cells,
+                                                         settings))
         else:
-            rgb, mask = doc.rgb.copy(), doc.mask.copy()
-            self.jobs.start("edit", lambda: edit_job(bundle, rgb, mask, settings))
+            rgb, mask, plan = doc.rgb.copy(), doc.mask.copy(), self.layout
+            self.jobs.start("edit", lambda: edit_job(bundle, rgb, mask, settings, plan=plan))
         self.status.emit(f"{MODE_TITLES[options.mode]}: running on {bundle.device.upper()}...")
         return True
 

@@ -1,6 +1,6 @@
 """Looking inside a finished run: the step scrubber and the confidence heatmap.
 
-`EditResult.history` holds the tokens after every step; showing step k decodes those tokens
+`RunResult.history` holds the tokens after every step; showing step k decodes those tokens
 (on a worker, since a decode is a model call) and covers the cells not yet decided. The heatmap
 colours each regenerated cell by the probability the model gave its token.
 """
@@ -14,20 +14,18 @@ from app.canvas_items import confidence_colors, undecided_colors
 from app.controller import JobController
 from app.editor import Editor
 from app.jobs import RunOutcome, history_preview
-from app.token_layout import TokenLayout, cell_edges
-from engine.runtime.editing import Square
+from engine.runtime.plan import Part, Square, plan_square
+from engine.runtime.settings import Settings
 
 
-def run_layout(run: RunOutcome, manifest) -> TokenLayout | None:
+def run_layout(run: RunOutcome, manifest) -> Part | None:
     """Where a run's tokens sit on the image (the whole image for a generated one)."""
-    steps = len(run.result.history)
     if run.job is not None:
-        side = run.job.square.side
-        return TokenLayout(run.job.square, run.job.token_mask, cell_edges(side, manifest), steps)
+        return run.job.part
     if run.kind == "generate":
         side = manifest.image_size
-        return TokenLayout(Square(0, 0, side), np.ones(manifest.grid, bool),
-                           cell_edges(side, manifest), steps)
+        return plan_square(manifest, np.ones((side, side), bool), Square(0, 0, side),
+                           Settings(ring=0))
     return None  # extend: several squares, no single grid
 
 

@@ -1,10 +1,8 @@
-"""The work a run does off the GUI thread, as plain generators over the engine (no Qt).
+"""The app's side of a run: the engine's one run generator (engine/runtime/run.py) plus what the
+GUI shows of it, made on the worker thread so the GUI thread only wraps small arrays in
+QImages: a thumbnail per candidate and, for extend, the alpha channel of the grown canvas.
 
-Each job yields `StepProgress` once per decoding step and returns a `RunOutcome`. A step may
-carry a `PreviewPatch`: the step's candidates decoded and blended in (engine.decode_images +
-finish_fills), made at most every `preview_interval` seconds because a decode costs about as much
-as a transformer step. Results are cropped to the rectangle they change and thumbnails are
-made here too, so the GUI thread only wraps small arrays in QImages.
+Each job yields the engine's `Step` once per decoding step and returns a `RunOutcome`.
 """
 
 from __future__ import annotations
@@ -16,44 +14,33 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from PIL import Image
 
-from engine.runtime.decode import DecodeStep, reroll_least_confident
-from engine.runtime.editing import (
-    EditJob,
-    EditResult,
-    Settings,
-    decode_images,
-    extend_canvas,
-    finish_fills,
-    mask_parts,
-    paste_part,
-    prepare_edit,
-    run_edit,
-    run_generate,
+from engine.runtime.compose import Patch
+from engine.runtime.plan import EditPlan
+from engine.runtime.run import (
+    Edit,
+    Extend,
+    Fill,
+    Generate,
+    Request,
+    Reroll,
+    RunResult,
+    Step,
+    plan_or_raise,
+    run,
+    step_image,
 )
+from engine.runtime.settings import Settings
 
 THUMB_SIZE = 160
 
-
-@dataclass
-class PreviewPatch:
-    """Pixels to show over the image at (x0, y0), in image coordinates."""
-    x0: int
-    y0: int
-    rgb: np.ndarray   # uint8 [h, w, 3]
-
-
-@dataclass
-class StepProgress:
-    step: int            # 1-based steps done
-    total: int
-    remaining: int       # tokens still unknown in the first candidate
-    preview: PreviewPatch | None = None
+PreviewPatch = Patch      # the name the canvas and the panels use
+StepProgress = Step
 
 
 @dataclass
 class Candidate:
     seed: int
-    patch: PreviewPatch            # the changed rectangle (edit) or the whole new image
+    patch: Patch                   # the changed rectangle (edit) or the whole new image
     thumbnail: np.ndarray          # uint8 [h, w, 3], long side THUMB_SIZE
 
 
@@ -61,179 +48,89 @@ class Candidate:
 class RunOutcome:
     kind: str                      # "edit", "generate", "extend", "reroll"
     candidates: list[Candidate]
-    result: EditResult
-    job: EditJob | None = None     # edits keep their job for re-rolls and the step scrubber
-    resizes_canvas: bool = False   # generate/extend replace the whole image
-    alpha: np.ndarray | None = None
-    settings: Settings | None = None
-    seconds: float = 0.0
+    result: RunResult
+    alpha: np.ndarray | None = None   # extend: the grown canvas's alpha
     extra: dict = field(default_factory=dict)
 
+    @property
+    def job(self) -> Fill | None:
+        """The prepared square of a one-square edit (re-rolls and the step scrubber)."""
+        return self.result.fill
 
-EditGen = Generator[StepProgress, None, RunOutcome]
+    @property
+    def settings(self) -> Settings:
+        return self.result.settings
 
+    @property
+    def seconds(self) -> float:
+        return self.result.seconds
 
-def edit_job(bundle, rgb: np.ndarray, mask: np.ndarray, settings: Settings,
-             preview_interval: float = 0.25, clock: Callable[[], float] = time.monotonic
-             ) -> EditGen:
-    """Refill the masked tokens (with a class when settings.class_name is set).
-
-    A mask whose parts lie far apart is refilled one context square per part, as the engine's
-    edit_image does, so each part keeps full detail; such a run has no single token grid, so
-    it has no step scrubber, heatmap or re-roll."""
-    started = clock()
-    parts = mask_parts(bundle.manifest, mask, settings)
-    if len(parts) > 1:
-        return (yield from _parts_edit(bundle, rgb, parts, settings, preview_interval, clock,
-                                       started))
-    job = prepare_edit(bundle.manifest, rgb, mask, settings)
-    result = yield from _drive(run_edit(bundle, job, settings), bundle, job, settings,
-                               preview_interval, clock)
-    return _edit_outcome("edit", job, result, settings, clock() - started)
+    @property
+    def resizes_canvas(self) -> bool:
+        return self.result.resizes_canvas
 
 
-def _parts_edit(bundle, rgb: np.ndarray, parts: list[np.ndarray], settings: Settings,
-                preview_interval: float, clock, started: float) -> EditGen:
-    jobs = [prepare_edit(bundle.manifest, rgb, part, settings) for part in parts]
-    steps = [settings.for_masked(bundle.manifest, job.masked_count).steps for job in jobs]
-    images = [rgb.copy() for _ in settings.seeds]
-    done, result = 0, None
-    for k, job in enumerate(jobs):
-        later = sum(j.masked_count for j in jobs[k + 1:])
-        inner = _drive(run_edit(bundle, job, settings), bundle, job, settings, preview_interval,
-                       clock)
-        while True:
-            try:
-                progress = next(inner)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            yield replace(progress, step=done + progress.step, total=sum(steps),
-                          remaining=progress.remaining + later)
-        done += steps[k]
-        paste_part(images, job, result)
-    boxes = [job.square.clip(rgb.shape[1], rgb.shape[0]) for job in jobs]
-    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
-    x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
-    candidates = []
-    for seed, image in zip(settings.seeds, images, strict=True):
-        patch = PreviewPatch(x0, y0, image[y0:y1, x0:x1].copy())
-        candidates.append(Candidate(seed, patch, thumbnail(patch.rgb)))
-    combined = EditResult(images, result.seeds, result.tokens, result.confidence, [], None, None,
-                          settings)
-    return RunOutcome("edit", candidates, combined, None, False, None, settings,
-                      clock() - started, {"parts": len(jobs)})
+EditGen = Generator[Step, None, RunOutcome]
 
 
-def reroll_job(bundle, job: EditJob, previous: EditResult, candidate: int, count: int,
+def run_job(bundle, request: Request, settings: Settings, alpha: np.ndarray | None = None,
+            preview_interval: float = 0.25, clock: Callable[[], float] = time.monotonic
+            ) -> EditGen:
+    """The engine run of `request`, then thumbnails (and the extended alpha)."""
+    result = yield from run(bundle, request, settings, preview_interval=preview_interval,
+                            clock=clock)
+    candidates = [Candidate(c.seed, c.patch, thumbnail(c.patch.rgb)) for c in result.candidates]
+    new_alpha = None
+    if isinstance(request, Extend) and alpha is not None:
+        new_alpha = _extend_alpha(alpha, result.candidates[0].patch.rgb.shape[:2], request.side)
+    return RunOutcome(result.kind, candidates, result, new_alpha, dict(result.extra))
+
+
+def edit_job(bundle, rgb: np.ndarray, mask: np.ndarray | EditPlan, settings: Settings,
+             preview_interval: float = 0.25, clock: Callable[[], float] = time.monotonic,
+             plan: EditPlan | None = None) -> EditGen:
+    """Refill the mask (with a class when settings.class_name is set). `plan` is the one the
+    token grid shows: it runs as it is when it was made for this very mask; `mask` may also
+    be the plan itself."""
+    if isinstance(mask, EditPlan):
+        plan, mask = mask, mask.mask
+    if plan is None or plan.mask.shape != mask.shape or not np.array_equal(plan.mask, mask):
+        plan = plan_or_raise(bundle.manifest, rgb, mask, settings)
+    return (yield from run_job(bundle, Edit(rgb, plan), settings, None, preview_interval, clock))
+
+
+def reroll_job(bundle, job: Fill | None, previous: RunResult, candidate: int, count: int,
                settings: Settings, preview_interval: float = 0.25,
                clock: Callable[[], float] = time.monotonic) -> EditGen:
-    """Re-mask the `count` least confident tokens of one candidate and decode them again."""
-    started = clock()
-    start = reroll_least_confident(previous.tokens[candidate:candidate + 1],
-                                   previous.confidence[candidate:candidate + 1], count,
-                                   bundle.manifest.mask_token_id,
-                                   region=job.token_mask.reshape(-1))
-    result = yield from _drive(run_edit(bundle, job, settings, tokens=start), bundle, job,
-                               settings, preview_interval, clock)
-    return _edit_outcome("reroll", job, result, settings, clock() - started)
+    """Re-mask the `count` least confident tokens of one candidate and decode them again
+    (`job` is previous.fill, the square they sit in)."""
+    return (yield from run_job(bundle, Reroll(previous, candidate, count), settings, None,
+                               preview_interval, clock))
 
 
 def generate_job(bundle, settings: Settings, preview_interval: float = 0.25,
                  clock: Callable[[], float] = time.monotonic) -> EditGen:
     """Whole new images, of a class when settings.class_name is set."""
-    started = clock()
-    result = yield from _drive(run_generate(bundle, settings), bundle, None, settings,
-                               preview_interval, clock)
-    candidates = [Candidate(seed, PreviewPatch(0, 0, image), thumbnail(image))
-                  for seed, image in zip(result.seeds, result.images, strict=True)]
-    return RunOutcome("generate", candidates, result, None, True, None, settings,
-                      clock() - started)
+    return (yield from run_job(bundle, Generate(), settings, None, preview_interval, clock))
 
 
 def extend_job(bundle, rgb: np.ndarray, alpha: np.ndarray | None, side: str, cells: int,
-               settings: Settings, report: Callable[[StepProgress], None],
-               clock: Callable[[], float] = time.monotonic) -> RunOutcome:
-    """Grow the canvas on one side and fill the strip. The engine runs this as one call with
-    a per-step callback, so progress (and cancelling) goes through `report`."""
-    started = clock()
-    done = [0]
-
-    def on_step(step: DecodeStep) -> None:
-        done[0] += 1
-        report(StepProgress(done[0], max(done[0], step.total_steps), int(step.remaining[0])))
-
+               settings: Settings, clock: Callable[[], float] = time.monotonic) -> EditGen:
+    """Grow the canvas on one side and fill the strip (one candidate)."""
     settings = replace(settings, seeds=settings.seeds[:1])
-    result = extend_canvas(bundle, rgb, side, cells, settings, on_step=on_step)
-    image = result.images[0]
-    new_alpha = None if alpha is None else _extend_alpha(alpha, image.shape[:2], side)
-    candidate = Candidate(settings.seeds[0], PreviewPatch(0, 0, image), thumbnail(image))
-    return RunOutcome("extend", [candidate], result, None, True, new_alpha, settings,
-                      clock() - started, {"side": side, "cells": cells})
+    return (yield from run_job(bundle, Extend(rgb, side, cells), settings, alpha, 0.25, clock))
 
 
-def history_preview(bundle, job: EditJob | None, result: EditResult, candidate: int,
-                    step: int) -> PreviewPatch:
-    """The image as decided after `step` (0-based): tokens not yet decided show the final
-    ones (the GUI covers those cells), since a mask id cannot be decoded."""
-    tokens = result.history[step][candidate].copy()
-    undecided = tokens == bundle.manifest.mask_token_id
-    tokens[undecided] = result.tokens[candidate][undecided]
-    square = decode_images(bundle, tokens[None])[0]
-    if job is None:
-        return PreviewPatch(0, 0, square)
-    settings = result.settings or Settings()
-    return _crop_to_square(job, finish_fills(job, square[None], settings)[0])
+def history_preview(bundle, job: Fill | None, result: RunResult, candidate: int,
+                    step: int) -> Patch:
+    """The image as decided after `step` (0-based), crop-local (engine step_image)."""
+    return step_image(bundle, result, candidate, step)
 
 
 def thumbnail(rgb: np.ndarray, size: int = THUMB_SIZE) -> np.ndarray:
     image = Image.fromarray(rgb)
     image.thumbnail((size, size), Image.Resampling.BILINEAR)
     return np.asarray(image)
-
-
-# -- helpers ------------------------------------------------------------------------------
-
-
-def _drive(gen, bundle, job: EditJob | None, settings: Settings, preview_interval: float,
-           clock) -> Generator[StepProgress, None, EditResult]:
-    """Steps through an engine run, yielding progress with an occasional preview."""
-    last_preview = -float("inf")
-    done = 0
-    while True:
-        try:
-            step = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        done += 1
-        preview = None
-        if not step.done and clock() - last_preview >= preview_interval:
-            preview = _step_preview(bundle, job, step, settings)
-            last_preview = clock()
-        yield StepProgress(done, step.total_steps, int(step.remaining[0]), preview)
-
-
-def _step_preview(bundle, job: EditJob | None, step: DecodeStep, settings: Settings
-                  ) -> PreviewPatch:
-    square = decode_images(bundle, step.candidates[:1])[0]
-    if job is None:
-        return PreviewPatch(0, 0, square)
-    return _crop_to_square(job, finish_fills(job, square[None], settings)[0])
-
-
-def _crop_to_square(job: EditJob, full: np.ndarray) -> PreviewPatch:
-    h, w = full.shape[:2]
-    x0, y0, x1, y1 = job.square.clip(w, h)
-    return PreviewPatch(x0, y0, full[y0:y1, x0:x1].copy())
-
-
-def _edit_outcome(kind: str, job: EditJob, result: EditResult, settings: Settings,
-                  seconds: float) -> RunOutcome:
-    candidates = []
-    for seed, image in zip(result.seeds, result.images, strict=True):
-        patch = _crop_to_square(job, image)  # the context square: where the change shows
-        candidates.append(Candidate(seed, patch, thumbnail(patch.rgb)))
-    return RunOutcome(kind, candidates, result, job, False, None, settings, seconds)
 
 
 def _extend_alpha(alpha: np.ndarray, shape: tuple[int, int], side: str) -> np.ndarray:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
-from engine.runtime.editing import SIDES, Settings, seeds_from
+from engine.runtime.run import SIDES
+from engine.runtime.settings import Settings, seeds_from
 
 MODES = ("remove", "class", "generate", "extend")
 MODE_TITLES = {"remove": "Remove / fill", "class": "Fill as class",

@@ -1,14 +1,9 @@
-"""Where the model will work for the current mask: the context squares and their token cells.
+"""The editor's token plan, computed off the GUI thread.
 
-This follows `engine.runtime.editing.prepare_edit` step by step with the engine's own functions
-(context_square, cut_square, mask_to_model, token_mask_from_pixels), minus the pixel work
-(cutting and resizing the RGB square, which costs tens of milliseconds on large photos), so the
-grid overlay can follow the brush live. tests/app/test_token_layout.py checks that the square
-and the token mask equal what prepare_edit returns. A mask made of parts far apart is edited as
-one square per part (engine.runtime.editing.mask_parts), so the plan holds one layout each.
-
-`LayoutPlanner` computes plans on a worker thread (the latest request wins), so a mask of
-thousands of dust spots or a very large photo never blocks the window.
+The plan is the engine's own `EditPlan` (engine/runtime/plan.py): the context squares and token
+cells the overlay draws are the object the run is handed. `LayoutPlanner` computes plans on a
+worker thread (the latest request wins), so a mask of thousands of dust spots or a very large
+photo never blocks the window.
 """
 
 from __future__ import annotations
@@ -16,96 +11,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
-from engine.runtime.editing import Settings, Square, cell_index, map_mask, mask_parts
 from engine.runtime.manifest import Manifest
-from engine.runtime.masking import mask_bbox
-from engine.runtime.schedule import masked_counts
+from engine.runtime.plan import EditPlan, plan_edit
+from engine.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class TokenLayout:
-    square: Square
-    token_mask: np.ndarray        # bool [gh, gw] cells that will regenerate
-    cell_edges: np.ndarray        # int [gw + 1] pixel offsets of the cell borders in the square
-    steps: int
-    start_step: int = 0
-
-    @property
-    def masked_count(self) -> int:
-        return int(self.token_mask.sum())
-
-    @cached_property
-    def cost(self) -> int:
-        """Token predictions the run will make (what EditJob.cost reports)."""
-        if not self.masked_count:
-            return 0
-        return int(sum(masked_counts(self.masked_count, self.steps, self.start_step)))
-
-    def cell_box(self, row: int, col: int) -> tuple[int, int, int, int]:
-        """Image-pixel box (x0, y0, x1, y1) of one token cell."""
-        e, sq = self.cell_edges, self.square
-        return sq.x0 + e[col], sq.y0 + e[row], sq.x0 + e[col + 1], sq.y0 + e[row + 1]
-
-
-def layout_for(manifest: Manifest, mask: np.ndarray, settings: Settings) -> TokenLayout | None:
-    """The layout prepare_edit would produce for this mask, or None for an empty mask."""
-    bbox = mask_bbox(mask)
-    if bbox is None:
-        return None
-    sq, _, token_mask = map_mask(manifest, mask, bbox, settings)
-    # the step count may depend on how many tokens are masked (speed options)
-    resolved = settings.for_masked(manifest, int(token_mask.sum()))
-    return TokenLayout(sq, token_mask, cell_edges(sq.side, manifest), resolved.steps,
-                       resolved.start_step)
-
-
-@dataclass(frozen=True)
-class EditPlan:
-    """The layouts of one edit: one per separately edited part of the mask, run in order."""
-    layouts: tuple[TokenLayout, ...]
-
-    @property
-    def masked_count(self) -> int:
-        return sum(layout.masked_count for layout in self.layouts)
-
-    @property
-    def cost(self) -> int:
-        return sum(layout.cost for layout in self.layouts)
-
-    @property
-    def steps(self) -> int:
-        return max(layout.steps for layout in self.layouts)
-
-    @property
-    def cell_side(self) -> float:
-        """Image pixels per token cell in the largest square (the coarsest part)."""
-        side = max(layout.square.side for layout in self.layouts)
-        return side / (len(self.layouts[0].cell_edges) - 1)
-
-
-def plan_for(manifest: Manifest, mask: np.ndarray, settings: Settings) -> EditPlan | None:
-    """What edit_image would do with this mask, or None for an empty mask."""
-    if mask_bbox(mask) is None:
-        return None
-    layouts = [layout_for(manifest, part, settings)
-               for part in mask_parts(manifest, mask, settings)]
-    return EditPlan(tuple(layout for layout in layouts if layout is not None))
-
-
-def cell_edges(side: int, manifest: Manifest) -> np.ndarray:
-    """Pixel offsets where each token cell starts along a square side, plus the side itself,
-    using the engine's pixel-to-cell rule so the drawn grid is the one paste_back uses."""
-    cells = cell_index(side, manifest.image_size, manifest.downsample)
-    starts = np.searchsorted(cells, np.arange(manifest.grid[1]), side="left")
-    return np.append(starts, side).astype(np.int64)
+__all__ = ["EditPlan", "LayoutPlanner"]
 
 
 class LayoutPlanner(QObject):
@@ -170,7 +86,7 @@ class LayoutPlanner(QObject):
                     return
                 (number, manifest, mask, settings), self._pending = self._pending, None
             try:
-                plan = plan_for(manifest, mask, settings)
+                plan = plan_edit(manifest, mask, settings)
             except Exception as error:  # noqa: BLE001 - a plan is advice; never take the app down
                 log.warning("no token layout for this mask: %s", error)
                 plan = None

@@ -2,9 +2,8 @@
 
 Modelled on superqt's GeneratorWorker (as napari uses it): the job is a generator; the worker
 sends each yielded value to the GUI thread and checks its abort flag between steps, so a
-generator that yields once per decoding step gets progress and cancel points for free. Jobs
-that run as one engine call with a per-step callback (extend) take a `report` function instead;
-`report` raises `WorkerAborted` once an abort was requested.
+generator that yields once per decoding step gets progress and cancel points for free (every
+engine run is such a generator: engine/runtime/run.py).
 
 Every signal carries the job id so the receiver can ignore a job it has superseded.
 """
@@ -23,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 class WorkerAborted(Exception):
-    """Raised inside a callback-style job when the worker was asked to stop."""
+    """Raised inside the worker when it was asked to stop."""
 
 
 class WorkerSignals(QObject):
@@ -92,25 +91,6 @@ class GeneratorWorker(QRunnable):
                 self.signals.yielded.emit(self.job_id, value)
         finally:
             gen.close()
-
-
-class CallbackWorker(GeneratorWorker):
-    """Runs `job(report)` where the job calls `report(value)` once per step."""
-
-    def __init__(self, job_id: int, job: Callable[[Callable[[object], None]], object]):
-        super().__init__(job_id, lambda: iter(()))
-        self._callback_job = job
-
-    def _report(self, value: object) -> None:
-        if self._abort.is_set():
-            raise WorkerAborted
-        self.signals.yielded.emit(self.job_id, value)
-
-    def _run_job(self) -> None:
-        value = self._callback_job(self._report)
-        if self._abort.is_set():
-            raise WorkerAborted
-        self.signals.returned.emit(self.job_id, value)
 
 
 def _one_line(error: BaseException) -> str:

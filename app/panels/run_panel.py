@@ -25,7 +25,7 @@ from app.editor import Editor
 from app.jobs import StepProgress
 from app.options import MODE_TITLES, MODES, EditOptions
 from app.panels.class_picker import ClassPicker
-from engine.runtime.editing import SIDES
+from engine.runtime.run import SIDES
 from engine.runtime.schedule import masked_counts
 
 
@@ -240,7 +240,7 @@ class RunPanel(QWidget):
 def cost_text(plan) -> str:
     """What a run will compute, in numbers that add up: each decoding step predicts every
     token still hidden, so the predictions are the sum of the per-step counts."""
-    parts = plan.layouts
+    parts = plan.parts
     if len(parts) == 1:
         part = parts[0]
         counts = masked_counts(part.masked_count, part.steps, part.start_step)

@@ -100,6 +100,14 @@ class Fill:
     shape: tuple[int, int]       # (height, width) of the image
     tokens: np.ndarray | None = None  # int64 [N] input tokens once encoded (mask ids set)
 
+    @property
+    def square(self) -> Square:
+        return self.part.square
+
+    @property
+    def token_mask(self) -> np.ndarray:
+        return self.part.token_mask
+
 
 @dataclass(eq=False)
 class RunResult:

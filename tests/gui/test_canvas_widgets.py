@@ -117,7 +117,7 @@ def test_far_apart_strokes_get_a_square_each_and_one_undoable_result(window, tin
     mask[330:370, 520:570] = True
     editor.set_mask(mask)
     qtbot.waitUntil(lambda: editor.layout is not None, timeout=3000)
-    assert len(editor.layout.layouts) == 2
+    assert len(editor.layout.parts) == 2
     assert "in 2 separate squares" in window.run_panel.cost.text()
     assert str(editor.layout.cost) in window.run_panel.cost.text()
     assert len(window.canvas._grid._layouts) == 2     # both squares drawn

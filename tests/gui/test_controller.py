@@ -5,7 +5,7 @@ import pytest
 
 from app.controller import JobController
 from app.jobs import edit_job, extend_job
-from engine.runtime.editing import Settings
+from engine.runtime.settings import Settings
 
 from .fake_engine import FakeBundle
 
@@ -96,13 +96,13 @@ def test_new_job_supersedes_the_running_one(qtbot, controller):
     assert slow.calls == 1                            # the old job stopped at its next step
 
 
-def test_callback_job_cancels_too(qtbot, controller):
+def test_extend_job_cancels_at_the_next_step(qtbot, controller):
     bundle = FakeBundle(delay=0.03)
     rgb = np.full((64, 64, 3), 90, np.uint8)
     controller.progress.connect(lambda p: controller.cancel())
     with qtbot.waitSignal(controller.cancelled, timeout=10000):
-        controller.start_callback("extend", lambda report: extend_job(
-            bundle, rgb, None, "right", 2, Settings(seeds=(1,)), report))
+        controller.start("extend", lambda: extend_job(
+            bundle, rgb, None, "right", 2, Settings(seeds=(1,))))
     assert bundle.calls <= 2
 
 

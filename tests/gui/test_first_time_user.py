@@ -323,7 +323,7 @@ def test_cost_label_numbers_add_up(win, qtbot, tiny_bundle):
     text = re.sub("<[^>]+>", "", win.run_panel.cost.text())
     tokens, steps, predictions = (int(x) for x in re.match(
         r"(\d+) tokens regenerate in (\d+) steps.*: (\d+) token predictions", text).groups())
-    part = win.editor.layout.layouts[0]
+    part = win.editor.layout.parts[0]
     counts = masked_counts(part.masked_count, part.steps, part.start_step)
     assert tokens == part.masked_count == counts[0] and steps == len(counts)
     assert predictions == sum(counts) <= tokens * steps

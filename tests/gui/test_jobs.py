@@ -10,7 +10,7 @@ from app.jobs import (
     history_preview,
     reroll_job,
 )
-from engine.runtime.editing import Settings, run_to_result
+from engine.runtime.settings import Settings
 
 from .fake_engine import FakeBundle
 
@@ -59,11 +59,13 @@ def test_same_seed_same_result_on_the_real_bundle(tiny_bundle):
     _, again = _drain(edit_job(tiny_bundle, rgb, mask, Settings(seeds=(6,))))
     np.testing.assert_array_equal(first.candidates[1].patch.rgb, again.candidates[0].patch.rgb)
     assert not np.array_equal(first.candidates[0].patch.rgb, first.candidates[1].patch.rgb)
-    # and the GUI's job gives what the engine's own driver gives
-    from engine.runtime.editing import prepare_edit, run_edit
-    job = prepare_edit(tiny_bundle.manifest, rgb, mask, Settings(seeds=(6,)))
-    direct = run_to_result(run_edit(tiny_bundle, job, Settings(seeds=(6,))))
-    np.testing.assert_array_equal(direct.images[0], again.result.images[0])
+    # the full image is the input with the patch written over it
+    full, patch = again.result.images[0], again.candidates[0].patch
+    h, w = patch.rgb.shape[:2]
+    np.testing.assert_array_equal(full[patch.y0:patch.y0 + h, patch.x0:patch.x0 + w], patch.rgb)
+    outside = np.ones(mask.shape, bool)
+    outside[patch.y0:patch.y0 + h, patch.x0:patch.x0 + w] = False
+    np.testing.assert_array_equal(full[outside], rgb[outside])
 
 
 def test_reroll_changes_only_masked_tokens(tiny_bundle):
@@ -88,22 +90,21 @@ def test_generate_and_history_preview(tiny_bundle):
     assert first.rgb.shape == last.rgb.shape
 
 
-def test_extend_reports_through_the_callback(tiny_bundle):
+def test_extend_reports_every_step(tiny_bundle):
     rgb = np.full((64, 80, 3), 100, np.uint8)
     alpha = np.full((64, 80), 50, np.uint8)
-    reports = []
-    outcome = extend_job(tiny_bundle, rgb, alpha, "left", 2, Settings(seeds=(4,)),
-                         reports.append)
+    reports, outcome = _drain(extend_job(tiny_bundle, rgb, alpha, "left", 2,
+                                         Settings(seeds=(4, 5))))
     image = outcome.candidates[0].patch.rgb
     assert image.shape == (64, 88, 3)
     assert outcome.alpha.shape == (64, 88) and (outcome.alpha[:, :8] == 255).all()
     assert (outcome.alpha[:, 8:] == 50).all()
-    assert reports and reports[-1].step == len(reports)
+    assert [c.seed for c in outcome.candidates] == [4]      # extend makes one candidate
+    assert reports and [r.step for r in reports] == list(range(1, len(reports) + 1))
+    assert all(r.total == len(reports) for r in reports)
 
 
 def test_far_apart_parts_are_edited_in_their_own_squares(tiny_bundle):
-    from engine.runtime.editing import edit_image
-
     rng = np.random.default_rng(1)
     rgb = rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)
     mask = np.zeros((300, 400), bool)
@@ -115,13 +116,12 @@ def test_far_apart_parts_are_edited_in_their_own_squares(tiny_bundle):
     assert [s.step for s in steps] == list(range(1, len(steps) + 1))
     assert len({s.total for s in steps}) == 1 and steps[-1].step == steps[-1].total
     assert steps[-1].remaining == 0 and steps[0].remaining > 0
-    # exactly what the engine's own multi-part edit gives, candidate by candidate
-    direct = edit_image(tiny_bundle, rgb, mask, settings)
-    for candidate, image in zip(outcome.candidates, direct.images, strict=True):
+    # each candidate's patch is its full image over the union of the squares, the rest kept
+    for candidate, image in zip(outcome.candidates, outcome.result.images, strict=True):
         p = candidate.patch
         h, w = p.rgb.shape[:2]
         np.testing.assert_array_equal(image[p.y0:p.y0 + h, p.x0:p.x0 + w], p.rgb)
         outside = np.ones(mask.shape, bool)
         outside[p.y0:p.y0 + h, p.x0:p.x0 + w] = False
         np.testing.assert_array_equal(image[outside], rgb[outside])
-    np.testing.assert_array_equal(outcome.result.images[1], direct.images[1])
+    assert not np.array_equal(outcome.result.images[0], outcome.result.images[1])

@@ -451,7 +451,7 @@ def test_the_gui_thread_never_waits_for_the_token_plan(window, qtbot, monkeypatc
 
     import app.token_layout as token_layout
 
-    real = token_layout.mask_parts
+    real = token_layout.plan_edit
     threads, gate = [], threading.Event()
 
     def slow_parts(*args, **kwargs):
@@ -459,7 +459,7 @@ def test_the_gui_thread_never_waits_for_the_token_plan(window, qtbot, monkeypatc
         gate.wait(5)               # a plan that takes seconds, as dust spots used to
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(token_layout, "mask_parts", slow_parts)
+    monkeypatch.setattr(token_layout, "plan_edit", slow_parts)
     editor = window.editor
     editor.models.use(FakeBundle())
     editor.set_image(photo(900, 1200))
@@ -485,11 +485,10 @@ def test_the_gui_thread_never_waits_for_the_token_plan(window, qtbot, monkeypatc
     assert all(t is not threading.main_thread() for t in threads)
     assert len(plans) == 1 and editor.layout is plans[0]   # only the latest plan is shown
     settings = editor.options.settings((0,))
-    expected = [token_layout.layout_for(editor.bundle.manifest, part, settings)
-                for part in real(editor.bundle.manifest, second, settings)]
-    assert [x.square for x in editor.layout.layouts] == [x.square for x in expected]
+    expected = real(editor.bundle.manifest, second, settings).parts
+    assert [x.square for x in editor.layout.parts] == [x.square for x in expected]
     assert editor.layout.masked_count == sum(x.masked_count for x in expected)
-    assert editor.layout.masked_count != token_layout.plan_for(
-        editor.bundle.manifest, first, settings).masked_count
+    assert editor.layout.masked_count != real(editor.bundle.manifest, first,
+                                              settings).masked_count
     gaps = np.diff(ticks)
     assert len(ticks) > 30 and gaps.max() < 0.3, gaps.max()
