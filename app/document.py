@@ -4,14 +4,16 @@ A `Document` holds the image (uint8 RGB plus optional alpha), the user's mask (b
 as first opened (for "hold Tab to see the original"), the run options and the undo history.
 Every edit is a `Change` that stores only the rectangle it touched (before and after), so a
 brush stroke on a large photo costs kilobytes and the whole document serialises cheaply with
-`to_arrays` / `from_arrays` (a dict of arrays for `numpy.savez`).
+the session store (`app.autosave`).
 
-The GUI's QUndoStack mirrors `history` one command per change (see `app.undo`).
+The history here is the only one: the GUI's QUndoStack holds one command per change that only
+moves the document (see `app.undo`). Whoever shows the document subscribes with `listeners`
+and hears of every recorded, replaced, undone and redone change.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,6 +60,20 @@ class Change:
     meta: dict = field(default_factory=dict)      # e.g. seed and run id of an applied result
 
 
+RECORDED, REPLACED, UNDONE, REDONE = "recorded", "replaced", "undone", "redone"
+
+
+def _cleared(mask: np.ndarray) -> Patch | None:
+    """The patch that clears `mask`: its painted bounding box, before and after."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask[rows[0]:rows[-1] + 1].any(axis=0))
+    ys, xs = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+    before = mask[ys, xs].copy()
+    return Patch(int(xs.start), int(ys.start), before, np.zeros_like(before))
+
+
 def patch_between(before: np.ndarray, after: np.ndarray, box: Box | None = None
                   ) -> Patch | None:
     """The smallest patch holding every difference between two same-shape arrays (inside
@@ -91,6 +107,8 @@ class Document:
         self.history: list[Change] = []
         self.history_index = 0   # changes before this index are applied
         self.saved_index = 0     # history_index when last saved
+        # called as listener(event, change), event one of RECORDED, REPLACED, UNDONE, REDONE
+        self.listeners: list[Callable[[str, Change], None]] = []
 
     @property
     def size(self) -> tuple[int, int]:
@@ -105,16 +123,15 @@ class Document:
 
     def record(self, change: Change) -> None:
         """Adds a change that is already applied; drops whatever could be redone."""
-        del self.history[self.history_index:]
-        if self.saved_index > self.history_index:
-            self.saved_index = -1  # the saved state can no longer be reached
-        self.history.append(change)
-        self.history_index += 1
+        self._append(change)
+        self._notify(RECORDED, change)
 
-    def push(self, change: Change) -> None:
-        """Applies a change and records it."""
-        self.apply(change, forward=True)
-        self.record(change)
+    def push(self, change: Change, replace_last: bool = False) -> None:
+        """Applies a change and records it. `replace_last`: it takes the place of the last
+        applied change, which is undone and forgotten first (another candidate of one run)."""
+        if replace_last:
+            self._take_back()
+        self._commit(change, REPLACED if replace_last else RECORDED)
 
     def undo(self) -> Change | None:
         if self.history_index == 0:
@@ -122,6 +139,7 @@ class Document:
         self.history_index -= 1
         change = self.history[self.history_index]
         self.apply(change, forward=False)
+        self._notify(UNDONE, change)
         return change
 
     def redo(self) -> Change | None:
@@ -130,7 +148,33 @@ class Document:
         change = self.history[self.history_index]
         self.apply(change, forward=True)
         self.history_index += 1
+        self._notify(REDONE, change)
         return change
+
+    def _append(self, change: Change) -> None:
+        del self.history[self.history_index:]
+        if self.saved_index > self.history_index:
+            self.saved_index = -1  # the saved state can no longer be reached
+        self.history.append(change)
+        self.history_index += 1
+
+    def _commit(self, change: Change, event: str) -> None:
+        self.apply(change, forward=True)
+        self._append(change)
+        self._notify(event, change)
+
+    def _take_back(self) -> None:
+        """Undoes the last applied change and drops it with the redo tail (no notice: the
+        change that replaces it follows at once)."""
+        if self.history_index == 0:
+            raise ValueError("no applied change to replace")
+        self.history_index -= 1
+        self.apply(self.history[self.history_index], forward=False)
+        del self.history[self.history_index:]
+
+    def _notify(self, event: str, change: Change) -> None:
+        for listener in list(self.listeners):
+            listener(event, change)
 
     def apply(self, change: Change, forward: bool) -> None:
         if change.canvas is not None:
@@ -156,85 +200,41 @@ class Document:
         return change
 
     def apply_image_patch(self, x0: int, y0: int, pixels: np.ndarray, label: str,
-                          clear_mask: bool = True, meta: dict | None = None) -> Change | None:
-        """Writes a result into the image (and clears the mask, as one undo step)."""
+                          clear_mask: bool = True, meta: dict | None = None,
+                          replace_last: bool = False) -> Change | None:
+        """Writes a crop-local result (its top-left corner at x0, y0) into the image and
+        clears the mask, as one undo step. The change keeps that rectangle before and after
+        (nothing outside it is compared). None when it would change nothing; with
+        `replace_last` it always takes the place of the last applied change."""
+        if replace_last:
+            self._take_back()
         h, w = pixels.shape[:2]
-        before_region = self.rgb[y0:y0 + h, x0:x0 + w]
-        image = patch_between(before_region, pixels)
-        if image is not None:
-            image.x0 += x0
-            image.y0 += y0
-        mask = patch_between(self.mask, np.zeros_like(self.mask)) if clear_mask else None
-        if image is None and mask is None:
-            return None
+        region = self.rgb[y0:y0 + h, x0:x0 + w]
+        if x0 < 0 or y0 < 0 or region.shape != pixels.shape:
+            raise ValueError(f"a {w}x{h} patch at ({x0}, {y0}) does not fit the "
+                             f"{self.size[0]}x{self.size[1]} image")
+        image = None
+        if not np.array_equal(region, pixels):
+            image = Patch(x0, y0, region.copy(), np.array(pixels, dtype=np.uint8))
+        mask = _cleared(self.mask) if clear_mask else None
         change = Change(label, mask=mask, image=image, meta=dict(meta or {}))
-        self.push(change)
+        if image is None and mask is None and not replace_last:
+            return None
+        self._commit(change, REPLACED if replace_last else RECORDED)
         return change
 
     def replace_canvas(self, rgb: np.ndarray, alpha: np.ndarray | None, label: str,
-                       meta: dict | None = None) -> Change:
+                       meta: dict | None = None, replace_last: bool = False) -> Change:
         """Replaces the whole image, possibly with another size (generate, extend)."""
+        if replace_last:
+            self._take_back()
         before = Canvas(self.rgb.copy(), None if self.alpha is None else self.alpha.copy(),
                         self.mask.copy())
         after = Canvas(np.ascontiguousarray(rgb).copy(), alpha,
                        np.zeros(rgb.shape[:2], dtype=bool))
         change = Change(label, canvas=(before, after), meta=dict(meta or {}))
-        self.push(change)
+        self._commit(change, REPLACED if replace_last else RECORDED)
         return change
-
-    # -- serialisation ---------------------------------------------------------------------
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """Everything as named arrays (for numpy.savez); masks are bit-packed."""
-        arrays: dict[str, np.ndarray] = {"rgb": self.rgb, "original": self.original,
-                                         "mask": _pack(self.mask)}
-        if self.alpha is not None:
-            arrays["alpha"] = self.alpha
-        entries = []
-        for i, change in enumerate(self.history):
-            entry: dict = {"label": change.label, "meta": change.meta}
-            for part in ("mask", "image"):
-                patch = getattr(change, part)
-                if patch is not None:
-                    entry[part] = [int(patch.x0), int(patch.y0)]
-                    arrays[f"h{i}.{part}.before"] = _encode(patch.before)
-                    arrays[f"h{i}.{part}.after"] = _encode(patch.after)
-            if change.canvas is not None:
-                entry["canvas"] = True
-                for when, state in zip(("before", "after"), change.canvas, strict=True):
-                    arrays[f"h{i}.canvas.{when}.rgb"] = state.rgb
-                    arrays[f"h{i}.canvas.{when}.mask"] = _pack(state.mask)
-                    if state.alpha is not None:
-                        arrays[f"h{i}.canvas.{when}.alpha"] = state.alpha
-            entries.append(entry)
-        meta = {"version": 1, "path": self.path, "options": self.options.to_dict(),
-                "history": entries, "history_index": self.history_index,
-                "saved_index": self.saved_index, "mask_shape": list(self.mask.shape)}
-        arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-        return arrays
-
-    @classmethod
-    def from_arrays(cls, arrays) -> Document:
-        meta = json.loads(bytes(np.asarray(arrays["meta"], dtype=np.uint8)).decode("utf-8"))
-        doc = cls(np.asarray(arrays["rgb"]), arrays["alpha"] if "alpha" in arrays else None,
-                  meta["path"], EditOptions.from_dict(meta["options"]))
-        doc.original = np.asarray(arrays["original"]).copy()
-        doc.mask = _unpack(arrays["mask"])
-        for i, entry in enumerate(meta["history"]):
-            change = Change(entry["label"], meta=entry.get("meta", {}))
-            for part in ("mask", "image"):
-                if part in entry:
-                    x0, y0 = entry[part]
-                    before = _decode(arrays[f"h{i}.{part}.before"])
-                    after = _decode(arrays[f"h{i}.{part}.after"])
-                    setattr(change, part, Patch(x0, y0, before, after))
-            if entry.get("canvas"):
-                change.canvas = tuple(_canvas_from(arrays, f"h{i}.canvas.{w}")
-                                      for w in ("before", "after"))
-            doc.history.append(change)
-        doc.history_index = meta["history_index"]
-        doc.saved_index = meta["saved_index"]
-        return doc
 
 
 def _pack(mask: np.ndarray) -> np.ndarray:
@@ -248,19 +248,3 @@ def _unpack(packed: np.ndarray) -> np.ndarray:
     packed = np.asarray(packed, dtype=np.uint8)
     h, w = (int(v) for v in packed[:8].view(">u4"))
     return np.unpackbits(packed[8:], count=h * w).astype(bool).reshape(h, w)
-
-
-def _encode(array: np.ndarray) -> np.ndarray:
-    """Patches: masks packed, images as they are."""
-    return _pack(array) if array.dtype == bool else array
-
-
-def _decode(array: np.ndarray) -> np.ndarray:
-    array = np.asarray(array)
-    return _unpack(array) if array.ndim == 1 else array.copy()
-
-
-def _canvas_from(arrays, prefix: str) -> Canvas:
-    rgb = np.asarray(arrays[f"{prefix}.rgb"]).copy()
-    alpha = np.asarray(arrays[f"{prefix}.alpha"]).copy() if f"{prefix}.alpha" in arrays else None
-    return Canvas(rgb, alpha, _unpack(arrays[f"{prefix}.mask"]))

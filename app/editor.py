@@ -1,7 +1,7 @@
 """Editor: the view-model between the widgets and the document, the model and the jobs.
 
 Widgets call its methods and listen to its signals (krita's model layer); it owns the
-`Document`, the QUndoStack that mirrors the document history, the `JobController` for runs and
+`Document` (the only history), the QUndoStack that wraps it, the `JobController` for runs and
 the `ModelManager`. Nothing here draws; nothing here blocks the GUI thread for long.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
@@ -17,7 +18,7 @@ from PySide6.QtGui import QUndoStack
 
 from app import mask_ops
 from app.controller import JobController
-from app.document import Change, Document, patch_between
+from app.document import RECORDED, REPLACED, Change, Document, patch_between
 from app.jobs import RunOutcome, StepProgress, edit_job, extend_job, generate_job, reroll_job
 from app.model_manager import ModelManager
 from app.options import MODE_TITLES, EditOptions
@@ -57,6 +58,7 @@ class Editor(QObject):
         self.run: RunOutcome | None = None
         self.applied = -1               # candidate of self.run currently applied
         self._applied_at = -1           # document history_index right after that apply
+        self._stack_moving = False      # the undo stack itself is moving the document
         self._run_document: Document | None = None   # the document a run started on
         self._notices_shown = 0         # bundle notices already shown (CUDA fallback...)
         # asked before a run that would close the open document (Generate); False cancels
@@ -103,9 +105,8 @@ class Editor(QObject):
     def set_image(self, rgb: np.ndarray, alpha: np.ndarray | None = None, path: str = "") -> None:
         document = Document(rgb, alpha, path, self.options)   # may raise: nothing changed yet
         self.jobs.cancel()
-        self.document = document
+        self._attach(document)
         self._stroke_before = None
-        self.undo_stack.clear()
         self._forget_run()
         self.document_changed.emit()
         self._schedule_layout()
@@ -115,18 +116,7 @@ class Editor(QObject):
         one command per change and stands at the document's undo position."""
         self.jobs.cancel()
         self._stroke_before = None
-        index = document.history_index
-        while document.redo() is not None:   # commands are pushed in their applied state
-            pass
-        self.document = document
-        blocked = self.blockSignals(True)     # the widgets still show the old document
-        try:
-            self.undo_stack.clear()
-            for change in document.history:
-                self._push_command(change)
-            self.undo_stack.setIndex(index)   # undoes the tail through the commands
-        finally:
-            self.blockSignals(blocked)
+        self._attach(document)
         self._forget_run()
         if document.options != self.options:
             self.options = document.options
@@ -183,9 +173,7 @@ class Editor(QObject):
             return
         patch = patch_between(before, doc.mask, self._stroke_box)
         if patch is not None:
-            change = Change(label, mask=patch)
-            doc.record(change)
-            self._push_command(change)
+            doc.record(Change(label, mask=patch))
 
     def fill_shape(self, kind: str, points, erase: bool = False) -> None:
         """kind "rect" (two corners) or "lasso" (polygon)."""
@@ -232,26 +220,54 @@ class Editor(QObject):
         self._replace_mask(grown, "Grow mask" if cells > 0 else "Shrink mask")
 
     def _replace_mask(self, mask: np.ndarray, label: str) -> None:
-        change = self.document.replace_mask(mask, label)
-        if change is not None:
-            self._push_command(change)
-            self.mask_changed.emit(change.mask.box)
-            self._schedule_layout()
+        self.document.replace_mask(mask, label)
 
-    # -- undo ---------------------------------------------------------------------------
+    # -- the document's history and the undo stack ------------------------------------------
 
-    def _push_command(self, change: Change) -> None:
-        self.undo_stack.push(ChangeCommand(change, self._undo_one, self._redo_one))
+    def _attach(self, document: Document) -> None:
+        """Shows `document`: the undo stack gets one command per change of its history and
+        stands at its undo position; from now on every change of it is announced."""
+        if self.document is not None and self._on_document in self.document.listeners:
+            self.document.listeners.remove(self._on_document)
+        self.document = document
+        index = document.history_index
+        with self._moving():   # not announced: the widgets hear document_changed afterwards
+            self.undo_stack.clear()
+            while document.redo() is not None:   # commands are pushed in the applied state
+                pass
+            for position in range(len(document.history)):
+                self.undo_stack.push(ChangeCommand(document, position, moving=self._moving))
+            self.undo_stack.setIndex(index)      # undoes the tail through the commands
+        document.listeners.append(self._on_document)
 
-    def _undo_one(self) -> None:
-        self._announce(self.document.undo())
-
-    def _redo_one(self) -> None:
-        self._announce(self.document.redo())
-
-    def _announce(self, change: Change | None) -> None:
-        if change is None:
+    def _on_document(self, event: str, change: Change) -> None:
+        """Every change of the document's history: the undo stack follows, widgets hear."""
+        doc = self.document
+        if event in (RECORDED, REPLACED):
+            with self._moving():   # a replacement merges into the command on top
+                self.undo_stack.push(ChangeCommand(doc, doc.history_index - 1,
+                                                   replaces=event == REPLACED,
+                                                   moving=self._moving))
+            self._announce(change)
             return
+        if not self._stack_moving and self.undo_stack.index() != doc.history_index:
+            with self._moving():   # the document moved by itself: the stack follows
+                self.undo_stack.setIndex(doc.history_index)
+        self._announce(change)
+        if change.canvas is not None or change.image is not None:
+            self.jobs.cancel()   # a run started on the old pixels no longer fits
+        self._sync_applied()
+
+    @contextmanager
+    def _moving(self):
+        """While the undo stack moves the document (or follows it)."""
+        outer, self._stack_moving = self._stack_moving, True
+        try:
+            yield
+        finally:
+            self._stack_moving = outer
+
+    def _announce(self, change: Change) -> None:
         if change.canvas is not None:
             self.document_changed.emit()
         else:
@@ -259,9 +275,6 @@ class Editor(QObject):
                 self.image_changed.emit(change.image.box)
             if change.mask is not None:
                 self.mask_changed.emit(change.mask.box)
-        if change.canvas is not None or change.image is not None:
-            self.jobs.cancel()   # a run started on the old pixels no longer fits
-        self._sync_applied()
         self._schedule_layout()
 
     # -- options and the token layout --------------------------------------------------------
@@ -397,40 +410,28 @@ class Editor(QObject):
             return
         if index == self.applied and self._applied_at == self._history_index():
             return
-        if self.applied >= 0 and self._applied_at == self._history_index():
-            self.undo_stack.undo()
+        # another candidate of the same run takes the place of the one applied last
+        replace_last = self.applied >= 0 and self._applied_at == self._history_index()
         candidate = run.candidates[index]
         label = f"{run.kind.capitalize()} (seed {candidate.seed})"
         meta = {"seed": candidate.seed, "kind": run.kind}
-        if run.resizes_canvas:
-            if self.document is None or run.kind == "generate":
-                # a generated image is a new, unsaved document; it never overwrites a photo
-                self.document = Document(candidate.patch.rgb, None, "", self.options)
-                self.document.saved_index = -1
-                self.undo_stack.clear()
-                change = None
-            else:
-                change = self.document.replace_canvas(candidate.patch.rgb, run.alpha, label,
-                                                      meta)
+        if run.resizes_canvas and (self.document is None or run.kind == "generate"):
+            # a generated image is a new, unsaved document; it never overwrites a photo
+            document = Document(candidate.patch.rgb, None, "", self.options)
+            document.saved_index = -1
+            self._attach(document)
             self.document_changed.emit()
+        elif run.resizes_canvas:
+            self.document.replace_canvas(candidate.patch.rgb, run.alpha, label, meta,
+                                         replace_last=replace_last)
         else:
             patch = candidate.patch
-            change = self.document.apply_image_patch(patch.x0, patch.y0, patch.rgb, label,
-                                                     meta=meta)
-            if change is not None:
-                self._announce_apply(change)
-        if change is not None:
-            self._push_command(change)
+            self.document.apply_image_patch(patch.x0, patch.y0, patch.rgb, label, meta=meta,
+                                            replace_last=replace_last)
         self.applied, self._applied_at = index, self._history_index()
         self.preview_changed.emit(None)
         self.applied_changed.emit(index)
         self._schedule_layout()
-
-    def _announce_apply(self, change: Change) -> None:
-        if change.image is not None:
-            self.image_changed.emit(change.image.box)
-        if change.mask is not None:
-            self.mask_changed.emit(change.mask.box)
 
     def _history_index(self) -> int:
         return self.document.history_index if self.document is not None else -1

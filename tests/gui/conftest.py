@@ -1,6 +1,10 @@
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from app.autosave import SessionStore, snapshot
 from app.editor import Editor
 from app.main_window import MainWindow
 from app.settings import Preferences
@@ -13,6 +17,14 @@ def photo(h: int = 120, w: int = 160) -> np.ndarray:
     rgb = rgb.astype(np.uint8)
     rgb[40:70, 60:100] = (20, 30, 40)
     return rgb
+
+
+def session_copy(doc):
+    """`doc` written by the session store (the one serialisation) and read back."""
+    with tempfile.TemporaryDirectory() as folder:
+        store = SessionStore(Path(folder))
+        store.write(snapshot(doc))
+        return store.load()[0]
 
 
 @pytest.fixture

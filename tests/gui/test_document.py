@@ -1,10 +1,10 @@
-import io
-
 import numpy as np
 
 from app import mask_ops
 from app.document import Document, patch_between
 from app.options import EditOptions
+
+from .conftest import session_copy
 
 
 def _doc(h=40, w=60):
@@ -73,11 +73,7 @@ def test_serialises_with_history_and_restores_identically():
     doc.apply_image_patch(0, 0, np.full((5, 5, 3), 1, np.uint8), "Refill", meta={"seed": 7})
     doc.replace_canvas(np.zeros((10, 10, 3), np.uint8), np.full((10, 10), 9, np.uint8), "Gen")
     doc.undo()
-    buffer = io.BytesIO()
-    np.savez(buffer, **doc.to_arrays())
-    buffer.seek(0)
-    with np.load(buffer) as arrays:
-        again = Document.from_arrays(arrays)
+    again = session_copy(doc)
     assert again.options == doc.options and again.path == "photo.jpg"
     np.testing.assert_array_equal(again.rgb, doc.rgb)
     np.testing.assert_array_equal(again.mask, doc.mask)

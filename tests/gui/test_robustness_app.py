@@ -20,7 +20,7 @@ from conftest import REPO
 from corpus import damaged_bundle, make_corpus
 from engine.runtime.imageio import file_digest
 
-from .conftest import photo
+from .conftest import photo, session_copy
 from .fake_engine import FakeBundle
 from .test_autosave import assert_same_document
 
@@ -53,17 +53,6 @@ def _edited(window):
     return editor.document
 
 
-def _copy(doc):
-    import io
-
-    from app.document import Document
-    buffer = io.BytesIO()
-    np.savez(buffer, **doc.to_arrays())
-    buffer.seek(0)
-    with np.load(buffer) as arrays:
-        return Document.from_arrays(arrays)
-
-
 def _banner(window) -> str:
     return window.banner.text.text() if window.banner.isVisible() else ""
 
@@ -76,7 +65,7 @@ def test_corpus_through_the_app_loader(window, corpus):
     for case in corpus:
         before_file = file_digest(case.path)
         doc = _edited(window)
-        kept = _copy(doc)
+        kept = session_copy(doc)
         undo = (editor.undo_stack.count(), editor.undo_stack.index())
         window.banner.hide()
         ok = window.open_path(str(case.path))
@@ -130,7 +119,7 @@ def test_a_good_file_after_a_bad_one_clears_the_old_message(window, corpus):
 
 def test_corpus_masks_are_refused_in_one_line(window, corpus):
     doc = _edited(window)
-    kept = _copy(doc)
+    kept = session_copy(doc)
     for case in corpus:
         if case.ok:
             continue
@@ -174,7 +163,7 @@ def test_broken_models_are_one_line_and_the_window_keeps_working(window, qtbot, 
     path = (tmp_path / "nowhere" if how == "missing-folder"
             else damaged_bundle(tiny_bundle_path, tmp_path, how))
     doc = _edited(window)
-    kept = _copy(doc)
+    kept = session_copy(doc)
     with qtbot.waitSignal(window.editor.models.failed, timeout=30000) as failed:
         window.load_model(path, "cpu")
     assert expect in failed.args[0] and "\n" not in failed.args[0]
@@ -215,7 +204,8 @@ def _ready(window, bundle, mode="remove"):
     doc = _edited(window)
     editor.set_mask(np.pad(np.ones((20, 20), bool), ((40, 60), (60, 80))))
     editor.set_options(replace(editor.options, candidates=2, seed=1, fixed_seed=True, mode=mode))
-    return editor, doc, _copy(doc), (editor.undo_stack.count(), editor.undo_stack.index())
+    undo = (editor.undo_stack.count(), editor.undo_stack.index())
+    return editor, doc, session_copy(doc), undo
 
 
 def test_a_failing_job_leaves_the_document_as_it_was(window, qtbot):
