@@ -15,6 +15,12 @@ from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, Qt, QThreadPoo
 from app.worker import GeneratorWorker
 
 
+def _returning(fn: Callable[[], object]) -> Generator:
+    """A generator with no steps that returns what `fn` returns."""
+    yield from ()
+    return fn()
+
+
 class JobController(QObject):
     started = Signal(str)           # kind
     progress = Signal(object)       # whatever the job yields (StepProgress)
@@ -45,6 +51,10 @@ class JobController(QObject):
     def start(self, kind: str, job: Callable[[], Generator]) -> int:
         """Run a generator job; returns its id."""
         return self._launch(kind, GeneratorWorker(self._take_id(), job))
+
+    def call(self, kind: str, fn: Callable[[], object]) -> int:
+        """Run a plain function as a job (no steps); `finished` carries its return value."""
+        return self.start(kind, lambda: _returning(fn))
 
     def cancel(self) -> None:
         """Stop the current job at its next step; `cancelled` follows when it has stopped."""

@@ -398,6 +398,20 @@ class Editor(QObject):
             self.notice.emit(" ".join(notices[self._notices_shown:]))
         self._notices_shown = len(notices)
 
+    # -- messages and previews other objects hand to the widgets ---------------------------
+
+    def report_error(self, message: str) -> None:
+        """A one-line problem for the user (a file that would not open, a failed decode)."""
+        self.error.emit(message)
+
+    def report_notice(self, message: str) -> None:
+        """A one-line notice shown until dismissed."""
+        self.notice.emit(message)
+
+    def show_preview(self, patch) -> None:
+        """Pixels to show over the image without changing it (a scrubbed step); None hides."""
+        self.preview_changed.emit(patch)
+
     def _end_run(self, message: str) -> None:
         self.preview_changed.emit(None)
         self.status.emit(message)

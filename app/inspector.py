@@ -41,7 +41,7 @@ class RunInspector(QObject):
         self.step = -1
         self._jobs = JobController(self)
         self._jobs.finished.connect(self._on_step_decoded)
-        self._jobs.failed.connect(editor.error)
+        self._jobs.failed.connect(editor.report_error)
         editor.run_changed.connect(self._on_run)
         editor.applied_changed.connect(self._refresh)   # bound: dropped with the inspector
 
@@ -71,7 +71,7 @@ class RunInspector(QObject):
         if step < 0 or step >= self.steps - 1:
             self.step = -1
             self._jobs.cancel()
-            self.editor.preview_changed.emit(None)
+            self.editor.show_preview(None)
             self._refresh()
             self.step_shown.emit(-1)
             return
@@ -79,13 +79,13 @@ class RunInspector(QObject):
         run, bundle = self.editor.run, self.editor.bundle
         candidate = max(self.editor.applied, 0)
         # a newer request supersedes a decode still running: dragging stays responsive
-        self._jobs.start("scrub", lambda: _as_job(history_preview, bundle, run.job, run.result,
-                                                  candidate, step))
+        self._jobs.call("scrub", lambda: history_preview(bundle, run.job, run.result,
+                                                         candidate, step))
         self._refresh()
 
     def _on_step_decoded(self, patch) -> None:
         if self.step >= 0:
-            self.editor.preview_changed.emit(patch)
+            self.editor.show_preview(patch)
             self.step_shown.emit(self.step)
 
     def _on_run(self, run) -> None:
@@ -111,8 +111,3 @@ class RunInspector(QObject):
         else:
             self.overlay_changed.emit(None)
 
-
-def _as_job(fn, *args):
-    """A one-step generator job around a plain call."""
-    return fn(*args)
-    yield  # makes this function a generator (never reached)

@@ -202,7 +202,7 @@ def _install_excepthook(editor: Editor) -> None:
                                        "".join(traceback.format_exception(kind, value, tb)))
         text = str(value).strip().splitlines()[0] if str(value).strip() else kind.__name__
         try:
-            editor.error.emit(f"Unexpected error: {text[:200]} (details in the log)")
+            editor.report_error(f"Unexpected error: {text[:200]} (details in the log)")
         except RuntimeError:
             pass  # the editor is already gone
 

@@ -262,20 +262,20 @@ class MainWindow(QMainWindow):
         try:
             loaded = load_image(path)
         except MageError as error:
-            self.editor.error.emit(str(error))
+            self.editor.report_error(str(error))
             return False
         except MemoryError:
-            self.editor.error.emit(f"Cannot load image '{path}': not enough memory to edit it")
+            self.editor.report_error(f"Cannot load image '{path}': not enough memory to edit it")
             return False
         if not self._may_discard():
             return False
         try:
             self.editor.set_image(loaded.rgb, loaded.alpha, loaded.path)
         except MageError as error:
-            self.editor.error.emit(str(error))
+            self.editor.report_error(str(error))
             return False
         if loaded.notices:
-            self.editor.notice.emit(f"{Path(path).name}: " + "; ".join(loaded.notices))
+            self.editor.report_notice(f"{Path(path).name}: " + "; ".join(loaded.notices))
         self.prefs.set_folder("open", str(Path(path).parent))
         self.prefs.add_recent(str(Path(path).resolve()))
         self.output_path = ""
@@ -291,7 +291,7 @@ class MainWindow(QMainWindow):
                 self.editor.set_image(rgb_from_qimage(clip.image()), None, "")
                 self.output_path = ""
         else:
-            self.editor.error.emit("The clipboard holds no image")
+            self.editor.report_error("The clipboard holds no image")
 
     def load_mask_dialog(self) -> None:
         doc = self.editor.document
@@ -305,7 +305,7 @@ class MainWindow(QMainWindow):
         try:
             mask = load_mask(path, self.editor.document.size, scale=True)
         except MageError as error:
-            self.editor.error.emit(str(error))
+            self.editor.report_error(str(error))
             return False
         self.editor.set_mask(mask)
         return True

@@ -58,11 +58,7 @@ class ModelManager(QObject):
         self.path, self.device = Path(path), device
         self.loading.emit(str(path))
 
-        def job():
-            return Bundle(path, device=device)
-            yield  # makes this a generator for the worker (never reached)
-
-        self._jobs.start("load", job)
+        self._jobs.call("load", lambda: Bundle(path, device=device))
         if wait:
             self._jobs.wait_idle(600)
 
