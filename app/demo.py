@@ -20,14 +20,14 @@ from PySide6.QtWidgets import QWidget
 
 from app.canvas_items import MASK_RGBA, GridItem, confidence_colors, undecided_colors
 from app.controller import JobController
+from app.core.options import EditOptions
 from app.inspector import run_layout
 from app.jobs import RunOutcome, edit_job, history_preview
-from app.options import EditOptions
 from app.qimage import qimage_from_rgb
 from app.samples import Sample, load_samples
-from engine.runtime.plan import EditPlan, Part, plan_edit
 from engine.runtime.errors import MageError
 from engine.runtime.imageio import load_image, load_mask
+from engine.runtime.plan import EditPlan, Part, plan_edit
 
 log = logging.getLogger(__name__)
 BACKGROUND = QColor(18, 18, 22)

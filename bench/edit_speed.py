@@ -65,9 +65,11 @@ def torch_worker(args) -> None:
     import torch
 
     from engine.modeling.convert import build_official, read_checkpoint
+    from engine.runtime.compose import feather_in
     from engine.runtime.decode import decode, make_rngs, run_to_end
-    from engine.runtime.editing import Settings, paste_back, prepare_edit
     from engine.runtime.manifest import read_manifest
+    from engine.runtime.run import plan_or_raise, prepare_fill
+    from engine.runtime.settings import Settings
 
     torch.set_num_threads(args.threads)
     manifest = read_manifest(args.bundle, verify_hashes=False)
@@ -86,9 +88,10 @@ def torch_worker(args) -> None:
         t0 = time.perf_counter()
         with torch.no_grad():
             if task == "edit":
-                job = prepare_edit(manifest, rgb, edit_mask(size, g), Settings())
-                tok = vq.encode(torch.from_numpy(job.model_image[None]))[0].reshape(-1).numpy()
-                tok[job.token_mask.reshape(-1)] = manifest.mask_token_id
+                part = plan_or_raise(manifest, rgb, edit_mask(size, g), Settings()).parts[0]
+                fill = prepare_fill(manifest, rgb, part)
+                tok = vq.encode(torch.from_numpy(fill.model_image[None]))[0].reshape(-1).numpy()
+                tok[part.token_mask.reshape(-1)] = manifest.mask_token_id
                 start = tok[None].copy()
             else:
                 start = np.full((1, manifest.seq_len), manifest.mask_token_id, np.int64)
@@ -99,7 +102,7 @@ def torch_worker(args) -> None:
             t2 = time.perf_counter()
             px = to_u8(vq.decode(torch.from_numpy(last.tokens.reshape(1, g, g))))
             if task == "edit":
-                paste_back(job, px[0], None)
+                feather_in(manifest, part, fill.crop, px[0], None)
             t3 = time.perf_counter()
         masked = np.flatnonzero(start[0] == manifest.mask_token_id)
         return {"total": t3 - t0, "encode": t1 - t0, "steps": t2 - t1, "decode": t3 - t2,
@@ -111,17 +114,11 @@ def torch_worker(args) -> None:
 def ort_worker(args) -> None:
     from dataclasses import replace
 
+    from engine.runtime import run as runs
     from engine.runtime import speed as sp
     from engine.runtime.bundle import Bundle
-    from engine.runtime.editing import (
-        Settings,
-        decode_images,
-        paste_back,
-        prepare_edit,
-        run_edit,
-        run_generate,
-        run_to_result,
-    )
+    from engine.runtime.compose import feather_in, paste_all
+    from engine.runtime.settings import Settings
     from engine.runtime.speed import Speed
 
     bundle = Bundle(args.bundle, device="cpu", verify=False)
@@ -155,10 +152,11 @@ def ort_worker(args) -> None:
         try:
             t0 = time.perf_counter()
             if mask is None:
-                res = run_to_result(run_generate(bundle, settings))
+                res = runs.run_to_end(runs.run(bundle, runs.Generate(), settings))
             else:
-                job = prepare_edit(m, rgb, mask, settings)
-                res = run_to_result(run_edit(bundle, job, settings))
+                plan = runs.plan_or_raise(m, rgb, mask, settings)
+                res = runs.run_to_end(runs.run(bundle, runs.Edit(rgb, plan), settings))
+                job = res.fill
             total = time.perf_counter() - t0
         finally:
             for k in orig:
@@ -166,11 +164,12 @@ def ort_worker(args) -> None:
         out = {"total": total, "encode": counts.get("encode", 0.0),
                "steps": counts.get("logits", 0.0), "decode": counts.get("decode", 0.0),
                "nsteps": counts.get("logits_n", 0), "tokens": res.tokens[0].tolist(),
-               "masked": np.flatnonzero(res.token_mask.reshape(-1)).tolist()}
+               "masked": np.flatnonzero((np.ones(m.grid, bool) if mask is None else
+                                         job.token_mask).reshape(-1)).tolist()}
         if mask is not None and speed.region_decode:
             # pixel error of the region decode inside the composited area (not timed)
-            full = decode_images(bundle, res.tokens)
-            exact_img = paste_back(job, full[0], None)
+            full = runs.decode_images(bundle, res.tokens)
+            exact_img = paste_all(rgb, [feather_in(m, job.part, job.crop, full[0], None)])
             diff = np.abs(exact_img.astype(int) - res.images[0].astype(int))
             out["region_max"] = int(diff.max())
             out["region_mean_in_mask"] = float(diff[np.repeat(

@@ -48,19 +48,21 @@ if str(REPO) not in sys.path:
 
 from engine.runtime.blending import harmonic_membrane  # noqa: E402
 from engine.runtime.bundle import Bundle  # noqa: E402
-from engine.runtime.editing import (  # noqa: E402
-    Settings,
-    decode_images,
-    finish_fills,
-    prepare_edit,
-    run_edit,
-    run_generate,
-    run_to_result,
-)
+from engine.runtime.compose import paste_all  # noqa: E402
 from engine.runtime.imageio import load_image  # noqa: E402
 from engine.runtime.manifest import read_manifest  # noqa: E402
 from engine.runtime.models import default_bundle_path  # noqa: E402
 from engine.runtime.recognition import preprocess  # noqa: E402
+from engine.runtime.run import (  # noqa: E402
+    Edit,
+    Generate,
+    compose_fill,
+    decode_images,
+    plan_or_raise,
+    run,
+    run_to_end,
+)
+from engine.runtime.settings import Settings  # noqa: E402
 
 MASK_FRACS = (0.05, 0.15, 0.30)
 MASK_KINDS = ("box", "blob")
@@ -366,10 +368,11 @@ def eval_removal(bundle: Bundle, imgs: list[np.ndarray], size: int, seeds: tuple
                 mask = make_mask(kind, size, frac, np.random.default_rng(
                     mask_seed(seed, i, kind, frac, size)))
                 # one connected mask: one context square, exactly what edit_image does
-                job = prepare_edit(bundle.manifest, img, mask, settings)
-                out = run_to_result(run_edit(bundle, job, settings))
+                plan = plan_or_raise(bundle.manifest, img, mask, settings)
+                out = run_to_end(run(bundle, Edit(img, plan), settings))
                 # the same tokens, pasted without the gradient-domain blend (ablation)
-                out_plain = finish_fills(job, decode_images(bundle, out.tokens), plain)
+                out_plain = [paste_all(img, [p]) for p in compose_fill(
+                    bundle, out.fill, decode_images(bundle, out.tokens), plain)]
                 ours = [score(o, img, mask) for o in out.images]
                 outside.append(np.mean([min(psnr(img, o, ~mask), 99.0) for o in out.images]))
                 res.setdefault((kind, frac, "ours"), []).append(tuple(np.mean(ours, 0)))
@@ -402,7 +405,7 @@ def eval_classes(bundle: Bundle, val_imgs: list[np.ndarray], val_labels: np.ndar
     t0 = time.perf_counter()
     for c, name in enumerate(names):
         seeds = tuple(seed * 100_000 + c * 1000 + j for j in range(samples))
-        out = run_to_result(run_generate(bundle, Settings(seeds=seeds, class_name=name,
+        out = run_to_end(run(bundle, Generate(), Settings(seeds=seeds, class_name=name,
                                                           guidance=guidance)))
         gen_imgs += [np.asarray(im) for im in out.images]
         gen_labels += [c] * samples
@@ -798,7 +801,8 @@ def write_report(path: Path, args, bundle, photos, rec, removal, sheets, seeds, 
         L += ["The model is unconditional or none of its classes is a data class; skipped.", ""]
     else:
         L += [f"{args.samples} samples per class for {len(cls['names'])} classes "
-              f"({', '.join(cls['names'])}) with `run_generate` (default steps/temperature)"
+              f"({', '.join(cls['names'])}) with `run(bundle, Generate())` "
+              "(default steps/temperature)"
               + (f"; model classes without real photos, not judged: {', '.join(cls['skipped'])}"
                  if cls["skipped"] else "") + ".", "",
               "Judges: standardised features + nearest centroid, or + multinomial logistic "

@@ -19,8 +19,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.runtime.bundle import Bundle  # noqa: E402
-from engine.runtime.editing import Settings, edit_image  # noqa: E402
 from engine.runtime.models import default_bundle_path  # noqa: E402
+from engine.runtime.run import edit_image  # noqa: E402
+from engine.runtime.settings import Settings  # noqa: E402
 
 
 def rss_mb() -> float:

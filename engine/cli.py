@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 # -- commands ---------------------------------------------------------------------------------
 
 def _settings(args, **extra):
-    from engine.runtime.editing import Settings, seeds_from
+    from engine.runtime.settings import Settings, seeds_from
 
     return Settings(steps=args.steps, temperature=args.temperature,
                     sample_temperature=args.sample_temperature,
@@ -197,13 +197,20 @@ def _check_memory(count: int, width: int, height: int) -> None:
                         f"(at most {MAX_RESULT_BYTES / 2**30:.0f} GB): ask for fewer with -n")
 
 
-def _run_with_progress(gen, label: str, total: int):
-    from engine.runtime.editing import run_to_result
+def _run_with_progress(bundle, request, settings, label: str, total: int):
+    """Run the engine's run generator to its end under a progress bar on stderr."""
+    import math
+
+    from engine.runtime.run import run, run_to_end
 
     bar = Progress(label, total)
+
+    def on_step(step) -> None:
+        bar.total = max(bar.total, step.total)
+        bar.update(step.step, f"{step.remaining} left")
+
     try:
-        return run_to_result(gen, lambda st: bar.update(st.step + 1,
-                                                        f"{int(st.remaining.max())} left"))
+        return run_to_end(run(bundle, request, settings, preview_interval=math.inf), on_step)
     finally:
         bar.close()
 
@@ -223,8 +230,8 @@ def _notices(image) -> None:
 
 
 def cmd_edit(args) -> int:
-    from engine.runtime.editing import edit_image, mask_parts, prepare_edit
     from engine.runtime.imageio import load_image, load_mask
+    from engine.runtime.run import Edit, plan_or_raise
 
     settings = _settings(args, ring=args.ring, coverage=args.coverage, feather=args.feather,
                          seamless=args.seamless)
@@ -238,21 +245,10 @@ def cmd_edit(args) -> int:
     if mask.all():
         print("notice: the whole image is masked: this is generation from scratch",
               file=sys.stderr)
-    prepare_edit(bundle.manifest, image.rgb, mask, settings)  # clear errors before any work
-    parts = mask_parts(bundle.manifest, mask, settings)
-    steps = settings.resolved(bundle.manifest).steps
-    label = "edit" if len(parts) <= 1 else f"edit {len(parts)} parts"
-    bar = Progress(label, steps * max(1, len(parts)))
-    done = {"steps": 0}
-
-    def on_step(step):
-        done["steps"] += 1
-        bar.update(done["steps"], f"{int(step.remaining.max())} left")
-
-    try:
-        result = edit_image(bundle, image.rgb, mask, settings, on_step, parts)
-    finally:
-        bar.close()
+    plan = plan_or_raise(bundle.manifest, image.rgb, mask, settings)  # errors before any work
+    parts = len(plan.parts)
+    label = "edit" if parts <= 1 else f"edit {parts} parts"
+    result = _run_with_progress(bundle, Edit(image.rgb, plan), settings, label, plan.run_steps)
     text = settings.describe(bundle.manifest)
     text.update({"mage:mode": "edit", "mage:source": args.image.name})
     _save_all(result.images, result.seeds, paths, image.alpha, text)
@@ -260,7 +256,7 @@ def cmd_edit(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from engine.runtime.editing import run_generate
+    from engine.runtime.run import Generate
 
     settings = _settings(args)
     paths = check_outputs(args.output, settings.seeds, [], args.overwrite)
@@ -268,8 +264,8 @@ def cmd_generate(args) -> int:
     if settings.class_name:
         bundle.manifest.class_id(settings.class_name)  # unknown class: clear error, no run
     steps = settings.resolved(bundle.manifest).steps
-    result = _run_with_progress(run_generate(bundle, settings),
-                                f"generate {len(settings.seeds)}", steps)
+    result = _run_with_progress(bundle, Generate(), settings, f"generate {len(settings.seeds)}",
+                                steps)
     text = settings.describe(bundle.manifest)
     text["mage:mode"] = "generate"
     _save_all(result.images, result.seeds, paths, None, text)
@@ -279,8 +275,8 @@ def cmd_generate(args) -> int:
 def cmd_extend(args) -> int:
     from dataclasses import replace
 
-    from engine.runtime.editing import extend_canvas
     from engine.runtime.imageio import load_image
+    from engine.runtime.run import Extend
 
     settings = _settings(args)
     paths = check_outputs(args.output, settings.seeds, [args.image], args.overwrite)
@@ -297,13 +293,8 @@ def cmd_extend(args) -> int:
     for i, seed in enumerate(settings.seeds):
         label = f"extend {args.side}" + (f" {i + 1}/{len(settings.seeds)}"
                                          if len(settings.seeds) > 1 else "")
-        bar = Progress(label, steps)  # per tile: long edges take several squares
-        try:
-            one = extend_canvas(bundle, image.rgb, args.side, args.tokens,
-                                replace(settings, seeds=(seed,)),
-                                lambda st, bar=bar: bar.update(st.step + 1))
-        finally:
-            bar.close()
+        one = _run_with_progress(bundle, Extend(image.rgb, args.side, args.tokens),
+                                 replace(settings, seeds=(seed,)), label, steps)
         images.append(one.images[0])
     alpha = None
     if image.alpha is not None:  # the new strip continues the edge's transparency

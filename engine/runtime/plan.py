@@ -41,7 +41,7 @@ class Square:
 class Part:
     """One context square of a plan and the tokens it regenerates."""
     square: Square
-    model_mask: np.ndarray        # bool [S,S] model pixels the mask touches (zeroed before encoding)
+    model_mask: np.ndarray        # bool [S,S] model pixels the mask touches (zeroed to encode)
     token_mask: np.ndarray        # bool [gh,gw] tokens to regenerate
     painted: np.ndarray           # bool [y1-y0, x1-x0] the user's mask over `box`
     box: tuple[int, int, int, int]  # (x0, y0, x1, y1): the square clipped to the image

@@ -108,6 +108,13 @@ class Fill:
     def token_mask(self) -> np.ndarray:
         return self.part.token_mask
 
+    @property
+    def model_image(self) -> np.ndarray:
+        """float32 [3,S,S]: the square with the hole zeroed, as the tokenizer sees it."""
+        zeroed = self.model_pixels.copy()
+        zeroed[:, self.part.model_mask] = 0.0
+        return zeroed
+
 
 @dataclass(eq=False)
 class RunResult:
@@ -202,7 +209,7 @@ def step_image(bundle: Bundle, result: RunResult, candidate: int, step: int) -> 
     square = decode_images(bundle, tokens[None])
     if result.fill is None:
         return Patch(0, 0, square[0])
-    return _compose(bundle, result.fill, square, result.settings)[0]
+    return compose_fill(bundle, result.fill, square, result.settings)[0]
 
 
 def decode_images(bundle: Bundle, tokens: np.ndarray) -> np.ndarray:
@@ -362,9 +369,7 @@ def encode_fill(bundle: Bundle, fill: Fill, settings: Settings) -> np.ndarray:
             tokens = encode_with_reuse(bundle, fill.model_pixels, part.model_mask,
                                        speed.encode_margin, crop=speed.crop_encode).reshape(-1)
         else:
-            zeroed = fill.model_pixels.copy()
-            zeroed[:, part.model_mask] = 0.0
-            tokens = bundle.encode(zeroed[None])[0].reshape(-1)
+            tokens = bundle.encode(fill.model_image[None])[0].reshape(-1)
         tokens[part.token_mask.reshape(-1)] = bundle.manifest.mask_token_id
         fill.tokens = tokens
     return fill.tokens
@@ -380,7 +385,7 @@ def _run_fill(bundle: Bundle, fill: Fill, start: np.ndarray, settings: Settings,
         last = step
         preview = None
         if previews.due(step):
-            preview = _compose(bundle, fill, decode_images(bundle, step.candidates[:1]),
+            preview = compose_fill(bundle, fill, decode_images(bundle, step.candidates[:1]),
                                settings)[0]
         yield progress.step(step, preview)
     if settings.speed.region_decode:
@@ -389,11 +394,12 @@ def _run_fill(bundle: Bundle, fill: Fill, start: np.ndarray, settings: Settings,
                                 settings.speed.decode_margin, background)
     else:
         squares = decode_images(bundle, last.tokens)
-    return last, history, _compose(bundle, fill, squares, settings)
+    return last, history, compose_fill(bundle, fill, squares, settings)
 
 
-def _compose(bundle: Bundle, fill: Fill, squares: np.ndarray, settings: Settings
-             ) -> list[Patch]:
+def compose_fill(bundle: Bundle, fill: Fill, squares: np.ndarray, settings: Settings
+                 ) -> list[Patch]:
+    """Decoded squares (uint8 [B,S,S,3]) of a fill -> one crop-local patch each."""
     return compose(bundle.manifest, fill.part, fill.crop, fill.model_pixels, squares, settings,
                    fill.shape)
 

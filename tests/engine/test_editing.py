@@ -5,17 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.runtime.editing import (
-    Settings,
-    context_square,
-    edit_image,
-    extend_canvas,
-    prepare_edit,
-    run_edit,
-    run_generate,
-    run_to_result,
-)
 from engine.runtime.errors import MaskError
+from engine.runtime.plan import context_square
+from engine.runtime.run import (
+    Edit,
+    Extend,
+    Generate,
+    edit_image,
+    plan_or_raise,
+    prepare_fill,
+    run,
+    run_to_end,
+)
+from engine.runtime.settings import Settings
 
 
 def photo(h, w, seed=0):
@@ -28,11 +30,17 @@ def photo(h, w, seed=0):
     return np.clip(img + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
 
 
-def grown_region(job, shape):
+def prepare(manifest, rgb, mask, settings=Settings()):
+    """The plan of an edit and its (only) part."""
+    plan = plan_or_raise(manifest, rgb, mask, settings)
+    return plan, plan.parts[0]
+
+
+def grown_region(m, part, shape):
     """The pixels the edit may change: the token mask mapped back through the square."""
-    m, sq = job.manifest, job.square
+    sq = part.square
     idx_y = (np.arange(sq.side) * m.image_size // sq.side) // m.downsample
-    region_sq = job.token_mask[idx_y[:, None], idx_y[None, :]]
+    region_sq = part.token_mask[idx_y[:, None], idx_y[None, :]]
     region = np.zeros(shape, bool)
     ys = np.arange(sq.y0, sq.y0 + sq.side)
     xs = np.arange(sq.x0, sq.x0 + sq.side)
@@ -54,17 +62,17 @@ def test_only_grown_mask_changes(tiny_bundle, h, w, box):
     y0, x0, y1, x1 = box
     mask[y0:y1, x0:x1] = True
     settings = Settings(seeds=(3,))
-    job = prepare_edit(tiny_bundle.manifest, rgb, mask, settings)
-    result = run_to_result(run_edit(tiny_bundle, job, settings))
+    plan, part = prepare(tiny_bundle.manifest, rgb, mask, settings)
+    result = run_to_end(run(tiny_bundle, Edit(rgb, plan), settings))
     out = result.images[0]
     assert out.shape == rgb.shape and out.dtype == np.uint8
-    region = grown_region(job, (h, w))
+    region = grown_region(tiny_bundle.manifest, part, (h, w))
     assert region[mask].all()  # the grown area covers every painted pixel
     assert np.array_equal(out[~region], rgb[~region])  # bit-identical outside
     # inside the ring, only a feather of half a token next to the painted area changes
     from engine.runtime.masking import dilate_pixels
 
-    near = dilate_pixels(mask, int(np.ceil(max(2.0, 0.5 * job.square.side / 16))) + 1)
+    near = dilate_pixels(mask, int(np.ceil(max(2.0, 0.5 * part.square.side / 16))) + 1)
     assert not (out != rgb).any(-1)[~near].any()
     assert (out[mask] != rgb[mask]).any(axis=-1).mean() > 0.5  # the painted area was refilled
 
@@ -74,11 +82,11 @@ def test_reference_mask_to_tokens(tiny_bundle):
     rgb = photo(64, 64)
     mask = np.zeros((64, 64), bool)
     mask[16:48, 16:48] = True
-    job = prepare_edit(tiny_bundle.manifest, rgb, mask, Settings(context=1.0))
-    assert job.square.side == 64
-    rows, cols = np.nonzero(job.token_mask)
+    _, part = prepare(tiny_bundle.manifest, rgb, mask, Settings(context=1.0))
+    assert part.square.side == 64
+    rows, cols = np.nonzero(part.token_mask)
     assert (rows.min(), rows.max(), cols.min(), cols.max()) == (3, 12, 3, 12)
-    assert job.masked_count == 100
+    assert part.masked_count == 100
 
 
 def test_same_seed_same_result_and_batch_independence(tiny_bundle):
@@ -98,14 +106,14 @@ def test_known_tokens_kept_and_history_monotone(tiny_bundle):
     rgb = photo(64, 64)
     mask = np.zeros((64, 64), bool)
     mask[30:40, 5:20] = True
-    job = prepare_edit(tiny_bundle.manifest, rgb, mask, Settings())
-    result = run_to_result(run_edit(tiny_bundle, job, Settings(seeds=(1,))))
-    known = ~job.token_mask.reshape(-1)
-    assert np.array_equal(result.tokens[0][known], job.tokens[known])
+    plan, part = prepare(tiny_bundle.manifest, rgb, mask, Settings())
+    result = run_to_end(run(tiny_bundle, Edit(rgb, plan), Settings(seeds=(1,))))
+    known = ~part.token_mask.reshape(-1)
+    assert np.array_equal(result.tokens[0][known], result.fill.tokens[known])
     mask_id = tiny_bundle.manifest.mask_token_id
     remaining = [int((h[0] == mask_id).sum()) for h in result.history]
     assert remaining == sorted(remaining, reverse=True) and remaining[-1] == 0
-    assert remaining[0] < job.masked_count
+    assert remaining[0] < part.masked_count
 
 
 def test_class_fill_and_guidance(tiny_bundle):
@@ -123,26 +131,26 @@ def test_class_fill_and_guidance(tiny_bundle):
 def test_empty_and_tiny_masks(tiny_bundle):
     rgb = photo(64, 64)
     with pytest.raises(MaskError, match="empty"):
-        prepare_edit(tiny_bundle.manifest, rgb, np.zeros((64, 64), bool))
+        prepare(tiny_bundle.manifest, rgb, np.zeros((64, 64), bool))
     one = np.zeros((64, 64), bool)
     one[0, 0] = True
-    job = prepare_edit(tiny_bundle.manifest, rgb, one, Settings())
-    assert job.masked_count == 4  # the corner cell + its ring, clipped at the border
-    with pytest.raises(MaskError, match="covers no token"):
-        prepare_edit(tiny_bundle.manifest, rgb, one, Settings(coverage=0.5, ring=0))
+    _, part = prepare(tiny_bundle.manifest, rgb, one, Settings())
+    assert part.masked_count == 4  # the corner cell + its ring, clipped at the border
+    with pytest.raises(MaskError, match="covers no token at coverage 0.5"):
+        prepare(tiny_bundle.manifest, rgb, one, Settings(coverage=0.5, ring=0))
     with pytest.raises(MaskError, match="mask is 10x10"):
-        prepare_edit(tiny_bundle.manifest, rgb, np.ones((10, 10), bool))
+        prepare(tiny_bundle.manifest, rgb, np.ones((10, 10), bool))
 
 
 def test_everything_masked_is_generation(tiny_bundle):
     rgb = photo(64, 64)
     result = edit_image(tiny_bundle, rgb, np.ones((64, 64), bool), Settings(seeds=(4,)))
-    assert result.token_mask.all()
+    assert result.fill.token_mask.all()
     assert (result.images[0] != rgb).any(-1).mean() > 0.9
 
 
 def test_generate_candidates(tiny_bundle):
-    result = run_to_result(run_generate(tiny_bundle, Settings(seeds=(1, 2), class_name="cat")))
+    result = run_to_end(run(tiny_bundle, Generate(), Settings(seeds=(1, 2), class_name="cat")))
     assert len(result.images) == 2 and result.images[0].shape == (64, 64, 3)
     assert not np.array_equal(result.images[0], result.images[1])
     assert (tiny_bundle.manifest.mask_token_id != result.tokens).all()
@@ -151,7 +159,7 @@ def test_generate_candidates(tiny_bundle):
 @pytest.mark.parametrize("side", ["left", "right", "top", "bottom"])
 def test_extend_keeps_original_pixels(tiny_bundle, side):
     rgb = photo(50, 120)
-    result = extend_canvas(tiny_bundle, rgb, side, 2, Settings(seeds=(1,)))
+    result = run_to_end(run(tiny_bundle, Extend(rgb, side, 2), Settings(seeds=(1,))))
     out = result.images[0]
     # 2 tokens at the scale of a 64 px model square spanning the 50 px short side
     strip = round(2 * 4 * 50 / 64)
@@ -178,7 +186,7 @@ def test_context_square_stays_inside_large_images():
 
 
 def test_colour_match_undoes_a_global_shift():
-    from engine.runtime.editing import match_colours
+    from engine.runtime.compose import match_colours
 
     rng = np.random.default_rng(0)
     reference = rng.random((3, 32, 32)).astype(np.float32)
@@ -206,7 +214,7 @@ def test_low_sample_temperature_takes_the_most_likely_tokens():
 
 
 def test_separate_mask_parts_get_their_own_squares(tiny_bundle):
-    from engine.runtime.editing import mask_parts
+    from engine.runtime.plan import mask_parts
 
     rgb = photo(400, 600)
     mask = np.zeros((400, 600), bool)
@@ -226,14 +234,17 @@ def test_separate_mask_parts_get_their_own_squares(tiny_bundle):
 def test_seamless_fill_meets_the_photo_at_the_hole_edge(tiny_bundle, monkeypatch):
     # a decoder whose fill is the right picture in the wrong colours: seamless blending must
     # remove the offset, while the plain feathered paste keeps it
-    import engine.runtime.editing as editing
+    import engine.runtime.run as runs
+    from engine.runtime.compose import resize_rgb
 
     rgb = photo(96, 96)
     mask = np.zeros((96, 96), bool)
     mask[30:62, 28:66] = True
-    job = prepare_edit(tiny_bundle.manifest, rgb, mask)
-    truth = (job.model_pixels.transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
-    monkeypatch.setattr(editing, "decode_images", lambda bundle, tokens: np.stack(
+    m = tiny_bundle.manifest
+    _, part = prepare(m, rgb, mask)
+    fill = prepare_fill(m, rgb, part)
+    truth = (fill.model_pixels.transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
+    monkeypatch.setattr(runs, "decode_images", lambda bundle, tokens: np.stack(
         [np.clip(truth.astype(int) + [15, -25, 30], 0, 255).astype(np.uint8)] * len(tokens)))
     errors = {}
     for seamless in (False, True):
@@ -242,29 +253,29 @@ def test_seamless_fill_meets_the_photo_at_the_hole_edge(tiny_bundle, monkeypatch
         errors[seamless] = max(np.abs(o[mask].astype(float) - rgb[mask]).mean()
                                for o in out.images)
         for o in out.images:
-            assert np.array_equal(o[~grown_region(job, mask.shape)],
-                                  rgb[~grown_region(job, mask.shape)])
+            assert np.array_equal(o[~grown_region(m, part, mask.shape)],
+                                  rgb[~grown_region(m, part, mask.shape)])
     # what is left is the loss of resampling to the model size and back
-    sq = job.square
-    floor = np.abs(editing.resize_rgb(truth, sq.side)[30 - sq.y0:62 - sq.y0, 28 - sq.x0:66 - sq.x0]
+    sq = part.square
+    floor = np.abs(resize_rgb(truth, sq.side)[30 - sq.y0:62 - sq.y0, 28 - sq.x0:66 - sq.x0]
                    .astype(float) - rgb[mask].reshape(32, 38, 3)).mean()
     assert errors[False] > 15
     assert errors[True] < floor + 1.0
 
 
 def test_padding_past_the_border_is_not_used_as_boundary(tiny_bundle):
-    from engine.runtime.editing import real_pixels
+    from engine.runtime.compose import real_pixels
     rgb = photo(40, 30)  # smaller than the model: the square is padded on both sides
     mask = np.zeros((40, 30), bool)
     mask[10:20, 0:8] = True  # touches the left border
-    job = prepare_edit(tiny_bundle.manifest, rgb, mask)
-    real = real_pixels(job)
+    _, part = prepare(tiny_bundle.manifest, rgb, mask)
     size = tiny_bundle.manifest.image_size
-    assert not (real & job.model_mask).any()
+    real = real_pixels(part, size, mask.shape)
+    assert not (real & part.model_mask).any()
     # the square is 40 px wide for a 30 px image: 5 px of padding a side, 8 model px at 64
     cols = real.any(axis=0)
-    side = job.square.side
-    pad_left = -job.square.x0
+    side = part.square.side
+    pad_left = -part.square.x0
     assert pad_left > 0
     assert not cols[: pad_left * size // side].any()
     assert cols[-(-(pad_left + 1) * size // side): (pad_left + 30) * size // side].all()
@@ -293,7 +304,7 @@ def _flood_labels(grid):
 
 @pytest.mark.parametrize("density", [0.05, 0.3, 0.5, 0.7])
 def test_component_labels_match_a_flood_fill(density):
-    from engine.runtime.editing import _label
+    from engine.runtime.plan import _label
 
     rng = np.random.default_rng(int(density * 100))
     for shape in [(1, 1), (1, 9), (9, 1), (17, 23), (40, 40)]:
@@ -308,8 +319,8 @@ def test_component_labels_match_a_flood_fill(density):
 def _check_parts(manifest, mask, parts, settings=None):
     """The invariants edit_image relies on: the parts split the mask exactly, and no two
     parts' context squares overlap (each edit sees the others' surroundings unchanged)."""
-    from engine.runtime.editing import _overlap
     from engine.runtime.masking import mask_bbox
+    from engine.runtime.plan import _overlap
 
     settings = settings or Settings()
     h, w = mask.shape
@@ -335,8 +346,8 @@ def test_mask_parts_keep_their_invariants_on_random_masks():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from engine.runtime.editing import mask_parts
     from engine.runtime.manifest import Manifest
+    from engine.runtime.plan import mask_parts
 
     manifest = Manifest(name="m", image_size=64, grid=[16, 16], codebook_size=32,
                         mask_token_id=40)
@@ -363,8 +374,8 @@ def test_mask_parts_of_dust_spots_take_well_under_a_second(case):
     a minute, 0.2 % speckle: never finished); the split is now near-linear in the parts."""
     import time
 
-    from engine.runtime.editing import mask_parts
     from engine.runtime.manifest import Manifest
+    from engine.runtime.plan import mask_parts
 
     rng = np.random.default_rng(0)
     if "speckle" in case:
@@ -386,8 +397,8 @@ def test_mask_parts_of_dust_spots_take_well_under_a_second(case):
 
 def test_mask_parts_of_scattered_far_spots_stay_apart():
     """Spots far apart on a large image each get their own square, in raster order."""
-    from engine.runtime.editing import mask_parts
     from engine.runtime.manifest import Manifest
+    from engine.runtime.plan import mask_parts
 
     manifest = Manifest(name="m", image_size=64, grid=[16, 16], codebook_size=32,
                         mask_token_id=40)

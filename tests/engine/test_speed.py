@@ -6,14 +6,16 @@ import numpy as np
 import pytest
 
 from engine.runtime import speed as sp
-from engine.runtime.editing import (
-    Settings,
+from engine.runtime.run import (
+    Edit,
+    Fill,
+    Generate,
     decode_images,
-    prepare_edit,
-    run_edit,
-    run_generate,
-    run_to_result,
+    plan_or_raise,
+    run,
+    run_to_end,
 )
+from engine.runtime.settings import Settings
 from engine.runtime.speed import FAST, Speed
 
 
@@ -26,6 +28,11 @@ def _mask(size: int = 64, a: int = 22, b: int = 38) -> np.ndarray:
     m = np.zeros((size, size), bool)
     m[a:b, a:b] = True
     return m
+
+
+def _edit(bundle, rgb, mask, settings):
+    plan = plan_or_raise(bundle.manifest, rgb, mask, settings)
+    return run_to_end(run(bundle, Edit(rgb, plan), settings))
 
 
 @pytest.fixture(autouse=True)
@@ -105,36 +112,31 @@ def test_fast_edit_keeps_every_pixel_outside_the_grown_mask(tiny_bundle):
     rgb, mask = _image(), _mask()
     settings = Settings(seeds=(3, 4), speed=Speed(region_decode=True, reuse_tokens=True,
                                                    scale_steps=True))
-    job = prepare_edit(tiny_bundle.manifest, rgb, mask, settings)
-    res = run_to_result(run_edit(tiny_bundle, job, settings))
+    res = _edit(tiny_bundle, rgb, mask, settings)
+    part = res.fill.part
     d = tiny_bundle.manifest.downsample
-    outside = ~np.repeat(np.repeat(job.token_mask, d, 0), d, 1)
+    outside = ~np.repeat(np.repeat(part.token_mask, d, 0), d, 1)
     for im in res.images:
         assert np.array_equal(im[outside], rgb[outside])
-    assert len(res.history) == sp.scaled_steps(8, job.masked_count, 256)
+    assert len(res.history) == sp.scaled_steps(8, part.masked_count, 256) == part.steps
     assert Settings(speed=FAST).describe(tiny_bundle.manifest)["mage:speed"] == "fast"
     assert "mage:speed" not in Settings().describe(tiny_bundle.manifest)
 
 
 def test_default_settings_are_unchanged_by_the_speed_module(tiny_bundle):
     rgb, mask = _image(), _mask()
-    a = run_to_result(run_edit(tiny_bundle, prepare_edit(tiny_bundle.manifest, rgb, mask),
-                               Settings(seeds=(5,))))
-    b = run_to_result(run_edit(tiny_bundle, prepare_edit(tiny_bundle.manifest, rgb, mask),
-                               Settings(seeds=(5,), speed=Speed.preset("exact"))))
+    a = _edit(tiny_bundle, rgb, mask, Settings(seeds=(5,)))
+    b = _edit(tiny_bundle, rgb, mask, Settings(seeds=(5,), speed=Speed.preset("exact")))
     assert np.array_equal(a.tokens, b.tokens) and np.array_equal(a.images[0], b.images[0])
 
 
 def test_token_reuse_is_exact_for_the_same_hole_and_close_for_another(tiny_bundle):
-    m = tiny_bundle.manifest
     rgb = _image()
     reuse = Settings(seeds=(0,), speed=Speed(reuse_tokens=True, crop_encode=True))
     assert Speed(reuse_tokens=True).exact and not reuse.speed.exact
 
-    def tokens_of(mask, settings):
-        job = prepare_edit(m, rgb, mask, settings)
-        run_to_result(run_edit(tiny_bundle, job, settings))
-        return job
+    def tokens_of(mask, settings) -> Fill:
+        return _edit(tiny_bundle, rgb, mask, settings).fill
 
     exact1 = tokens_of(_mask(), Settings(seeds=(0,)))
     first = tokens_of(_mask(), reuse)    # miss: full encode
@@ -160,8 +162,8 @@ def test_token_reuse_is_exact_for_the_same_hole_and_close_for_another(tiny_bundl
 def test_int8_falls_back_to_fp32_with_a_notice(tiny_bundle, monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
     assert sp.find_int8(tiny_bundle) is None
-    a = run_to_result(run_generate(tiny_bundle, Settings(seeds=(1,))))
-    b = run_to_result(run_generate(tiny_bundle, Settings(seeds=(1,), speed=Speed(int8=True))))
+    a = run_to_end(run(tiny_bundle, Generate(), Settings(seeds=(1,))))
+    b = run_to_end(run(tiny_bundle, Generate(), Settings(seeds=(1,), speed=Speed(int8=True))))
     assert np.array_equal(a.tokens, b.tokens)
     assert any("int8" in n for n in tiny_bundle.notices)
 
@@ -179,8 +181,8 @@ def test_int8_transformer_agrees_with_fp32(tiny_bundle, int8_in_cache):
     top1 = (ref.argmax(-1) == q.argmax(-1))[masked].mean()
     assert top1 > 0.9, top1
     # and a whole generation through the int8 session runs and mostly agrees
-    a = run_to_result(run_generate(tiny_bundle, Settings(seeds=(2,))))
-    b = run_to_result(run_generate(tiny_bundle, Settings(seeds=(2,), speed=Speed(int8=True))))
+    a = run_to_end(run(tiny_bundle, Generate(), Settings(seeds=(2,))))
+    b = run_to_end(run(tiny_bundle, Generate(), Settings(seeds=(2,), speed=Speed(int8=True))))
     assert (a.tokens == b.tokens).mean() > 0.5
 
 
@@ -188,7 +190,7 @@ def test_runtime_speed_module_imports_neither_torch_nor_onnx():
     import subprocess
     import sys
 
-    code = ("import sys, engine.runtime.speed, engine.runtime.editing; "
+    code = ("import sys, engine.runtime.speed, engine.runtime.run; "
             "bad = [m for m in ('torch', 'onnx') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
