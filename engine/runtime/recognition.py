@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from engine.runtime.errors import BundleError, MageError
+from engine.runtime.errors import BundleError, MageError, OutputError
 from engine.runtime.manifest import replace_file, temp_file_for
 
 HEAD_FORMAT = "mage-head"
@@ -537,3 +537,51 @@ def fit_fewshot(features, labels, class_names, *, kind: str = "auto", temperatur
     if scores:
         head.info["cv_accuracy"] = scores
     return head
+
+
+# -- heads stored in a bundle ------------------------------------------------------------------
+
+def store_in_bundle(bundle, head, name: str) -> Path:
+    """Write `head` as heads/NAME.npz in the bundle folder and list it in the manifest (first
+    head = the default of `classify`); the manifest is re-hashed. Returns the file written."""
+    from engine.runtime.manifest import read_manifest, write_manifest
+
+    check_head_name(name)
+    manifest = read_manifest(bundle.path, verify_hashes=True)  # never bless a damaged file
+    rel = f"heads/{name}.npz"
+    if (bundle.path / "heads").is_symlink():
+        raise OutputError(f"{bundle.path / 'heads'} is a symbolic link: refusing to write "
+                          "through it")
+    try:
+        (bundle.path / "heads").mkdir(exist_ok=True)
+        head.save(bundle.path / rel)
+        manifest.heads[name] = rel
+        manifest.files[rel] = ""
+        write_manifest(bundle.path, manifest)
+    except OSError as e:
+        raise OutputError(f"cannot write into model folder {bundle.path}: "
+                          f"{e.strerror or e}") from None
+    bundle.manifest.heads = manifest.heads
+    bundle.manifest.files = manifest.files
+    return bundle.path / rel
+
+
+def check_head_name(name: str) -> None:
+    """Raises MageError for a head name that is not a plain file-name stem."""
+    if not HEAD_NAME.match(name):
+        raise MageError(f"head name '{name}' may use only letters, digits, '.', '_' and '-'")
+
+
+def bundle_head(bundle, name: str | None = None):
+    """The bundle's head `name` (default: the first one listed in the manifest)."""
+    heads = bundle.manifest.heads
+    if not heads:
+        raise HeadError(
+            f"model '{bundle.name}' has no classifier: make one with `python main.py probe "
+            "--data DIR --into-bundle` (a folder with one sub-folder per class), or `python "
+            "main.py fewshot --data DIR -o HEAD.npz` and pass --head HEAD.npz")
+    name = name or next(iter(heads))
+    if name not in heads:
+        raise HeadError(f"model '{bundle.name}' has no head '{name}' "
+                        f"(heads: {', '.join(heads)})")
+    return load_head(bundle.path / heads[name])

@@ -21,8 +21,8 @@ from engine.runtime.recognition import (
     fit_linear_probe,
     image_features,
     load_head,
+    store_in_bundle,
 )
-from engine.runtime.recognition_cli import store_in_bundle
 
 pytestmark = pytest.mark.gui
 KINDS = ("horizontal", "vertical", "flat")

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.runtime.errors import MageError, OutputError
+from engine.runtime.recognition import bundle_head, check_head_name, store_in_bundle
 
 PROGRESS_FROM = 5  # show a progress bar from this many images on
 
@@ -30,7 +31,7 @@ MAX_SEED = 2**32 - 1
 
 def add_commands(sub, add_model_options) -> None:
     """Register the recognition sub-commands on the CLI's sub-parser set."""
-    from engine.runtime.console import float_in, int_in
+    from engine.cli.console import float_in, int_in
     p = sub.add_parser("classify", help="name what is in images (top-k classes)",
                        description="Print the top-k classes with probabilities per image.")
     p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_FOLDER",
@@ -99,7 +100,7 @@ def _add_data(p) -> None:
 
 
 def _add_batch(p) -> None:
-    from engine.runtime.console import int_in
+    from engine.cli.console import int_in
 
     p.add_argument("--batch-size", type=int_in(1, MAX_BATCH), default=16,
                    help=f"images per model call (1..{MAX_BATCH})")
@@ -108,7 +109,7 @@ def _add_batch(p) -> None:
 # -- helpers ------------------------------------------------------------------------------------
 
 def _load_bundle(args):
-    from engine.runtime.console import open_bundle as _load_bundle
+    from engine.cli.console import open_bundle as _load_bundle
 
     bundle = _load_bundle(args)
     if not (bundle.path / "features.onnx").is_file():
@@ -121,7 +122,7 @@ def _features_of_files(bundle, files: list[Path], batch_size: int, label: str,
                        on_bad=None) -> tuple[np.ndarray, list[Path]]:
     """Features of image files with a progress bar; `on_bad(path, error)` skips unreadable
     files (else they raise). Returns (features, files kept)."""
-    from engine.runtime.console import Progress
+    from engine.cli.console import Progress
     from engine.runtime.imageio import load_image
     from engine.runtime.recognition import image_features
 
@@ -157,7 +158,7 @@ def _features_of_files(bundle, files: list[Path], batch_size: int, label: str,
 
 
 def _check_out(path: Path | None, overwrite: bool, inputs: tuple[Path, ...] = ()) -> None:
-    from engine.runtime.console import MAX_NAME_BYTES, clean_stale_temps, safe_text
+    from engine.cli.console import MAX_NAME_BYTES, clean_stale_temps, safe_text
 
     if path is None:
         return
@@ -181,55 +182,6 @@ def _check_out(path: Path | None, overwrite: bool, inputs: tuple[Path, ...] = ()
 
 def _pct(x: float) -> str:
     return "n/a" if x != x else f"{100 * x:.1f}%"
-
-
-def store_in_bundle(bundle, head, name: str) -> Path:
-    """Write `head` as heads/NAME.npz in the bundle folder and list it in the manifest (first
-    head = the default of `classify`); the manifest is re-hashed. Returns the file written."""
-    from engine.runtime.manifest import read_manifest, write_manifest
-
-    _check_head_name(name)
-    manifest = read_manifest(bundle.path, verify_hashes=True)  # never bless a damaged file
-    rel = f"heads/{name}.npz"
-    if (bundle.path / "heads").is_symlink():
-        raise OutputError(f"{bundle.path / 'heads'} is a symbolic link: refusing to write "
-                          "through it")
-    try:
-        (bundle.path / "heads").mkdir(exist_ok=True)
-        head.save(bundle.path / rel)
-        manifest.heads[name] = rel
-        manifest.files[rel] = ""
-        write_manifest(bundle.path, manifest)
-    except OSError as e:
-        raise OutputError(f"cannot write into model folder {bundle.path}: "
-                          f"{e.strerror or e}") from None
-    bundle.manifest.heads = manifest.heads
-    bundle.manifest.files = manifest.files
-    return bundle.path / rel
-
-
-def _check_head_name(name: str) -> None:
-    from engine.runtime.recognition import HEAD_NAME
-
-    if not HEAD_NAME.match(name):
-        raise MageError(f"head name '{name}' may use only letters, digits, '.', '_' and '-'")
-
-
-def bundle_head(bundle, name: str | None = None):
-    """The bundle's head `name` (default: the first one listed in the manifest)."""
-    from engine.runtime.recognition import HeadError, load_head
-
-    heads = bundle.manifest.heads
-    if not heads:
-        raise HeadError(
-            f"model '{bundle.name}' has no classifier: make one with `python main.py probe "
-            "--data DIR --into-bundle` (a folder with one sub-folder per class), or `python "
-            "main.py fewshot --data DIR -o HEAD.npz` and pass --head HEAD.npz")
-    name = name or next(iter(heads))
-    if name not in heads:
-        raise HeadError(f"model '{bundle.name}' has no head '{name}' "
-                        f"(heads: {', '.join(heads)})")
-    return load_head(bundle.path / heads[name])
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -299,7 +251,7 @@ def cmd_probe(args) -> int:
     name = None
     if args.into_bundle is not None:
         name = args.into_bundle or args.data.resolve().name
-        _check_head_name(name)
+        check_head_name(name)
     bundle = _load_bundle(args)
     if name is not None and not args.overwrite and (
             name in bundle.manifest.heads or (bundle.path / "heads" / f"{name}.npz").exists()):
