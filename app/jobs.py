@@ -1,4 +1,4 @@
-"""The app's side of a run: the engine's one run generator (engine/runtime/run.py) plus what the
+"""The app's side of a run: the engine's one run generator (engine/runtime/runs.py) plus what the
 GUI shows of it, made on the worker thread so the GUI thread only wraps small arrays in
 QImages: a thumbnail per candidate and, for extend, the alpha channel of the grown canvas.
 
@@ -16,7 +16,7 @@ from PIL import Image
 
 from engine.runtime.compose import Patch
 from engine.runtime.plan import EditPlan
-from engine.runtime.run import (
+from engine.runtime.runs import (
     Edit,
     Extend,
     Fill,

@@ -68,7 +68,7 @@ def torch_worker(args) -> None:
     from engine.runtime.compose import feather_in
     from engine.runtime.decode import decode, make_rngs, run_to_end
     from engine.runtime.manifest import read_manifest
-    from engine.runtime.run import plan_or_raise, prepare_fill
+    from engine.runtime.runs import plan_or_raise, prepare_fill
     from engine.runtime.settings import Settings
 
     torch.set_num_threads(args.threads)
@@ -114,7 +114,7 @@ def torch_worker(args) -> None:
 def ort_worker(args) -> None:
     from dataclasses import replace
 
-    from engine.runtime import run as runs
+    from engine.runtime import runs
     from engine.runtime import speed as sp
     from engine.runtime.bundle import Bundle
     from engine.runtime.compose import feather_in, paste_all

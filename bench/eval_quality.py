@@ -53,7 +53,7 @@ from engine.runtime.imageio import load_image  # noqa: E402
 from engine.runtime.manifest import read_manifest  # noqa: E402
 from engine.runtime.models import default_bundle_path  # noqa: E402
 from engine.runtime.recognition import preprocess  # noqa: E402
-from engine.runtime.run import (  # noqa: E402
+from engine.runtime.runs import (  # noqa: E402
     Edit,
     Generate,
     compose_fill,

@@ -27,7 +27,7 @@ from eval_quality import crop, make_mask, mask_seed, psnr, ssim, val_photos  # n
 
 from engine.runtime.bundle import Bundle  # noqa: E402
 from engine.runtime.models import default_bundle_path  # noqa: E402
-from engine.runtime.run import edit_image  # noqa: E402
+from engine.runtime.runs import edit_image  # noqa: E402
 from engine.runtime.settings import Settings  # noqa: E402
 from engine.runtime.speed import EXACT, FAST  # noqa: E402
 

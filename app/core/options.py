@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
-from engine.runtime.run import SIDES
+from engine.runtime.runs import SIDES
 from engine.runtime.settings import Settings, seeds_from
 
 MODES = ("remove", "class", "generate", "extend")

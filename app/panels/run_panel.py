@@ -25,7 +25,7 @@ from app.editor import Editor
 from app.jobs import StepProgress
 from app.options import MODE_TITLES, MODES, EditOptions
 from app.panels.class_picker import ClassPicker
-from engine.runtime.run import SIDES
+from engine.runtime.runs import SIDES
 from engine.runtime.schedule import masked_counts
 
 

@@ -1,5 +1,5 @@
 """Image commands: edit, generate, extend. Each plans (edits), runs the engine's run generator
-(engine/runtime/run.py) under a progress bar on stderr and writes one PNG per candidate with
+(engine/runtime/runs.py) under a progress bar on stderr and writes one PNG per candidate with
 the settings in its text chunks; the written paths go to stdout."""
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def _run_with_progress(bundle, request, settings, label: str, total: int):
     """Run the engine's run generator to its end under a progress bar on stderr."""
     import math
 
-    from engine.runtime.run import run, run_to_end
+    from engine.runtime.runs import run, run_to_end
 
     bar = Progress(label, total)
 
@@ -108,7 +108,7 @@ def _notices(image) -> None:
 
 def cmd_edit(args) -> int:
     from engine.runtime.imageio import load_image, load_mask
-    from engine.runtime.run import Edit, plan_or_raise
+    from engine.runtime.runs import Edit, plan_or_raise
 
     settings = _settings(args, ring=args.ring, coverage=args.coverage, feather=args.feather,
                          seamless=args.seamless)
@@ -133,7 +133,7 @@ def cmd_edit(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from engine.runtime.run import Generate
+    from engine.runtime.runs import Generate
 
     settings = _settings(args)
     paths = check_outputs(args.output, settings.seeds, [], args.overwrite)
@@ -153,7 +153,7 @@ def cmd_extend(args) -> int:
     from dataclasses import replace
 
     from engine.runtime.imageio import load_image
-    from engine.runtime.run import Extend
+    from engine.runtime.runs import Extend
 
     settings = _settings(args)
     paths = check_outputs(args.output, settings.seeds, [args.image], args.overwrite)

@@ -54,8 +54,9 @@ def resize_rgb(rgb: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.LANCZOS))
 
 
-def compose(manifest: Manifest, part: Part, crop: np.ndarray, model_pixels: np.ndarray,
-            squares: np.ndarray, settings: Settings, shape: tuple[int, int]) -> list[Patch]:
+def compose_squares(manifest: Manifest, part: Part, crop: np.ndarray, model_pixels: np.ndarray,
+                    squares: np.ndarray, settings: Settings, shape: tuple[int, int]
+                    ) -> list[Patch]:
     """Decoded squares (uint8 [B,S,S,3]) -> one patch per candidate over `part.box`: colours
     matched to the surroundings, blended in seamlessly, feathered over the painted area.
 

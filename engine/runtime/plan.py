@@ -1,7 +1,7 @@
 """Where an edit works: the mask -> its parts -> one context square and token mask each.
 
 An `EditPlan` is computed once per mask (`plan_edit`): the editor's token grid draws it, and the
-run (engine/runtime/run.py) fills exactly its parts. A part is a group of connected mask pieces
+run (engine/runtime/runs.py) fills exactly its parts. A part is a group of connected mask pieces
 whose context squares do not overlap any other part's; far-apart pieces get their own square so
 each keeps full detail. A context square is cut around the part's bounding box (twice its side
 by default), resized to the model size; every token the mask touches plus a ring is regenerated

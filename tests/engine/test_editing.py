@@ -7,7 +7,7 @@ import pytest
 
 from engine.runtime.errors import MaskError
 from engine.runtime.plan import context_square
-from engine.runtime.run import (
+from engine.runtime.runs import (
     Edit,
     Extend,
     Generate,
@@ -234,7 +234,7 @@ def test_separate_mask_parts_get_their_own_squares(tiny_bundle):
 def test_seamless_fill_meets_the_photo_at_the_hole_edge(tiny_bundle, monkeypatch):
     # a decoder whose fill is the right picture in the wrong colours: seamless blending must
     # remove the offset, while the plain feathered paste keeps it
-    import engine.runtime.run as runs
+    import engine.runtime.runs as runs
     from engine.runtime.compose import resize_rgb
 
     rgb = photo(96, 96)

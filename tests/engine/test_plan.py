@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.runtime.plan import cell_index, context_square, plan_edit
-from engine.runtime.run import Edit, run, run_to_end
+from engine.runtime.runs import Edit, run, run_to_end
 from engine.runtime.settings import Settings
 
 

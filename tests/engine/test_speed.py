@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from engine.runtime import speed as sp
-from engine.runtime.run import (
+from engine.runtime.runs import (
     Edit,
     Fill,
     Generate,
@@ -190,7 +190,7 @@ def test_runtime_speed_module_imports_neither_torch_nor_onnx():
     import subprocess
     import sys
 
-    code = ("import sys, engine.runtime.speed, engine.runtime.run; "
+    code = ("import sys, engine.runtime.speed, engine.runtime.runs; "
             "bad = [m for m in ('torch', 'onnx') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from engine.runtime.bundle import Bundle
-from engine.runtime.compose import Patch, compose, paste_all, resize_rgb
+from engine.runtime.compose import Patch, compose_squares, paste_all, resize_rgb
 from engine.runtime.decode import DecodeStep, decode, make_rngs, reroll_least_confident
 from engine.runtime.errors import MaskError
 from engine.runtime.plan import (
@@ -400,8 +400,8 @@ def _run_fill(bundle: Bundle, fill: Fill, start: np.ndarray, settings: Settings,
 def compose_fill(bundle: Bundle, fill: Fill, squares: np.ndarray, settings: Settings
                  ) -> list[Patch]:
     """Decoded squares (uint8 [B,S,S,3]) of a fill -> one crop-local patch each."""
-    return compose(bundle.manifest, fill.part, fill.crop, fill.model_pixels, squares, settings,
-                   fill.shape)
+    return compose_squares(bundle.manifest, fill.part, fill.crop, fill.model_pixels, squares,
+                           settings, fill.shape)
 
 
 def _decode(bundle: Bundle, tokens: np.ndarray, settings: Settings):
