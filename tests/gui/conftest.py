@@ -19,6 +19,25 @@ def photo(h: int = 120, w: int = 160) -> np.ndarray:
     return rgb
 
 
+@pytest.fixture(autouse=True)
+def _own_qt_settings(tmp_path, qapp):
+    """Qt reads the settings folder once per process, so each GUI test gets its own folder, and
+    windows a test leaves behind are destroyed before the next test starts: their timers
+    (deferred geometry and option saves) must not write into another test's settings."""
+    from PySide6.QtCore import QCoreApplication, QEvent, QSettings
+
+    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope,
+                      str(tmp_path / "qsettings"))
+    yield
+    for widget in qapp.topLevelWidgets():
+        widget.close()
+        widget.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    qapp.processEvents()
+    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope,
+                      str(tmp_path / "qsettings-closed"))
+
+
 def session_copy(doc):
     """`doc` written by the session store (the one serialisation) and read back."""
     with tempfile.TemporaryDirectory() as folder:
