@@ -16,11 +16,13 @@ import secrets
 import stat
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from engine.runtime.errors import ImageError, MageError, MaskError, OutputError
+from engine.runtime.manifest import replace_file
 
 _BAND_PIXELS = 1 << 20  # pixels copied per band when moving Pillow data into NumPy
 _EXIF_ORIENTATION = 0x0112
@@ -159,7 +161,7 @@ def save_png(
         raise OutputError(f"Cannot save '{name}': a folder with that name exists")
     temp = os.path.join(folder, f".{os.path.basename(name)}.{secrets.token_hex(4)}.tmp")
     try:
-        # O_EXCL: never clobber another file; 0o666 lets the umask decide the final mode.
+        # O_EXCL: never clobber another file; a new file gets 0o666 less the umask.
         handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as error:
         raise OutputError(_write_message(name, folder, error)) from None
@@ -168,7 +170,7 @@ def save_png(
             image.save(stream, format="PNG", pnginfo=info)
             stream.flush()
             os.fsync(stream.fileno())  # data on disk before the rename makes it visible
-        os.replace(temp, name)
+        replace_file(Path(temp), Path(name))  # an overwritten file keeps its permissions
     except BaseException as error:
         _remove_quietly(temp)
         if isinstance(error, OSError):

@@ -4,6 +4,7 @@ import errno
 import hashlib
 import io
 import os
+import stat
 import struct
 import zlib
 
@@ -655,3 +656,14 @@ def test_the_size_limit_the_readme_states_is_the_real_one(tmp_path):
     assert "300,000,000 pixels" in text
     path.write_bytes(header_only_png(13400, 13350))      # under the limit: only truncated
     expect_error(path, "truncated")
+
+
+def test_overwriting_a_png_keeps_its_permissions(tmp_path):
+    target = tmp_path / "out.png"
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    save_png(target, rgb)
+    os.chmod(target, 0o600)
+    save_png(target, rgb + 1)
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
+    assert np.asarray(Image.open(target))[0, 0, 0] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
