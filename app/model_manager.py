@@ -17,8 +17,8 @@ from app.controller import JobController
 from engine.runtime.bundle import Bundle
 from engine.runtime.errors import MageError
 from engine.runtime.models import REPO_MODELS, default_bundle_path, find_bundles, user_models_dir
+from engine.runtime.sessions import DEVICES as DEVICES  # the one list, re-exported
 
-DEVICES = ("auto", "cpu", "cuda")
 log = logging.getLogger(__name__)
 
 

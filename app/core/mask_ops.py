@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from engine.runtime.masking import dilate_pixels
+
 Box = tuple[int, int, int, int]
 Point = tuple[float, float]
 
@@ -98,19 +100,8 @@ def fill_rect(mask: np.ndarray, corner_a: Point, corner_b: Point, value: bool = 
 
 
 def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Square dilation by `radius` pixels, computed on the mask's bounding box only."""
-    out = mask.copy()
-    if radius <= 0:
-        return out
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return out
-    cols = np.flatnonzero(mask.any(axis=0))
-    height, width = mask.shape
-    y0, y1 = max(rows[0] - radius, 0), min(rows[-1] + 1 + radius, height)
-    x0, x1 = max(cols[0] - radius, 0), min(cols[-1] + 1 + radius, width)
-    out[y0:y1, x0:x1] = _box_any(mask[y0:y1, x0:x1], radius)
-    return out
+    """Square dilation by `radius` pixels (the engine's, on the mask's bounding box only)."""
+    return dilate_pixels(mask, radius)
 
 
 def erode(mask: np.ndarray, radius: int) -> np.ndarray:

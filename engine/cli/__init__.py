@@ -28,6 +28,7 @@ from engine.cli.images import cmd_edit, cmd_extend, cmd_generate
 from engine.cli.models import FORWARDED, cmd_forward, cmd_import_mage
 from engine.runtime.errors import MageError
 from engine.runtime.manifest import MAX_STEPS
+from engine.runtime.sessions import DEVICES
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 1
@@ -56,7 +57,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, help="model bundle folder (default: the bundled model)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+    p.add_argument("--device", choices=DEVICES, default="auto",
                    help="where to run (auto: CUDA when a GPU works, else CPU)")
 
 

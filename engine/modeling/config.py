@@ -1,7 +1,7 @@
 """Model configurations: the official MAGE variants exactly, and our own smaller family.
 
 The same modules serve both. The official variants keep every quirk of the released weights
-(see ../shared/docs/mage-reference.md); our own models switch on the options they need.
+(github.com/LTH14/mage, models_mage.py); our own models switch on the options they need.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from engine.modeling.mage import MAGE, FeaturesExport, TransformerExport
 from engine.modeling.vqgan import VQGAN, TokenizerDecoder, TokenizerEncoder
 from engine.runtime.errors import MageError
 from engine.runtime.manifest import Manifest, is_bundle_folder, read_manifest, write_manifest
+from engine.runtime.schedule import DEFAULT_CHOICE_TEMPERATURE, DEFAULT_STEPS
 from engine.runtime.sessions import create_session
 
 log = logging.getLogger(__name__)
@@ -287,7 +288,8 @@ def export_bundle(vqgan: VQGAN, mage: MAGE, out_dir: str | Path, *, name: str, s
             codebook_size=cfg.codebook_size, mask_token_id=cfg.mask_token_id,
             class_names=class_names if conditional else None,
             null_class_id=cfg.null_class_id if conditional else None,
-            decoding=decoding or {"steps": 12, "choice_temperature": 4.5},
+            decoding=decoding or {"steps": DEFAULT_STEPS,
+                                  "choice_temperature": DEFAULT_CHOICE_TEMPERATURE},
             source=source, features_dim=cfg.embed_dim,
         )
         params = {"tokenizer": sum(p.numel() for p in vqgan.parameters()),

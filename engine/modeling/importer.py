@@ -8,6 +8,7 @@ from pathlib import Path
 from engine.modeling.convert import build_official, read_checkpoint
 from engine.modeling.export import check_target, export_bundle
 from engine.runtime.manifest import sha256_file
+from engine.runtime.schedule import DEFAULT_CHOICE_TEMPERATURE, DEFAULT_STEPS
 
 CARD = """## Provenance
 
@@ -38,7 +39,8 @@ def import_mage(checkpoint: str | Path, out_dir: str | Path, vqgan: str | Path |
     report = export_bundle(vq_model, mage, out_dir, name=name or out_dir.name,
                            source=f"official MAGE {variant} checkpoint {checkpoint.name} "
                                   f"(sha256 {digest[:16]})",
-                           decoding={"steps": 12, "choice_temperature": 4.5},
+                           decoding={"steps": DEFAULT_STEPS,
+                                     "choice_temperature": DEFAULT_CHOICE_TEMPERATURE},
                            details=details, overwrite=overwrite, inputs=[checkpoint, vqgan])
     for line in report.lines():
         say("  " + line)

@@ -1,4 +1,4 @@
-"""MAGE ViT encoder-decoder (Li et al., arXiv 2211.09117), from ../shared/docs/mage-reference.md.
+"""MAGE ViT encoder-decoder (Li et al., arXiv 2211.09117; github.com/LTH14/mage, models_mage.py).
 
 One module covers the official `mage_vit_base_patch16` / `mage_vit_large_patch16` (strict
 loading of every key, eps 1e-6 / 1e-5, tied MLM head, fixed class id 1100, mask id 2024) and our
@@ -150,7 +150,8 @@ class MAGE(nn.Module):
                keep: torch.Tensor | None = None) -> torch.Tensor:
         """Encoder over [class] + tokens. `keep` (B,T') gathers the positions not dropped.
 
-        Returns the normed encoder output (B,T or T',D)."""
+        Returns the encoder output before the final norm (B,T or T',D): `decode` applies
+        `self.norm`; the recognition `features` average it without."""
         seq = torch.cat([self.class_tokens(tokens.shape[0], class_ids, tokens.device), tokens], 1)
         x = self.token_emb(seq)  # positions are added before dropping
         if keep is not None:
@@ -161,7 +162,7 @@ class MAGE(nn.Module):
 
     def decode(self, x: torch.Tensor, masked: torch.Tensor,
                keep: torch.Tensor | None = None) -> torch.Tensor:
-        """Decoder: normed encoder output -> logits (B,T,vocab).
+        """Decoder: encoder output (normed here first) -> logits (B,T,vocab).
 
         Every masked (or dropped) slot is filled with the class-token output, as the official
         model does (`mask_token` is never used). `masked` is (B,N) over image positions."""

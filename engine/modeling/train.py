@@ -4,12 +4,12 @@
     python main.py train mage --data DIR_OR_PACK --tokenizer RUN_DIR/tokenizer.pt --out RUN_DIR
     python main.py train export --tokenizer T.pt --mage M.pt -o BUNDLE_DIR --name NAME
 
-The MAGE recipe is the official pre-training one (../shared/docs/mage-reference.md sections 4.1
-and 9) scaled down. The same command under `torchrun --nproc_per_node N` trains with
-DistributedDataParallel: --batch is the global batch, and every random choice of a step (images,
-crops, flips, mask ratio, masked positions, class dropout) is drawn for the global batch from
-(seed, step) alone, each rank taking its slice, so N processes follow one process's loss curve.
-Only dropout is drawn per rank.
+The MAGE recipe is the official pre-training one (arXiv 2211.09117, implementation details;
+github.com/LTH14/mage, main_pretrain.py) scaled down. The same command under
+`torchrun --nproc_per_node N` trains with DistributedDataParallel: --batch is the global batch,
+and every random choice of a step (images, crops, flips, mask ratio, masked positions, class
+dropout) is drawn for the global batch from (seed, step) alone, each rank taking its slice, so N
+processes follow one process's loss curve. Only dropout is drawn per rank.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from engine.modeling.config import OwnModelConfig, VqganConfig
 from engine.modeling.losses import CodeUsage, psnr, straight_through, tokenize, tokenizer_losses
 from engine.modeling.mage import MAGE
 from engine.modeling.vqgan import VQGAN
+from engine.runtime.schedule import DEFAULT_CHOICE_TEMPERATURE, DEFAULT_STEPS
+from engine.runtime.sessions import DEVICES
 
 log = logging.getLogger("engine.modeling.train")
 
@@ -768,9 +770,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--credits", type=Path, help="CREDITS.md to ship in the bundle")
     ex.add_argument("--notes", type=Path, help="markdown appended to MODEL_CARD.md")
     ex.add_argument("--overwrite", action="store_true")
-    ex.add_argument("--steps", type=int, default=12, help="default decoding steps")
-    ex.add_argument("--choice-temperature", type=float, default=4.5,
-                    help="default choice temperature (MAGE: 4.5)")
+    ex.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="default decoding steps")
+    ex.add_argument("--choice-temperature", type=float, default=DEFAULT_CHOICE_TEMPERATURE,
+                    help=f"default choice temperature (MAGE: {DEFAULT_CHOICE_TEMPERATURE:g})")
     ex.add_argument("--sample-temperature", type=float, default=1.0,
                     help="default token sampling temperature (MAGE: 1.0; a small model "
                          "fills holes more plausibly below 1)")
@@ -795,7 +797,7 @@ def _common(p: argparse.ArgumentParser, batch: int, lr: float, wd: float, warmup
     p.add_argument("--init", type=Path, help="start from this checkpoint's weights (a new "
                    "optimiser and schedule: fine-tuning or a longer second run); for the "
                    "tokenizer also a bundle folder")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--eval-every", type=int, default=0, help="steps (0: 8 times per run)")
     p.add_argument("--ckpt-every", type=int, default=0, help="steps between checkpoints")
     p.add_argument("--ckpt-minutes", type=float, default=10.0)

@@ -1,4 +1,6 @@
-"""VQGAN tokenizer of MAGE / MaskGIT, written from ../shared/docs/mage-reference.md section 6.
+"""VQGAN tokenizer of MAGE / MaskGIT (github.com/google-research/maskgit,
+maskgit/nets/vqgan_tokenizer.py; MAGE's PyTorch port: github.com/LTH14/mage,
+taming/models/vqgan.py).
 
 Quirks of the released weights that this module reproduces (a stock taming VQGAN does not):
 no attention blocks, no quant_conv / post_quant_conv, bias-free ResBlock convs and encoder

@@ -64,7 +64,7 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
-        # a submodule (engine.runtime.run) is an attribute too once imported
+        # submodules (engine.runtime.runs) become attributes once imported
         raise AttributeError(f"module 'engine.runtime' has no attribute {name!r}")
     value = getattr(importlib.import_module(f"engine.runtime.{module}"), name)
     globals()[name] = value

@@ -1,9 +1,10 @@
 """Pixel masks <-> token masks, feathering and compositing for editing.
 
-Editing rule (reference doc 8 and 11.4, editing-ux 2): mask every token the pixel mask touches
-plus one ring of tokens, because tokens next to the hole still encode the zero-filled pixels;
-regenerate those tokens; paste the result back only inside the token area, with a feathered
-edge, so pixels outside it stay bit-identical to the original.
+Editing rule (MAGE, Li et al., arXiv 2211.09117; MaskGIT's image editing, Chang et al., arXiv
+2202.04200): mask every token the pixel mask touches plus one ring of tokens, because tokens
+next to the hole still encode the zero-filled pixels; regenerate those tokens; paste the result
+back only inside the token area, with a feathered edge, so pixels outside it stay bit-identical
+to the original.
 
 Sizes given as `size` are (width, height), as in Pillow; arrays are [H, W].
 """
@@ -66,13 +67,10 @@ def grow_token_mask(token_mask: np.ndarray, cells: int = 1) -> np.ndarray:
     Returns:
         bool [h, w].
     """
-    grown = _as_bool_2d(token_mask, "token_mask").copy()
+    mask = _as_bool_2d(token_mask, "token_mask")
     if cells < 0:
         raise ValueError(f"cells must be >= 0, got {cells}")
-    # A square structuring element is separable: dilate rows, then columns.
-    for axis in (0, 1):
-        grown = _dilate_axis(grown, cells, axis)
-    return grown
+    return dilate_pixels(mask, cells)
 
 
 def shrink_token_mask(token_mask: np.ndarray, cells: int = 1) -> np.ndarray:
@@ -258,19 +256,6 @@ def _cell_of_pixels(pixels: int, cells: int) -> np.ndarray:
     return ((2 * np.arange(pixels, dtype=np.int64) + 1) * cells) // (2 * pixels)
 
 
-def _dilate_axis(mask: np.ndarray, cells: int, axis: int) -> np.ndarray:
-    """1-D dilation along one axis by OR-ing shifted copies (grids are small)."""
-    out = mask.copy()
-    length = mask.shape[axis]
-    for shift in range(1, min(cells, length - 1) + 1):
-        lead = [slice(None)] * 2
-        tail = [slice(None)] * 2
-        lead[axis], tail[axis] = slice(shift, None), slice(None, -shift)
-        out[tuple(lead)] |= mask[tuple(tail)]
-        out[tuple(tail)] |= mask[tuple(lead)]
-    return out
-
-
 def _ramp(region: np.ndarray, radius: float) -> np.ndarray:
     """Smooth 0..1 ramp inside `region` over `radius` px: bool [h, w] -> float32 [h, w].
 
@@ -313,7 +298,10 @@ def _blend(orig: np.ndarray, gen: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 
 def dilate_pixels(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Square dilation of a bool pixel mask by `radius` px (separable box filter on sums).
+    """Square dilation of a bool mask (pixels or token cells) by `radius`, clipped to the array:
+    the one dilation of the engine and the editor. Works on the mask's bounding box grown by
+    `radius` only (separable box filter on cumulative sums), so a small brush stroke on a large
+    photo costs little.
 
     Args:
         mask: bool [H, W].
@@ -322,14 +310,24 @@ def dilate_pixels(mask: np.ndarray, radius: int) -> np.ndarray:
     Returns:
         bool [H, W].
     """
-    out = _as_bool_2d(mask, "mask").copy()
-    if radius <= 0 or not out.any():
+    src = _as_bool_2d(mask, "mask")
+    out = src.copy()
+    if radius <= 0:
         return out
+    rows = np.flatnonzero(src.any(axis=1))
+    if rows.size == 0:
+        return out
+    cols = np.flatnonzero(src.any(axis=0))
+    height, width = src.shape
+    y0, y1 = max(rows[0] - radius, 0), min(rows[-1] + 1 + radius, height)
+    x0, x1 = max(cols[0] - radius, 0), min(cols[-1] + 1 + radius, width)
+    region = src[y0:y1, x0:x1]
     for axis in (0, 1):
-        counts = np.cumsum(out, axis=axis, dtype=np.int32)
+        counts = np.cumsum(region, axis=axis, dtype=np.int32)
         counts = np.concatenate([np.zeros_like(counts.take([0], axis=axis)), counts], axis=axis)
-        n = out.shape[axis]
+        n = region.shape[axis]
         hi = np.minimum(np.arange(n) + radius + 1, n)
         lo = np.maximum(np.arange(n) - radius, 0)
-        out = (counts.take(hi, axis=axis) - counts.take(lo, axis=axis)) > 0
+        region = (counts.take(hi, axis=axis) - counts.take(lo, axis=axis)) > 0
+    out[y0:y1, x0:x1] = region
     return out

@@ -4,7 +4,8 @@ MAGE's claim is one model for generation and recognition: the encoder output ave
 image tokens (`features.onnx`) is a general image descriptor. This module turns images into those
 features and fits small classifiers on top of them, all in NumPy:
 
-* linear probe (mage-reference.md section 10): features standardised with the training set's
+* linear probe (MAGE paper, arXiv 2211.09117, linear probing; github.com/LTH14/mage,
+  main_linprobe.py): features standardised with the training set's
   mean/std (MAGE's non-affine BatchNorm), then a softmax classifier trained with Adam and weight
   decay;
 * few-shot (K = 1..10 examples per class): nearest centroid on L2-normalised standardised
