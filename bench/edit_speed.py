@@ -66,7 +66,7 @@ def torch_worker(args) -> None:
 
     from engine.modeling.convert import build_official, read_checkpoint
     from engine.runtime.compose import feather_in
-    from engine.runtime.decode import decode, make_rngs, run_to_end
+    from engine.runtime.decode import iterative_decode, last_step, make_rngs
     from engine.runtime.manifest import read_manifest
     from engine.runtime.runs import plan_or_raise, prepare_fill
     from engine.runtime.settings import Settings
@@ -96,11 +96,11 @@ def torch_worker(args) -> None:
             else:
                 start = np.full((1, manifest.seq_len), manifest.mask_token_id, np.int64)
             t1 = time.perf_counter()
-            last = run_to_end(decode(start, fn, mask_token_id=manifest.mask_token_id,
+            last = last_step(iterative_decode(start, fn, mask_token_id=manifest.mask_token_id,
                                      steps=STEPS, choice_temperature=4.5,
                                      rngs=make_rngs([seed])))
             t2 = time.perf_counter()
-            px = to_u8(vq.decode(torch.from_numpy(last.tokens.reshape(1, g, g))))
+            px = to_u8(vq.iterative_decode(torch.from_numpy(last.tokens.reshape(1, g, g))))
             if task == "edit":
                 feather_in(manifest, part, fill.crop, px[0], None)
             t3 = time.perf_counter()

@@ -70,7 +70,7 @@ def make_rngs(seeds: Sequence[int]) -> list[np.random.Generator]:
     return [np.random.default_rng(int(seed)) for seed in seeds]
 
 
-def decode(
+def iterative_decode(
     tokens: np.ndarray,
     tokens_to_logits: TokensToLogits,
     *,
@@ -130,8 +130,8 @@ def decode(
     )
 
 
-def run_to_end(steps: Iterator[DecodeStep]) -> DecodeStep:
-    """Exhausts a `decode` iterator and returns its last step.
+def last_step(steps: Iterator[DecodeStep]) -> DecodeStep:
+    """Exhausts an `iterative_decode` iterator and returns its last step.
 
     Raises:
         ValueError: the iterator yielded nothing.
@@ -140,7 +140,7 @@ def run_to_end(steps: Iterator[DecodeStep]) -> DecodeStep:
     for last in steps:  # noqa: B007 - only the final value is wanted
         pass
     if last is None:
-        raise ValueError("the decode iterator yielded no step")
+        raise ValueError("the decoding iterator yielded no step")
     return last
 
 
@@ -163,7 +163,7 @@ def reroll_least_confident(
 
     Returns:
         int64 [B, N] copy of `tokens` with up to k positions per row set to mask_token_id;
-        ties in confidence go to the lower index. Feed it back to `decode`.
+        ties in confidence go to the lower index. Feed it back to `iterative_decode`.
     """
     ids = _check_tokens(tokens)
     conf = np.asarray(confidence, dtype=np.float64)
@@ -205,7 +205,7 @@ def _decode_loop(
     schedule: str,
     sample_temperature: float = 1.0,
 ) -> Iterator[DecodeStep]:
-    """The decode loop proper; arguments are already validated (see `decode`)."""
+    """The decode loop proper; arguments are already validated (see `iterative_decode`)."""
     batch = ids.shape[0]
     unknown0 = (ids == mask_token_id).sum(axis=1)
     # Input-known tokens count as certain; decided tokens get their probability when fixed.

@@ -21,7 +21,12 @@ import numpy as np
 
 from engine.runtime.bundle import Bundle
 from engine.runtime.compose import Patch, compose_squares, paste_all, resize_rgb
-from engine.runtime.decode import DecodeStep, decode, make_rngs, reroll_least_confident
+from engine.runtime.decode import (
+    DecodeStep,
+    iterative_decode,
+    make_rngs,
+    reroll_least_confident,
+)
 from engine.runtime.errors import MaskError
 from engine.runtime.plan import (
     EditPlan,
@@ -409,7 +414,7 @@ def _decode(bundle: Bundle, tokens: np.ndarray, settings: Settings):
     s = settings.for_masked(bundle.manifest, masked)
     class_id = bundle.manifest.class_id(s.class_name) if s.class_name else None
     fn = bundle.tokens_to_logits(class_id, s.guidance, model=transformer_model(bundle, s.speed))
-    return decode(tokens, fn, mask_token_id=bundle.manifest.mask_token_id, steps=s.steps,
+    return iterative_decode(tokens, fn, mask_token_id=bundle.manifest.mask_token_id, steps=s.steps,
                   choice_temperature=s.temperature, rngs=make_rngs(s.seeds),
                   start_step=s.start_step, sample_temperature=s.sample_temperature)
 

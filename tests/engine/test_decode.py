@@ -5,9 +5,9 @@ import pytest
 
 from engine.runtime.decode import (
     DecodeStep,
-    decode,
+    iterative_decode,
+    last_step,
     make_rngs,
-    run_to_end,
 )
 from engine.runtime.decode import (
     reroll_least_confident as reroll,
@@ -48,7 +48,7 @@ def all_masked(b=1, n=N):
 
 def collect(tokens, fn, seeds, **kwargs):
     kwargs.setdefault("mask_token_id", MASK)
-    return list(decode(tokens, fn, rngs=make_rngs(seeds), **kwargs))
+    return list(iterative_decode(tokens, fn, rngs=make_rngs(seeds), **kwargs))
 
 
 def entering_counts(tokens, steps_out):
@@ -102,7 +102,8 @@ def test_known_tokens_never_change_and_decided_tokens_stay():
     tokens[1, ::3] = MASK
     known = tokens != MASK
     previous = tokens.copy()
-    for step in decode(tokens, per_row_logits(), mask_token_id=MASK, rngs=make_rngs([1, 2])):
+    for step in iterative_decode(tokens, per_row_logits(),
+                                 mask_token_id=MASK, rngs=make_rngs([1, 2])):
         assert np.array_equal(step.tokens[known], tokens[known])
         assert np.array_equal(step.candidates[known], tokens[known])
         assert np.all(step.confidence[known] == 1.0)
@@ -145,9 +146,12 @@ def test_input_not_modified_and_callable_cannot_corrupt_state():
 
 
 def test_same_seed_same_result_different_seed_different():
-    a = run_to_end(decode(all_masked(), fixed_logits(), mask_token_id=MASK, rngs=make_rngs([7])))
-    b = run_to_end(decode(all_masked(), fixed_logits(), mask_token_id=MASK, rngs=make_rngs([7])))
-    c = run_to_end(decode(all_masked(), fixed_logits(), mask_token_id=MASK, rngs=make_rngs([8])))
+    a = last_step(iterative_decode(all_masked(), fixed_logits(),
+                                   mask_token_id=MASK, rngs=make_rngs([7])))
+    b = last_step(iterative_decode(all_masked(), fixed_logits(),
+                                   mask_token_id=MASK, rngs=make_rngs([7])))
+    c = last_step(iterative_decode(all_masked(), fixed_logits(),
+                                   mask_token_id=MASK, rngs=make_rngs([8])))
     assert np.array_equal(a.tokens, b.tokens)
     assert np.array_equal(a.confidence, b.confidence)
     assert not np.array_equal(a.tokens, c.tokens)
@@ -222,7 +226,8 @@ def test_fully_peaked_logits_give_argmax():
     def fn(ids):
         return np.broadcast_to(table, (ids.shape[0], N, K)).copy()
 
-    last = run_to_end(decode(all_masked(2), fn, mask_token_id=MASK, rngs=make_rngs([0, 1])))
+    last = last_step(iterative_decode(all_masked(2), fn,
+                                      mask_token_id=MASK, rngs=make_rngs([0, 1])))
     assert np.array_equal(last.tokens, np.stack([target, target]))
     assert np.allclose(last.confidence, 1.0)
 
@@ -235,7 +240,7 @@ def test_zero_probability_tokens_never_sampled():
     def fn(ids):
         return np.broadcast_to(table, (ids.shape[0], N, K)).copy()
 
-    last = run_to_end(decode(all_masked(), fn, mask_token_id=MASK, rngs=make_rngs([0])))
+    last = last_step(iterative_decode(all_masked(), fn, mask_token_id=MASK, rngs=make_rngs([0])))
     assert set(np.unique(last.tokens)) == {3, 9}
     assert np.allclose(last.confidence, 0.5)
 
@@ -249,8 +254,8 @@ def test_sampling_follows_distribution():
     def fn(ids):
         return np.broadcast_to(table, (ids.shape[0], 4096, 4)).copy()
 
-    last = run_to_end(
-        decode(all_masked(1, 4096), fn, mask_token_id=MASK, steps=1, rngs=make_rngs([0]))
+    last = last_step(
+        iterative_decode(all_masked(1, 4096), fn, mask_token_id=MASK, steps=1, rngs=make_rngs([0]))
     )
     share = (last.tokens == 0).mean()
     assert 0.78 < share < 0.82
@@ -317,7 +322,7 @@ def test_validation_raises_at_call_time(kwargs, match):
     args.update(kwargs)
     tokens = args.pop("tokens")
     with pytest.raises(ValueError, match=match):
-        decode(tokens, fixed_logits(n=4, k=8), **args)
+        iterative_decode(tokens, fixed_logits(n=4, k=8), **args)
 
 
 def test_bad_logits_shape_raises():
@@ -325,7 +330,7 @@ def test_bad_logits_shape_raises():
         return np.zeros((ids.shape[0], ids.shape[1] + 1, 8), np.float32)
 
     with pytest.raises(ValueError, match="tokens_to_logits returned shape"):
-        next(decode(all_masked(1, 4), fn, mask_token_id=MASK, rngs=make_rngs([0])))
+        next(iterative_decode(all_masked(1, 4), fn, mask_token_id=MASK, rngs=make_rngs([0])))
 
 
 def test_nan_logits_raise():
@@ -333,12 +338,12 @@ def test_nan_logits_raise():
         return np.full((ids.shape[0], ids.shape[1], 8), np.nan, np.float32)
 
     with pytest.raises(ValueError, match="finite"):
-        next(decode(all_masked(1, 4), fn, mask_token_id=MASK, rngs=make_rngs([0])))
+        next(iterative_decode(all_masked(1, 4), fn, mask_token_id=MASK, rngs=make_rngs([0])))
 
 
-def test_run_to_end_empty_iterator():
+def test_last_step_of_an_empty_iterator():
     with pytest.raises(ValueError):
-        run_to_end(iter([]))
+        last_step(iter([]))
 
 
 def test_reroll_least_confident_picks_lowest_in_region():
@@ -366,14 +371,15 @@ def test_reroll_clamps_and_skips_masked():
 
 
 def test_reroll_then_decode_changes_only_rerolled():
-    first = run_to_end(
-        decode(all_masked(), fixed_logits(), mask_token_id=MASK, rngs=make_rngs([0]))
+    first = last_step(
+        iterative_decode(all_masked(), fixed_logits(), mask_token_id=MASK, rngs=make_rngs([0]))
     )
     region = np.zeros((1, N), bool)
     region[0, 64:128] = True
     again = reroll(first.tokens, first.confidence, 10, MASK, region=region)
     assert int((again == MASK).sum()) == 10
-    second = run_to_end(decode(again, fixed_logits(), mask_token_id=MASK, rngs=make_rngs([1])))
+    second = last_step(iterative_decode(again, fixed_logits(),
+                                        mask_token_id=MASK, rngs=make_rngs([1])))
     changed = second.tokens != first.tokens
     assert not changed[~(again == MASK)].any()
 

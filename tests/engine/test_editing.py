@@ -200,15 +200,15 @@ def test_colour_match_undoes_a_global_shift():
 
 
 def test_low_sample_temperature_takes_the_most_likely_tokens():
-    from engine.runtime.decode import decode, make_rngs, run_to_end
+    from engine.runtime.decode import iterative_decode, last_step, make_rngs
 
     rng = np.random.default_rng(1)
     logits = rng.normal(0, 1, (1, 64, 32)).astype(np.float32)
     tokens = np.full((1, 64), 32, np.int64)
-    last = run_to_end(decode(tokens, lambda t: logits, mask_token_id=32, steps=6,
+    last = last_step(iterative_decode(tokens, lambda t: logits, mask_token_id=32, steps=6,
                              rngs=make_rngs([3]), sample_temperature=1e-3))
     assert np.array_equal(last.tokens[0], logits[0].argmax(-1))
-    warm = run_to_end(decode(tokens, lambda t: logits, mask_token_id=32, steps=6,
+    warm = last_step(iterative_decode(tokens, lambda t: logits, mask_token_id=32, steps=6,
                              rngs=make_rngs([3]), sample_temperature=1.0))
     assert not np.array_equal(warm.tokens[0], logits[0].argmax(-1))
 
