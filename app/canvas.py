@@ -23,8 +23,8 @@ from PySide6.QtWidgets import (
 
 from app.canvas_items import GridItem, ImageItem, MaskItem
 from app.editor import Editor
-from app.jobs import PreviewPatch
 from app.qimage import qimage_from_rgb
+from engine.runtime.compose import Patch
 
 TOOLS = ("brush", "eraser", "rect", "lasso")
 MIN_ZOOM, MAX_ZOOM = 0.02, 32.0
@@ -135,7 +135,7 @@ class CanvasView(QGraphicsView):
         self.show_grid = on
         self._refresh_grid()
 
-    def show_preview(self, patch: PreviewPatch | None) -> None:
+    def show_preview(self, patch: Patch | None) -> None:
         if patch is None:
             self._preview.setVisible(False)
             return

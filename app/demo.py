@@ -1,8 +1,8 @@
 """Demo mode for a presenter: the samples refilled one after another, slowly, full screen.
 
 For each sample: the photo with its mask and the token grid the model works on; the refill run
-on a worker (app.jobs.edit_job, the editor's own run machinery), then replayed one decoding step
-at a time (app.jobs.history_preview, as the step scrubber does) with the cells not yet decided
+on a worker (app.runs.edit_run, the editor's own run machinery), then replayed one decoding step
+at a time (app.runs.step_preview, as the step scrubber does) with the cells not yet decided
 covered and the decided ones coloured by the model's confidence (the editor's heatmap); then the
 result beside the original. It cycles through the samples until a key is pressed. Everything
 runs locally on the loaded model.
@@ -22,8 +22,8 @@ from app.canvas_items import MASK_RGBA, GridItem, confidence_colors, undecided_c
 from app.controller import JobController
 from app.core.options import EditOptions
 from app.inspector import run_layout
-from app.jobs import RunOutcome, edit_job, history_preview
 from app.qimage import qimage_from_rgb
+from app.runs import RunOutcome, edit_run, step_preview
 from app.samples import Sample, load_samples
 from engine.runtime.errors import MageError
 from engine.runtime.imageio import load_image, load_mask
@@ -65,12 +65,12 @@ def demo_job(bundle, rgb: np.ndarray, plan: EditPlan | np.ndarray, options: Edit
     """Runs the refill of the plan the grid shows (or of a mask), then decodes the image after
     every step for the slow replay."""
     settings = options.settings((seed,))
-    outcome = yield from edit_job(bundle, rgb, plan, settings, preview_interval=float("inf"))
+    outcome = yield from edit_run(bundle, rgb, plan, settings, preview_interval=float("inf"))
     final = outcome.result.images[0]
     frames = []
-    if outcome.job is not None:
+    if outcome.fill is not None:
         for k in range(len(outcome.result.history) - 1):
-            patch = history_preview(bundle, outcome.job, outcome.result, 0, k)
+            patch = step_preview(bundle, outcome.fill, outcome.result, 0, k)
             frame = rgb.copy()
             h, w = patch.rgb.shape[:2]
             frame[patch.y0:patch.y0 + h, patch.x0:patch.x0 + w] = patch.rgb
@@ -212,7 +212,7 @@ class DemoMode(QWidget):
     def _show_step(self, k: int) -> None:
         run, bundle = self.run, self.models.bundle
         steps = len(run.steps)
-        if k >= steps or bundle is None or run.outcome.job is None:
+        if k >= steps or bundle is None or run.outcome.fill is None:
             self._show_result()
             return
         layout = run_layout(run.outcome, bundle.manifest)

@@ -19,13 +19,14 @@ from PySide6.QtGui import QUndoStack
 from app import mask_ops
 from app.controller import JobController
 from app.document import RECORDED, REPLACED, Change, Document, patch_between
-from app.jobs import RunOutcome, StepProgress, edit_job, extend_job, generate_job, reroll_job
 from app.model_manager import ModelManager
 from app.options import MODE_TITLES, EditOptions
+from app.runs import RunOutcome, edit_run, extend_run, generate_run, reroll_run
 from app.token_layout import EditPlan, LayoutPlanner
 from app.undo import ChangeCommand
 from engine.runtime.errors import MageError
 from engine.runtime.imageio import load_image, save_png
+from engine.runtime.runs import Step
 
 log = logging.getLogger(__name__)
 Box = mask_ops.Box
@@ -37,8 +38,8 @@ class Editor(QObject):
     mask_changed = Signal(object)      # Box that changed
     layout_changed = Signal(object)    # EditPlan | None
     options_changed = Signal(object)   # EditOptions
-    preview_changed = Signal(object)   # PreviewPatch | None: pixels shown over the image
-    progress = Signal(object)          # StepProgress
+    preview_changed = Signal(object)   # Patch | None: pixels shown over the image
+    progress = Signal(object)          # Step
     run_changed = Signal(object)       # RunOutcome | None: the candidates on show
     applied_changed = Signal(int)      # index of the applied candidate, -1 for none
     busy_changed = Signal(bool)
@@ -324,29 +325,29 @@ class Editor(QObject):
         doc = self.document
         self._run_document = doc
         if options.mode == "generate":
-            self.jobs.start("generate", lambda: generate_job(bundle, settings))
+            self.jobs.start("generate", lambda: generate_run(bundle, settings))
         elif options.mode == "extend":
             rgb, alpha = doc.rgb.copy(), doc.alpha
             side, cells = options.extend_side, options.extend_cells
-            self.jobs.start("extend", lambda: extend_job(bundle, rgb, alpha, side, cells,
+            self.jobs.start("extend", lambda: extend_run(bundle, rgb, alpha, side, cells,
                                                          settings))
         else:
             rgb, mask, plan = doc.rgb.copy(), doc.mask.copy(), self.layout
-            self.jobs.start("edit", lambda: edit_job(bundle, rgb, mask, settings, plan=plan))
+            self.jobs.start("edit", lambda: edit_run(bundle, rgb, mask, settings, plan=plan))
         self.status.emit(f"{MODE_TITLES[options.mode]}: running on {bundle.device.upper()}...")
         return True
 
     def reroll(self, count: int | None = None) -> bool:
         """Decode again the least confident tokens of the applied candidate."""
         run, bundle = self.run, self.bundle
-        if run is None or run.job is None or bundle is None or self.jobs.busy:
+        if run is None or run.fill is None or bundle is None or self.jobs.busy:
             self.error.emit("Re-roll needs a finished refill to work on")
             return False
         count = count or self.options.reroll_count
         candidate = max(self.applied, 0)
         settings = replace(run.settings, seeds=self.options.pick_seeds())
         self._run_document = self.document
-        self.jobs.start("reroll", lambda: reroll_job(bundle, run.job, run.result, candidate,
+        self.jobs.start("reroll", lambda: reroll_run(bundle, run.fill, run.result, candidate,
                                                      count, settings))
         self.status.emit(f"Re-rolling the {count} least confident tokens...")
         return True
@@ -366,7 +367,7 @@ class Editor(QObject):
             return "Paint over the area to refill first"
         return ""
 
-    def _on_progress(self, step: StepProgress) -> None:
+    def _on_progress(self, step: Step) -> None:
         self.progress.emit(step)
         if step.preview is not None:
             self.preview_changed.emit(step.preview)

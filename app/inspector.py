@@ -13,15 +13,15 @@ from PySide6.QtCore import QObject, Signal
 from app.canvas_items import confidence_colors, undecided_colors
 from app.controller import JobController
 from app.editor import Editor
-from app.jobs import RunOutcome, history_preview
+from app.runs import RunOutcome, step_preview
 from engine.runtime.plan import Part, Square, plan_square
 from engine.runtime.settings import Settings
 
 
 def run_layout(run: RunOutcome, manifest) -> Part | None:
     """Where a run's tokens sit on the image (the whole image for a generated one)."""
-    if run.job is not None:
-        return run.job.part
+    if run.fill is not None:
+        return run.fill.part
     if run.kind == "generate":
         side = manifest.image_size
         return plan_square(manifest, np.ones((side, side), bool), Square(0, 0, side),
@@ -79,8 +79,8 @@ class RunInspector(QObject):
         run, bundle = self.editor.run, self.editor.bundle
         candidate = max(self.editor.applied, 0)
         # a newer request supersedes a decode still running: dragging stays responsive
-        self._jobs.call("scrub", lambda: history_preview(bundle, run.job, run.result,
-                                                         candidate, step))
+        self._jobs.call("scrub", lambda: step_preview(bundle, run.fill, run.result,
+                                                      candidate, step))
         self._refresh()
 
     def _on_step_decoded(self, patch) -> None:

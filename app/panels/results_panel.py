@@ -24,8 +24,8 @@ from PySide6.QtWidgets import (
 
 from app.editor import Editor
 from app.inspector import RunInspector
-from app.jobs import THUMB_SIZE, RunOutcome
 from app.qimage import qimage_from_rgb
+from app.runs import THUMB_SIZE, RunOutcome
 
 
 class ResultsPanel(QWidget):
@@ -128,7 +128,7 @@ class ResultsPanel(QWidget):
         self.heatmap.setEnabled(inspectable)
         self.heatmap_available.emit(inspectable)
         run = self.editor.run
-        can_reroll = idle and run is not None and run.job is not None
+        can_reroll = idle and run is not None and run.fill is not None
         self.reroll.setEnabled(can_reroll)
         self.reroll_count.setEnabled(can_reroll)
         self.candidates.setEnabled(idle)

@@ -22,10 +22,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.editor import Editor
-from app.jobs import StepProgress
 from app.options import MODE_TITLES, MODES, EditOptions
 from app.panels.class_picker import ClassPicker
-from engine.runtime.runs import SIDES
+from engine.runtime.runs import SIDES, Step
 from engine.runtime.schedule import masked_counts
 
 
@@ -220,7 +219,7 @@ class RunPanel(QWidget):
         else:
             self.cost.setText(cost_text(layout))
 
-    def _on_progress(self, step: StepProgress) -> None:
+    def _on_progress(self, step: Step) -> None:
         self.progress.setMaximum(step.total)
         self.progress.setValue(step.step)
         self.progress.setFormat(f"Step {step.step}/{step.total}  ({step.remaining} left)")

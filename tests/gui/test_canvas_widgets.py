@@ -150,7 +150,7 @@ def test_run_applies_candidates_and_undo_restores(window, tiny_bundle, qtbot):
     assert window.results_panel.candidates.count() == 3
     assert window.results_panel.candidates.item(1).text() == "seed 12"
     first = editor.document.rgb.copy()
-    sq = editor.run.job.square
+    sq = editor.run.fill.square
     changed = np.argwhere((first != original).any(axis=2))
     assert changed.size and changed[:, 0].min() >= max(sq.y0, 0)
     assert not editor.document.mask.any()           # applying a result clears the mask

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from app.controller import JobController
-from app.jobs import edit_job, extend_job
+from app.runs import edit_run, extend_run
 from engine.runtime.settings import Settings
 
 from .fake_engine import FakeBundle
@@ -38,7 +38,7 @@ def test_progress_then_finished(qtbot, controller):
     rgb, mask = _inputs()
     events = _record(controller)
     with qtbot.waitSignal(controller.finished, timeout=10000) as done:
-        controller.start("edit", lambda: edit_job(bundle, rgb, mask, Settings(seeds=(1,))))
+        controller.start("edit", lambda: edit_run(bundle, rgb, mask, Settings(seeds=(1,))))
     names = [e[0] for e in events]
     assert names[:2] == ["started", "busy_changed"]
     assert names.count("progress") == 6
@@ -53,7 +53,7 @@ def test_cancel_stops_at_the_next_step(qtbot, controller):
     events = _record(controller)
     controller.progress.connect(lambda p: controller.cancel() if p.step == 2 else None)
     with qtbot.waitSignal(controller.cancelled, timeout=10000):
-        controller.start("edit", lambda: edit_job(bundle, rgb, mask, Settings(seeds=(1,))))
+        controller.start("edit", lambda: edit_run(bundle, rgb, mask, Settings(seeds=(1,))))
     assert controller.wait_idle(5)
     steps = [e[1].step for e in events if e[0] == "progress"]
     assert steps == [1, 2]                 # nothing is reported after Cancel
@@ -64,7 +64,7 @@ def test_engine_error_becomes_one_line(qtbot, controller):
     bundle = FakeBundle(fail_at_call=3)
     rgb, mask = _inputs()
     with qtbot.waitSignal(controller.failed, timeout=10000) as failed:
-        controller.start("edit", lambda: edit_job(bundle, rgb, mask, Settings(seeds=(1,))))
+        controller.start("edit", lambda: edit_run(bundle, rgb, mask, Settings(seeds=(1,))))
     assert failed.args[0] == "model 'fake' failed in transformer.onnx: scripted"
     assert not controller.busy
 
@@ -72,7 +72,7 @@ def test_engine_error_becomes_one_line(qtbot, controller):
 def test_empty_mask_error_is_reported_not_raised(qtbot, controller):
     rgb, _ = _inputs()
     with qtbot.waitSignal(controller.failed, timeout=10000) as failed:
-        controller.start("edit", lambda: edit_job(FakeBundle(), rgb, np.zeros((64, 64), bool),
+        controller.start("edit", lambda: edit_run(FakeBundle(), rgb, np.zeros((64, 64), bool),
                                                   Settings()))
     assert "mask is empty" in failed.args[0]
 
@@ -83,10 +83,10 @@ def test_new_job_supersedes_the_running_one(qtbot, controller):
     fast = FakeBundle()
     rgb, mask = _inputs()
     events = _record(controller)
-    controller.start("edit", lambda: edit_job(slow, rgb, mask, Settings(seeds=(1,))))
+    controller.start("edit", lambda: edit_run(slow, rgb, mask, Settings(seeds=(1,))))
     qtbot.waitUntil(lambda: slow.calls >= 1, timeout=5000)
     with qtbot.waitSignal(controller.finished, timeout=10000) as done:
-        controller.start("edit", lambda: edit_job(fast, rgb, mask, Settings(seeds=(2,))))
+        controller.start("edit", lambda: edit_run(fast, rgb, mask, Settings(seeds=(2,))))
         slow.release()
     assert controller.wait_idle(5)
     names = [e[0] for e in events]
@@ -96,12 +96,12 @@ def test_new_job_supersedes_the_running_one(qtbot, controller):
     assert slow.calls == 1                            # the old job stopped at its next step
 
 
-def test_extend_job_cancels_at_the_next_step(qtbot, controller):
+def test_extend_run_cancels_at_the_next_step(qtbot, controller):
     bundle = FakeBundle(delay=0.03)
     rgb = np.full((64, 64, 3), 90, np.uint8)
     controller.progress.connect(lambda p: controller.cancel())
     with qtbot.waitSignal(controller.cancelled, timeout=10000):
-        controller.start("extend", lambda: extend_job(
+        controller.start("extend", lambda: extend_run(
             bundle, rgb, None, "right", 2, Settings(seeds=(1,))))
     assert bundle.calls <= 2
 
@@ -111,7 +111,7 @@ def test_real_bundle_lifecycle(qtbot, controller, tiny_bundle):
     progress = []
     controller.progress.connect(progress.append)
     with qtbot.waitSignal(controller.finished, timeout=30000) as done:
-        controller.start("edit", lambda: edit_job(tiny_bundle, rgb, mask,
+        controller.start("edit", lambda: edit_run(tiny_bundle, rgb, mask,
                                                   Settings(seeds=(1, 2, 3))))
     assert len(progress) == 8 and progress[0].preview is not None
     assert [c.seed for c in done.args[0].candidates] == [1, 2, 3]

@@ -237,7 +237,7 @@ def test_demo_mode_plays_samples_to_the_result_cycles_and_leaves_on_a_key(
     inside[BOX] = True
     assert np.any(demo.right != original, axis=2)[inside].mean() > 0.5
     far = np.ones((H, W), bool)
-    x0, y0, x1, y1 = run.outcome.job.square.clip(W, H)
+    x0, y0, x1, y1 = run.outcome.fill.square.clip(W, H)
     far[y0:y1, x0:x1] = False
     np.testing.assert_array_equal(demo.right[far], original[far])
     shot = demo.grab().toImage()

@@ -1,15 +1,10 @@
-"""Jobs as plain generators, against the scripted fake engine and the tiny real bundle."""
+"""The app's runs as plain generators, against the scripted fake engine and the tiny real
+bundle."""
 
 import numpy as np
 
-from app.jobs import (
-    StepProgress,
-    edit_job,
-    extend_job,
-    generate_job,
-    history_preview,
-    reroll_job,
-)
+from app.runs import edit_run, extend_run, generate_run, reroll_run, step_preview
+from engine.runtime.runs import Step
 from engine.runtime.settings import Settings
 
 from .fake_engine import FakeBundle
@@ -32,20 +27,20 @@ def _drain(gen):
             return steps, stop.value
 
 
-def test_edit_job_reports_every_step_and_previews_throttled():
+def test_edit_run_reports_every_step_and_previews_throttled():
     bundle = FakeBundle()
     rgb, mask = _image_and_mask()
     ticks = iter(range(0, 1000))
-    steps, outcome = _drain(edit_job(bundle, rgb, mask, Settings(seeds=(1, 2)),
+    steps, outcome = _drain(edit_run(bundle, rgb, mask, Settings(seeds=(1, 2)),
                                      preview_interval=2.5, clock=lambda: next(ticks)))
     assert [s.step for s in steps] == list(range(1, 7))
-    assert all(isinstance(s, StepProgress) and s.total == 6 for s in steps)
+    assert all(isinstance(s, Step) and s.total == 6 for s in steps)
     previews = [s.preview for s in steps if s.preview is not None]
     assert 1 <= len(previews) < len(steps)            # throttled, never on the last step
     assert steps[-1].remaining == 0
     assert [c.seed for c in outcome.candidates] == [1, 2]
     patch = outcome.candidates[0].patch
-    sq = outcome.job.square
+    sq = outcome.fill.square
     assert (patch.x0, patch.y0) == (max(sq.x0, 0), max(sq.y0, 0))
     # outside the patch nothing changes; the patch equals the engine's full composite there
     full = outcome.result.images[0]
@@ -55,8 +50,8 @@ def test_edit_job_reports_every_step_and_previews_throttled():
 
 def test_same_seed_same_result_on_the_real_bundle(tiny_bundle):
     rgb, mask = _image_and_mask()
-    _, first = _drain(edit_job(tiny_bundle, rgb, mask, Settings(seeds=(5, 6))))
-    _, again = _drain(edit_job(tiny_bundle, rgb, mask, Settings(seeds=(6,))))
+    _, first = _drain(edit_run(tiny_bundle, rgb, mask, Settings(seeds=(5, 6))))
+    _, again = _drain(edit_run(tiny_bundle, rgb, mask, Settings(seeds=(6,))))
     np.testing.assert_array_equal(first.candidates[1].patch.rgb, again.candidates[0].patch.rgb)
     assert not np.array_equal(first.candidates[0].patch.rgb, first.candidates[1].patch.rgb)
     # the full image is the input with the patch written over it
@@ -70,22 +65,22 @@ def test_same_seed_same_result_on_the_real_bundle(tiny_bundle):
 
 def test_reroll_changes_only_masked_tokens(tiny_bundle):
     rgb, mask = _image_and_mask()
-    _, outcome = _drain(edit_job(tiny_bundle, rgb, mask, Settings(seeds=(3,))))
-    _, rerolled = _drain(reroll_job(tiny_bundle, outcome.job, outcome.result, 0, 10,
+    _, outcome = _drain(edit_run(tiny_bundle, rgb, mask, Settings(seeds=(3,))))
+    _, rerolled = _drain(reroll_run(tiny_bundle, outcome.fill, outcome.result, 0, 10,
                                     Settings(seeds=(9,))))
     before, after = outcome.result.tokens[0], rerolled.result.tokens[0]
     changed = before != after
     assert changed.sum() <= 10
-    assert not changed[~outcome.job.token_mask.reshape(-1)].any()
+    assert not changed[~outcome.fill.token_mask.reshape(-1)].any()
 
 
 def test_generate_and_history_preview(tiny_bundle):
     settings = Settings(seeds=(1,), class_name="dog")
-    steps, outcome = _drain(generate_job(tiny_bundle, settings))
+    steps, outcome = _drain(generate_run(tiny_bundle, settings))
     assert outcome.resizes_canvas and outcome.candidates[0].patch.rgb.shape == (64, 64, 3)
     assert len(outcome.result.history) == len(steps)
-    first = history_preview(tiny_bundle, None, outcome.result, 0, 0)
-    last = history_preview(tiny_bundle, None, outcome.result, 0, len(steps) - 1)
+    first = step_preview(tiny_bundle, None, outcome.result, 0, 0)
+    last = step_preview(tiny_bundle, None, outcome.result, 0, len(steps) - 1)
     np.testing.assert_array_equal(last.rgb, outcome.candidates[0].patch.rgb)
     assert first.rgb.shape == last.rgb.shape
 
@@ -93,7 +88,7 @@ def test_generate_and_history_preview(tiny_bundle):
 def test_extend_reports_every_step(tiny_bundle):
     rgb = np.full((64, 80, 3), 100, np.uint8)
     alpha = np.full((64, 80), 50, np.uint8)
-    reports, outcome = _drain(extend_job(tiny_bundle, rgb, alpha, "left", 2,
+    reports, outcome = _drain(extend_run(tiny_bundle, rgb, alpha, "left", 2,
                                          Settings(seeds=(4, 5))))
     image = outcome.candidates[0].patch.rgb
     assert image.shape == (64, 88, 3)
@@ -111,8 +106,8 @@ def test_far_apart_parts_are_edited_in_their_own_squares(tiny_bundle):
     mask[20:40, 20:45] = True
     mask[250:280, 340:380] = True
     settings = Settings(seeds=(4, 5))
-    steps, outcome = _drain(edit_job(tiny_bundle, rgb, mask, settings))
-    assert outcome.job is None and outcome.extra["parts"] == 2  # no single grid to inspect
+    steps, outcome = _drain(edit_run(tiny_bundle, rgb, mask, settings))
+    assert outcome.fill is None and outcome.extra["parts"] == 2  # no single grid to inspect
     assert [s.step for s in steps] == list(range(1, len(steps) + 1))
     assert len({s.total for s in steps}) == 1 and steps[-1].step == steps[-1].total
     assert steps[-1].remaining == 0 and steps[0].remaining > 0

@@ -2,7 +2,7 @@
 GUI shows of it, made on the worker thread so the GUI thread only wraps small arrays in
 QImages: a thumbnail per candidate and, for extend, the alpha channel of the grown canvas.
 
-Each job yields the engine's `Step` once per decoding step and returns a `RunOutcome`.
+Each run yields the engine's `Step` once per decoding step and returns a `RunOutcome`.
 """
 
 from __future__ import annotations
@@ -33,9 +33,6 @@ from engine.runtime.settings import Settings
 
 THUMB_SIZE = 160
 
-PreviewPatch = Patch      # the name the canvas and the panels use
-StepProgress = Step
-
 
 @dataclass
 class Candidate:
@@ -53,7 +50,7 @@ class RunOutcome:
     extra: dict = field(default_factory=dict)
 
     @property
-    def job(self) -> Fill | None:
+    def fill(self) -> Fill | None:
         """The prepared square of a one-square edit (re-rolls and the step scrubber)."""
         return self.result.fill
 
@@ -73,7 +70,7 @@ class RunOutcome:
 EditGen = Generator[Step, None, RunOutcome]
 
 
-def run_job(bundle, request: Request, settings: Settings, alpha: np.ndarray | None = None,
+def run_request(bundle, request: Request, settings: Settings, alpha: np.ndarray | None = None,
             preview_interval: float = 0.25, clock: Callable[[], float] = time.monotonic
             ) -> EditGen:
     """The engine run of `request`, then thumbnails (and the extended alpha)."""
@@ -86,7 +83,7 @@ def run_job(bundle, request: Request, settings: Settings, alpha: np.ndarray | No
     return RunOutcome(result.kind, candidates, result, new_alpha, dict(result.extra))
 
 
-def edit_job(bundle, rgb: np.ndarray, mask: np.ndarray | EditPlan, settings: Settings,
+def edit_run(bundle, rgb: np.ndarray, mask: np.ndarray | EditPlan, settings: Settings,
              preview_interval: float = 0.25, clock: Callable[[], float] = time.monotonic,
              plan: EditPlan | None = None) -> EditGen:
     """Refill the mask (with a class when settings.class_name is set). `plan` is the one the
@@ -96,32 +93,33 @@ def edit_job(bundle, rgb: np.ndarray, mask: np.ndarray | EditPlan, settings: Set
         plan, mask = mask, mask.mask
     if plan is None or plan.mask.shape != mask.shape or not np.array_equal(plan.mask, mask):
         plan = plan_or_raise(bundle.manifest, rgb, mask, settings)
-    return (yield from run_job(bundle, Edit(rgb, plan), settings, None, preview_interval, clock))
+    return (yield from run_request(bundle, Edit(rgb, plan), settings, None, preview_interval,
+                                   clock))
 
 
-def reroll_job(bundle, job: Fill | None, previous: RunResult, candidate: int, count: int,
+def reroll_run(bundle, fill: Fill | None, previous: RunResult, candidate: int, count: int,
                settings: Settings, preview_interval: float = 0.25,
                clock: Callable[[], float] = time.monotonic) -> EditGen:
     """Re-mask the `count` least confident tokens of one candidate and decode them again
-    (`job` is previous.fill, the square they sit in)."""
-    return (yield from run_job(bundle, Reroll(previous, candidate, count), settings, None,
+    (`fill` is previous.fill, the square they sit in)."""
+    return (yield from run_request(bundle, Reroll(previous, candidate, count), settings, None,
                                preview_interval, clock))
 
 
-def generate_job(bundle, settings: Settings, preview_interval: float = 0.25,
+def generate_run(bundle, settings: Settings, preview_interval: float = 0.25,
                  clock: Callable[[], float] = time.monotonic) -> EditGen:
     """Whole new images, of a class when settings.class_name is set."""
-    return (yield from run_job(bundle, Generate(), settings, None, preview_interval, clock))
+    return (yield from run_request(bundle, Generate(), settings, None, preview_interval, clock))
 
 
-def extend_job(bundle, rgb: np.ndarray, alpha: np.ndarray | None, side: str, cells: int,
+def extend_run(bundle, rgb: np.ndarray, alpha: np.ndarray | None, side: str, cells: int,
                settings: Settings, clock: Callable[[], float] = time.monotonic) -> EditGen:
     """Grow the canvas on one side and fill the strip (one candidate)."""
     settings = replace(settings, seeds=settings.seeds[:1])
-    return (yield from run_job(bundle, Extend(rgb, side, cells), settings, alpha, 0.25, clock))
+    return (yield from run_request(bundle, Extend(rgb, side, cells), settings, alpha, 0.25, clock))
 
 
-def history_preview(bundle, job: Fill | None, result: RunResult, candidate: int,
+def step_preview(bundle, fill: Fill | None, result: RunResult, candidate: int,
                     step: int) -> Patch:
     """The image as decided after `step` (0-based), crop-local (engine step_image)."""
     return step_image(bundle, result, candidate, step)
