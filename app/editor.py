@@ -16,11 +16,11 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QUndoStack
 
-from app import mask_ops
 from app.controller import JobController
-from app.document import RECORDED, REPLACED, Change, Document, patch_between
+from app.core import mask_ops
+from app.core.document import RECORDED, REPLACED, Change, Document, patch_between
+from app.core.options import MODE_TITLES, EditOptions
 from app.model_manager import ModelManager
-from app.options import MODE_TITLES, EditOptions
 from app.runs import RunOutcome, edit_run, extend_run, generate_run, reroll_run
 from app.token_layout import EditPlan, LayoutPlanner
 from app.undo import ChangeCommand

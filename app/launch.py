@@ -34,7 +34,7 @@ from app.editor import Editor
 from app.icon import DESKTOP_ID, app_icon
 from app.main_window import MainWindow
 from app.model_manager import DEVICES
-from app.settings import APPLICATION, ORGANISATION, Preferences
+from app.preferences import APPLICATION, ORGANISATION, Preferences
 from app.theme import apply_theme, follow_system
 
 SCREENSHOT_SIZE = (1440, 900)

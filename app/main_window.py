@@ -37,8 +37,8 @@ from app.inspector import RunInspector
 from app.model_manager import DEVICES, available_bundles
 from app.panels.results_panel import ResultsPanel
 from app.panels.run_panel import RunPanel
+from app.preferences import Preferences
 from app.qimage import rgb_from_qimage
-from app.settings import Preferences
 from app.theme import THEMES, apply_theme
 from app.welcome import attach_welcome
 from engine.runtime.errors import MageError

@@ -6,7 +6,7 @@ import json
 
 from PySide6.QtCore import QByteArray, QSettings
 
-from app.options import EditOptions
+from app.core.options import EditOptions
 
 ORGANISATION = APPLICATION = "MAGE Studio"
 LAYOUT_VERSION = 1   # bump when docks change so an old saved layout is not restored

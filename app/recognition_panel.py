@@ -162,7 +162,7 @@ class RecognitionPanel(QWidget):
     fewshotChanged = Signal()           # the few-shot head was rebuilt or cleared
 
     def __init__(self, parent: QWidget | None = None, store=None):
-        """`store` (app.settings.Preferences, or None): where the few-shot classes and their
+        """`store` (app.preferences.Preferences, or None): where the few-shot classes and their
         examples are kept between sessions."""
         super().__init__(parent)
         self._store = store

@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager, nullcontext
 
 from PySide6.QtGui import QUndoCommand
 
-from app.document import Document
+from app.core.document import Document
 
 CHANGE_COMMAND = 1   # QUndoCommand.id() of every change command (merging replaces the top one)
 

@@ -91,7 +91,7 @@ def main() -> int:
     app = QApplication.instance() or QApplication([])
     from app.editor import Editor
     from app.main_window import MainWindow
-    from app.settings import Preferences
+    from app.preferences import Preferences
 
     path = bundle_path(args.model)
     editor = Editor()

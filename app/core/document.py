@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app import mask_ops
-from app.options import EditOptions
+from app.core import mask_ops
+from app.core.options import EditOptions
 
 Box = mask_ops.Box
 
@@ -235,16 +235,3 @@ class Document:
         change = Change(label, canvas=(before, after), meta=dict(meta or {}))
         self._commit(change, REPLACED if replace_last else RECORDED)
         return change
-
-
-def _pack(mask: np.ndarray) -> np.ndarray:
-    """bool [H, W] -> uint8 bits with the shape in front (8x smaller)."""
-    h, w = mask.shape
-    return np.concatenate([np.array([h, w], dtype=">u4").view(np.uint8),
-                           np.packbits(mask, axis=None)])
-
-
-def _unpack(packed: np.ndarray) -> np.ndarray:
-    packed = np.asarray(packed, dtype=np.uint8)
-    h, w = (int(v) for v in packed[:8].view(">u4"))
-    return np.unpackbits(packed[8:], count=h * w).astype(bool).reshape(h, w)

@@ -21,8 +21,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.options import MODE_TITLES, MODES, EditOptions
 from app.editor import Editor
-from app.options import MODE_TITLES, MODES, EditOptions
 from app.panels.class_picker import ClassPicker
 from engine.runtime.runs import SIDES, Step
 from engine.runtime.schedule import masked_counts

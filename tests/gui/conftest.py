@@ -4,10 +4,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.autosave import SessionStore, snapshot
+from app.core.session import SessionStore, snapshot
 from app.editor import Editor
 from app.main_window import MainWindow
-from app.settings import Preferences
+from app.preferences import Preferences
 
 
 def photo(h: int = 120, w: int = 160) -> np.ndarray:

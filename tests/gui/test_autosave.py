@@ -20,9 +20,10 @@ from PySide6.QtCore import QSettings
 
 from app import autosave, launch
 from app.autosave import Autosaver, SessionStore, session_root
+from app.core import session
 from app.editor import Editor
 from app.main_window import MainWindow
-from app.settings import Preferences
+from app.preferences import Preferences
 from engine.runtime.imageio import file_digest, load_image
 
 from .conftest import photo
@@ -251,7 +252,7 @@ def test_default_folder_is_in_the_user_data_folder(qtbot, tmp_path):
 
 
 def test_very_large_images_are_referenced_not_copied(qtbot, root, tmp_path, monkeypatch):
-    monkeypatch.setattr(autosave, "REFERENCE_PIXELS", 1000)
+    monkeypatch.setattr(session, "REFERENCE_PIXELS", 1000)
     path = tmp_path / "big.png"
     Image.fromarray(photo(90, 120)).save(path)
     editor, saver = _editor_with_autosave(qtbot, root)

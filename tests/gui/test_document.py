@@ -1,8 +1,8 @@
 import numpy as np
 
-from app import mask_ops
-from app.document import Document, patch_between
-from app.options import EditOptions
+from app.core import mask_ops
+from app.core.document import Document, patch_between
+from app.core.options import EditOptions
 
 from .conftest import session_copy
 

@@ -10,11 +10,11 @@ from PySide6.QtCore import Qt
 
 from app import demo as demo_module
 from app.about import about_markdown, app_version
+from app.core.options import EditOptions
 from app.editor import Editor
 from app.main_window import MainWindow
-from app.options import EditOptions
+from app.preferences import Preferences
 from app.samples import ENV_ASSETS, load_samples
-from app.settings import Preferences
 
 from .conftest import photo
 

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QTreeView
 
 from app.editor import Editor
 from app.main_window import GEOMETRY_SAVE_MS, MainWindow
-from app.settings import Preferences
+from app.preferences import Preferences
 from app.theme import apply_theme
 from engine.runtime.schedule import masked_counts
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from app.document import RECORDED, REDONE, REPLACED, UNDONE, Document
+from app.core.document import RECORDED, REDONE, REPLACED, UNDONE, Document
 from app.editor import Editor
 
 from .conftest import photo

@@ -27,7 +27,7 @@ def test_long_painting_keeps_the_editor_alive_and_the_mask_exact(tmp_path):
     env = dict(os.environ, QT_QPA_PLATFORM="xcb", XDG_CONFIG_HOME=str(tmp_path / "config"))
     result = subprocess.run(
         [xvfb, "-a", "-s", "-screen 0 1600x1000x24", sys.executable,
-         str(REPO / "tests" / "app" / "long_paint.py"), "--strokes", str(STROKES)],
+         str(REPO / "tests" / "gui" / "long_paint.py"), "--strokes", str(STROKES)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     output = result.stdout + result.stderr
     assert "Fatal Python error" not in output, output[-3000:]

@@ -1,6 +1,6 @@
 import numpy as np
 
-from app import mask_ops
+from app.core import mask_ops
 
 
 def test_segment_paints_a_gapless_capsule():

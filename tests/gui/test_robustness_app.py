@@ -299,7 +299,7 @@ def test_huge_but_legal_image_opens_in_the_app_and_autosaves_by_reference(tmp_pa
         "from app.autosave import Autosaver\n"
         "from app.editor import Editor\n"
         "from app.main_window import MainWindow\n"
-        "from app.settings import Preferences\n"
+        "from app.preferences import Preferences\n"
         "app = QApplication([])\n"
         "editor = Editor(); saver = Autosaver(editor)\n"
         "window = MainWindow(editor, Preferences(), interactive=False, autosaver=saver)\n"

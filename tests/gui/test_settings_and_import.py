@@ -4,9 +4,9 @@ from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication
 
+from app.core.options import EditOptions
 from app.importer import INSTALL_HINT, import_target, missing_torch_message, torch_available
-from app.options import EditOptions
-from app.settings import Preferences
+from app.preferences import Preferences
 from app.theme import dark_palette, wants_dark
 
 
