@@ -1,23 +1,22 @@
 """Recognition panel: "What is this?" for the current image, and a few-shot classifier builder.
 
-The model only runs on a private one-thread QThreadPool (features of the current image, of
-dropped examples); the GUI thread just applies the small head (a matrix product) and shows the
-top 5. Every job carries a generation number so results for a superseded image, bundle or
-example set are dropped.
+The model only runs through the app's job controllers (features of the current image, of
+dropped examples, the few-shot fit), one per kind on a one-thread pool; the GUI thread just
+applies the small head (a matrix product) and shows the top 5. A new image, bundle or example
+set supersedes the job of its kind, whose late result is dropped.
 """
 
 from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import qtawesome as qta
-import shiboken6
-from PySide6.QtCore import QObject, QRunnable, QSize, QStandardPaths, Qt, QThreadPool, Signal
+from PySide6.QtCore import QSize, QStandardPaths, Qt, QThreadPool, Signal
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
@@ -38,10 +37,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.controller import JobController
 from engine.runtime.errors import MageError
 from engine.runtime.imageio import load_image
 from engine.runtime.recognition import (
     Head,
+    bundle_head,
     find_images,
     fit_fewshot,
     image_features,
@@ -54,28 +55,7 @@ TOP = 5
 THUMB = 48
 FEWSHOT = "fewshot"
 _ids = itertools.count(1)
-
-
-class _Signals(QObject):
-    done = Signal(int, object)   # generation, result
-    failed = Signal(int, str)    # generation, one-line message
-
-
-class _Task(QRunnable):
-    def __init__(self, gen: int, fn: Callable[[], object]):
-        super().__init__()
-        self.setAutoDelete(False)  # the panel holds it until its signal arrives
-        self.gen, self.fn, self.signals = gen, fn, _Signals()
-
-    def run(self) -> None:
-        try:
-            result = self.fn()
-        except MageError as e:
-            self.signals.failed.emit(self.gen, str(e))
-        except Exception as e:  # noqa: BLE001 - a worker must report, never die silently
-            self.signals.failed.emit(self.gen, f"Unexpected error: {type(e).__name__}: {e}")
-        else:
-            self.signals.done.emit(self.gen, result)
+JOB_KINDS = ("image", "examples", "fit")
 
 
 @dataclass
@@ -170,7 +150,13 @@ class RecognitionPanel(QWidget):
         self._image_name = ""
         self.bundle = None
         self.pool = QThreadPool(self)
+        self._jobs = {kind: JobController(self, self.pool) for kind in JOB_KINDS}
         self.pool.setMaxThreadCount(1)  # one model call at a time
+        for kind, jobs in self._jobs.items():
+            jobs.failed.connect(partial(self._on_failed, kind))
+        self._jobs["image"].finished.connect(self._on_image_features)
+        self._jobs["examples"].finished.connect(self._on_examples)
+        self._jobs["fit"].finished.connect(self._on_fit)
         self.predictions: list[tuple[str, float]] = []
         self.fewshot_head: Head | None = None
         self.fewshot_loo: float | None = None
@@ -179,8 +165,6 @@ class RecognitionPanel(QWidget):
         self._image_features: np.ndarray | None = None
         self._heads: dict[str, Head] = {}
         self._features: dict[int, np.ndarray] = {}  # example id -> features
-        self._gen = {"image": 0, "examples": 0, "fit": 0}
-        self._tasks: set[_Task] = set()
         self._note = ""  # appended to the next few-shot status (skipped files)
         self._build()
         self._show_status("Open a model to recognise images.")
@@ -251,8 +235,8 @@ class RecognitionPanel(QWidget):
         self._heads.clear()
         self._features.clear()
         self._image_features = None
-        for key in self._gen:
-            self._gen[key] += 1
+        for jobs in self._jobs.values():
+            jobs.cancel()   # results for the previous model are dropped
         self._fill_heads()
         self._compute_image_features()
         self._refresh_fewshot()
@@ -262,7 +246,7 @@ class RecognitionPanel(QWidget):
         self._image_name = name
         self._rgb = None if rgb is None else np.ascontiguousarray(rgb[..., :3], np.uint8)
         self._image_features = None
-        self._gen["image"] += 1
+        self._jobs["image"].cancel()
         self._compute_image_features()
 
     def add_class(self, name: str = "", paths: list | None = None) -> ClassBox:
@@ -325,10 +309,14 @@ class RecognitionPanel(QWidget):
         self.fewshot_head.save(path)
 
     def busy(self) -> bool:
-        return self.pool.activeThreadCount() > 0 or bool(self._tasks)
+        return any(jobs.busy for jobs in self._jobs.values())
 
     def wait_idle(self, msecs: int = 30000) -> bool:
-        return self.pool.waitForDone(msecs)
+        """Process events until no job runs (results are delivered; a fit may follow)."""
+        while self.busy():
+            if not all(jobs.wait_idle(msecs / 1000) for jobs in self._jobs.values()):
+                return False
+        return True
 
     def current_head(self) -> Head | None:
         key = self.head_combo.currentData()
@@ -347,7 +335,7 @@ class RecognitionPanel(QWidget):
     # -- heads and predictions -----------------------------------------------------------------
 
     def _bundle_head(self, name: str) -> Head:
-        head = load_head(self.bundle.path / self.bundle.manifest.heads[name])
+        head = bundle_head(self.bundle, name)
         head.check_bundle(self.bundle)
         return head
 
@@ -390,7 +378,7 @@ class RecognitionPanel(QWidget):
             return
         bundle, rgb = self.bundle, self._rgb
         self._show_status("Looking…")
-        self._start("image", lambda: image_features(bundle, [rgb]), self._on_image_features)
+        self._start("image", lambda: image_features(bundle, [rgb]))
 
     def _on_image_features(self, features: np.ndarray) -> None:
         self._image_features = features
@@ -478,7 +466,7 @@ class RecognitionPanel(QWidget):
     def _refresh_fewshot(self) -> None:
         """Encode examples that lack features, then refit; stale results are ignored."""
         self._save_classes()
-        self._gen["fit"] += 1
+        self._jobs["fit"].cancel()
         boxes = [b for b in self.classes if b.examples]
         if self.bundle is None or len(boxes) < 2:
             return self._set_fewshot(None, "Add two or more classes and drop a few example "
@@ -490,25 +478,22 @@ class RecognitionPanel(QWidget):
         if todo:
             self.fewshot_status.setText(f"Reading {len(todo)} example(s)…")
             bundle = self.bundle
-            return self._start("examples", lambda: _encode_examples(bundle, todo),
-                               self._on_examples)
+            return self._start("examples", lambda: _encode_examples(bundle, todo))
         x = np.stack([self._features[ex.id] for b in boxes for ex in b.examples])
         y = np.array([c for c, b in enumerate(boxes) for _ in b.examples])
         bundle = self.bundle
         self.fewshot_status.setText("Fitting…")
-        self._start("fit", lambda: _fit(bundle, x, y, names), self._on_fit)
+        self._start("fit", lambda: _fit(bundle, x, y, names))
 
-    def _on_examples(self, result: tuple, latest: bool = True) -> None:
+    def _on_examples(self, result: tuple) -> None:
         bundle, features, bad, thumbs = result
         if bundle is not self.bundle:
             return
-        self._features.update(features)  # kept even from a superseded job
+        self._features.update(features)
         for box in self.classes:
             for row, ex in enumerate(box.examples):
                 if ex.id in thumbs and isinstance(ex.source, Path):
                     box.list.item(row).setIcon(_thumb(thumbs[ex.id]))
-        if not latest:
-            return
         for box in self.classes:  # unreadable files leave the list
             for ex in [e for e in box.examples if e.id in bad]:
                 row = box.examples.index(ex)
@@ -548,31 +533,12 @@ class RecognitionPanel(QWidget):
 
     # -- jobs and dialogs ----------------------------------------------------------------------
 
-    def _start(self, kind: str, fn: Callable[[], object], on_done: Callable[[object], None]):
-        self._gen[kind] += 1
-        task = _Task(self._gen[kind], fn)
-        self._tasks.add(task)
+    def _start(self, kind: str, fn) -> None:
+        """Run `fn` on the pool as the job of `kind` (superseding the one before)."""
+        self._jobs[kind].call(kind, fn)
 
-        # Results can arrive after the panel was closed and deleted (the worker outlives it).
-        def done(gen, result):
-            self._tasks.discard(task)
-            if not shiboken6.isValid(self) or not shiboken6.isValid(self.head_combo):
-                return
-            if gen == self._gen[kind]:
-                on_done(result)
-            elif kind == "examples":
-                self._on_examples(result, latest=False)
-
-        def failed(gen, message):
-            self._tasks.discard(task)
-            if not shiboken6.isValid(self) or not shiboken6.isValid(self.fewshot_status):
-                return
-            if gen == self._gen[kind]:
-                (self.fewshot_status.setText if kind != "image" else self._show_status)(message)
-
-        task.signals.done.connect(done, Qt.ConnectionType.QueuedConnection)
-        task.signals.failed.connect(failed, Qt.ConnectionType.QueuedConnection)
-        self.pool.start(task)
+    def _on_failed(self, kind: str, message: str) -> None:
+        (self._show_status if kind == "image" else self.fewshot_status.setText)(message)
 
     def _ask_load_head(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load classifier head", "",
@@ -590,7 +556,8 @@ class RecognitionPanel(QWidget):
                 self.fewshot_status.setText(str(e))
 
     def closeEvent(self, event):
-        self.pool.clear()
+        for jobs in self._jobs.values():
+            jobs.cancel()   # a cancelled job that has not started yet ends at once
         self.pool.waitForDone(10000)
         super().closeEvent(event)
 
