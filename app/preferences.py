@@ -1,4 +1,6 @@
-"""User preferences kept between sessions with QSettings (organisation "MAGE Studio")."""
+"""User preferences kept between sessions with QSettings (organisation "MAGE Studio"): window
+layout, folders, recent files, brush size, theme, the model, few-shot classes and the last
+`EditOptions` (app.core.options; the engine's per-run `Settings` are never stored here)."""
 
 from __future__ import annotations
 

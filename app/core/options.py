@@ -1,4 +1,12 @@
-"""What the user chose for the next run, as a plain dataclass (saved with the document)."""
+"""`EditOptions`: the run panel's choices (mode, seeds, candidates, class, extend side...), kept
+with the document and in the preferences.
+
+Three names, three things: `EditOptions` is what the panel shows (with the app's own
+conventions: 0 steps or a negative temperature mean the model's default); the engine's
+`Settings` (engine.runtime.settings) is what one run decodes with, made by
+`EditOptions.settings(seeds)`; `Preferences` (app.preferences) is the app's state between
+sessions (window, folders, recent files, theme, and the last EditOptions).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +22,7 @@ MODE_TITLES = {"remove": "Remove / fill", "class": "Fill as class",
 
 @dataclass(frozen=True)
 class EditOptions:
+    """The run panel's choices; `settings(seeds)` turns them into one run's engine Settings."""
     mode: str = "remove"
     steps: int = 0                  # 0: the model's default
     temperature: float = -1.0       # < 0: the model's default
