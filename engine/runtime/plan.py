@@ -132,6 +132,7 @@ def plan_edit(manifest: Manifest, mask: np.ndarray, settings: Settings = Setting
     out = []
     for part in parts:
         bbox = mask_bbox(part)
+        assert bbox is not None   # mask_parts returns no empty part
         sq = context_square(bbox, w, h, min_side=min_side, context=settings.context)
         out.append(plan_square(manifest, part, sq, settings))
     return EditPlan(tuple(out), w, h, mask, plan_key(settings), settings.coverage)
@@ -150,6 +151,7 @@ def plan_square(manifest: Manifest, mask: np.ndarray, sq: Square, settings: Sett
                                         settings.coverage)
     # the step count may depend on how many tokens are masked (speed options)
     resolved = settings.for_masked(manifest, int(token_mask.sum()))
+    assert resolved.steps is not None
     x0, y0, x1, y1 = box = sq.clip(w, h)
     return Part(sq, model_mask, token_mask, mask[y0:y1, x0:x1].copy(), box,
                 cell_edges(sq.side, manifest), resolved.steps, resolved.start_step)
@@ -235,7 +237,7 @@ def mask_parts(manifest: Manifest, mask: np.ndarray, settings: Settings = Settin
     padded = np.zeros((gh * block, gw * block), bool)
     padded[:h, :w] = mask
     cells = padded.reshape(gh, block, gw, block)
-    coarse = cells.any(axis=(1, 3))
+    coarse = np.asarray(cells.any(axis=(1, 3)))
     labels = _label(coarse)
     count = int(labels.max())
     if count <= 1:
@@ -267,8 +269,8 @@ def _part_boxes(cells: np.ndarray, labels: np.ndarray, count: int, block: int) -
     """int64 [count, 4]: the exact pixel bounding box (x0, y0, x1, y1) of each labelled part,
     from `cells` (the mask as [gh, block, gw, block]) in one pass."""
     gh, _, gw, _ = cells.shape
-    rows = cells.any(axis=3).transpose(0, 2, 1)          # [gh, gw, block]: row has a pixel
-    cols = cells.any(axis=1)                              # [gh, gw, block]: column has one
+    rows = np.asarray(cells.any(axis=3)).transpose(0, 2, 1)  # [gh, gw, block]: row has a pixel
+    cols = np.asarray(cells.any(axis=1))                     # [gh, gw, block]: column has one
     gy, gx = np.nonzero(labels)
     part = labels[gy, gx] - 1
     r, c = rows[gy, gx], cols[gy, gx]
@@ -314,7 +316,8 @@ def _merge_boxes(boxes: np.ndarray, square, cell: int, extent: int) -> list[list
 
     last = -1                                      # the group the previous box went to
     for index in range(len(boxes)):
-        box = tuple(int(v) for v in boxes[index])
+        x0, y0, x1, y1 = (int(v) for v in boxes[index])
+        box = (x0, y0, x1, y1)
         if last in live and _union_box((box, box_of[last])) == box_of[last]:
             members[last].append(index)   # inside that group's box: its square stays
             continue

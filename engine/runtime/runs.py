@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -238,7 +238,9 @@ def _edit(bundle: Bundle, request: Edit, settings: Settings, previews: _Previews
     fills = [prepare_fill(bundle.manifest, rgb, part) for part in plan.parts]
     total = plan.run_steps
     per_part: list[list[Patch]] = []
-    done, last, history = 0, None, []
+    done = 0
+    last: DecodeStep | None = None
+    history: list[np.ndarray] = []
     for k, fill in enumerate(fills):
         later = sum(f.part.masked_count for f in fills[k + 1:])
         last, history, patches = yield from _run_fill(
@@ -246,6 +248,7 @@ def _edit(bundle: Bundle, request: Edit, settings: Settings, previews: _Previews
             _Progress(done, total, later))
         done += fill.part.run_steps
         per_part.append(patches)
+    assert last is not None   # a plan has at least one part
     candidates = [Candidate(seed, _merge(rgb, [p[i] for p in per_part]))
                   for i, seed in enumerate(settings.seeds)]
     one = len(fills) == 1
@@ -264,10 +267,9 @@ def _reroll(bundle: Bundle, request: Reroll, settings: Settings, previews: _Prev
                                    request.count, bundle.manifest.mask_token_id,
                                    region=fill.part.token_mask.reshape(-1))
     masked = int((start == bundle.manifest.mask_token_id).sum())
-    total = settings.for_masked(bundle.manifest, masked)
     last, history, patches = yield from _run_fill(
         bundle, fill, start, settings, previews,
-        _Progress(0, total.steps - total.start_step, 0))
+        _Progress(0, _run_steps(bundle.manifest, settings, masked), 0))
     candidates = [Candidate(seed, patch) for seed, patch in zip(settings.seeds, patches,
                                                                  strict=True)]
     return RunResult("reroll", candidates, settings, last.tokens, last.confidence, history,
@@ -277,9 +279,9 @@ def _reroll(bundle: Bundle, request: Reroll, settings: Settings, previews: _Prev
 def _generate(bundle: Bundle, settings: Settings, previews: _Previews) -> RunGen:
     m = bundle.manifest
     tokens = np.full((len(settings.seeds), m.seq_len), m.mask_token_id, np.int64)
-    s = settings.for_masked(m, m.seq_len)
-    progress = _Progress(0, s.steps - s.start_step, 0)
-    last, history = None, []
+    progress = _Progress(0, _run_steps(m, settings, m.seq_len), 0)
+    last: DecodeStep | None = None
+    history: list[np.ndarray] = []
     for step in _decode(bundle, tokens, settings):
         history.append(step.tokens.copy())
         last = step
@@ -287,6 +289,7 @@ def _generate(bundle: Bundle, settings: Settings, previews: _Previews) -> RunGen
         if previews.due(step):
             preview = Patch(0, 0, decode_images(bundle, step.candidates[:1])[0])
         yield progress.step(step, preview)
+    assert last is not None   # a run has at least one step
     images = decode_images(bundle, last.tokens)
     candidates = [Candidate(seed, Patch(0, 0, image))
                   for seed, image in zip(settings.seeds, images, strict=True)]
@@ -312,9 +315,11 @@ def _extend(bundle: Bundle, request: Extend, settings: Settings) -> RunGen:
     if strip >= side_px:
         raise MaskError(f"extend by fewer than {m.grid[1]} tokens")
     tops = _tile_starts(h, side_px)
-    steps = settings.resolved(m).steps
+    steps = _run_steps(m, settings, m.seq_len)    # the most one tile takes
     progress = _Progress(0, steps * len(tops) * len(settings.seeds), 0)
-    candidates, last, history = [], None, []
+    candidates: list[Candidate] = []
+    last: DecodeStep | None = None
+    history: list[np.ndarray] = []
     for seed in settings.seeds:
         one = replace(settings, seeds=(seed,))
         canvas = np.concatenate([img, np.repeat(img[:, -1:], strip, axis=1)], axis=1)
@@ -330,6 +335,7 @@ def _extend(bundle: Bundle, request: Extend, settings: Settings) -> RunGen:
             patches[0].paste(canvas)
             painted[top:top + side_px, w:] = False
         candidates.append(Candidate(seed, Patch(0, 0, np.rot90(canvas, -turns).copy())))
+    assert last is not None
     return RunResult("extend", candidates, settings, last.tokens, last.confidence, history,
                      extra={"side": side, "cells": cells})
 
@@ -384,15 +390,17 @@ def _run_fill(bundle: Bundle, fill: Fill, start: np.ndarray, settings: Settings,
               previews: _Previews, progress: _Progress
               ) -> Generator[Step, None, tuple[DecodeStep, list[np.ndarray], list[Patch]]]:
     start = np.broadcast_to(start, (len(settings.seeds), start.shape[-1])).copy()
-    history, last = [], None
+    last: DecodeStep | None = None
+    history: list[np.ndarray] = []
     for step in _decode(bundle, start, settings):
         history.append(step.tokens.copy())
         last = step
         preview = None
         if previews.due(step):
             preview = compose_fill(bundle, fill, decode_images(bundle, step.candidates[:1]),
-                               settings)[0]
+                                   settings)[0]
         yield progress.step(step, preview)
+    assert last is not None   # a run has at least one step
     if settings.speed.region_decode:
         background = (fill.model_pixels.transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
         squares = decode_region(bundle, last.tokens, fill.part.token_mask,
@@ -409,14 +417,23 @@ def compose_fill(bundle: Bundle, fill: Fill, squares: np.ndarray, settings: Sett
                            settings, fill.shape)
 
 
-def _decode(bundle: Bundle, tokens: np.ndarray, settings: Settings):
+def _decode(bundle: Bundle, tokens: np.ndarray, settings: Settings) -> Iterator[DecodeStep]:
     masked = int((tokens[0] == bundle.manifest.mask_token_id).sum())
     s = settings.for_masked(bundle.manifest, masked)
+    assert s.steps is not None and s.temperature is not None and s.sample_temperature is not None
     class_id = bundle.manifest.class_id(s.class_name) if s.class_name else None
     fn = bundle.tokens_to_logits(class_id, s.guidance, model=transformer_model(bundle, s.speed))
-    return iterative_decode(tokens, fn, mask_token_id=bundle.manifest.mask_token_id, steps=s.steps,
-                  choice_temperature=s.temperature, rngs=make_rngs(s.seeds),
-                  start_step=s.start_step, sample_temperature=s.sample_temperature)
+    return iterative_decode(tokens, fn, mask_token_id=bundle.manifest.mask_token_id,
+                            steps=s.steps, choice_temperature=s.temperature,
+                            rngs=make_rngs(s.seeds), start_step=s.start_step,
+                            sample_temperature=s.sample_temperature)
+
+
+def _run_steps(manifest, settings: Settings, masked: int) -> int:
+    """Decoding steps a run over `masked` unknown tokens makes."""
+    s = settings.for_masked(manifest, masked)
+    assert s.steps is not None
+    return s.steps - s.start_step
 
 
 class _Previews:

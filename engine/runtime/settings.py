@@ -33,7 +33,7 @@ class Settings:
         """Resolved settings with the speed options' step scaling applied for `masked` unknown
         tokens (unchanged unless speed.scale_steps; never with a start_step)."""
         s = self.resolved(manifest)
-        if not s.speed.scale_steps or s.start_step:
+        if not s.speed.scale_steps or s.start_step or s.steps is None:
             return s
         return replace(s, steps=scaled_steps(s.steps, masked, manifest.seq_len,
                                              s.speed.min_steps))

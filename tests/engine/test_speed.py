@@ -161,6 +161,8 @@ def test_token_reuse_is_exact_for_the_same_hole_and_close_for_another(tiny_bundl
 
 def test_int8_falls_back_to_fp32_with_a_notice(tiny_bundle, monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    # the bundle is shared by the session: its notice must not reach later tests' windows
+    monkeypatch.setattr(tiny_bundle, "notices", [])
     assert sp.find_int8(tiny_bundle) is None
     a = run_to_end(run(tiny_bundle, Generate(), Settings(seeds=(1,))))
     b = run_to_end(run(tiny_bundle, Generate(), Settings(seeds=(1,), speed=Speed(int8=True))))
