@@ -288,6 +288,7 @@ def test_overwrite_swaps_a_bundle_atomically(tiny_bundle_path, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temp or old folder left
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("payload", ["pickle", "list", "empty", "text"])
 def test_export_refuses_bad_checkpoints_in_one_line(payload, tiny_bundle_path, tmp_path, capfd):
     ckpt = tmp_path / "tok.pth"

@@ -82,6 +82,7 @@ def test_reference_counts():
     assert sum(torch.Size(s).numel() for _, _, s in large) == 464_407_405
 
 
+@pytest.mark.slow
 def test_vitb_full_checkpoint_loads_strictly(tmp_path, vitb_sd):
     path = tmp_path / "mage-vitb.pth"
     torch.save({"model": vitb_sd, "epoch": 1599}, path)
@@ -93,6 +94,7 @@ def test_vitb_full_checkpoint_loads_strictly(tmp_path, vitb_sd):
         assert torch.equal(ours[key], value), key
 
 
+@pytest.mark.slow
 def test_vitl_detected_and_loaded(tmp_path):
     sd = fake_state_dict(vitl_keys(), fill=False)
     variant, _, mage = build_official(sd)
@@ -100,6 +102,7 @@ def test_vitl_detected_and_loaded(tmp_path):
     assert mage.cfg.depth == 24 and mage.cfg.embed_dim == 1024
 
 
+@pytest.mark.slow
 def test_standalone_tokenizer_file(tmp_path, vitb_sd):
     flat = {k[len("vqgan."):]: v for k, v in vitb_sd.items() if k.startswith("vqgan.")}
     assert [k for k, _, _ in read_keys(VQGAN_KEYS)] == list(flat)
@@ -125,6 +128,7 @@ def test_standalone_tokenizer_file(tmp_path, vitb_sd):
     (lambda sd: sd.update({"token_emb.word_embeddings.weight": torch.zeros(2025, 512)}),
      "neither ViT-B"),
 ])
+@pytest.mark.slow
 def test_wrong_checkpoints_name_the_key(vitb_sd, change, message):
     sd = dict(vitb_sd)
     change(sd)
@@ -132,6 +136,7 @@ def test_wrong_checkpoints_name_the_key(vitb_sd, change, message):
         build_official(sd)
 
 
+@pytest.mark.slow
 def test_damaged_files_are_one_line_errors(tmp_path, vitb_sd):
     good = tmp_path / "good.pth"
     torch.save({"model": {k: vitb_sd[k] for k in list(vitb_sd)[:5]}}, good)

@@ -86,6 +86,7 @@ def test_split_and_batches_depend_only_on_seed_and_step(photos):
     assert sorted(seen.tolist()) == list(range(18))
 
 
+@pytest.mark.slow
 def test_tokenizer_and_mage_losses_fall(tokenizer_run, photos, tmp_path):
     tok = _losses(tokenizer_run, "tokenizer")
     assert np.mean(tok[-5:]) < 0.7 * np.mean(tok[:3])
@@ -100,6 +101,7 @@ def test_tokenizer_and_mage_losses_fall(tokenizer_run, photos, tmp_path):
     assert ckpt["class_names"] == ["sea", "sky"] and ckpt["config"]["num_class_slots"] == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["tokenizer", "mage"])
 def test_resume_continues_exactly(kind, tokenizer_run, photos, tmp_path):
     if kind == "tokenizer":
@@ -129,6 +131,7 @@ def _torchrun(args: list[str], nproc: int) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["tokenizer", "mage"])
 def test_torchrun_two_processes_match_one(kind, tokenizer_run, photos, tmp_path):
     """Same global batch: same per-step losses (dropout off: it is the one per-rank draw)."""
@@ -149,6 +152,7 @@ def test_torchrun_two_processes_match_one(kind, tokenizer_run, photos, tmp_path)
     np.testing.assert_allclose(two, one, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_export_trained_checkpoints_loads_in_onnxruntime(tokenizer_run, photos, tmp_path):
     from engine.runtime.bundle import Bundle
 
@@ -189,6 +193,7 @@ TINY_BUNDLE_TOKENIZER = ["--image-size", "64", "--ch", "32", "--ch-mult", "1,1,2
                          "--batch", "4", "--warmup", "1", "--lr", "1e-3", "--log-seconds", "0"]
 
 
+@pytest.mark.slow
 def test_decoder_fine_tune_from_a_bundle_keeps_its_tokens(tiny_bundle_path, photos, tmp_path,
                                                           caplog):
     """`train tokenizer --init BUNDLE --decoder-only` then `train export --from-bundle`."""

@@ -374,6 +374,7 @@ def _session_json(data_home: Path) -> dict | None:
         return None
 
 
+@pytest.mark.slow
 def test_kill_9_mid_edit_then_restart_restores_the_session(tmp_path, tiny_bundle_path):
     data_home = Path(os.environ["XDG_DATA_HOME"])
     rgb = photo(200, 260)

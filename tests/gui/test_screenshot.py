@@ -41,6 +41,7 @@ def _run_under_xvfb(args, timeout=180):
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_screenshot_shows_the_real_window_after_an_edit(tmp_path, tiny_bundle_path):
     image, mask = _inputs(tmp_path)
     out = tmp_path / "shot.png"
