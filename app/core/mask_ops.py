@@ -56,7 +56,7 @@ def paint_segment(mask: np.ndarray, p0: Point, p1: Point, radius: float,
     dx, dy = p1[0] - ax, p1[1] - ay
     length2 = dx * dx + dy * dy
     if length2 == 0:
-        t = np.float32(0)
+        t = np.zeros((1, 1), np.float32)
     else:  # projection of each pixel centre onto the segment, clamped to its ends
         t = np.clip(((px - ax) * dx + (py - ay) * dy) / length2, 0.0, 1.0)
     dist2 = (px - (ax + t * dx)) ** 2 + (py - (ay + t * dy)) ** 2

@@ -11,6 +11,7 @@ sessions (window, folders, recent files, theme, and the last EditOptions).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
 
 from engine.runtime.runs import SIDES
 from engine.runtime.settings import Settings, seeds_from
@@ -62,7 +63,7 @@ class EditOptions:
         """Tolerates missing and unknown keys, so options saved by another version still load."""
         known = {f.name: f.type for f in fields(cls)}
         base = cls()
-        values = {}
+        values: dict[str, Any] = {}
         for key, value in data.items():
             if key in known:
                 default = getattr(base, key)

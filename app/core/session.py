@@ -31,6 +31,7 @@ import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -78,10 +79,10 @@ class Snapshot:
 
 def snapshot(doc: Document, extra: dict | None = None) -> Snapshot:
     """Cheap: copies references and small dicts, not pixels."""
-    first_canvas = next((c for c in doc.history if c.canvas is not None), None)
+    first_canvas = next((c.canvas for c in doc.history if c.canvas is not None), None)
     # alpha only changes through canvas changes, so the alpha as opened is the one before the
     # first of them (or the current one when there is none)
-    alpha0 = first_canvas.canvas[0].alpha if first_canvas is not None else doc.alpha
+    alpha0 = first_canvas[0].alpha if first_canvas is not None else doc.alpha
     return Snapshot(doc.path, doc.options.to_dict(), doc.original, alpha0, list(doc.history),
                     doc.history_index, doc.saved_index, dict(extra or {}), time.time())
 
@@ -192,7 +193,7 @@ class SessionStore:
         data = _pack(array) if array.dtype == bool else np.ascontiguousarray(array)
         digest = hashlib.blake2b(digest_size=16)
         digest.update(f"{data.dtype.str}{data.shape}".encode())
-        digest.update(memoryview(data).cast("B"))
+        digest.update(data.data.cast("B"))
         key = ("m" if array.dtype == bool else "a") + digest.hexdigest()
         target = self.blobs / f"{key}.npy"
         if not target.is_file():
@@ -253,11 +254,12 @@ class SessionStore:
             for part in ("mask", "image"):
                 if part in entry:
                     p = entry[part]
-                    setattr(change, part, Patch(int(p["x0"]), int(p["y0"]),
-                                                self._blob(p["before"]), self._blob(p["after"])))
+                    setattr(change, part, Patch(int(p["x0"]), int(p["y0"]), self._needed(
+                        p["before"]), self._needed(p["after"])))
             if "canvas" in entry:
-                change.canvas = tuple(Canvas(self._blob(s["rgb"]), self._blob(s["alpha"]),
-                                             self._blob(s["mask"])) for s in entry["canvas"])
+                before, after = (Canvas(self._needed(s["rgb"]), self._blob(s["alpha"]),
+                                        self._needed(s["mask"])) for s in entry["canvas"])
+                change.canvas = (before, after)
             doc.history.append(change)
         index = int(meta["history_index"])
         if not 0 <= index <= len(doc.history):
@@ -274,7 +276,7 @@ class SessionStore:
     def _original(self, meta: dict) -> np.ndarray:
         info = meta["original"]
         if info.get("pixels"):
-            return self._blob(info["pixels"])
+            return self._needed(info["pixels"])
         path, digest = info.get("file", ""), info.get("sha256", "")
         if not path or not os.path.isfile(path):
             raise RestoreError(f"the image '{path}' it was made from is gone")
@@ -284,6 +286,13 @@ class SessionStore:
         if [rgb.shape[1], rgb.shape[0]] != list(info["size"]):
             raise RestoreError(f"the image '{path}' changed since it was opened")
         return rgb
+
+    def _needed(self, key: str | None) -> np.ndarray:
+        """An array the session cannot do without."""
+        array = self._blob(key)
+        if array is None:
+            raise RestoreError("the autosaved session is damaged (an array is missing)")
+        return array
 
     def _blob(self, key: str | None) -> np.ndarray | None:
         if key is None:
@@ -301,7 +310,7 @@ class SessionStore:
                                ) from None
         digest = hashlib.blake2b(digest_size=16)
         digest.update(f"{data.dtype.str}{data.shape}".encode())
-        digest.update(memoryview(np.ascontiguousarray(data)).cast("B"))
+        digest.update(np.ascontiguousarray(data).data.cast("B"))
         if digest.hexdigest() != key[1:]:
             raise RestoreError(f"the autosaved session is damaged ({path.name} changed)")
         return _unpack(data) if key.startswith("m") else data
@@ -319,7 +328,7 @@ def check_session(meta: dict) -> str:
     def key(value) -> bool:
         return value is None or (isinstance(value, str) and 0 < len(value) <= 64)
 
-    when = meta.get("time")
+    when: Any = meta.get("time")
     if not number(when) or not math.isfinite(when) or not 0 <= when < 1e11:
         return "bad time"
     if not isinstance(meta.get("path", ""), str) or len(meta.get("path", "")) > 4096:
@@ -409,7 +418,7 @@ class _Writer:
     def __init__(self, store: SessionStore, on_error, on_success=None):
         self._store, self._on_error, self._on_success = store, on_error, on_success
         self._cond = threading.Condition()
-        self._pending = _NOTHING
+        self._pending: Any = _NOTHING   # a Snapshot, None (remove the session) or nothing
         self._busy = False
         self._thread: threading.Thread | None = None
         self.writes = 0
