@@ -15,9 +15,9 @@ from PySide6.QtCore import QObject, Signal
 
 from app.controller import JobController
 from engine.runtime.bundle import Bundle
+from engine.runtime.devices import DEVICES as DEVICES  # the one list, re-exported
 from engine.runtime.errors import MageError
 from engine.runtime.models import REPO_MODELS, default_bundle_path, find_bundles, user_models_dir
-from engine.runtime.sessions import DEVICES as DEVICES  # the one list, re-exported
 
 log = logging.getLogger(__name__)
 

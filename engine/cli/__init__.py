@@ -26,9 +26,9 @@ from engine.cli.console import (
 )
 from engine.cli.images import cmd_edit, cmd_extend, cmd_generate
 from engine.cli.models import FORWARDED, cmd_forward, cmd_import_mage
+from engine.runtime.devices import DEVICES
 from engine.runtime.errors import MageError
 from engine.runtime.manifest import MAX_STEPS
-from engine.runtime.sessions import DEVICES
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 1

@@ -35,8 +35,8 @@ from engine.modeling.config import OwnModelConfig, VqganConfig
 from engine.modeling.losses import CodeUsage, psnr, straight_through, tokenize, tokenizer_losses
 from engine.modeling.mage import MAGE
 from engine.modeling.vqgan import VQGAN
+from engine.runtime.devices import DEVICES
 from engine.runtime.schedule import DEFAULT_CHOICE_TEMPERATURE, DEFAULT_STEPS
-from engine.runtime.sessions import DEVICES
 
 log = logging.getLogger("engine.modeling.train")
 

@@ -14,10 +14,10 @@ from functools import lru_cache
 
 import onnxruntime as ort
 
+from engine.runtime.devices import DEVICES
 from engine.runtime.errors import BundleError
 
 log = logging.getLogger(__name__)
-DEVICES = ("auto", "cpu", "cuda")
 # onnxruntime logs its own (coloured) error line before raising; every failure is turned into
 # one readable message here, so only fatal records are let through.
 QUIET = 4
