@@ -39,7 +39,7 @@ from engine.runtime.plan import (
     plan_square,
 )
 from engine.runtime.settings import Settings
-from engine.runtime.speed import decode_region, encode_with_reuse, transformer_model
+from engine.runtime.speed import decode_region, encode_with_reuse, transformer_session_name
 
 SIDES = ("left", "right", "top", "bottom")
 
@@ -422,7 +422,8 @@ def _decode(bundle: Bundle, tokens: np.ndarray, settings: Settings) -> Iterator[
     s = settings.for_masked(bundle.manifest, masked)
     assert s.steps is not None and s.temperature is not None and s.sample_temperature is not None
     class_id = bundle.manifest.class_id(s.class_name) if s.class_name else None
-    fn = bundle.tokens_to_logits(class_id, s.guidance, model=transformer_model(bundle, s.speed))
+    model = transformer_session_name(bundle, s.speed)
+    fn = bundle.tokens_to_logits(class_id, s.guidance, model=model)
     return iterative_decode(tokens, fn, mask_token_id=bundle.manifest.mask_token_id,
                             steps=s.steps, choice_temperature=s.temperature,
                             rngs=make_rngs(s.seeds), start_step=s.start_step,

@@ -251,7 +251,7 @@ def int8_available(bundle) -> bool:
     return find_int8(bundle) is not None
 
 
-def transformer_model(bundle, speed: Speed) -> str:
+def transformer_session_name(bundle, speed: Speed) -> str:
     """Session name to use for the transformer under `speed`; tells the user once when int8
     was asked for but is not available."""
     if not speed.int8:

@@ -177,8 +177,8 @@ def test_int8_transformer_agrees_with_fp32(tiny_bundle, int8_in_cache):
     tokens[:, rng.permutation(m.seq_len)[:128]] = m.mask_token_id
     classes = np.array([0, 1, 2, 3])
     ref = tiny_bundle.logits(tokens, classes)
-    q = tiny_bundle.logits(tokens, classes, model=sp.transformer_model(tiny_bundle,
-                                                                      Speed(int8=True)))
+    int8 = sp.transformer_session_name(tiny_bundle, Speed(int8=True))
+    q = tiny_bundle.logits(tokens, classes, model=int8)
     masked = tokens == m.mask_token_id
     top1 = (ref.argmax(-1) == q.argmax(-1))[masked].mean()
     assert top1 > 0.9, top1
