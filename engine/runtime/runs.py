@@ -280,16 +280,8 @@ def _generate(bundle: Bundle, settings: Settings, previews: _Previews) -> RunGen
     m = bundle.manifest
     tokens = np.full((len(settings.seeds), m.seq_len), m.mask_token_id, np.int64)
     progress = _Progress(0, _run_steps(m, settings, m.seq_len), 0)
-    last: DecodeStep | None = None
-    history: list[np.ndarray] = []
-    for step in _decode(bundle, tokens, settings):
-        history.append(step.tokens.copy())
-        last = step
-        preview = None
-        if previews.due(step):
-            preview = Patch(0, 0, decode_images(bundle, step.candidates[:1])[0])
-        yield progress.step(step, preview)
-    assert last is not None   # a run has at least one step
+    last, history = yield from _decode_steps(bundle, tokens, settings, previews, progress,
+                                             lambda squares: Patch(0, 0, squares[0]))
     images = decode_images(bundle, last.tokens)
     candidates = [Candidate(seed, Patch(0, 0, image))
                   for seed, image in zip(settings.seeds, images, strict=True)]
@@ -390,17 +382,9 @@ def _run_fill(bundle: Bundle, fill: Fill, start: np.ndarray, settings: Settings,
               previews: _Previews, progress: _Progress
               ) -> Generator[Step, None, tuple[DecodeStep, list[np.ndarray], list[Patch]]]:
     start = np.broadcast_to(start, (len(settings.seeds), start.shape[-1])).copy()
-    last: DecodeStep | None = None
-    history: list[np.ndarray] = []
-    for step in _decode(bundle, start, settings):
-        history.append(step.tokens.copy())
-        last = step
-        preview = None
-        if previews.due(step):
-            preview = compose_fill(bundle, fill, decode_images(bundle, step.candidates[:1]),
-                                   settings)[0]
-        yield progress.step(step, preview)
-    assert last is not None   # a run has at least one step
+    last, history = yield from _decode_steps(
+        bundle, start, settings, previews, progress,
+        lambda squares: compose_fill(bundle, fill, squares, settings)[0])
     if settings.speed.region_decode:
         background = (fill.model_pixels.transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
         squares = decode_region(bundle, last.tokens, fill.part.token_mask,
@@ -408,6 +392,25 @@ def _run_fill(bundle: Bundle, fill: Fill, start: np.ndarray, settings: Settings,
     else:
         squares = decode_images(bundle, last.tokens)
     return last, history, compose_fill(bundle, fill, squares, settings)
+
+
+def _decode_steps(bundle: Bundle, start: np.ndarray, settings: Settings, previews: _Previews,
+                  progress: _Progress, preview_of: Callable[[np.ndarray], Patch]
+                  ) -> Generator[Step, None, tuple[DecodeStep, list[np.ndarray]]]:
+    """The decoding loop of one square: a `Step` per decoding step, with a preview of the
+    first candidate (`preview_of` its decoded square, uint8 [1,S,S,3]) when one is due.
+    Returns the last step and the tokens after every step."""
+    last: DecodeStep | None = None
+    history: list[np.ndarray] = []
+    for step in _decode(bundle, start, settings):
+        history.append(step.tokens.copy())
+        last = step
+        preview = None
+        if previews.due(step):
+            preview = preview_of(decode_images(bundle, step.candidates[:1]))
+        yield progress.step(step, preview)
+    assert last is not None   # a run has at least one step
+    return last, history
 
 
 def compose_fill(bundle: Bundle, fill: Fill, squares: np.ndarray, settings: Settings
