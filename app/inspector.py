@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from app.canvas_items import confidence_colors, undecided_colors
 from app.controller import JobController
 from app.editor import Editor
 from app.runs import RunOutcome, step_preview
+from app.ui.canvas_items import confidence_colors, undecided_colors
 from engine.runtime.plan import Part, Square, plan_square
 from engine.runtime.settings import Settings
 

@@ -27,15 +27,15 @@ from pathlib import Path
 from PySide6.QtCore import QCoreApplication, QEventLoop
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from app.about import show_about
 from app.autosave import Autosaver
-from app.demo import DemoTiming, start_demo
 from app.editor import Editor
-from app.icon import DESKTOP_ID, app_icon
-from app.main_window import MainWindow
 from app.model_manager import DEVICES
 from app.preferences import APPLICATION, ORGANISATION, Preferences
-from app.theme import apply_theme, follow_system
+from app.ui.about import show_about
+from app.ui.demo import DemoTiming, start_demo
+from app.ui.icon import DESKTOP_ID, app_icon
+from app.ui.main_window import MainWindow
+from app.ui.theme import apply_theme, follow_system
 
 SCREENSHOT_SIZE = (1440, 900)
 ENV_RESTORE = "MAGE_STUDIO_RESTORE"

@@ -90,8 +90,8 @@ def main() -> int:
 
     app = QApplication.instance() or QApplication([])
     from app.editor import Editor
-    from app.main_window import MainWindow
     from app.preferences import Preferences
+    from app.ui.main_window import MainWindow
 
     path = bundle_path(args.model)
     editor = Editor()

@@ -170,7 +170,7 @@ def test_icon_pngs_are_renderings_of_every_size():
 
 
 def test_window_icon_has_every_size(qapp):
-    from app.icon import app_icon
+    from app.ui.icon import app_icon
 
     icon = app_icon()
     sizes = {s.width() for s in icon.availableSizes()}

@@ -6,8 +6,8 @@ import pytest
 
 from app.core.session import SessionStore, snapshot
 from app.editor import Editor
-from app.main_window import MainWindow
 from app.preferences import Preferences
+from app.ui.main_window import MainWindow
 
 
 def photo(h: int = 120, w: int = 160) -> np.ndarray:

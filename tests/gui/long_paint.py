@@ -27,11 +27,11 @@ from PySide6.QtCore import QCoreApplication, QEventLoop, QPoint, Qt  # noqa: E40
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from app import canvas_items  # noqa: E402
 from app.core import mask_ops  # noqa: E402
 from app.editor import Editor  # noqa: E402
-from app.main_window import MainWindow  # noqa: E402
 from app.preferences import Preferences  # noqa: E402
+from app.ui import canvas_items  # noqa: E402
+from app.ui.main_window import MainWindow  # noqa: E402
 
 GRID_PAINTS = 0
 

@@ -22,8 +22,8 @@ from app import autosave, launch
 from app.autosave import Autosaver, SessionStore, session_root
 from app.core import session
 from app.editor import Editor
-from app.main_window import MainWindow
 from app.preferences import Preferences
+from app.ui.main_window import MainWindow
 from engine.runtime.imageio import file_digest, load_image
 
 from .conftest import photo

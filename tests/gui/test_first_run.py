@@ -8,13 +8,13 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
 
-from app import demo as demo_module
-from app.about import about_markdown, app_version
 from app.core.options import EditOptions
 from app.editor import Editor
-from app.main_window import MainWindow
 from app.preferences import Preferences
 from app.samples import ENV_ASSETS, load_samples
+from app.ui import demo as demo_module
+from app.ui.about import about_markdown, app_version
+from app.ui.main_window import MainWindow
 
 from .conftest import photo
 

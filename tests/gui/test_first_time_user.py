@@ -18,9 +18,9 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QTreeView
 
 from app.editor import Editor
-from app.main_window import GEOMETRY_SAVE_MS, MainWindow
 from app.preferences import Preferences
-from app.theme import apply_theme
+from app.ui.main_window import GEOMETRY_SAVE_MS, MainWindow
+from app.ui.theme import apply_theme
 from engine.runtime.schedule import masked_counts
 
 from .conftest import photo
@@ -191,7 +191,7 @@ def test_banners_go_away_with_their_cause(win, qtbot, tiny_bundle, tmp_path, mon
 
 
 def _qimage(rgb):
-    from app.qimage import qimage_from_rgb
+    from app.ui.qimage import qimage_from_rgb
     return qimage_from_rgb(rgb)
 
 
@@ -247,7 +247,7 @@ def test_tab_and_brush_keys_work_wherever_focus_is_except_text(win, qtbot, tiny_
     shown = win.canvas._image._buffer
     assert win.canvas.original_label.isVisible()
     assert QApplication.focusWidget() is candidates            # Tab did not move focus
-    from app.qimage import rgb_to_argb32
+    from app.ui.qimage import rgb_to_argb32
     assert np.array_equal(shown, rgb_to_argb32(doc.original))
     QTest.keyRelease(candidates, Qt.Key.Key_Tab)
     assert not win.canvas.original_label.isVisible()

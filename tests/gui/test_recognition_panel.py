@@ -13,8 +13,8 @@ from PIL import Image
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
-import app.recognition_panel as rp
-from app.recognition_panel import RecognitionPanel
+import app.ui.recognition_panel as rp
+from app.ui.recognition_panel import RecognitionPanel
 from engine.runtime.bundle import Bundle
 from engine.runtime.recognition import (
     fit_centroid,

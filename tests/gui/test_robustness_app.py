@@ -298,7 +298,7 @@ def test_huge_but_legal_image_opens_in_the_app_and_autosaves_by_reference(tmp_pa
         "from PySide6.QtWidgets import QApplication\n"
         "from app.autosave import Autosaver\n"
         "from app.editor import Editor\n"
-        "from app.main_window import MainWindow\n"
+        "from app.ui.main_window import MainWindow\n"
         "from app.preferences import Preferences\n"
         "app = QApplication([])\n"
         "editor = Editor(); saver = Autosaver(editor)\n"

@@ -7,7 +7,7 @@ from PySide6.QtCore import QCoreApplication
 from app.core.options import EditOptions
 from app.importer import INSTALL_HINT, import_target, missing_torch_message, torch_available
 from app.preferences import Preferences
-from app.theme import dark_palette, wants_dark
+from app.ui.theme import dark_palette, wants_dark
 
 
 def test_preferences_round_trip(qapp, tmp_path):

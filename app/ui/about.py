@@ -31,7 +31,7 @@ def app_version() -> str:
         return metadata.version(PACKAGE)
     except metadata.PackageNotFoundError:
         pass
-    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
     try:
         found = re.search(r'^version\s*=\s*"([^"]+)"', pyproject.read_text(encoding="utf-8"),
                           re.MULTILINE)

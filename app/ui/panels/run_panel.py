@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 
 from app.core.options import MODE_TITLES, MODES, EditOptions
 from app.editor import Editor
-from app.panels.class_picker import ClassPicker
+from app.ui.panels.class_picker import ClassPicker
 from engine.runtime.runs import SIDES, Step
 from engine.runtime.schedule import masked_counts
 

@@ -18,13 +18,13 @@ from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QPainter
 from PySide6.QtWidgets import QWidget
 
-from app.canvas_items import MASK_RGBA, GridItem, confidence_colors, undecided_colors
 from app.controller import JobController
 from app.core.options import EditOptions
 from app.inspector import run_layout
-from app.qimage import qimage_from_rgb
 from app.runs import RunOutcome, edit_run, step_preview
 from app.samples import Sample, load_samples
+from app.ui.canvas_items import MASK_RGBA, GridItem, confidence_colors, undecided_colors
+from app.ui.qimage import qimage_from_rgb
 from engine.runtime.errors import MageError
 from engine.runtime.imageio import load_image, load_mask
 from engine.runtime.plan import EditPlan, Part, plan_edit

@@ -24,8 +24,8 @@ from PySide6.QtWidgets import (
 
 from app.editor import Editor
 from app.inspector import RunInspector
-from app.qimage import qimage_from_rgb
 from app.runs import THUMB_SIZE, RunOutcome
+from app.ui.qimage import qimage_from_rgb
 
 
 class ResultsPanel(QWidget):

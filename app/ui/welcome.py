@@ -15,9 +15,9 @@ from PySide6.QtCore import QEvent, QObject, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import QGridLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
-from app.canvas_items import MASK_RGBA
-from app.qimage import qimage_from_rgb
 from app.samples import Sample, load_samples
+from app.ui.canvas_items import MASK_RGBA
+from app.ui.qimage import qimage_from_rgb
 
 log = logging.getLogger(__name__)
 THUMB = 180

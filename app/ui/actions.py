@@ -13,9 +13,9 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QPalette
 from PySide6.QtWidgets import QApplication, QMenu, QMessageBox, QSpinBox, QToolBar
 
-from app.about import show_about
-from app.demo import start_demo
-from app.theme import THEMES
+from app.ui.about import show_about
+from app.ui.demo import start_demo
+from app.ui.theme import THEMES
 
 # (what, keys) in the order the Help dialog lists them
 SHORTCUTS = [

@@ -21,9 +21,9 @@ from PySide6.QtWidgets import (
     QLabel,
 )
 
-from app.canvas_items import GridItem, ImageItem, MaskItem
 from app.editor import Editor
-from app.qimage import qimage_from_rgb
+from app.ui.canvas_items import GridItem, ImageItem, MaskItem
+from app.ui.qimage import qimage_from_rgb
 from engine.runtime.compose import Patch
 
 TOOLS = ("brush", "eraser", "rect", "lasso")

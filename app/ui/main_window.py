@@ -28,19 +28,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.actions import build_actions, refresh_icons
-from app.banner import Banner
-from app.canvas import CanvasView
 from app.editor import Editor
 from app.importer import CheckpointImporter, missing_torch_message, torch_available
 from app.inspector import RunInspector
 from app.model_manager import DEVICES, available_bundles
-from app.panels.results_panel import ResultsPanel
-from app.panels.run_panel import RunPanel
 from app.preferences import Preferences
-from app.qimage import rgb_from_qimage
-from app.theme import THEMES, apply_theme
-from app.welcome import attach_welcome
+from app.ui.actions import build_actions, refresh_icons
+from app.ui.banner import Banner
+from app.ui.canvas import CanvasView
+from app.ui.panels.results_panel import ResultsPanel
+from app.ui.panels.run_panel import RunPanel
+from app.ui.qimage import rgb_from_qimage
+from app.ui.theme import THEMES, apply_theme
+from app.ui.welcome import attach_welcome
 from engine.runtime.errors import MageError
 from engine.runtime.imageio import load_image, load_mask
 from engine.runtime.models import user_models_dir
@@ -566,11 +566,11 @@ class StatusBar(QStatusBar):
 
 
 def _recognition_panel(prefs: Preferences):
-    """The recognition dock's panel when app/recognition_panel.py is installed."""
-    if importlib.util.find_spec("app.recognition_panel") is None:
+    """The recognition dock's panel when app/ui/recognition_panel.py is installed."""
+    if importlib.util.find_spec("app.ui.recognition_panel") is None:
         return None
     try:
-        from app.recognition_panel import RecognitionPanel
+        from app.ui.recognition_panel import RecognitionPanel
         return RecognitionPanel(store=prefs)
     except Exception:  # noqa: BLE001 - a broken optional panel must not stop the editor
         log.exception("the recognition panel failed to load")
