@@ -41,8 +41,15 @@ MAX_INSTANCES = 8
 OLDER_FOLDER = "older sessions"
 KEEP_OLDER = 10
 
-__all__ = ["Autosaver", "RestoreError", "SessionStore", "Snapshot", "check_session",
-           "session_root", "snapshot"]
+__all__ = [
+    "Autosaver",
+    "RestoreError",
+    "SessionStore",
+    "Snapshot",
+    "check_session",
+    "session_root",
+    "snapshot",
+]
 
 
 # -- the Qt side ----------------------------------------------------------------------------
@@ -58,10 +65,11 @@ class Autosaver(QObject):
         delay_ms: at most one write per this many milliseconds.
     """
 
-    failed = Signal(str)     # one line, emitted once until a write succeeds again
+    failed = Signal(str)  # one line, emitted once until a write succeeds again
 
-    def __init__(self, editor, root: Path | None = None, delay_ms: int = 300,
-                 parent: QObject | None = None):
+    def __init__(
+        self, editor, root: Path | None = None, delay_ms: int = 300, parent: QObject | None = None
+    ):
         super().__init__(parent)
         self.editor = editor
         self.root = Path(root) if root is not None else session_root()
@@ -71,7 +79,7 @@ class Autosaver(QObject):
         self._writer: _Writer | None = None
         self._failed_once = False
         self._active = False
-        self.problem = ""        # why autosave is off, one line for a banner ("" when on)
+        self.problem = ""  # why autosave is off, one line for a banner ("" when on)
         self._timer = QTimer(self, singleShot=True, interval=delay_ms)
         self._timer.timeout.connect(self.save_now)
         self._claim()
@@ -83,8 +91,9 @@ class Autosaver(QObject):
         is stale: the process that held it is gone), else the first no running instance
         holds. Folders are locked one at a time and created only when taken, so instances
         starting together each get their own, and none holds more than one."""
-        candidates = [self.root] + [self.root.with_name(f"{self.root.name}-{n}")
-                                    for n in range(2, MAX_INSTANCES + 1)]
+        candidates = [self.root] + [
+            self.root.with_name(f"{self.root.name}-{n}") for n in range(2, MAX_INSTANCES + 1)
+        ]
         crashed = [f for f in candidates if SessionStore(f).has_session()]
         problem = ""
         for folder in crashed + [f for f in candidates if f not in crashed]:
@@ -94,12 +103,17 @@ class Autosaver(QObject):
             except OSError as error:
                 problem = f"cannot write to {folder} ({_os_reason(error)})"
                 log.warning("no autosave in %s: %s", folder, error)
-                if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC,
-                                   errno.ENOTDIR):
-                    break          # its siblings are in the same place: no better there
+                if error.errno in (
+                    errno.EACCES,
+                    errno.EPERM,
+                    errno.EROFS,
+                    errno.ENOSPC,
+                    errno.ENOTDIR,
+                ):
+                    break  # its siblings are in the same place: no better there
                 continue
             lock = QLockFile(str(folder / "lock"))
-            lock.setStaleLockTime(0)       # stale only when its process is gone
+            lock.setStaleLockTime(0)  # stale only when its process is gone
             if lock.tryLock(0):
                 self.folder, self._lock = folder, lock
                 self.store = SessionStore(folder)
@@ -137,8 +151,7 @@ class Autosaver(QObject):
             self.set_aside("unrestorable")
             return f"Could not restore the last session: {error}"
         self.editor.adopt_document(doc)
-        log.info("restored session: %d changes, at step %d", len(doc.history),
-                 doc.history_index)
+        log.info("restored session: %d changes, at step %d", len(doc.history), doc.history_index)
         return ""
 
     def discard(self) -> None:
@@ -171,8 +184,10 @@ class Autosaver(QObject):
                     os.replace(self.folder / name, target / name)
         except OSError as error:
             log.warning("could not set the session aside: %s", error)
-            self.problem = (f"Autosave is off: the last session in {self.folder} could not be "
-                            f"set aside ({_os_reason(error)}); it was left as it was")
+            self.problem = (
+                f"Autosave is off: the last session in {self.folder} could not be "
+                f"set aside ({_os_reason(error)}); it was left as it was"
+            )
             self.failed.emit(self.problem)
             self._release()
             return None
@@ -225,8 +240,12 @@ class Autosaver(QObject):
             self._active = False
             self._timer.stop()
             e = self.editor
-            for signal in (e.undo_stack.indexChanged, e.document_changed, e.options_changed,
-                           e.saved):
+            for signal in (
+                e.undo_stack.indexChanged,
+                e.document_changed,
+                e.options_changed,
+                e.saved,
+            ):
                 try:
                     signal.disconnect(self.schedule)
                 except (RuntimeError, TypeError):
@@ -250,7 +269,7 @@ class Autosaver(QObject):
         return self._writer.writes if self._writer is not None else 0
 
     def _writes_work(self) -> None:
-        self._failed_once = False     # the next failure is news again
+        self._failed_once = False  # the next failure is news again
 
     def _report_failure(self, message: str) -> None:
         if not self._failed_once:

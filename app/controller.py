@@ -22,11 +22,11 @@ def _returning(fn: Callable[[], object]) -> Generator:
 
 
 class JobController(QObject):
-    started = Signal(str)           # kind
-    progress = Signal(object)       # whatever the job yields (StepProgress)
-    finished = Signal(object)       # the job's return value (RunOutcome)
+    started = Signal(str)  # kind
+    progress = Signal(object)  # whatever the job yields (StepProgress)
+    finished = Signal(object)  # the job's return value (RunOutcome)
     cancelled = Signal()
-    failed = Signal(str)            # one-line message
+    failed = Signal(str)  # one-line message
     superseded = Signal()
     busy_changed = Signal(bool)
 
@@ -38,7 +38,7 @@ class JobController(QObject):
         self._next_id = 0
         self._current: GeneratorWorker | None = None
         self._kind = ""
-        self._alive: dict[int, GeneratorWorker] = {}   # started, not yet finished
+        self._alive: dict[int, GeneratorWorker] = {}  # started, not yet finished
 
     @property
     def busy(self) -> bool:
@@ -105,7 +105,7 @@ class JobController(QObject):
 
     def _on_returned(self, job_id: int, value: object) -> None:
         if self._is_current(job_id):
-            aborted = self._current.abort_requested   # Cancel pressed after it had returned
+            aborted = self._current.abort_requested  # Cancel pressed after it had returned
             self._end()
             if aborted:
                 self.cancelled.emit()

@@ -33,20 +33,20 @@ Box = mask_ops.Box
 
 
 class Editor(QObject):
-    document_changed = Signal()        # another document, or the canvas was resized
-    image_changed = Signal(object)     # Box that changed
-    mask_changed = Signal(object)      # Box that changed
-    layout_changed = Signal(object)    # EditPlan | None
-    options_changed = Signal(object)   # EditOptions
-    preview_changed = Signal(object)   # Patch | None: pixels shown over the image
-    progress = Signal(object)          # Step
-    run_changed = Signal(object)       # RunOutcome | None: the candidates on show
-    applied_changed = Signal(int)      # index of the applied candidate, -1 for none
+    document_changed = Signal()  # another document, or the canvas was resized
+    image_changed = Signal(object)  # Box that changed
+    mask_changed = Signal(object)  # Box that changed
+    layout_changed = Signal(object)  # EditPlan | None
+    options_changed = Signal(object)  # EditOptions
+    preview_changed = Signal(object)  # Patch | None: pixels shown over the image
+    progress = Signal(object)  # Step
+    run_changed = Signal(object)  # RunOutcome | None: the candidates on show
+    applied_changed = Signal(int)  # index of the applied candidate, -1 for none
     busy_changed = Signal(bool)
-    status = Signal(str)               # a transient message for the status bar
-    error = Signal(str)                # a one-line problem to show the user
-    notice = Signal(str)               # a one-line notice to show until dismissed
-    saved = Signal(str)                # path the image was saved to
+    status = Signal(str)  # a transient message for the status bar
+    error = Signal(str)  # a one-line problem to show the user
+    notice = Signal(str)  # a one-line notice to show until dismissed
+    saved = Signal(str)  # path the image was saved to
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -57,18 +57,18 @@ class Editor(QObject):
         self.models = ModelManager(self)
         self.layout: EditPlan | None = None  # where the next edit will work
         self.run: RunOutcome | None = None
-        self.applied = -1               # candidate of self.run currently applied
-        self._applied_at = -1           # document history_index right after that apply
-        self._stack_moving = False      # the undo stack itself is moving the document
-        self._run_document: Document | None = None   # the document a run started on
-        self._notices_shown = 0         # bundle notices already shown (CUDA fallback...)
+        self.applied = -1  # candidate of self.run currently applied
+        self._applied_at = -1  # document history_index right after that apply
+        self._stack_moving = False  # the undo stack itself is moving the document
+        self._run_document: Document | None = None  # the document a run started on
+        self._notices_shown = 0  # bundle notices already shown (CUDA fallback...)
         # asked before a run that would close the open document (Generate); False cancels
         self.confirm_new_document = None
         self._stroke_before: np.ndarray | None = None
         self._stroke_box: Box | None = None
         self._layout_timer = QTimer(self, singleShot=True, interval=30)
         self._layout_timer.timeout.connect(self._update_layout)
-        self.planner = LayoutPlanner(self)   # plans off the GUI thread, latest request wins
+        self.planner = LayoutPlanner(self)  # plans off the GUI thread, latest request wins
         self.planner.ready.connect(self._on_plan)
         self.jobs.progress.connect(self._on_progress)
         self.jobs.finished.connect(self._on_finished)
@@ -104,7 +104,7 @@ class Editor(QObject):
         return True
 
     def set_image(self, rgb: np.ndarray, alpha: np.ndarray | None = None, path: str = "") -> None:
-        document = Document(rgb, alpha, path, self.options)   # may raise: nothing changed yet
+        document = Document(rgb, alpha, path, self.options)  # may raise: nothing changed yet
         self.jobs.cancel()
         self._attach(document)
         self._stroke_before = None
@@ -232,31 +232,33 @@ class Editor(QObject):
             self.document.listeners.remove(self._on_document)
         self.document = document
         index = document.history_index
-        with self._moving():   # not announced: the widgets hear document_changed afterwards
+        with self._moving():  # not announced: the widgets hear document_changed afterwards
             self.undo_stack.clear()
-            while document.redo() is not None:   # commands are pushed in the applied state
+            while document.redo() is not None:  # commands are pushed in the applied state
                 pass
             for position in range(len(document.history)):
                 self.undo_stack.push(ChangeCommand(document, position, moving=self._moving))
-            self.undo_stack.setIndex(index)      # undoes the tail through the commands
+            self.undo_stack.setIndex(index)  # undoes the tail through the commands
         document.listeners.append(self._on_document)
 
     def _on_document(self, event: str, change: Change) -> None:
         """Every change of the document's history: the undo stack follows, widgets hear."""
         doc = self.document
         if event in (RECORDED, REPLACED):
-            with self._moving():   # a replacement merges into the command on top
-                self.undo_stack.push(ChangeCommand(doc, doc.history_index - 1,
-                                                   replaces=event == REPLACED,
-                                                   moving=self._moving))
+            with self._moving():  # a replacement merges into the command on top
+                self.undo_stack.push(
+                    ChangeCommand(
+                        doc, doc.history_index - 1, replaces=event == REPLACED, moving=self._moving
+                    )
+                )
             self._announce(change)
             return
         if not self._stack_moving and self.undo_stack.index() != doc.history_index:
-            with self._moving():   # the document moved by itself: the stack follows
+            with self._moving():  # the document moved by itself: the stack follows
                 self.undo_stack.setIndex(doc.history_index)
         self._announce(change)
         if change.canvas is not None or change.image is not None:
-            self.jobs.cancel()   # a run started on the old pixels no longer fits
+            self.jobs.cancel()  # a run started on the old pixels no longer fits
         self._sync_applied()
 
     @contextmanager
@@ -294,8 +296,11 @@ class Editor(QObject):
             self._layout_timer.start()
 
     def _update_layout(self) -> None:
-        if (self.document is not None and self.bundle is not None
-                and self.options.mode in ("remove", "class")):
+        if (
+            self.document is not None
+            and self.bundle is not None
+            and self.options.mode in ("remove", "class")
+        ):
             settings = self.options.settings((0,))
             # the overlay follows when the plan arrives; the window never waits for it
             self.planner.request(self.bundle.manifest, self.document.mask.copy(), settings)
@@ -318,8 +323,12 @@ class Editor(QObject):
             self.error.emit(why)
             return False
         options, bundle = self.options, self.bundle
-        if (options.mode == "generate" and self.document is not None
-                and self.confirm_new_document is not None and not self.confirm_new_document()):
+        if (
+            options.mode == "generate"
+            and self.document is not None
+            and self.confirm_new_document is not None
+            and not self.confirm_new_document()
+        ):
             return False
         settings = options.settings(options.pick_seeds())
         doc = self.document
@@ -329,8 +338,7 @@ class Editor(QObject):
         elif options.mode == "extend":
             rgb, alpha = doc.rgb.copy(), doc.alpha
             side, cells = options.extend_side, options.extend_cells
-            self.jobs.start("extend", lambda: extend_run(bundle, rgb, alpha, side, cells,
-                                                         settings))
+            self.jobs.start("extend", lambda: extend_run(bundle, rgb, alpha, side, cells, settings))
         else:
             rgb, mask, plan = doc.rgb.copy(), doc.mask.copy(), self.layout
             self.jobs.start("edit", lambda: edit_run(bundle, rgb, mask, settings, plan=plan))
@@ -347,8 +355,9 @@ class Editor(QObject):
         candidate = max(self.applied, 0)
         settings = replace(run.settings, seeds=self.options.pick_seeds())
         self._run_document = self.document
-        self.jobs.start("reroll", lambda: reroll_run(bundle, run.fill, run.result, candidate,
-                                                     count, settings))
+        self.jobs.start(
+            "reroll", lambda: reroll_run(bundle, run.fill, run.result, candidate, count, settings)
+        )
         self.status.emit(f"Re-rolling the {count} least confident tokens...")
         return True
 
@@ -384,8 +393,10 @@ class Editor(QObject):
         self.run_changed.emit(outcome)
         self.apply_candidate(0)
         log.info("%s done in %.2f s", outcome.kind, outcome.seconds)
-        self.status.emit(f"{outcome.kind.capitalize()} done in {outcome.seconds:.1f} s "
-                         f"(seeds {', '.join(str(c.seed) for c in outcome.candidates)})")
+        self.status.emit(
+            f"{outcome.kind.capitalize()} done in {outcome.seconds:.1f} s "
+            f"(seeds {', '.join(str(c.seed) for c in outcome.candidates)})"
+        )
 
     def _on_failed(self, message: str) -> None:
         self._show_bundle_notices()
@@ -396,7 +407,7 @@ class Editor(QObject):
         """Notices the model added while running (CUDA failed, now on the CPU): once each."""
         notices = list(getattr(self.bundle, "notices", None) or [])
         if len(notices) > self._notices_shown:
-            self.notice.emit(" ".join(notices[self._notices_shown:]))
+            self.notice.emit(" ".join(notices[self._notices_shown :]))
         self._notices_shown = len(notices)
 
     # -- messages and previews other objects hand to the widgets ---------------------------
@@ -437,12 +448,14 @@ class Editor(QObject):
             self._attach(document)
             self.document_changed.emit()
         elif run.resizes_canvas:
-            self.document.replace_canvas(candidate.patch.rgb, run.alpha, label, meta,
-                                         replace_last=replace_last)
+            self.document.replace_canvas(
+                candidate.patch.rgb, run.alpha, label, meta, replace_last=replace_last
+            )
         else:
             patch = candidate.patch
-            self.document.apply_image_patch(patch.x0, patch.y0, patch.rgb, label, meta=meta,
-                                            replace_last=replace_last)
+            self.document.apply_image_patch(
+                patch.x0, patch.y0, patch.rgb, label, meta=meta, replace_last=replace_last
+            )
         self.applied, self._applied_at = index, self._history_index()
         self.preview_changed.emit(None)
         self.applied_changed.emit(index)

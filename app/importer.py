@@ -23,9 +23,11 @@ def torch_available() -> bool:
 
 
 def missing_torch_message() -> str:
-    return ("Importing an official checkpoint needs PyTorch, which is not installed in this "
-            f"environment. Install it with:\n\n    {INSTALL_HINT}\n\n"
-            "(from the MAGE Studio folder), then try again.")
+    return (
+        "Importing an official checkpoint needs PyTorch, which is not installed in this "
+        f"environment. Install it with:\n\n    {INSTALL_HINT}\n\n"
+        "(from the MAGE Studio folder), then try again."
+    )
 
 
 def import_target(checkpoint: Path) -> Path:
@@ -38,8 +40,8 @@ def import_target(checkpoint: Path) -> Path:
 
 
 class CheckpointImporter(QObject):
-    output = Signal(str)               # a line of the importer's output
-    finished = Signal(bool, str)       # ok, bundle folder or the reason it failed
+    output = Signal(str)  # a line of the importer's output
+    finished = Signal(bool, str)  # ok, bundle folder or the reason it failed
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -60,8 +62,9 @@ class CheckpointImporter(QObject):
         process.finished.connect(self._done)
         process.errorOccurred.connect(self._failed_to_start)
         self._process, self._tail = process, []
-        process.start(sys.executable, [str(MAIN_PY), "import-mage", str(checkpoint),
-                                       "-o", str(self._target)])
+        process.start(
+            sys.executable, [str(MAIN_PY), "import-mage", str(checkpoint), "-o", str(self._target)]
+        )
         return self._target
 
     def cancel(self) -> None:

@@ -24,14 +24,15 @@ def run_layout(run: RunOutcome, manifest) -> Part | None:
         return run.fill.part
     if run.kind == "generate":
         side = manifest.image_size
-        return plan_square(manifest, np.ones((side, side), bool), Square(0, 0, side),
-                           Settings(ring=0))
+        return plan_square(
+            manifest, np.ones((side, side), bool), Square(0, 0, side), Settings(ring=0)
+        )
     return None  # extend: several squares, no single grid
 
 
 class RunInspector(QObject):
-    overlay_changed = Signal(object)   # (TokenLayout, RGBA [gh, gw, 4]) or None
-    step_shown = Signal(int)           # step index on show, -1 for the final result
+    overlay_changed = Signal(object)  # (TokenLayout, RGBA [gh, gw, 4]) or None
+    step_shown = Signal(int)  # step index on show, -1 for the final result
 
     def __init__(self, editor: Editor, parent: QObject | None = None):
         super().__init__(parent)
@@ -43,7 +44,7 @@ class RunInspector(QObject):
         self._jobs.finished.connect(self._on_step_decoded)
         self._jobs.failed.connect(editor.report_error)
         editor.run_changed.connect(self._on_run)
-        editor.applied_changed.connect(self._refresh)   # bound: dropped with the inspector
+        editor.applied_changed.connect(self._refresh)  # bound: dropped with the inspector
 
     @property
     def steps(self) -> int:
@@ -52,8 +53,9 @@ class RunInspector(QObject):
 
     def can_inspect(self) -> bool:
         run, bundle = self.editor.run, self.editor.bundle
-        return run is not None and bundle is not None and run_layout(run, bundle.manifest) \
-            is not None
+        return (
+            run is not None and bundle is not None and run_layout(run, bundle.manifest) is not None
+        )
 
     def set_heatmap(self, on: bool) -> None:
         self.heatmap = on
@@ -79,8 +81,9 @@ class RunInspector(QObject):
         run, bundle = self.editor.run, self.editor.bundle
         candidate = max(self.editor.applied, 0)
         # a newer request supersedes a decode still running: dragging stays responsive
-        self._jobs.call("scrub", lambda: step_preview(bundle, run.fill, run.result,
-                                                      candidate, step))
+        self._jobs.call(
+            "scrub", lambda: step_preview(bundle, run.fill, run.result, candidate, step)
+        )
         self._refresh()
 
     def _on_step_decoded(self, patch) -> None:
@@ -106,8 +109,8 @@ class RunInspector(QObject):
             self.overlay_changed.emit((layout, undecided_colors(undecided)))
         elif self.heatmap:
             conf = run.result.confidence[candidate].reshape(gh, gw)
-            self.overlay_changed.emit((layout, confidence_colors(conf, layout.token_mask,
-                                                                self.heatmap_opacity)))
+            self.overlay_changed.emit(
+                (layout, confidence_colors(conf, layout.token_mask, self.heatmap_opacity))
+            )
         else:
             self.overlay_changed.emit(None)
-

@@ -46,25 +46,40 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="main.py", description="MAGE Studio image editor")
     parser.add_argument("--open", metavar="IMAGE", help="image to open")
     parser.add_argument("--mask", metavar="MASK", help="mask to load (white = refill)")
-    parser.add_argument("--screenshot", metavar="PATH",
-                        help="run the edit (if a mask is given), save the window to PATH, exit")
+    parser.add_argument(
+        "--screenshot",
+        metavar="PATH",
+        help="run the edit (if a mask is given), save the window to PATH, exit",
+    )
     parser.add_argument("--model", metavar="DIR", help="model bundle folder")
     parser.add_argument("--device", choices=DEVICES, help="where the model runs")
-    parser.add_argument("--no-run", action="store_true",
-                        help="with --screenshot: show the mask and token grid, do not run")
+    parser.add_argument(
+        "--no-run",
+        action="store_true",
+        help="with --screenshot: show the mask and token grid, do not run",
+    )
     parser.add_argument("--seed", type=int, help="fixed seed for the scripted edit")
     parser.add_argument("--save", metavar="PNG", help="with --screenshot: also save the image")
-    parser.add_argument("--run", action="store_true",
-                        help="without --screenshot: start the edit once the model is loaded")
+    parser.add_argument(
+        "--run",
+        action="store_true",
+        help="without --screenshot: start the edit once the model is loaded",
+    )
     parser.add_argument("--about", action="store_true", help="open Help > About")
-    parser.add_argument("--demo", action="store_true",
-                        help="start in demo mode (full screen; any key leaves it)")
-    parser.add_argument("--demo-shot", choices=("decode", "result"), default="decode",
-                        help="with --demo --screenshot: grab the middle decoding step or the "
-                             "result")
-    parser.add_argument("--restore", choices=RESTORE_CHOICES,
-                        help=f"restore a session a crash left behind (default: ${ENV_RESTORE} "
-                             "or ask)")
+    parser.add_argument(
+        "--demo", action="store_true", help="start in demo mode (full screen; any key leaves it)"
+    )
+    parser.add_argument(
+        "--demo-shot",
+        choices=("decode", "result"),
+        default="decode",
+        help="with --demo --screenshot: grab the middle decoding step or the result",
+    )
+    parser.add_argument(
+        "--restore",
+        choices=RESTORE_CHOICES,
+        help=f"restore a session a crash left behind (default: ${ENV_RESTORE} or ask)",
+    )
     return parser.parse_args(argv)
 
 
@@ -89,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         restore = "ask"
     editor = Editor()
     editor.set_options(prefs.options())
-    if scripted:   # a scripted run has no one watching the banner: problems go to stderr too
+    if scripted:  # a scripted run has no one watching the banner: problems go to stderr too
         editor.error.connect(lambda text: print(text, file=sys.stderr))
     autosaver = None if scripted and restore is None else Autosaver(editor)
     window = MainWindow(editor, prefs, interactive=not scripted, autosaver=autosaver)
@@ -109,8 +124,10 @@ def main(argv: list[str] | None = None) -> int:
             if scripted:
                 print(autosaver.problem, file=sys.stderr)
     if args.open and restored:
-        window.banner.show_message(f"Restored the session a crash interrupted; "
-                                   f"{Path(args.open).name} was not opened", "info")
+        window.banner.show_message(
+            f"Restored the session a crash interrupted; {Path(args.open).name} was not opened",
+            "info",
+        )
     elif args.open:
         window.open_path(args.open)
         if args.mask and editor.document is not None:
@@ -136,11 +153,12 @@ def offer_restore(window: MainWindow, autosaver: Autosaver, choice: str) -> bool
     info = autosaver.pending()
     if info is None:
         return False
-    if "error" in info:   # damaged: never offered again, never deleted, the app starts
+    if "error" in info:  # damaged: never offered again, never deleted, the app starts
         where = autosaver.set_aside("damaged")
         kept = f"; it was set aside in {where}" if where is not None else ""
-        window.banner.show_message(f"Could not restore the last session: {info['error']}"
-                                   f"{kept}", "error")
+        window.banner.show_message(
+            f"Could not restore the last session: {info['error']}{kept}", "error"
+        )
         return False
     if choice == "ask":
         choice = "yes" if ask_restore(window, info) else "no"
@@ -165,16 +183,19 @@ def restore_question(info: dict) -> str:
     except (TypeError, ValueError, OverflowError, OSError):
         when = "an unknown time"
     steps = info.get("history_index", 0)
-    return (f"MAGE Studio did not close properly. Restore your work on {name} "
-            f"({steps} edit{'s' if steps != 1 else ''}, autosaved at {when})?")
+    return (
+        f"MAGE Studio did not close properly. Restore your work on {name} "
+        f"({steps} edit{'s' if steps != 1 else ''}, autosaved at {when})?"
+    )
 
 
 def ask_restore(parent, info: dict) -> bool:
     """The question shown at start after a crash (tests replace this function)."""
     text = restore_question(info)
     buttons = QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Discard
-    answer = QMessageBox.question(parent, "Restore unsaved work?", text, buttons,
-                                  QMessageBox.StandardButton.Yes)
+    answer = QMessageBox.question(
+        parent, "Restore unsaved work?", text, buttons, QMessageBox.StandardButton.Yes
+    )
     return answer == QMessageBox.StandardButton.Yes
 
 
@@ -194,12 +215,14 @@ def _run_when_loaded(editor: Editor) -> None:
 def _install_excepthook(editor: Editor) -> None:
     """An unexpected exception in a slot is logged with its traceback and shown as one line;
     the window stays up and the autosave keeps the work."""
+
     def hook(kind, value, tb) -> None:
         if issubclass(kind, KeyboardInterrupt):
             sys.__excepthook__(kind, value, tb)
             return
-        logging.getLogger("app").error("unexpected error:\n%s",
-                                       "".join(traceback.format_exception(kind, value, tb)))
+        logging.getLogger("app").error(
+            "unexpected error:\n%s", "".join(traceback.format_exception(kind, value, tb))
+        )
         text = str(value).strip().splitlines()[0] if str(value).strip() else kind.__name__
         try:
             editor.report_error(f"Unexpected error: {text[:200]} (details in the log)")
@@ -223,21 +246,20 @@ def _load_model(editor: Editor, prefs: Preferences, args, wait: bool) -> None:
 
 
 def _screenshot(app: QApplication, window: MainWindow, editor: Editor, args) -> int:
-    if (args.mask and not args.no_run and editor.document is not None
-            and editor.bundle is not None):
+    if args.mask and not args.no_run and editor.document is not None and editor.bundle is not None:
         _settle()
         if editor.start_run():
             editor.jobs.wait_idle(600)
     _settle(0.3)
-    editor.planner.wait_idle(60)    # the token grid is drawn from the latest plan
+    editor.planner.wait_idle(60)  # the token grid is drawn from the latest plan
     _settle()
     if args.save:
         problem, told = _save(editor, args.save)
         if problem:
-            if not told:   # the editor's own errors already went to stderr
+            if not told:  # the editor's own errors already went to stderr
                 print(problem, file=sys.stderr)
             if window.autosaver is not None:
-                window.autosaver.close(clean=False)   # a restored session stays restorable
+                window.autosaver.close(clean=False)  # a restored session stays restorable
             return 1
     shown = window
     if args.about:
@@ -258,10 +280,12 @@ def check_outputs(args) -> str:
     resolving links, or the same file through a hard link)."""
     if args.save is not None and args.screenshot is None:
         return "--save works only with --screenshot"
-    inputs = [(flag, path) for flag, path in (("--open", args.open), ("--mask", args.mask))
-              if path]
-    outputs = [(flag, path) for flag, path in (("--screenshot", args.screenshot),
-                                               ("--save", args.save)) if path]
+    inputs = [(flag, path) for flag, path in (("--open", args.open), ("--mask", args.mask)) if path]
+    outputs = [
+        (flag, path)
+        for flag, path in (("--screenshot", args.screenshot), ("--save", args.save))
+        if path
+    ]
     for flag, path in outputs:
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
@@ -270,8 +294,7 @@ def check_outputs(args) -> str:
             return f"cannot write {flag} '{path}': a folder with that name exists"
         for other, source in inputs:
             if _same_path(path, source):
-                return (f"cannot write {flag} '{path}': that is the {other} file; "
-                        "choose a new name")
+                return f"cannot write {flag} '{path}': that is the {other} file; choose a new name"
     if len(outputs) == 2 and _same_path(args.save, args.screenshot):
         return "--save and --screenshot name the same file; choose two names"
     return ""
@@ -317,12 +340,16 @@ def _demo_screenshot(app: QApplication, window: MainWindow, editor: Editor, args
     demo = start_demo(window, DemoTiming().scaled(0.02), full_screen=False)
     demo.resize(*SCREENSHOT_SIZE)
     bundle = editor.bundle
-    steps = editor.options.steps or (int(bundle.manifest.decoding.get("steps", 12))
-                                     if bundle is not None else 12)
+    steps = editor.options.steps or (
+        int(bundle.manifest.decoding.get("steps", 12)) if bundle is not None else 12
+    )
     demo.hold = ("decode", steps // 2) if args.demo_shot == "decode" else ("result", -1)
     deadline = time.monotonic() + 600
-    while ((demo.phase, demo.step) != demo.hold and demo.phase != "message"
-           and time.monotonic() < deadline):
+    while (
+        (demo.phase, demo.step) != demo.hold
+        and demo.phase != "message"
+        and time.monotonic() < deadline
+    ):
         _settle(0.05)
     _settle(0.3)
     print(f"demo mode: {demo.phase} {demo.step}: {demo.caption}", file=sys.stderr)

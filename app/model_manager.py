@@ -35,9 +35,9 @@ def default_model() -> tuple[Path | None, str]:
 
 
 class ModelManager(QObject):
-    loading = Signal(str)            # path being loaded
-    loaded = Signal(object)          # Bundle
-    failed = Signal(str)             # one-line reason
+    loading = Signal(str)  # path being loaded
+    loaded = Signal(object)  # Bundle
+    failed = Signal(str)  # one-line reason
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -65,8 +65,10 @@ class ModelManager(QObject):
     def load_default(self, device: str = "auto", wait: bool = False) -> None:
         path, why = default_model()
         if path is None:
-            self._on_failed(f"{why}. Use Models > Import official MAGE checkpoint..., or put "
-                            f"a bundle in {user_models_dir()}")
+            self._on_failed(
+                f"{why}. Use Models > Import official MAGE checkpoint..., or put "
+                f"a bundle in {user_models_dir()}"
+            )
             return
         self.load(path, device, wait)
 

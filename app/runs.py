@@ -37,16 +37,16 @@ THUMB_SIZE = 160
 @dataclass
 class Candidate:
     seed: int
-    patch: Patch                   # the changed rectangle (edit) or the whole new image
-    thumbnail: np.ndarray          # uint8 [h, w, 3], long side THUMB_SIZE
+    patch: Patch  # the changed rectangle (edit) or the whole new image
+    thumbnail: np.ndarray  # uint8 [h, w, 3], long side THUMB_SIZE
 
 
 @dataclass
 class RunOutcome:
-    kind: str                      # "edit", "generate", "extend", "reroll"
+    kind: str  # "edit", "generate", "extend", "reroll"
     candidates: list[Candidate]
     result: RunResult
-    alpha: np.ndarray | None = None   # extend: the grown canvas's alpha
+    alpha: np.ndarray | None = None  # extend: the grown canvas's alpha
     extra: dict = field(default_factory=dict)
 
     @property
@@ -70,12 +70,18 @@ class RunOutcome:
 EditGen = Generator[Step, None, RunOutcome]
 
 
-def run_request(bundle, request: Request, settings: Settings, alpha: np.ndarray | None = None,
-            preview_interval: float = 0.25, clock: Callable[[], float] = time.monotonic
-            ) -> EditGen:
+def run_request(
+    bundle,
+    request: Request,
+    settings: Settings,
+    alpha: np.ndarray | None = None,
+    preview_interval: float = 0.25,
+    clock: Callable[[], float] = time.monotonic,
+) -> EditGen:
     """The engine run of `request`, then thumbnails (and the extended alpha)."""
-    result = yield from run(bundle, request, settings, preview_interval=preview_interval,
-                            clock=clock)
+    result = yield from run(
+        bundle, request, settings, preview_interval=preview_interval, clock=clock
+    )
     candidates = [Candidate(c.seed, c.patch, thumbnail(c.patch.rgb)) for c in result.candidates]
     new_alpha = None
     if isinstance(request, Extend) and alpha is not None:
@@ -83,9 +89,15 @@ def run_request(bundle, request: Request, settings: Settings, alpha: np.ndarray 
     return RunOutcome(result.kind, candidates, result, new_alpha, dict(result.extra))
 
 
-def edit_run(bundle, rgb: np.ndarray, mask: np.ndarray | EditPlan, settings: Settings,
-             preview_interval: float = 0.25, clock: Callable[[], float] = time.monotonic,
-             plan: EditPlan | None = None) -> EditGen:
+def edit_run(
+    bundle,
+    rgb: np.ndarray,
+    mask: np.ndarray | EditPlan,
+    settings: Settings,
+    preview_interval: float = 0.25,
+    clock: Callable[[], float] = time.monotonic,
+    plan: EditPlan | None = None,
+) -> EditGen:
     """Refill the mask (with a class when settings.class_name is set). `plan` is the one the
     token grid shows: it runs as it is when it was made for this very mask; `mask` may also
     be the plan itself."""
@@ -93,34 +105,55 @@ def edit_run(bundle, rgb: np.ndarray, mask: np.ndarray | EditPlan, settings: Set
         plan, mask = mask, mask.mask
     if plan is None or plan.mask.shape != mask.shape or not np.array_equal(plan.mask, mask):
         plan = plan_or_raise(bundle.manifest, rgb, mask, settings)
-    return (yield from run_request(bundle, Edit(rgb, plan), settings, None, preview_interval,
-                                   clock))
+    return (
+        yield from run_request(bundle, Edit(rgb, plan), settings, None, preview_interval, clock)
+    )
 
 
-def reroll_run(bundle, fill: Fill | None, previous: RunResult, candidate: int, count: int,
-               settings: Settings, preview_interval: float = 0.25,
-               clock: Callable[[], float] = time.monotonic) -> EditGen:
+def reroll_run(
+    bundle,
+    fill: Fill | None,
+    previous: RunResult,
+    candidate: int,
+    count: int,
+    settings: Settings,
+    preview_interval: float = 0.25,
+    clock: Callable[[], float] = time.monotonic,
+) -> EditGen:
     """Re-mask the `count` least confident tokens of one candidate and decode them again
     (`fill` is previous.fill, the square they sit in)."""
-    return (yield from run_request(bundle, Reroll(previous, candidate, count), settings, None,
-                               preview_interval, clock))
+    return (
+        yield from run_request(
+            bundle, Reroll(previous, candidate, count), settings, None, preview_interval, clock
+        )
+    )
 
 
-def generate_run(bundle, settings: Settings, preview_interval: float = 0.25,
-                 clock: Callable[[], float] = time.monotonic) -> EditGen:
+def generate_run(
+    bundle,
+    settings: Settings,
+    preview_interval: float = 0.25,
+    clock: Callable[[], float] = time.monotonic,
+) -> EditGen:
     """Whole new images, of a class when settings.class_name is set."""
     return (yield from run_request(bundle, Generate(), settings, None, preview_interval, clock))
 
 
-def extend_run(bundle, rgb: np.ndarray, alpha: np.ndarray | None, side: str, cells: int,
-               settings: Settings, clock: Callable[[], float] = time.monotonic) -> EditGen:
+def extend_run(
+    bundle,
+    rgb: np.ndarray,
+    alpha: np.ndarray | None,
+    side: str,
+    cells: int,
+    settings: Settings,
+    clock: Callable[[], float] = time.monotonic,
+) -> EditGen:
     """Grow the canvas on one side and fill the strip (one candidate)."""
     settings = replace(settings, seeds=settings.seeds[:1])
     return (yield from run_request(bundle, Extend(rgb, side, cells), settings, alpha, 0.25, clock))
 
 
-def step_preview(bundle, fill: Fill | None, result: RunResult, candidate: int,
-                    step: int) -> Patch:
+def step_preview(bundle, fill: Fill | None, result: RunResult, candidate: int, step: int) -> Patch:
     """The image as decided after `step` (0-based), crop-local (engine step_image)."""
     return step_image(bundle, result, candidate, step)
 
@@ -137,5 +170,5 @@ def _extend_alpha(alpha: np.ndarray, shape: tuple[int, int], side: str) -> np.nd
     h, w = alpha.shape
     y0 = shape[0] - h if side == "top" else 0
     x0 = shape[1] - w if side == "left" else 0
-    out[y0:y0 + h, x0:x0 + w] = alpha
+    out[y0 : y0 + h, x0 : x0 + w] = alpha
     return out

@@ -27,7 +27,7 @@ SAMPLES_FILE = "samples.json"
 class Sample:
     image: Path
     mask: Path
-    title: str          # "Try: remove the ..."
+    title: str  # "Try: remove the ..."
     source: str = ""
     licence: str = ""
 
@@ -80,8 +80,13 @@ def _sample(folder: Path, entry) -> tuple[Sample | None, str]:
         if not p.is_file():
             return None, f"{p.name} is missing"
     title = str(entry.get("title") or f"Try: {Path(file).stem.replace('-', ' ')}")
-    return Sample(image_path, mask_path, title, str(entry.get("source") or ""),
-                  str(entry.get("licence") or entry.get("license") or "")), ""
+    return Sample(
+        image_path,
+        mask_path,
+        title,
+        str(entry.get("source") or ""),
+        str(entry.get("licence") or entry.get("license") or ""),
+    ), ""
 
 
 def _one_line(error: BaseException) -> str:

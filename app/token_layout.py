@@ -30,18 +30,18 @@ class LayoutPlanner(QObject):
     makes no Qt call). Only the latest request is computed; requests it overtook are dropped,
     and a plan that arrives after a newer request is marked stale by its number."""
 
-    ready = Signal(int, object)      # request number, EditPlan | None
+    ready = Signal(int, object)  # request number, EditPlan | None
 
     def __init__(self, parent: QObject | None = None, poll_ms: int = 15):
         super().__init__(parent)
         self._cond = threading.Condition()
         self._pending: tuple | None = None
-        self._result: tuple | None = None      # (number, plan) waiting for the GUI thread
-        self._busy = False                      # the thread is planning
+        self._result: tuple | None = None  # (number, plan) waiting for the GUI thread
+        self._busy = False  # the thread is planning
         self._thread: threading.Thread | None = None
         self._poll = QTimer(self, interval=poll_ms)
         self._poll.timeout.connect(self._deliver)
-        self.latest = 0              # number of the newest request
+        self.latest = 0  # number of the newest request
 
     def request(self, manifest: Manifest, mask: np.ndarray, settings: Settings) -> int:
         """Plan for `mask` (the caller hands over a copy it no longer changes)."""
@@ -49,8 +49,9 @@ class LayoutPlanner(QObject):
             self.latest += 1
             self._pending = (self.latest, manifest, mask, settings)
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="layout-planner",
-                                                daemon=True)
+                self._thread = threading.Thread(
+                    target=self._loop, name="layout-planner", daemon=True
+                )
                 self._thread.start()
             self._cond.notify_all()
             number = self.latest

@@ -16,24 +16,33 @@ from PySide6.QtGui import QUndoCommand
 
 from app.core.document import Document
 
-CHANGE_COMMAND = 1   # QUndoCommand.id() of every change command (merging replaces the top one)
+CHANGE_COMMAND = 1  # QUndoCommand.id() of every change command (merging replaces the top one)
 
 
 class ChangeCommand(QUndoCommand):
-    def __init__(self, document: Document, position: int, replaces: bool = False,
-                 moving: Callable[[], AbstractContextManager] = nullcontext):
+    def __init__(
+        self,
+        document: Document,
+        position: int,
+        replaces: bool = False,
+        moving: Callable[[], AbstractContextManager] = nullcontext,
+    ):
         super().__init__(document.history[position].label)
         self.document = document
-        self._moving = moving      # entered while the command moves the document
-        self.position = position   # index of its change in document.history
-        self.replaces = replaces   # takes the place of the command on top (another candidate)
+        self._moving = moving  # entered while the command moves the document
+        self.position = position  # index of its change in document.history
+        self.replaces = replaces  # takes the place of the command on top (another candidate)
 
     def id(self) -> int:
         return CHANGE_COMMAND
 
     def mergeWith(self, other: QUndoCommand) -> bool:
-        if not (isinstance(other, ChangeCommand) and other.replaces
-                and other.document is self.document and other.position == self.position):
+        if not (
+            isinstance(other, ChangeCommand)
+            and other.replaces
+            and other.document is self.document
+            and other.position == self.position
+        ):
             return False
         self.setText(other.text())
         return True

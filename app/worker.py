@@ -26,11 +26,11 @@ class WorkerAborted(Exception):
 
 
 class WorkerSignals(QObject):
-    yielded = Signal(int, object)     # job id, value
-    returned = Signal(int, object)    # job id, return value
-    errored = Signal(int, str)        # job id, one-line message
+    yielded = Signal(int, object)  # job id, value
+    returned = Signal(int, object)  # job id, return value
+    errored = Signal(int, str)  # job id, one-line message
     aborted = Signal(int)
-    finished = Signal(int)            # always last, after returned/errored/aborted
+    finished = Signal(int)  # always last, after returned/errored/aborted
 
 
 class GeneratorWorker(QRunnable):

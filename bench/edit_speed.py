@@ -36,15 +36,23 @@ STEPS = 12
 
 # -- the scenario ---------------------------------------------------------------------------
 
+
 def test_image(size: int) -> np.ndarray:
     """A real photo (data/photos) cropped square and resized to `size`, else a smooth pattern."""
     from PIL import Image
+
     photos = sorted((REPO / "data" / "photos").glob("*/*.jpg"))
     if photos:
         im = Image.open(photos[len(photos) // 2]).convert("RGB")
         s = min(im.size)
-        im = im.crop(((im.width - s) // 2, (im.height - s) // 2,
-                      (im.width - s) // 2 + s, (im.height - s) // 2 + s))
+        im = im.crop(
+            (
+                (im.width - s) // 2,
+                (im.height - s) // 2,
+                (im.width - s) // 2 + s,
+                (im.height - s) // 2 + s,
+            )
+        )
         return np.asarray(im.resize((size, size), Image.Resampling.LANCZOS))
     y, x = np.mgrid[0:size, 0:size] / size
     return (np.stack([x, y, (x + y) / 2], -1) * 255).astype(np.uint8)
@@ -55,11 +63,12 @@ def edit_mask(size: int, grid: int, shift: int = 0) -> np.ndarray:
     cell = size // grid
     m = np.zeros((size, size), bool)
     a = (grid // 2 - 3 + shift) * cell + cell // 4
-    m[a:a + 5 * cell - cell // 2, a:a + 5 * cell - cell // 2] = True
+    m[a : a + 5 * cell - cell // 2, a : a + 5 * cell - cell // 2] = True
     return m
 
 
 # -- workers --------------------------------------------------------------------------------
+
 
 def torch_worker(args) -> None:
     import torch
@@ -96,17 +105,31 @@ def torch_worker(args) -> None:
             else:
                 start = np.full((1, manifest.seq_len), manifest.mask_token_id, np.int64)
             t1 = time.perf_counter()
-            last = last_step(iterative_decode(start, fn, mask_token_id=manifest.mask_token_id,
-                                     steps=STEPS, choice_temperature=4.5,
-                                     rngs=make_rngs([seed])))
+            last = last_step(
+                iterative_decode(
+                    start,
+                    fn,
+                    mask_token_id=manifest.mask_token_id,
+                    steps=STEPS,
+                    choice_temperature=4.5,
+                    rngs=make_rngs([seed]),
+                )
+            )
             t2 = time.perf_counter()
             px = to_u8(vq.iterative_decode(torch.from_numpy(last.tokens.reshape(1, g, g))))
             if task == "edit":
                 feather_in(manifest, part, fill.crop, px[0], None)
             t3 = time.perf_counter()
         masked = np.flatnonzero(start[0] == manifest.mask_token_id)
-        return {"total": t3 - t0, "encode": t1 - t0, "steps": t2 - t1, "decode": t3 - t2,
-                "nsteps": STEPS, "tokens": last.tokens[0].tolist(), "masked": masked.tolist()}
+        return {
+            "total": t3 - t0,
+            "encode": t1 - t0,
+            "steps": t2 - t1,
+            "decode": t3 - t2,
+            "nsteps": STEPS,
+            "tokens": last.tokens[0].tolist(),
+            "masked": masked.tolist(),
+        }
 
     serve(run)
 
@@ -125,12 +148,16 @@ def ort_worker(args) -> None:
     m = bundle.manifest
     size, g = m.image_size, m.grid[0]
     rgb = test_image(size)
-    speed = {"exact": Speed(), "int8": Speed(int8=True),
-             "fastcrop": replace(Speed.preset("fast"), crop_encode=True)}.get(args.preset) \
-        or Speed.preset(args.preset)
+    speed = {
+        "exact": Speed(),
+        "int8": Speed(int8=True),
+        "fastcrop": replace(Speed.preset("fast"), crop_encode=True),
+    }.get(args.preset) or Speed.preset(args.preset)
     if speed.int8 and not sp.int8_available(bundle):
-        raise SystemExit(f"no int8 transformer for {args.bundle}: run "
-                         f"`python -m engine.modeling.quantize {args.bundle}` first")
+        raise SystemExit(
+            f"no int8 transformer for {args.bundle}: run "
+            f"`python -m engine.modeling.quantize {args.bundle}` first"
+        )
 
     def timed_edit(mask, seed):
         settings = Settings(steps=STEPS, seeds=(seed,), speed=speed)
@@ -145,6 +172,7 @@ def ort_worker(args) -> None:
                 finally:
                     counts[name] = counts.get(name, 0.0) + time.perf_counter() - t
                     counts[name + "_n"] = counts.get(name + "_n", 0) + 1
+
             return g_
 
         for k, f in orig.items():
@@ -161,23 +189,34 @@ def ort_worker(args) -> None:
         finally:
             for k in orig:
                 delattr(bundle, k)
-        out = {"total": total, "encode": counts.get("encode", 0.0),
-               "steps": counts.get("logits", 0.0), "decode": counts.get("decode", 0.0),
-               "nsteps": counts.get("logits_n", 0), "tokens": res.tokens[0].tolist(),
-               "masked": np.flatnonzero((np.ones(m.grid, bool) if mask is None else
-                                         job.token_mask).reshape(-1)).tolist()}
+        out = {
+            "total": total,
+            "encode": counts.get("encode", 0.0),
+            "steps": counts.get("logits", 0.0),
+            "decode": counts.get("decode", 0.0),
+            "nsteps": counts.get("logits_n", 0),
+            "tokens": res.tokens[0].tolist(),
+            "masked": np.flatnonzero(
+                (np.ones(m.grid, bool) if mask is None else job.token_mask).reshape(-1)
+            ).tolist(),
+        }
         if mask is not None and speed.region_decode:
             # pixel error of the region decode inside the composited area (not timed)
             full = runs.decode_images(bundle, res.tokens)
             exact_img = paste_all(rgb, [feather_in(m, job.part, job.crop, full[0], None)])
             diff = np.abs(exact_img.astype(int) - res.images[0].astype(int))
             out["region_max"] = int(diff.max())
-            out["region_mean_in_mask"] = float(diff[np.repeat(
-                np.repeat(job.token_mask, size // g, 0), size // g, 1)].mean())
-            out["outside_identical"] = bool(np.array_equal(
-                res.images[0][~np.repeat(np.repeat(job.token_mask, size // g, 0),
-                                         size // g, 1)],
-                rgb[~np.repeat(np.repeat(job.token_mask, size // g, 0), size // g, 1)]))
+            out["region_mean_in_mask"] = float(
+                diff[np.repeat(np.repeat(job.token_mask, size // g, 0), size // g, 1)].mean()
+            )
+            out["outside_identical"] = bool(
+                np.array_equal(
+                    res.images[0][
+                        ~np.repeat(np.repeat(job.token_mask, size // g, 0), size // g, 1)
+                    ],
+                    rgb[~np.repeat(np.repeat(job.token_mask, size // g, 0), size // g, 1)],
+                )
+            )
         if mask is not None and speed.reuse_tokens:
             exact_tok = bundle.encode(job.model_image[None])[0].reshape(-1)
             known = ~job.token_mask.reshape(-1)
@@ -209,11 +248,18 @@ def serve(run) -> None:
 
 # -- orchestrator ---------------------------------------------------------------------------
 
+
 class Worker:
     def __init__(self, name: str, argv: list[str], env: dict):
         self.name = name
-        self.proc = subprocess.Popen([sys.executable, __file__, *argv], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, *argv],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=REPO,
+        )
         self._read()
 
     def _read(self) -> dict:
@@ -248,29 +294,57 @@ def machine() -> dict:
     except OSError:
         pass
     import onnxruntime
-    versions = {"python": platform.python_version(), "numpy": np.__version__,
-                "onnxruntime": onnxruntime.__version__}
+
+    versions = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
     try:
         import torch
+
         versions["torch"] = torch.__version__
     except ImportError:
         pass
-    return {"cpu": model, "cores": os.cpu_count(), "date": datetime.date.today().isoformat(),
-            "versions": versions}
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "date": datetime.date.today().isoformat(),
+        "versions": versions,
+    }
 
 
 def med(values):
     return float(np.median(values)) if values else float("nan")
 
 
-def bench(bundle: str, checkpoint: str | None, presets: list[str], runs: int, threads: int,
-          tasks=("edit", "generate"), seed0: int = 0, say=print) -> dict:
+def bench(
+    bundle: str,
+    checkpoint: str | None,
+    presets: list[str],
+    runs: int,
+    threads: int,
+    tasks=("edit", "generate"),
+    seed0: int = 0,
+    say=print,
+) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     workers = {}
     if checkpoint:
-        workers["torch"] = Worker("torch", ["--worker", "torch", "--bundle", bundle,
-                                            "--checkpoint", checkpoint,
-                                            "--threads", str(threads)], env)
+        workers["torch"] = Worker(
+            "torch",
+            [
+                "--worker",
+                "torch",
+                "--bundle",
+                bundle,
+                "--checkpoint",
+                checkpoint,
+                "--threads",
+                str(threads),
+            ],
+            env,
+        )
     for p in presets:
         workers[p] = Worker(p, ["--worker", "ort", "--bundle", bundle, "--preset", p], env)
     results = {w: {t: [] for t in tasks} for w in workers}
@@ -285,10 +359,12 @@ def bench(bundle: str, checkpoint: str | None, presets: list[str], runs: int, th
                     res = w.ask(task, seed0 + r)
                     res["load"] = load
                     results[name][task].append(res)
-                    say(f"run {r + 1}/{runs} {task:8s} {name:6s} {res['total']:6.2f} s "
+                    say(
+                        f"run {r + 1}/{runs} {task:8s} {name:6s} {res['total']:6.2f} s "
                         f"(encode {res['encode']:.2f}, {res['nsteps']} steps "
                         f"{res['steps']:.2f}, decode {res['decode']:.2f}; load {load:.1f})"
-                        + (f"; warm {res['warm']['total']:.2f} s" if "warm" in res else ""))
+                        + (f"; warm {res['warm']['total']:.2f} s" if "warm" in res else "")
+                    )
     finally:
         for w in workers.values():
             w.close()
@@ -307,23 +383,26 @@ def summarize(results: dict, base: str = "torch") -> list[dict]:
         for task, runs in by_task.items():
             if not runs:
                 continue
-            row = {"backend": name, "task": task, "n": len(runs),
-                   "total": med([r["total"] for r in runs]),
-                   "encode": med([r["encode"] for r in runs]),
-                   "steps": med([r["steps"] for r in runs]),
-                   "nsteps": runs[0]["nsteps"], "decode": med([r["decode"] for r in runs])}
+            row = {
+                "backend": name,
+                "task": task,
+                "n": len(runs),
+                "total": med([r["total"] for r in runs]),
+                "encode": med([r["encode"] for r in runs]),
+                "steps": med([r["steps"] for r in runs]),
+                "nsteps": runs[0]["nsteps"],
+                "decode": med([r["decode"] for r in runs]),
+            }
             if "warm" in runs[0]:
                 row["warm_total"] = med([r["warm"]["total"] for r in runs])
                 row["warm_encode"] = med([r["warm"]["encode"] for r in runs])
-                row["reuse_agreement"] = med([r["warm"].get("reuse_agreement", 1.0)
-                                              for r in runs])
+                row["reuse_agreement"] = med([r["warm"].get("reuse_agreement", 1.0) for r in runs])
             if "region_max" in runs[0]:
                 row["region_max"] = max(r["region_max"] for r in runs)
                 row["region_mean_in_mask"] = med([r["region_mean_in_mask"] for r in runs])
                 row["outside_identical"] = all(r["outside_identical"] for r in runs)
             if base in results and results[base][task] and name != base:
-                row["speedup"] = (med([r["total"] for r in results[base][task]])
-                                  / row["total"])
+                row["speedup"] = med([r["total"] for r in results[base][task]]) / row["total"]
                 agree = [_agree(a, b) for a, b in zip(results[base][task], runs, strict=False)]
                 row["agree_vs_torch"] = float(np.mean(agree))
             if "exact" in results and name != "exact" and results["exact"][task]:
@@ -335,18 +414,22 @@ def summarize(results: dict, base: str = "torch") -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| backend | task | runs | median total s | encode s | steps s (n) | decode s | "
-            "speed-up vs torch | warm edit s | tokens agree vs torch / exact |")
+    head = (
+        "| backend | task | runs | median total s | encode s | steps s (n) | decode s | "
+        "speed-up vs torch | warm edit s | tokens agree vs torch / exact |"
+    )
     lines = [head, "|" + "---|" * 10]
     for r in rows:
-        agree = " / ".join(f"{r[k]:.1%}" if k in r else "-"
-                           for k in ("agree_vs_torch", "agree_vs_exact"))
+        agree = " / ".join(
+            f"{r[k]:.1%}" if k in r else "-" for k in ("agree_vs_torch", "agree_vs_exact")
+        )
         lines.append(
             f"| {r['backend']} | {r['task']} | {r['n']} | {r['total']:.2f} | {r['encode']:.2f} | "
             f"{r['steps']:.2f} ({r['nsteps']}) | {r['decode']:.2f} | "
             + (f"{r['speedup']:.2f}x | " if "speedup" in r else "- | ")
             + (f"{r['warm_total']:.2f}" if "warm_total" in r else "-")
-            + f" | {agree} |")
+            + f" | {agree} |"
+        )
     return "\n".join(lines)
 
 
@@ -359,12 +442,17 @@ def main(argv=None) -> None:
     ap.add_argument("--presets", default="exact,int8,fast")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--small", default=None,
-                    help="also time this (default) bundle; 'auto' = exported_models/DEFAULT")
+    ap.add_argument(
+        "--small",
+        default=None,
+        help="also time this (default) bundle; 'auto' = exported_models/DEFAULT",
+    )
     ap.add_argument("--json", default=None, help="write raw results here")
-    ap.add_argument("--write", default=None,
-                    help="replace the generated section of this markdown file "
-                         "(docs/performance.md)")
+    ap.add_argument(
+        "--write",
+        default=None,
+        help="replace the generated section of this markdown file (docs/performance.md)",
+    )
     args = ap.parse_args(argv)
     if args.worker == "torch":
         return torch_worker(args)
@@ -381,8 +469,11 @@ def main(argv=None) -> None:
     small = args.small
     if small == "auto":
         default = REPO / "exported_models" / "DEFAULT"
-        small = str(REPO / "exported_models" / default.read_text().strip()) \
-            if default.is_file() else None
+        small = (
+            str(REPO / "exported_models" / default.read_text().strip())
+            if default.is_file()
+            else None
+        )
     if small:
         sres = bench(small, None, presets, args.runs, args.threads)
         out["small"] = {"bundle": small, "rows": summarize(sres)}
@@ -404,34 +495,50 @@ def extras(rows: list[dict]) -> list[str]:
         if r["task"] != "edit":
             continue
         if "warm_total" in r:
-            lines.append(f"- {r['backend']}: warm edit (same image, another mask) "
-                         f"{r['warm_total']:.2f} s (encode {r['warm_encode']:.2f} s); known "
-                         f"tokens equal to a full re-encode: {r['reuse_agreement']:.1%}")
+            lines.append(
+                f"- {r['backend']}: warm edit (same image, another mask) "
+                f"{r['warm_total']:.2f} s (encode {r['warm_encode']:.2f} s); known "
+                f"tokens equal to a full re-encode: {r['reuse_agreement']:.1%}"
+            )
         if "region_max" in r:
-            lines.append(f"- {r['backend']}: region decode vs full decode inside the pasted "
-                         f"area: max |d| {r['region_max']} / 255, "
-                         f"mean {r['region_mean_in_mask']:.2f}; "
-                         "pixels outside the grown mask identical to the input: "
-                         f"{r['outside_identical']}")
-        lines.append(f"- {r['backend']}: median 1-min load average during its runs "
-                     f"{r['load']:.1f} (2 cores)")
+            lines.append(
+                f"- {r['backend']}: region decode vs full decode inside the pasted "
+                f"area: max |d| {r['region_max']} / 255, "
+                f"mean {r['region_mean_in_mask']:.2f}; "
+                "pixels outside the grown mask identical to the input: "
+                f"{r['outside_identical']}"
+            )
+        lines.append(
+            f"- {r['backend']}: median 1-min load average during its runs {r['load']:.1f} (2 cores)"
+        )
     return lines
 
 
 def write_markdown(path: Path, out: dict, args) -> None:
     m = out["machine"]
-    body = [BEGIN, "",
-            f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores; "
-            + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
-            f"Command: `python bench/edit_speed.py --runs {args.runs}` (bundle `{out['bundle']}`)",
-            "", table(out["rows"]), ""] + extras(out["rows"])
+    body = [
+        BEGIN,
+        "",
+        f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores; "
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+        + ".",
+        f"Command: `python bench/edit_speed.py --runs {args.runs}` (bundle `{out['bundle']}`)",
+        "",
+        table(out["rows"]),
+        "",
+    ] + extras(out["rows"])
     if "small" in out:
-        body += ["", f"Default model `{out['small']['bundle']}`:", "",
-                 table(out["small"]["rows"]), ""] + extras(out["small"]["rows"])
+        body += [
+            "",
+            f"Default model `{out['small']['bundle']}`:",
+            "",
+            table(out["small"]["rows"]),
+            "",
+        ] + extras(out["small"]["rows"])
     body += ["", END]
     text = path.read_text() if path.is_file() else ""
     if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + "\n".join(body) + text[text.index(END) + len(END):]
+        text = text[: text.index(BEGIN)] + "\n".join(body) + text[text.index(END) + len(END) :]
     else:
         text = text + "\n" + "\n".join(body) + "\n"
     path.write_text(text)

@@ -78,8 +78,9 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
     return x[..., 0] * 0.299 + x[..., 1] * 0.587 + x[..., 2] * 0.114
 
 
-def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None,
-         data_range: float = 255.0) -> float:
+def psnr(
+    a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None, data_range: float = 255.0
+) -> float:
     """PSNR in dB over all channels of the pixels where `mask` (bool [H,W]) is true."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape:
@@ -90,12 +91,12 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None,
     if d.size == 0:
         raise ValueError("empty mask")
     mse = float(d.mean())
-    return float("inf") if mse == 0 else 10.0 * np.log10(data_range ** 2 / mse)
+    return float("inf") if mse == 0 else 10.0 * np.log10(data_range**2 / mse)
 
 
 def gaussian_kernel(size: int = 11, sigma: float = 1.5) -> np.ndarray:
     x = np.arange(size, dtype=np.float64) - (size - 1) / 2
-    k = np.exp(-x ** 2 / (2 * sigma ** 2))
+    k = np.exp(-(x**2) / (2 * sigma**2))
     return k / k.sum()
 
 
@@ -105,12 +106,13 @@ def gaussian_filter(x: np.ndarray, size: int = 11, sigma: float = 1.5) -> np.nda
     r = size // 2
     h, w = x.shape
     p = np.pad(x, r, mode="reflect")
-    rows = sum(k[i] * p[i:i + h, :] for i in range(size))
-    return sum(k[i] * rows[:, i:i + w] for i in range(size))
+    rows = sum(k[i] * p[i : i + h, :] for i in range(size))
+    return sum(k[i] * rows[:, i : i + w] for i in range(size))
 
 
-def ssim_map(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, size: int = 11,
-             sigma: float = 1.5) -> np.ndarray:
+def ssim_map(
+    a: np.ndarray, b: np.ndarray, data_range: float = 255.0, size: int = 11, sigma: float = 1.5
+) -> np.ndarray:
     """float64 [H,W] SSIM map on luminance (RGB inputs are converted; 2-D inputs used as is)."""
     x, y = luminance(a), luminance(b)
     if x.shape != y.shape:
@@ -146,12 +148,11 @@ def box_mask(size: int, frac: float, rng: np.random.Generator) -> np.ndarray:
     x0 = int(rng.integers(0, size - w + 1))
     y0 = int(rng.integers(0, size - h + 1))
     m = np.zeros((size, size), bool)
-    m[y0:y0 + h, x0:x0 + w] = True
+    m[y0 : y0 + h, x0 : x0 + w] = True
     return m
 
 
-def blob_mask(size: int, frac: float, rng: np.random.Generator, harmonics: int = 5
-              ) -> np.ndarray:
+def blob_mask(size: int, frac: float, rng: np.random.Generator, harmonics: int = 5) -> np.ndarray:
     """bool [size,size]: one connected star-shaped blob (radius a random low-frequency
     function of the angle) covering `frac` of the image to within a pixel row. The centre is
     drawn so that most of the blob stays inside the image."""
@@ -227,8 +228,12 @@ def fit_centroid(x: np.ndarray, y: np.ndarray, num_classes: int):
     """Standardised-feature nearest centroid (Euclidean). Returns predict(x) -> labels."""
     st = Standardizer(x)
     z = st(x)
-    cent = np.stack([z[y == c].mean(0) if (y == c).any() else np.full(z.shape[1], np.inf)
-                     for c in range(num_classes)])
+    cent = np.stack(
+        [
+            z[y == c].mean(0) if (y == c).any() else np.full(z.shape[1], np.inf)
+            for c in range(num_classes)
+        ]
+    )
 
     def predict(q: np.ndarray) -> np.ndarray:
         d = ((st(q)[:, None, :] - cent[None]) ** 2).sum(-1)
@@ -237,8 +242,14 @@ def fit_centroid(x: np.ndarray, y: np.ndarray, num_classes: int):
     return predict
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, num_classes: int, l2: float = 1e-2,
-                 iters: int = 300, lr: float = 0.5):
+def fit_logistic(
+    x: np.ndarray,
+    y: np.ndarray,
+    num_classes: int,
+    l2: float = 1e-2,
+    iters: int = 300,
+    lr: float = 0.5,
+):
     """Multinomial logistic regression on standardised features (full-batch gradient descent,
     zero init, so deterministic). Returns predict(x) -> labels."""
     st = Standardizer(x)
@@ -272,7 +283,7 @@ def loo_accuracy(fit, x: np.ndarray, y: np.ndarray, num_classes: int) -> float:
     hits = 0
     for i in range(len(y)):
         keep = np.arange(len(y)) != i
-        hits += int(fit(x[keep], y[keep], num_classes)(x[i:i + 1])[0] == y[i])
+        hits += int(fit(x[keep], y[keep], num_classes)(x[i : i + 1])[0] == y[i])
     return hits / len(y)
 
 
@@ -280,8 +291,12 @@ def pixel_features(rgbs: list[np.ndarray]) -> np.ndarray:
     """8x8 colour thumbnail (192) + 4x4x4 joint colour histogram (64) per image."""
     out = []
     for rgb in rgbs:
-        thumb = np.asarray(Image.fromarray(rgb).resize((8, 8), Image.Resampling.BOX),
-                           np.float64).ravel() / 255
+        thumb = (
+            np.asarray(
+                Image.fromarray(rgb).resize((8, 8), Image.Resampling.BOX), np.float64
+            ).ravel()
+            / 255
+        )
         q = (rgb.reshape(-1, 3) // 64).astype(np.int64)
         hist = np.bincount(q[:, 0] * 16 + q[:, 1] * 4 + q[:, 2], minlength=64) / len(q)
         out.append(np.concatenate([thumb, hist]))
@@ -293,7 +308,7 @@ def model_features(bundle: Bundle, rgbs: list[np.ndarray], batch: int = 16) -> n
     seq = bundle.manifest.seq_len
     out = []
     for i in range(0, len(rgbs), batch):
-        x = np.stack(rgbs[i:i + batch]).astype(np.float32).transpose(0, 3, 1, 2) / 255
+        x = np.stack(rgbs[i : i + batch]).astype(np.float32).transpose(0, 3, 1, 2) / 255
         tok = bundle.encode(x).reshape(len(x), seq)
         out.append(np.asarray(bundle.features(tok), np.float64))
     return np.concatenate(out)
@@ -305,8 +320,11 @@ def model_features(bundle: Bundle, rgbs: list[np.ndarray], batch: int = 16) -> n
 def val_photos(data: Path) -> list[tuple[str, str]]:
     """(relative path, class) of every held-out photo, sorted."""
     split = json.loads((data / "split.json").read_text(encoding="utf-8"))
-    return [(rel, rel.split("/")[0]) for rel, part in sorted(split.items())
-            if str(part).lower() in ("val", "validation", "test")]
+    return [
+        (rel, rel.split("/")[0])
+        for rel, part in sorted(split.items())
+        if str(part).lower() in ("val", "validation", "test")
+    ]
 
 
 def crop(rgb: np.ndarray, size: int) -> np.ndarray:
@@ -331,25 +349,47 @@ def spread_pick(classes: list[str], n: int) -> list[int]:
 def eval_reconstruction(bundle: Bundle, imgs: list[np.ndarray]) -> dict:
     rows = []
     for i in range(0, len(imgs), 8):
-        x = np.stack(imgs[i:i + 8]).astype(np.float32).transpose(0, 3, 1, 2) / 255
+        x = np.stack(imgs[i : i + 8]).astype(np.float32).transpose(0, 3, 1, 2) / 255
         rec = bundle.decode(bundle.encode(x))
         rec = (np.clip(rec, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)
-        for a, b in zip(imgs[i:i + 8], rec, strict=True):
-            rows.append((psnr(a, b), ssim(a, b),
-                         float(np.mean([ssim(a[..., c], b[..., c]) for c in range(3)]))))
+        for a, b in zip(imgs[i : i + 8], rec, strict=True):
+            rows.append(
+                (
+                    psnr(a, b),
+                    ssim(a, b),
+                    float(np.mean([ssim(a[..., c], b[..., c]) for c in range(3)])),
+                )
+            )
     r = np.array(rows)
-    return {"n": len(rows), "psnr": r[:, 0].tolist(), "ssim_y": r[:, 1].tolist(),
-            "ssim_rgb": r[:, 2].tolist()}
+    return {
+        "n": len(rows),
+        "psnr": r[:, 0].tolist(),
+        "ssim_y": r[:, 1].tolist(),
+        "ssim_rgb": r[:, 2].tolist(),
+    }
 
 
 METHODS = ("ours", "ours_plain", "telea", "ns", "harmonic", "flat")
-METHOD_NAMES = {"ours": "ours", "ours_plain": "ours, plain paste", "telea": "Telea",
-                "ns": "NS", "harmonic": "harmonic", "flat": "flat"}
+METHOD_NAMES = {
+    "ours": "ours",
+    "ours_plain": "ours, plain paste",
+    "telea": "Telea",
+    "ns": "NS",
+    "harmonic": "harmonic",
+    "flat": "flat",
+}
 PSNR_CAP = 60.0  # a perfect fill (e.g. of a clipped, flat sky) would score infinity
 
 
-def eval_removal(bundle: Bundle, imgs: list[np.ndarray], size: int, seeds: tuple[int, ...],
-                 seed: int, sheet_rows: dict[int, tuple[str, float]], log) -> tuple[dict, list]:
+def eval_removal(
+    bundle: Bundle,
+    imgs: list[np.ndarray],
+    size: int,
+    seeds: tuple[int, ...],
+    seed: int,
+    sheet_rows: dict[int, tuple[str, float]],
+    log,
+) -> tuple[dict, list]:
     """Per (kind, frac, method): list over images of (psnr, ssim) means over decoding seeds.
     Returns the results and the sheet tiles for the images in `sheet_rows`."""
     res: dict[tuple[str, float, str], list[tuple[float, float]]] = {}
@@ -365,19 +405,25 @@ def eval_removal(bundle: Bundle, imgs: list[np.ndarray], size: int, seeds: tuple
     for i, img in enumerate(imgs):
         for kind in MASK_KINDS:
             for frac in MASK_FRACS:
-                mask = make_mask(kind, size, frac, np.random.default_rng(
-                    mask_seed(seed, i, kind, frac, size)))
+                mask = make_mask(
+                    kind, size, frac, np.random.default_rng(mask_seed(seed, i, kind, frac, size))
+                )
                 # one connected mask: one context square, exactly what edit_image does
                 plan = plan_or_raise(bundle.manifest, img, mask, settings)
                 out = run_to_end(run(bundle, Edit(img, plan), settings))
                 # the same tokens, pasted without the gradient-domain blend (ablation)
-                out_plain = [paste_all(img, [p]) for p in compose_fill(
-                    bundle, out.fill, decode_images(bundle, out.tokens), plain)]
+                out_plain = [
+                    paste_all(img, [p])
+                    for p in compose_fill(
+                        bundle, out.fill, decode_images(bundle, out.tokens), plain
+                    )
+                ]
                 ours = [score(o, img, mask) for o in out.images]
                 outside.append(np.mean([min(psnr(img, o, ~mask), 99.0) for o in out.images]))
                 res.setdefault((kind, frac, "ours"), []).append(tuple(np.mean(ours, 0)))
                 res.setdefault((kind, frac, "ours_plain"), []).append(
-                    tuple(np.mean([score(o, img, mask) for o in out_plain], 0)))
+                    tuple(np.mean([score(o, img, mask) for o in out_plain], 0))
+                )
                 per_seed.setdefault((kind, frac), []).append([p for p, _ in ours])
                 fills = {m: cv2_inpaint(img, mask, m) for m in ("telea", "ns")}
                 fills["harmonic"] = harmonic_fill(img, mask)
@@ -385,28 +431,53 @@ def eval_removal(bundle: Bundle, imgs: list[np.ndarray], size: int, seeds: tuple
                 for m, f in fills.items():
                     res.setdefault((kind, frac, m), []).append(score(f, img, mask))
                 if sheet_rows.get(i) == (kind, frac):
-                    sheet.append((i, {"input": img, "mask": mask, "telea": fills["telea"],
-                                      "ns": fills["ns"], "harmonic": fills["harmonic"],
-                                      "plain": out_plain[0], "ours": list(out.images),
-                                      "label": f"{kind} {int(frac * 100)}%"}))
-        log(f"  removal {size}px: image {i + 1}/{len(imgs)} "
-            f"({time.perf_counter() - t0:.0f} s)")
-    return {"metrics": res, "per_seed_psnr": per_seed, "outside_psnr": outside,
-            "seconds": time.perf_counter() - t0}, sheet
+                    sheet.append(
+                        (
+                            i,
+                            {
+                                "input": img,
+                                "mask": mask,
+                                "telea": fills["telea"],
+                                "ns": fills["ns"],
+                                "harmonic": fills["harmonic"],
+                                "plain": out_plain[0],
+                                "ours": list(out.images),
+                                "label": f"{kind} {int(frac * 100)}%",
+                            },
+                        )
+                    )
+        log(f"  removal {size}px: image {i + 1}/{len(imgs)} ({time.perf_counter() - t0:.0f} s)")
+    return {
+        "metrics": res,
+        "per_seed_psnr": per_seed,
+        "outside_psnr": outside,
+        "seconds": time.perf_counter() - t0,
+    }, sheet
 
 
-def eval_classes(bundle: Bundle, val_imgs: list[np.ndarray], val_labels: np.ndarray,
-                 all_imgs: list[np.ndarray], all_labels: np.ndarray, all_val: np.ndarray,
-                 names: list[str], samples: int, seed: int, guidance: float, log,
-                 cache: dict | None = None) -> dict:
+def eval_classes(
+    bundle: Bundle,
+    val_imgs: list[np.ndarray],
+    val_labels: np.ndarray,
+    all_imgs: list[np.ndarray],
+    all_labels: np.ndarray,
+    all_val: np.ndarray,
+    names: list[str],
+    samples: int,
+    seed: int,
+    guidance: float,
+    log,
+    cache: dict | None = None,
+) -> dict:
     """Generate `samples` per evaluated class; judge them with classifiers fit on real photos."""
     k = len(names)
     gen_imgs, gen_labels = [], []
     t0 = time.perf_counter()
     for c, name in enumerate(names):
         seeds = tuple(seed * 100_000 + c * 1000 + j for j in range(samples))
-        out = run_to_end(run(bundle, Generate(), Settings(seeds=seeds, class_name=name,
-                                                          guidance=guidance)))
+        out = run_to_end(
+            run(bundle, Generate(), Settings(seeds=seeds, class_name=name, guidance=guidance))
+        )
         gen_imgs += [np.asarray(im) for im in out.images]
         gen_labels += [c] * samples
         log(f"  samples: class {name} done ({time.perf_counter() - t0:.0f} s)")
@@ -424,20 +495,31 @@ def eval_classes(bundle: Bundle, val_imgs: list[np.ndarray], val_labels: np.ndar
     rows = []
     for fname, (fv, fa, fg) in feats.items():
         for cname, fit in CLASSIFIERS.items():
-            row = {"features": fname, "classifier": cname,
-                   "real_val_loo": loo_accuracy(fit, fv, val_labels, k)}
+            row = {
+                "features": fname,
+                "classifier": cname,
+                "real_val_loo": loo_accuracy(fit, fv, val_labels, k),
+            }
             train = ~all_val
-            row["real_train_to_val"] = float(np.mean(
-                fit(fa[train], all_labels[train], k)(fa[all_val]) == all_labels[all_val]))
+            row["real_train_to_val"] = float(
+                np.mean(fit(fa[train], all_labels[train], k)(fa[all_val]) == all_labels[all_val])
+            )
             pred_v = fit(fv, val_labels, k)(fg)
             pred_a = fit(fa, all_labels, k)(fg)
             row["gen_judge_val"] = float(np.mean(pred_v == gen_labels))
             row["gen_judge_all"] = float(np.mean(pred_a == gen_labels))
-            row["gen_per_class_all"] = [float(np.mean(pred_a[gen_labels == c] == c))
-                                        for c in range(k)]
+            row["gen_per_class_all"] = [
+                float(np.mean(pred_a[gen_labels == c] == c)) for c in range(k)
+            ]
             rows.append(row)
-    return {"rows": rows, "gen_imgs": gen_imgs, "gen_labels": gen_labels,
-            "chance": 1 / k, "gen_seconds": gen_seconds, "guidance": guidance}
+    return {
+        "rows": rows,
+        "gen_imgs": gen_imgs,
+        "gen_labels": gen_labels,
+        "chance": 1 / k,
+        "gen_seconds": gen_seconds,
+        "guidance": guidance,
+    }
 
 
 # -- sheets -------------------------------------------------------------------------------------
@@ -458,16 +540,23 @@ def show_mask(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def removal_sheet(rows: list[dict], tile: int, path: Path, seeds) -> None:
-    cols = (["input", "mask", "Telea", "Navier-Stokes", "harmonic", f"plain seed {seeds[0]}"]
-            + [f"ours seed {s}" for s in seeds])
+    cols = ["input", "mask", "Telea", "Navier-Stokes", "harmonic", f"plain seed {seeds[0]}"] + [
+        f"ours seed {s}" for s in seeds
+    ]
     head = 18
     sheet = Image.new("RGB", (tile * len(cols), head + tile * len(rows)), (255, 255, 255))
     d = ImageDraw.Draw(sheet)
     for j, c in enumerate(cols):
         d.text((j * tile + 4, 3), c, fill=(0, 0, 0))
     for i, r in enumerate(rows):
-        tiles = [r["input"], show_mask(r["input"], r["mask"]), r["telea"], r["ns"],
-                 r["harmonic"], r["plain"]] + r["ours"]
+        tiles = [
+            r["input"],
+            show_mask(r["input"], r["mask"]),
+            r["telea"],
+            r["ns"],
+            r["harmonic"],
+            r["plain"],
+        ] + r["ours"]
         for j, t in enumerate(tiles):
             im = Image.fromarray(t)
             if im.size != (tile, tile):
@@ -478,13 +567,15 @@ def removal_sheet(rows: list[dict], tile: int, path: Path, seeds) -> None:
     sheet.save(path, optimize=True)
 
 
-def class_sheet(names, real: dict[int, np.ndarray], gen_imgs, gen_labels, per_row: int,
-                path: Path) -> None:
+def class_sheet(
+    names, real: dict[int, np.ndarray], gen_imgs, gen_labels, per_row: int, path: Path
+) -> None:
     size = gen_imgs[0].shape[0]
     tile = max(size, 96)
     label_w = 90
-    sheet = Image.new("RGB", (label_w + tile * (per_row + 1) + 6, tile * len(names)),
-                      (255, 255, 255))
+    sheet = Image.new(
+        "RGB", (label_w + tile * (per_row + 1) + 6, tile * len(names)), (255, 255, 255)
+    )
     d = ImageDraw.Draw(sheet)
     for c, name in enumerate(names):
         y = c * tile
@@ -530,11 +621,16 @@ def removal_table(r: dict, size: int) -> list[str]:
     """Two tables: in-mask PSNR (with win rates) and in-mask SSIM, one row per mask kind/size."""
     m = r["metrics"]
     names = [METHOD_NAMES[x] for x in METHODS]
-    psnr_rows = ["| mask | " + " | ".join(f"{n} PSNR" for n in names)
-                 + " | ours > Telea | ours > harmonic |",
-                 "|---|" + "---|" * (len(METHODS) + 2)]
-    ssim_rows = ["| mask | " + " | ".join(f"{n} SSIM" for n in names) + " |",
-                 "|---|" + "---|" * len(METHODS)]
+    psnr_rows = [
+        "| mask | "
+        + " | ".join(f"{n} PSNR" for n in names)
+        + " | ours > Telea | ours > harmonic |",
+        "|---|" + "---|" * (len(METHODS) + 2),
+    ]
+    ssim_rows = [
+        "| mask | " + " | ".join(f"{n} SSIM" for n in names) + " |",
+        "|---|" + "---|" * len(METHODS),
+    ]
 
     def wins(cells: dict, other: str) -> str:
         return f"{100 * np.mean(cells['ours'][:, 0] > cells[other][:, 0]):.0f}%"
@@ -543,17 +639,26 @@ def removal_table(r: dict, size: int) -> list[str]:
         for frac in MASK_FRACS:
             cells = {meth: np.array(m[(kind, frac, meth)]) for meth in METHODS}
             label = f"{kind} {int(frac * 100)}%"
-            psnr_rows.append(f"| {label} | " + " | ".join(_ms(cells[x][:, 0]) for x in METHODS)
-                             + f" | {wins(cells, 'telea')} | {wins(cells, 'harmonic')} |")
-            ssim_rows.append(f"| {label} | "
-                             + " | ".join(f"{cells[x][:, 1].mean():.3f}" for x in METHODS) + " |")
-    allm = {meth: np.concatenate([np.array(m[(k, f, meth)]) for k in MASK_KINDS
-                                  for f in MASK_FRACS]) for meth in METHODS}
-    psnr_rows.append("| **all** | "
-                     + " | ".join(f"**{allm[x][:, 0].mean():.2f}**" for x in METHODS)
-                     + f" | **{wins(allm, 'telea')}** | **{wins(allm, 'harmonic')}** |")
-    ssim_rows.append("| **all** | "
-                     + " | ".join(f"**{allm[x][:, 1].mean():.3f}**" for x in METHODS) + " |")
+            psnr_rows.append(
+                f"| {label} | "
+                + " | ".join(_ms(cells[x][:, 0]) for x in METHODS)
+                + f" | {wins(cells, 'telea')} | {wins(cells, 'harmonic')} |"
+            )
+            ssim_rows.append(
+                f"| {label} | " + " | ".join(f"{cells[x][:, 1].mean():.3f}" for x in METHODS) + " |"
+            )
+    allm = {
+        meth: np.concatenate([np.array(m[(k, f, meth)]) for k in MASK_KINDS for f in MASK_FRACS])
+        for meth in METHODS
+    }
+    psnr_rows.append(
+        "| **all** | "
+        + " | ".join(f"**{allm[x][:, 0].mean():.2f}**" for x in METHODS)
+        + f" | **{wins(allm, 'telea')}** | **{wins(allm, 'harmonic')}** |"
+    )
+    ssim_rows.append(
+        "| **all** | " + " | ".join(f"**{allm[x][:, 1].mean():.3f}**" for x in METHODS) + " |"
+    )
     return psnr_rows + [""] + ssim_rows
 
 
@@ -572,17 +677,31 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "model-quality.md")
     ap.add_argument("--data", type=Path, default=REPO / "data" / "photos")
     ap.add_argument("--max-images", type=int, default=0, help="0 = every val photo")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
-                    help="decoding seeds per edit")
+    ap.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="decoding seeds per edit"
+    )
     ap.add_argument("--samples", type=int, default=16, help="generated samples per class")
-    ap.add_argument("--guidance", type=float, nargs="+", default=[0.0, 3.0],
-                    help="classifier-free guidance values for the class samples")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[0, 256],
-                    help="removal crop sizes; 0 = the bundle's image size")
+    ap.add_argument(
+        "--guidance",
+        type=float,
+        nargs="+",
+        default=[0.0, 3.0],
+        help="classifier-free guidance values for the class samples",
+    )
+    ap.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[0, 256],
+        help="removal crop sizes; 0 = the bundle's image size",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
-    ap.add_argument("--dry-run-note", default="",
-                    help="a line printed at the top of the report (e.g. for a dev bundle)")
+    ap.add_argument(
+        "--dry-run-note",
+        default="",
+        help="a line printed at the top of the report (e.g. for a dev bundle)",
+    )
     ap.add_argument("--json", type=Path, help="also write the numbers here")
     args = ap.parse_args(argv)
 
@@ -609,18 +728,25 @@ def main(argv=None) -> int:
     raw = [load_image(args.data / rel).rgb for rel, _ in photos]
     classes = [c for _, c in photos]
     imgs = [crop(r, size) for r in raw]
-    log(f"bundle {man.name}: {size}px, grid {man.grid}, codebook {man.codebook_size}, "
-        f"classes {man.class_names}; {len(imgs)} val photos")
+    log(
+        f"bundle {man.name}: {size}px, grid {man.grid}, codebook {man.codebook_size}, "
+        f"classes {man.class_names}; {len(imgs)} val photos"
+    )
 
     # 1. reconstruction
     rec = eval_reconstruction(bundle, imgs)
-    log(f"reconstruction: PSNR {np.mean(rec['psnr']):.2f} dB, SSIM-Y "
-        f"{np.mean(rec['ssim_y']):.3f}")
+    log(f"reconstruction: PSNR {np.mean(rec['psnr']):.2f} dB, SSIM-Y {np.mean(rec['ssim_y']):.3f}")
 
     # 2. removal (+ sheets)
     sheet_idx = spread_pick(classes, 6)
-    specs = [("blob", 0.15), ("box", 0.15), ("blob", 0.30), ("box", 0.30), ("blob", 0.05),
-             ("box", 0.05)]
+    specs = [
+        ("blob", 0.15),
+        ("box", 0.15),
+        ("blob", 0.30),
+        ("box", 0.30),
+        ("blob", 0.05),
+        ("box", 0.05),
+    ]
     sheet_rows = {i: specs[n % len(specs)] for n, i in enumerate(sheet_idx)}
     removal, sheets = {}, {}
     sizes = [s or size for s in args.sizes]
@@ -630,8 +756,9 @@ def main(argv=None) -> int:
         by_image = dict(tiles)
         tiles_sorted = [by_image[i] for i in sheet_idx if i in by_image]
         name = "removal-sheet.png" if s == size else f"removal-sheet-{s}.png"
-        removal_sheet(tiles_sorted if s == size else tiles_sorted[:4], max(256, s),
-                      docs / name, seeds)
+        removal_sheet(
+            tiles_sorted if s == size else tiles_sorted[:4], max(256, s), docs / name, seeds
+        )
         sheets[s] = name
         log(f"removal at {s}px: {summary(removal[s])}")
 
@@ -649,26 +776,57 @@ def main(argv=None) -> int:
             val_labels = np.array([names.index(classes[i]) for i in val_sel])
             all_imgs = [crop(load_image(args.data / rel).rgb, size) for rel in all_rel]
             all_labels = np.array([names.index(rel.split("/")[0]) for rel in all_rel])
-            all_val = np.array([str(all_split[rel]).lower() in ("val", "validation", "test")
-                                for rel in all_rel])
+            all_val = np.array(
+                [str(all_split[rel]).lower() in ("val", "validation", "test") for rel in all_rel]
+            )
             cache: dict = {}
             for g in args.guidance:
-                cls_runs.append(eval_classes(bundle, val_imgs, val_labels, all_imgs,
-                                             all_labels, all_val, names, args.samples,
-                                             args.seed, g, log, cache))
-            cls = {"names": names, "n_val": len(val_imgs), "n_all": len(all_imgs),
-                   "skipped": [c for c in man.class_names if c not in data_classes]}
+                cls_runs.append(
+                    eval_classes(
+                        bundle,
+                        val_imgs,
+                        val_labels,
+                        all_imgs,
+                        all_labels,
+                        all_val,
+                        names,
+                        args.samples,
+                        args.seed,
+                        g,
+                        log,
+                        cache,
+                    )
+                )
+            cls = {
+                "names": names,
+                "n_val": len(val_imgs),
+                "n_all": len(all_imgs),
+                "skipped": [c for c in man.class_names if c not in data_classes],
+            }
             real = {}
             for i in val_sel:
                 real.setdefault(names.index(classes[i]), imgs[i])
             for r in cls_runs:
                 r["sheet"] = class_sheet_name(r["guidance"], args.guidance[0])
-                class_sheet(names, real, r["gen_imgs"], r["gen_labels"], min(8, args.samples),
-                            docs / r["sheet"])
-            log("class samples: " + "; ".join(
-                f"g={r['guidance']:g} " + ", ".join(
-                    f"{x['features'][:5]}/{x['classifier'][:5]} {x['gen_judge_all']:.2f}"
-                    for x in r["rows"]) for r in cls_runs))
+                class_sheet(
+                    names,
+                    real,
+                    r["gen_imgs"],
+                    r["gen_labels"],
+                    min(8, args.samples),
+                    docs / r["sheet"],
+                )
+            log(
+                "class samples: "
+                + "; ".join(
+                    f"g={r['guidance']:g} "
+                    + ", ".join(
+                        f"{x['features'][:5]}/{x['classifier'][:5]} {x['gen_judge_all']:.2f}"
+                        for x in r["rows"]
+                    )
+                    for r in cls_runs
+                )
+            )
 
     total = time.perf_counter() - t_start
     try:
@@ -678,23 +836,34 @@ def main(argv=None) -> int:
     if now != files_at_start:
         args.dry_run_note = ((args.dry_run_note + " ") if args.dry_run_note else "") + (
             "WARNING: the bundle's files changed on disk during this run; the numbers come from "
-            "the files loaded at the start. Re-run.")
+            "the files loaded at the start. Re-run."
+        )
         log(args.dry_run_note)
-    write_report(out_md, args, bundle, photos, rec, removal, sheets, seeds, cls, cls_runs,
-                 total)
+    write_report(out_md, args, bundle, photos, rec, removal, sheets, seeds, cls, cls_runs, total)
     if args.json:
-        args.json.write_text(json.dumps({
-            "model": man.name, "reconstruction": {k: (float(np.mean(v)) if k != "n" else v)
-                                                  for k, v in rec.items()},
-            "removal": {str(s): summary(r) for s, r in removal.items()},
-            "classes": [{"guidance": r["guidance"], "chance": r["chance"],
-                         "rows": r["rows"]} for r in cls_runs]}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "model": man.name,
+                    "reconstruction": {
+                        k: (float(np.mean(v)) if k != "n" else v) for k, v in rec.items()
+                    },
+                    "removal": {str(s): summary(r) for s, r in removal.items()},
+                    "classes": [
+                        {"guidance": r["guidance"], "chance": r["chance"], "rows": r["rows"]}
+                        for r in cls_runs
+                    ],
+                },
+                indent=2,
+            )
+        )
     log(f"wrote {out_md} ({total:.0f} s)")
     return 0
 
 
-def write_report(path: Path, args, bundle, photos, rec, removal, sheets, seeds, cls, cls_runs,
-                 total) -> None:
+def write_report(
+    path: Path, args, bundle, photos, rec, removal, sheets, seeds, cls, cls_runs, total
+) -> None:
     man = bundle.manifest
     size = man.image_size
     per_class = {}
@@ -703,71 +872,97 @@ def write_report(path: Path, args, bundle, photos, rec, removal, sheets, seeds, 
     L = ["# Model quality", ""]
     if args.dry_run_note:
         L += [f"> **{args.dry_run_note}**", ""]
-    L += ["Produced by `python bench/eval_quality.py"
-          + (f" --model {args.model}" if args.model else "") + "`; every number below comes "
-          "from that run. Re-run it after retraining.", "",
-          f"* model: **{man.name}** (`{bundle.path}`), {size} px, grid "
-          f"{man.grid[0]}x{man.grid[1]}, codebook {man.codebook_size}, "
-          + (f"{len(man.class_names)} classes" if man.class_conditional else "unconditional")
-          + f", decoding defaults {man.decoding}",
-          f"* data: {len(photos)} held-out photos (split.json \"val\", never used in training) "
-          f"from `{args.data.relative_to(REPO) if args.data.is_relative_to(REPO) else args.data}`"
-          f": " + ", ".join(f"{c} {n}" for c, n in sorted(per_class.items())),
-          f"* date {datetime.date.today().isoformat()}; machine: {machine()}; onnxruntime on "
-          f"{bundle.device}; whole run {total / 60:.1f} min",
-          f"* seeds: masks seeded by (seed {args.seed}, image, kind, size); decoding seeds "
-          f"{list(seeds)}; sample seeds fixed per class", ""]
+    L += [
+        "Produced by `python bench/eval_quality.py"
+        + (f" --model {args.model}" if args.model else "")
+        + "`; every number below comes "
+        "from that run. Re-run it after retraining.",
+        "",
+        f"* model: **{man.name}** (`{bundle.path}`), {size} px, grid "
+        f"{man.grid[0]}x{man.grid[1]}, codebook {man.codebook_size}, "
+        + (f"{len(man.class_names)} classes" if man.class_conditional else "unconditional")
+        + f", decoding defaults {man.decoding}",
+        f'* data: {len(photos)} held-out photos (split.json "val", never used in training) '
+        f"from `{args.data.relative_to(REPO) if args.data.is_relative_to(REPO) else args.data}`"
+        f": " + ", ".join(f"{c} {n}" for c, n in sorted(per_class.items())),
+        f"* date {datetime.date.today().isoformat()}; machine: {machine()}; onnxruntime on "
+        f"{bundle.device}; whole run {total / 60:.1f} min",
+        f"* seeds: masks seeded by (seed {args.seed}, image, kind, size); decoding seeds "
+        f"{list(seeds)}; sample seeds fixed per class",
+        "",
+    ]
 
-    L += ["## 1. Tokenizer reconstruction", "",
-          f"Encode + decode of the {rec['n']} held-out photos at {size} px (centre crop). "
-          "PSNR over RGB; SSIM on luminance (Gaussian 11, sigma 1.5) and, for reference, the "
-          "mean of per-channel SSIM. Mean ± standard error over images; goal ≥ 24 dB.", "",
-          "| metric | mean ± s.e. | min | median | max |", "|---|---|---|---|---|"]
-    for key, label in (("psnr", "PSNR (dB)"), ("ssim_y", "SSIM (luminance)"),
-                       ("ssim_rgb", "SSIM (per-channel mean)")):
+    L += [
+        "## 1. Tokenizer reconstruction",
+        "",
+        f"Encode + decode of the {rec['n']} held-out photos at {size} px (centre crop). "
+        "PSNR over RGB; SSIM on luminance (Gaussian 11, sigma 1.5) and, for reference, the "
+        "mean of per-channel SSIM. Mean ± standard error over images; goal ≥ 24 dB.",
+        "",
+        "| metric | mean ± s.e. | min | median | max |",
+        "|---|---|---|---|---|",
+    ]
+    for key, label in (
+        ("psnr", "PSNR (dB)"),
+        ("ssim_y", "SSIM (luminance)"),
+        ("ssim_rgb", "SSIM (per-channel mean)"),
+    ):
         v = np.array(rec[key])
         L.append(f"| {label} | {_ms(v)} | {v.min():.2f} | {np.median(v):.2f} | {v.max():.2f} |")
     goal = np.mean(rec["psnr"]) >= 24
-    L += ["", f"Goal ≥ 24 dB: **{'met' if goal else 'not met'}** "
-          f"({np.mean(rec['psnr']):.2f} dB).", ""]
+    L += [
+        "",
+        f"Goal ≥ 24 dB: **{'met' if goal else 'not met'}** ({np.mean(rec['psnr']):.2f} dB).",
+        "",
+    ]
 
     n_img = len(photos)
-    L += ["## 2. Object removal", "",
-          f"For each held-out photo, {len(MASK_KINDS)} mask kinds × {len(MASK_FRACS)} sizes "
-          f"({', '.join(f'{int(f * 100)}%' for f in MASK_FRACS)} of the image area): *box* = one "
-          "rectangle, aspect 1:2..2:1, anywhere in the image; *blob* = one connected star-shaped "
-          "blob with a wavy outline. The masked pixels are the ground truth to recover.",
-          "",
-          f"* **ours**: the editor's removal with default settings (ring 1, context 2, the "
-          f"manifest's steps/temperature, colour matching and seamless gradient-domain "
-          f"blending), seeds {list(seeds)}; the metric is computed per seed and averaged over "
-          "seeds.",
-          "* **ours, plain paste** (ablation): the same tokens decoded and pasted with only the "
-          "feathered edge (`--no-seamless`), i.e. what the model's fill is worth on its own.",
-          "* **Telea**, **NS**: `cv2.inpaint` (radius 3) with `INPAINT_TELEA` / `INPAINT_NS`.",
-          "* **harmonic** (no model): the hole filled by solving Laplace's equation with the "
-          "hole's border as boundary values, the smoothest fill there is; since the seamless "
-          "blend adds exactly such a membrane to our fill, ours beats it only where the model's "
-          "content is better than smoothness.",
-          "* **flat**: the hole filled with the mean colour of a 3 px band around it "
-          "(a floor that any method should beat).",
-          "",
-          "PSNR and SSIM are computed *inside the mask only*: PSNR over the masked pixels; SSIM "
-          "is the mean of the luminance SSIM map over the masked pixels. PSNR cells are mean ± "
-          f"standard error over the {n_img} images (a perfect fill is capped at "
-          f"{PSNR_CAP:.0f} dB); the last columns are the share of images where ours (seed-mean) "
-          "has a higher in-mask PSNR than Telea / than the harmonic fill.", ""]
+    L += [
+        "## 2. Object removal",
+        "",
+        f"For each held-out photo, {len(MASK_KINDS)} mask kinds × {len(MASK_FRACS)} sizes "
+        f"({', '.join(f'{int(f * 100)}%' for f in MASK_FRACS)} of the image area): *box* = one "
+        "rectangle, aspect 1:2..2:1, anywhere in the image; *blob* = one connected star-shaped "
+        "blob with a wavy outline. The masked pixels are the ground truth to recover.",
+        "",
+        f"* **ours**: the editor's removal with default settings (ring 1, context 2, the "
+        f"manifest's steps/temperature, colour matching and seamless gradient-domain "
+        f"blending), seeds {list(seeds)}; the metric is computed per seed and averaged over "
+        "seeds.",
+        "* **ours, plain paste** (ablation): the same tokens decoded and pasted with only the "
+        "feathered edge (`--no-seamless`), i.e. what the model's fill is worth on its own.",
+        "* **Telea**, **NS**: `cv2.inpaint` (radius 3) with `INPAINT_TELEA` / `INPAINT_NS`.",
+        "* **harmonic** (no model): the hole filled by solving Laplace's equation with the "
+        "hole's border as boundary values, the smoothest fill there is; since the seamless "
+        "blend adds exactly such a membrane to our fill, ours beats it only where the model's "
+        "content is better than smoothness.",
+        "* **flat**: the hole filled with the mean colour of a 3 px band around it "
+        "(a floor that any method should beat).",
+        "",
+        "PSNR and SSIM are computed *inside the mask only*: PSNR over the masked pixels; SSIM "
+        "is the mean of the luminance SSIM map over the masked pixels. PSNR cells are mean ± "
+        f"standard error over the {n_img} images (a perfect fill is capped at "
+        f"{PSNR_CAP:.0f} dB); the last columns are the share of images where ours (seed-mean) "
+        "has a higher in-mask PSNR than Telea / than the harmonic fill.",
+        "",
+    ]
     for s, r in removal.items():
-        how = ("the model's own size: the context square is cut at model resolution"
-               if s == size else
-               f"{s} px crops: the edit cuts a context square around the mask (2× its bounding "
-               f"box, at least {size} px), resizes it to {size} px, and pastes the result back "
-               "resized, so large masks go through a down/up-scale")
-        L += [f"### {s} px ({how})", "",
-              f"{n_img} images × {len(MASK_KINDS) * len(MASK_FRACS)} masks × {len(seeds)} seeds "
-              f"= {n_img * len(MASK_KINDS) * len(MASK_FRACS) * len(seeds)} edits in "
-              f"{r['seconds']:.0f} s ({r['seconds'] / (n_img * 6):.2f} s per mask, all seeds in "
-              "one batch).", ""]
+        how = (
+            "the model's own size: the context square is cut at model resolution"
+            if s == size
+            else f"{s} px crops: the edit cuts a context square around the mask (2× its bounding "
+            f"box, at least {size} px), resizes it to {size} px, and pastes the result back "
+            "resized, so large masks go through a down/up-scale"
+        )
+        L += [
+            f"### {s} px ({how})",
+            "",
+            f"{n_img} images × {len(MASK_KINDS) * len(MASK_FRACS)} masks × {len(seeds)} seeds "
+            f"= {n_img * len(MASK_KINDS) * len(MASK_FRACS) * len(seeds)} edits in "
+            f"{r['seconds']:.0f} s ({r['seconds'] / (n_img * 6):.2f} s per mask, all seeds in "
+            "one batch).",
+            "",
+        ]
         L += removal_table(r, s)
         best = []
         for kind in MASK_KINDS:
@@ -775,69 +970,111 @@ def write_report(path: Path, args, bundle, photos, rec, removal, sheets, seeds, 
                 ps = np.array(r["per_seed_psnr"][(kind, frac)])
                 best.append(ps.max(1).mean() - ps.mean(1).mean())
         out_p = np.array(r["outside_psnr"])
-        L += ["", "Outside the mask the OpenCV fills leave every pixel unchanged. Ours "
-              "regenerates every token the mask touches plus a one-token ring, but the blend "
-              "keeps the input outside the hole and pastes the masked area with a feathered "
-              "edge, so outside the mask pixels change only in that edge band, and only by "
-              "resampling when the context square is resized to the model size and back (not "
-              "scored above): PSNR of ours vs the input over all pixels outside the mask = "
-              f"{np.mean(out_p):.1f} dB (min {out_p.min():.1f}; 99 = identical)."]
-        L += ["", f"Best-of-{len(seeds)}-seeds in-mask PSNR is on average "
-              f"{np.mean(best):.2f} dB above the seed mean.", ""]
-    L += ["### Sheets", "",
-          f"`docs/{sheets[size]}` ({size} px, tiles shown 2× with nearest-neighbour "
-          "upscaling): rows = held-out photos of different classes, each with one mask "
-          "(the label on the mask tile); columns = input, mask (magenta), Telea, "
-          f"Navier-Stokes, harmonic, ours without the seamless blend (seed {seeds[0]}), "
-          f"ours for seeds {list(seeds)}.", "", f"![removal sheet]({sheets[size]})", ""]
+        L += [
+            "",
+            "Outside the mask the OpenCV fills leave every pixel unchanged. Ours "
+            "regenerates every token the mask touches plus a one-token ring, but the blend "
+            "keeps the input outside the hole and pastes the masked area with a feathered "
+            "edge, so outside the mask pixels change only in that edge band, and only by "
+            "resampling when the context square is resized to the model size and back (not "
+            "scored above): PSNR of ours vs the input over all pixels outside the mask = "
+            f"{np.mean(out_p):.1f} dB (min {out_p.min():.1f}; 99 = identical).",
+        ]
+        L += [
+            "",
+            f"Best-of-{len(seeds)}-seeds in-mask PSNR is on average "
+            f"{np.mean(best):.2f} dB above the seed mean.",
+            "",
+        ]
+    L += [
+        "### Sheets",
+        "",
+        f"`docs/{sheets[size]}` ({size} px, tiles shown 2× with nearest-neighbour "
+        "upscaling): rows = held-out photos of different classes, each with one mask "
+        "(the label on the mask tile); columns = input, mask (magenta), Telea, "
+        f"Navier-Stokes, harmonic, ours without the seamless blend (seed {seeds[0]}), "
+        f"ours for seeds {list(seeds)}.",
+        "",
+        f"![removal sheet]({sheets[size]})",
+        "",
+    ]
     for s, name in sheets.items():
         if s != size:
-            L += [f"`docs/{name}`: the first four rows on {s} px crops (own masks).", "",
-                  f"![removal sheet {s}px]({name})", ""]
+            L += [
+                f"`docs/{name}`: the first four rows on {s} px crops (own masks).",
+                "",
+                f"![removal sheet {s}px]({name})",
+                "",
+            ]
     L += ["<!-- OBSERVATIONS -->", "<!-- /OBSERVATIONS -->", ""]
 
     L += ["## 3. Class-conditional samples", ""]
     if not cls_runs:
         L += ["The model is unconditional or none of its classes is a data class; skipped.", ""]
     else:
-        L += [f"{args.samples} samples per class for {len(cls['names'])} classes "
-              f"({', '.join(cls['names'])}) with `run(bundle, Generate())` "
-              "(default steps/temperature)"
-              + (f"; model classes without real photos, not judged: {', '.join(cls['skipped'])}"
-                 if cls["skipped"] else "") + ".", "",
-              "Judges: standardised features + nearest centroid, or + multinomial logistic "
-              "regression (L2 0.01, numpy gradient descent). Two feature sets: *model features* "
-              "(the bundle's features.onnx on the tokens of the image; generated samples are "
-              "decoded to pixels and re-encoded, the same path as real photos) and *pixels* "
-              "(8×8 colour thumbnail + 4×4×4 colour histogram, 256 numbers). Each judge is fit "
-              f"(a) on the {cls['n_val']} held-out photos only (its leave-one-out accuracy on them "
-              f"is shown), and (b) on all {cls['n_all']} photos of those classes (its accuracy "
-              "when fit on the train split and scored on the held-out photos is shown). Note the "
-              "model was trained on the train split, so judge (b) has seen the generator's "
-              "training photos: it measures 'looks like its class', not novelty.", ""]
+        L += [
+            f"{args.samples} samples per class for {len(cls['names'])} classes "
+            f"({', '.join(cls['names'])}) with `run(bundle, Generate())` "
+            "(default steps/temperature)"
+            + (
+                f"; model classes without real photos, not judged: {', '.join(cls['skipped'])}"
+                if cls["skipped"]
+                else ""
+            )
+            + ".",
+            "",
+            "Judges: standardised features + nearest centroid, or + multinomial logistic "
+            "regression (L2 0.01, numpy gradient descent). Two feature sets: *model features* "
+            "(the bundle's features.onnx on the tokens of the image; generated samples are "
+            "decoded to pixels and re-encoded, the same path as real photos) and *pixels* "
+            "(8×8 colour thumbnail + 4×4×4 colour histogram, 256 numbers). Each judge is fit "
+            f"(a) on the {cls['n_val']} held-out photos only (its leave-one-out accuracy on them "
+            f"is shown), and (b) on all {cls['n_all']} photos of those classes (its accuracy "
+            "when fit on the train split and scored on the held-out photos is shown). Note the "
+            "model was trained on the train split, so judge (b) has seen the generator's "
+            "training photos: it measures 'looks like its class', not novelty.",
+            "",
+        ]
         for r in cls_runs:
-            L += [f"Guidance {r['guidance']:g}; chance = 1/{len(cls['names'])} = "
-                  f"{100 * r['chance']:.1f}%. Generation took {r['gen_seconds']:.0f} s.", "",
-                  "| features | judge | real: LOO on val | real: train→val | **samples "
-                  "recognised** (judge fit on val) | **samples recognised** (judge fit on all) |",
-                  "|---|---|---|---|---|---|"]
+            L += [
+                f"Guidance {r['guidance']:g}; chance = 1/{len(cls['names'])} = "
+                f"{100 * r['chance']:.1f}%. Generation took {r['gen_seconds']:.0f} s.",
+                "",
+                "| features | judge | real: LOO on val | real: train→val | **samples "
+                "recognised** (judge fit on val) | **samples recognised** (judge fit on all) |",
+                "|---|---|---|---|---|---|",
+            ]
             for x in r["rows"]:
-                L.append(f"| {x['features']} | {x['classifier']} | "
-                         f"{100 * x['real_val_loo']:.0f}% | {100 * x['real_train_to_val']:.0f}% "
-                         f"| {100 * x['gen_judge_val']:.0f}% | {100 * x['gen_judge_all']:.0f}% |")
-            L += ["", "Per class, samples recognised by the judges fit on all real photos:", "",
-                  "| class | " + " | ".join(f"{x['features'].split()[0]} / {x['classifier']}"
-                                           for x in r["rows"]) + " |",
-                  "|---|" + "---|" * len(r["rows"])]
+                L.append(
+                    f"| {x['features']} | {x['classifier']} | "
+                    f"{100 * x['real_val_loo']:.0f}% | {100 * x['real_train_to_val']:.0f}% "
+                    f"| {100 * x['gen_judge_val']:.0f}% | {100 * x['gen_judge_all']:.0f}% |"
+                )
+            L += [
+                "",
+                "Per class, samples recognised by the judges fit on all real photos:",
+                "",
+                "| class | "
+                + " | ".join(f"{x['features'].split()[0]} / {x['classifier']}" for x in r["rows"])
+                + " |",
+                "|---|" + "---|" * len(r["rows"]),
+            ]
             for c, name in enumerate(cls["names"]):
-                L.append(f"| {name} | " + " | ".join(f"{100 * x['gen_per_class_all'][c]:.0f}%"
-                                                     for x in r["rows"]) + " |")
+                L.append(
+                    f"| {name} | "
+                    + " | ".join(f"{100 * x['gen_per_class_all'][c]:.0f}%" for x in r["rows"])
+                    + " |"
+                )
             L.append("")
         for r in cls_runs:
-            L += [f"`docs/{r['sheet']}` (guidance {r['guidance']:g}): one row per class: a real "
-                  f"held-out photo (labelled 'real'), then the first {min(8, args.samples)} "
-                  "samples.", "", f"![class samples, guidance {r['guidance']:g}]({r['sheet']})",
-                  ""]
+            L += [
+                f"`docs/{r['sheet']}` (guidance {r['guidance']:g}): one row per class: a real "
+                f"held-out photo (labelled 'real'), then the first {min(8, args.samples)} "
+                "samples.",
+                "",
+                f"![class samples, guidance {r['guidance']:g}]({r['sheet']})",
+                "",
+            ]
     L += ["## What the numbers say", "", "<!-- SUMMARY -->", "<!-- /SUMMARY -->", ""]
     text = "\n".join(L) + "\n"
     if path.is_file():  # keep the hand-written notes of an earlier run between the markers

@@ -33,6 +33,7 @@ def bundle_path(arg: str | None) -> Path:
         return Path(arg)
     from engine.runtime.errors import MageError
     from engine.runtime.models import default_bundle_path
+
     try:
         path = default_bundle_path()
         if path.is_dir():
@@ -42,11 +43,18 @@ def bundle_path(arg: str | None) -> Path:
     sys.path.insert(0, str(REPO / "tests"))
     from conftest import make_tiny_models
     from engine.modeling.export import export_bundle
+
     out = Path(tempfile.mkdtemp()) / "tiny"
     vqgan, mage = make_tiny_models()
-    export_bundle(vqgan, mage, out, name="tiny", source="random weights (bench)",
-                  class_names=["cat", "dog", "boat"], decoding={"steps": 12,
-                                                                 "choice_temperature": 4.5})
+    export_bundle(
+        vqgan,
+        mage,
+        out,
+        name="tiny",
+        source="random weights (bench)",
+        class_names=["cat", "dog", "boat"],
+        decoding={"steps": 12, "choice_temperature": 4.5},
+    )
     return out
 
 
@@ -75,7 +83,7 @@ class GapRecorder:
         self._timer.stop()
 
     def _tick(self) -> None:
-        self.gaps.append(self._clock.restart() / 1.0)   # ms
+        self.gaps.append(self._clock.restart() / 1.0)  # ms
 
 
 def main() -> int:
@@ -104,7 +112,7 @@ def main() -> int:
         return 1
     editor.set_image(photo(h, w))
     mask = np.zeros((h, w), bool)
-    mask[h // 3:h // 2, w // 3:w // 2] = True
+    mask[h // 3 : h // 2, w // 3 : w // 2] = True
     editor.set_options(replace(editor.options, candidates=args.candidates))
     recorder = GapRecorder()
     # the same timer with nothing running: the machine's own scheduling noise
@@ -133,13 +141,19 @@ def main() -> int:
         gaps_all += recorder.gaps
         worst = max(worst, max(recorder.gaps, default=0.0))
     gaps = np.array(gaps_all)
-    print(f"model {editor.bundle.name} on {editor.bundle.device}, image {w}x{h}, "
-          f"{args.candidates} candidates, {args.runs} runs, "
-          f"job {np.median(seconds):.2f} s (median)")
-    print(f"longest GUI-thread stall: {worst:.1f} ms  (p99 {np.percentile(gaps, 99):.1f} ms, "
-          f"median tick {np.median(gaps):.1f} ms, {len(gaps)} ticks); goal < 50 ms")
-    print(f"idle baseline (no job): longest gap {idle_worst:.1f} ms; load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(
+        f"model {editor.bundle.name} on {editor.bundle.device}, image {w}x{h}, "
+        f"{args.candidates} candidates, {args.runs} runs, "
+        f"job {np.median(seconds):.2f} s (median)"
+    )
+    print(
+        f"longest GUI-thread stall: {worst:.1f} ms  (p99 {np.percentile(gaps, 99):.1f} ms, "
+        f"median tick {np.median(gaps):.1f} ms, {len(gaps)} ticks); goal < 50 ms"
+    )
+    print(
+        f"idle baseline (no job): longest gap {idle_worst:.1f} ms; load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     window.close()
     return 0 if worst < 50 else 2
 

@@ -51,8 +51,7 @@ def load_pool(data: Path, min_train: int):
     by_class: dict[str, list[tuple[str, str]]] = {}
     for rel, part in sorted(split.items()):
         by_class.setdefault(rel.split("/")[0], []).append((rel, part))
-    names = [c for c, items in by_class.items()
-             if sum(p == "train" for _, p in items) >= min_train]
+    names = [c for c, items in by_class.items() if sum(p == "train" for _, p in items) >= min_train]
     dropped = sorted(set(by_class) - set(names))
     files, labels, parts = [], [], []
     for c, name in enumerate(names):
@@ -68,14 +67,19 @@ def thumbnails(rgbs, size: int, thumb: int = 16) -> np.ndarray:
     for rgb in rgbs:
         x = preprocess(rgb, size)  # (3, S, S) in [0,1], same crop as the model sees
         img = Image.fromarray((x.transpose(1, 2, 0) * 255).round().astype(np.uint8))
-        out.append(np.asarray(img.resize((thumb, thumb), Image.Resampling.BOX), np.float32)
-                   .ravel() / 255)
+        out.append(
+            np.asarray(img.resize((thumb, thumb), Image.Resampling.BOX), np.float32).ravel() / 255
+        )
     return np.stack(out)
 
 
 def draw_support(labels, train_mask, k, rng) -> np.ndarray:
-    return np.concatenate([rng.choice(np.flatnonzero((labels == c) & train_mask), k,
-                                      replace=False) for c in np.unique(labels)])
+    return np.concatenate(
+        [
+            rng.choice(np.flatnonzero((labels == c) & train_mask), k, replace=False)
+            for c in np.unique(labels)
+        ]
+    )
 
 
 def evaluate(feats: dict[str, np.ndarray], labels, parts, names, shots, draws, seed):
@@ -95,8 +99,16 @@ def evaluate(feats: dict[str, np.ndarray], labels, parts, names, shots, draws, s
                 scores[(f, "val")].append(accuracy(head, x[val], labels[val]))
                 scores[(f, "rest")].append(accuracy(head, x[rest], labels[rest]))
         for (f, where), s in scores.items():
-            rows.append({"shots": k, "features": f, "eval": where, "mean": float(np.mean(s)),
-                         "std": float(np.std(s)), "draws": draws})
+            rows.append(
+                {
+                    "shots": k,
+                    "features": f,
+                    "eval": where,
+                    "mean": float(np.mean(s)),
+                    "std": float(np.std(s)),
+                    "draws": draws,
+                }
+            )
         rows[-1]["logistic_share"] = kinds.count("linear") / len(kinds)
     probe = {}
     for f, x in feats.items():
@@ -125,31 +137,48 @@ def main(argv=None) -> int:
     feats = {"model": model_feats, "pixels16": thumbnails(rgbs, bundle.manifest.image_size)}
     rows, probe = evaluate(feats, labels, parts, names, args.shots, args.draws, args.seed)
 
-    info = {"bundle": bundle.name, "bundle_path": str(bundle.path),
-            "image_size": bundle.manifest.image_size, "feature_dim": int(model_feats.shape[1]),
-            "classes": names, "left_out_classes": dropped,
-            "train_photos": int((parts == "train").sum()),
-            "val_photos": int((parts == "val").sum()), "chance": 1 / len(names),
-            "feature_seconds": round(seconds, 1), "device": bundle.device,
-            "machine": f"{platform.machine()} {platform.processor() or ''} "
-                       f"{os.cpu_count()} cores, {platform.system()} "
-                       f"{platform.release()}".replace("  ", " "),
-            "python": platform.python_version(), "date": datetime.date.today().isoformat(),
-            "results": rows, "linear_probe_val": probe}
-    print(f"bundle {bundle.name} ({info['image_size']} px, D={info['feature_dim']}); "
-          f"{len(names)} classes (left out, too few photos: {', '.join(dropped) or 'none'}); "
-          f"{info['train_photos']} train / {info['val_photos']} val photos; "
-          f"features in {seconds:.1f} s on {info['device']}")
+    info = {
+        "bundle": bundle.name,
+        "bundle_path": str(bundle.path),
+        "image_size": bundle.manifest.image_size,
+        "feature_dim": int(model_feats.shape[1]),
+        "classes": names,
+        "left_out_classes": dropped,
+        "train_photos": int((parts == "train").sum()),
+        "val_photos": int((parts == "val").sum()),
+        "chance": 1 / len(names),
+        "feature_seconds": round(seconds, 1),
+        "device": bundle.device,
+        "machine": f"{platform.machine()} {platform.processor() or ''} "
+        f"{os.cpu_count()} cores, {platform.system()} "
+        f"{platform.release()}".replace("  ", " "),
+        "python": platform.python_version(),
+        "date": datetime.date.today().isoformat(),
+        "results": rows,
+        "linear_probe_val": probe,
+    }
+    print(
+        f"bundle {bundle.name} ({info['image_size']} px, D={info['feature_dim']}); "
+        f"{len(names)} classes (left out, too few photos: {', '.join(dropped) or 'none'}); "
+        f"{info['train_photos']} train / {info['val_photos']} val photos; "
+        f"features in {seconds:.1f} s on {info['device']}"
+    )
     print(f"chance {100 * info['chance']:.1f}%   {args.draws} draws per K, mean +- std")
     print(f"{'K':>3}  {'eval':<5} {'model features':>16}  {'16x16 pixels':>16}")
     for k in args.shots:
         for where in ("val", "rest"):
             cells = {r["features"]: r for r in rows if r["shots"] == k and r["eval"] == where}
-            print(f"{k:>3}  {where:<5} " + "  ".join(
-                f"{100 * cells[f]['mean']:7.1f} +- {100 * cells[f]['std']:4.1f}"
-                for f in ("model", "pixels16")))
-    print("linear probe on all train photos, val accuracy: " + ", ".join(
-        f"{f} {100 * a:.1f}%" for f, a in probe.items()))
+            print(
+                f"{k:>3}  {where:<5} "
+                + "  ".join(
+                    f"{100 * cells[f]['mean']:7.1f} +- {100 * cells[f]['std']:4.1f}"
+                    for f in ("model", "pixels16")
+                )
+            )
+    print(
+        "linear probe on all train photos, val accuracy: "
+        + ", ".join(f"{f} {100 * a:.1f}%" for f, a in probe.items())
+    )
     if args.json:
         args.json.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
     return 0

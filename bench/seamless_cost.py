@@ -42,10 +42,10 @@ def photo(size: int) -> np.ndarray:
 
 
 def box(size: int, frac: float) -> np.ndarray:
-    side = int(round(size * frac ** 0.5))
+    side = int(round(size * frac**0.5))
     mask = np.zeros((size, size), bool)
     start = (size - side) // 2
-    mask[start:start + side, start:start + side] = True
+    mask[start : start + side, start : start + side] = True
     return mask
 
 
@@ -72,8 +72,11 @@ def main() -> int:
                         edit_image(bundle, rgb, mask, replace(base, seamless=seamless))
                         times[seamless].append(time.perf_counter() - t0)
                 off, on = np.median(times[False]), np.median(times[True])
-                print(f"| {size} px | box {int(frac * 100)}% | {n} | {off:.3f} | {on:.3f} | "
-                      f"{on / off:.2f} |", flush=True)
+                print(
+                    f"| {size} px | box {int(frac * 100)}% | {n} | {off:.3f} | {on:.3f} | "
+                    f"{on / off:.2f} |",
+                    flush=True,
+                )
     return 0
 
 

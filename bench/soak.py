@@ -33,8 +33,9 @@ def rss_mb() -> float:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model", type=Path)
     ap.add_argument("--edits", type=int, default=300)
     ap.add_argument("--size", default="640x480")
@@ -48,17 +49,22 @@ def main() -> int:
         mask = np.zeros((h, w), bool)
         side = int(rng.integers(16, min(h, w) // 2))
         y, x = int(rng.integers(0, h - side)), int(rng.integers(0, w - side))
-        mask[y:y + side, x:x + side] = True
+        mask[y : y + side, x : x + side] = True
         result = edit_image(bundle, rgb, mask, Settings(seeds=(i,)))
         rgb = result.images[0]  # edit the previous result, as a user would
         if i == 9:
             warm = rss_mb()
         if (i + 1) % 50 == 0:
-            print(f"edit {i + 1:4d}: rss {rss_mb():7.1f} MB  "
-                  f"{(time.monotonic() - start) / (i + 1):.3f} s/edit", flush=True)
+            print(
+                f"edit {i + 1:4d}: rss {rss_mb():7.1f} MB  "
+                f"{(time.monotonic() - start) / (i + 1):.3f} s/edit",
+                flush=True,
+            )
     end = rss_mb()
-    print(f"model {bundle.name}, {args.edits} edits on {w}x{h}: rss after 10 edits "
-          f"{warm:.1f} MB, at the end {end:.1f} MB, growth {end - warm:+.1f} MB")
+    print(
+        f"model {bundle.name}, {args.edits} edits on {w}x{h}: rss after 10 edits "
+        f"{warm:.1f} MB, at the end {end:.1f} MB, growth {end - warm:+.1f} MB"
+    )
     return 0
 
 

@@ -42,8 +42,9 @@ CASES = [("box", 0.05), ("blob", 0.05), ("box", 0.15), ("blob", 0.15)]
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model", type=Path)
     ap.add_argument("--data", type=Path, default=REPO / "data" / "photos")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
@@ -52,28 +53,35 @@ def main() -> int:
     bundle = Bundle(args.model or default_bundle_path(), device="cpu")
     size = bundle.manifest.image_size
     photos = val_photos(args.data)[: args.max_images or None]
-    images = [crop(np.asarray(Image.open(args.data / rel).convert("RGB")), size)
-              for rel, _ in photos]
+    images = [
+        crop(np.asarray(Image.open(args.data / rel).convert("RGB")), size) for rel, _ in photos
+    ]
     scores: dict[str, list[tuple[float, float]]] = {name: [] for name in OPTIONS}
     for i, rgb in enumerate(images):
         for kind, frac in CASES:
-            mask = make_mask(kind, size, frac, np.random.default_rng(
-                mask_seed(0, i, kind, frac, size)))
+            mask = make_mask(
+                kind, size, frac, np.random.default_rng(mask_seed(0, i, kind, frac, size))
+            )
             for name, speed in OPTIONS.items():
-                result = edit_image(bundle, rgb, mask, Settings(seeds=tuple(args.seeds),
-                                                                speed=speed))
+                result = edit_image(
+                    bundle, rgb, mask, Settings(seeds=tuple(args.seeds), speed=speed)
+                )
                 for out in result.images:
                     scores[name].append((psnr(out, rgb, mask), ssim(out, rgb, mask)))
-    print(f"model {bundle.name}, {len(images)} held-out photos x {len(CASES)} masks "
-          f"(box/blob, 5%/15%) x {len(args.seeds)} seeds")
+    print(
+        f"model {bundle.name}, {len(images)} held-out photos x {len(CASES)} masks "
+        f"(box/blob, 5%/15%) x {len(args.seeds)} seeds"
+    )
     print("| option | PSNR in mask (dB) | SSIM in mask | vs exact (dB) |")
     print("|---|---|---|---|")
     base = np.mean([p for p, _ in scores["exact"]])
     for name, values in scores.items():
         p = np.array([v[0] for v in values])
         s = np.array([v[1] for v in values])
-        print(f"| {name} | {p.mean():.2f} ± {p.std() / np.sqrt(len(p)):.2f} | {s.mean():.3f} | "
-              f"{p.mean() - base:+.2f} |")
+        print(
+            f"| {name} | {p.mean():.2f} ± {p.std() / np.sqrt(len(p)):.2f} | {s.mean():.3f} | "
+            f"{p.mean() - base:+.2f} |"
+        )
     return 0
 
 

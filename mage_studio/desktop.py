@@ -28,7 +28,7 @@ def data_home() -> Path:
 
 def _quote(arg: str) -> str:
     """One Exec argument, quoted as the Desktop Entry spec asks when it needs quoting."""
-    if arg and not any(c in arg for c in ' \t\n"\'\\><~|&;$*?#()`'):
+    if arg and not any(c in arg for c in " \t\n\"'\\><~|&;$*?#()`"):
         return arg
     escaped = "".join("\\" + c if c in '"`$\\' else c for c in arg)
     return '"' + escaped.replace("\\", "\\\\") + '"'  # the file format doubles backslashes too

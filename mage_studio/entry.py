@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 
 # Sub-commands of engine.cli (tests/test_install.py checks this against its parser).
-CLI_COMMANDS = frozenset({"edit", "generate", "extend", "classify", "probe", "fewshot",
-                          "import-mage", "export", "train"})
+CLI_COMMANDS = frozenset(
+    {"edit", "generate", "extend", "classify", "probe", "fewshot", "import-mage", "export", "train"}
+)
 CLI_HELP = frozenset({"-h", "--help"})
 EXIT_BAD_INPUT = 2
 
@@ -44,8 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     if first is not None and not first.startswith("-"):
         if not Path(first).is_file():
             shown = ", ".join(sorted(CLI_COMMANDS))
-            print(f"error: '{first}' is neither a command ({shown}) nor an image file",
-                  file=sys.stderr)
+            print(
+                f"error: '{first}' is neither a command ({shown}) nor an image file",
+                file=sys.stderr,
+            )
             return EXIT_BAD_INPUT
         argv = ["--open", *argv]  # `mage-studio photo.jpg`, as a file manager calls it
     return gui_main(argv)

@@ -35,25 +35,60 @@ SIZES = (16, 24, 32, 48, 64, 128, 256)
 # file in skimage/data -> (output name, title, mask polygons, mask ellipses, grow px, source)
 SAMPLES = {
     "coffee.png": (
-        "coffee.jpg", "Try: remove the spoon",
-        [[(398, 72), (410, 66), (423, 72), (418, 98), (392, 190), (384, 238), (372, 240),
-          (378, 190)]],
-        [(324, 238, 408, 327)], 5,
+        "coffee.jpg",
+        "Try: remove the spoon",
+        [
+            [
+                (398, 72),
+                (410, 66),
+                (423, 72),
+                (418, 98),
+                (392, 190),
+                (384, 238),
+                (372, 240),
+                (378, 190),
+            ]
+        ],
+        [(324, 238, 408, 327)],
+        5,
         "scikit-image sample data (skimage.data.coffee): coffee cup, courtesy of Pikolo "
-        "Espresso Bar, photo by Rachel Michetti"),
+        "Espresso Bar, photo by Rachel Michetti",
+    ),
     "astronaut.png": (
-        "astronaut.jpg", "Try: remove the space shuttle model",
-        [[(398, 0), (440, 0), (447, 38), (456, 50), (460, 200), (462, 232), (468, 262),
-          (470, 292), (362, 292), (356, 232), (370, 200), (378, 96), (384, 46), (394, 32)]],
-        [], 5,
+        "astronaut.jpg",
+        "Try: remove the space shuttle model",
+        [
+            [
+                (398, 0),
+                (440, 0),
+                (447, 38),
+                (456, 50),
+                (460, 200),
+                (462, 232),
+                (468, 262),
+                (470, 292),
+                (362, 292),
+                (356, 232),
+                (370, 200),
+                (378, 96),
+                (384, 46),
+                (394, 32),
+            ]
+        ],
+        [],
+        5,
         "scikit-image sample data (skimage.data.astronaut): Eileen Collins, NASA Great Images "
-        "database"),
+        "database",
+    ),
     "rocket.jpg": (
-        "rocket.jpg", "Try: remove the rocket",
+        "rocket.jpg",
+        "Try: remove the rocket",
         [[(310, 150), (316, 130), (322, 126), (328, 130), (334, 150), (338, 400), (305, 400)]],
-        [], 4,
+        [],
+        4,
         "scikit-image sample data (skimage.data.rocket): launch of DSCOVR on Falcon 9, "
-        "photo by SpaceX"),
+        "photo by SpaceX",
+    ),
 }
 LICENCES = {  # as skimage/data/_fetchers.py states them (quoted in assets/CREDITS.md)
     "coffee.png": "CC0-1.0",
@@ -135,8 +170,15 @@ def make_samples(wheel: Path, pool: Path | None) -> None:
             image.save(folder / out, quality=90, optimize=True)
         mask_name = Path(out).stem + "-mask.png"
         mask_of(image.size, polygons, ellipses, grow).save(folder / mask_name, optimize=True)
-        entries.append({"file": f"samples/{out}", "mask": f"samples/{mask_name}",
-                        "title": title, "source": source, "licence": LICENCES[name]})
+        entries.append(
+            {
+                "file": f"samples/{out}",
+                "mask": f"samples/{mask_name}",
+                "title": title,
+                "source": source,
+                "licence": LICENCES[name],
+            }
+        )
         print(folder / out, image.size)
     text = json.dumps({"samples": entries}, indent=2, ensure_ascii=False) + "\n"
     (ASSETS / "samples.json").write_text(text, encoding="utf-8")

@@ -74,8 +74,16 @@ def score(lines: str, val: Path) -> tuple[int, int, int, Counter, Counter]:
     return top1, top5, total, right, count
 
 
-def card_section(name: str, info: dict, top1: int, top5: int, total: int, right: Counter,
-                 count: Counter, n_classes: int) -> str:
+def card_section(
+    name: str,
+    info: dict,
+    top1: int,
+    top5: int,
+    total: int,
+    right: Counter,
+    count: Counter,
+    n_classes: int,
+) -> str:
     train, train_acc = info["train_size"], f"{100 * info['train_accuracy']:.1f}%"
     per_class = ", ".join(f"{c} {right[c]}/{count[c]}" for c in sorted(count))
     return (
@@ -89,7 +97,8 @@ def card_section(name: str, info: dict, top1: int, top5: int, total: int, right:
         f"- train accuracy: {train_acc}\n"
         f"- held-out accuracy (the {total} photos never trained on, `main.py classify`): "
         f"top-1 {100 * top1 / total:.1f}% ({top1} of {total}), top-5 "
-        f"{100 * top5 / total:.1f}% ({top5} of {total}); chance: top-1 {100 / n_classes:.0f}%, top-5 "
+        f"{100 * top5 / total:.1f}% ({top5} of {total}); "
+        f"chance: top-1 {100 / n_classes:.0f}%, top-5 "
         f"{100 * min(5, n_classes) / n_classes:.0f}%\n"
         f"- held-out top-1 by class: {per_class}\n\n"
         f"{total} test photos are few (one photo moves top-1 by {100 / total:.1f} points); the "
@@ -118,17 +127,32 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=REPO / "data" / "photos")
     ap.add_argument("--model", type=Path, default=REPO / "exported_models" / "mage-photos-128")
     ap.add_argument("--name", default="photos", help="head name in the bundle")
-    ap.add_argument("--no-probe", action="store_true",
-                    help="keep the bundle's head NAME: only score it and update the card")
+    ap.add_argument(
+        "--no-probe",
+        action="store_true",
+        help="keep the bundle's head NAME: only score it and update the card",
+    )
     args = ap.parse_args()
     data = args.data.resolve()
     train, val = link_split(data, "train"), link_split(data, "val")
     model = str(args.model)
     if not args.no_probe:
-        print(run("probe", "--data", str(train.relative_to(REPO) if train.is_relative_to(REPO)
-                                         else train),
-                  "--val", "0", "--into-bundle", args.name, "--model", model, "--device", "cpu",
-                  "--overwrite"))
+        print(
+            run(
+                "probe",
+                "--data",
+                str(train.relative_to(REPO) if train.is_relative_to(REPO) else train),
+                "--val",
+                "0",
+                "--into-bundle",
+                args.name,
+                "--model",
+                model,
+                "--device",
+                "cpu",
+                "--overwrite",
+            )
+        )
     info = load_head(args.model / "heads" / f"{args.name}.npz").info
     answers = run("classify", str(val), "--json", "--model", model, "--device", "cpu")
     top1, top5, total, right, count = score(answers, val)

@@ -24,8 +24,8 @@ from PIL import Image, ImageFilter
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTO = "animals/gcompris-explore_world_animals-bison.jpg"
-OBJECT_BOX = (58, 62, 126, 104)   # x0, y0, x1, y1 around the bison on the left
-VIEW_BOX = (0, 0, 240, 168)       # the part of the photo shown, enlarged 2x
+OBJECT_BOX = (58, 62, 126, 104)  # x0, y0, x1, y1 around the bison on the left
+VIEW_BOX = (0, 0, 240, 168)  # the part of the photo shown, enlarged 2x
 
 
 def object_mask(rgb: np.ndarray) -> np.ndarray:
@@ -50,15 +50,42 @@ def main() -> int:
         tmp = Path(tmp)
         Image.fromarray(rgb).save(tmp / "bison.png")
         Image.fromarray(object_mask(rgb)).save(tmp / "mask.png")
-        subprocess.run([sys.executable, str(REPO / "main.py"), "--open", str(tmp / "bison.png"),
-                        "--mask", str(tmp / "mask.png"), "--seed", str(args.seed),
-                        "--save", str(tmp / "after.png"), "--screenshot",
-                        str(tmp / "window.png"), "--device", "cpu"], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "main.py"),
+                "--open",
+                str(tmp / "bison.png"),
+                "--mask",
+                str(tmp / "mask.png"),
+                "--seed",
+                str(args.seed),
+                "--save",
+                str(tmp / "after.png"),
+                "--screenshot",
+                str(tmp / "window.png"),
+                "--device",
+                "cpu",
+            ],
+            check=True,
+        )
         if args.window is not None:
-            subprocess.run([sys.executable, str(REPO / "main.py"), "--open",
-                            str(tmp / "bison.png"), "--mask", str(tmp / "mask.png"),
-                            "--no-run", "--screenshot", str(args.window), "--device", "cpu"],
-                           check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(REPO / "main.py"),
+                    "--open",
+                    str(tmp / "bison.png"),
+                    "--mask",
+                    str(tmp / "mask.png"),
+                    "--no-run",
+                    "--screenshot",
+                    str(args.window),
+                    "--device",
+                    "cpu",
+                ],
+                check=True,
+            )
             print(f"wrote {args.window}")
         after = Image.open(tmp / "after.png").convert("RGB")
         before = Image.fromarray(rgb)

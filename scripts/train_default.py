@@ -28,22 +28,98 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 log = logging.getLogger("train_default")
-PART_BYTES = 15 * 2 ** 20
+PART_BYTES = 15 * 2**20
 
 # The default bundle's sizes: measured with onnxruntime on a 2-core CPU to keep an edit and a
 # guided generation under 1 s, and the four fp32 ONNX files under 60 MB (see MODEL_CARD.md).
-TOKENIZER = ["--image-size", "128", "--ch", "64", "--ch-mult", "1,1,2,2", "--res-blocks", "1",
-             "--z-channels", "128", "--codebook-size", "1024", "--codebook-dim", "16",
-             "--batch", "64", "--lr", "8e-4", "--warmup", "200", "--restart-every", "100"]
-MAGE = ["--image-size", "128", "--dim", "256", "--depth", "5", "--heads", "8",
-        "--decoder-dim", "256", "--decoder-depth", "2", "--decoder-heads", "8",
-        "--batch", "256", "--lr", "6e-4", "--warmup", "300", "--class-dropout", "0.1"]
-SMOKE_TOKENIZER = ["--image-size", "32", "--ch", "32", "--ch-mult", "1,1,2", "--z-channels", "32",
-                   "--codebook-size", "64", "--codebook-dim", "8", "--batch", "8",
-                   "--warmup", "5", "--restart-every", "10"]
-SMOKE_MAGE = ["--image-size", "32", "--dim", "32", "--depth", "2", "--heads", "2",
-              "--decoder-dim", "32", "--decoder-depth", "1", "--decoder-heads", "2",
-              "--batch", "8", "--warmup", "5"]
+TOKENIZER = [
+    "--image-size",
+    "128",
+    "--ch",
+    "64",
+    "--ch-mult",
+    "1,1,2,2",
+    "--res-blocks",
+    "1",
+    "--z-channels",
+    "128",
+    "--codebook-size",
+    "1024",
+    "--codebook-dim",
+    "16",
+    "--batch",
+    "64",
+    "--lr",
+    "8e-4",
+    "--warmup",
+    "200",
+    "--restart-every",
+    "100",
+]
+MAGE = [
+    "--image-size",
+    "128",
+    "--dim",
+    "256",
+    "--depth",
+    "5",
+    "--heads",
+    "8",
+    "--decoder-dim",
+    "256",
+    "--decoder-depth",
+    "2",
+    "--decoder-heads",
+    "8",
+    "--batch",
+    "256",
+    "--lr",
+    "6e-4",
+    "--warmup",
+    "300",
+    "--class-dropout",
+    "0.1",
+]
+SMOKE_TOKENIZER = [
+    "--image-size",
+    "32",
+    "--ch",
+    "32",
+    "--ch-mult",
+    "1,1,2",
+    "--z-channels",
+    "32",
+    "--codebook-size",
+    "64",
+    "--codebook-dim",
+    "8",
+    "--batch",
+    "8",
+    "--warmup",
+    "5",
+    "--restart-every",
+    "10",
+]
+SMOKE_MAGE = [
+    "--image-size",
+    "32",
+    "--dim",
+    "32",
+    "--depth",
+    "2",
+    "--heads",
+    "2",
+    "--decoder-dim",
+    "32",
+    "--decoder-depth",
+    "1",
+    "--decoder-heads",
+    "2",
+    "--batch",
+    "8",
+    "--warmup",
+    "5",
+]
 
 
 def split_file(src: Path, dst_dir: Path) -> list[str]:
@@ -51,7 +127,7 @@ def split_file(src: Path, dst_dir: Path) -> list[str]:
     names, data = [], src.read_bytes()
     for i in range(0, max(1, len(data)), PART_BYTES):
         name = f"{src.name}.part{i // PART_BYTES}"
-        (dst_dir / name).write_bytes(data[i: i + PART_BYTES])
+        (dst_dir / name).write_bytes(data[i : i + PART_BYTES])
         names.append(name)
     return names
 
@@ -87,8 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, 20 s on a CPU")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
     from engine.modeling import train
 
     out = Path(args.out)
@@ -96,16 +176,33 @@ def main(argv: list[str] | None = None) -> int:
     run = Path(tempfile.mkdtemp(prefix="train_default."))
     tok_flags, mage_flags = (SMOKE_TOKENIZER, SMOKE_MAGE) if args.smoke else (TOKENIZER, MAGE)
     tok_min, mage_min = (0.12, 0.12) if args.smoke else (args.tokenizer_minutes, args.mage_minutes)
-    common = ["--data", args.data, "--out", str(run), "--seed", str(args.seed),
-              "--log-seconds", "2" if args.smoke else "15"]
+    common = [
+        "--data",
+        args.data,
+        "--out",
+        str(run),
+        "--seed",
+        str(args.seed),
+        "--log-seconds",
+        "2" if args.smoke else "15",
+    ]
     t0 = time.monotonic()
     rc = train.main(["tokenizer", *common, "--minutes", str(tok_min), *tok_flags])
     if rc:
         return rc
     # the tokenizer the transformer learns on is the one that ships: hand it back at once
     (out / "tokenizer_best.pt").write_bytes((run / "tokenizer_best.pt").read_bytes())
-    rc = train.main(["mage", *common, "--minutes", str(mage_min),
-                     "--tokenizer", str(run / "tokenizer_best.pt"), *mage_flags])
+    rc = train.main(
+        [
+            "mage",
+            *common,
+            "--minutes",
+            str(mage_min),
+            "--tokenizer",
+            str(run / "tokenizer_best.pt"),
+            *mage_flags,
+        ]
+    )
     if rc:
         return rc
     slim(run / "mage.pt", run / "mage_final.pt")

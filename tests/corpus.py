@@ -25,14 +25,15 @@ from engine.runtime.manifest import sha256_file
 class Case:
     name: str
     path: Path
-    ok: bool                 # loads (True) or is refused (False)
-    expect: str              # substring of the error or of a notice ("" = no notice needed)
+    ok: bool  # loads (True) or is refused (False)
+    expect: str  # substring of the error or of a notice ("" = no notice needed)
 
 
 def _photo(w: int, h: int) -> np.ndarray:
     y, x = np.mgrid[0:h, 0:w]
     return np.stack([x * 255 // max(w, 1), y * 255 // max(h, 1), (x + y) % 256], -1).astype(
-        np.uint8)
+        np.uint8
+    )
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -44,16 +45,24 @@ def _bomb_png(path: Path) -> None:
     """A valid PNG header claiming 40000x40000 pixels: refused before any decoding."""
     header = struct.pack(">IIBBBBB", 40000, 40000, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\0" * 64)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
-                     + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", idat)
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def _gray16_png(path: Path) -> None:
     values = (np.mgrid[0:40, 0:60][1] * 1000).astype(">u2")
     raw = b"".join(b"\x00" + row.tobytes() for row in values)
     header = struct.pack(">IIBBBBB", 60, 40, 16, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
-                     + _png_chunk(b"IDAT", zlib.compress(raw)) + _png_chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(raw))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def make_corpus(folder: Path) -> list[Case]:
@@ -70,24 +79,39 @@ def make_corpus(folder: Path) -> list[Case]:
     add("notes.jpg", False, "not an image file", lambda p: p.write_text("just some text\n"))
     png = io.BytesIO()
     Image.fromarray(rgb).save(png, "PNG")
-    add("truncated.png", False, "truncated or damaged",
-        lambda p: p.write_bytes(png.getvalue()[: len(png.getvalue()) // 2]))
+    add(
+        "truncated.png",
+        False,
+        "truncated or damaged",
+        lambda p: p.write_bytes(png.getvalue()[: len(png.getvalue()) // 2]),
+    )
     jpg = io.BytesIO()
     Image.fromarray(_photo(300, 200)).save(jpg, "JPEG", quality=90)
-    add("truncated.jpg", False, "truncated or damaged",
-        lambda p: p.write_bytes(jpg.getvalue()[: len(jpg.getvalue()) // 3]))
+    add(
+        "truncated.jpg",
+        False,
+        "truncated or damaged",
+        lambda p: p.write_bytes(jpg.getvalue()[: len(jpg.getvalue()) // 3]),
+    )
     add("bomb.png", False, "over the safety limit", _bomb_png)
-    add("photo.heic", False, "unsupported image format",
-        lambda p: p.write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + b"\0" * 64))
-    add("png-named.jpg", True, "holds a PNG image",
-        lambda p: Image.fromarray(rgb).save(p, "PNG"))
+    add(
+        "photo.heic",
+        False,
+        "unsupported image format",
+        lambda p: p.write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + b"\0" * 64),
+    )
+    add("png-named.jpg", True, "holds a PNG image", lambda p: Image.fromarray(rgb).save(p, "PNG"))
     add("one-pixel.png", True, "", lambda p: Image.fromarray(rgb[:1, :1]).save(p))
     add("smaller-than-a-token.png", True, "", lambda p: Image.fromarray(rgb[:5, :7]).save(p))
     add("gray16.png", True, "", _gray16_png)
     add("cmyk.jpg", True, "", lambda p: Image.fromarray(rgb).convert("CMYK").save(p, "JPEG"))
     add("palette-transparent.png", True, "", lambda p: _palette_with_transparency(rgb, p))
-    add("gray-alpha.png", True, "",
-        lambda p: Image.fromarray(np.dstack([rgb[..., 0], rgb[..., 1]]), "LA").save(p))
+    add(
+        "gray-alpha.png",
+        True,
+        "",
+        lambda p: Image.fromarray(np.dstack([rgb[..., 0], rgb[..., 1]]), "LA").save(p),
+    )
     add("exif-rotated.jpg", True, "", lambda p: _exif_rotated(rgb, p))
     add("animated.gif", True, "using the first of 3 frames", lambda p: _animated(p, "GIF"))
     add("animated.webp", True, "using the first of 3 frames", lambda p: _animated(p, "WEBP"))
@@ -111,8 +135,15 @@ def _animated(path: Path, fmt: str) -> None:
     frames[0].save(path, fmt, save_all=True, append_images=frames[1:], duration=100, loop=0)
 
 
-BUNDLE_DAMAGE = ("missing-file", "hash-mismatch", "truncated-onnx", "newer-version", "shapes",
-                 "no-manifest", "bad-json")
+BUNDLE_DAMAGE = (
+    "missing-file",
+    "hash-mismatch",
+    "truncated-onnx",
+    "newer-version",
+    "shapes",
+    "no-manifest",
+    "bad-json",
+)
 
 # Hostile manifests: (damage, expected substring of the one-line error). Each is refused before
 # any large allocation and without reading files outside the bundle.
@@ -198,36 +229,49 @@ def _hostile(out: Path, m: dict, how: str) -> bool:
     the manifest file was written here already."""
     victim = out.parent / f"secret-{how}.txt"
     edits = {
-        "image-size-8192": ("image_size", 8192), "image-size-16e6": ("image_size", 16_000_000),
-        "image-size-zero": ("image_size", 0), "image-size-negative": ("image_size", -64),
+        "image-size-8192": ("image_size", 8192),
+        "image-size-16e6": ("image_size", 16_000_000),
+        "image-size-zero": ("image_size", 0),
+        "image-size-negative": ("image_size", -64),
         "image-size-float": ("image_size", 64.0),
         "image-size-disagrees": ("image_size", m["image_size"] * 2),
-        "grid-strings": ("grid", ["16", "16"]), "grid-null": ("grid", None),
-        "grid-zero": ("grid", [0, 0]), "grid-nested": ("grid", [[16], [16]]),
-        "grid-not-dividing": ("grid", [7, 7]), "codebook-huge": ("codebook_size", 1 << 40),
-        "mask-id-is-code": ("mask_token_id", 5), "mask-id-negative": ("mask_token_id", -1),
-        "mask-id-huge": ("mask_token_id", 10**30), "null-class-is-class": ("null_class_id", 0),
+        "grid-strings": ("grid", ["16", "16"]),
+        "grid-null": ("grid", None),
+        "grid-zero": ("grid", [0, 0]),
+        "grid-nested": ("grid", [[16], [16]]),
+        "grid-not-dividing": ("grid", [7, 7]),
+        "codebook-huge": ("codebook_size", 1 << 40),
+        "mask-id-is-code": ("mask_token_id", 5),
+        "mask-id-negative": ("mask_token_id", -1),
+        "mask-id-huge": ("mask_token_id", 10**30),
+        "null-class-is-class": ("null_class_id", 0),
         "class-names-ints": ("class_names", [1, 2, 3]),
         "class-names-string": ("class_names", "cat"),
-        "decoding-list": ("decoding", [12, 4.5]), "decoding-null": ("decoding", None),
+        "decoding-list": ("decoding", [12, 4.5]),
+        "decoding-null": ("decoding", None),
         "decoding-steps-zero": ("decoding", {"steps": 0}),
         "decoding-steps-huge": ("decoding", {"steps": 10**9}),
         "decoding-temperature-nan": ("decoding", {"steps": 8, "choice_temperature": float("nan")}),
         "decoding-temperature-string": ("decoding", {"choice_temperature": "hot"}),
-        "heads-list": ("heads", ["a"]), "heads-missing-file": ("heads", {"a": "heads/a.npz"}),
-        "name-number": ("name", 5), "version-string": ("format_version", "1"),
+        "heads-list": ("heads", ["a"]),
+        "heads-missing-file": ("heads", {"a": "heads/a.npz"}),
+        "name-number": ("name", 5),
+        "version-string": ("format_version", "1"),
         "features-dim-negative": ("features_dim", -3),
     }
     if how in edits:
         key, value = edits[how]
         m[key] = value
-    elif how in ("files-absolute", "files-dotdot", "files-proc", "files-symlink-out",
-                 "files-fifo"):
+    elif how in ("files-absolute", "files-dotdot", "files-proc", "files-symlink-out", "files-fifo"):
         victim.write_text("private\n")
         digest = sha256_file(victim)
-        name = {"files-absolute": str(victim), "files-dotdot": f"../{victim.name}",
-                "files-proc": "/proc/self/mem", "files-symlink-out": "link.txt",
-                "files-fifo": "pipe.bin"}[how]
+        name = {
+            "files-absolute": str(victim),
+            "files-dotdot": f"../{victim.name}",
+            "files-proc": "/proc/self/mem",
+            "files-symlink-out": "link.txt",
+            "files-fifo": "pipe.bin",
+        }[how]
         if how == "files-symlink-out":
             (out / name).symlink_to(victim)
         elif how == "files-fifo":

@@ -11,7 +11,8 @@ from conftest import REPO
 
 def test_import_linter_contracts():
     lint = shutil.which("lint-imports", path=str(REPO / ".venv" / "bin")) or shutil.which(
-        "lint-imports")
+        "lint-imports"
+    )
     assert lint, "import-linter is a dev dependency"
     proc = subprocess.run([lint], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -32,8 +33,14 @@ def test_app_core_runs_without_qt():
         "doc.undo()\n"
         "print(int(doc.rgb.sum()), len(doc.history))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                          text=True, timeout=120, env={"PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 0 and proc.stdout.split() == ["0", "1"], proc.stderr
 
 
@@ -48,7 +55,12 @@ def test_runtime_and_app_import_without_torch():
         "        importlib.import_module(mod.name)\n"
         "print('ok')\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                          text=True, timeout=120,
-                          env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

@@ -45,8 +45,25 @@ def test_edit_writes_png_with_settings(tiny_bundle_path, photo_files, tmp_path, 
     image, mask, rgb, painted = photo_files
     before = file_digest(image), file_digest(mask)
     out = tmp_path / "out.png"
-    code, stdout, _ = run(["edit", image, "--mask", mask, "-o", out, "--model", tiny_bundle_path,
-                           "--seed", 11, "--steps", 6, "--temperature", 3.0], capsys)
+    code, stdout, _ = run(
+        [
+            "edit",
+            image,
+            "--mask",
+            mask,
+            "-o",
+            out,
+            "--model",
+            tiny_bundle_path,
+            "--seed",
+            11,
+            "--steps",
+            6,
+            "--temperature",
+            3.0,
+        ],
+        capsys,
+    )
     assert code == 0 and str(out) in stdout
     assert (file_digest(image), file_digest(mask)) == before  # inputs untouched
     result = np.asarray(Image.open(out).convert("RGB"))
@@ -58,13 +75,48 @@ def test_edit_writes_png_with_settings(tiny_bundle_path, photo_files, tmp_path, 
     assert text["mage:model"] == "tiny" and text["mage:seed"] == "11"
     assert text["mage:steps"] == "6" and text["mage:temperature"] == "3"
     again = tmp_path / "again.png"
-    run(["edit", image, "--mask", mask, "-o", again, "--model", tiny_bundle_path, "--seed", 11,
-         "--steps", 6, "--temperature", 3.0], capsys)
+    run(
+        [
+            "edit",
+            image,
+            "--mask",
+            mask,
+            "-o",
+            again,
+            "--model",
+            tiny_bundle_path,
+            "--seed",
+            11,
+            "--steps",
+            6,
+            "--temperature",
+            3.0,
+        ],
+        capsys,
+    )
     assert np.array_equal(np.asarray(Image.open(again)), np.asarray(Image.open(out)))
     assert text["mage:seamless"] == "yes"
     plain = tmp_path / "plain.png"
-    run(["edit", image, "--mask", mask, "-o", plain, "--model", tiny_bundle_path, "--seed", 11,
-         "--steps", 6, "--temperature", 3.0, "--no-seamless"], capsys)
+    run(
+        [
+            "edit",
+            image,
+            "--mask",
+            mask,
+            "-o",
+            plain,
+            "--model",
+            tiny_bundle_path,
+            "--seed",
+            11,
+            "--steps",
+            6,
+            "--temperature",
+            3.0,
+            "--no-seamless",
+        ],
+        capsys,
+    )
     assert read_png_text(plain)["mage:seamless"] == "no"
     plain_rgb = np.asarray(Image.open(plain).convert("RGB"))
     assert not np.array_equal(plain_rgb, result)  # the blend changes the fill ...
@@ -79,8 +131,7 @@ def test_edit_keeps_alpha(tiny_bundle_path, photo_files, tmp_path, capsys):
     rgba = tmp_path / "rgba.png"
     Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(rgba)
     out = tmp_path / "out.png"
-    code, _, _ = run(["edit", rgba, "--mask", mask, "-o", out, "--model", tiny_bundle_path],
-                     capsys)
+    code, _, _ = run(["edit", rgba, "--mask", mask, "-o", out, "--model", tiny_bundle_path], capsys)
     assert code == 0
     result = np.asarray(Image.open(out))
     assert result.shape == (200, 300, 4) and np.array_equal(result[..., 3], alpha)
@@ -88,38 +139,86 @@ def test_edit_keeps_alpha(tiny_bundle_path, photo_files, tmp_path, capsys):
 
 def test_generate_candidates_and_classes(tiny_bundle_path, tmp_path, capsys):
     out = tmp_path / "gen.png"
-    code, stdout, _ = run(["generate", "-o", out, "-n", 2, "--seed", 5, "--class", "dog",
-                           "--model", tiny_bundle_path], capsys)
+    code, stdout, _ = run(
+        [
+            "generate",
+            "-o",
+            out,
+            "-n",
+            2,
+            "--seed",
+            5,
+            "--class",
+            "dog",
+            "--model",
+            tiny_bundle_path,
+        ],
+        capsys,
+    )
     assert code == 0
     files = [tmp_path / "gen-5.png", tmp_path / "gen-6.png"]
     assert all(f.exists() for f in files)
     assert read_png_text(files[1])["mage:class"] == "dog"
     assert read_png_text(files[1])["mage:seed"] == "6"
-    code, _, err = run(["generate", "-o", tmp_path / "x.png", "--class", "zebra",
-                        "--model", tiny_bundle_path], capsys)
+    code, _, err = run(
+        ["generate", "-o", tmp_path / "x.png", "--class", "zebra", "--model", tiny_bundle_path],
+        capsys,
+    )
     assert code == 2 and "unknown class 'zebra'" in last_line(err)
 
 
 def test_extend(tiny_bundle_path, photo_files, tmp_path, capsys):
     image, _, rgb, _ = photo_files
     out = tmp_path / "wide.png"
-    code, _, _ = run(["extend", image, "--side", "right", "--tokens", 2, "-o", out,
-                      "--model", tiny_bundle_path, "--seed", 1], capsys)
+    code, _, _ = run(
+        [
+            "extend",
+            image,
+            "--side",
+            "right",
+            "--tokens",
+            2,
+            "-o",
+            out,
+            "--model",
+            tiny_bundle_path,
+            "--seed",
+            1,
+        ],
+        capsys,
+    )
     assert code == 0
     wide = np.asarray(Image.open(out).convert("RGB"))
     assert wide.shape[0] == 200 and wide.shape[1] > 300
     assert np.array_equal(wide[:, :250], rgb[:, :250])
 
 
-@pytest.mark.parametrize("case", ["same-as-input", "exists", "missing-folder", "not-png",
-                                  "empty-mask", "mask-size", "bad-image", "missing-image"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "same-as-input",
+        "exists",
+        "missing-folder",
+        "not-png",
+        "empty-mask",
+        "mask-size",
+        "bad-image",
+        "missing-image",
+    ],
+)
 def test_bad_input_exit_2_one_line(case, tiny_bundle_path, photo_files, tmp_path, capsys):
     image, mask, _, _ = photo_files
     out = tmp_path / "out.png"
-    expect = {"same-as-input": "is the input file", "exists": "exists (use --overwrite",
-              "missing-folder": "output folder does not exist", "not-png": "must be a .png",
-              "empty-mask": "mask is empty", "mask-size": "is 10x10 but the image is 300x200",
-              "bad-image": "not an image", "missing-image": "not found"}[case]
+    expect = {
+        "same-as-input": "is the input file",
+        "exists": "exists (use --overwrite",
+        "missing-folder": "output folder does not exist",
+        "not-png": "must be a .png",
+        "empty-mask": "mask is empty",
+        "mask-size": "is 10x10 but the image is 300x200",
+        "bad-image": "not an image",
+        "missing-image": "not found",
+    }[case]
     if case == "same-as-input":
         out = image
     elif case == "exists":
@@ -138,8 +237,9 @@ def test_bad_input_exit_2_one_line(case, tiny_bundle_path, photo_files, tmp_path
     elif case == "missing-image":
         image = tmp_path / "ghost.png"
     digest = file_digest(out) if out.exists() else None
-    code, _, err = run(["edit", image, "--mask", mask, "-o", out, "--model", tiny_bundle_path],
-                       capsys)
+    code, _, err = run(
+        ["edit", image, "--mask", mask, "-o", out, "--model", tiny_bundle_path], capsys
+    )
     assert code == 2
     line = last_line(err)
     assert line.startswith("error: ") and expect in line.lower(), err
@@ -153,22 +253,51 @@ def test_scale_mask_on_request(tiny_bundle_path, photo_files, tmp_path, capsys):
     m = np.zeros((20, 30), np.uint8)
     m[8:12, 13:17] = 255
     Image.fromarray(m).save(small)
-    code, _, _ = run(["edit", image, "--mask", small, "--scale-mask", "-o", tmp_path / "o.png",
-                      "--model", tiny_bundle_path], capsys)
+    code, _, _ = run(
+        [
+            "edit",
+            image,
+            "--mask",
+            small,
+            "--scale-mask",
+            "-o",
+            tmp_path / "o.png",
+            "--model",
+            tiny_bundle_path,
+        ],
+        capsys,
+    )
     assert code == 0
 
 
-@pytest.mark.parametrize("how, expect", [
-    ("missing-file", "model file missing"), ("hash-mismatch", "sha256 does not match"),
-    ("truncated-onnx", "cannot be loaded"), ("newer-version", "newer than this app"),
-    ("shapes", "predicts 64 codes but the manifest says codebook_size 128"),
-    ("no-manifest", "manifest.json is missing"), ("bad-json", "is damaged"),
-])
+@pytest.mark.parametrize(
+    "how, expect",
+    [
+        ("missing-file", "model file missing"),
+        ("hash-mismatch", "sha256 does not match"),
+        ("truncated-onnx", "cannot be loaded"),
+        ("newer-version", "newer than this app"),
+        ("shapes", "predicts 64 codes but the manifest says codebook_size 128"),
+        ("no-manifest", "manifest.json is missing"),
+        ("bad-json", "is damaged"),
+    ],
+)
 def test_damaged_models(how, expect, tiny_bundle_path, tmp_path):
     broken = damaged_bundle(tiny_bundle_path, tmp_path, how)
-    proc = subprocess.run([sys.executable, str(REPO / "main.py"), "generate", "-o",
-                           str(tmp_path / "g.png"), "--model", str(broken)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "main.py"),
+            "generate",
+            "-o",
+            str(tmp_path / "g.png"),
+            "--model",
+            str(broken),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: "), proc.stderr
     assert expect in proc.stderr
@@ -177,16 +306,31 @@ def test_damaged_models(how, expect, tiny_bundle_path, tmp_path):
 
 @pytest.mark.parametrize("command", ["edit", "generate", "extend", "import-mage", "classify"])
 def test_help(command):
-    proc = subprocess.run([sys.executable, str(REPO / "main.py"), command, "--help"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "main.py"), command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0 and "usage:" in proc.stdout
 
 
 def test_export_and_train_take_their_own_flags(tiny_bundle_path, tmp_path, caplog):
     # the documented `main.py export --tokenizer ...` form: the first argument is an option
     missing = tmp_path / "missing.pt"
-    code = main(["export", "--tokenizer", str(missing), "--from-bundle", str(tiny_bundle_path),
-                 "-o", str(tmp_path / "out"), "--name", "x"])
+    code = main(
+        [
+            "export",
+            "--tokenizer",
+            str(missing),
+            "--from-bundle",
+            str(tiny_bundle_path),
+            "-o",
+            str(tmp_path / "out"),
+            "--name",
+            "x",
+        ]
+    )
     assert code == 2
     assert any("checkpoint not found" in r.getMessage() for r in caplog.records)
     with pytest.raises(SystemExit) as done:

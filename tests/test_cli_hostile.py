@@ -39,8 +39,9 @@ def one_error(err: str) -> str:
 
 
 def folder_state(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): file_digest(p) for p in sorted(folder.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(folder)): file_digest(p) for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -56,12 +57,28 @@ def photo(tmp_path):
 
 
 BAD_FLAGS = [
-    ["--seed", "-1"], ["--seed", "1e3"], ["--seed", str(2**40)], ["--temperature", "nan"],
-    ["--temperature", "inf"], ["--temperature", "-1"], ["--sample-temperature", "inf"],
-    ["--sample-temperature", "0"], ["--ring", "-1"], ["--ring", "100000"],
-    ["--coverage", "1.5"], ["--coverage", "nan"], ["--feather", "nan"], ["--feather", "-2"],
-    ["--guidance", "nan"], ["--guidance", "inf"], ["--guidance", "-1"], ["--steps", "0"],
-    ["--steps", str(10**9)], ["-n", "0"], ["-n", "1000000"], ["--steps", "many"],
+    ["--seed", "-1"],
+    ["--seed", "1e3"],
+    ["--seed", str(2**40)],
+    ["--temperature", "nan"],
+    ["--temperature", "inf"],
+    ["--temperature", "-1"],
+    ["--sample-temperature", "inf"],
+    ["--sample-temperature", "0"],
+    ["--ring", "-1"],
+    ["--ring", "100000"],
+    ["--coverage", "1.5"],
+    ["--coverage", "nan"],
+    ["--feather", "nan"],
+    ["--feather", "-2"],
+    ["--guidance", "nan"],
+    ["--guidance", "inf"],
+    ["--guidance", "-1"],
+    ["--steps", "0"],
+    ["--steps", str(10**9)],
+    ["-n", "0"],
+    ["-n", "1000000"],
+    ["--steps", "many"],
 ]
 
 
@@ -75,35 +92,51 @@ def test_bad_flags_are_refused_at_parse_time(flags, photo, tmp_path, capsys):
     assert time.monotonic() - start < 5 and not out.exists()
 
 
-@pytest.mark.parametrize("argv", [
-    ["extend", "IMG", "--tokens", "0"], ["extend", "IMG", "--tokens", "-3"],
-    ["classify", "IMG", "-k", "0"], ["classify", "IMG", "--batch-size", "0"],
-    ["probe", "--data", "D", "-o", "h.npz", "--val", "1"],
-    ["probe", "--data", "D", "-o", "h.npz", "--lr", "nan"],
-    ["probe", "--data", "D", "-o", "h.npz", "--epochs", str(10**9)],
-    ["fewshot", "--data", "D", "-o", "h.npz", "--temperature", "0"],
-    ["fewshot", "--data", "D", "-o", "h.npz", "-k", "0"],
-    ["generate", "-o", "g.png", "--bogus"],
-], ids=lambda a: " ".join(a))
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["extend", "IMG", "--tokens", "0"],
+        ["extend", "IMG", "--tokens", "-3"],
+        ["classify", "IMG", "-k", "0"],
+        ["classify", "IMG", "--batch-size", "0"],
+        ["probe", "--data", "D", "-o", "h.npz", "--val", "1"],
+        ["probe", "--data", "D", "-o", "h.npz", "--lr", "nan"],
+        ["probe", "--data", "D", "-o", "h.npz", "--epochs", str(10**9)],
+        ["fewshot", "--data", "D", "-o", "h.npz", "--temperature", "0"],
+        ["fewshot", "--data", "D", "-o", "h.npz", "-k", "0"],
+        ["generate", "-o", "g.png", "--bogus"],
+    ],
+    ids=lambda a: " ".join(a),
+)
 def test_bad_flags_of_every_command(argv, photo, capsys):
     image, _ = photo
     code, _, err = run([str(image) if a == "IMG" else a for a in argv], capsys)
     assert code == 2 and one_error(err)
 
 
-NUMERIC = {"--seed": (0, cli.MAX_SEED), "-n": (1, cli.MAX_CANDIDATES),
-           "--steps": (1, cli.MAX_STEPS), "--ring": (0, cli.MAX_RING),
-           "--temperature": (0, cli.MAX_TEMPERATURE), "--coverage": (0, 1),
-           "--feather": (0, cli.MAX_FEATHER), "--guidance": (0, cli.MAX_GUIDANCE),
-           "--sample-temperature": (0, cli.MAX_TEMPERATURE)}
+NUMERIC = {
+    "--seed": (0, cli.MAX_SEED),
+    "-n": (1, cli.MAX_CANDIDATES),
+    "--steps": (1, cli.MAX_STEPS),
+    "--ring": (0, cli.MAX_RING),
+    "--temperature": (0, cli.MAX_TEMPERATURE),
+    "--coverage": (0, 1),
+    "--feather": (0, cli.MAX_FEATHER),
+    "--guidance": (0, cli.MAX_GUIDANCE),
+    "--sample-temperature": (0, cli.MAX_TEMPERATURE),
+}
 DEST = {"-n": "candidates", "--sample-temperature": "sample_temperature"}
 
 
-@settings(max_examples=300, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(flag=st.sampled_from(sorted(NUMERIC)),
-       value=st.one_of(st.integers(-10**12, 10**12).map(str), st.floats().map(repr),
-                       st.text(max_size=8)))
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    flag=st.sampled_from(sorted(NUMERIC)),
+    value=st.one_of(
+        st.integers(-(10**12), 10**12).map(str), st.floats().map(repr), st.text(max_size=8)
+    ),
+)
 def test_flag_space_parses_within_bounds_or_refuses(flag, value, capsys):
     """Property: any value of a numeric flag is either parsed to a finite number within the
     documented bounds or refused with exit 2 and one line."""
@@ -125,8 +158,24 @@ def test_candidate_names_never_overwrite_an_input(photo, tiny_bundle_path, tmp_p
     victim.write_bytes(image.read_bytes())
     before = file_digest(victim)
     for extra in ([], ["--overwrite"]):
-        code, _, err = run(["edit", victim, "--mask", mask, "-o", tmp_path / "out.png", "-n", 2,
-                            "--seed", 5, "--model", tiny_bundle_path, *extra], capsys)
+        code, _, err = run(
+            [
+                "edit",
+                victim,
+                "--mask",
+                mask,
+                "-o",
+                tmp_path / "out.png",
+                "-n",
+                2,
+                "--seed",
+                5,
+                "--model",
+                tiny_bundle_path,
+                *extra,
+            ],
+            capsys,
+        )
         assert code == 2 and "out-6.png" in one_error(err)
         assert file_digest(victim) == before and not (tmp_path / "out-5.png").exists()
 
@@ -134,15 +183,33 @@ def test_candidate_names_never_overwrite_an_input(photo, tiny_bundle_path, tmp_p
 def test_output_names_are_checked_before_any_work(photo, tmp_path, capsys):
     image, mask = photo
     missing_model = tmp_path / "no-model"  # would fail later, if the names passed
-    code, _, err = run(["edit", image, "--mask", mask, "-o", tmp_path / ("x" * 236 + ".png"),
-                        "-n", 2, "--seed", 1, "--model", missing_model], capsys)
+    code, _, err = run(
+        [
+            "edit",
+            image,
+            "--mask",
+            mask,
+            "-o",
+            tmp_path / ("x" * 236 + ".png"),
+            "-n",
+            2,
+            "--seed",
+            1,
+            "--model",
+            missing_model,
+        ],
+        capsys,
+    )
     assert code == 2 and "too long" in one_error(err)
-    code, _, err = run(["generate", "-o", tmp_path / ("y" * 260 + ".png"),
-                        "--model", missing_model], capsys)
+    code, _, err = run(
+        ["generate", "-o", tmp_path / ("y" * 260 + ".png"), "--model", missing_model], capsys
+    )
     assert code == 2 and "too long" in one_error(err)
     (tmp_path / "taken-3.png").write_bytes(b"mine")
-    code, _, err = run(["generate", "-o", tmp_path / "taken.png", "-n", 3, "--seed", 1,
-                        "--model", missing_model], capsys)
+    code, _, err = run(
+        ["generate", "-o", tmp_path / "taken.png", "-n", 3, "--seed", 1, "--model", missing_model],
+        capsys,
+    )
     assert code == 2 and "taken-3.png exists" in one_error(err)
     assert (tmp_path / "taken-3.png").read_bytes() == b"mine"
 
@@ -153,13 +220,27 @@ def test_non_utf8_file_names(tiny_bundle_path, photo, tmp_path, capsys):
     name = os.path.join(folder, b"ph\xffoto.png")
     Image.fromarray(np.full((48, 64, 3), 90, np.uint8)).save(os.fsdecode(name))
     out = tmp_path / "fixed.png"
-    code, stdout, err = run(["edit", os.fsdecode(name), "--mask", mask, "-o", out,
-                             "--model", tiny_bundle_path, "--seed", 1], capsys)
+    code, stdout, err = run(
+        [
+            "edit",
+            os.fsdecode(name),
+            "--mask",
+            mask,
+            "-o",
+            out,
+            "--model",
+            tiny_bundle_path,
+            "--seed",
+            1,
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert read_png_text(out)["mage:source"] == "ph\ufffdoto.png"
     odd_out = os.fsdecode(os.path.join(folder, b"r\xfesult.png"))
-    code, stdout, err = run(["generate", "-o", odd_out, "--model", tiny_bundle_path,
-                             "--class", "d\udcffg"], capsys)
+    code, stdout, err = run(
+        ["generate", "-o", odd_out, "--model", tiny_bundle_path, "--class", "d\udcffg"], capsys
+    )
     assert code == 2 and "unknown class" in one_error(err)
     code, stdout, err = run(["generate", "-o", odd_out, "--model", tiny_bundle_path], capsys)
     assert code == 0 and os.path.exists(odd_out) and "\ufffd" in stdout
@@ -182,8 +263,8 @@ def test_no_exception_escapes_as_a_traceback(monkeypatch, tmp_path, capsys):
 
 def test_stale_temp_files_of_killed_runs_are_cleaned(tiny_bundle_path, tmp_path, capsys):
     out = tmp_path / "g.png"
-    old = tmp_path / ".g.png.ab12cd34.tmp"        # left by a run killed an hour ago
-    fresh = tmp_path / ".g.png.ef56gh78.tmp"      # another run may be writing it right now
+    old = tmp_path / ".g.png.ab12cd34.tmp"  # left by a run killed an hour ago
+    fresh = tmp_path / ".g.png.ef56gh78.tmp"  # another run may be writing it right now
     other = tmp_path / ".notes.txt.ab12cd34.tmp"  # not ours to touch
     for path in (old, fresh, other):
         path.write_bytes(b"partial")
@@ -202,8 +283,25 @@ def test_extend_keeps_transparency_and_makes_n_candidates(tiny_bundle_path, tmp_
     alpha[:10] = 100
     src = tmp_path / "rgba.png"
     Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(src)
-    code, stdout, err = run(["extend", src, "--side", "left", "--tokens", 2, "-n", 2, "--seed",
-                             4, "-o", tmp_path / "wide.png", "--model", tiny_bundle_path], capsys)
+    code, stdout, err = run(
+        [
+            "extend",
+            src,
+            "--side",
+            "left",
+            "--tokens",
+            2,
+            "-n",
+            2,
+            "--seed",
+            4,
+            "-o",
+            tmp_path / "wide.png",
+            "--model",
+            tiny_bundle_path,
+        ],
+        capsys,
+    )
     assert code == 0, err
     results = [np.asarray(Image.open(tmp_path / f"wide-{s}.png")) for s in (4, 5)]
     for result in results:
@@ -224,13 +322,30 @@ def test_hostile_bundles_through_the_cli(tiny_bundle_path, tmp_path, capsys):
 
 
 def test_cuda_notice_is_printed_once(tiny_bundle_path, tmp_path):
-    code = ("import sys; sys.path.insert(0, sys.argv[1])\n"
-            "from engine.runtime import sessions\n"
-            "sessions.cuda_driver_present = lambda: False\n"
-            "from engine.cli import main; sys.exit(main(sys.argv[2:]))\n")
-    proc = subprocess.run([sys.executable, "-c", code, str(REPO), "generate", "--device", "cuda",
-                           "-o", str(tmp_path / "g.png"), "--model", str(tiny_bundle_path)],
-                          capture_output=True, text=True, timeout=120)
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "from engine.runtime import sessions\n"
+        "sessions.cuda_driver_present = lambda: False\n"
+        "from engine.cli import main; sys.exit(main(sys.argv[2:]))\n"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(REPO),
+            "generate",
+            "--device",
+            "cuda",
+            "-o",
+            str(tmp_path / "g.png"),
+            "--model",
+            str(tiny_bundle_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     # without a GPU the notice says so once; with one, no notice at all
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("notice:") <= 1 and "\x1b[" not in proc.stderr
@@ -238,8 +353,8 @@ def test_cuda_notice_is_printed_once(tiny_bundle_path, tmp_path):
 
 # -- export / import-mage targets --------------------------------------------------------------
 
-def test_overwrite_refuses_anything_but_a_bundle(tiny_bundle_path, tmp_path, monkeypatch,
-                                                 capsys):
+
+def test_overwrite_refuses_anything_but_a_bundle(tiny_bundle_path, tmp_path, monkeypatch, capsys):
     photos = tmp_path / "photos"
     photos.mkdir()
     (photos / "holiday.jpg").write_bytes(b"precious")
@@ -278,10 +393,18 @@ def test_overwrite_swaps_a_bundle_atomically(tiny_bundle_path, tmp_path):
     (target / "manifest.json").chmod(0o644)
     vqgan, mage = make_tiny_models(seed=1)
     with pytest.raises(ExportError, match="exists and is not empty"):
-        export_bundle(vqgan, mage, target, name="second", source="test",
-                      class_names=["a", "b", "c"])
-    export_bundle(vqgan, mage, target, name="second", source="test",
-                  class_names=["a", "b", "c"], overwrite=True)
+        export_bundle(
+            vqgan, mage, target, name="second", source="test", class_names=["a", "b", "c"]
+        )
+    export_bundle(
+        vqgan,
+        mage,
+        target,
+        name="second",
+        source="test",
+        class_names=["a", "b", "c"],
+        overwrite=True,
+    )
     from engine.runtime.bundle import Bundle
 
     assert Bundle(target, device="cpu").name == "second"
@@ -293,9 +416,11 @@ def test_overwrite_swaps_a_bundle_atomically(tiny_bundle_path, tmp_path):
 def test_export_refuses_bad_checkpoints_in_one_line(payload, tiny_bundle_path, tmp_path, capfd):
     ckpt = tmp_path / "tok.pth"
     if payload == "pickle":
+
         class Evil:
             def __reduce__(self):
                 return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+
         ckpt.write_bytes(pickle.dumps({"kind": "tokenizer", "x": Evil()}))
     elif payload == "list":
         torch.save([1, 2, 3], ckpt)
@@ -303,10 +428,24 @@ def test_export_refuses_bad_checkpoints_in_one_line(payload, tiny_bundle_path, t
         ckpt.write_bytes(b"")
     else:
         ckpt.write_text("not a checkpoint")
-    proc = subprocess.run([sys.executable, str(REPO / "main.py"), "export", "--tokenizer",
-                           str(ckpt), "--from-bundle", str(tiny_bundle_path), "-o",
-                           str(tmp_path / "out"), "--name", "x"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "main.py"),
+            "export",
+            "--tokenizer",
+            str(ckpt),
+            "--from-bundle",
+            str(tiny_bundle_path),
+            "-o",
+            str(tmp_path / "out"),
+            "--name",
+            "x",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "tok.pth" in proc.stderr
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "out").exists()

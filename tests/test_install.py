@@ -24,8 +24,16 @@ REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO / "assets"
 ICON_SIZES = (16, 24, 32, 48, 64, 128, 256)
 FREE_LICENCES = ("CC0", "public domain", "CC-BY")
-WHEEL_SOURCES = ("pyproject.toml", "README.md", "LICENSE", "app", "engine", "mage_studio",
-                 "assets", "exported_models")
+WHEEL_SOURCES = (
+    "pyproject.toml",
+    "README.md",
+    "LICENSE",
+    "app",
+    "engine",
+    "mage_studio",
+    "assets",
+    "exported_models",
+)
 
 
 def _run(cmd, **kw) -> subprocess.CompletedProcess:
@@ -34,15 +42,21 @@ def _run(cmd, **kw) -> subprocess.CompletedProcess:
 
 # -- packaging metadata -------------------------------------------------------------------------
 
+
 def test_pyproject_lists_every_package_and_ships_the_data_folders():
     config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
     setup = config["tool"]["setuptools"]
-    code = {".".join(p.parent.relative_to(REPO).parts)
-            for top in ("app", "engine", "mage_studio") for p in (REPO / top).rglob("__init__.py")
-            if "__pycache__" not in p.parts}
+    code = {
+        ".".join(p.parent.relative_to(REPO).parts)
+        for top in ("app", "engine", "mage_studio")
+        for p in (REPO / top).rglob("__init__.py")
+        if "__pycache__" not in p.parts
+    }
     assert set(setup["packages"]) == code | {"mage_studio.assets", "mage_studio.exported_models"}
-    assert setup["package-dir"] == {"mage_studio.assets": "assets",
-                                    "mage_studio.exported_models": "exported_models"}
+    assert setup["package-dir"] == {
+        "mage_studio.assets": "assets",
+        "mage_studio.exported_models": "exported_models",
+    }
     project = config["project"]
     assert project["license"] == "MIT" and (REPO / "LICENSE").is_file()
     assert project["scripts"]["mage-studio"] == "mage_studio.entry:main"
@@ -58,6 +72,7 @@ def test_entry_knows_every_cli_command():
 
 
 # -- dispatch -------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def editor_calls(monkeypatch):
@@ -78,8 +93,12 @@ def test_no_command_opens_the_editor_and_a_photo_is_opened(editor_calls, tmp_pat
     assert main([str(photo)]) == 0
     assert main(["--screenshot", "s.png", "--no-run"]) == 0
     assert gui_main([str(photo), "--mask", "m.png"]) == 0
-    assert editor_calls == [[], ["--open", str(photo)], ["--screenshot", "s.png", "--no-run"],
-                            ["--open", str(photo), "--mask", "m.png"]]
+    assert editor_calls == [
+        [],
+        ["--open", str(photo)],
+        ["--screenshot", "s.png", "--no-run"],
+        ["--open", str(photo), "--mask", "m.png"],
+    ]
 
 
 def test_sub_commands_run_the_cli_and_unknown_words_are_refused(editor_calls, capsys):
@@ -100,13 +119,16 @@ def test_sub_commands_run_the_cli_and_unknown_words_are_refused(editor_calls, ca
 def test_python_dash_m_and_main_py_share_the_entry(tmp_path):
     """`python -m mage_studio` and `python main.py` both reach the same dispatch."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    for cmd in ([sys.executable, "-m", "mage_studio", "gnerate"],
-                [sys.executable, REPO / "main.py", "gnerate"]):
+    for cmd in (
+        [sys.executable, "-m", "mage_studio", "gnerate"],
+        [sys.executable, REPO / "main.py", "gnerate"],
+    ):
         done = _run(cmd, cwd=tmp_path, env=env, timeout=120)
         assert done.returncode == 2 and "neither a command" in done.stderr, cmd
 
 
 # -- desktop entry ------------------------------------------------------------------------------
+
 
 def _desktop_keys(path: Path) -> dict[str, str]:
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -117,8 +139,9 @@ def _desktop_keys(path: Path) -> dict[str, str]:
 def test_install_desktop_writes_entry_and_icons_and_uninstall_removes_them(tmp_path):
     data_home = tmp_path / "share"
     env = {**os.environ, "XDG_DATA_HOME": str(data_home)}
-    done = _run([sys.executable, REPO / "main.py", "--install-desktop"], cwd=tmp_path, env=env,
-                timeout=120)
+    done = _run(
+        [sys.executable, REPO / "main.py", "--install-desktop"], cwd=tmp_path, env=env, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     entry = data_home / "applications" / "mage-studio.desktop"
     keys = _desktop_keys(entry)
@@ -131,12 +154,17 @@ def test_install_desktop_writes_entry_and_icons_and_uninstall_removes_them(tmp_p
     for size in ICON_SIZES:
         with Image.open(hicolor / f"{size}x{size}" / "apps" / "mage-studio.png") as im:
             assert im.size == (size, size)
-    assert (hicolor / "scalable" / "apps" / "mage-studio.svg").read_bytes() == \
-        (ASSETS / "icons" / "mage-studio.svg").read_bytes()
+    assert (hicolor / "scalable" / "apps" / "mage-studio.svg").read_bytes() == (
+        ASSETS / "icons" / "mage-studio.svg"
+    ).read_bytes()
     assert f"wrote {entry}" in done.stdout
 
-    done = _run([sys.executable, REPO / "main.py", "--uninstall-desktop"], cwd=tmp_path, env=env,
-                timeout=120)
+    done = _run(
+        [sys.executable, REPO / "main.py", "--uninstall-desktop"],
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 0 and not entry.exists()
     assert not any(p.is_file() for p in data_home.rglob("*"))
 
@@ -152,14 +180,16 @@ def test_install_desktop_reports_an_unwritable_folder_in_one_line(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     env = {**os.environ, "XDG_DATA_HOME": str(blocker)}
-    done = _run([sys.executable, REPO / "main.py", "--install-desktop"], cwd=tmp_path, env=env,
-                timeout=120)
+    done = _run(
+        [sys.executable, REPO / "main.py", "--install-desktop"], cwd=tmp_path, env=env, timeout=120
+    )
     assert done.returncode == 2
     assert done.stderr.startswith("error: cannot write the desktop entry")
     assert len(done.stderr.strip().splitlines()) == 1
 
 
 # -- assets ---------------------------------------------------------------------------------------
+
 
 def test_icon_pngs_are_renderings_of_every_size():
     for size in ICON_SIZES:
@@ -198,6 +228,7 @@ def test_samples_have_masks_sources_and_free_licences():
 
 # -- top-5 out of the box -----------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_classify_a_sample_photo_with_the_default_model(capsys):
     """A photo the model never saw (a shipped sample) gets the top 5 of its classes, with no
@@ -232,6 +263,7 @@ def test_default_bundle_card_reports_the_head_accuracy():
 
 # -- the wheel ------------------------------------------------------------------------------------
 
+
 def _copy_sources(dest: Path) -> None:
     """The files a wheel is built from, without caches (the checkout is never written to)."""
     skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.tmp")
@@ -254,8 +286,24 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_from_another_folder(tmp_path)
         folder.mkdir()
     _copy_sources(src)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    done = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                 "--no-index", "-q", "-w", wheels, src], cwd=tmp_path, env=env, timeout=600)
+    done = _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            wheels,
+            src,
+        ],
+        cwd=tmp_path,
+        env=env,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Warning" not in done.stderr and "deprecated" not in done.stderr.lower(), done.stderr
     (wheel,) = wheels.glob("mage_studio-*.whl")
@@ -263,19 +311,44 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_from_another_folder(tmp_path)
     done = _run([sys.executable, "-m", "venv", "--without-pip", venv], timeout=300)
     assert done.returncode == 0, done.stderr
     python = venv / "bin" / "python"
-    site = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                     timeout=60).stdout.strip())
+    site = Path(
+        _run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], timeout=60
+        ).stdout.strip()
+    )
     # the dependencies of this test's own environment, after the venv's own packages
     (site / "zz_dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    done = _run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps",
-                 "--no-index", "-q", wheel], env=env, timeout=600)
+    done = _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            python,
+            "install",
+            "--no-deps",
+            "--no-index",
+            "-q",
+            wheel,
+        ],
+        env=env,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
 
-    where = _run([python, "-c", "import app, engine, mage_studio\n"
-                  "from engine.runtime import models\n"
-                  "print(app.__file__, engine.__file__, mage_studio.__file__, "
-                  "models.default_bundle_path(), models.shipped_dir('assets'), sep='\\n')"],
-                 cwd=elsewhere, env=env, timeout=120)
+    where = _run(
+        [
+            python,
+            "-c",
+            "import app, engine, mage_studio\n"
+            "from engine.runtime import models\n"
+            "print(app.__file__, engine.__file__, mage_studio.__file__, "
+            "models.default_bundle_path(), models.shipped_dir('assets'), sep='\\n')",
+        ],
+        cwd=elsewhere,
+        env=env,
+        timeout=120,
+    )
     assert where.returncode == 0, where.stderr
     for line in where.stdout.strip().splitlines():
         assert Path(line).resolve().is_relative_to(site.resolve()), line  # not the checkout
@@ -284,8 +357,12 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_from_another_folder(tmp_path)
 
     bin_dir = venv / "bin"
     assert (bin_dir / "mage-studio-gui").is_file()
-    done = _run([bin_dir / "mage-studio", "generate", "-o", "g.png", "--seed", "1", "--device",
-                 "cpu"], cwd=elsewhere, env=env, timeout=600)
+    done = _run(
+        [bin_dir / "mage-studio", "generate", "-o", "g.png", "--seed", "1", "--device", "cpu"],
+        cwd=elsewhere,
+        env=env,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     with Image.open(elsewhere / "g.png") as im:
         assert im.size == (size, size)
@@ -295,9 +372,20 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_from_another_folder(tmp_path)
 
     gui_env = {**env, "QT_QPA_PLATFORM": "offscreen"}
     sample = json.loads((bundle.parents[1] / "assets" / "samples.json").read_text())["samples"][0]
-    done = _run([bin_dir / "mage-studio", "--open", bundle.parents[1] / "assets" / sample["file"],
-                 "--screenshot", "window.png", "--device", "cpu"], cwd=elsewhere, env=gui_env,
-                timeout=600)
+    done = _run(
+        [
+            bin_dir / "mage-studio",
+            "--open",
+            bundle.parents[1] / "assets" / sample["file"],
+            "--screenshot",
+            "window.png",
+            "--device",
+            "cpu",
+        ],
+        cwd=elsewhere,
+        env=gui_env,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (elsewhere / "window.png").stat().st_size > 10_000
     with Image.open(elsewhere / "window.png") as im:

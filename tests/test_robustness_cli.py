@@ -35,8 +35,21 @@ def test_cli_on_every_corpus_file(corpus, centre_mask, tiny_bundle_path, tmp_pat
     for case in corpus:
         before = file_digest(case.path)
         out = tmp_path / f"{case.name}-out.png"
-        code = main(["edit", str(case.path), "--mask", str(centre_mask), "--scale-mask",
-                     "-o", str(out), "--model", str(tiny_bundle_path), "--seed", "1"])
+        code = main(
+            [
+                "edit",
+                str(case.path),
+                "--mask",
+                str(centre_mask),
+                "--scale-mask",
+                "-o",
+                str(out),
+                "--model",
+                str(tiny_bundle_path),
+                "--seed",
+                "1",
+            ]
+        )
         _, err = capsys.readouterr()
         lines = [ln for ln in err.replace("\r", "\n").splitlines() if ln.strip()]
         assert file_digest(case.path) == before, case.name
@@ -58,8 +71,22 @@ def test_cli_on_every_corpus_file(corpus, centre_mask, tiny_bundle_path, tmp_pat
 def test_exif_rotation_is_honoured(corpus, centre_mask, tiny_bundle_path, tmp_path, capsys):
     case = next(c for c in corpus if c.name == "exif-rotated.jpg")
     out = tmp_path / "rotated-out.png"
-    assert main(["edit", str(case.path), "--mask", str(centre_mask), "--scale-mask",
-                 "-o", str(out), "--model", str(tiny_bundle_path)]) == 0
+    assert (
+        main(
+            [
+                "edit",
+                str(case.path),
+                "--mask",
+                str(centre_mask),
+                "--scale-mask",
+                "-o",
+                str(out),
+                "--model",
+                str(tiny_bundle_path),
+            ]
+        )
+        == 0
+    )
     assert Image.open(out).size == (64, 96)  # stored 96x64, displayed rotated
 
 
@@ -70,13 +97,25 @@ def test_mask_cases(tiny_bundle_path, tmp_path, capsys):
     def edit(mask_array, *extra):
         path = tmp_path / "m.png"
         Image.fromarray(mask_array).save(path)
-        code = main(["edit", str(image), "--mask", str(path), "-o", str(tmp_path / "o.png"),
-                     "--model", str(tiny_bundle_path), "--overwrite", *extra])
+        code = main(
+            [
+                "edit",
+                str(image),
+                "--mask",
+                str(path),
+                "-o",
+                str(tmp_path / "o.png"),
+                "--model",
+                str(tiny_bundle_path),
+                "--overwrite",
+                *extra,
+            ]
+        )
         return code, capsys.readouterr()[1]
 
     grey = np.zeros((48, 64), np.uint8)
     grey[10:30, 10:30] = 200  # not binary: thresholded at 50%
-    grey[30:40, 40:60] = 60   # below the threshold: not part of the mask
+    grey[30:40, 40:60] = 60  # below the threshold: not part of the mask
     assert edit(grey)[0] == 0
     code, err = edit(np.zeros((48, 64), np.uint8))
     assert code == 2 and "mask is empty" in err
@@ -113,9 +152,26 @@ def test_huge_image_stays_within_memory(tiny_bundle_path, tmp_path):
         "print('peak_mb', int(hwm.split()[1]) // 1024)\n"
         "sys.exit(code)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", probe, "edit", str(image), "--mask", str(mask),
-                           "-o", str(out), "--model", str(tiny_bundle_path), "--seed", "2"],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            probe,
+            "edit",
+            str(image),
+            "--mask",
+            str(mask),
+            "-o",
+            str(out),
+            "--model",
+            str(tiny_bundle_path),
+            "--seed",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     peak = int(proc.stdout.split("peak_mb")[1].split()[0])
     assert peak < 3000, f"peak RSS {peak} MB for a 324 MB image"

@@ -27,6 +27,7 @@ Box = mask_ops.Box
 @dataclass
 class Patch:
     """A rectangle of one array, before and after a change."""
+
     x0: int
     y0: int
     before: np.ndarray
@@ -45,6 +46,7 @@ class Patch:
 @dataclass
 class Canvas:
     """A whole image state, for changes that resize the canvas (generate, extend)."""
+
     rgb: np.ndarray
     alpha: np.ndarray | None
     mask: np.ndarray
@@ -53,11 +55,12 @@ class Canvas:
 @dataclass
 class Change:
     """One undoable step. Exactly one of (mask and/or image patches) or `canvas` is used."""
+
     label: str
     mask: Patch | None = None
     image: Patch | None = None
-    canvas: tuple[Canvas, Canvas] | None = None   # (before, after)
-    meta: dict = field(default_factory=dict)      # e.g. seed and run id of an applied result
+    canvas: tuple[Canvas, Canvas] | None = None  # (before, after)
+    meta: dict = field(default_factory=dict)  # e.g. seed and run id of an applied result
 
 
 RECORDED, REPLACED, UNDONE, REDONE = "recorded", "replaced", "undone", "redone"
@@ -68,14 +71,13 @@ def _cleared(mask: np.ndarray) -> Patch | None:
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
         return None
-    cols = np.flatnonzero(mask[rows[0]:rows[-1] + 1].any(axis=0))
+    cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].any(axis=0))
     ys, xs = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
     before = mask[ys, xs].copy()
     return Patch(int(xs.start), int(ys.start), before, np.zeros_like(before))
 
 
-def patch_between(before: np.ndarray, after: np.ndarray, box: Box | None = None
-                  ) -> Patch | None:
+def patch_between(before: np.ndarray, after: np.ndarray, box: Box | None = None) -> Patch | None:
     """The smallest patch holding every difference between two same-shape arrays (inside
     `box` when given), or None when they are equal."""
     if box is None:
@@ -94,8 +96,13 @@ def patch_between(before: np.ndarray, after: np.ndarray, box: Box | None = None
 
 
 class Document:
-    def __init__(self, rgb: np.ndarray, alpha: np.ndarray | None = None, path: str = "",
-                 options: EditOptions | None = None):
+    def __init__(
+        self,
+        rgb: np.ndarray,
+        alpha: np.ndarray | None = None,
+        path: str = "",
+        options: EditOptions | None = None,
+    ):
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"expected uint8 [H, W, 3], got {rgb.dtype} {rgb.shape}")
         self.rgb = np.ascontiguousarray(rgb).copy()
@@ -105,8 +112,8 @@ class Document:
         self.path = path
         self.options = options or EditOptions()
         self.history: list[Change] = []
-        self.history_index = 0   # changes before this index are applied
-        self.saved_index = 0     # history_index when last saved
+        self.history_index = 0  # changes before this index are applied
+        self.saved_index = 0  # history_index when last saved
         # called as listener(event, change), event one of RECORDED, REPLACED, UNDONE, REDONE
         self.listeners: list[Callable[[str, Change], None]] = []
 
@@ -152,7 +159,7 @@ class Document:
         return change
 
     def _append(self, change: Change) -> None:
-        del self.history[self.history_index:]
+        del self.history[self.history_index :]
         if self.saved_index > self.history_index:
             self.saved_index = -1  # the saved state can no longer be reached
         self.history.append(change)
@@ -170,7 +177,7 @@ class Document:
             raise ValueError("no applied change to replace")
         self.history_index -= 1
         self.apply(self.history[self.history_index], forward=False)
-        del self.history[self.history_index:]
+        del self.history[self.history_index :]
 
     def _notify(self, event: str, change: Change) -> None:
         for listener in list(self.listeners):
@@ -199,9 +206,16 @@ class Document:
         self.push(change)
         return change
 
-    def apply_image_patch(self, x0: int, y0: int, pixels: np.ndarray, label: str,
-                          clear_mask: bool = True, meta: dict | None = None,
-                          replace_last: bool = False) -> Change | None:
+    def apply_image_patch(
+        self,
+        x0: int,
+        y0: int,
+        pixels: np.ndarray,
+        label: str,
+        clear_mask: bool = True,
+        meta: dict | None = None,
+        replace_last: bool = False,
+    ) -> Change | None:
         """Writes a crop-local result (its top-left corner at x0, y0) into the image and
         clears the mask, as one undo step. The change keeps that rectangle before and after
         (nothing outside it is compared). None when it would change nothing; with
@@ -209,10 +223,12 @@ class Document:
         if replace_last:
             self._take_back()
         h, w = pixels.shape[:2]
-        region = self.rgb[y0:y0 + h, x0:x0 + w]
+        region = self.rgb[y0 : y0 + h, x0 : x0 + w]
         if x0 < 0 or y0 < 0 or region.shape != pixels.shape:
-            raise ValueError(f"a {w}x{h} patch at ({x0}, {y0}) does not fit the "
-                             f"{self.size[0]}x{self.size[1]} image")
+            raise ValueError(
+                f"a {w}x{h} patch at ({x0}, {y0}) does not fit the "
+                f"{self.size[0]}x{self.size[1]} image"
+            )
         image = None
         if not np.array_equal(region, pixels):
             image = Patch(x0, y0, region.copy(), np.array(pixels, dtype=np.uint8))
@@ -223,15 +239,21 @@ class Document:
         self._commit(change, REPLACED if replace_last else RECORDED)
         return change
 
-    def replace_canvas(self, rgb: np.ndarray, alpha: np.ndarray | None, label: str,
-                       meta: dict | None = None, replace_last: bool = False) -> Change:
+    def replace_canvas(
+        self,
+        rgb: np.ndarray,
+        alpha: np.ndarray | None,
+        label: str,
+        meta: dict | None = None,
+        replace_last: bool = False,
+    ) -> Change:
         """Replaces the whole image, possibly with another size (generate, extend)."""
         if replace_last:
             self._take_back()
-        before = Canvas(self.rgb.copy(), None if self.alpha is None else self.alpha.copy(),
-                        self.mask.copy())
-        after = Canvas(np.ascontiguousarray(rgb).copy(), alpha,
-                       np.zeros(rgb.shape[:2], dtype=bool))
+        before = Canvas(
+            self.rgb.copy(), None if self.alpha is None else self.alpha.copy(), self.mask.copy()
+        )
+        after = Canvas(np.ascontiguousarray(rgb).copy(), alpha, np.zeros(rgb.shape[:2], dtype=bool))
         change = Change(label, canvas=(before, after), meta=dict(meta or {}))
         self._commit(change, REPLACED if replace_last else RECORDED)
         return change

@@ -32,8 +32,9 @@ def union_box(a: Box | None, b: Box | None) -> Box | None:
     return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
 
 
-def paint_segment(mask: np.ndarray, p0: Point, p1: Point, radius: float,
-                  value: bool = True) -> Box | None:
+def paint_segment(
+    mask: np.ndarray, p0: Point, p1: Point, radius: float, value: bool = True
+) -> Box | None:
     """Paints a round-capped line of the given radius from p0 to p1 (a dot when equal).
 
     A pixel is painted when its centre lies within `radius` of the segment, so consecutive
@@ -44,9 +45,16 @@ def paint_segment(mask: np.ndarray, p0: Point, p1: Point, radius: float,
     """
     height, width = mask.shape
     r = max(float(radius), 0.5)
-    box = clip_box((int(np.floor(min(p0[0], p1[0]) - r)), int(np.floor(min(p0[1], p1[1]) - r)),
-                    int(np.ceil(max(p0[0], p1[0]) + r)) + 1,
-                    int(np.ceil(max(p0[1], p1[1]) + r)) + 1), width, height)
+    box = clip_box(
+        (
+            int(np.floor(min(p0[0], p1[0]) - r)),
+            int(np.floor(min(p0[1], p1[1]) - r)),
+            int(np.ceil(max(p0[0], p1[0]) + r)) + 1,
+            int(np.ceil(max(p0[1], p1[1]) + r)) + 1,
+        ),
+        width,
+        height,
+    )
     if box is None:
         return None
     x0, y0, x1, y1 = box
@@ -71,8 +79,16 @@ def fill_polygon(mask: np.ndarray, points: Sequence[Point], value: bool = True) 
     height, width = mask.shape
     xs = [p[0] for p in points]
     ys = [p[1] for p in points]
-    box = clip_box((int(np.floor(min(xs))), int(np.floor(min(ys))),
-                    int(np.ceil(max(xs))) + 1, int(np.ceil(max(ys))) + 1), width, height)
+    box = clip_box(
+        (
+            int(np.floor(min(xs))),
+            int(np.floor(min(ys))),
+            int(np.ceil(max(xs))) + 1,
+            int(np.ceil(max(ys))) + 1,
+        ),
+        width,
+        height,
+    )
     if box is None:
         return None
     x0, y0, x1, y1 = box
@@ -84,14 +100,21 @@ def fill_polygon(mask: np.ndarray, points: Sequence[Point], value: bool = True) 
     return box
 
 
-def fill_rect(mask: np.ndarray, corner_a: Point, corner_b: Point, value: bool = True
-              ) -> Box | None:
+def fill_rect(mask: np.ndarray, corner_a: Point, corner_b: Point, value: bool = True) -> Box | None:
     """Fills the pixels whose centres lie inside the rectangle spanned by two corners."""
     height, width = mask.shape
     left, right = sorted((corner_a[0], corner_b[0]))
     top, bottom = sorted((corner_a[1], corner_b[1]))
-    box = clip_box((int(np.floor(left + 0.5)), int(np.floor(top + 0.5)),
-                    int(np.floor(right + 0.5)), int(np.floor(bottom + 0.5))), width, height)
+    box = clip_box(
+        (
+            int(np.floor(left + 0.5)),
+            int(np.floor(top + 0.5)),
+            int(np.floor(right + 0.5)),
+            int(np.floor(bottom + 0.5)),
+        ),
+        width,
+        height,
+    )
     if box is None:
         return None
     x0, y0, x1, y1 = box

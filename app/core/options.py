@@ -17,25 +17,30 @@ from engine.runtime.runs import SIDES
 from engine.runtime.settings import Settings, seeds_from
 
 MODES = ("remove", "class", "generate", "extend")
-MODE_TITLES = {"remove": "Remove / fill", "class": "Fill as class",
-               "generate": "Generate new image", "extend": "Extend canvas"}
+MODE_TITLES = {
+    "remove": "Remove / fill",
+    "class": "Fill as class",
+    "generate": "Generate new image",
+    "extend": "Extend canvas",
+}
 
 
 @dataclass(frozen=True)
 class EditOptions:
     """The run panel's choices; `settings(seeds)` turns them into one run's engine Settings."""
+
     mode: str = "remove"
-    steps: int = 0                  # 0: the model's default
-    temperature: float = -1.0       # < 0: the model's default
+    steps: int = 0  # 0: the model's default
+    temperature: float = -1.0  # < 0: the model's default
     seed: int = 0
-    fixed_seed: bool = False        # False: new random seeds on every run
+    fixed_seed: bool = False  # False: new random seeds on every run
     candidates: int = 1
-    ring: int = 1                   # extra token ring around the painted tokens
+    ring: int = 1  # extra token ring around the painted tokens
     coverage: float = 0.0
-    feather: float = -1.0           # px at image scale; < 0: the engine's default (3/4 token)
-    seamless: bool = True           # gradient-domain blend of the fill into the photo
+    feather: float = -1.0  # px at image scale; < 0: the engine's default (3/4 token)
+    seamless: bool = True  # gradient-domain blend of the fill into the photo
     class_name: str = ""
-    generate_class: bool = False    # Generate mode: of the chosen class instead of any image
+    generate_class: bool = False  # Generate mode: of the chosen class instead of any image
     extend_side: str = "right"
     extend_cells: int = 4
     reroll_count: int = 8
@@ -45,12 +50,16 @@ class EditOptions:
 
     def settings(self, seeds: tuple[int, ...]) -> Settings:
         """The engine's Settings for one run with the given seeds."""
-        return Settings(steps=self.steps or None,
-                        temperature=self.temperature if self.temperature >= 0 else None,
-                        seeds=seeds, ring=self.ring, coverage=self.coverage,
-                        feather=self.feather if self.feather >= 0 else None,
-                        seamless=self.seamless,
-                        class_name=(self.class_name or None) if self.uses_class() else None)
+        return Settings(
+            steps=self.steps or None,
+            temperature=self.temperature if self.temperature >= 0 else None,
+            seeds=seeds,
+            ring=self.ring,
+            coverage=self.coverage,
+            feather=self.feather if self.feather >= 0 else None,
+            seamless=self.seamless,
+            class_name=(self.class_name or None) if self.uses_class() else None,
+        )
 
     def pick_seeds(self) -> tuple[int, ...]:
         return seeds_from(self.seed if self.fixed_seed else None, max(1, self.candidates))
@@ -68,8 +77,11 @@ class EditOptions:
             if key in known:
                 default = getattr(base, key)
                 try:
-                    values[key] = type(default)(value) if not isinstance(default, bool) else (
-                        value in (True, 1, "true", "1", "True"))
+                    values[key] = (
+                        type(default)(value)
+                        if not isinstance(default, bool)
+                        else (value in (True, 1, "true", "1", "True"))
+                    )
                 except (TypeError, ValueError):
                     continue
         options = replace(base, **values)

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 SESSION_VERSION = 1
 SESSION_FILE = "session.json"
-MAX_SESSION_BYTES = 64 << 20      # a session.json is a few KB per change
+MAX_SESSION_BYTES = 64 << 20  # a session.json is a few KB per change
 # Opened images larger than this are referenced by path + sha256 instead of copied into the
 # session (a 108 MP photo would cost 324 MB per open); smaller ones are copied, so a restore
 # works even when the file was moved or edited elsewhere.
@@ -66,6 +66,7 @@ class RestoreError(MageError):
 @dataclass
 class Snapshot:
     """A document's history by reference; arrays in it are never modified afterwards."""
+
     path: str
     options: dict
     original: np.ndarray
@@ -83,8 +84,17 @@ def snapshot(doc: Document, extra: dict | None = None) -> Snapshot:
     # alpha only changes through canvas changes, so the alpha as opened is the one before the
     # first of them (or the current one when there is none)
     alpha0 = first_canvas[0].alpha if first_canvas is not None else doc.alpha
-    return Snapshot(doc.path, doc.options.to_dict(), doc.original, alpha0, list(doc.history),
-                    doc.history_index, doc.saved_index, dict(extra or {}), time.time())
+    return Snapshot(
+        doc.path,
+        doc.options.to_dict(),
+        doc.original,
+        alpha0,
+        list(doc.history),
+        doc.history_index,
+        doc.saved_index,
+        dict(extra or {}),
+        time.time(),
+    )
 
 
 # -- the store (no Qt; the writer thread calls write()) -----------------------------------
@@ -94,8 +104,8 @@ class SessionStore:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.blobs = self.folder / "blobs"
-        self._keys: dict[int, tuple[weakref.ref, str]] = {}   # id(array) -> (ref, key)
-        self._file_digests: dict[tuple, str] = {}              # (path, size, mtime) -> sha256
+        self._keys: dict[int, tuple[weakref.ref, str]] = {}  # id(array) -> (ref, key)
+        self._file_digests: dict[tuple, str] = {}  # (path, size, mtime) -> sha256
 
     @property
     def json_path(self) -> Path:
@@ -110,11 +120,13 @@ class SessionStore:
         try:
             st = os.stat(self.json_path)
             if not stat.S_ISREG(st.st_mode):
-                raise RestoreError("the autosaved session is damaged (session.json is not a "
-                                   "regular file)")
+                raise RestoreError(
+                    "the autosaved session is damaged (session.json is not a regular file)"
+                )
             if st.st_size > MAX_SESSION_BYTES:
-                raise RestoreError("the autosaved session is damaged (session.json is "
-                                   f"{st.st_size:,} bytes)")
+                raise RestoreError(
+                    f"the autosaved session is damaged (session.json is {st.st_size:,} bytes)"
+                )
             meta = json.loads(self.json_path.read_text(encoding="utf-8"))
         except RestoreError:
             raise
@@ -151,8 +163,10 @@ class SessionStore:
             digest = self._file_digest(snap.path)
             if digest:
                 original["file"], original["sha256"] = os.path.abspath(snap.path), digest
-        if not (snap.original.shape[0] * snap.original.shape[1] > REFERENCE_PIXELS
-                and "sha256" in original):
+        if not (
+            snap.original.shape[0] * snap.original.shape[1] > REFERENCE_PIXELS
+            and "sha256" in original
+        ):
             original["pixels"] = ref(snap.original)
         entries = []
         for change in snap.history:
@@ -160,17 +174,31 @@ class SessionStore:
             for part in ("mask", "image"):
                 patch = getattr(change, part)
                 if patch is not None:
-                    entry[part] = {"x0": int(patch.x0), "y0": int(patch.y0),
-                                   "before": ref(patch.before), "after": ref(patch.after)}
+                    entry[part] = {
+                        "x0": int(patch.x0),
+                        "y0": int(patch.y0),
+                        "before": ref(patch.before),
+                        "after": ref(patch.after),
+                    }
             if change.canvas is not None:
-                entry["canvas"] = [{"rgb": ref(s.rgb), "alpha": ref(s.alpha),
-                                    "mask": ref(s.mask)} for s in change.canvas]
+                entry["canvas"] = [
+                    {"rgb": ref(s.rgb), "alpha": ref(s.alpha), "mask": ref(s.mask)}
+                    for s in change.canvas
+                ]
             entries.append(entry)
-        meta = {"version": SESSION_VERSION, "time": snap.time, "pid": os.getpid(),
-                "path": snap.path, "original": original, "alpha0": ref(snap.alpha0),
-                "options": snap.options, "history": entries,
-                "history_index": snap.history_index, "saved_index": snap.saved_index,
-                "extra": snap.extra}
+        meta = {
+            "version": SESSION_VERSION,
+            "time": snap.time,
+            "pid": os.getpid(),
+            "path": snap.path,
+            "original": original,
+            "alpha0": ref(snap.alpha0),
+            "options": snap.options,
+            "history": entries,
+            "history_index": snap.history_index,
+            "saved_index": snap.saved_index,
+            "extra": snap.extra,
+        }
         data = json.dumps(meta, separators=(",", ":")).encode("utf-8")
         _atomic_write(self.json_path, lambda stream: stream.write(data), sync_folder=True)
         self._collect(used)
@@ -247,24 +275,35 @@ class SessionStore:
     def _load(self, meta: dict) -> Document:
         original = self._original(meta)
         alpha0 = self._blob(meta["alpha0"])
-        doc = Document(original, alpha0, meta.get("path", ""),
-                       EditOptions.from_dict(meta.get("options", {})))
+        doc = Document(
+            original, alpha0, meta.get("path", ""), EditOptions.from_dict(meta.get("options", {}))
+        )
         for entry in meta["history"]:
             change = Change(str(entry["label"]), meta=dict(entry.get("meta") or {}))
             for part in ("mask", "image"):
                 if part in entry:
                     p = entry[part]
-                    setattr(change, part, Patch(int(p["x0"]), int(p["y0"]), self._needed(
-                        p["before"]), self._needed(p["after"])))
+                    setattr(
+                        change,
+                        part,
+                        Patch(
+                            int(p["x0"]),
+                            int(p["y0"]),
+                            self._needed(p["before"]),
+                            self._needed(p["after"]),
+                        ),
+                    )
             if "canvas" in entry:
-                before, after = (Canvas(self._needed(s["rgb"]), self._blob(s["alpha"]),
-                                        self._needed(s["mask"])) for s in entry["canvas"])
+                before, after = (
+                    Canvas(self._needed(s["rgb"]), self._blob(s["alpha"]), self._needed(s["mask"]))
+                    for s in entry["canvas"]
+                )
                 change.canvas = (before, after)
             doc.history.append(change)
         index = int(meta["history_index"])
         if not 0 <= index <= len(doc.history):
             raise RestoreError("the autosaved session is damaged (bad undo position)")
-        for change in doc.history:   # every change must fit, the redo tail too
+        for change in doc.history:  # every change must fit, the redo tail too
             _check_fits(doc, change)
             doc.apply(change, forward=True)
         for change in reversed(doc.history[index:]):
@@ -301,13 +340,15 @@ class SessionStore:
             raise RestoreError("the autosaved session is damaged (bad blob name)")
         path = self.blobs / f"{key}.npy"
         try:
-            if not stat.S_ISREG(os.stat(path).st_mode):   # never block on a FIFO
-                raise RestoreError(f"the autosaved session is damaged ({path.name} is not a "
-                                   "regular file)")
+            if not stat.S_ISREG(os.stat(path).st_mode):  # never block on a FIFO
+                raise RestoreError(
+                    f"the autosaved session is damaged ({path.name} is not a regular file)"
+                )
             data = np.load(path, allow_pickle=False)
         except FileNotFoundError:
-            raise RestoreError(f"the autosaved session is incomplete ({path.name} is missing)"
-                               ) from None
+            raise RestoreError(
+                f"the autosaved session is incomplete ({path.name} is missing)"
+            ) from None
         digest = hashlib.blake2b(digest_size=16)
         digest.update(f"{data.dtype.str}{data.shape}".encode())
         digest.update(np.ascontiguousarray(data).data.cast("B"))
@@ -319,6 +360,7 @@ class SessionStore:
 def check_session(meta: dict) -> str:
     """Why a session's JSON cannot be a session this version wrote ("" when it can): every
     field restore and the restore question read, with its type and range."""
+
     def number(value) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -336,8 +378,11 @@ def check_session(meta: dict) -> str:
     if not isinstance(meta.get("options", {}), dict):
         return "bad options"
     for value in meta.get("options", {}).values():
-        if value is not None and not isinstance(value, (str, bool)) and not (
-                number(value) and math.isfinite(value) and abs(value) <= 1e9):
+        if (
+            value is not None
+            and not isinstance(value, (str, bool))
+            and not (number(value) and math.isfinite(value) and abs(value) <= 1e9)
+        ):
             return "bad options"
     if not isinstance(meta.get("extra", {}), dict):
         return "bad extra"
@@ -345,11 +390,17 @@ def check_session(meta: dict) -> str:
     if not isinstance(original, dict):
         return "no original image"
     size = original.get("size")
-    if (not isinstance(size, list) or len(size) != 2
-            or not all(integer(v, 1, 1 << 20) for v in size)):
+    if (
+        not isinstance(size, list)
+        or len(size) != 2
+        or not all(integer(v, 1, 1 << 20) for v in size)
+    ):
         return "bad image size"
-    if not key(original.get("pixels")) or not isinstance(original.get("file", ""), str) \
-            or not isinstance(original.get("sha256", ""), str):
+    if (
+        not key(original.get("pixels"))
+        or not isinstance(original.get("file", ""), str)
+        or not isinstance(original.get("sha256", ""), str)
+    ):
         return "bad original image"
     if original.get("pixels") is None and not original.get("file"):
         return "no original image"
@@ -366,18 +417,30 @@ def check_session(meta: dict) -> str:
         for part in ("mask", "image"):
             if part in entry:
                 patch = entry[part]
-                if (not isinstance(patch, dict) or not integer(patch.get("x0"))
-                        or not integer(patch.get("y0"))
-                        or not all(isinstance(patch.get(k), str) and key(patch[k])
-                                   for k in ("before", "after"))):
+                if (
+                    not isinstance(patch, dict)
+                    or not integer(patch.get("x0"))
+                    or not integer(patch.get("y0"))
+                    or not all(
+                        isinstance(patch.get(k), str) and key(patch[k]) for k in ("before", "after")
+                    )
+                ):
                     return "bad history entry"
         if "canvas" in entry:
             canvas = entry["canvas"]
-            if (not isinstance(canvas, list) or len(canvas) != 2
-                    or not all(isinstance(c, dict) and key(c.get("alpha"))
-                               and isinstance(c.get("rgb"), str) and key(c["rgb"])
-                               and isinstance(c.get("mask"), str) and key(c["mask"])
-                               for c in canvas)):
+            if (
+                not isinstance(canvas, list)
+                or len(canvas) != 2
+                or not all(
+                    isinstance(c, dict)
+                    and key(c.get("alpha"))
+                    and isinstance(c.get("rgb"), str)
+                    and key(c["rgb"])
+                    and isinstance(c.get("mask"), str)
+                    and key(c["mask"])
+                    for c in canvas
+                )
+            ):
                 return "bad history entry"
     if not integer(meta.get("history_index"), 0, len(history)):
         return "bad undo position"
@@ -400,9 +463,14 @@ def _check_fits(doc: Document, change: Change) -> None:
                 raise damaged
     for state in change.canvas or ():
         size = state.rgb.shape[:2]
-        if (state.rgb.ndim != 3 or state.rgb.shape[2] != 3 or state.rgb.dtype != np.uint8
-                or state.mask.shape != size or state.mask.dtype != bool
-                or (state.alpha is not None and state.alpha.shape != size)):
+        if (
+            state.rgb.ndim != 3
+            or state.rgb.shape[2] != 3
+            or state.rgb.dtype != np.uint8
+            or state.mask.shape != size
+            or state.mask.dtype != bool
+            or (state.alpha is not None and state.alpha.shape != size)
+        ):
             raise damaged
 
 
@@ -418,7 +486,7 @@ class _Writer:
     def __init__(self, store: SessionStore, on_error, on_success=None):
         self._store, self._on_error, self._on_success = store, on_error, on_success
         self._cond = threading.Condition()
-        self._pending: Any = _NOTHING   # a Snapshot, None (remove the session) or nothing
+        self._pending: Any = _NOTHING  # a Snapshot, None (remove the session) or nothing
         self._busy = False
         self._thread: threading.Thread | None = None
         self.writes = 0
@@ -496,8 +564,11 @@ def _prune(older: Path, keep: int) -> None:
     """Removes all but the newest `keep` set-aside sessions (by name: they start with the
     time)."""
     try:
-        kept = sorted((p for p in older.iterdir() if p.is_dir() and not p.is_symlink()),
-                      key=lambda p: (_mtime(p), p.name), reverse=True)
+        kept = sorted(
+            (p for p in older.iterdir() if p.is_dir() and not p.is_symlink()),
+            key=lambda p: (_mtime(p), p.name),
+            reverse=True,
+        )
     except OSError:
         return
     for stale in kept[keep:]:
@@ -525,8 +596,9 @@ def _short(error: BaseException) -> str:
 def _pack(mask: np.ndarray) -> np.ndarray:
     """bool [H, W] -> uint8 bits with the shape in front (8x smaller)."""
     h, w = mask.shape
-    return np.concatenate([np.array([h, w], dtype=">u4").view(np.uint8),
-                           np.packbits(mask, axis=None)])
+    return np.concatenate(
+        [np.array([h, w], dtype=">u4").view(np.uint8), np.packbits(mask, axis=None)]
+    )
 
 
 def _unpack(packed: np.ndarray) -> np.ndarray:

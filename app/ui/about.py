@@ -11,10 +11,12 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayo
 
 PACKAGE = "mage-studio"
 CARD_FILE = "MODEL_CARD.md"
-CITATION = ("Tianhong Li, Huiwen Chang, Shlok Kumar Mishra, Han Zhang, Dina Katabi, "
-            "Dilip Krishnan. *MAGE: MAsked Generative Encoder to Unify Representation Learning "
-            "and Image Synthesis.* CVPR 2023. "
-            "[arXiv:2211.09117](https://arxiv.org/abs/2211.09117)")
+CITATION = (
+    "Tianhong Li, Huiwen Chang, Shlok Kumar Mishra, Han Zhang, Dina Katabi, "
+    "Dilip Krishnan. *MAGE: MAsked Generative Encoder to Unify Representation Learning "
+    "and Image Synthesis.* CVPR 2023. "
+    "[arXiv:2211.09117](https://arxiv.org/abs/2211.09117)"
+)
 BIBTEX = """@inproceedings{li2023mage,
   title     = {MAGE: MAsked Generative Encoder to Unify Representation Learning
                and Image Synthesis},
@@ -33,8 +35,9 @@ def app_version() -> str:
         pass
     pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
     try:
-        found = re.search(r'^version\s*=\s*"([^"]+)"', pyproject.read_text(encoding="utf-8"),
-                          re.MULTILINE)
+        found = re.search(
+            r'^version\s*=\s*"([^"]+)"', pyproject.read_text(encoding="utf-8"), re.MULTILINE
+        )
     except OSError:
         found = None
     return found.group(1) if found else "unknown"
@@ -72,23 +75,35 @@ def explanation(manifest=None) -> str:
 
 def about_markdown(bundle=None, model_problem: str = "") -> str:
     """The whole About text as Markdown."""
-    parts = [f"# MAGE Studio {app_version()}",
-             "A desktop image editor that runs a MAGE masked generative transformer locally "
-             "and offline.",
-             "## Model in use"]
+    parts = [
+        f"# MAGE Studio {app_version()}",
+        "A desktop image editor that runs a MAGE masked generative transformer locally "
+        "and offline.",
+        "## Model in use",
+    ]
     manifest = None
     if bundle is not None:
         manifest = bundle.manifest
         gh, gw = manifest.grid
-        classes = (f"{len(manifest.class_names)} classes" if manifest.class_conditional
-                   else "unconditional")
-        parts.append(f"**{manifest.name}**: {manifest.image_size} px, {gh} x {gw} tokens, "
-                     f"codebook {manifest.codebook_size}, {classes}, running on "
-                     f"{str(bundle.device).upper()}.  \nFolder: `{bundle.path}`")
+        classes = (
+            f"{len(manifest.class_names)} classes"
+            if manifest.class_conditional
+            else "unconditional"
+        )
+        parts.append(
+            f"**{manifest.name}**: {manifest.image_size} px, {gh} x {gw} tokens, "
+            f"codebook {manifest.codebook_size}, {classes}, running on "
+            f"{str(bundle.device).upper()}.  \nFolder: `{bundle.path}`"
+        )
     else:
         parts.append(f"No model loaded{': ' + model_problem if model_problem else ''}.")
-    parts += ["## What the model does", explanation(manifest),
-              "## Paper", CITATION, f"```\n{BIBTEX}\n```"]
+    parts += [
+        "## What the model does",
+        explanation(manifest),
+        "## Paper",
+        CITATION,
+        f"```\n{BIBTEX}\n```",
+    ]
     card = _model_card(bundle)
     if card:
         parts += ["## Model card", _demote_headings(card)]

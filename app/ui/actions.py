@@ -19,16 +19,28 @@ from app.ui.theme import THEMES
 
 # (what, keys) in the order the Help dialog lists them
 SHORTCUTS = [
-    ("Open image", "Ctrl+O"), ("Paste image", "Ctrl+V"), ("Save (to a new file)", "Ctrl+S"),
-    ("Save as", "Ctrl+Shift+S"), ("Undo", "Ctrl+Z"), ("Redo", "Ctrl+Shift+Z"),
+    ("Open image", "Ctrl+O"),
+    ("Paste image", "Ctrl+V"),
+    ("Save (to a new file)", "Ctrl+S"),
+    ("Save as", "Ctrl+Shift+S"),
+    ("Undo", "Ctrl+Z"),
+    ("Redo", "Ctrl+Shift+Z"),
     ("Brush / Eraser / Rectangle / Lasso", "B / E / R / L"),
     ("Erase with any tool", "right mouse button"),
-    ("Smaller / larger brush", "[ / ]"), ("Clear mask", "Delete"), ("Invert mask", "Ctrl+I"),
-    ("Grow / shrink mask by one token", "G / Shift+G"), ("Run", "Shift+R"),
-    ("Cancel the run", "Ctrl+."), ("Fit to window", "Ctrl+F or Esc"), ("Actual size", "Ctrl+1"),
-    ("Zoom", "mouse wheel, Ctrl+= / Ctrl+-"), ("Pan", "Space+drag or middle button"),
-    ("Show the original", "hold Tab"), ("Token grid on/off", "Ctrl+G"),
-    ("Confidence heatmap", "H"), ("Demo mode (any key leaves it)", "F5"),
+    ("Smaller / larger brush", "[ / ]"),
+    ("Clear mask", "Delete"),
+    ("Invert mask", "Ctrl+I"),
+    ("Grow / shrink mask by one token", "G / Shift+G"),
+    ("Run", "Shift+R"),
+    ("Cancel the run", "Ctrl+."),
+    ("Fit to window", "Ctrl+F or Esc"),
+    ("Actual size", "Ctrl+1"),
+    ("Zoom", "mouse wheel, Ctrl+= / Ctrl+-"),
+    ("Pan", "Space+drag or middle button"),
+    ("Show the original", "hold Tab"),
+    ("Token grid on/off", "Ctrl+G"),
+    ("Confidence heatmap", "H"),
+    ("Demo mode (any key leaves it)", "F5"),
 ]
 
 
@@ -39,9 +51,11 @@ def themed_icon(name: str):
     """A qtawesome icon drawn in the current palette's text colours (readable on light and
     dark themes alike)."""
     palette = QApplication.palette()
-    return qta.icon(name, color=palette.color(QPalette.ColorRole.ButtonText),
-                    color_disabled=palette.color(QPalette.ColorGroup.Disabled,
-                                                 QPalette.ColorRole.ButtonText))
+    return qta.icon(
+        name,
+        color=palette.color(QPalette.ColorRole.ButtonText),
+        color_disabled=palette.color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.ButtonText),
+    )
 
 
 def set_themed_icon(action: QAction, name: str) -> None:
@@ -57,8 +71,9 @@ def refresh_icons(window) -> None:
             action.setIcon(themed_icon(name))
 
 
-def _action(window, text: str, icon: str | None, keys, slot, checkable=False,
-            pass_checked=False) -> QAction:
+def _action(
+    window, text: str, icon: str | None, keys, slot, checkable=False, pass_checked=False
+) -> QAction:
     action = QAction(text, window)
     if icon:
         set_themed_icon(action, icon)
@@ -73,15 +88,16 @@ def _action(window, text: str, icon: str | None, keys, slot, checkable=False,
         action.triggered.connect(slot)
     else:
         action.triggered.connect(lambda _checked=False: slot())
-    window.addAction(action)   # shortcuts work even when the action is in no visible menu
+    window.addAction(action)  # shortcuts work even when the action is in no visible menu
     return action
 
 
 def build_actions(window) -> dict[str, QAction]:
     e, c = window.editor, window.canvas
     a = {
-        "open": _action(window, "Open...", "mdi6.folder-open-outline", "Ctrl+O",
-                        window.open_dialog),
+        "open": _action(
+            window, "Open...", "mdi6.folder-open-outline", "Ctrl+O", window.open_dialog
+        ),
         "paste": _action(window, "Paste image", "mdi6.content-paste", "Ctrl+V", window.paste),
         "save": _action(window, "Save", "mdi6.content-save-outline", "Ctrl+S", window.save),
         "save_as": _action(window, "Save as...", None, "Ctrl+Shift+S", window.save_as),
@@ -89,44 +105,86 @@ def build_actions(window) -> dict[str, QAction]:
         "quit": _action(window, "Quit", None, "Ctrl+Q", window.close),
         "clear": _action(window, "Clear mask", "mdi6.eraser-variant", "Delete", e.clear_mask),
         "invert": _action(window, "Invert mask", "mdi6.invert-colors", "Ctrl+I", e.invert_mask),
-        "grow": _action(window, "Grow mask by one token", "mdi6.arrow-expand-all", "G",
-                        e.grow_mask),
-        "shrink": _action(window, "Shrink mask by one token", "mdi6.arrow-collapse-all",
-                          "Shift+G", e.shrink_mask),
-        "smaller": _action(window, "Smaller brush", None, "[",
-                           lambda: c.set_brush_size(round(c.brush_size / 1.25))),
-        "larger": _action(window, "Larger brush", None, "]",
-                          lambda: c.set_brush_size(round(c.brush_size * 1.25) + 1)),
+        "grow": _action(
+            window, "Grow mask by one token", "mdi6.arrow-expand-all", "G", e.grow_mask
+        ),
+        "shrink": _action(
+            window, "Shrink mask by one token", "mdi6.arrow-collapse-all", "Shift+G", e.shrink_mask
+        ),
+        "smaller": _action(
+            window, "Smaller brush", None, "[", lambda: c.set_brush_size(round(c.brush_size / 1.25))
+        ),
+        "larger": _action(
+            window,
+            "Larger brush",
+            None,
+            "]",
+            lambda: c.set_brush_size(round(c.brush_size * 1.25) + 1),
+        ),
         "fit": _action(window, "Fit to window", "mdi6.fit-to-screen-outline", "Ctrl+F", c.fit),
-        "actual": _action(window, "Actual size", "mdi6.numeric-1-box-outline", "Ctrl+1",
-                          c.actual_size),
-        "zoom_in": _action(window, "Zoom in", "mdi6.magnify-plus-outline", ["Ctrl+=", "Ctrl++"],
-                           lambda: c.zoom_by(1.25)),
-        "zoom_out": _action(window, "Zoom out", "mdi6.magnify-minus-outline", "Ctrl+-",
-                            lambda: c.zoom_by(0.8)),
-        "grid": _action(window, "Token grid", "mdi6.grid", "Ctrl+G", window.toggle_grid, True,
-                        True),
-        "heatmap": _action(window, "Confidence heatmap", "mdi6.fire", "H",
-                           window.results_panel.set_heatmap, True, True),
+        "actual": _action(
+            window, "Actual size", "mdi6.numeric-1-box-outline", "Ctrl+1", c.actual_size
+        ),
+        "zoom_in": _action(
+            window,
+            "Zoom in",
+            "mdi6.magnify-plus-outline",
+            ["Ctrl+=", "Ctrl++"],
+            lambda: c.zoom_by(1.25),
+        ),
+        "zoom_out": _action(
+            window, "Zoom out", "mdi6.magnify-minus-outline", "Ctrl+-", lambda: c.zoom_by(0.8)
+        ),
+        "grid": _action(
+            window, "Token grid", "mdi6.grid", "Ctrl+G", window.toggle_grid, True, True
+        ),
+        "heatmap": _action(
+            window,
+            "Confidence heatmap",
+            "mdi6.fire",
+            "H",
+            window.results_panel.set_heatmap,
+            True,
+            True,
+        ),
         "run": _action(window, "Run", "mdi6.play", "Shift+R", e.start_run),
         "cancel": _action(window, "Cancel run", "mdi6.stop", "Ctrl+.", e.cancel_run),
-        "import": _action(window, "Import official MAGE checkpoint...", "mdi6.database-import",
-                          None, window.import_checkpoint),
-        "models_folder": _action(window, "Open models folder", None, None,
-                                 window.open_models_folder),
-        "shortcuts": _action(window, "Keyboard shortcuts", "mdi6.keyboard-outline", "F1",
-                             partial(show_shortcuts, window)),
-        "about": _action(window, "About MAGE Studio", "mdi6.information-outline", None,
-                         partial(show_about, window)),
-        "demo": _action(window, "Demo mode", "mdi6.presentation-play", "F5",
-                        partial(start_demo, window)),
+        "import": _action(
+            window,
+            "Import official MAGE checkpoint...",
+            "mdi6.database-import",
+            None,
+            window.import_checkpoint,
+        ),
+        "models_folder": _action(
+            window, "Open models folder", None, None, window.open_models_folder
+        ),
+        "shortcuts": _action(
+            window,
+            "Keyboard shortcuts",
+            "mdi6.keyboard-outline",
+            "F1",
+            partial(show_shortcuts, window),
+        ),
+        "about": _action(
+            window,
+            "About MAGE Studio",
+            "mdi6.information-outline",
+            None,
+            partial(show_about, window),
+        ),
+        "demo": _action(
+            window, "Demo mode", "mdi6.presentation-play", "F5", partial(start_demo, window)
+        ),
     }
     a["undo"] = e.undo_stack.createUndoAction(window, "Undo")
     a["undo"].setShortcuts([QKeySequence("Ctrl+Z")])
     a["redo"] = e.undo_stack.createRedoAction(window, "Redo")
     a["redo"].setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
-    for key, icon, tip in (("undo", "mdi6.undo", "Undo (Ctrl+Z)"),
-                           ("redo", "mdi6.redo", "Redo (Ctrl+Shift+Z)")):
+    for key, icon, tip in (
+        ("undo", "mdi6.undo", "Undo (Ctrl+Z)"),
+        ("redo", "mdi6.redo", "Redo (Ctrl+Shift+Z)"),
+    ):
         set_themed_icon(a[key], icon)
         a[key].setToolTip(tip)
         window.addAction(a[key])
@@ -144,10 +202,12 @@ def build_actions(window) -> dict[str, QAction]:
 
 def _tool_actions(window, a: dict) -> None:
     group = QActionGroup(window)
-    for tool, text, icon, key in (("brush", "Brush", "mdi6.brush", "B"),
-                                  ("eraser", "Eraser", "mdi6.eraser", "E"),
-                                  ("rect", "Rectangle", "mdi6.rectangle-outline", "R"),
-                                  ("lasso", "Lasso", "mdi6.lasso", "L")):
+    for tool, text, icon, key in (
+        ("brush", "Brush", "mdi6.brush", "B"),
+        ("eraser", "Eraser", "mdi6.eraser", "E"),
+        ("rect", "Rectangle", "mdi6.rectangle-outline", "R"),
+        ("lasso", "Lasso", "mdi6.lasso", "L"),
+    ):
         action = _action(window, text, icon, key, partial(window.canvas.set_tool, tool), True)
         action.setChecked(tool == window.canvas.tool)
         group.addAction(action)

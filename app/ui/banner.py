@@ -7,8 +7,10 @@ import qtawesome as qta
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton
 
-STYLES = {"error": ("mdi6.alert-circle-outline", "#ef9a9a", "rgba(239,83,80,40)"),
-          "info": ("mdi6.information-outline", "#90caf9", "rgba(66,165,245,40)")}
+STYLES = {
+    "error": ("mdi6.alert-circle-outline", "#ef9a9a", "rgba(239,83,80,40)"),
+    "info": ("mdi6.information-outline", "#90caf9", "rgba(66,165,245,40)"),
+}
 
 
 class Banner(QFrame):
@@ -17,8 +19,9 @@ class Banner(QFrame):
         row = QHBoxLayout(self)
         row.setContentsMargins(10, 4, 4, 4)
         self.icon = QLabel()
-        self.text = QLabel(wordWrap=True, textInteractionFlags=Qt.TextInteractionFlag.
-                           TextSelectableByMouse)
+        self.text = QLabel(
+            wordWrap=True, textInteractionFlags=Qt.TextInteractionFlag.TextSelectableByMouse
+        )
         close = QToolButton(icon=qta.icon("mdi6.close"), autoRaise=True, toolTip="Dismiss")
         close.clicked.connect(self.hide)
         row.addWidget(self.icon)

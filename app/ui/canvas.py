@@ -50,7 +50,7 @@ class CanvasView(QGraphicsView):
         # no scroll bars: pan with Space-drag or the middle button, as in IOPaint
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self._fitted = True   # keep fitting on resize until the user zooms
+        self._fitted = True  # keep fitting on resize until the user zooms
         self.setAcceptDrops(True)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setBackgroundBrush(QColor(38, 38, 42))
@@ -59,8 +59,9 @@ class CanvasView(QGraphicsView):
         self._preview.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
         self._shape = QGraphicsPathItem()
         self._cursor = QGraphicsEllipseItem()
-        for z, item in enumerate((self._image, self._preview, self._mask, self._grid,
-                                  self._shape, self._cursor)):
+        for z, item in enumerate(
+            (self._image, self._preview, self._mask, self._grid, self._shape, self._cursor)
+        ):
             item.setZValue(z)
             self.scene().addItem(item)
         outline = QPen(QColor(255, 255, 255, 220), 1.5)
@@ -71,9 +72,9 @@ class CanvasView(QGraphicsView):
         self._shape.setBrush(QColor(255, 64, 129, 60))
         self.show_grid = True
         self._grid_plan = None
-        self._override = None                      # (layout, colours) of heatmap/scrubber
+        self._override = None  # (layout, colours) of heatmap/scrubber
         self._cursor_at: QPointF | None = None
-        self._last: QPointF | None = None          # last brush point, scene coordinates
+        self._last: QPointF | None = None  # last brush point, scene coordinates
         self._shape_points: list[QPointF] = []
         self._erasing = False
         self._panning = False
@@ -81,8 +82,10 @@ class CanvasView(QGraphicsView):
         self._pan_from = None
         self._showing_original = False
         self.original_label = QLabel("Original", self)
-        self.original_label.setStyleSheet("QLabel { background: rgba(0, 0, 0, 170); color: white;"
-                                          " padding: 3px 8px; border-radius: 4px; }")
+        self.original_label.setStyleSheet(
+            "QLabel { background: rgba(0, 0, 0, 170); color: white;"
+            " padding: 3px 8px; border-radius: 4px; }"
+        )
         self.original_label.move(10, 10)
         self.original_label.setVisible(False)
         editor.document_changed.connect(self.reload)
@@ -154,8 +157,9 @@ class CanvasView(QGraphicsView):
         if doc is None:
             return
         w, h = doc.size
-        self.fitInView(QRectF(0, 0, w, h).adjusted(-8, -8, 8, 8),
-                       Qt.AspectRatioMode.KeepAspectRatio)
+        self.fitInView(
+            QRectF(0, 0, w, h).adjusted(-8, -8, 8, 8), Qt.AspectRatioMode.KeepAspectRatio
+        )
         self._fitted = True
         self.zoom_changed.emit(self.zoom)
 
@@ -189,7 +193,7 @@ class CanvasView(QGraphicsView):
     def wheelEvent(self, event) -> None:
         steps = event.angleDelta().y() / 120
         if steps:
-            self.zoom_by(1.25 ** steps, event.position().toPoint())
+            self.zoom_by(1.25**steps, event.position().toPoint())
 
     # -- tools --------------------------------------------------------------------------
 
@@ -207,7 +211,8 @@ class CanvasView(QGraphicsView):
     def mousePressEvent(self, event) -> None:
         button = event.button()
         if button == Qt.MouseButton.MiddleButton or (
-                button == Qt.MouseButton.LeftButton and self._space_down):
+            button == Qt.MouseButton.LeftButton and self._space_down
+        ):
             self._panning, self._pan_from = True, event.position()
             self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
             return
@@ -246,8 +251,9 @@ class CanvasView(QGraphicsView):
     def mouseReleaseEvent(self, event) -> None:
         if self._panning:
             self._panning = False
-            self.viewport().setCursor(Qt.CursorShape.OpenHandCursor if self._space_down
-                                      else Qt.CursorShape.CrossCursor)
+            self.viewport().setCursor(
+                Qt.CursorShape.OpenHandCursor if self._space_down else Qt.CursorShape.CrossCursor
+            )
             return
         if self._last is not None:
             self._last = None
@@ -263,8 +269,9 @@ class CanvasView(QGraphicsView):
 
     def _paint_to(self, point: QPointF) -> None:
         radius = self.brush_size / 2
-        self.editor.stroke_segment((self._last.x(), self._last.y()), (point.x(), point.y()),
-                                   radius, self._erasing)
+        self.editor.stroke_segment(
+            (self._last.x(), self._last.y()), (point.x(), point.y()), radius, self._erasing
+        )
         self._last = point
 
     def _shape_path(self) -> QPainterPath:
@@ -288,8 +295,9 @@ class CanvasView(QGraphicsView):
         if at is not None:
             r = self.brush_size / 2
             self._cursor.setRect(QRectF(at.x() - r, at.y() - r, 2 * r, 2 * r))
-        self.viewport().setCursor(Qt.CursorShape.CrossCursor if not self._space_down
-                                  else Qt.CursorShape.OpenHandCursor)
+        self.viewport().setCursor(
+            Qt.CursorShape.CrossCursor if not self._space_down else Qt.CursorShape.OpenHandCursor
+        )
 
     def leaveEvent(self, event) -> None:
         self._cursor.setVisible(False)
@@ -298,7 +306,7 @@ class CanvasView(QGraphicsView):
     # -- keys: Space pans, Tab shows the original, Esc fits -------------------------------------
 
     def focusNextPrevChild(self, forward: bool) -> bool:
-        return False   # Tab belongs to "show original" here, not to focus navigation
+        return False  # Tab belongs to "show original" here, not to focus navigation
 
     def keyPressEvent(self, event) -> None:
         key = event.key()
@@ -358,6 +366,8 @@ class CanvasView(QGraphicsView):
         if self.editor.document is None:
             painter.resetTransform()
             painter.setPen(QColor(170, 170, 178))
-            painter.drawText(self.viewport().rect(), Qt.AlignmentFlag.AlignCenter,
-                             "Open, drop or paste an image\nor choose Generate to make one")
-
+            painter.drawText(
+                self.viewport().rect(),
+                Qt.AlignmentFlag.AlignCenter,
+                "Open, drop or paste an image\nor choose Generate to make one",
+            )

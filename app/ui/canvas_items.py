@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem
 from app.ui.qimage import qimage_over, rgb_to_argb32
 from engine.runtime.plan import Part
 
-MASK_RGBA = (255, 64, 129, 120)       # translucent pink: visible on skies, skin and foliage
+MASK_RGBA = (255, 64, 129, 120)  # translucent pink: visible on skies, skin and foliage
 
 
 class BufferItem(QGraphicsItem):
@@ -45,7 +45,8 @@ class BufferItem(QGraphicsItem):
 
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget=None) -> None:
         exposed = option.exposedRect.toAlignedRect().intersected(
-            self.boundingRect().toAlignedRect())
+            self.boundingRect().toAlignedRect()
+        )
         if exposed.isEmpty():
             return
         painter.drawImage(QRectF(exposed), self._image, QRectF(exposed))
@@ -77,8 +78,8 @@ class ImageItem(BufferItem):
         x1, y1 = min(-(-box[2] // step) * step, w), min(-(-box[3] // step) * step, h)
         tw, th = max(1, (x1 - x0) >> level), max(1, (y1 - y0) >> level)
         part = self._image.copy(x0, y0, x1 - x0, y1 - y0).scaled(
-            tw, th, Qt.AspectRatioMode.IgnoreAspectRatio,
-            Qt.TransformationMode.SmoothTransformation)
+            tw, th, Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.SmoothTransformation
+        )
         painter = QPainter(image)
         painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_Source)
         painter.drawImage(x0 >> level, y0 >> level, part)
@@ -93,8 +94,11 @@ class ImageItem(BufferItem):
         if level not in self._levels:
             h, w = self._buffer.shape
             self._levels[level] = self._image.scaled(
-                max(1, w >> level), max(1, h >> level), Qt.AspectRatioMode.IgnoreAspectRatio,
-                Qt.TransformationMode.SmoothTransformation)
+                max(1, w >> level),
+                max(1, h >> level),
+                Qt.AspectRatioMode.IgnoreAspectRatio,
+                Qt.TransformationMode.SmoothTransformation,
+            )
         image = self._levels[level]
         return image, image.width() / self._buffer.shape[1]
 
@@ -105,8 +109,12 @@ class ImageItem(BufferItem):
         zoom = painter.transform().m11()
         image, scale = self._level(zoom)
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, zoom < 1.0)
-        source = QRectF(exposed.x() * scale, exposed.y() * scale, exposed.width() * scale,
-                        exposed.height() * scale)
+        source = QRectF(
+            exposed.x() * scale,
+            exposed.y() * scale,
+            exposed.width() * scale,
+            exposed.height() * scale,
+        )
         painter.drawImage(exposed, image, source)
 
 
@@ -115,8 +123,9 @@ class MaskItem(BufferItem):
         super().__init__(QImage.Format.Format_ARGB32_Premultiplied)
         r, g, b, a = MASK_RGBA
         # premultiplied ARGB: colour channels scaled by alpha
-        self._on = np.uint32((a << 24) | (r * a // 255 << 16) | (g * a // 255 << 8)
-                             | (b * a // 255))
+        self._on = np.uint32(
+            (a << 24) | (r * a // 255 << 16) | (g * a // 255 << 8) | (b * a // 255)
+        )
 
     def set_mask(self, mask: np.ndarray) -> None:
         self.set_buffer(np.where(mask, self._on, np.uint32(0)))
@@ -206,8 +215,9 @@ class GridItem(QGraphicsItem):
                 painter.drawLine(QPointF(x1, y0), QPointF(x1, y1))
 
 
-def confidence_colors(confidence: np.ndarray, token_mask: np.ndarray,
-                      opacity: float = 0.5) -> np.ndarray:
+def confidence_colors(
+    confidence: np.ndarray, token_mask: np.ndarray, opacity: float = 0.5
+) -> np.ndarray:
     """RGBA per cell: regenerated cells from red (unsure) to clear (sure), at most `opacity`
     opaque so the fill stays visible underneath."""
     opacity = float(np.clip(opacity, 0.0, 1.0))

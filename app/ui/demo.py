@@ -34,34 +34,34 @@ BACKGROUND = QColor(18, 18, 22)
 TEXT = QColor(236, 236, 242)
 DIM = QColor(150, 150, 162)
 PHASES = ("waiting", "intro", "running", "decode", "result", "message")
-HEATMAP_ALPHA = 150   # the heatmap's strongest red stays translucent over the fill
+HEATMAP_ALPHA = 150  # the heatmap's strongest red stays translucent over the fill
 
 
 @dataclass(frozen=True)
 class DemoTiming:
     """Seconds each part is on screen."""
-    intro: float = 5.0       # the photo, its mask and the token grid
-    step: float = 1.2        # one decoding step
-    result: float = 7.0      # the result beside the original
-    retry: float = 0.3       # waiting for the model to load
+
+    intro: float = 5.0  # the photo, its mask and the token grid
+    step: float = 1.2  # one decoding step
+    result: float = 7.0  # the result beside the original
+    retry: float = 0.3  # waiting for the model to load
 
     def scaled(self, factor: float) -> DemoTiming:
-        return DemoTiming(self.intro * factor, self.step * factor, self.result * factor,
-                          self.retry)
+        return DemoTiming(self.intro * factor, self.step * factor, self.result * factor, self.retry)
 
 
-TIMING = DemoTiming()   # what View > Demo mode uses
+TIMING = DemoTiming()  # what View > Demo mode uses
 
 
 @dataclass
 class DemoRun:
     """What the worker hands back: the finished edit and the image after every step."""
+
     outcome: RunOutcome
-    steps: list[np.ndarray]   # full-size image as decided after step k (the last: the result)
+    steps: list[np.ndarray]  # full-size image as decided after step k (the last: the result)
 
 
-def demo_job(bundle, rgb: np.ndarray, plan: EditPlan | np.ndarray, options: EditOptions,
-             seed: int):
+def demo_job(bundle, rgb: np.ndarray, plan: EditPlan | np.ndarray, options: EditOptions, seed: int):
     """Runs the refill of the plan the grid shows (or of a mask), then decodes the image after
     every step for the slow replay."""
     settings = options.settings((seed,))
@@ -73,7 +73,7 @@ def demo_job(bundle, rgb: np.ndarray, plan: EditPlan | np.ndarray, options: Edit
             patch = step_preview(bundle, outcome.fill, outcome.result, 0, k)
             frame = rgb.copy()
             h, w = patch.rgb.shape[:2]
-            frame[patch.y0:patch.y0 + h, patch.x0:patch.x0 + w] = patch.rgb
+            frame[patch.y0 : patch.y0 + h, patch.x0 : patch.x0 + w] = patch.rgb
             frames.append(frame)
     frames.append(final)
     return DemoRun(outcome, frames)
@@ -91,11 +91,17 @@ def tint_mask(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
 class DemoMode(QWidget):
     """A top-level window; any key (Esc included) leaves it."""
 
-    finished = Signal()                 # the presenter left
-    state_changed = Signal(str, int)    # phase, step (-1 when not decoding)
+    finished = Signal()  # the presenter left
+    state_changed = Signal(str, int)  # phase, step (-1 when not decoding)
 
-    def __init__(self, models, samples: list[Sample], timing: DemoTiming | None = None,
-                 options: EditOptions | None = None, parent=None):
+    def __init__(
+        self,
+        models,
+        samples: list[Sample],
+        timing: DemoTiming | None = None,
+        options: EditOptions | None = None,
+        parent=None,
+    ):
         super().__init__(parent, Qt.WindowType.Window)
         self.setWindowTitle("MAGE Studio - demo")
         self.setObjectName("demo-mode")
@@ -107,11 +113,11 @@ class DemoMode(QWidget):
         self.timing = timing or DemoTiming()
         base = options or EditOptions()
         self.options = replace(base, mode="remove", candidates=1, class_name="")
-        self.index = 0                     # sample on show
-        self.shown = 0                     # samples begun so far
-        self.results = 0                   # results shown so far
+        self.index = 0  # sample on show
+        self.shown = 0  # samples begun so far
+        self.results = 0  # results shown so far
         self.phase, self.step = "waiting", -1
-        self.hold: tuple[str, int] | None = None   # stop there (scripted screenshots)
+        self.hold: tuple[str, int] | None = None  # stop there (scripted screenshots)
         self.title, self.caption = "", ""
         self.left: np.ndarray | None = None
         self.right: np.ndarray | None = None
@@ -133,8 +139,10 @@ class DemoMode(QWidget):
         if self.samples:
             self._begin()
         else:
-            self._message("No sample photos found",
-                          "Demo mode plays the samples listed in assets/samples.json.")
+            self._message(
+                "No sample photos found",
+                "Demo mode plays the samples listed in assets/samples.json.",
+            )
 
     # -- the sequence ------------------------------------------------------------------------
 
@@ -168,12 +176,15 @@ class DemoMode(QWidget):
         self._grid.show_lines = True
         self._grid_on = True
         self._intro_over = False
-        self._set("intro", title=sample.title,
-                  caption=f"The model sees the photo as a {gh} x {gw} grid of tokens, each a "
-                          f"word from a codebook of {bundle.manifest.codebook_size}. "
-                          f"The {hidden} tokens under the pink mask are hidden: the "
-                          "transformer has to predict them from the rest.")
-        seed = self.shown   # another draw each time round
+        self._set(
+            "intro",
+            title=sample.title,
+            caption=f"The model sees the photo as a {gh} x {gw} grid of tokens, each a "
+            f"word from a codebook of {bundle.manifest.codebook_size}. "
+            f"The {hidden} tokens under the pink mask are hidden: the "
+            "transformer has to predict them from the rest.",
+        )
+        seed = self.shown  # another draw each time round
         planned = mask if plan is None else plan
         self._jobs.start("demo", lambda: demo_job(bundle, rgb, planned, self.options, seed))
         self._after(self.timing.intro, "intro_over")
@@ -195,8 +206,9 @@ class DemoMode(QWidget):
 
     def _on_progress(self, progress) -> None:
         if self.phase == "running":
-            self.caption = (f"Predicting the hidden tokens: step {progress.step} of "
-                            f"{progress.total}...")
+            self.caption = (
+                f"Predicting the hidden tokens: step {progress.step} of {progress.total}..."
+            )
             self.update()
 
     def _on_run(self, run: DemoRun) -> None:
@@ -223,16 +235,18 @@ class DemoMode(QWidget):
             undecided = tokens == bundle.manifest.mask_token_id
             conf = run.outcome.result.confidence[0].reshape(gh, gw)
             colors = confidence_colors(conf, layout.token_mask & ~undecided)
-            colors[..., 3] = np.minimum(colors[..., 3], HEATMAP_ALPHA)   # the fill shows
+            colors[..., 3] = np.minimum(colors[..., 3], HEATMAP_ALPHA)  # the fill shows
             colors[undecided] = undecided_colors(undecided)[undecided]
             self._grid.show_lines = False
             self._grid.set_layout(layout, colors)
             self._grid_on = True
             left = int(undecided.sum())
             total = int(layout.token_mask.sum())
-            caption = (f"Step {k + 1} of {steps}: the transformer predicts every hidden token "
-                       f"and keeps the ones it is most confident of. {total - left} of {total} "
-                       f"decided (red = less sure), {left} still hidden (dark).")
+            caption = (
+                f"Step {k + 1} of {steps}: the transformer predicts every hidden token "
+                f"and keeps the ones it is most confident of. {total - left} of {total} "
+                f"decided (red = less sure), {left} still hidden (dark)."
+            )
         else:
             self._grid_on = False
             caption = f"Step {k + 1} of {steps}"
@@ -245,8 +259,11 @@ class DemoMode(QWidget):
         self.right = self.run.steps[-1]
         self._grid_on = False
         seconds = self.run.outcome.seconds
-        self._set("result", caption=f"Original with its mask (left) and MAGE's refill (right), "
-                                    f"computed here in {seconds:.1f} s.")
+        self._set(
+            "result",
+            caption=f"Original with its mask (left) and MAGE's refill (right), "
+            f"computed here in {seconds:.1f} s.",
+        )
         self._after(self.timing.result, "next")
 
     def _next_sample(self) -> None:
@@ -258,8 +275,9 @@ class DemoMode(QWidget):
         self._grid_on = False
         self._set("message", title=title, caption=caption)
 
-    def _set(self, phase: str, step: int = -1, title: str | None = None,
-             caption: str | None = None) -> None:
+    def _set(
+        self, phase: str, step: int = -1, title: str | None = None, caption: str | None = None
+    ) -> None:
         self.phase, self.step = phase, step
         if title is not None:
             self.title = title
@@ -272,7 +290,7 @@ class DemoMode(QWidget):
 
     def _after(self, seconds: float, what: str) -> None:
         if self.hold is not None and self.hold == (self.phase, self.step):
-            return   # frozen here for a screenshot
+            return  # frozen here for a screenshot
         self._next = what
         self._timer.start(max(0, int(seconds * 1000)))
 
@@ -288,9 +306,11 @@ class DemoMode(QWidget):
         self.finished.emit()
 
     def keyPressEvent(self, event) -> None:
-        if event.key() in (Qt.Key.Key_Shift, Qt.Key.Key_Control, Qt.Key.Key_Alt,
-                           Qt.Key.Key_Meta) and event.modifiers():
-            event.accept()   # a lone modifier is not a decision to leave
+        if (
+            event.key() in (Qt.Key.Key_Shift, Qt.Key.Key_Control, Qt.Key.Key_Alt, Qt.Key.Key_Meta)
+            and event.modifiers()
+        ):
+            event.accept()  # a lone modifier is not a decision to leave
             return
         event.accept()
         self.leave()
@@ -319,8 +339,9 @@ class DemoMode(QWidget):
         p.setFont(title_font)
         p.setPen(TEXT)
         title_box = QRectF(margin, margin * 0.6, w - 2 * margin, unit * 2.4)
-        p.drawText(title_box, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                   self.title)
+        p.drawText(
+            title_box, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, self.title
+        )
         p.setFont(small_font)
         p.setPen(DIM)
         bundle = self.models.bundle
@@ -329,17 +350,21 @@ class DemoMode(QWidget):
             corner += f"  |  {bundle.manifest.name} on {str(bundle.device).upper()}"
         if self.samples and self.phase not in ("waiting", "message"):
             corner += f"  |  sample {self.index + 1} of {len(self.samples)}"
-        p.drawText(title_box, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
-                   corner)
+        p.drawText(title_box, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, corner)
         footer = QRectF(margin, h - margin - unit, w - 2 * margin, unit)
         p.drawText(footer, Qt.AlignmentFlag.AlignCenter, "Press any key to leave demo mode")
         caption_box = QRectF(margin * 2, h - margin - unit * 5.2, w - 4 * margin, unit * 4)
         p.setFont(text_font)
         p.setPen(TEXT)
-        p.drawText(caption_box, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
-                   self.caption)
-        area = QRectF(margin, title_box.bottom() + unit * 0.6, w - 2 * margin,
-                      caption_box.top() - title_box.bottom() - unit * 1.2)
+        p.drawText(
+            caption_box, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.caption
+        )
+        area = QRectF(
+            margin,
+            title_box.bottom() + unit * 0.6,
+            w - 2 * margin,
+            caption_box.top() - title_box.bottom() - unit * 1.2,
+        )
         if self._left_q is None:
             return
         if self._right_q is None:
@@ -353,8 +378,11 @@ class DemoMode(QWidget):
         p.setFont(text_font)
         p.setPen(DIM)
         for box, label in ((shown_left, "Original"), (shown_right, "Refilled by MAGE")):
-            p.drawText(QRectF(box.x(), box.bottom() + unit * 0.2, box.width(), unit * 1.4),
-                       Qt.AlignmentFlag.AlignCenter, label)
+            p.drawText(
+                QRectF(box.x(), box.bottom() + unit * 0.2, box.width(), unit * 1.4),
+                Qt.AlignmentFlag.AlignCenter,
+                label,
+            )
         p.end()
 
     def _draw_image(self, p: QPainter, image, area: QRectF, grid: bool) -> QRectF:
@@ -366,7 +394,7 @@ class DemoMode(QWidget):
         p.drawImage(target, image)
         if grid:
             p.save()
-            p.setClipRect(target)   # a context square may reach past the photo's edge
+            p.setClipRect(target)  # a context square may reach past the photo's edge
             p.translate(QPointF(target.x(), target.y()))
             p.scale(scale, scale)
             self._grid.paint(p, None)
@@ -388,9 +416,8 @@ def start_demo(window, timing: DemoTiming | None = None, full_screen: bool = Tru
         try:
             old.leave()
         except RuntimeError:
-            pass   # already deleted
-    demo = DemoMode(window.editor.models, load_samples(), timing or TIMING,
-                    window.editor.options)
+            pass  # already deleted
+    demo = DemoMode(window.editor.models, load_samples(), timing or TIMING, window.editor.options)
     window.demo_mode = demo
     demo.finished.connect(lambda: setattr(window, "demo_mode", None))
     if full_screen:

@@ -47,21 +47,22 @@ from engine.runtime.models import user_models_dir
 
 log = logging.getLogger(__name__)
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif);;All files (*)"
-FIRST_SHARE = (0.8, 0.85)     # first launch: this share of the screen's width and height
-GEOMETRY_SAVE_MS = 1000       # the window's size and docks are saved this long after a change
+FIRST_SHARE = (0.8, 0.85)  # first launch: this share of the screen's width and height
+GEOMETRY_SAVE_MS = 1000  # the window's size and docks are saved this long after a change
 # Editor-wide keys that work wherever focus is, except while typing text
 TYPING = (QLineEdit, QTextEdit, QPlainTextEdit)
 BRUSH_KEYS = {Qt.Key.Key_BracketLeft: "smaller", Qt.Key.Key_BracketRight: "larger"}
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, editor: Editor, prefs: Preferences, interactive: bool = True,
-                 autosaver=None):
+    def __init__(
+        self, editor: Editor, prefs: Preferences, interactive: bool = True, autosaver=None
+    ):
         super().__init__()
         self.editor, self.prefs = editor, prefs
-        self.autosaver = autosaver          # app.autosave.Autosaver, or None (no autosave)
-        self.interactive = interactive      # False for --screenshot: never open a dialog
-        self.output_path = ""               # where Save writes once chosen (never the original)
+        self.autosaver = autosaver  # app.autosave.Autosaver, or None (no autosave)
+        self.interactive = interactive  # False for --screenshot: never open a dialog
+        self.output_path = ""  # where Save writes once chosen (never the original)
         self.setWindowTitle("MAGE Studio")
         self.setAcceptDrops(True)
         self.canvas = CanvasView(editor)
@@ -81,7 +82,7 @@ class MainWindow(QMainWindow):
         self.importer = CheckpointImporter(self)
         self._build_docks()
         self.actions_ = build_actions(self)
-        self.welcome = attach_welcome(self)   # sample thumbnails while no image is open
+        self.welcome = attach_welcome(self)  # sample thumbnails while no image is open
         self._build_status_bar()
         self._connect()
         geometry, state = prefs.window_state()
@@ -127,15 +128,14 @@ class MainWindow(QMainWindow):
 
     def changeEvent(self, event) -> None:
         if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
-            refresh_icons(self)   # icons in the new palette's text colour
+            refresh_icons(self)  # icons in the new palette's text colour
         super().changeEvent(event)
 
     # -- editor-wide keys: hold Tab to compare, [ and ] for the brush -------------------------
 
     def eventFilter(self, obj, event) -> bool:
         kind = event.type()
-        if kind not in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease,
-                        QEvent.Type.ShortcutOverride):
+        if kind not in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease, QEvent.Type.ShortcutOverride):
             return False
         key = event.key()
         if key != Qt.Key.Key_Tab and key not in BRUSH_KEYS:
@@ -145,7 +145,7 @@ class MainWindow(QMainWindow):
         if not isinstance(obj, QWidget) or obj.window() is not self or _typing(obj):
             return False
         if kind == QEvent.Type.ShortcutOverride:
-            event.accept()     # delivered as a key press below, in every widget
+            event.accept()  # delivered as a key press below, in every widget
             return True
         if key == Qt.Key.Key_Tab:
             if not event.isAutoRepeat():
@@ -162,16 +162,21 @@ class MainWindow(QMainWindow):
         scroll.setWidget(self.run_panel)
         # as wide as the panel needs: never a horizontal scroll bar
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(self.run_panel.minimumSizeHint().width()
-                               + scroll.verticalScrollBar().sizeHint().width() + 4)
+        scroll.setMinimumWidth(
+            self.run_panel.minimumSizeHint().width()
+            + scroll.verticalScrollBar().sizeHint().width()
+            + 4
+        )
         self.run_dock = self._dock("Run", scroll, Qt.DockWidgetArea.RightDockWidgetArea)
-        self.results_dock = self._dock("Results", self.results_panel,
-                                       Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.results_dock = self._dock(
+            "Results", self.results_panel, Qt.DockWidgetArea.BottomDockWidgetArea
+        )
         self.recognition_panel = _recognition_panel(self.prefs)
         self.recognition_dock = None
         if self.recognition_panel is not None:
-            self.recognition_dock = self._dock("Recognition", self.recognition_panel,
-                                               Qt.DockWidgetArea.RightDockWidgetArea)
+            self.recognition_dock = self._dock(
+                "Recognition", self.recognition_panel, Qt.DockWidgetArea.RightDockWidgetArea
+            )
             self.tabifyDockWidget(self.run_dock, self.recognition_dock)
             self.run_dock.raise_()
 
@@ -213,7 +218,8 @@ class MainWindow(QMainWindow):
         e.models.loaded.connect(self._on_model_loaded)
         e.models.failed.connect(self._on_model_failed)
         self.inspector.overlay_changed.connect(
-            lambda o: self.canvas.set_grid_override(*(o or (None, None))))
+            lambda o: self.canvas.set_grid_override(*(o or (None, None)))
+        )
         self.canvas.files_dropped.connect(lambda paths: self.open_path(paths[0]))
         self.canvas.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f}%"))
         self.canvas.brush_size_changed.connect(self._on_brush_size)
@@ -225,8 +231,9 @@ class MainWindow(QMainWindow):
     def choose_file(self, title: str, folder: str, filters: str, save: bool = False) -> str:
         """A file dialog big enough to read its columns, remembering its size and columns."""
         start = Path(folder) if folder else None
-        dialog = QFileDialog(self, title, str(start.parent if save and start else folder or ""),
-                             filters)
+        dialog = QFileDialog(
+            self, title, str(start.parent if save and start else folder or ""), filters
+        )
         dialog.setObjectName("file-dialog")
         if save:
             dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
@@ -244,8 +251,9 @@ class MainWindow(QMainWindow):
             header = view.header()
             header.resizeSection(0, max(header.sectionSize(0), dialog.width() // 2))
             for column in range(1, header.count()):
-                header.resizeSection(column, max(header.sectionSize(column),
-                                                 header.sectionSizeHint(column) + 24))
+                header.resizeSection(
+                    column, max(header.sectionSize(column), header.sectionSizeHint(column) + 24)
+                )
         accepted = dialog.exec() == QFileDialog.DialogCode.Accepted
         self.prefs.save_dialog_state(dialog.saveState())
         files = dialog.selectedFiles() if accepted else []
@@ -320,8 +328,9 @@ class MainWindow(QMainWindow):
         doc = self.editor.document
         if doc is None:
             return
-        path = self.choose_file("Save as a new PNG", self._suggested_name(), "PNG (*.png)",
-                                save=True)
+        path = self.choose_file(
+            "Save as a new PNG", self._suggested_name(), "PNG (*.png)", save=True
+        )
         if not path:
             return
         if not path.lower().endswith(".png"):
@@ -345,8 +354,11 @@ class MainWindow(QMainWindow):
         if not self.interactive or doc is None or not doc.modified:
             return True
         answer = QMessageBox.question(
-            self, "Unsaved changes", "The current image has unsaved changes. Discard them?",
-            QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel)
+            self,
+            "Unsaved changes",
+            "The current image has unsaved changes. Discard them?",
+            QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+        )
         return answer == QMessageBox.StandardButton.Discard
 
     # -- models ---------------------------------------------------------------------------
@@ -369,8 +381,11 @@ class MainWindow(QMainWindow):
         devices = menu.addMenu("Device")
         device_group = QActionGroup(devices)
         for device in DEVICES:
-            action = QAction(device.upper() if device != "auto" else "Auto (CUDA if present)",
-                             devices, checkable=True)
+            action = QAction(
+                device.upper() if device != "auto" else "Auto (CUDA if present)",
+                devices,
+                checkable=True,
+            )
             action.setChecked(device == self.editor.models.device)
             action.triggered.connect(lambda _=False, d=device: self.set_device(d))
             device_group.addAction(action)
@@ -393,12 +408,14 @@ class MainWindow(QMainWindow):
         if not torch_available():
             QMessageBox.information(self, "PyTorch needed", missing_torch_message())
             return
-        path, _ = QFileDialog.getOpenFileName(self, "Official MAGE checkpoint", "",
-                                              "PyTorch checkpoint (*.pth *.pt);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Official MAGE checkpoint", "", "PyTorch checkpoint (*.pth *.pt);;All files (*)"
+        )
         if path:
             target = self.importer.start(Path(path))
-            self.banner.show_message(f"Importing {Path(path).name} into {target}... "
-                                     "(you can keep working)", "info")
+            self.banner.show_message(
+                f"Importing {Path(path).name} into {target}... (you can keep working)", "info"
+            )
 
     def open_models_folder(self) -> None:
         user_models_dir().mkdir(parents=True, exist_ok=True)
@@ -414,8 +431,9 @@ class MainWindow(QMainWindow):
     def _on_model_loaded(self, bundle) -> None:
         m = bundle.manifest
         kind = f"{len(m.class_names)} classes" if m.class_conditional else "unconditional"
-        self.model_label.setText(f"{bundle.device.upper()}  |  {m.name} ({m.image_size} px, "
-                                 f"{kind})")
+        self.model_label.setText(
+            f"{bundle.device.upper()}  |  {m.name} ({m.image_size} px, {kind})"
+        )
         self.model_label.setToolTip(str(bundle.path))
         if bundle.notices:
             self.banner.show_message(" ".join(bundle.notices), "info")
@@ -460,16 +478,21 @@ class MainWindow(QMainWindow):
     def _confirm_generate(self) -> bool:
         """Generate opens its result as a new image: ask before closing one with edits."""
         doc = self.editor.document
-        if not self.interactive or doc is None or (
-                not doc.modified and self.editor.undo_stack.count() == 0):
+        if (
+            not self.interactive
+            or doc is None
+            or (not doc.modified and self.editor.undo_stack.count() == 0)
+        ):
             return True
         name = Path(doc.path).name if doc.path else "the current image"
         answer = QMessageBox.question(
-            self, "Generate a new image?",
+            self,
+            "Generate a new image?",
             f"Generate opens the result as a new, untitled image and closes {name}; its "
             "unsaved edits and undo history are lost. Generate anyway?",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
-            QMessageBox.StandardButton.Cancel)
+            QMessageBox.StandardButton.Cancel,
+        )
         return answer == QMessageBox.StandardButton.Yes
 
     def _on_busy_banner(self, busy: bool) -> None:
@@ -493,7 +516,7 @@ class MainWindow(QMainWindow):
         self.prefs.save_window_state(self.saveGeometry(), self.saveState())
         self.prefs.sync()
         if self.autosaver is not None:
-            self.autosaver.close(clean=True)   # closed on purpose: nothing to offer next time
+            self.autosaver.close(clean=True)  # closed on purpose: nothing to offer next time
         super().closeEvent(event)
 
     def dragEnterEvent(self, event) -> None:
@@ -512,8 +535,10 @@ def _typing(widget: QWidget) -> bool:
         return True
     if isinstance(widget, QComboBox) and widget.isEditable():
         return True
-    return isinstance(widget, QAbstractItemView) and \
-        widget.state() == QAbstractItemView.State.EditingState
+    return (
+        isinstance(widget, QAbstractItemView)
+        and widget.state() == QAbstractItemView.State.EditingState
+    )
 
 
 class ElidedLabel(QLabel):
@@ -536,8 +561,9 @@ class ElidedLabel(QLabel):
 
     def _elide(self) -> None:
         width = max(self.contentsRect().width() - 2, 0)
-        self.setText(self.fontMetrics().elidedText(self.full_text, Qt.TextElideMode.ElideRight,
-                                                   width))
+        self.setText(
+            self.fontMetrics().elidedText(self.full_text, Qt.TextElideMode.ElideRight, width)
+        )
 
 
 class StatusBar(QStatusBar):
@@ -571,8 +597,8 @@ def _recognition_panel(prefs: Preferences):
         return None
     try:
         from app.ui.recognition_panel import RecognitionPanel
+
         return RecognitionPanel(store=prefs)
     except Exception:  # noqa: BLE001 - a broken optional panel must not stop the editor
         log.exception("the recognition panel failed to load")
         return None
-

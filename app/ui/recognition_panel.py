@@ -70,10 +70,17 @@ def _thumb(rgb: np.ndarray) -> QIcon:
     h, w = rgb.shape[:2]
     step = max(1, max(h, w) // (THUMB * 2))
     small = np.ascontiguousarray(rgb[::step, ::step])
-    img = QImage(small.data, small.shape[1], small.shape[0], small.strides[0],
-                 QImage.Format.Format_RGB888).copy()
-    return QIcon(QPixmap.fromImage(img).scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
-                                               Qt.TransformationMode.SmoothTransformation))
+    img = QImage(
+        small.data, small.shape[1], small.shape[0], small.strides[0], QImage.Format.Format_RGB888
+    ).copy()
+    return QIcon(
+        QPixmap.fromImage(img).scaled(
+            THUMB,
+            THUMB,
+            Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation,
+        )
+    )
 
 
 class DropList(QListWidget):
@@ -113,8 +120,9 @@ class ClassBox(QFrame):
         self.examples: list[Example] = []
         self.name_edit = QLineEdit(name)
         self.name_edit.setPlaceholderText("class name")
-        self.add_current = QToolButton(icon=qta.icon("fa5s.plus-square"),
-                                       toolTip="Add the current image as an example")
+        self.add_current = QToolButton(
+            icon=qta.icon("fa5s.plus-square"), toolTip="Add the current image as an example"
+        )
         self.remove = QToolButton(icon=qta.icon("fa5s.trash-alt"), toolTip="Remove this class")
         self.list = DropList()
         top = QHBoxLayout()
@@ -138,8 +146,8 @@ class ClassBox(QFrame):
 class RecognitionPanel(QWidget):
     """Top-5 classes of the current image, and a few-shot classifier made from examples."""
 
-    predictionsChanged = Signal(list)   # [(class name, probability)], best first
-    fewshotChanged = Signal()           # the few-shot head was rebuilt or cleared
+    predictionsChanged = Signal(list)  # [(class name, probability)], best first
+    fewshotChanged = Signal()  # the few-shot head was rebuilt or cleared
 
     def __init__(self, parent: QWidget | None = None, store=None):
         """`store` (app.preferences.Preferences, or None): where the few-shot classes and their
@@ -176,8 +184,9 @@ class RecognitionPanel(QWidget):
     def _build(self) -> None:
         what = QGroupBox("What is this?")
         self.head_combo = QComboBox(toolTip="Which classifier names the image")
-        self.load_button = QToolButton(icon=qta.icon("fa5s.folder-open"),
-                                       toolTip="Load a classifier head (.npz)")
+        self.load_button = QToolButton(
+            icon=qta.icon("fa5s.folder-open"), toolTip="Load a classifier head (.npz)"
+        )
         row = QHBoxLayout()
         row.addWidget(self.head_combo, 1)
         row.addWidget(self.load_button)
@@ -208,8 +217,9 @@ class RecognitionPanel(QWidget):
         self.add_class_button = QPushButton(qta.icon("fa5s.plus"), "Add class")
         self.save_button = QPushButton(qta.icon("fa5s.save"), "Save…")
         self.save_button.setEnabled(False)
-        self.fewshot_status = QLabel("Add two or more classes and drop a few example images "
-                                     "of each.", wordWrap=True)
+        self.fewshot_status = QLabel(
+            "Add two or more classes and drop a few example images of each.", wordWrap=True
+        )
         buttons = QHBoxLayout()
         buttons.addWidget(self.add_class_button)
         buttons.addStretch(1)
@@ -236,7 +246,7 @@ class RecognitionPanel(QWidget):
         self._features.clear()
         self._image_features = None
         for jobs in self._jobs.values():
-            jobs.cancel()   # results for the previous model are dropped
+            jobs.cancel()  # results for the previous model are dropped
         self._fill_heads()
         self._compute_image_features()
         self._refresh_fewshot()
@@ -340,9 +350,11 @@ class RecognitionPanel(QWidget):
         return head
 
     def _fill_heads(self) -> None:
-        keep = [(self.head_combo.itemText(i), self.head_combo.itemData(i))
-                for i in range(self.head_combo.count())
-                if str(self.head_combo.itemData(i)).startswith("file:")]
+        keep = [
+            (self.head_combo.itemText(i), self.head_combo.itemData(i))
+            for i in range(self.head_combo.count())
+            if str(self.head_combo.itemData(i)).startswith("file:")
+        ]
         self.head_combo.blockSignals(True)
         self.head_combo.clear()
         if self.bundle is not None:
@@ -390,9 +402,11 @@ class RecognitionPanel(QWidget):
         head = self.current_head()
         if head is None:
             if self.head_combo.count() == 0:
-                self._show_status(f"Model '{self.bundle.name}' has no classifier: teach one "
-                                  "below, load a head file, or make one with `python main.py "
-                                  "probe`.")
+                self._show_status(
+                    f"Model '{self.bundle.name}' has no classifier: teach one "
+                    "below, load a head file, or make one with `python main.py "
+                    "probe`."
+                )
             return self._show_predictions([])
         if self._rgb is None:
             return self._show_status("Open an image to see what the model thinks it shows.")
@@ -469,8 +483,9 @@ class RecognitionPanel(QWidget):
         self._jobs["fit"].cancel()
         boxes = [b for b in self.classes if b.examples]
         if self.bundle is None or len(boxes) < 2:
-            return self._set_fewshot(None, "Add two or more classes and drop a few example "
-                                     "images of each.")
+            return self._set_fewshot(
+                None, "Add two or more classes and drop a few example images of each."
+            )
         names = [b.name for b in boxes]
         if "" in names or len(set(names)) < len(names):
             return self._set_fewshot(None, "Give every class its own name.")
@@ -506,11 +521,15 @@ class RecognitionPanel(QWidget):
     def _on_fit(self, result: tuple[Head, float | None]) -> None:
         head, loo = result
         shots = head.info.get("shots", 1)
-        text = (f"Classifier ready: {len(head.class_names)} classes, "
-                f"{head.info['train_size']} examples ({head.kind}). ")
+        text = (
+            f"Classifier ready: {len(head.class_names)} classes, "
+            f"{head.info['train_size']} examples ({head.kind}). "
+        )
         if loo is not None:
-            text += f"Leave-one-out accuracy {100 * loo:.0f}% (chance " \
-                    f"{100 / len(head.class_names):.0f}%)."
+            text += (
+                f"Leave-one-out accuracy {100 * loo:.0f}% (chance "
+                f"{100 / len(head.class_names):.0f}%)."
+            )
         elif shots < 2:
             text += "Add 2 or more examples per class to estimate its accuracy."
         self._set_fewshot(head, text + self._note, loo)
@@ -541,14 +560,16 @@ class RecognitionPanel(QWidget):
         (self._show_status if kind == "image" else self.fewshot_status.setText)(message)
 
     def _ask_load_head(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load classifier head", "",
-                                              "Classifier heads (*.npz)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Load classifier head", "", "Classifier heads (*.npz)"
+        )
         if path:
             self.load_head_file(path)
 
     def _ask_save(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save few-shot classifier", "classifier.npz",
-                                              "Classifier heads (*.npz)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save few-shot classifier", "classifier.npz", "Classifier heads (*.npz)"
+        )
         if path:
             try:
                 self.save_fewshot(path if path.endswith(".npz") else path + ".npz")
@@ -557,7 +578,7 @@ class RecognitionPanel(QWidget):
 
     def closeEvent(self, event):
         for jobs in self._jobs.values():
-            jobs.cancel()   # a cancelled job that has not started yet ends at once
+            jobs.cancel()  # a cancelled job that has not started yet ends at once
         self.pool.waitForDone(10000)
         super().closeEvent(event)
 
@@ -594,8 +615,10 @@ def _keep_copy(rgb: np.ndarray) -> str:
     class keeps it after a restart; "" when that is not possible."""
     from PIL import Image
 
-    folder = Path(QStandardPaths.writableLocation(
-        QStandardPaths.StandardLocation.AppDataLocation)) / "fewshot-examples"
+    folder = (
+        Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation))
+        / "fewshot-examples"
+    )
     try:
         folder.mkdir(parents=True, exist_ok=True)
         image = Image.fromarray(np.ascontiguousarray(rgb[..., :3], np.uint8))

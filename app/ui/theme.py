@@ -28,6 +28,7 @@ def apply_theme(app: QApplication, choice: str = "system") -> None:
 
 def follow_system(app: QApplication, current_choice) -> None:
     """Re-apply the theme when the desktop switches scheme, if the user chose "system"."""
+
     def changed(_scheme) -> None:
         if current_choice() == "system":
             apply_theme(app, "system")
@@ -46,18 +47,27 @@ def dark_palette() -> QPalette:
     base, window, text = QColor(30, 30, 34), QColor(45, 45, 50), QColor(225, 225, 230)
     disabled = QColor(120, 120, 128)
     roles = {
-        QPalette.ColorRole.Window: window, QPalette.ColorRole.WindowText: text,
-        QPalette.ColorRole.Base: base, QPalette.ColorRole.AlternateBase: window,
-        QPalette.ColorRole.ToolTipBase: QColor(60, 60, 66), QPalette.ColorRole.ToolTipText: text,
-        QPalette.ColorRole.Text: text, QPalette.ColorRole.Button: QColor(55, 55, 61),
-        QPalette.ColorRole.ButtonText: text, QPalette.ColorRole.BrightText: QColor(255, 90, 90),
-        QPalette.ColorRole.Link: ACCENT, QPalette.ColorRole.Highlight: ACCENT.darker(130),
+        QPalette.ColorRole.Window: window,
+        QPalette.ColorRole.WindowText: text,
+        QPalette.ColorRole.Base: base,
+        QPalette.ColorRole.AlternateBase: window,
+        QPalette.ColorRole.ToolTipBase: QColor(60, 60, 66),
+        QPalette.ColorRole.ToolTipText: text,
+        QPalette.ColorRole.Text: text,
+        QPalette.ColorRole.Button: QColor(55, 55, 61),
+        QPalette.ColorRole.ButtonText: text,
+        QPalette.ColorRole.BrightText: QColor(255, 90, 90),
+        QPalette.ColorRole.Link: ACCENT,
+        QPalette.ColorRole.Highlight: ACCENT.darker(130),
         QPalette.ColorRole.HighlightedText: QColor(255, 255, 255),
         QPalette.ColorRole.PlaceholderText: disabled,
     }
     for role, color in roles.items():
         p.setColor(role, color)
-    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText,
-                 QPalette.ColorRole.WindowText):
+    for role in (
+        QPalette.ColorRole.Text,
+        QPalette.ColorRole.ButtonText,
+        QPalette.ColorRole.WindowText,
+    ):
         p.setColor(QPalette.ColorGroup.Disabled, role, disabled)
     return p

@@ -54,7 +54,7 @@ def open_sample(window, sample: Sample) -> bool:
 class WelcomeOverlay(QWidget):
     """Covers the canvas viewport while no document is open."""
 
-    sample_chosen = Signal(object)   # Sample
+    sample_chosen = Signal(object)  # Sample
 
     def __init__(self, canvas, samples: list[Sample]):
         super().__init__(canvas.viewport())
@@ -69,8 +69,11 @@ class WelcomeOverlay(QWidget):
         column.addWidget(headline)
         self.headline = headline
         if self.samples:
-            hint = QLabel("or try a sample: one click opens it with its mask, ready to Run",
-                          alignment=Qt.AlignmentFlag.AlignCenter, wordWrap=True)
+            hint = QLabel(
+                "or try a sample: one click opens it with its mask, ready to Run",
+                alignment=Qt.AlignmentFlag.AlignCenter,
+                wordWrap=True,
+            )
             hint.setStyleSheet("color: rgb(160, 160, 170); font-size: 11pt; margin-top: 6px;")
             column.addWidget(hint)
             grid = QGridLayout()
@@ -98,7 +101,8 @@ class WelcomeOverlay(QWidget):
             "QToolButton { color: rgb(225, 225, 232); font-size: 11pt; padding: 6px; "
             "border: 1px solid rgba(255, 255, 255, 30); border-radius: 6px; }"
             "QToolButton:hover { background: rgba(255, 255, 255, 28); "
-            "border-color: rgba(80, 200, 255, 200); }")
+            "border-color: rgba(80, 200, 255, 200); }"
+        )
         credit = ", ".join(p for p in (sample.source, sample.licence) if p)
         button.setToolTip(f"{sample.title}\n{credit}" if credit else sample.title)
         try:
@@ -120,8 +124,9 @@ class WelcomeOverlay(QWidget):
     def paintEvent(self, event) -> None:
         painter = QPainter(self)
         brush = self.canvas.backgroundBrush()
-        painter.fillRect(self.rect(), brush if brush.style() != Qt.BrushStyle.NoBrush
-                         else QColor(38, 38, 42))
+        painter.fillRect(
+            self.rect(), brush if brush.style() != Qt.BrushStyle.NoBrush else QColor(38, 38, 42)
+        )
         painter.end()
 
 

@@ -55,58 +55,106 @@ class ArgumentParser(argparse.ArgumentParser):
 
 # -- shared options ---------------------------------------------------------------------------
 
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, help="model bundle folder (default: the bundled model)")
-    p.add_argument("--device", choices=DEVICES, default="auto",
-                   help="where to run (auto: CUDA when a GPU works, else CPU)")
+    p.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="where to run (auto: CUDA when a GPU works, else CPU)",
+    )
 
 
 def _add_decode_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int_in(0, MAX_SEED), help="random seed, 0.."
-                   f"{MAX_SEED} (default: random); candidate i uses seed+i")
-    p.add_argument("-n", "--candidates", type=int_in(1, MAX_CANDIDATES), default=1,
-                   help=f"number of results, 1..{MAX_CANDIDATES}")
-    p.add_argument("--steps", type=int_in(1, MAX_STEPS),
-                   help=f"decoding steps, 1..{MAX_STEPS} (default: the model's)")
-    p.add_argument("--temperature", type=float_in(0, MAX_TEMPERATURE),
-                   help="choice temperature: randomness of which tokens are kept each step "
-                   f"(0..{MAX_TEMPERATURE:g})")
-    p.add_argument("--sample-temperature", type=float_in(0, MAX_TEMPERATURE, low_open=True),
-                   help="softmax temperature of token sampling (default: the model's; 1 = "
-                   f"MaskGIT/MAGE, lower = safer fills; above 0, at most {MAX_TEMPERATURE:g})")
+    p.add_argument(
+        "--seed",
+        type=int_in(0, MAX_SEED),
+        help=f"random seed, 0..{MAX_SEED} (default: random); candidate i uses seed+i",
+    )
+    p.add_argument(
+        "-n",
+        "--candidates",
+        type=int_in(1, MAX_CANDIDATES),
+        default=1,
+        help=f"number of results, 1..{MAX_CANDIDATES}",
+    )
+    p.add_argument(
+        "--steps",
+        type=int_in(1, MAX_STEPS),
+        help=f"decoding steps, 1..{MAX_STEPS} (default: the model's)",
+    )
+    p.add_argument(
+        "--temperature",
+        type=float_in(0, MAX_TEMPERATURE),
+        help="choice temperature: randomness of which tokens are kept each step "
+        f"(0..{MAX_TEMPERATURE:g})",
+    )
+    p.add_argument(
+        "--sample-temperature",
+        type=float_in(0, MAX_TEMPERATURE, low_open=True),
+        help="softmax temperature of token sampling (default: the model's; 1 = "
+        f"MaskGIT/MAGE, lower = safer fills; above 0, at most {MAX_TEMPERATURE:g})",
+    )
     p.add_argument("--class", dest="class_name", help="class name (class-conditional models)")
-    p.add_argument("--guidance", type=float_in(0, MAX_GUIDANCE), default=0.0,
-                   help=f"classifier-free guidance strength with --class (0 = off, at most "
-                   f"{MAX_GUIDANCE:g})")
+    p.add_argument(
+        "--guidance",
+        type=float_in(0, MAX_GUIDANCE),
+        default=0.0,
+        help=f"classifier-free guidance strength with --class (0 = off, at most {MAX_GUIDANCE:g})",
+    )
 
 
 def _add_output(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="output PNG")
-    p.add_argument("--overwrite", action="store_true",
-                   help="allow replacing an existing output file (never the input)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="allow replacing an existing output file (never the input)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
-        prog="main.py", description="MAGE Studio: masked generative image editing, offline. "
-        "Without a command, opens the editor.")
+        prog="main.py",
+        description="MAGE Studio: masked generative image editing, offline. "
+        "Without a command, opens the editor.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
     sub = parser.add_subparsers(dest="command")
 
     p = sub.add_parser("edit", help="refill the white area of a mask in an image")
     p.add_argument("image", type=Path, help="input image (any size, any format Pillow reads)")
     p.add_argument("--mask", type=Path, required=True, help="mask image: white = refill")
-    p.add_argument("--scale-mask", action="store_true",
-                   help="resize a mask of another size to the image instead of refusing")
-    p.add_argument("--ring", type=int_in(0, MAX_RING), default=1,
-                   help=f"extra token ring around the mask (0..{MAX_RING})")
-    p.add_argument("--coverage", type=float_in(0, 1), default=0.0,
-                   help="fraction of a token's pixels the mask must cover (0 = any, at most 1)")
-    p.add_argument("--feather", type=float_in(0, MAX_FEATHER),
-                   help=f"blend edge width in pixels (0..{MAX_FEATHER:g})")
-    p.add_argument("--no-seamless", dest="seamless", action="store_false",
-                   help="paste the fill as decoded (feathered) instead of blending it into the "
-                        "photo in the gradient domain")
+    p.add_argument(
+        "--scale-mask",
+        action="store_true",
+        help="resize a mask of another size to the image instead of refusing",
+    )
+    p.add_argument(
+        "--ring",
+        type=int_in(0, MAX_RING),
+        default=1,
+        help=f"extra token ring around the mask (0..{MAX_RING})",
+    )
+    p.add_argument(
+        "--coverage",
+        type=float_in(0, 1),
+        default=0.0,
+        help="fraction of a token's pixels the mask must cover (0 = any, at most 1)",
+    )
+    p.add_argument(
+        "--feather",
+        type=float_in(0, MAX_FEATHER),
+        help=f"blend edge width in pixels (0..{MAX_FEATHER:g})",
+    )
+    p.add_argument(
+        "--no-seamless",
+        dest="seamless",
+        action="store_false",
+        help="paste the fill as decoded (feathered) instead of blending it into the "
+        "photo in the gradient domain",
+    )
     _add_model_options(p)
     _add_decode_options(p)
     _add_output(p)
@@ -119,33 +167,47 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("extend", help="grow the canvas on one side and fill it (outpainting)")
     p.add_argument("image", type=Path)
     p.add_argument("--side", choices=("left", "right", "top", "bottom"), default="right")
-    p.add_argument("--tokens", type=int_in(1, MAX_EXTEND_TOKENS), default=4,
-                   help="how many token columns/rows to add (at least 1, fewer than the "
-                   "model's grid)")
+    p.add_argument(
+        "--tokens",
+        type=int_in(1, MAX_EXTEND_TOKENS),
+        default=4,
+        help="how many token columns/rows to add (at least 1, fewer than the model's grid)",
+    )
     _add_model_options(p)
     _add_decode_options(p)
     _add_output(p)
 
-    p = sub.add_parser("import-mage", help="convert an official MAGE checkpoint to a bundle "
-                       "(needs the modeling extra)")
+    p = sub.add_parser(
+        "import-mage",
+        help="convert an official MAGE checkpoint to a bundle (needs the modeling extra)",
+    )
     p.add_argument("checkpoint", type=Path, help="official .pth (ViT-B or ViT-L)")
     p.add_argument("--vqgan", type=Path, help="separate vqgan_jax_strongaug.ckpt (optional)")
     p.add_argument("-o", "--output", type=Path, required=True, help="bundle folder to create")
     p.add_argument("--name", help="bundle name (default: the output folder's name)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
 
-    for name, text in (("export", "export own checkpoints to a bundle (modeling extra)"),
-                       ("train", "train own tokenizer / MAGE models (modeling extra)")):
+    for name, text in (
+        ("export", "export own checkpoints to a bundle (modeling extra)"),
+        ("train", "train own tokenizer / MAGE models (modeling extra)"),
+    ):
         p = sub.add_parser(name, help=text, add_help=False)
         p.add_argument("args", nargs=argparse.REMAINDER)
 
     from engine.cli import recognition
+
     recognition.add_commands(sub, _add_model_options)
     return parser
 
 
-COMMANDS = {"edit": cmd_edit, "generate": cmd_generate, "extend": cmd_extend,
-            "import-mage": cmd_import_mage, "export": cmd_forward, "train": cmd_forward}
+COMMANDS = {
+    "edit": cmd_edit,
+    "generate": cmd_generate,
+    "extend": cmd_extend,
+    "import-mage": cmd_import_mage,
+    "export": cmd_forward,
+    "train": cmd_forward,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,8 +224,9 @@ def main(argv: list[str] | None = None) -> int:
             if done.code in (0, None):
                 raise
             return EXIT_BAD_INPUT
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
+    )
     if args.command is None:
         parser.print_help()
         return 0
@@ -183,8 +246,10 @@ def run_guarded(handler, args) -> int:
         print("cancelled", file=sys.stderr)
         return 130
     except MemoryError:
-        print("error: out of memory: try a smaller image, fewer candidates (-n) or fewer "
-              "steps", file=sys.stderr)
+        print(
+            "error: out of memory: try a smaller image, fewer candidates (-n) or fewer steps",
+            file=sys.stderr,
+        )
         return EXIT_INTERNAL
     except OSError as e:
         where = f": {safe_text(e.filename)}" if e.filename else ""
@@ -194,6 +259,8 @@ def run_guarded(handler, args) -> int:
         log.info("details:", exc_info=True)
         first = (str(e).strip().splitlines() or [""])[0][:200]
         what = type(e).__name__ + (f": {safe_text(first)}" if first else "")
-        print(f"error: internal error ({what}); run with -v for details and please report it",
-              file=sys.stderr)
+        print(
+            f"error: internal error ({what}); run with -v for details and please report it",
+            file=sys.stderr,
+        )
         return EXIT_INTERNAL

@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-MAX_NAME_BYTES = 255 - 16      # a file name, leaving room for the temp file's affixes
-STALE_TEMP_SECONDS = 3600      # a temp file of ours this old was left by a killed run
+MAX_NAME_BYTES = 255 - 16  # a file name, leaving room for the temp file's affixes
+STALE_TEMP_SECONDS = 3600  # a temp file of ours this old was left by a killed run
 
 
 class Progress:
@@ -27,8 +27,10 @@ class Progress:
         bar = "#" * int(frac * 24)
         elapsed = time.monotonic() - self.start
         eta = elapsed / frac - elapsed if frac > 0 else 0.0
-        self.stream.write(f"\r{self.label} [{bar:<24}] {done}/{self.total} "
-                          f"{elapsed:5.1f}s eta {eta:4.1f}s {extra}")
+        self.stream.write(
+            f"\r{self.label} [{bar:<24}] {done}/{self.total} "
+            f"{elapsed:5.1f}s eta {eta:4.1f}s {extra}"
+        )
         self.stream.flush()
 
     def close(self) -> None:
@@ -61,8 +63,10 @@ def open_bundle(args):
 
 # -- flags and outputs shared by the commands ------------------------------------------------
 
+
 def int_in(low: int, high: int):
     """An argparse type: a whole number in [low, high]."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -71,6 +75,7 @@ def int_in(low: int, high: int):
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
         return value
+
     parse.__name__ = "whole number"
     return parse
 
@@ -85,10 +90,16 @@ def float_in(low: float, high: float, low_open: bool = False, high_open: bool = 
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-        if (not math.isfinite(value) or value < low or value > high
-                or (low_open and value == low) or (high_open and value == high)):
+        if (
+            not math.isfinite(value)
+            or value < low
+            or value > high
+            or (low_open and value == low)
+            or (high_open and value == high)
+        ):
             raise argparse.ArgumentTypeError(f"{text} is outside {span}")
         return value
+
     parse.__name__ = "number"
     return parse
 
@@ -109,8 +120,10 @@ def clean_stale_temps(paths: list[Path], now: float | None = None) -> list[Path]
                 continue
             try:
                 info = entry.stat(follow_symlinks=False)
-                if entry.is_file(follow_symlinks=False) and now - info.st_mtime > \
-                        STALE_TEMP_SECONDS:
+                if (
+                    entry.is_file(follow_symlinks=False)
+                    and now - info.st_mtime > STALE_TEMP_SECONDS
+                ):
                     os.unlink(entry.path)
                     removed.append(Path(entry.path))
             except OSError:

@@ -17,16 +17,21 @@ from engine.cli.console import (
 )
 from engine.runtime.errors import MageError, OutputError
 
-MAX_RESULT_BYTES = 4 << 30     # all candidates of one run, as 8-bit RGBA
+MAX_RESULT_BYTES = 4 << 30  # all candidates of one run, as 8-bit RGBA
 
 
 def _settings(args, **extra):
     from engine.runtime.settings import Settings, seeds_from
 
-    return Settings(steps=args.steps, temperature=args.temperature,
-                    sample_temperature=args.sample_temperature,
-                    seeds=seeds_from(args.seed, args.candidates), class_name=args.class_name,
-                    guidance=args.guidance, **extra)
+    return Settings(
+        steps=args.steps,
+        temperature=args.temperature,
+        sample_temperature=args.sample_temperature,
+        seeds=seeds_from(args.seed, args.candidates),
+        class_name=args.class_name,
+        guidance=args.guidance,
+        **extra,
+    )
 
 
 def _outputs(out: Path, seeds) -> list[Path]:
@@ -40,8 +45,9 @@ def check_outputs(out: Path, seeds, inputs: list[Path], overwrite: bool) -> list
     name short enough for the file system, in an existing folder, never an input (also
     through a link), never an existing file without `overwrite`. Returns the paths."""
     if out.suffix.lower() != ".png":
-        raise OutputError(f"output must be a .png file (settings are stored in PNG text "
-                          f"chunks): {safe_text(out)}")
+        raise OutputError(
+            f"output must be a .png file (settings are stored in PNG text chunks): {safe_text(out)}"
+        )
     if not out.parent.is_dir():
         raise OutputError(f"output folder does not exist: {safe_text(out.parent)}")
     paths = _outputs(out, seeds)
@@ -51,16 +57,18 @@ def check_outputs(out: Path, seeds, inputs: list[Path], overwrite: bool) -> list
         shown = safe_text(path)
         size = len(os.fsencode(path.name))
         if size > MAX_NAME_BYTES:
-            raise OutputError(f"output name is too long ({size} bytes, at most "
-                              f"{MAX_NAME_BYTES}): {shown}")
+            raise OutputError(
+                f"output name is too long ({size} bytes, at most {MAX_NAME_BYTES}): {shown}"
+            )
         if path.is_dir():
             raise OutputError(f"output {shown} is a folder")
         if not path.exists():
             continue
         for src in inputs:
             if src.exists() and os.path.samefile(path, src):
-                raise OutputError(f"output {shown} is the input file {safe_text(src)}: "
-                                  "refusing to overwrite it")
+                raise OutputError(
+                    f"output {shown} is the input file {safe_text(src)}: refusing to overwrite it"
+                )
         if not overwrite:
             raise OutputError(f"output {shown} exists (use --overwrite to replace it)")
     clean_stale_temps(paths)
@@ -70,8 +78,10 @@ def check_outputs(out: Path, seeds, inputs: list[Path], overwrite: bool) -> list
 def _check_memory(count: int, width: int, height: int) -> None:
     need = count * width * height * 4
     if need > MAX_RESULT_BYTES:
-        raise MageError(f"{count} results of {width}x{height} would need {need / 2**30:.1f} GB "
-                        f"(at most {MAX_RESULT_BYTES / 2**30:.0f} GB): ask for fewer with -n")
+        raise MageError(
+            f"{count} results of {width}x{height} would need {need / 2**30:.1f} GB "
+            f"(at most {MAX_RESULT_BYTES / 2**30:.0f} GB): ask for fewer with -n"
+        )
 
 
 def _run_with_progress(bundle, request, settings, label: str, total: int):
@@ -110,8 +120,9 @@ def cmd_edit(args) -> int:
     from engine.runtime.imageio import load_image, load_mask
     from engine.runtime.runs import Edit, plan_or_raise
 
-    settings = _settings(args, ring=args.ring, coverage=args.coverage, feather=args.feather,
-                         seamless=args.seamless)
+    settings = _settings(
+        args, ring=args.ring, coverage=args.coverage, feather=args.feather, seamless=args.seamless
+    )
     paths = check_outputs(args.output, settings.seeds, [args.image, args.mask], args.overwrite)
     image = load_image(args.image)
     _notices(image)
@@ -120,8 +131,7 @@ def cmd_edit(args) -> int:
     mask = load_mask(args.mask, size=(w, h), scale=args.scale_mask)
     bundle = open_bundle(args)
     if mask.all():
-        print("notice: the whole image is masked: this is generation from scratch",
-              file=sys.stderr)
+        print("notice: the whole image is masked: this is generation from scratch", file=sys.stderr)
     plan = plan_or_raise(bundle.manifest, image.rgb, mask, settings)  # errors before any work
     parts = len(plan.parts)
     label = "edit" if parts <= 1 else f"edit {parts} parts"
@@ -141,8 +151,9 @@ def cmd_generate(args) -> int:
     if settings.class_name:
         bundle.manifest.class_id(settings.class_name)  # unknown class: clear error, no run
     steps = settings.resolved(bundle.manifest).steps
-    result = _run_with_progress(bundle, Generate(), settings, f"generate {len(settings.seeds)}",
-                                steps)
+    result = _run_with_progress(
+        bundle, Generate(), settings, f"generate {len(settings.seeds)}", steps
+    )
     text = settings.describe(bundle.manifest)
     text["mage:mode"] = "generate"
     _save_all(result.images, result.seeds, paths, None, text)
@@ -168,10 +179,16 @@ def cmd_extend(args) -> int:
     steps = settings.resolved(bundle.manifest).steps
     images = []
     for i, seed in enumerate(settings.seeds):
-        label = f"extend {args.side}" + (f" {i + 1}/{len(settings.seeds)}"
-                                         if len(settings.seeds) > 1 else "")
-        one = _run_with_progress(bundle, Extend(image.rgb, args.side, args.tokens),
-                                 replace(settings, seeds=(seed,)), label, steps)
+        label = f"extend {args.side}" + (
+            f" {i + 1}/{len(settings.seeds)}" if len(settings.seeds) > 1 else ""
+        )
+        one = _run_with_progress(
+            bundle,
+            Extend(image.rgb, args.side, args.tokens),
+            replace(settings, seeds=(seed,)),
+            label,
+            steps,
+        )
         images.append(one.images[0])
     alpha = None
     if image.alpha is not None:  # the new strip continues the edge's transparency
@@ -188,6 +205,10 @@ def extend_alpha(alpha, size: tuple[int, int], side: str):
     import numpy as np
 
     grow_h, grow_w = size[0] - alpha.shape[0], size[1] - alpha.shape[1]
-    pad = {"right": ((0, 0), (0, grow_w)), "left": ((0, 0), (grow_w, 0)),
-           "bottom": ((0, grow_h), (0, 0)), "top": ((grow_h, 0), (0, 0))}[side]
+    pad = {
+        "right": ((0, 0), (0, grow_w)),
+        "left": ((0, 0), (grow_w, 0)),
+        "bottom": ((0, grow_h), (0, 0)),
+        "top": ((grow_h, 0), (0, 0)),
+    }[side]
     return np.pad(alpha, pad, mode="edge")

@@ -10,16 +10,23 @@ def _need_torch(command: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec("torch") is None:
-        raise MageError(f"'{command}' needs PyTorch: install the modeling extra "
-                        "(pip install -e '.[modeling]')")
+        raise MageError(
+            f"'{command}' needs PyTorch: install the modeling extra (pip install -e '.[modeling]')"
+        )
 
 
 def cmd_import_mage(args) -> int:
     _need_torch("import-mage")
     from engine.modeling.importer import import_mage
 
-    import_mage(args.checkpoint, args.output, vqgan=args.vqgan, name=args.name,
-                overwrite=args.overwrite, say=lambda line: print(safe_text(line)))
+    import_mage(
+        args.checkpoint,
+        args.output,
+        vqgan=args.vqgan,
+        name=args.name,
+        overwrite=args.overwrite,
+        say=lambda line: print(safe_text(line)),
+    )
     return 0
 
 

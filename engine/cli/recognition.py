@@ -32,94 +32,167 @@ MAX_SEED = 2**32 - 1
 def add_commands(sub, add_model_options) -> None:
     """Register the recognition sub-commands on the CLI's sub-parser set."""
     from engine.cli.console import float_in, int_in
-    p = sub.add_parser("classify", help="name what is in images (top-k classes)",
-                       description="Print the top-k classes with probabilities per image.")
-    p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_FOLDER",
-                   help="image files, or folders searched recursively for images")
-    p.add_argument("--head", type=Path, help="classifier head .npz from `probe` or `fewshot` "
-                   "(default: the model's first built-in head)")
-    p.add_argument("-k", "--top", type=int_in(1, MAX_TOP), default=5,
-                   help=f"how many classes to show (1..{MAX_TOP})")
+
+    p = sub.add_parser(
+        "classify",
+        help="name what is in images (top-k classes)",
+        description="Print the top-k classes with probabilities per image.",
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="IMAGE_OR_FOLDER",
+        help="image files, or folders searched recursively for images",
+    )
+    p.add_argument(
+        "--head",
+        type=Path,
+        help="classifier head .npz from `probe` or `fewshot` "
+        "(default: the model's first built-in head)",
+    )
+    p.add_argument(
+        "-k",
+        "--top",
+        type=int_in(1, MAX_TOP),
+        default=5,
+        help=f"how many classes to show (1..{MAX_TOP})",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per image")
     _add_batch(p)
     add_model_options(p)
     p.set_defaults(handler=cmd_classify)
 
-    p = sub.add_parser("probe", help="train a linear classifier on a labelled folder",
-                       description="Linear probe on frozen features: standardised features, "
-                       "softmax classifier trained with Adam + weight decay; prints train and "
-                       "held-out accuracy. The head is trained on the train split only.")
+    p = sub.add_parser(
+        "probe",
+        help="train a linear classifier on a labelled folder",
+        description="Linear probe on frozen features: standardised features, "
+        "softmax classifier trained with Adam + weight decay; prints train and "
+        "held-out accuracy. The head is trained on the train split only.",
+    )
     _add_data(p)
     p.add_argument("-o", "--output", type=Path, help="head file to write (.npz)")
-    p.add_argument("--into-bundle", nargs="?", const="", metavar="NAME",
-                   help="also store the head in the model folder as heads/NAME.npz (default "
-                   "NAME: the data folder's name) so `classify` uses it by default")
-    p.add_argument("--epochs", type=int_in(1, MAX_EPOCHS), default=100,
-                   help=f"passes over the training data (1..{MAX_EPOCHS})")
-    p.add_argument("--lr", type=float_in(0, 10, low_open=True), default=0.01,
-                   help="peak learning rate (cosine decay; above 0, at most 10)")
-    p.add_argument("--weight-decay", type=float_in(0, 10), default=1e-4,
-                   help="decoupled weight decay (0..10)")
-    p.add_argument("--val", type=float_in(0, 1, high_open=True), default=0.2,
-                   help="held-out fraction per class, 0 to below 1 (deterministic by --seed; "
-                   "0 = none)")
-    p.add_argument("--seed", type=int_in(0, MAX_SEED), default=0,
-                   help="seed for the split and shuffling")
+    p.add_argument(
+        "--into-bundle",
+        nargs="?",
+        const="",
+        metavar="NAME",
+        help="also store the head in the model folder as heads/NAME.npz (default "
+        "NAME: the data folder's name) so `classify` uses it by default",
+    )
+    p.add_argument(
+        "--epochs",
+        type=int_in(1, MAX_EPOCHS),
+        default=100,
+        help=f"passes over the training data (1..{MAX_EPOCHS})",
+    )
+    p.add_argument(
+        "--lr",
+        type=float_in(0, 10, low_open=True),
+        default=0.01,
+        help="peak learning rate (cosine decay; above 0, at most 10)",
+    )
+    p.add_argument(
+        "--weight-decay", type=float_in(0, 10), default=1e-4, help="decoupled weight decay (0..10)"
+    )
+    p.add_argument(
+        "--val",
+        type=float_in(0, 1, high_open=True),
+        default=0.2,
+        help="held-out fraction per class, 0 to below 1 (deterministic by --seed; 0 = none)",
+    )
+    p.add_argument(
+        "--seed", type=int_in(0, MAX_SEED), default=0, help="seed for the split and shuffling"
+    )
     _add_batch(p)
     add_model_options(p)
     p.set_defaults(handler=cmd_probe)
 
-    p = sub.add_parser("fewshot", help="build a classifier from K examples per class",
-                       description="Few-shot classifier: nearest class centroid (cosine, "
-                       "temperature softmax); with K >= 5 logistic regression when "
-                       "cross-validation finds it better. K examples per class are drawn "
-                       "(by --seed) from each sub-folder; the rest can be used to evaluate.")
+    p = sub.add_parser(
+        "fewshot",
+        help="build a classifier from K examples per class",
+        description="Few-shot classifier: nearest class centroid (cosine, "
+        "temperature softmax); with K >= 5 logistic regression when "
+        "cross-validation finds it better. K examples per class are drawn "
+        "(by --seed) from each sub-folder; the rest can be used to evaluate.",
+    )
     _add_data(p)
     p.add_argument("-o", "--output", type=Path, required=True, help="head file to write (.npz)")
-    p.add_argument("-k", "--shots", type=int_in(1, MAX_SHOTS), default=5,
-                   help=f"examples per class (1-10 usual, at most {MAX_SHOTS})")
-    p.add_argument("--kind", choices=("auto", "centroid", "logistic"), default="auto",
-                   help="classifier kind (auto: centroid, or logistic if better with K >= 5)")
-    p.add_argument("--temperature", type=float_in(0, 100, low_open=True), default=0.1,
-                   help="softmax temperature of the centroid head (lower = more confident; "
-                   "above 0, at most 100)")
-    p.add_argument("--eval-rest", action="store_true",
-                   help="also report accuracy on the images not drawn as examples")
-    p.add_argument("--seed", type=int_in(0, MAX_SEED), default=0,
-                   help="seed for drawing the examples")
+    p.add_argument(
+        "-k",
+        "--shots",
+        type=int_in(1, MAX_SHOTS),
+        default=5,
+        help=f"examples per class (1-10 usual, at most {MAX_SHOTS})",
+    )
+    p.add_argument(
+        "--kind",
+        choices=("auto", "centroid", "logistic"),
+        default="auto",
+        help="classifier kind (auto: centroid, or logistic if better with K >= 5)",
+    )
+    p.add_argument(
+        "--temperature",
+        type=float_in(0, 100, low_open=True),
+        default=0.1,
+        help="softmax temperature of the centroid head (lower = more confident; "
+        "above 0, at most 100)",
+    )
+    p.add_argument(
+        "--eval-rest",
+        action="store_true",
+        help="also report accuracy on the images not drawn as examples",
+    )
+    p.add_argument(
+        "--seed", type=int_in(0, MAX_SEED), default=0, help="seed for drawing the examples"
+    )
     _add_batch(p)
     add_model_options(p)
     p.set_defaults(handler=cmd_fewshot)
 
 
 def _add_data(p) -> None:
-    p.add_argument("--data", type=Path, required=True,
-                   help="labelled folder: one sub-folder of images per class")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing head file (or a head of that name in the model)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="labelled folder: one sub-folder of images per class",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing head file (or a head of that name in the model)",
+    )
 
 
 def _add_batch(p) -> None:
     from engine.cli.console import int_in
 
-    p.add_argument("--batch-size", type=int_in(1, MAX_BATCH), default=16,
-                   help=f"images per model call (1..{MAX_BATCH})")
+    p.add_argument(
+        "--batch-size",
+        type=int_in(1, MAX_BATCH),
+        default=16,
+        help=f"images per model call (1..{MAX_BATCH})",
+    )
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
 
 def _load_bundle(args):
     from engine.cli.console import open_bundle as _load_bundle
 
     bundle = _load_bundle(args)
     if not (bundle.path / "features.onnx").is_file():
-        raise MageError(f"model '{bundle.name}' has no features.onnx, so it cannot recognise "
-                        "images")
+        raise MageError(
+            f"model '{bundle.name}' has no features.onnx, so it cannot recognise images"
+        )
     return bundle
 
 
-def _features_of_files(bundle, files: list[Path], batch_size: int, label: str,
-                       on_bad=None) -> tuple[np.ndarray, list[Path]]:
+def _features_of_files(
+    bundle, files: list[Path], batch_size: int, label: str, on_bad=None
+) -> tuple[np.ndarray, list[Path]]:
     """Features of image files with a progress bar; `on_bad(path, error)` skips unreadable
     files (else they raise). Returns (features, files kept)."""
     from engine.cli.console import Progress
@@ -186,6 +259,7 @@ def _pct(x: float) -> str:
 
 # -- commands -----------------------------------------------------------------------------------
 
+
 def cmd_classify(args) -> int:
     from engine.runtime.recognition import find_images, load_head, topk
 
@@ -211,8 +285,14 @@ def cmd_classify(args) -> int:
         raise MageError("none of the images could be read")
     for path, best in zip(kept, topk(head, head.predict_proba(feats), args.top), strict=True):
         if args.json:
-            print(json.dumps({"image": str(path), "top": [{"class": c, "probability": round(p, 6)}
-                                                          for c, p in best]}))
+            print(
+                json.dumps(
+                    {
+                        "image": str(path),
+                        "top": [{"class": c, "probability": round(p, 6)} for c, p in best],
+                    }
+                )
+            )
         else:
             print(f"{path}: " + " | ".join(f"{c} {100 * p:.1f}%" for c, p in best))
     return 0
@@ -253,18 +333,40 @@ def cmd_probe(args) -> int:
         name = args.into_bundle or args.data.resolve().name
         check_head_name(name)
     bundle = _load_bundle(args)
-    if name is not None and not args.overwrite and (
-            name in bundle.manifest.heads or (bundle.path / "heads" / f"{name}.npz").exists()):
-        raise OutputError(f"model '{bundle.name}' already has a head '{name}' (use --overwrite "
-                          "to replace it, or give another NAME)")
+    if (
+        name is not None
+        and not args.overwrite
+        and (name in bundle.manifest.heads or (bundle.path / "heads" / f"{name}.npz").exists())
+    ):
+        raise OutputError(
+            f"model '{bundle.name}' already has a head '{name}' (use --overwrite "
+            "to replace it, or give another NAME)"
+        )
     names, x, y = _labelled_features(bundle, args.data, args.batch_size)
     tr, va = split_indices(y, args.val, args.seed)
-    head = fit_linear_probe(x[tr], y[tr], names, epochs=args.epochs, lr=args.lr,
-                            weight_decay=args.weight_decay, seed=args.seed, bundle=bundle)
-    head.info.update({"data": str(args.data), "val_fraction": args.val, "seed": args.seed,
-                      "val_size": int(len(va)), "val_accuracy": accuracy(head, x[va], y[va])})
-    print(f"classes: {len(names)}  train: {len(tr)}  held-out: {len(va)}  "
-          f"chance: {_pct(1 / len(names))}")
+    head = fit_linear_probe(
+        x[tr],
+        y[tr],
+        names,
+        epochs=args.epochs,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        seed=args.seed,
+        bundle=bundle,
+    )
+    head.info.update(
+        {
+            "data": str(args.data),
+            "val_fraction": args.val,
+            "seed": args.seed,
+            "val_size": int(len(va)),
+            "val_accuracy": accuracy(head, x[va], y[va]),
+        }
+    )
+    print(
+        f"classes: {len(names)}  train: {len(tr)}  held-out: {len(va)}  "
+        f"chance: {_pct(1 / len(names))}"
+    )
     print(f"train accuracy:    {_pct(head.info['train_accuracy'])}")
     print(f"held-out accuracy: {_pct(head.info['val_accuracy'])}")
     _write_head(head, args.output)
@@ -292,21 +394,23 @@ def cmd_fewshot(args) -> int:
     chosen, rest = [], []
     for name, fs in zip(names, per_class, strict=True):
         order = rng.permutation(len(fs))
-        chosen.append([fs[i] for i in sorted(order[:args.shots])])
-        rest.append([fs[i] for i in sorted(order[args.shots:])])
+        chosen.append([fs[i] for i in sorted(order[: args.shots])])
+        rest.append([fs[i] for i in sorted(order[args.shots :])])
         if len(fs) < args.shots:
             print(f"notice: class '{name}' has only {len(fs)} images", file=sys.stderr)
     bundle = _load_bundle(args)
     _, x, y = _labelled_features(bundle, args.data, args.batch_size, lambda n, f: chosen)
-    head = fit_fewshot(x, y, names, kind=args.kind, temperature=args.temperature,
-                       seed=args.seed, bundle=bundle)
+    head = fit_fewshot(
+        x, y, names, kind=args.kind, temperature=args.temperature, seed=args.seed, bundle=bundle
+    )
     head.info.update({"data": str(args.data), "seed": args.seed})
-    print(f"classes: {len(names)}  examples: {len(y)}  kind: {head.kind}  "
-          f"chance: {_pct(1 / len(names))}")
+    print(
+        f"classes: {len(names)}  examples: {len(y)}  kind: {head.kind}  "
+        f"chance: {_pct(1 / len(names))}"
+    )
     if "cv_accuracy" in head.info:
         cv = head.info["cv_accuracy"]
-        print(f"5-fold accuracy: centroid {_pct(cv['centroid'])}, "
-              f"logistic {_pct(cv['logistic'])}")
+        print(f"5-fold accuracy: centroid {_pct(cv['centroid'])}, logistic {_pct(cv['logistic'])}")
     if args.eval_rest and any(rest):
         _, xr, yr = _labelled_features(bundle, args.data, args.batch_size, lambda n, f: rest)
         head.info["rest_accuracy"] = accuracy(head, xr, yr)

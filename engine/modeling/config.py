@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass, field
 @dataclass(frozen=True)
 class VqganConfig:
     image_size: int = 256
-    ch: int = 128                       # base width; level l has ch * ch_mult[l] channels
+    ch: int = 128  # base width; level l has ch * ch_mult[l] channels
     ch_mult: tuple[int, ...] = (1, 1, 2, 2, 4)  # len(ch_mult) - 1 halvings: 256 px -> 16 tokens
     num_res_blocks: int = 2
-    z_channels: int = 256               # encoder output / decoder input width
+    z_channels: int = 256  # encoder output / decoder input width
     codebook_size: int = 1024
     # Own tokenizers look codes up in a small l2-normalised space (factorised codes keep far more
     # of the codebook alive); None = the official plain Euclidean lookup at z_channels.
@@ -35,9 +35,9 @@ class VqganConfig:
 
 @dataclass(frozen=True)
 class MageConfig:
-    grid: int = 16                      # tokens per side; sequence = grid**2 + 1 class token
+    grid: int = 16  # tokens per side; sequence = grid**2 + 1 class token
     codebook_size: int = 1024
-    num_class_slots: int = 1000         # vocabulary rows between the codebook and the mask token
+    num_class_slots: int = 1000  # vocabulary rows between the codebook and the mask token
     embed_dim: int = 768
     depth: int = 12
     num_heads: int = 12
@@ -52,7 +52,7 @@ class MageConfig:
     # Keep the parameters the official checkpoints carry but never use (cls_token, pos_embed,
     # mask_token, decoder_pos_embed, patch_embed, decoder_pred) so they load strictly.
     official_layout: bool = True
-    image_size: int = 256               # only sizes the unused official tables
+    image_size: int = 256  # only sizes the unused official tables
     mask_ratio_min: float = 0.5
     mask_ratio_max: float = 1.0
     mask_ratio_mu: float = 0.55
@@ -81,23 +81,46 @@ class MageConfig:
 VQGAN_OFFICIAL = VqganConfig()
 
 MAGE_VIT_BASE = MageConfig()
-MAGE_VIT_LARGE = MageConfig(embed_dim=1024, depth=24, num_heads=16,
-                            decoder_embed_dim=1024, decoder_depth=8, decoder_num_heads=16)
+MAGE_VIT_LARGE = MageConfig(
+    embed_dim=1024,
+    depth=24,
+    num_heads=16,
+    decoder_embed_dim=1024,
+    decoder_depth=8,
+    decoder_num_heads=16,
+)
 
 
 @dataclass(frozen=True)
 class OwnModelConfig:
     """A model of our own family: tokenizer + class-conditional transformer."""
-    vqgan: VqganConfig = field(default_factory=lambda: VqganConfig(
-        image_size=128, ch=64, ch_mult=(1, 2, 2, 4), z_channels=128, codebook_size=1024,
-        codebook_dim=16))
-    num_classes: int = 0                # 0 = unconditional (still one null slot)
+
+    vqgan: VqganConfig = field(
+        default_factory=lambda: VqganConfig(
+            image_size=128,
+            ch=64,
+            ch_mult=(1, 2, 2, 4),
+            z_channels=128,
+            codebook_size=1024,
+            codebook_dim=16,
+        )
+    )
+    num_classes: int = 0  # 0 = unconditional (still one null slot)
 
     def mage(self, **overrides) -> MageConfig:
-        base = dict(grid=self.vqgan.grid, codebook_size=self.vqgan.codebook_size,
-                    num_class_slots=self.num_classes + 1, embed_dim=256, depth=6, num_heads=8,
-                    decoder_embed_dim=256, decoder_depth=2, decoder_num_heads=8,
-                    fixed_class_slot=None, official_layout=False,
-                    image_size=self.vqgan.image_size)
+        base = dict(
+            grid=self.vqgan.grid,
+            codebook_size=self.vqgan.codebook_size,
+            num_class_slots=self.num_classes + 1,
+            embed_dim=256,
+            depth=6,
+            num_heads=8,
+            decoder_embed_dim=256,
+            decoder_depth=2,
+            decoder_num_heads=8,
+            fixed_class_slot=None,
+            official_layout=False,
+            image_size=self.vqgan.image_size,
+        )
         base.update(overrides)
         return MageConfig(**base)

@@ -18,8 +18,10 @@ from engine.modeling.mage import MAGE
 from engine.modeling.vqgan import VQGAN
 from engine.runtime.errors import MageError
 
-VARIANTS = {768: ("mage_vit_base_patch16", MAGE_VIT_BASE),
-            1024: ("mage_vit_large_patch16", MAGE_VIT_LARGE)}
+VARIANTS = {
+    768: ("mage_vit_base_patch16", MAGE_VIT_BASE),
+    1024: ("mage_vit_large_patch16", MAGE_VIT_LARGE),
+}
 
 
 class CheckpointError(MageError):
@@ -37,8 +39,10 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path.name} is not a readable PyTorch checkpoint "
-                              f"(truncated or damaged?): {first[:160]}") from None
+        raise CheckpointError(
+            f"{path.name} is not a readable PyTorch checkpoint "
+            f"(truncated or damaged?): {first[:160]}"
+        ) from None
     for wrapper in ("model", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
@@ -64,8 +68,9 @@ def load_strict(module: torch.nn.Module, sd: dict[str, torch.Tensor], what: str)
         raise CheckpointError(f"{what}: unexpected key '{unexpected[0]}'{more}")
     for k, v in expected.items():
         if sd[k].shape != v.shape:
-            raise CheckpointError(f"{what}: key '{k}' has shape {_shape(sd[k])}, "
-                                  f"expected {_shape(v)}")
+            raise CheckpointError(
+                f"{what}: key '{k}' has shape {_shape(sd[k])}, expected {_shape(v)}"
+            )
         if sd[k].dtype != v.dtype:
             raise CheckpointError(f"{what}: key '{k}' has dtype {sd[k].dtype}, expected {v.dtype}")
         if sd[k].is_floating_point() and not torch.isfinite(sd[k]).all():
@@ -77,27 +82,34 @@ def detect_variant(sd: dict[str, torch.Tensor]) -> tuple[str, MageConfig]:
     key = "token_emb.word_embeddings.weight"
     if key not in sd:
         if "encoder.conv_in.weight" in sd and "quantize.embedding.weight" in sd:
-            raise CheckpointError("this is a tokenizer-only file (vqgan_jax_strongaug.ckpt); "
-                                  "pass the MAGE checkpoint and give this one with --vqgan")
+            raise CheckpointError(
+                "this is a tokenizer-only file (vqgan_jax_strongaug.ckpt); "
+                "pass the MAGE checkpoint and give this one with --vqgan"
+            )
         raise CheckpointError(f"not a MAGE checkpoint: key '{key}' is missing")
     width = sd[key].shape[-1]
     if width not in VARIANTS:
-        raise CheckpointError(f"key '{key}' has shape {_shape(sd[key])}: width {width} is "
-                              "neither ViT-B (768) nor ViT-L (1024)")
+        raise CheckpointError(
+            f"key '{key}' has shape {_shape(sd[key])}: width {width} is "
+            "neither ViT-B (768) nor ViT-L (1024)"
+        )
     return VARIANTS[width]
 
 
-def build_official(mage_sd: dict[str, torch.Tensor],
-                   vqgan_sd: dict[str, torch.Tensor] | None = None) -> tuple[str, VQGAN, MAGE]:
+def build_official(
+    mage_sd: dict[str, torch.Tensor], vqgan_sd: dict[str, torch.Tensor] | None = None
+) -> tuple[str, VQGAN, MAGE]:
     """Official checkpoint (+ optional standalone tokenizer state_dict) -> eval-mode modules."""
     variant, cfg = detect_variant(mage_sd)
-    vq_part = {k[len("vqgan."):]: v for k, v in mage_sd.items() if k.startswith("vqgan.")}
+    vq_part = {k[len("vqgan.") :]: v for k, v in mage_sd.items() if k.startswith("vqgan.")}
     mage_part = {k: v for k, v in mage_sd.items() if not k.startswith("vqgan.")}
     if vqgan_sd is not None:
         vq_part = vqgan_sd
     elif not vq_part:
-        raise CheckpointError("the checkpoint has no 'vqgan.*' tokenizer weights; "
-                              "give vqgan_jax_strongaug.ckpt with --vqgan")
+        raise CheckpointError(
+            "the checkpoint has no 'vqgan.*' tokenizer weights; "
+            "give vqgan_jax_strongaug.ckpt with --vqgan"
+        )
     vqgan = VQGAN(VQGAN_OFFICIAL)
     load_strict(vqgan, vq_part, "tokenizer")
     mage = MAGE(cfg)

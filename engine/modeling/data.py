@@ -33,39 +33,45 @@ MAX_ASPECT = 3.0  # longer side kept at most this many short sides (limits paddi
 
 @dataclass
 class ImageSet:
-    images: torch.Tensor                 # (N,3,H,W) uint8, each image top-left, zero padded
-    sizes: torch.Tensor                  # (N,2) int64 real (h, w) of each image
-    labels: torch.Tensor                 # (N,) int64 class index (0 when unconditional)
+    images: torch.Tensor  # (N,3,H,W) uint8, each image top-left, zero padded
+    sizes: torch.Tensor  # (N,2) int64 real (h, w) of each image
+    labels: torch.Tensor  # (N,) int64 class index (0 when unconditional)
     names: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.names)
 
     def to(self, device) -> ImageSet:
-        return ImageSet(self.images.to(device), self.sizes.to(device), self.labels.to(device),
-                        self.names)
+        return ImageSet(
+            self.images.to(device), self.sizes.to(device), self.labels.to(device), self.names
+        )
 
 
 @dataclass
 class Dataset:
     train: ImageSet
     val: ImageSet
-    class_names: list[str]               # [] = unconditional
+    class_names: list[str]  # [] = unconditional
     source: str
 
     def summary(self) -> dict:
         counts = {}
         for name, labels in (("train", self.train.labels), ("val", self.val.labels)):
             if self.class_names:
-                counts[name] = {c: int((labels == i).sum()) for i, c in
-                                enumerate(self.class_names)}
+                counts[name] = {c: int((labels == i).sum()) for i, c in enumerate(self.class_names)}
             else:
                 counts[name] = len(labels)
-        return {"source": self.source, "train_images": len(self.train),
-                "val_images": len(self.val), "classes": self.class_names, "counts": counts}
+        return {
+            "source": self.source,
+            "train_images": len(self.train),
+            "val_images": len(self.val),
+            "classes": self.class_names,
+            "counts": counts,
+        }
 
 
 # -- loading ------------------------------------------------------------------------------------
+
 
 def load_data(path: str | Path, image_size: int) -> Dataset:
     """A folder of images (sub-folders = classes) or a pack file (.npz from pack_photos.py).
@@ -97,8 +103,9 @@ def _read_folder(root: Path) -> tuple[list, list[str]]:
     from PIL import Image
 
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    classes = sorted({p.relative_to(root).parts[0] for p in files
-                      if len(p.relative_to(root).parts) > 1})
+    classes = sorted(
+        {p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1}
+    )
     if any(len(p.relative_to(root).parts) == 1 for p in files):
         classes = []  # loose files at the top: treat the folder as unconditional
     records = []
@@ -135,10 +142,15 @@ def _read_pack(path: Path) -> tuple[list, list[str], set[str]]:
     (samples of (PIL image, class index, is_val); names come from the pack's path list)."""
     samples, class_names = _pack_loader()(path)
     with np.load(path, allow_pickle=False) as z:
-        names = (json.loads(z["paths"].tobytes().decode("utf-8")) if "paths" in z.files
-                 else [f"{path.name}/{i}" for i in range(len(samples))])
-    records = [(names[i], label if class_names else 0, np.asarray(im))
-               for i, (im, label, _) in enumerate(samples)]
+        names = (
+            json.loads(z["paths"].tobytes().decode("utf-8"))
+            if "paths" in z.files
+            else [f"{path.name}/{i}" for i in range(len(samples))]
+        )
+    records = [
+        (names[i], label if class_names else 0, np.asarray(im))
+        for i, (im, label, _) in enumerate(samples)
+    ]
     val = {names[i] for i, (_, _, is_val) in enumerate(samples) if is_val}
     return records, [str(c) for c in class_names], val
 
@@ -166,7 +178,7 @@ def _fit(img: np.ndarray, max_short: int) -> np.ndarray:
     s = min(h, w)
     lh, lw = min(h, int(MAX_ASPECT * s)), min(w, int(MAX_ASPECT * s))
     y, x = (h - lh) // 2, (w - lw) // 2
-    return img[y:y + lh, x:x + lw]
+    return img[y : y + lh, x : x + lw]
 
 
 def _stack(records: list, max_short: int) -> ImageSet:
@@ -182,6 +194,7 @@ def _stack(records: list, max_short: int) -> ImageSet:
 
 # -- step-seeded sampling -------------------------------------------------------------------------
 
+
 def step_generator(seed: int, step: int, stream: int) -> torch.Generator:
     """A CPU generator that depends only on (seed, step, stream)."""
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 16 + stream)
@@ -195,34 +208,36 @@ def batch_indices(seed: int, step: int, batch: int, n: int) -> torch.Tensor:
     while len(out) < batch:
         epoch, offset = divmod(start + len(out), n)
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
-        out.extend(perm[offset: offset + batch - len(out)].tolist())
+        out.extend(perm[offset : offset + batch - len(out)].tolist())
     return torch.tensor(out, dtype=torch.long)
 
 
 @dataclass
 class CropParams:
-    index: torch.Tensor   # (B,) image index
-    scale: torch.Tensor   # (B,) crop side / short side, in [MIN_SCALE, 1]
-    pos: torch.Tensor     # (B,2) crop position (y, x) as a fraction of the free room
-    flip: torch.Tensor    # (B,) bool
+    index: torch.Tensor  # (B,) image index
+    scale: torch.Tensor  # (B,) crop side / short side, in [MIN_SCALE, 1]
+    pos: torch.Tensor  # (B,2) crop position (y, x) as a fraction of the free room
+    flip: torch.Tensor  # (B,) bool
 
     def slice(self, lo: int, hi: int) -> CropParams:
-        return CropParams(self.index[lo:hi], self.scale[lo:hi], self.pos[lo:hi],
-                          self.flip[lo:hi])
+        return CropParams(self.index[lo:hi], self.scale[lo:hi], self.pos[lo:hi], self.flip[lo:hi])
 
 
 def random_params(seed: int, step: int, batch: int, n: int) -> CropParams:
     g = step_generator(seed, step, stream=0)
-    return CropParams(index=batch_indices(seed, step, batch, n),
-                      scale=MIN_SCALE + (1 - MIN_SCALE) * torch.rand(batch, generator=g),
-                      pos=torch.rand(batch, 2, generator=g),
-                      flip=torch.rand(batch, generator=g) < 0.5)
+    return CropParams(
+        index=batch_indices(seed, step, batch, n),
+        scale=MIN_SCALE + (1 - MIN_SCALE) * torch.rand(batch, generator=g),
+        pos=torch.rand(batch, 2, generator=g),
+        flip=torch.rand(batch, generator=g) < 0.5,
+    )
 
 
 def center_params(n: int) -> CropParams:
     """The largest centred square of every image, unflipped (validation)."""
-    return CropParams(torch.arange(n), torch.ones(n), torch.full((n, 2), 0.5),
-                      torch.zeros(n, dtype=torch.bool))
+    return CropParams(
+        torch.arange(n), torch.ones(n), torch.full((n, 2), 0.5), torch.zeros(n, dtype=torch.bool)
+    )
 
 
 def crops(data: ImageSet, params: CropParams, size: int) -> torch.Tensor:
@@ -232,12 +247,12 @@ def crops(data: ImageSet, params: CropParams, size: int) -> torch.Tensor:
     anti-aliasing, because stored images are at most 2x the output size (see load_data)."""
     dev = data.images.device
     idx = params.index.to(dev)
-    hw = data.sizes[idx].float()                                  # (B,2) real h, w
+    hw = data.sizes[idx].float()  # (B,2) real h, w
     canvas = torch.tensor(data.images.shape[2:], device=dev, dtype=torch.float)  # (2,) H, W
-    side = params.scale.to(dev) * hw.min(1).values                # (B,) crop side in pixels
-    origin = params.pos.to(dev) * (hw - side[:, None])            # (B,2) top-left y, x
-    centre = (2 * origin + side[:, None]) / canvas - 1            # (B,2) normalised centre
-    half = side[:, None] / canvas                                 # (B,2) normalised half size
+    side = params.scale.to(dev) * hw.min(1).values  # (B,) crop side in pixels
+    origin = params.pos.to(dev) * (hw - side[:, None])  # (B,2) top-left y, x
+    centre = (2 * origin + side[:, None]) / canvas - 1  # (B,2) normalised centre
+    half = side[:, None] / canvas  # (B,2) normalised half size
     sx = torch.where(params.flip.to(dev), -half[:, 1], half[:, 1])
     theta = torch.zeros(len(idx), 2, 3, device=dev)
     theta[:, 0, 0], theta[:, 0, 2] = sx, centre[:, 1]

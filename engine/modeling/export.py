@@ -64,9 +64,17 @@ def _export(module, args, path: Path, inputs, outputs, dynamic) -> None:
     module.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python values
-        torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs,
-                          dynamic_axes=dynamic, opset_version=OPSET, dynamo=False,
-                          do_constant_folding=True)
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=dynamic,
+            opset_version=OPSET,
+            dynamo=False,
+            do_constant_folding=True,
+        )
 
 
 def export_tokenizer_onnx(vqgan: VQGAN, folder: Path) -> None:
@@ -76,12 +84,22 @@ def export_tokenizer_onnx(vqgan: VQGAN, folder: Path) -> None:
     image = torch.rand(2, 3, size, size)
     tokens_hw = torch.randint(0, vqgan.cfg.codebook_size, (2, grid, grid))
     with torch.no_grad():
-        _export(TokenizerEncoder(vqgan), (image,), folder / "tokenizer_encoder.onnx",
-                ["image"], ["tokens"], {"image": {0: "B", 2: "H", 3: "W"},
-                                        "tokens": {0: "B", 1: "h", 2: "w"}})
-        _export(TokenizerDecoder(vqgan), (tokens_hw,), folder / "tokenizer_decoder.onnx",
-                ["tokens"], ["image"], {"tokens": {0: "B", 1: "h", 2: "w"},
-                                        "image": {0: "B", 2: "H", 3: "W"}})
+        _export(
+            TokenizerEncoder(vqgan),
+            (image,),
+            folder / "tokenizer_encoder.onnx",
+            ["image"],
+            ["tokens"],
+            {"image": {0: "B", 2: "H", 3: "W"}, "tokens": {0: "B", 1: "h", 2: "w"}},
+        )
+        _export(
+            TokenizerDecoder(vqgan),
+            (tokens_hw,),
+            folder / "tokenizer_decoder.onnx",
+            ["tokens"],
+            ["image"],
+            {"tokens": {0: "B", 1: "h", 2: "w"}, "image": {0: "B", 2: "H", 3: "W"}},
+        )
 
 
 def export_onnx(vqgan: VQGAN, mage: MAGE, folder: Path) -> None:
@@ -93,14 +111,31 @@ def export_onnx(vqgan: VQGAN, mage: MAGE, folder: Path) -> None:
     with torch.no_grad():
         if mage.cfg.fixed_class_slot is None:
             class_ids = torch.zeros(2, dtype=torch.long)
-            _export(TransformerExport(mage), (seq, class_ids), folder / "transformer.onnx",
-                    ["tokens", "class_ids"], ["logits"],
-                    {"tokens": {0: "B"}, "class_ids": {0: "B"}, "logits": {0: "B"}})
+            _export(
+                TransformerExport(mage),
+                (seq, class_ids),
+                folder / "transformer.onnx",
+                ["tokens", "class_ids"],
+                ["logits"],
+                {"tokens": {0: "B"}, "class_ids": {0: "B"}, "logits": {0: "B"}},
+            )
         else:
-            _export(TransformerExport(mage), (seq,), folder / "transformer.onnx",
-                    ["tokens"], ["logits"], {"tokens": {0: "B"}, "logits": {0: "B"}})
-        _export(FeaturesExport(mage), (seq,), folder / "features.onnx",
-                ["tokens"], ["features"], {"tokens": {0: "B"}, "features": {0: "B"}})
+            _export(
+                TransformerExport(mage),
+                (seq,),
+                folder / "transformer.onnx",
+                ["tokens"],
+                ["logits"],
+                {"tokens": {0: "B"}, "logits": {0: "B"}},
+            )
+        _export(
+            FeaturesExport(mage),
+            (seq,),
+            folder / "features.onnx",
+            ["tokens"],
+            ["features"],
+            {"tokens": {0: "B"}, "features": {0: "B"}},
+        )
 
 
 def tokenizer_parity(vqgan: VQGAN, folder: Path, seed: int = 0) -> tuple[float, float]:
@@ -132,8 +167,10 @@ def check_parity(vqgan: VQGAN, mage: MAGE, folder: Path, seed: int = 0) -> Parit
     seq = ids.clone()
     seq[0, torch.randperm(grid * grid, generator=g)[: grid * grid // 2]] = cfg.mask_token_id
     seq[1] = cfg.mask_token_id
-    sess = {name: create_session(folder / f"{name}.onnx", "cpu")[0] for name in
-            ("tokenizer_encoder", "tokenizer_decoder", "transformer", "features")}
+    sess = {
+        name: create_session(folder / f"{name}.onnx", "cpu")[0]
+        for name in ("tokenizer_encoder", "tokenizer_decoder", "transformer", "features")
+    }
     with torch.no_grad():
         t_tokens = vqgan.encode(images).numpy()
         t_pixels = vqgan.decode(ids.reshape(2, grid, grid)).clamp(0, 1).numpy()
@@ -173,12 +210,16 @@ def _check(report: ParityReport) -> None:
         raise ExportError("PyTorch and onnxruntime disagree beyond fp32 noise: " + "; ".join(bad))
 
 
-def model_card(manifest: Manifest, report: ParityReport, params: dict[str, int],
-               details: str) -> str:
+def model_card(
+    manifest: Manifest, report: ParityReport, params: dict[str, int], details: str
+) -> str:
     lines = [
-        f"# {manifest.name}", "",
-        f"Source: {manifest.source}", "",
-        "| | |", "|---|---|",
+        f"# {manifest.name}",
+        "",
+        f"Source: {manifest.source}",
+        "",
+        "| | |",
+        "|---|---|",
         f"| image size | {manifest.image_size} px |",
         f"| token grid | {manifest.grid[0]}x{manifest.grid[1]} |",
         f"| codebook | {manifest.codebook_size} |",
@@ -196,8 +237,7 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def check_target(out_dir: Path, overwrite: bool, inputs: Sequence[str | Path | None] = ()
-                 ) -> None:
+def check_target(out_dir: Path, overwrite: bool, inputs: Sequence[str | Path | None] = ()) -> None:
     """Refuse an output folder that must not be replaced: an existing non-empty folder without
     `overwrite`; with it, anything but a model bundle (manifest.json of format mage-bundle
     holding only its own files), a folder holding an input of the command, and the root, home
@@ -208,15 +248,17 @@ def check_target(out_dir: Path, overwrite: bool, inputs: Sequence[str | Path | N
     if out_dir.exists() and not out_dir.is_dir():
         raise ExportError(f"{out_dir} exists and is not a folder")
     real = out_dir.resolve()
-    for name, special in (("the root folder", Path(real.anchor)), ("your home folder",
-                          Path.home()), ("the current folder", Path.cwd())):
+    for name, special in (
+        ("the root folder", Path(real.anchor)),
+        ("your home folder", Path.home()),
+        ("the current folder", Path.cwd()),
+    ):
         try:
             special = special.resolve()
         except OSError:
             continue
         if real == special or real in special.parents:
-            raise ExportError(f"refusing to write a bundle to {out_dir}: it is {name} "
-                              f"or holds it")
+            raise ExportError(f"refusing to write a bundle to {out_dir}: it is {name} or holds it")
     for src in inputs:
         if src is not None and _inside(Path(src).resolve(), real):
             raise ExportError(f"refusing to replace {out_dir}: it holds the input {src}")
@@ -225,17 +267,24 @@ def check_target(out_dir: Path, overwrite: bool, inputs: Sequence[str | Path | N
     if not overwrite:
         raise ExportError(f"{out_dir} exists and is not empty (use --overwrite to replace it)")
     if not is_bundle_folder(out_dir):
-        raise ExportError(f"refusing to replace {out_dir}: it is not a model bundle (no "
-                          "manifest.json of a MAGE bundle); --overwrite only replaces bundles")
+        raise ExportError(
+            f"refusing to replace {out_dir}: it is not a model bundle (no "
+            "manifest.json of a MAGE bundle); --overwrite only replaces bundles"
+        )
     listed = set(read_manifest(out_dir, verify_hashes=False).files) | {"manifest.json"}
     for entry in out_dir.rglob("*"):
         rel = entry.relative_to(out_dir).as_posix()
-        if entry.is_dir() and not entry.is_symlink() and any(
-                name.startswith(rel + "/") for name in listed):
+        if (
+            entry.is_dir()
+            and not entry.is_symlink()
+            and any(name.startswith(rel + "/") for name in listed)
+        ):
             continue
         if rel not in listed:
-            raise ExportError(f"refusing to replace {out_dir}: it holds {rel}, which is not "
-                              "part of the bundle (move it out first)")
+            raise ExportError(
+                f"refusing to replace {out_dir}: it holds {rel}, which is not "
+                "part of the bundle (move it out first)"
+            )
 
 
 def swap_into_place(tmp: Path, out_dir: Path) -> None:
@@ -256,19 +305,30 @@ def swap_into_place(tmp: Path, out_dir: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-def export_bundle(vqgan: VQGAN, mage: MAGE, out_dir: str | Path, *, name: str, source: str,
-                  class_names: list[str] | None = None, decoding: dict | None = None,
-                  details: str = "", extra_files: dict[str, str | Path] | None = None,
-                  overwrite: bool = False, inputs: Sequence[str | Path | None] = ()
-                  ) -> ParityReport:
+def export_bundle(
+    vqgan: VQGAN,
+    mage: MAGE,
+    out_dir: str | Path,
+    *,
+    name: str,
+    source: str,
+    class_names: list[str] | None = None,
+    decoding: dict | None = None,
+    details: str = "",
+    extra_files: dict[str, str | Path] | None = None,
+    overwrite: bool = False,
+    inputs: Sequence[str | Path | None] = (),
+) -> ParityReport:
     """Export, check parity, write manifest + MODEL_CARD.md; move into `out_dir` at the end.
     `inputs` are the command's input files: a folder holding one is never replaced."""
     out_dir = Path(out_dir)
     check_target(out_dir, overwrite, [*inputs, *(extra_files or {}).values()])
     if mage.cfg.fixed_class_slot is None and class_names is not None:
         if len(class_names) != mage.cfg.num_class_slots - 1:
-            raise ExportError(f"{len(class_names)} class names for a model with "
-                              f"{mage.cfg.num_class_slots - 1} classes")
+            raise ExportError(
+                f"{len(class_names)} class names for a model with "
+                f"{mage.cfg.num_class_slots - 1} classes"
+            )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
@@ -284,16 +344,22 @@ def export_bundle(vqgan: VQGAN, mage: MAGE, out_dir: str | Path, *, name: str, s
         if conditional and class_names is None:
             class_names = [f"class {i}" for i in range(cfg.num_class_slots - 1)] or None
         manifest = Manifest(
-            name=name, image_size=vqgan.cfg.image_size, grid=[vqgan.cfg.grid] * 2,
-            codebook_size=cfg.codebook_size, mask_token_id=cfg.mask_token_id,
+            name=name,
+            image_size=vqgan.cfg.image_size,
+            grid=[vqgan.cfg.grid] * 2,
+            codebook_size=cfg.codebook_size,
+            mask_token_id=cfg.mask_token_id,
             class_names=class_names if conditional else None,
             null_class_id=cfg.null_class_id if conditional else None,
-            decoding=decoding or {"steps": DEFAULT_STEPS,
-                                  "choice_temperature": DEFAULT_CHOICE_TEMPERATURE},
-            source=source, features_dim=cfg.embed_dim,
+            decoding=decoding
+            or {"steps": DEFAULT_STEPS, "choice_temperature": DEFAULT_CHOICE_TEMPERATURE},
+            source=source,
+            features_dim=cfg.embed_dim,
         )
-        params = {"tokenizer": sum(p.numel() for p in vqgan.parameters()),
-                  "transformer": sum(p.numel() for p in mage.parameters())}
+        params = {
+            "tokenizer": sum(p.numel() for p in vqgan.parameters()),
+            "transformer": sum(p.numel() for p in mage.parameters()),
+        }
         (tmp / "MODEL_CARD.md").write_text(model_card(manifest, report, params, details))
         manifest.files = {f.name: "" for f in tmp.iterdir() if f.is_file()}
         write_manifest(tmp, manifest)
@@ -305,9 +371,16 @@ def export_bundle(vqgan: VQGAN, mage: MAGE, out_dir: str | Path, *, name: str, s
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def replace_tokenizer(vqgan: VQGAN, source_dir: str | Path, out_dir: str | Path, *, name: str,
-                      details: str = "", overwrite: bool = False,
-                      inputs: Sequence[str | Path | None] = ()) -> tuple[float, float]:
+def replace_tokenizer(
+    vqgan: VQGAN,
+    source_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    name: str,
+    details: str = "",
+    overwrite: bool = False,
+    inputs: Sequence[str | Path | None] = (),
+) -> tuple[float, float]:
     """A copy of the bundle at `source_dir` with `vqgan` as its tokenizer (its transformer,
     features, heads and credits kept), for a tokenizer fine-tuned with its codes fixed
     (`train tokenizer --decoder-only`). Refuses a tokenizer that tokenises differently from the
@@ -316,37 +389,55 @@ def replace_tokenizer(vqgan: VQGAN, source_dir: str | Path, out_dir: str | Path,
     source_dir, out_dir = Path(source_dir), Path(out_dir)
     manifest = read_manifest(source_dir)
     if (vqgan.cfg.image_size, [vqgan.cfg.grid] * 2, vqgan.cfg.codebook_size) != (
-            manifest.image_size, list(manifest.grid), manifest.codebook_size):
-        raise ExportError(f"the tokenizer ({vqgan.cfg.image_size} px, grid {vqgan.cfg.grid}, "
-                          f"{vqgan.cfg.codebook_size} codes) does not fit {source_dir.name}")
+        manifest.image_size,
+        list(manifest.grid),
+        manifest.codebook_size,
+    ):
+        raise ExportError(
+            f"the tokenizer ({vqgan.cfg.image_size} px, grid {vqgan.cfg.grid}, "
+            f"{vqgan.cfg.codebook_size} codes) does not fit {source_dir.name}"
+        )
     agree = tokens_agree_with_bundle(vqgan, source_dir)
     if agree < TOKEN_AGREEMENT_MIN:
-        raise ExportError(f"the tokenizer gives other tokens than {source_dir.name}'s (they "
-                          f"agree on {agree:.1%}): its transformer would not fit; fine-tune "
-                          "with --decoder-only, or export a transformer trained on it")
+        raise ExportError(
+            f"the tokenizer gives other tokens than {source_dir.name}'s (they "
+            f"agree on {agree:.1%}): its transformer would not fit; fine-tune "
+            "with --decoder-only, or export a transformer trained on it"
+        )
     check_target(out_dir, overwrite, [source_dir, *inputs])
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         export_tokenizer_onnx(vqgan, tmp)
         tokens_ok, pixels_diff = tokenizer_parity(vqgan, tmp)
-        log.info("tokenizer encoder: tokens agree on %.2f%%; decoder: max |d| = %.2e",
-                 100 * tokens_ok, pixels_diff)
+        log.info(
+            "tokenizer encoder: tokens agree on %.2f%%; decoder: max |d| = %.2e",
+            100 * tokens_ok,
+            pixels_diff,
+        )
         if tokens_ok < TOKEN_AGREEMENT_MIN or pixels_diff > PIXELS_MAX_ABS:
-            raise ExportError(f"PyTorch and onnxruntime disagree beyond fp32 noise: tokens "
-                              f"agree on {tokens_ok:.2%}, pixels differ by {pixels_diff:.2e}")
-        keep = set(manifest.files) - {"tokenizer_encoder.onnx", "tokenizer_decoder.onnx",
-                                      "MODEL_CARD.md"}
+            raise ExportError(
+                f"PyTorch and onnxruntime disagree beyond fp32 noise: tokens "
+                f"agree on {tokens_ok:.2%}, pixels differ by {pixels_diff:.2e}"
+            )
+        keep = set(manifest.files) - {
+            "tokenizer_encoder.onnx",
+            "tokenizer_decoder.onnx",
+            "MODEL_CARD.md",
+        }
         for fname in keep:
             shutil.copyfile(source_dir / fname, tmp / fname)
         card = (source_dir / "MODEL_CARD.md").read_text(encoding="utf-8").rstrip()
         card = card.replace(f"# {manifest.name}\n", f"# {name}\n", 1)
         params = sum(p.numel() for p in vqgan.parameters())
-        card += (f"\n\n## Tokenizer replaced\n\nThis bundle is `{manifest.name}` with a "
-                 f"fine-tuned tokenizer ({params:,} parameters): its tokens agree with the "
-                 f"original's on {agree:.2%} of test inputs, so the transformer is kept. Export "
-                 f"check: tokens agree on {tokens_ok:.2%}, decoder max |d| = {pixels_diff:.2e}."
-                 + (f"\n\n{details.strip()}" if details else "") + "\n")
+        card += (
+            f"\n\n## Tokenizer replaced\n\nThis bundle is `{manifest.name}` with a "
+            f"fine-tuned tokenizer ({params:,} parameters): its tokens agree with the "
+            f"original's on {agree:.2%} of test inputs, so the transformer is kept. Export "
+            f"check: tokens agree on {tokens_ok:.2%}, decoder max |d| = {pixels_diff:.2e}."
+            + (f"\n\n{details.strip()}" if details else "")
+            + "\n"
+        )
         (tmp / "MODEL_CARD.md").write_text(card, encoding="utf-8")
         manifest.name = name
         manifest.files = {f.name: "" for f in tmp.iterdir() if f.is_file()}

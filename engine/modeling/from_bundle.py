@@ -43,8 +43,9 @@ def _graph(path: Path) -> tuple[onnx.GraphProto, dict[str, np.ndarray]]:
     return model.graph, inits
 
 
-def _norm_constants(graph: onnx.GraphProto, inits: dict[str, np.ndarray]
-                    ) -> list[tuple[np.ndarray, np.ndarray]]:
+def _norm_constants(
+    graph: onnx.GraphProto, inits: dict[str, np.ndarray]
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """(scale, shift) of every folded GroupNorm, in execution order: the Mul and the Add that
     follow each InstanceNormalization's reshape back."""
     consumers: dict[str, list[onnx.NodeProto]] = {}
@@ -75,6 +76,7 @@ def _norm_constants(graph: onnx.GraphProto, inits: dict[str, np.ndarray]
 
 def _config(inits: dict[str, np.ndarray], image_size: int) -> VqganConfig:
     """Model sizes from the encoder's weight shapes."""
+
     def shape(key: str) -> tuple[int, ...]:
         if PREFIX + key not in inits:
             raise BundleWeightsError(f"the encoder has no {key}: not a tokenizer of this layout")
@@ -90,18 +92,25 @@ def _config(inits: dict[str, np.ndarray], image_size: int) -> VqganConfig:
     z_channels = shape("encoder.conv_out.weight")[0]
     if not widths or any(w % ch for w in widths):
         raise BundleWeightsError("cannot read the encoder's level widths")
-    return VqganConfig(image_size=image_size, ch=ch, ch_mult=tuple(w // ch for w in widths),
-                       num_res_blocks=blocks, z_channels=z_channels,
-                       codebook_size=codebook_size,
-                       codebook_dim=codebook_dim if codebook_dim != z_channels else None)
+    return VqganConfig(
+        image_size=image_size,
+        ch=ch,
+        ch_mult=tuple(w // ch for w in widths),
+        num_res_blocks=blocks,
+        z_channels=z_channels,
+        codebook_size=codebook_size,
+        codebook_dim=codebook_dim if codebook_dim != z_channels else None,
+    )
 
 
 def _norm_call_order(model: VQGAN, part: str) -> list[str]:
     """Names of the GroupNorms of `part` ("encoder" or "decoder") in the order they run."""
     order: list[str] = []
-    hooks = [module.register_forward_hook(lambda m, i, o, name=name: order.append(name))
-             for name, module in model.named_modules()
-             if isinstance(module, nn.GroupNorm) and name.startswith(part + ".")]
+    hooks = [
+        module.register_forward_hook(lambda m, i, o, name=name: order.append(name))
+        for name, module in model.named_modules()
+        if isinstance(module, nn.GroupNorm) and name.startswith(part + ".")
+    ]
     try:
         with torch.no_grad():
             size, grid = model.cfg.image_size, model.cfg.grid
@@ -119,33 +128,39 @@ def read_tokenizer_state(bundle_dir: str | Path) -> tuple[VqganConfig, dict[str,
     """The tokenizer's config and state_dict as stored in a bundle (not yet verified)."""
     bundle_dir = Path(bundle_dir)
     manifest = read_manifest(bundle_dir)
-    graphs = {part: _graph(bundle_dir / f"tokenizer_{part}.onnx")
-              for part in ("encoder", "decoder")}
+    graphs = {
+        part: _graph(bundle_dir / f"tokenizer_{part}.onnx") for part in ("encoder", "decoder")
+    }
     cfg = _config(graphs["encoder"][1], manifest.image_size)
     model = VQGAN(cfg)
     expected = model.state_dict()
     state: dict[str, torch.Tensor] = {}
     for part, (graph, inits) in graphs.items():
         for name, value in inits.items():
-            key = name[len(PREFIX):]
+            key = name[len(PREFIX) :]
             if name.startswith(PREFIX) and key in expected:
                 state[key] = torch.from_numpy(np.array(value))
         norms = _norm_call_order(model, part)
         constants = _norm_constants(graph, inits)
         if len(norms) != len(constants):
-            raise BundleWeightsError(f"tokenizer_{part}.onnx has {len(constants)} GroupNorms, "
-                                     f"the model of its size {len(norms)}")
+            raise BundleWeightsError(
+                f"tokenizer_{part}.onnx has {len(constants)} GroupNorms, "
+                f"the model of its size {len(norms)}"
+            )
         for name, (scale, shift) in zip(norms, constants, strict=True):
             state[f"{name}.weight"] = torch.from_numpy(np.array(scale))
             state[f"{name}.bias"] = torch.from_numpy(np.array(shift))
     missing = sorted(set(expected) - set(state))
     if missing:
-        raise BundleWeightsError(f"the bundle lacks {len(missing)} tokenizer weights, e.g. "
-                                 f"{missing[0]}")
+        raise BundleWeightsError(
+            f"the bundle lacks {len(missing)} tokenizer weights, e.g. {missing[0]}"
+        )
     for key, value in state.items():
         if tuple(value.shape) != tuple(expected[key].shape):
-            raise BundleWeightsError(f"{key}: shape {tuple(value.shape)} in the bundle, "
-                                     f"{tuple(expected[key].shape)} expected")
+            raise BundleWeightsError(
+                f"{key}: shape {tuple(value.shape)} in the bundle, "
+                f"{tuple(expected[key].shape)} expected"
+            )
     return cfg, state
 
 
@@ -185,14 +200,21 @@ def tokenizer_from_bundle(bundle_dir: str | Path, seed: int = 0) -> VQGAN:
     agree = tokens_agree_with_bundle(model, bundle_dir, seed)
     diff = float(np.abs(got_pixels - want_pixels).max())
     if agree < 0.999 or diff > 1e-4:
-        raise BundleWeightsError(f"{bundle_dir.name}: the tokenizer read back does not match the "
-                                 f"bundle (tokens agree on {agree:.2%}, pixels differ by "
-                                 f"{diff:.1e})")
+        raise BundleWeightsError(
+            f"{bundle_dir.name}: the tokenizer read back does not match the "
+            f"bundle (tokens agree on {agree:.2%}, pixels differ by "
+            f"{diff:.1e})"
+        )
     return model
 
 
 def tokenizer_checkpoint(bundle_dir: str | Path) -> dict:
     """A `train tokenizer` checkpoint (for --init) holding a bundle's verified tokenizer."""
     model = tokenizer_from_bundle(bundle_dir)
-    return {"kind": "tokenizer", "config": model.cfg.to_dict(), "model": model.state_dict(),
-            "step": 0, "source_bundle": str(bundle_dir)}
+    return {
+        "kind": "tokenizer",
+        "config": model.cfg.to_dict(),
+        "model": model.state_dict(),
+        "step": 0,
+        "source_bundle": str(bundle_dir),
+    }

@@ -22,8 +22,14 @@ Synthesis" (CVPR 2023), trained on ImageNet-1k; see the official repository for 
 """
 
 
-def import_mage(checkpoint: str | Path, out_dir: str | Path, vqgan: str | Path | None = None,
-                name: str | None = None, overwrite: bool = False, say=print) -> Path:
+def import_mage(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    vqgan: str | Path | None = None,
+    name: str | None = None,
+    overwrite: bool = False,
+    say=print,
+) -> Path:
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     check_target(out_dir, overwrite, [checkpoint, vqgan])  # before minutes of reading
     t0 = time.monotonic()
@@ -33,15 +39,25 @@ def import_mage(checkpoint: str | Path, out_dir: str | Path, vqgan: str | Path |
     variant, vq_model, mage = build_official(sd, vq_sd)
     say(f"loaded {variant}: {len(sd)} keys, strict ({time.monotonic() - t0:.0f}s)")
     digest = sha256_file(checkpoint)
-    details = CARD.format(file=checkpoint.name, digest=digest, variant=variant, keys=len(sd),
-                          vq=f" (tokenizer from `{Path(vqgan).name}`)" if vqgan else "")
+    details = CARD.format(
+        file=checkpoint.name,
+        digest=digest,
+        variant=variant,
+        keys=len(sd),
+        vq=f" (tokenizer from `{Path(vqgan).name}`)" if vqgan else "",
+    )
     say("exporting ONNX and checking PyTorch against onnxruntime ...")
-    report = export_bundle(vq_model, mage, out_dir, name=name or out_dir.name,
-                           source=f"official MAGE {variant} checkpoint {checkpoint.name} "
-                                  f"(sha256 {digest[:16]})",
-                           decoding={"steps": DEFAULT_STEPS,
-                                     "choice_temperature": DEFAULT_CHOICE_TEMPERATURE},
-                           details=details, overwrite=overwrite, inputs=[checkpoint, vqgan])
+    report = export_bundle(
+        vq_model,
+        mage,
+        out_dir,
+        name=name or out_dir.name,
+        source=f"official MAGE {variant} checkpoint {checkpoint.name} (sha256 {digest[:16]})",
+        decoding={"steps": DEFAULT_STEPS, "choice_temperature": DEFAULT_CHOICE_TEMPERATURE},
+        details=details,
+        overwrite=overwrite,
+        inputs=[checkpoint, vqgan],
+    )
     for line in report.lines():
         say("  " + line)
     say(f"wrote {out_dir} in {time.monotonic() - t0:.0f}s")

@@ -50,27 +50,30 @@ def straight_through(vqgan: VQGAN, images: torch.Tensor, amp):
 
 
 def _fp32(t: torch.Tensor):
-    return torch.autocast(t.device.type, enabled=False) if torch.is_autocast_enabled(
-        t.device.type) else contextlib.nullcontext()
+    return (
+        torch.autocast(t.device.type, enabled=False)
+        if torch.is_autocast_enabled(t.device.type)
+        else contextlib.nullcontext()
+    )
 
 
 def image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
 
 
-def tokenizer_losses(images, recon, e, q, beta: float = 0.25,
-                     edge_weight: float = 0.5) -> dict[str, torch.Tensor]:
+def tokenizer_losses(
+    images, recon, e, q, beta: float = 0.25, edge_weight: float = 0.5
+) -> dict[str, torch.Tensor]:
     """All terms plus their weighted sum under "loss"."""
     l1 = (recon - images).abs().mean()
     l2 = (recon - images).pow(2).mean()
     gx, gy = image_gradients(recon)
     tx, ty = image_gradients(images)
     edge = (gx - tx).abs().mean() + (gy - ty).abs().mean()
-    codebook = (q - e.detach()).pow(2).sum(1).mean()      # moves codes towards encoder outputs
-    commit = (e - q.detach()).pow(2).sum(1).mean()        # keeps the encoder near its codes
+    codebook = (q - e.detach()).pow(2).sum(1).mean()  # moves codes towards encoder outputs
+    commit = (e - q.detach()).pow(2).sum(1).mean()  # keeps the encoder near its codes
     loss = l1 + l2 + edge_weight * edge + codebook + beta * commit
-    return {"loss": loss, "l1": l1, "l2": l2, "edge": edge, "codebook": codebook,
-            "commit": commit}
+    return {"loss": loss, "l1": l1, "l2": l2, "edge": edge, "codebook": codebook, "commit": commit}
 
 
 def psnr(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -99,8 +102,14 @@ class CodeUsage:
         perplexity = torch.exp(-(p * p.clamp_min(1e-12).log()).sum())
         return {"codes_used": int((c > 0).sum()), "perplexity": float(perplexity)}
 
-    def restart(self, embedding: torch.Tensor, latents: torch.Tensor,
-                generator: torch.Generator, optimizer=None, replace: bool = True) -> int:
+    def restart(
+        self,
+        embedding: torch.Tensor,
+        latents: torch.Tensor,
+        generator: torch.Generator,
+        optimizer=None,
+        replace: bool = True,
+    ) -> int:
         """Replace unused rows of `embedding` (K,d) by random rows of `latents` (M,d).
         Returns how many codes were restarted; starts a new counting window either way."""
         dead = (self.counts == 0).nonzero().flatten()

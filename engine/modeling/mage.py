@@ -112,12 +112,14 @@ class MAGE(nn.Module):
             self.patch_embed = nn.Module()
             self.patch_embed.proj = nn.Conv2d(3, d, patch, stride=patch)
         self.blocks = nn.ModuleList(
-            Block(d, cfg.num_heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth))
+            Block(d, cfg.num_heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth)
+        )
         self.norm = nn.LayerNorm(d, eps=1e-6)
         self.decoder_embed = nn.Linear(d, dd)
         self.decoder_blocks = nn.ModuleList(
             Block(dd, cfg.decoder_num_heads, cfg.mlp_ratio, cfg.dropout)
-            for _ in range(cfg.decoder_depth))
+            for _ in range(cfg.decoder_depth)
+        )
         self.decoder_norm = nn.LayerNorm(dd, eps=1e-6)
         if cfg.official_layout:
             self.decoder_pred = nn.Linear(dd, patch * patch * 3)
@@ -139,15 +141,24 @@ class MAGE(nn.Module):
         """(B,1) vocabulary ids for position 0: the fixed slot, or codebook_size + class id."""
         cfg = self.cfg
         if cfg.fixed_class_slot is not None:
-            return torch.full((batch, 1), cfg.codebook_size + cfg.fixed_class_slot,
-                              dtype=torch.long, device=device)
+            return torch.full(
+                (batch, 1),
+                cfg.codebook_size + cfg.fixed_class_slot,
+                dtype=torch.long,
+                device=device,
+            )
         if class_ids is None:
-            class_ids = torch.full((batch,), cfg.num_class_slots - 1, dtype=torch.long,
-                                   device=device)
+            class_ids = torch.full(
+                (batch,), cfg.num_class_slots - 1, dtype=torch.long, device=device
+            )
         return (class_ids.long() + cfg.codebook_size).reshape(batch, 1)
 
-    def encode(self, tokens: torch.Tensor, class_ids: torch.Tensor | None = None,
-               keep: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(
+        self,
+        tokens: torch.Tensor,
+        class_ids: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Encoder over [class] + tokens. `keep` (B,T') gathers the positions not dropped.
 
         Returns the encoder output before the final norm (B,T or T',D): `decode` applies
@@ -160,8 +171,9 @@ class MAGE(nn.Module):
             x = block(x)
         return x
 
-    def decode(self, x: torch.Tensor, masked: torch.Tensor,
-               keep: torch.Tensor | None = None) -> torch.Tensor:
+    def decode(
+        self, x: torch.Tensor, masked: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Decoder: encoder output (normed here first) -> logits (B,T,vocab).
 
         Every masked (or dropped) slot is filled with the class-token output, as the official
@@ -206,11 +218,16 @@ class MAGE(nn.Module):
         z = math.sqrt(2) * torch.erfinv(torch.tensor(2 * p - 1, dtype=torch.float64)).item()
         return cfg.mask_ratio_mu + cfg.mask_ratio_std * z
 
-    def forward_train(self, gt: torch.Tensor, class_ids: torch.Tensor | None = None,
-                      mask_ratio: float | None = None, drop_tokens: bool = True,
-                      label_smoothing: float = 0.1,
-                      generator: torch.Generator | None = None,
-                      noise: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_train(
+        self,
+        gt: torch.Tensor,
+        class_ids: torch.Tensor | None = None,
+        mask_ratio: float | None = None,
+        drop_tokens: bool = True,
+        label_smoothing: float = 0.1,
+        generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Masked-token loss for ground-truth ids `gt` (B,N). Returns the scalar loss.
 
         `noise` (B,N) replaces the per-position random draw that picks masked / dropped tokens
@@ -222,8 +239,11 @@ class MAGE(nn.Module):
         num_dropped = math.ceil(n * cfg.mask_ratio_min) if drop_tokens else 0
         num_dropped = min(num_dropped, num_masked)
         if noise is None:
-            noise = torch.rand(b, n, generator=generator, device=gt.device) \
-                if generator is None else torch.rand(b, n, generator=generator).to(gt.device)
+            noise = (
+                torch.rand(b, n, generator=generator, device=gt.device)
+                if generator is None
+                else torch.rand(b, n, generator=generator).to(gt.device)
+            )
         rank = noise.argsort(1).argsort(1)
         masked = rank < num_masked
         dropped = rank < num_dropped  # dropped is a subset of masked

@@ -26,15 +26,21 @@ def quantize_transformer(src: str | Path, dst: str | Path, per_channel: bool = F
     dst.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
         out = Path(tmp) / dst.name
-        quantize_dynamic(str(src), str(out), weight_type=QuantType.QUInt8,
-                         per_channel=per_channel, op_types_to_quantize=["MatMul"],
-                         extra_options={"MatMulConstBOnly": True})
+        quantize_dynamic(
+            str(src),
+            str(out),
+            weight_type=QuantType.QUInt8,
+            per_channel=per_channel,
+            op_types_to_quantize=["MatMul"],
+            extra_options={"MatMulConstBOnly": True},
+        )
         shutil.move(str(out), dst)
     return dst
 
 
-def quantize_bundle(bundle_dir: str | Path, into_bundle: bool = False,
-                    per_channel: bool = False) -> Path:
+def quantize_bundle(
+    bundle_dir: str | Path, into_bundle: bool = False, per_channel: bool = False
+) -> Path:
     bundle_dir = Path(bundle_dir)
     manifest = read_manifest(bundle_dir, verify_hashes=False)
     src = bundle_dir / "transformer.onnx"
@@ -49,8 +55,11 @@ def quantize_bundle(bundle_dir: str | Path, into_bundle: bool = False,
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bundle")
-    ap.add_argument("--into-bundle", action="store_true",
-                    help="write transformer.int8.onnx into the bundle and its manifest")
+    ap.add_argument(
+        "--into-bundle",
+        action="store_true",
+        help="write transformer.int8.onnx into the bundle and its manifest",
+    )
     ap.add_argument("--per-channel", action="store_true")
     args = ap.parse_args(argv)
     print(quantize_bundle(args.bundle, args.into_bundle, args.per_channel))

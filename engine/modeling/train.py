@@ -43,6 +43,7 @@ log = logging.getLogger("engine.modeling.train")
 
 # -- distributed / device -----------------------------------------------------------------------
 
+
 class Dist:
     """Rank, world size and device; collectives are no-ops in a single process."""
 
@@ -109,6 +110,7 @@ class Dist:
 
 # -- checkpoints ----------------------------------------------------------------------------------
 
+
 def save_atomic(obj: dict, path: Path) -> None:
     """Write beside the target and rename, so a crash never leaves half a checkpoint."""
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -140,8 +142,9 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
         raise ValueError(f"{path} is not a readable checkpoint: {first}") from None
     if not isinstance(ckpt, dict):
-        raise ValueError(f"{path} is not a checkpoint of this app (it holds a "
-                         f"{type(ckpt).__name__}, not a dict)")
+        raise ValueError(
+            f"{path} is not a checkpoint of this app (it holds a {type(ckpt).__name__}, not a dict)"
+        )
     if kind is not None and ckpt.get("kind") != kind:
         raise ValueError(f"{path} is a '{ckpt.get('kind')}' checkpoint, expected '{kind}'")
     return ckpt
@@ -171,8 +174,10 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
             continue
         skip = p.ndim < 2 or name.endswith("bias") or "embed" in name or "embedding" in name
         (no_decay if skip else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
 
 
 def lr_at(step: int, base: float, warmup: int, total: int) -> float:
@@ -184,6 +189,7 @@ def lr_at(step: int, base: float, warmup: int, total: int) -> float:
 
 
 # -- tasks ----------------------------------------------------------------------------------------
+
 
 class TokenizerLoss(nn.Module):
     """The unit DDP wraps: images -> (losses, latents, ids)."""
@@ -204,9 +210,15 @@ class TokenizerTask:
 
     def __init__(self, args, data: data_mod.Dataset, dist: Dist):
         self.args, self.data, self.dist = args, data, dist
-        cfg = VqganConfig(image_size=args.image_size, ch=args.ch, ch_mult=tuple(args.ch_mult),
-                          num_res_blocks=args.res_blocks, z_channels=args.z_channels,
-                          codebook_size=args.codebook_size, codebook_dim=args.codebook_dim)
+        cfg = VqganConfig(
+            image_size=args.image_size,
+            ch=args.ch,
+            ch_mult=tuple(args.ch_mult),
+            num_res_blocks=args.res_blocks,
+            z_channels=args.z_channels,
+            codebook_size=args.codebook_size,
+            codebook_dim=args.codebook_dim,
+        )
         self.model = VQGAN(cfg).to(dist.device)
         if args.decoder_only:
             # the encoder and codebook stay fixed: every image keeps its tokens, so a
@@ -230,7 +242,8 @@ class TokenizerTask:
     def after_step(self, step: int, optimizer, aux) -> None:
         e, ids = aux
         self.usage.counts += self.dist.sum(
-            torch.bincount(ids.flatten(), minlength=len(self.usage.counts)))
+            torch.bincount(ids.flatten(), minlength=len(self.usage.counts))
+        )
         if self.args.decoder_only:
             return  # a fixed codebook: no restarts
         if step % self.args.restart_every == 0:  # step 0: fill the codebook from the encoder
@@ -238,8 +251,9 @@ class TokenizerTask:
             g = data_mod.step_generator(self.args.seed, step, stream=3)
             # no restarts in the last fifth: the decoder needs time to learn the new codes
             late = self.total is not None and step >= 0.8 * self.total
-            n = self.usage.restart(self.model.quantize.embedding.weight, latents, g, optimizer,
-                                   replace=not late)
+            n = self.usage.restart(
+                self.model.quantize.embedding.weight, latents, g, optimizer, replace=not late
+            )
             if n and step > 0:
                 log.debug("step %d: restarted %d unused codes", step, n)
 
@@ -253,9 +267,12 @@ class TokenizerTask:
             ids.append(i.flatten())
         self.model.train()
         usage = self.usage.stats()
-        return {"val_psnr": round(float(torch.cat(scores).mean()), 3), "train_codes_used":
-                usage["codes_used"], "train_perplexity": round(usage["perplexity"], 1),
-                "val_codes_used": int(torch.cat(ids).unique().numel())}
+        return {
+            "val_psnr": round(float(torch.cat(scores).mean()), 3),
+            "train_codes_used": usage["codes_used"],
+            "train_perplexity": round(usage["perplexity"], 1),
+            "val_codes_used": int(torch.cat(ids).unique().numel()),
+        }
 
     def better(self, new: dict, best: dict | None) -> bool:
         return best is None or new["val_psnr"] > best["val_psnr"]
@@ -276,8 +293,13 @@ class MageLoss(nn.Module):
         self.mage, self.label_smoothing = mage, label_smoothing
 
     def forward(self, tokens, class_ids, mask_ratio: float, noise):
-        loss = self.mage.forward_train(tokens, class_ids, mask_ratio=mask_ratio,
-                                       label_smoothing=self.label_smoothing, noise=noise)
+        loss = self.mage.forward_train(
+            tokens,
+            class_ids,
+            mask_ratio=mask_ratio,
+            label_smoothing=self.label_smoothing,
+            noise=noise,
+        )
         return {"loss": loss}
 
 
@@ -292,9 +314,15 @@ class MageTask:
         self.vqgan = build_vqgan(self.tok_ckpt).to(dist.device).eval().requires_grad_(False)
         self.class_names = data.class_names
         own = OwnModelConfig(vqgan=self.vqgan.cfg, num_classes=len(self.class_names))
-        cfg = own.mage(embed_dim=args.dim, depth=args.depth, num_heads=args.heads,
-                       decoder_embed_dim=args.decoder_dim, decoder_depth=args.decoder_depth,
-                       decoder_num_heads=args.decoder_heads, dropout=args.dropout)
+        cfg = own.mage(
+            embed_dim=args.dim,
+            depth=args.depth,
+            num_heads=args.heads,
+            decoder_embed_dim=args.decoder_dim,
+            decoder_depth=args.decoder_depth,
+            decoder_num_heads=args.decoder_heads,
+            dropout=args.dropout,
+        )
         self.model = MAGE(cfg).to(dist.device)
         self.loss = MageLoss(self.model, args.label_smoothing)
         self.val = self._eval_set(data.val)
@@ -302,8 +330,9 @@ class MageTask:
 
     def _eval_set(self, images: data_mod.ImageSet, limit: int | None = None):
         n = min(len(images), limit or len(images))
-        sub = data_mod.ImageSet(images.images[:n], images.sizes[:n], images.labels[:n],
-                                images.names[:n])
+        sub = data_mod.ImageSet(
+            images.images[:n], images.sizes[:n], images.labels[:n], images.names[:n]
+        )
         pixels = eval_images(sub, self.vqgan.cfg.image_size, self.dist.device)
         labels = sub.labels.repeat(len(pixels) // n).to(self.dist.device)
         return tokenize(self.vqgan, pixels, self.dist.amp), labels
@@ -318,7 +347,7 @@ class MageTask:
         args, dist = self.args, self.dist
         lo, hi = dist.slice(args.batch)
         images, labels = train_batch(self.data, args, step, dist, self.vqgan.cfg.image_size)
-        tokens = tokenize(self.vqgan, images, dist.amp)                       # (b,N)
+        tokens = tokenize(self.vqgan, images, dist.amp)  # (b,N)
         g = data_mod.step_generator(args.seed, step, stream=1)
         ratio = self.model.sample_mask_ratio(g)
         noise = torch.rand(args.batch, tokens.shape[1], generator=g)[lo:hi]  # global -> slice
@@ -370,10 +399,15 @@ class MageTask:
         pass
 
     def info(self) -> dict:
-        return {"tokenizer": {"path": str(self.args.tokenizer), "config": self.tok_ckpt["config"],
-                              "step": self.tok_ckpt.get("step"),
-                              "metrics": self.tok_ckpt.get("metrics", {}),
-                              "train_args": self.tok_ckpt.get("train_args", {})}}
+        return {
+            "tokenizer": {
+                "path": str(self.args.tokenizer),
+                "config": self.tok_ckpt["config"],
+                "step": self.tok_ckpt.get("step"),
+                "metrics": self.tok_ckpt.get("metrics", {}),
+                "train_args": self.tok_ckpt.get("train_args", {}),
+            }
+        }
 
 
 def train_batch(data: data_mod.Dataset, args, step: int, dist: Dist, size: int):
@@ -381,8 +415,9 @@ def train_batch(data: data_mod.Dataset, args, step: int, dist: Dist, size: int):
     params = data_mod.random_params(args.seed, step, args.batch, len(data.train))
     lo, hi = dist.slice(args.batch)
     mine = params.slice(lo, hi)
-    return data_mod.crops(data.train, mine, size), data.train.labels[mine.index.to(
-        data.train.labels.device)]
+    return data_mod.crops(data.train, mine, size), data.train.labels[
+        mine.index.to(data.train.labels.device)
+    ]
 
 
 def eval_images(images: data_mod.ImageSet, size: int, device) -> torch.Tensor:
@@ -399,11 +434,12 @@ def eval_images(images: data_mod.ImageSet, size: int, device) -> torch.Tensor:
 
 # -- the loop -------------------------------------------------------------------------------------
 
+
 class Trainer:
     """Optimiser, schedule, checkpoints, progress, time budget: everything both tasks share."""
 
-    CALIBRATION_STEPS = 20   # timed steps before a --minutes run fixes its step count
-    TIME_RESERVE = 0.06      # of the budget, kept for evaluations and the final checkpoint
+    CALIBRATION_STEPS = 20  # timed steps before a --minutes run fixes its step count
+    TIME_RESERVE = 0.06  # of the budget, kept for evaluations and the final checkpoint
 
     def __init__(self, task, args, dist: Dist):
         self.task, self.args, self.dist = task, args, dist
@@ -414,8 +450,9 @@ class Trainer:
         if dist.world > 1:
             ids = [dist.device.index] if dist.device.type == "cuda" else None
             self.module = nn.parallel.DistributedDataParallel(task.loss, device_ids=ids)
-        self.opt = torch.optim.AdamW(param_groups(task.model, args.wd), lr=args.lr,
-                                     betas=task.betas)
+        self.opt = torch.optim.AdamW(
+            param_groups(task.model, args.wd), lr=args.lr, betas=task.betas
+        )
         self.step, self.total, self.best, self.metrics = 0, args.steps, None, {}
         self.elapsed_before = 0.0
         self.last_eval_step = self.saved_step = -1
@@ -424,17 +461,31 @@ class Trainer:
     # checkpoint ---------------------------------------------------------------------------------
 
     def payload(self, full: bool) -> dict:
-        ckpt = {"kind": self.task.kind, "config": self.task.config(),
-                "model": {k: v.detach().float().cpu() if v.is_floating_point() else v.cpu()
-                          for k, v in self.task.model.state_dict().items()},
-                "class_names": list(self.task.class_names), "step": self.step,
-                "metrics": dict(self.metrics), "train_args": plain_args(self.args),
-                "data": self.task.data.summary(), "device": device_name(self.dist.device),
-                "world_size": self.dist.world, "elapsed_s": round(self.elapsed(), 1),
-                **self.task.info()}
+        ckpt = {
+            "kind": self.task.kind,
+            "config": self.task.config(),
+            "model": {
+                k: v.detach().float().cpu() if v.is_floating_point() else v.cpu()
+                for k, v in self.task.model.state_dict().items()
+            },
+            "class_names": list(self.task.class_names),
+            "step": self.step,
+            "metrics": dict(self.metrics),
+            "train_args": plain_args(self.args),
+            "data": self.task.data.summary(),
+            "device": device_name(self.dist.device),
+            "world_size": self.dist.world,
+            "elapsed_s": round(self.elapsed(), 1),
+            **self.task.info(),
+        }
         if full:
-            ckpt.update(optimizer=self.opt.state_dict(), total=self.total, best=self.best,
-                        task_state=self.task.state(), rng=torch.get_rng_state())
+            ckpt.update(
+                optimizer=self.opt.state_dict(),
+                total=self.total,
+                best=self.best,
+                task_state=self.task.state(),
+                rng=torch.get_rng_state(),
+            )
         return ckpt
 
     def save(self) -> None:
@@ -446,8 +497,9 @@ class Trainer:
         if not self.ckpt_path.exists():
             return
         if not self.args.resume:
-            raise ValueError(f"{self.ckpt_path} exists: pass --resume to continue it, or "
-                             f"choose another --out")
+            raise ValueError(
+                f"{self.ckpt_path} exists: pass --resume to continue it, or choose another --out"
+            )
         ckpt = load_checkpoint(self.ckpt_path, self.task.kind)
         if ckpt["config"] != self.task.config():
             raise ValueError(f"{self.ckpt_path}: its model sizes differ from the flags given")
@@ -469,14 +521,20 @@ class Trainer:
         left = self.deadline - now - self.TIME_RESERVE * self.args.minutes * 60
         total = self.step + max(1, int(left / per_step))
         self.total = self.dist.broadcast_int(total)
-        log.info("%s: %.3f s/step -> %d steps in %.1f min", self.task.kind, per_step,
-                 self.total, self.args.minutes)
+        log.info(
+            "%s: %.3f s/step -> %d steps in %.1f min",
+            self.task.kind,
+            per_step,
+            self.total,
+            self.args.minutes,
+        )
 
     def calibrated(self, t_first: float) -> bool:
         """Enough steps timed, or a tenth of the budget gone (slow steps)."""
         slow = time.monotonic() - t_first > 0.1 * self.args.minutes * 60
         return self.step == self.calib_from + self.CALIBRATION_STEPS or bool(
-            self.dist.broadcast_int(int(slow)))
+            self.dist.broadcast_int(int(slow))
+        )
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.monotonic() - self.t_start
@@ -508,8 +566,11 @@ class Trainer:
             self.after(final=self.step == self.total)
             if args.stop_after and self.step >= args.stop_after:
                 break
-            if args.minutes and self.step % 10 == 0 and self.dist.broadcast_int(
-                    int(time.monotonic() > self.deadline + 30)):
+            if (
+                args.minutes
+                and self.step % 10 == 0
+                and self.dist.broadcast_int(int(time.monotonic() > self.deadline + 30))
+            ):
                 log.warning("time budget exceeded: stopping at step %d", self.step)
                 break
         self.flush(time.monotonic())  # stopped early: still evaluate and save
@@ -521,7 +582,7 @@ class Trainer:
 
     def one_step(self) -> None:
         args = self.args
-        total = self.total or 10 ** 9  # during calibration: warm-up only, no decay yet
+        total = self.total or 10**9  # during calibration: warm-up only, no decay yet
         lr = lr_at(self.step, args.lr, args.warmup, total)
         for group in self.opt.param_groups:
             group["lr"] = lr
@@ -535,38 +596,54 @@ class Trainer:
         self.opt.step()
         self.task.after_step(self.step, self.opt, aux)
         names = sorted(losses) + ["grad_norm"]
-        values = torch.stack([losses[k].detach().float() for k in names[:-1]]
-                             + [grad_norm.detach().float()])
+        values = torch.stack(
+            [losses[k].detach().float() for k in names[:-1]] + [grad_norm.detach().float()]
+        )
         self.pending.append((self.step, lr, names, self.dist.mean(values)))  # global means
         self.step += 1
 
     def after(self, final: bool) -> None:
         """Logging, evaluation and checkpoints after a step."""
         args, now = self.args, time.monotonic()
-        eval_every = args.eval_every or max(1, (self.total or 10 ** 9) // 8)
+        eval_every = args.eval_every or max(1, (self.total or 10**9) // 8)
         do_eval = final or (self.total is not None and self.step % eval_every == 0)
         if do_eval or now - self.last_log > args.log_seconds:
             self.flush(now)
         if do_eval:
             self.evaluate()
-        if final or (args.ckpt_every and self.step % args.ckpt_every == 0) or \
-                now - self.last_save > args.ckpt_minutes * 60:
+        if (
+            final
+            or (args.ckpt_every and self.step % args.ckpt_every == 0)
+            or now - self.last_save > args.ckpt_minutes * 60
+        ):
             self.save()
 
     def flush(self, now: float) -> None:
         """Write the pending per-step losses (one device sync) and print a progress line."""
         if not self.pending:
             return
-        rows = [{"step": step, "lr": lr, **{k: round(v, 6) for k, v in
-                                             zip(names, values.tolist(), strict=True)}}
-                for step, lr, names, values in self.pending]
+        rows = [
+            {
+                "step": step,
+                "lr": lr,
+                **{k: round(v, 6) for k, v in zip(names, values.tolist(), strict=True)},
+            }
+            for step, lr, names, values in self.pending
+        ]
         self.append_log(rows)
         steps = len(self.pending)
         rate = steps * self.args.batch / max(1e-6, now - self.last_log)
         left = (self.total - self.step) * (now - self.last_log) / steps if self.total else 0
-        log.info("%s step %d/%s loss %.4f lr %.2e %.0f img/s ETA %s", self.task.kind,
-                 self.step, self.total or "?", rows[-1]["loss"], rows[-1]["lr"], rate,
-                 format_eta(left))
+        log.info(
+            "%s step %d/%s loss %.4f lr %.2e %.0f img/s ETA %s",
+            self.task.kind,
+            self.step,
+            self.total or "?",
+            rows[-1]["loss"],
+            rows[-1]["lr"],
+            rate,
+            format_eta(left),
+        )
         self.pending, self.last_log = [], now
 
     def evaluate(self) -> None:
@@ -574,8 +651,12 @@ class Trainer:
         self.metrics = {**result, "step": self.step}
         self.last_eval_step = self.step
         self.append_log([{"step": self.step, "eval": result}])
-        log.info("%s eval at step %d: %s", self.task.kind, self.step,
-                 ", ".join(f"{k} {v}" for k, v in result.items()))
+        log.info(
+            "%s eval at step %d: %s",
+            self.task.kind,
+            self.step,
+            ", ".join(f"{k} {v}" for k, v in result.items()),
+        )
         if self.task.better(result, self.best):
             self.best = {**result, "step": self.step}
             if self.dist.main:
@@ -599,11 +680,15 @@ def device_name(device: torch.device) -> str:
 
 
 def plain_args(args) -> dict:
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-            if isinstance(v, (int, float, str, bool, list, tuple, Path, type(None)))}
+    return {
+        k: (str(v) if isinstance(v, Path) else v)
+        for k, v in vars(args).items()
+        if isinstance(v, (int, float, str, bool, list, tuple, Path, type(None)))
+    }
 
 
 # -- commands -------------------------------------------------------------------------------------
+
 
 def run_training(task_cls, args) -> int:
     if not args.minutes and not args.steps:
@@ -613,8 +698,12 @@ def run_training(task_cls, args) -> int:
     t0 = time.monotonic()
     dataset = data_mod.load_data(args.data, args.image_size)
     dataset.train = dataset.train.to(dist.device)
-    log.info("data: %d train / %d held-out images, %s", len(dataset.train), len(dataset.val),
-             f"{len(dataset.class_names)} classes" if dataset.class_names else "unconditional")
+    log.info(
+        "data: %d train / %d held-out images, %s",
+        len(dataset.train),
+        len(dataset.val),
+        f"{len(dataset.class_names)} classes" if dataset.class_names else "unconditional",
+    )
     if dist.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -622,9 +711,15 @@ def run_training(task_cls, args) -> int:
     torch.manual_seed(args.seed)  # the initial weights, identical in every process
     task = task_cls(args, dataset, dist)
     n_params = sum(p.numel() for p in task.model.parameters())
-    log.info("%s: %.2f M parameters on %s, %d process(es), global batch %d (setup %.1f s)",
-             task.kind, n_params / 1e6, device_name(dist.device), dist.world, args.batch,
-             time.monotonic() - t0)
+    log.info(
+        "%s: %.2f M parameters on %s, %d process(es), global batch %d (setup %.1f s)",
+        task.kind,
+        n_params / 1e6,
+        device_name(dist.device),
+        dist.world,
+        args.batch,
+        time.monotonic() - t0,
+    )
     metrics = Trainer(task, args, dist).train()
     log.info("%s done: %s -> %s", task.kind, metrics, Path(args.out) / f"{task.kind}.pt")
     if dist.world > 1:
@@ -641,9 +736,14 @@ def run_export(args) -> int:
         details = "\n".join(training_section("Tokenizer fine-tuning", tok))
         if args.notes:
             details += "\n\n" + args.notes.read_text().strip()
-        agree, diff = replace_tokenizer(build_vqgan(tok), args.from_bundle, args.output,
-                                        name=args.name, details=details,
-                                        overwrite=args.overwrite)
+        agree, diff = replace_tokenizer(
+            build_vqgan(tok),
+            args.from_bundle,
+            args.output,
+            name=args.name,
+            details=details,
+            overwrite=args.overwrite,
+        )
         log.info("parity: tokens agree on %.2f%%, decoder max |d| = %.2e", 100 * agree, diff)
         log.info("bundle written to %s", args.output)
         return 0
@@ -652,18 +752,29 @@ def run_export(args) -> int:
     mage_ckpt = load_checkpoint(args.mage, "mage")
     vqgan, mage = build_vqgan(tok), build_mage(mage_ckpt)
     if (vqgan.cfg.grid, vqgan.cfg.codebook_size) != (mage.cfg.grid, mage.cfg.codebook_size):
-        raise ValueError("the tokenizer and the transformer do not belong together "
-                         "(grid or codebook size differ)")
+        raise ValueError(
+            "the tokenizer and the transformer do not belong together "
+            "(grid or codebook size differ)"
+        )
     extra = {"CREDITS.md": args.credits} if args.credits else None
     names = mage_ckpt.get("class_names") or None
     report = export_bundle(
-        vqgan, mage, args.output, name=args.name, overwrite=args.overwrite,
+        vqgan,
+        mage,
+        args.output,
+        name=args.name,
+        overwrite=args.overwrite,
         source=f"trained with MAGE Studio (engine/modeling/train.py) on "
-               f"{mage_ckpt.get('data', {}).get('source', 'unknown data')}",
-        class_names=names, details=card_details(tok, mage_ckpt, args.credits, args.notes),
+        f"{mage_ckpt.get('data', {}).get('source', 'unknown data')}",
+        class_names=names,
+        details=card_details(tok, mage_ckpt, args.credits, args.notes),
         extra_files=extra,
-        decoding={"steps": args.steps, "choice_temperature": args.choice_temperature,
-                  "sample_temperature": args.sample_temperature})
+        decoding={
+            "steps": args.steps,
+            "choice_temperature": args.choice_temperature,
+            "sample_temperature": args.sample_temperature,
+        },
+    )
     for line in report.lines():
         log.info("parity: %s", line)
     log.info("bundle written to %s", args.output)
@@ -673,23 +784,33 @@ def run_export(args) -> int:
 def card_details(tok: dict, mage: dict, credits: Path | None, notes: Path | None) -> str:
     """MODEL_CARD.md sections: data and licences, training settings, metrics (+ notes)."""
     data = mage.get("data", {})
-    lines = ["## Training data", "",
-             f"- source: `{data.get('source')}`; {data.get('train_images')} training images, "
-             f"{data.get('val_images')} held out (never trained on)"]
+    lines = [
+        "## Training data",
+        "",
+        f"- source: `{data.get('source')}`; {data.get('train_images')} training images, "
+        f"{data.get('val_images')} held out (never trained on)",
+    ]
     counts = data.get("counts", {})
     if isinstance(counts.get("train"), dict):
-        lines.append("- classes (train / held out): " + ", ".join(
-            f"{c} {n}/{counts['val'].get(c, 0)}" for c, n in counts["train"].items()))
+        lines.append(
+            "- classes (train / held out): "
+            + ", ".join(f"{c} {n}/{counts['val'].get(c, 0)}" for c, n in counts["train"].items())
+        )
     if credits:
-        lines.append("- licences: every image's source, author and licence are listed in "
-                     "CREDITS.md (shipped beside this card); by image: " + licence_tally(credits))
+        lines.append(
+            "- licences: every image's source, author and licence are listed in "
+            "CREDITS.md (shipped beside this card); by image: " + licence_tally(credits)
+        )
     else:
         lines.append("- licences: see the data source's own credits")
     for title, ckpt in (("Tokenizer training", tok), ("Transformer training", mage)):
         lines += [""] + training_section(title, ckpt)
-    lines += ["", "Metrics: tokenizer PSNR on held-out centre + random crops at the model size; "
-              "transformer cross-entropy and accuracy on masked tokens of held-out images "
-              "(mask ratios 0.5 / 0.75 / 0.9, no dropping), `train_*` on 64 training images."]
+    lines += [
+        "",
+        "Metrics: tokenizer PSNR on held-out centre + random crops at the model size; "
+        "transformer cross-entropy and accuracy on masked tokens of held-out images "
+        "(mask ratios 0.5 / 0.75 / 0.9, no dropping), `train_*` on 64 training images.",
+    ]
     if notes:
         lines += ["", notes.read_text().strip()]
     return "\n".join(lines)
@@ -698,16 +819,33 @@ def card_details(tok: dict, mage: dict, credits: Path | None, notes: Path | None
 def training_section(title: str, ckpt: dict) -> list[str]:
     """A MODEL_CARD.md section on how one checkpoint was trained."""
     a = ckpt.get("train_args", {})
-    keys = ("batch", "lr", "warmup", "wd", "minutes", "steps", "seed", "beta", "edge_weight",
-            "restart_every", "decoder_only", "init", "class_dropout", "label_smoothing",
-            "dropout")
+    keys = (
+        "batch",
+        "lr",
+        "warmup",
+        "wd",
+        "minutes",
+        "steps",
+        "seed",
+        "beta",
+        "edge_weight",
+        "restart_every",
+        "decoder_only",
+        "init",
+        "class_dropout",
+        "label_smoothing",
+        "dropout",
+    )
     settings = ", ".join(f"{k} {a[k]}" for k in keys if a.get(k) not in (None, False))
-    return [f"## {title}", "",
-            f"- {ckpt.get('step')} steps in {ckpt.get('elapsed_s')} s on "
-            f"{ckpt.get('device')} x{ckpt.get('world_size', 1)}",
-            f"- settings: {settings}",
-            f"- model config: `{json.dumps(ckpt.get('config'))}`",
-            f"- held-out metrics at the end: `{json.dumps(ckpt.get('metrics'))}`"]
+    return [
+        f"## {title}",
+        "",
+        f"- {ckpt.get('step')} steps in {ckpt.get('elapsed_s')} s on "
+        f"{ckpt.get('device')} x{ckpt.get('world_size', 1)}",
+        f"- settings: {settings}",
+        f"- model config: `{json.dumps(ckpt.get('config'))}`",
+        f"- held-out metrics at the end: `{json.dumps(ckpt.get('metrics'))}`",
+    ]
 
 
 def licence_tally(credits: Path) -> str:
@@ -727,21 +865,33 @@ def build_parser() -> argparse.ArgumentParser:
     tok = sub.add_parser("tokenizer", help="train the VQGAN tokenizer")
     _common(tok, batch=64, lr=8e-4, wd=0.0, warmup=200)
     tok.add_argument("--ch", type=int, default=64, help="base conv width (multiple of 32)")
-    tok.add_argument("--ch-mult", type=_ints, default=(1, 1, 2, 2),
-                     help="width multipliers per level, comma separated (len-1 halvings)")
+    tok.add_argument(
+        "--ch-mult",
+        type=_ints,
+        default=(1, 1, 2, 2),
+        help="width multipliers per level, comma separated (len-1 halvings)",
+    )
     tok.add_argument("--res-blocks", type=int, default=1, help="ResNet blocks per level")
     tok.add_argument("--z-channels", type=int, default=128)
     tok.add_argument("--codebook-size", type=int, default=1024)
     tok.add_argument("--codebook-dim", type=int, default=16, help="factorised code dimension")
     tok.add_argument("--beta", type=float, default=0.25, help="commitment loss weight")
-    tok.add_argument("--edge-weight", type=float, default=0.5,
-                     help="weight of the image-gradient L1 (sharpness) loss")
-    tok.add_argument("--restart-every", type=int, default=100,
-                     help="steps between dead-code restarts")
-    tok.add_argument("--decoder-only", action="store_true",
-                     help="train only the decoder (with --init: sharpen a trained tokenizer); "
-                          "the encoder and codebook stay fixed, so tokens do not change and a "
-                          "transformer trained on them stays valid")
+    tok.add_argument(
+        "--edge-weight",
+        type=float,
+        default=0.5,
+        help="weight of the image-gradient L1 (sharpness) loss",
+    )
+    tok.add_argument(
+        "--restart-every", type=int, default=100, help="steps between dead-code restarts"
+    )
+    tok.add_argument(
+        "--decoder-only",
+        action="store_true",
+        help="train only the decoder (with --init: sharpen a trained tokenizer); "
+        "the encoder and codebook stay fixed, so tokens do not change and a "
+        "transformer trained on them stays valid",
+    )
     tok.set_defaults(func=lambda a: run_training(TokenizerTask, a))
     mg = sub.add_parser("mage", help="train the MAGE transformer on a trained tokenizer")
     _common(mg, batch=256, lr=6e-4, wd=0.05, warmup=300)
@@ -753,29 +903,47 @@ def build_parser() -> argparse.ArgumentParser:
     mg.add_argument("--decoder-depth", type=int, default=2)
     mg.add_argument("--decoder-heads", type=int, default=8)
     mg.add_argument("--dropout", type=float, default=0.1)
-    mg.add_argument("--class-dropout", type=float, default=0.1,
-                    help="rate at which the null class replaces the label (unconditional + CFG)")
+    mg.add_argument(
+        "--class-dropout",
+        type=float,
+        default=0.1,
+        help="rate at which the null class replaces the label (unconditional + CFG)",
+    )
     mg.add_argument("--label-smoothing", type=float, default=0.1)
     mg.set_defaults(func=lambda a: run_training(MageTask, a))
-    ex = sub.add_parser("export", help="write a model bundle from two checkpoints, or a "
-                        "bundle's copy with a fine-tuned tokenizer")
+    ex = sub.add_parser(
+        "export",
+        help="write a model bundle from two checkpoints, or a "
+        "bundle's copy with a fine-tuned tokenizer",
+    )
     ex.add_argument("--tokenizer", type=Path, required=True)
     source = ex.add_mutually_exclusive_group(required=True)
     source.add_argument("--mage", type=Path, help="transformer checkpoint")
-    source.add_argument("--from-bundle", type=Path,
-                        help="keep this bundle's transformer, features, heads and credits and "
-                             "replace its tokenizer (one fine-tuned with --decoder-only)")
+    source.add_argument(
+        "--from-bundle",
+        type=Path,
+        help="keep this bundle's transformer, features, heads and credits and "
+        "replace its tokenizer (one fine-tuned with --decoder-only)",
+    )
     ex.add_argument("-o", "--output", type=Path, required=True, help="bundle folder")
     ex.add_argument("--name", required=True)
     ex.add_argument("--credits", type=Path, help="CREDITS.md to ship in the bundle")
     ex.add_argument("--notes", type=Path, help="markdown appended to MODEL_CARD.md")
     ex.add_argument("--overwrite", action="store_true")
     ex.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="default decoding steps")
-    ex.add_argument("--choice-temperature", type=float, default=DEFAULT_CHOICE_TEMPERATURE,
-                    help=f"default choice temperature (MAGE: {DEFAULT_CHOICE_TEMPERATURE:g})")
-    ex.add_argument("--sample-temperature", type=float, default=1.0,
-                    help="default token sampling temperature (MAGE: 1.0; a small model "
-                         "fills holes more plausibly below 1)")
+    ex.add_argument(
+        "--choice-temperature",
+        type=float,
+        default=DEFAULT_CHOICE_TEMPERATURE,
+        help=f"default choice temperature (MAGE: {DEFAULT_CHOICE_TEMPERATURE:g})",
+    )
+    ex.add_argument(
+        "--sample-temperature",
+        type=float,
+        default=1.0,
+        help="default token sampling temperature (MAGE: 1.0; a small model "
+        "fills holes more plausibly below 1)",
+    )
     ex.set_defaults(func=run_export)
     return parser
 
@@ -794,16 +962,24 @@ def _common(p: argparse.ArgumentParser, batch: int, lr: float, wd: float, warmup
     p.add_argument("--clip", type=float, default=3.0, help="gradient-norm clip")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR's checkpoint")
-    p.add_argument("--init", type=Path, help="start from this checkpoint's weights (a new "
-                   "optimiser and schedule: fine-tuning or a longer second run); for the "
-                   "tokenizer also a bundle folder")
+    p.add_argument(
+        "--init",
+        type=Path,
+        help="start from this checkpoint's weights (a new "
+        "optimiser and schedule: fine-tuning or a longer second run); for the "
+        "tokenizer also a bundle folder",
+    )
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--eval-every", type=int, default=0, help="steps (0: 8 times per run)")
     p.add_argument("--ckpt-every", type=int, default=0, help="steps between checkpoints")
     p.add_argument("--ckpt-minutes", type=float, default=10.0)
     p.add_argument("--log-seconds", type=float, default=10.0, help="progress line interval")
-    p.add_argument("--stop-after", type=int, default=0,
-                   help="stop (and checkpoint) after this step, keeping the schedule")
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        default=0,
+        help="stop (and checkpoint) after this step, keeping the schedule",
+    )
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -814,8 +990,12 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry point (`python main.py train ...` forwards here)."""
     args = build_parser().parse_args(argv)
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+        logging.basicConfig(
+            level=logging.INFO,
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(message)s",
+            datefmt="%H:%M:%S",
+        )
     # the progress lines are INFO records; `main.py train` has set up a quieter root logger
     logging.getLogger("engine.modeling").setLevel(logging.INFO)
     try:

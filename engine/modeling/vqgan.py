@@ -46,7 +46,8 @@ class Level(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, num_blocks: int, upsample: bool = False):
         super().__init__()
         self.block = nn.ModuleList(
-            ResnetBlock(in_ch if i == 0 else out_ch, out_ch) for i in range(num_blocks))
+            ResnetBlock(in_ch if i == 0 else out_ch, out_ch) for i in range(num_blocks)
+        )
         if upsample:
             self.upsample = nn.Module()
             self.upsample.conv = nn.Conv2d(out_ch, out_ch, 3, padding=1)
@@ -69,7 +70,8 @@ class Encoder(nn.Module):
         self.conv_in = nn.Conv2d(3, cfg.ch, 3, padding=1, bias=False)
         ins = [cfg.ch] + widths[:-1]
         self.down = nn.ModuleList(
-            Level(i, o, cfg.num_res_blocks) for i, o in zip(ins, widths, strict=True))
+            Level(i, o, cfg.num_res_blocks) for i, o in zip(ins, widths, strict=True)
+        )
         self.mid = Mid(widths[-1])
         self.norm_out = group_norm(widths[-1])
         self.conv_out = nn.Conv2d(widths[-1], cfg.z_channels, 1)
@@ -95,7 +97,8 @@ class Decoder(nn.Module):
         ins = widths[1:] + [widths[-1]]
         self.up = nn.ModuleList(
             Level(ins[level], widths[level], cfg.num_res_blocks, upsample=level > 0)
-            for level in range(len(widths)))
+            for level in range(len(widths))
+        )
         self.norm_out = group_norm(widths[0])
         self.conv_out = nn.Conv2d(widths[0], 3, 3, padding=1)
 
@@ -136,8 +139,7 @@ class Quantizer(nn.Module):
         b, d, h, w = e.shape
         flat = e.permute(0, 2, 3, 1).reshape(-1, d)
         code = self.codebook()
-        dist = (flat.pow(2).sum(1, keepdim=True) - 2 * flat @ code.t()
-                + code.pow(2).sum(1)[None, :])
+        dist = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ code.t() + code.pow(2).sum(1)[None, :]
         return dist.argmin(1).reshape(b, h, w)
 
     def lookup(self, ids: torch.Tensor) -> torch.Tensor:

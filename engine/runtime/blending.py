@@ -18,8 +18,13 @@ import numpy as np
 _ANCHOR = 1e-7
 
 
-def harmonic_membrane(boundary: np.ndarray, hole: np.ndarray, known: np.ndarray,
-                      tol: float = 1e-4, max_iter: int = 2000) -> np.ndarray:
+def harmonic_membrane(
+    boundary: np.ndarray,
+    hole: np.ndarray,
+    known: np.ndarray,
+    tol: float = 1e-4,
+    max_iter: int = 2000,
+) -> np.ndarray:
     """The smooth field inside `hole` that takes the values of `boundary` on the known pixels
     next to the hole.
 
@@ -69,7 +74,7 @@ def harmonic_membrane(boundary: np.ndarray, hole: np.ndarray, known: np.ndarray,
     r = rhs.copy()
     p = r.copy()
     rs = (r * r).sum(axis=(-2, -1), keepdims=True)
-    stop = (tol ** 2) * np.maximum(rs, 1e-12)
+    stop = (tol**2) * np.maximum(rs, 1e-12)
     for _ in range(max_iter):
         active = rs > stop
         if not active.any():
@@ -86,8 +91,9 @@ def harmonic_membrane(boundary: np.ndarray, hole: np.ndarray, known: np.ndarray,
     return out
 
 
-def seamless_fill(fills: np.ndarray, original: np.ndarray, hole: np.ndarray,
-                  known: np.ndarray) -> np.ndarray:
+def seamless_fill(
+    fills: np.ndarray, original: np.ndarray, hole: np.ndarray, known: np.ndarray
+) -> np.ndarray:
     """Blend decoded fills into the original so that they meet it without a seam.
 
     Args:

@@ -66,23 +66,31 @@ class Bundle:
         if "tokens" not in inputs:
             raise BundleError(f"{self.path / 'transformer.onnx'} has no 'tokens' input")
         if m.class_conditional != ("class_ids" in inputs):
-            raise BundleError(f"{self.path / 'transformer.onnx'} does not match the manifest: "
-                              "class_ids input and class_names disagree")
+            raise BundleError(
+                f"{self.path / 'transformer.onnx'} does not match the manifest: "
+                "class_ids input and class_names disagree"
+            )
         in_shape = list(inputs["tokens"].shape or [])
         outputs = tr.get_outputs()
         out_shape = list(outputs[0].shape or []) if outputs else []
         if len(in_shape) != 2 or len(out_shape) != 3:
-            raise BundleError(f"{self.path / 'transformer.onnx'} does not match the contract: "
-                              f"tokens {in_shape} -> logits {out_shape}, expected [B, N] -> "
-                              "[B, N, codebook_size]")
+            raise BundleError(
+                f"{self.path / 'transformer.onnx'} does not match the contract: "
+                f"tokens {in_shape} -> logits {out_shape}, expected [B, N] -> "
+                "[B, N, codebook_size]"
+            )
         for seq in (in_shape[1], out_shape[1]):
             if isinstance(seq, int) and seq != m.seq_len:
-                raise BundleError(f"{self.path / 'transformer.onnx'} takes {seq} tokens but the "
-                                  f"manifest grid {m.grid} has {m.seq_len}")
+                raise BundleError(
+                    f"{self.path / 'transformer.onnx'} takes {seq} tokens but the "
+                    f"manifest grid {m.grid} has {m.seq_len}"
+                )
         k = out_shape[-1]
         if isinstance(k, int) and k != m.codebook_size:
-            raise BundleError(f"{self.path / 'transformer.onnx'} predicts {k} codes but the "
-                              f"manifest says codebook_size {m.codebook_size}")
+            raise BundleError(
+                f"{self.path / 'transformer.onnx'} predicts {k} codes but the "
+                f"manifest says codebook_size {m.codebook_size}"
+            )
         self._check_tokenizer()
 
     def _check_tokenizer(self) -> None:
@@ -95,26 +103,40 @@ class Bundle:
         dec = self._session("tokenizer_decoder")
         where = self.path
         checks = (
-            (enc.get_inputs(), "image", "tokenizer_encoder.onnx input 'image'",
-             [None, 3, m.image_size, m.image_size]),
+            (
+                enc.get_inputs(),
+                "image",
+                "tokenizer_encoder.onnx input 'image'",
+                [None, 3, m.image_size, m.image_size],
+            ),
             (enc.get_outputs(), None, "tokenizer_encoder.onnx output", [None, *m.grid]),
             (dec.get_inputs(), "tokens", "tokenizer_decoder.onnx input 'tokens'", [None, *m.grid]),
-            (dec.get_outputs(), None, "tokenizer_decoder.onnx output",
-             [None, 3, m.image_size, m.image_size]),
+            (
+                dec.get_outputs(),
+                None,
+                "tokenizer_decoder.onnx output",
+                [None, 3, m.image_size, m.image_size],
+            ),
         )
         for args, name, what, expect in checks:
-            arg = next((a for a in args if a.name == name), None) if name else (
-                args[0] if args else None)
+            arg = (
+                next((a for a in args if a.name == name), None)
+                if name
+                else (args[0] if args else None)
+            )
             if arg is None:
                 raise BundleError(f"{where}: {what} is missing")
             shape = list(arg.shape) if arg.shape is not None else []
             if len(shape) != len(expect):
-                raise BundleError(f"{where}: {what} has shape {shape}, expected "
-                                  f"{len(expect)} dimensions")
+                raise BundleError(
+                    f"{where}: {what} has shape {shape}, expected {len(expect)} dimensions"
+                )
             for got, want in zip(shape, expect, strict=True):
                 if want is not None and isinstance(got, int) and got != want:
-                    raise BundleError(f"{where}: {what} has shape {shape} but the manifest "
-                                      f"says image_size {m.image_size}, grid {m.grid}")
+                    raise BundleError(
+                        f"{where}: {what} has shape {shape} but the manifest "
+                        f"says image_size {m.image_size}, grid {m.grid}"
+                    )
         dims = list(dec.get_inputs()[0].shape)
         if all(not isinstance(d, int) for d in dims[1:]):
             try:
@@ -122,20 +144,25 @@ class Bundle:
             except Exception:  # a decoder that cannot take one token is checked at run time
                 return
             if tuple(probe.shape) != (1, 3, ds, ds):
-                raise BundleError(f"{where / 'tokenizer_decoder.onnx'} turns one token into "
-                                  f"{'x'.join(map(str, probe.shape[1:]))} pixels, but the "
-                                  f"manifest says {ds}x{ds} (image_size {m.image_size}, "
-                                  f"grid {m.grid})")
+                raise BundleError(
+                    f"{where / 'tokenizer_decoder.onnx'} turns one token into "
+                    f"{'x'.join(map(str, probe.shape[1:]))} pixels, but the "
+                    f"manifest says {ds}x{ds} (image_size {m.image_size}, "
+                    f"grid {m.grid})"
+                )
 
     def _checked(self, name: str, out, shape: tuple, check_finite: bool = True) -> np.ndarray:
         """One line instead of a traceback when a model returns the wrong shape or NaN."""
         out = np.asarray(out)
         if tuple(out.shape) != tuple(shape):
-            raise BundleError(f"model '{self.name}' is broken: {name}.onnx returned shape "
-                              f"{tuple(out.shape)}, expected {tuple(shape)}")
+            raise BundleError(
+                f"model '{self.name}' is broken: {name}.onnx returned shape "
+                f"{tuple(out.shape)}, expected {tuple(shape)}"
+            )
         if check_finite and out.dtype.kind == "f" and not np.isfinite(out).all():
-            raise BundleError(f"model '{self.name}' is broken: {name}.onnx returned NaN or "
-                              "infinite values")
+            raise BundleError(
+                f"model '{self.name}' is broken: {name}.onnx returned NaN or infinite values"
+            )
         return out
 
     def _run(self, name: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -146,8 +173,9 @@ class Bundle:
             if provider_name(sess) != "cuda":
                 first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
                 raise BundleError(f"model '{self.name}' failed in {name}.onnx: {first}") from None
-            self.notices.append(f"CUDA failed while running ({type(e).__name__}); "
-                                "switched to the CPU")
+            self.notices.append(
+                f"CUDA failed while running ({type(e).__name__}); switched to the CPU"
+            )
             log.warning(self.notices[-1])
             self.requested_device = "cpu"
             self._sessions.clear()
@@ -163,8 +191,10 @@ class Bundle:
         tokens = self._run("tokenizer_encoder", {"image": images})
         tokens = self._checked("tokenizer_encoder", tokens, (b, h // ds, w // ds))
         if tokens.size and (tokens.min() < 0 or tokens.max() >= self.manifest.codebook_size):
-            raise BundleError(f"model '{self.name}' is broken: tokenizer_encoder.onnx returned "
-                              f"ids outside 0..{self.manifest.codebook_size - 1}")
+            raise BundleError(
+                f"model '{self.name}' is broken: tokenizer_encoder.onnx returned "
+                f"ids outside 0..{self.manifest.codebook_size - 1}"
+            )
         return tokens.astype(np.int64, copy=False)
 
     def decode(self, tokens: np.ndarray) -> np.ndarray:
@@ -175,8 +205,9 @@ class Bundle:
         out = self._run("tokenizer_decoder", {"tokens": tokens})
         return self._checked("tokenizer_decoder", out, (b, 3, h * ds, w * ds))
 
-    def logits(self, tokens: np.ndarray, class_ids: np.ndarray | None = None,
-               model: str = "transformer") -> np.ndarray:
+    def logits(
+        self, tokens: np.ndarray, class_ids: np.ndarray | None = None, model: str = "transformer"
+    ) -> np.ndarray:
         """int64 [B,N] (mask_token_id where unknown) -> float32 [B,N,codebook_size].
         `model` names another transformer file of the same signature (e.g. the int8 one)."""
         feeds = {"tokens": np.ascontiguousarray(tokens, np.int64)}
@@ -185,8 +216,9 @@ class Bundle:
                 class_ids = np.full(len(tokens), self.manifest.null_class_id, np.int64)
             feeds["class_ids"] = np.ascontiguousarray(class_ids, np.int64)
         out = self._run(model, feeds)
-        return self._checked("transformer", out, (*feeds["tokens"].shape,
-                                                  self.manifest.codebook_size))
+        return self._checked(
+            "transformer", out, (*feeds["tokens"].shape, self.manifest.codebook_size)
+        )
 
     def features(self, tokens: np.ndarray) -> np.ndarray:
         """int64 [B,N] -> float32 [B,D] mean encoder output over image tokens."""
@@ -199,8 +231,9 @@ class Bundle:
             dim = out.shape[1]
         return self._checked("features", out, (len(tokens), dim))
 
-    def tokens_to_logits(self, class_id: int | None = None, guidance: float = 0.0,
-                         model: str = "transformer") -> Callable[[np.ndarray], np.ndarray]:
+    def tokens_to_logits(
+        self, class_id: int | None = None, guidance: float = 0.0, model: str = "transformer"
+    ) -> Callable[[np.ndarray], np.ndarray]:
         """The callable the decoder drives. With a class and guidance > 0, classifier-free
         guidance mixes conditional and null-class logits: u + (1 + g) * (c - u)."""
         m = self.manifest
@@ -214,9 +247,11 @@ class Bundle:
             cond = np.full(b, class_id, np.int64)
             if guidance <= 0:
                 return self.logits(tokens, cond, model=model)
-            both = self.logits(np.concatenate([tokens, tokens]),
-                               np.concatenate([cond, np.full(b, m.null_class_id, np.int64)]),
-                               model=model)
+            both = self.logits(
+                np.concatenate([tokens, tokens]),
+                np.concatenate([cond, np.full(b, m.null_class_id, np.int64)]),
+                model=model,
+            )
             c, u = both[:b], both[b:]
             return u + (1.0 + guidance) * (c - u)
 

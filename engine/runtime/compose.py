@@ -25,6 +25,7 @@ from engine.runtime.settings import Settings
 @dataclass(frozen=True, eq=False)
 class Patch:
     """Pixels at (x0, y0) in image coordinates: uint8 [h, w, 3]."""
+
     x0: int
     y0: int
     rgb: np.ndarray
@@ -54,9 +55,15 @@ def resize_rgb(rgb: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.LANCZOS))
 
 
-def compose_squares(manifest: Manifest, part: Part, crop: np.ndarray, model_pixels: np.ndarray,
-                    squares: np.ndarray, settings: Settings, shape: tuple[int, int]
-                    ) -> list[Patch]:
+def compose_squares(
+    manifest: Manifest,
+    part: Part,
+    crop: np.ndarray,
+    model_pixels: np.ndarray,
+    squares: np.ndarray,
+    settings: Settings,
+    shape: tuple[int, int],
+) -> list[Patch]:
     """Decoded squares (uint8 [B,S,S,3]) -> one patch per candidate over `part.box`: colours
     matched to the surroundings, blended in seamlessly, feathered over the painted area.
 
@@ -68,22 +75,25 @@ def compose_squares(manifest: Manifest, part: Part, crop: np.ndarray, model_pixe
     if settings.colour_match:
         reference = model_pixels.copy()
         reference[:, part.model_mask] = 0.0
-        squares = match_colours(squares, reference,
-                                ~pixel_token_mask(part.token_mask, manifest.downsample))
+        squares = match_colours(
+            squares, reference, ~pixel_token_mask(part.token_mask, manifest.downsample)
+        )
     if settings.seamless:
-        squares = seamless_fill(squares, model_pixels, part.model_mask,
-                                real_pixels(part, manifest.image_size, shape))
+        squares = seamless_fill(
+            squares, model_pixels, part.model_mask, real_pixels(part, manifest.image_size, shape)
+        )
     return [feather_in(manifest, part, crop, g, settings.feather) for g in squares]
 
 
-def feather_in(manifest: Manifest, part: Part, crop: np.ndarray, generated: np.ndarray,
-               feather: float | None) -> Patch:
+def feather_in(
+    manifest: Manifest, part: Part, crop: np.ndarray, generated: np.ndarray, feather: float | None
+) -> Patch:
     """Composite one model-size square (uint8 [S,S,3]) over the crop."""
     m, sq = manifest, part.square
     x0, y0, x1, y1 = part.box
-    big = resize_rgb(generated, sq.side)[y0 - sq.y0:y1 - sq.y0, x0 - sq.x0:x1 - sq.x0]
+    big = resize_rgb(generated, sq.side)[y0 - sq.y0 : y1 - sq.y0, x0 - sq.x0 : x1 - sq.x0]
     cells = cell_index(sq.side, m.image_size, m.downsample)
-    cy, cx = cells[y0 - sq.y0:y1 - sq.y0], cells[x0 - sq.x0:x1 - sq.x0]
+    cy, cx = cells[y0 - sq.y0 : y1 - sq.y0], cells[x0 - sq.x0 : x1 - sq.x0]
     region = part.token_mask[cy[:, None], cx[None, :]]
     cell_px = sq.side / m.grid[0]
     radius = max(2.0, 0.5 * cell_px) if feather is None else feather

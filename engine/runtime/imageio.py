@@ -214,7 +214,6 @@ def file_digest(path: str | os.PathLike) -> str:
 # --- reading ---------------------------------------------------------------------------------
 
 
-
 def _load_arrays(name: str, error_cls: type[MageError], what: str):
     """Open and convert a file: (rgb, alpha, format, notices); one-line `error_cls` on failure."""
     image, notices = _read(name, error_cls, what)
@@ -225,6 +224,7 @@ def _load_arrays(name: str, error_cls: type[MageError], what: str):
     finally:
         image.close()
     return rgb, alpha, _format(image), notices
+
 
 def _read(name: str, error_cls: type[MageError], what: str) -> tuple[Image.Image, list[str]]:
     """Opens, decodes and orients the first frame; every failure becomes one `error_cls` line."""
@@ -272,8 +272,12 @@ def _not_regular(mode: int) -> str:
         return ""
     if stat.S_ISDIR(mode):
         return "it is a folder, not a file"
-    kinds = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
-             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    kinds = (
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
     kind = next((text for test, text in kinds if test(mode)), "a special file")
     return f"it is {kind}, not a regular file"
 

@@ -33,8 +33,12 @@ class Manifest:
     mask_token_id: int
     class_names: list[str] | None = None
     null_class_id: int | None = None
-    decoding: dict = field(default_factory=lambda: {
-        "steps": DEFAULT_STEPS, "choice_temperature": DEFAULT_CHOICE_TEMPERATURE})
+    decoding: dict = field(
+        default_factory=lambda: {
+            "steps": DEFAULT_STEPS,
+            "choice_temperature": DEFAULT_CHOICE_TEMPERATURE,
+        }
+    )
     source: str = ""
     files: dict[str, str] = field(default_factory=dict)  # file name -> sha256
     features_dim: int | None = None
@@ -83,16 +87,16 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 # Sane limits for every number a bundle declares: a manifest is untrusted input, and these
 # numbers size what the runtime allocates (an image_size of 8192 alone asks for gigabytes).
-MAX_IMAGE_SIZE = 1024           # px per side of the model's square input
-MAX_GRID = 128                  # tokens per side
+MAX_IMAGE_SIZE = 1024  # px per side of the model's square input
+MAX_GRID = 128  # tokens per side
 MAX_CODEBOOK = 1 << 16
 MAX_LOGITS_PER_IMAGE = 1 << 26  # seq_len * codebook_size floats per batch item (256 MB)
-MAX_ID = 1 << 30                # mask and null-class ids
+MAX_ID = 1 << 30  # mask and null-class ids
 MAX_CLASSES = 100_000
-MAX_TEXT = 1000                 # characters of a name or class name
+MAX_TEXT = 1000  # characters of a name or class name
 MAX_FILES = 1000
 MAX_FEATURES = 1 << 16
-MAX_STEPS = 200                 # decoding steps (the CLI's --steps has the same bound)
+MAX_STEPS = 200  # decoding steps (the CLI's --steps has the same bound)
 MAX_TEMPERATURE = 1000.0
 MAX_MANIFEST_BYTES = 16 << 20
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -106,15 +110,15 @@ def _is_int(value) -> bool:
 
 
 def _is_number(value) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _int_in(data: dict, key: str, low: int, high: int, where) -> int:
     value = data.get(key)
     if not _is_int(value):
-        raise BundleError(f"{where}: field '{key}' is missing or not a whole number "
-                          f"(got {_shown(value)})")
+        raise BundleError(
+            f"{where}: field '{key}' is missing or not a whole number (got {_shown(value)})"
+        )
     if not low <= value <= high:
         raise BundleError(f"{where}: field '{key}' is {value}, outside {low}..{high}")
     return value
@@ -131,14 +135,16 @@ def check_file_name(name) -> bool:
     if not isinstance(name, str) or len(name) > 200:
         return False
     parts = name.split("/")
-    return 1 <= len(parts) <= 2 and all(FILE_PART.match(part) and part not in (".", "..")
-                                        for part in parts)
+    return 1 <= len(parts) <= 2 and all(
+        FILE_PART.match(part) and part not in (".", "..") for part in parts
+    )
 
 
 def _check_fields(data: dict, where: Path) -> None:
     if data.get("format") != FORMAT:
-        raise BundleError(f"{where}: not a MAGE bundle manifest (format is "
-                          f"{_shown(data.get('format'))})")
+        raise BundleError(
+            f"{where}: not a MAGE bundle manifest (format is {_shown(data.get('format'))})"
+        )
     version = data.get("format_version")
     if not _is_int(version) or version < 1:
         raise BundleError(f"{where}: format_version is missing or not a positive whole number")
@@ -154,34 +160,49 @@ def _check_fields(data: dict, where: Path) -> None:
         raise BundleError(f"{where}: field 'source' is not text")
     size = _int_in(data, "image_size", 8, MAX_IMAGE_SIZE, where)
     grid = data.get("grid")
-    if (not isinstance(grid, list) or len(grid) != 2 or not all(_is_int(g) for g in grid)
-            or not all(1 <= g <= MAX_GRID for g in grid)):
-        raise BundleError(f"{where}: field 'grid' must be two whole numbers [h, w] in "
-                          f"1..{MAX_GRID} (got {_shown(grid)})")
+    if (
+        not isinstance(grid, list)
+        or len(grid) != 2
+        or not all(_is_int(g) for g in grid)
+        or not all(1 <= g <= MAX_GRID for g in grid)
+    ):
+        raise BundleError(
+            f"{where}: field 'grid' must be two whole numbers [h, w] in "
+            f"1..{MAX_GRID} (got {_shown(grid)})"
+        )
     if grid[0] != grid[1] or size % grid[0]:
         raise BundleError(f"{where}: grid {grid} does not divide image_size {size}")
     codebook = _int_in(data, "codebook_size", 2, MAX_CODEBOOK, where)
     if grid[0] * grid[1] * codebook > MAX_LOGITS_PER_IMAGE:
-        raise BundleError(f"{where}: grid {grid} with codebook_size {codebook} is over the "
-                          "safety limit")
+        raise BundleError(
+            f"{where}: grid {grid} with codebook_size {codebook} is over the safety limit"
+        )
     mask_id = _int_in(data, "mask_token_id", 0, MAX_ID, where)
     if mask_id < codebook:
-        raise BundleError(f"{where}: mask_token_id {mask_id} is a real code id (codebook_size "
-                          f"{codebook}): it must be {codebook} or more")
+        raise BundleError(
+            f"{where}: mask_token_id {mask_id} is a real code id (codebook_size "
+            f"{codebook}): it must be {codebook} or more"
+        )
     names = data.get("class_names")
     null_id = data.get("null_class_id")
     if names is not None:
-        if (not isinstance(names, list) or not 1 <= len(names) <= MAX_CLASSES
-                or not all(isinstance(n, str) and 0 < len(n) <= MAX_TEXT for n in names)):
-            raise BundleError(f"{where}: field 'class_names' must be a list of 1..{MAX_CLASSES} "
-                              "non-empty texts, or null")
+        if (
+            not isinstance(names, list)
+            or not 1 <= len(names) <= MAX_CLASSES
+            or not all(isinstance(n, str) and 0 < len(n) <= MAX_TEXT for n in names)
+        ):
+            raise BundleError(
+                f"{where}: field 'class_names' must be a list of 1..{MAX_CLASSES} "
+                "non-empty texts, or null"
+            )
         if null_id is None:
             raise BundleError(f"{where}: class_names given without null_class_id")
     if null_id is not None:
         null_id = _int_in(data, "null_class_id", 0, MAX_ID, where)
         if names is not None and null_id < len(names):
-            raise BundleError(f"{where}: null_class_id {null_id} is a real class id "
-                              f"({len(names)} classes)")
+            raise BundleError(
+                f"{where}: null_class_id {null_id} is a real class id ({len(names)} classes)"
+            )
     if data.get("features_dim") is not None:
         _int_in(data, "features_dim", 1, MAX_FEATURES, where)
     _check_decoding(data.get("decoding", {}), where)
@@ -190,8 +211,9 @@ def _check_fields(data: dict, where: Path) -> None:
         raise BundleError(f"{where}: field 'files' is missing or not an object of names")
     for fname, digest in files.items():
         if not check_file_name(fname):
-            raise BundleError(f"{where}: file name {_shown(fname)} is not a plain name inside "
-                              "the bundle folder")
+            raise BundleError(
+                f"{where}: file name {_shown(fname)} is not a plain name inside the bundle folder"
+            )
         if not isinstance(digest, str) or not SHA256.match(digest):
             raise BundleError(f"{where}: sha256 of {fname} is not 64 hex digits")
     heads = data.get("heads", {})
@@ -199,8 +221,7 @@ def _check_fields(data: dict, where: Path) -> None:
         raise BundleError(f"{where}: field 'heads' must be an object (name -> file)")
     for head, fname in heads.items():
         if not HEAD_KEY.match(head) or not isinstance(fname, str) or fname not in files:
-            raise BundleError(f"{where}: head {_shown(head)} names a file the bundle does not "
-                              "list")
+            raise BundleError(f"{where}: head {_shown(head)} names a file the bundle does not list")
 
 
 def _check_decoding(decoding, where) -> None:
@@ -208,24 +229,30 @@ def _check_decoding(decoding, where) -> None:
         raise BundleError(f"{where}: field 'decoding' must be an object")
     if "steps" in decoding:
         _int_in(decoding, "steps", 1, MAX_STEPS, f"{where}: decoding")
-    for key, low, strict in (("choice_temperature", 0.0, False),
-                             ("sample_temperature", 0.0, True)):
+    for key, low, strict in (("choice_temperature", 0.0, False), ("sample_temperature", 0.0, True)):
         if key not in decoding:
             continue
         value = decoding[key]
-        if (not _is_number(value) or value > MAX_TEMPERATURE or value < low
-                or (strict and value == low)):
-            raise BundleError(f"{where}: decoding {key} must be a number in "
-                              f"{'(' if strict else '['}{low:g}, {MAX_TEMPERATURE:g}] "
-                              f"(got {_shown(value)})")
+        if (
+            not _is_number(value)
+            or value > MAX_TEMPERATURE
+            or value < low
+            or (strict and value == low)
+        ):
+            raise BundleError(
+                f"{where}: decoding {key} must be a number in "
+                f"{'(' if strict else '['}{low:g}, {MAX_TEMPERATURE:g}] "
+                f"(got {_shown(value)})"
+            )
 
 
 def bundle_file(bundle_dir: Path, name: str) -> Path:
     """The path of a file the manifest lists, refused unless it is a regular file inside the
     bundle folder (no symlink or sub-folder leads outside)."""
     if not check_file_name(name):
-        raise BundleError(f"{bundle_dir}: file name {_shown(name)} is not a plain name inside "
-                          "the bundle folder")
+        raise BundleError(
+            f"{bundle_dir}: file name {_shown(name)} is not a plain name inside the bundle folder"
+        )
     file = bundle_dir / name
     try:
         real, root = file.resolve(strict=True), bundle_dir.resolve(strict=True)
@@ -297,8 +324,7 @@ TEMP_SUFFIX = ".tmp"
 def temp_file_for(target: Path) -> tuple[int, Path]:
     """A new file created exclusively beside `target` with a unique name
     (".NAME.XXXXXXXX.tmp"), so a planted file or symlink can never redirect the write."""
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX,
-                                dir=target.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
     return fd, Path(name)
 
 

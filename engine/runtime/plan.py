@@ -27,26 +27,32 @@ from engine.runtime.settings import Settings
 @dataclass(frozen=True)
 class Square:
     """A square in image pixel coordinates; may extend past the image border."""
+
     x0: int
     y0: int
     side: int
 
     def clip(self, width: int, height: int) -> tuple[int, int, int, int]:
         """The part inside the image as (x0, y0, x1, y1)."""
-        return (max(self.x0, 0), max(self.y0, 0),
-                min(self.x0 + self.side, width), min(self.y0 + self.side, height))
+        return (
+            max(self.x0, 0),
+            max(self.y0, 0),
+            min(self.x0 + self.side, width),
+            min(self.y0 + self.side, height),
+        )
 
 
 @dataclass(frozen=True, eq=False)
 class Part:
     """One context square of a plan and the tokens it regenerates."""
+
     square: Square
-    model_mask: np.ndarray        # bool [S,S] model pixels the mask touches (zeroed to encode)
-    token_mask: np.ndarray        # bool [gh,gw] tokens to regenerate
-    painted: np.ndarray           # bool [y1-y0, x1-x0] the user's mask over `box`
+    model_mask: np.ndarray  # bool [S,S] model pixels the mask touches (zeroed to encode)
+    token_mask: np.ndarray  # bool [gh,gw] tokens to regenerate
+    painted: np.ndarray  # bool [y1-y0, x1-x0] the user's mask over `box`
     box: tuple[int, int, int, int]  # (x0, y0, x1, y1): the square clipped to the image
-    cell_edges: np.ndarray        # int [gw + 1] pixel offsets of the cell borders in the square
-    steps: int                    # decoding steps (speed options may scale them per part)
+    cell_edges: np.ndarray  # int [gw + 1] pixel offsets of the cell borders in the square
+    steps: int  # decoding steps (speed options may scale them per part)
     start_step: int = 0
 
     @property
@@ -74,11 +80,12 @@ class Part:
 @dataclass(frozen=True, eq=False)
 class EditPlan:
     """The parts of one edit, run in order, on an image of `width` x `height`."""
+
     parts: tuple[Part, ...]
     width: int
     height: int
-    mask: np.ndarray              # bool [H,W] the mask it was planned for (not copied)
-    settings_key: tuple           # plan_key() of the settings it was planned with
+    mask: np.ndarray  # bool [H,W] the mask it was planned for (not copied)
+    settings_key: tuple  # plan_key() of the settings it was planned with
     coverage: float = 0.0
 
     @property
@@ -108,18 +115,27 @@ class EditPlan:
         """Raises MaskError when a part would regenerate no token."""
         for part in self.parts:
             if not part.token_mask.any():
-                raise MaskError(f"the mask covers no token at coverage {self.coverage:g}: "
-                                "paint more or lower the coverage")
+                raise MaskError(
+                    f"the mask covers no token at coverage {self.coverage:g}: "
+                    "paint more or lower the coverage"
+                )
 
 
 def plan_key(settings: Settings) -> tuple:
     """The settings a plan depends on: a plan made with other ones is made again."""
-    return (settings.context, settings.ring, settings.coverage, settings.steps,
-            settings.start_step, settings.speed)
+    return (
+        settings.context,
+        settings.ring,
+        settings.coverage,
+        settings.steps,
+        settings.start_step,
+        settings.speed,
+    )
 
 
-def plan_edit(manifest: Manifest, mask: np.ndarray, settings: Settings = Settings()
-              ) -> EditPlan | None:
+def plan_edit(
+    manifest: Manifest, mask: np.ndarray, settings: Settings = Settings()
+) -> EditPlan | None:
     """The plan for `mask` (bool [H,W]), or None for an empty mask."""
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 2:
@@ -132,7 +148,7 @@ def plan_edit(manifest: Manifest, mask: np.ndarray, settings: Settings = Setting
     out = []
     for part in parts:
         bbox = mask_bbox(part)
-        assert bbox is not None   # mask_parts returns no empty part
+        assert bbox is not None  # mask_parts returns no empty part
         sq = context_square(bbox, w, h, min_side=min_side, context=settings.context)
         out.append(plan_square(manifest, part, sq, settings))
     return EditPlan(tuple(out), w, h, mask, plan_key(settings), settings.coverage)
@@ -147,14 +163,21 @@ def plan_square(manifest: Manifest, mask: np.ndarray, sq: Square, settings: Sett
     ys, xs = np.arange(sq.y0, sq.y0 + sq.side), np.arange(sq.x0, sq.x0 + sq.side)
     painted_sq &= ((ys >= 0) & (ys < h))[:, None] & ((xs >= 0) & (xs < w))[None, :]
     model_mask = mask_to_model(painted_sq, size)
-    token_mask = token_mask_from_pixels(model_mask, manifest.grid, settings.ring,
-                                        settings.coverage)
+    token_mask = token_mask_from_pixels(model_mask, manifest.grid, settings.ring, settings.coverage)
     # the step count may depend on how many tokens are masked (speed options)
     resolved = settings.for_masked(manifest, int(token_mask.sum()))
     assert resolved.steps is not None
     x0, y0, x1, y1 = box = sq.clip(w, h)
-    return Part(sq, model_mask, token_mask, mask[y0:y1, x0:x1].copy(), box,
-                cell_edges(sq.side, manifest), resolved.steps, resolved.start_step)
+    return Part(
+        sq,
+        model_mask,
+        token_mask,
+        mask[y0:y1, x0:x1].copy(),
+        box,
+        cell_edges(sq.side, manifest),
+        resolved.steps,
+        resolved.start_step,
+    )
 
 
 def check_inputs(rgb: np.ndarray, mask: np.ndarray | None = None) -> None:
@@ -162,14 +185,18 @@ def check_inputs(rgb: np.ndarray, mask: np.ndarray | None = None) -> None:
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ImageError(f"expected an RGB uint8 image, got {rgb.dtype} {rgb.shape}")
     if mask is not None and mask.shape != rgb.shape[:2]:
-        raise MaskError(f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
-                        f"{rgb.shape[1]}x{rgb.shape[0]}")
+        raise MaskError(
+            f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
+            f"{rgb.shape[1]}x{rgb.shape[0]}"
+        )
 
 
 # -- geometry ---------------------------------------------------------------------------------
 
-def context_square(bbox: tuple[int, int, int, int], width: int, height: int, min_side: int,
-                   context: float = 2.0) -> Square:
+
+def context_square(
+    bbox: tuple[int, int, int, int], width: int, height: int, min_side: int, context: float = 2.0
+) -> Square:
     """A square around the mask's bounding box with room for context, kept inside the image
     where the image is large enough."""
     x0, y0, x1, y1 = bbox
@@ -218,13 +245,15 @@ def cell_edges(side: int, manifest: Manifest) -> np.ndarray:
 
 # -- parts ----------------------------------------------------------------------------------
 
-def mask_parts(manifest: Manifest, mask: np.ndarray, settings: Settings = Settings()
-               ) -> list[np.ndarray]:
+
+def mask_parts(
+    manifest: Manifest, mask: np.ndarray, settings: Settings = Settings()
+) -> list[np.ndarray]:
     """Split a mask into groups of connected parts whose context squares do not overlap.
 
     Parts are found on a coarse grid (at most 256 cells a side) so huge images stay fast; parts
     whose squares would overlap are merged and edited together, since each edit must see the
-    other's surroundings unchanged. The groups come in raster order of their first part.
+    other's surroundings unchanged. The groups come in raster order of their first pixel.
 
     The cost is near-linear in the number of parts: each part's exact bounding box comes from
     one vectorised pass over the mask, and merging works on boxes only, with the live squares
@@ -244,14 +273,17 @@ def mask_parts(manifest: Manifest, mask: np.ndarray, settings: Settings = Settin
         return [mask.copy()] if count else []
     boxes = _part_boxes(cells, labels, count, block)
     min_side = min(manifest.image_size, max(w, h))
-    groups = _merge_boxes(boxes, lambda box: context_square(box, w, h, min_side,
-                                                            settings.context),
-                          max(min_side, math.ceil(max(w, h) / 32), 1), max(w, h))
+    groups = _merge_boxes(
+        boxes,
+        lambda box: context_square(box, w, h, min_side, settings.context),
+        max(min_side, math.ceil(max(w, h) / 32), 1),
+        max(w, h),
+    )
     lut = np.zeros(count + 1, np.int32)
     for number, members in enumerate(groups, start=1):
         lut[np.asarray(members) + 1] = number
     grouped = lut[labels]
-    parts = []
+    parts, firsts = [], []
     for number, members in enumerate(groups, start=1):
         x0, y0, x1, y1 = _union_box(boxes[m] for m in members)
         # the group's coarse cells over its bounding box only: no full-image work per group
@@ -260,9 +292,12 @@ def mask_parts(manifest: Manifest, mask: np.ndarray, settings: Settings = Settin
         own = np.repeat(np.repeat(own, block, 0), block, 1)
         oy, ox = cy0 * block, cx0 * block
         part = np.zeros((h, w), bool)
-        part[y0:y1, x0:x1] = own[y0 - oy:y1 - oy, x0 - ox:x1 - ox] & mask[y0:y1, x0:x1]
+        part[y0:y1, x0:x1] = own[y0 - oy : y1 - oy, x0 - ox : x1 - ox] & mask[y0:y1, x0:x1]
         parts.append(part)
-    return parts
+        # the box is exact, so its top row holds the group's first pixel in raster order
+        firsts.append(y0 * w + x0 + int(part[y0, x0:x1].argmax()))
+    # coarse cells span several rows: order by the first pixel, not the first cell
+    return [parts[i] for i in np.argsort(firsts, kind="stable")]
 
 
 def _part_boxes(cells: np.ndarray, labels: np.ndarray, count: int, block: int) -> np.ndarray:
@@ -270,7 +305,7 @@ def _part_boxes(cells: np.ndarray, labels: np.ndarray, count: int, block: int) -
     from `cells` (the mask as [gh, block, gw, block]) in one pass."""
     gh, _, gw, _ = cells.shape
     rows = np.asarray(cells.any(axis=3)).transpose(0, 2, 1)  # [gh, gw, block]: row has a pixel
-    cols = np.asarray(cells.any(axis=1))                     # [gh, gw, block]: column has one
+    cols = np.asarray(cells.any(axis=1))  # [gh, gw, block]: column has one
     gy, gx = np.nonzero(labels)
     part = labels[gy, gx] - 1
     r, c = rows[gy, gx], cols[gy, gx]
@@ -311,26 +346,28 @@ def _merge_boxes(boxes: np.ndarray, square, cell: int, extent: int) -> list[list
     members: dict[int, list[int]] = {}
 
     def region(sq: Square) -> tuple[slice, slice]:
-        return (slice((sq.y0 + extent) // cell, (sq.y0 + sq.side - 1 + extent) // cell + 1),
-                slice((sq.x0 + extent) // cell, (sq.x0 + sq.side - 1 + extent) // cell + 1))
+        return (
+            slice((sq.y0 + extent) // cell, (sq.y0 + sq.side - 1 + extent) // cell + 1),
+            slice((sq.x0 + extent) // cell, (sq.x0 + sq.side - 1 + extent) // cell + 1),
+        )
 
-    last = -1                                      # the group the previous box went to
+    last = -1  # the group the previous box went to
     for index in range(len(boxes)):
         x0, y0, x1, y1 = (int(v) for v in boxes[index])
         box = (x0, y0, x1, y1)
         if last in live and _union_box((box, box_of[last])) == box_of[last]:
-            members[last].append(index)   # inside that group's box: its square stays
+            members[last].append(index)  # inside that group's box: its square stays
             continue
         group = [index]
         while True:
             sq = square(box)
             ids = owners[region(sq)]
-            hits = [other for other in np.unique(ids[ids >= 0]).tolist()
-                    if _overlap(sq, live[other])]
-            inside = [other for other in hits
-                      if _union_box((box, box_of[other])) == box_of[other]]
+            hits = [
+                other for other in np.unique(ids[ids >= 0]).tolist() if _overlap(sq, live[other])
+            ]
+            inside = [other for other in hits if _union_box((box, box_of[other])) == box_of[other]]
             if inside:
-                members[inside[0]] += group    # inside a group's box: its square stays
+                members[inside[0]] += group  # inside a group's box: its square stays
                 last, group = inside[0], []
                 break
             if not hits:
@@ -346,7 +383,7 @@ def _merge_boxes(boxes: np.ndarray, square, cell: int, extent: int) -> list[list
         last = index
         ids = owners[region(sq)]
         free = ids < 0
-        if not free.any(axis=-1).all():            # a crowded cell: more slots everywhere
+        if not free.any(axis=-1).all():  # a crowded cell: more slots everywhere
             owners = np.concatenate([owners, np.full_like(owners, -1)], axis=-1)
             ids = owners[region(sq)]
             free = ids < 0
@@ -355,8 +392,12 @@ def _merge_boxes(boxes: np.ndarray, square, cell: int, extent: int) -> list[list
 
 
 def _overlap(a: Square, b: Square) -> bool:
-    return (a.x0 < b.x0 + b.side and b.x0 < a.x0 + a.side
-            and a.y0 < b.y0 + b.side and b.y0 < a.y0 + a.side)
+    return (
+        a.x0 < b.x0 + b.side
+        and b.x0 < a.x0 + a.side
+        and a.y0 < b.y0 + b.side
+        and b.y0 < a.y0 + a.side
+    )
 
 
 def _label(grid: np.ndarray) -> np.ndarray:
@@ -365,7 +406,7 @@ def _label(grid: np.ndarray) -> np.ndarray:
     large blob costs one step per row, not one per pixel, and a row's runs meet the runs above
     in one merge-like walk."""
     grid = np.asarray(grid, bool)
-    runs: list[tuple[int, int, int]] = []          # (row, first col, last col)
+    runs: list[tuple[int, int, int]] = []  # (row, first col, last col)
     row_runs: list[list[int]] = []
     for y, line in enumerate(grid):
         edges = np.flatnonzero(np.diff(np.concatenate([[0], line.astype(np.int8), [0]])))
@@ -402,5 +443,5 @@ def _label(grid: np.ndarray) -> np.ndarray:
     labels = np.zeros(grid.shape, np.int32)
     numbers: dict[int, int] = {}
     for i, (y, s, e) in enumerate(runs):
-        labels[y, s:e + 1] = numbers.setdefault(root(i), len(numbers) + 1)
+        labels[y, s : e + 1] = numbers.setdefault(root(i), len(numbers) + 1)
     return labels

@@ -44,6 +44,7 @@ class HeadError(MageError):
 
 # -- images -> features -------------------------------------------------------------------------
 
+
 def preprocess(rgb: np.ndarray, size: int) -> np.ndarray:
     """uint8 [H,W,3] -> float32 [3,size,size] in [0,1]: short side to `size` (bicubic), centre
     crop (the linear-probe evaluation transform, without MAGE's extra 292/256 margin)."""
@@ -60,8 +61,12 @@ def preprocess(rgb: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0  # (3, S, S)
 
 
-def image_features(bundle, images: Iterable[np.ndarray], batch_size: int = 16,
-                   on_progress: Callable[[int], None] | None = None) -> np.ndarray:
+def image_features(
+    bundle,
+    images: Iterable[np.ndarray],
+    batch_size: int = 16,
+    on_progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
     """Features of RGB images.
 
     Args:
@@ -75,8 +80,10 @@ def image_features(bundle, images: Iterable[np.ndarray], batch_size: int = 16,
         float32 [N, D].
     """
     if not (bundle.path / "features.onnx").is_file():
-        raise BundleError(f"model '{bundle.name}' has no features.onnx, so it cannot recognise "
-                          "images (re-export it with features)")
+        raise BundleError(
+            f"model '{bundle.name}' has no features.onnx, so it cannot recognise "
+            "images (re-export it with features)"
+        )
     size, seq = bundle.manifest.image_size, bundle.manifest.seq_len
     out, batch, done = [], [], 0
 
@@ -106,8 +113,9 @@ def find_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found += sorted(f for f in p.rglob("*")
-                            if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            found += sorted(
+                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+            )
         elif p.is_file():
             found.append(p)
         else:
@@ -127,12 +135,14 @@ def labelled_folder(root: str | os.PathLike) -> tuple[list[str], list[list[Path]
             names.append(sub.name)
             files.append(images)
     if len(names) < 2:
-        raise MageError(f"{root} needs at least 2 sub-folders of images (one per class), "
-                        f"found {len(names)}")
+        raise MageError(
+            f"{root} needs at least 2 sub-folders of images (one per class), found {len(names)}"
+        )
     return names, files
 
 
 # -- heads --------------------------------------------------------------------------------------
+
 
 @dataclass
 class Head:
@@ -179,13 +189,17 @@ class Head:
         """Refuse a head made for another model; returns notices (e.g. model files changed)."""
         dim = bundle.manifest.features_dim
         if self.bundle_name and self.bundle_name != bundle.name:
-            raise HeadError(f"this head was made for model '{self.bundle_name}' "
-                            f"({self.feature_dim} features), not '{bundle.name}'"
-                            f"{f' ({dim} features)' if dim else ''}: make a new one for this "
-                            "model")
+            raise HeadError(
+                f"this head was made for model '{self.bundle_name}' "
+                f"({self.feature_dim} features), not '{bundle.name}'"
+                f"{f' ({dim} features)' if dim else ''}: make a new one for this "
+                "model"
+            )
         if dim is not None and dim != self.feature_dim:
-            raise HeadError(f"this head takes {self.feature_dim} features but model "
-                            f"'{bundle.name}' gives {dim}: make a new one for this model")
+            raise HeadError(
+                f"this head takes {self.feature_dim} features but model "
+                f"'{bundle.name}' gives {dim}: make a new one for this model"
+            )
         digest = bundle.manifest.files.get("features.onnx", "")
         if self.features_sha256 and digest and digest != self.features_sha256:
             return [f"model '{bundle.name}' changed since this head was made; results may be off"]
@@ -194,21 +208,31 @@ class Head:
     def save(self, path: str | os.PathLike) -> None:
         """Write the head as .npz atomically (temp file + rename)."""
         path = Path(path)
-        meta = {"format": HEAD_FORMAT, "format_version": HEAD_VERSION, "kind": self.kind,
-                "scale": self.scale, "bundle_name": self.bundle_name,
-                "feature_dim": self.feature_dim, "features_sha256": self.features_sha256,
-                "info": self.info}
+        meta = {
+            "format": HEAD_FORMAT,
+            "format_version": HEAD_VERSION,
+            "kind": self.kind,
+            "scale": self.scale,
+            "bundle_name": self.bundle_name,
+            "feature_dim": self.feature_dim,
+            "features_sha256": self.features_sha256,
+            "info": self.info,
+        }
         try:
             fd, tmp = temp_file_for(path)
         except OSError as e:
             raise MageError(f"cannot write {path}: {e.strerror or e}") from None
         try:
             with os.fdopen(fd, "wb") as stream:
-                np.savez(stream, weight=self.weight.astype(np.float32),
-                         bias=self.bias.astype(np.float32), mean=self.mean.astype(np.float32),
-                         std=self.std.astype(np.float32),
-                         class_names=np.array(self.class_names, dtype=str),
-                         meta=np.array(json.dumps(meta)))
+                np.savez(
+                    stream,
+                    weight=self.weight.astype(np.float32),
+                    bias=self.bias.astype(np.float32),
+                    mean=self.mean.astype(np.float32),
+                    std=self.std.astype(np.float32),
+                    class_names=np.array(self.class_names, dtype=str),
+                    meta=np.array(json.dumps(meta)),
+                )
             replace_file(tmp, path)
         except BaseException as e:
             tmp.unlink(missing_ok=True)
@@ -218,11 +242,10 @@ class Head:
 
 
 # Limits for head files: a head is untrusted input, and a small zip can claim gigabytes.
-MAX_HEAD_BYTES = 256 << 20        # the file, and all its arrays once decompressed
+MAX_HEAD_BYTES = 256 << 20  # the file, and all its arrays once decompressed
 MAX_HEAD_CLASSES = 100_000
 MAX_HEAD_FEATURES = 1 << 16
-HEAD_ARRAYS = {"weight": "f", "bias": "f", "mean": "f", "std": "f", "class_names": "U",
-               "meta": "U"}
+HEAD_ARRAYS = {"weight": "f", "bias": "f", "mean": "f", "std": "f", "class_names": "U", "meta": "U"}
 
 
 def _head_members(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -240,16 +263,23 @@ def _head_members(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
             for info in infos:
                 key = info.filename[:-4] if info.filename.endswith(".npy") else None
                 if key not in HEAD_ARRAYS or key in found:
-                    raise HeadError(f"{path} is not a classifier head (unexpected member "
-                                    f"{info.filename[:60]!r})")
+                    raise HeadError(
+                        f"{path} is not a classifier head (unexpected member "
+                        f"{info.filename[:60]!r})"
+                    )
                 total += info.file_size
                 if total > MAX_HEAD_BYTES:
-                    raise HeadError(f"{path} is damaged: its arrays would take "
-                                    f"{total >> 20} MB or more (limit {MAX_HEAD_BYTES >> 20} MB)")
+                    raise HeadError(
+                        f"{path} is damaged: its arrays would take "
+                        f"{total >> 20} MB or more (limit {MAX_HEAD_BYTES >> 20} MB)"
+                    )
                 with z.open(info) as member:
                     version = np.lib.format.read_magic(member)
-                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                            else np.lib.format.read_array_header_2_0)
+                    read = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
                     shape, _, dtype = read(member, max_header_size=10000)
                 if dtype.hasobject or dtype.kind != HEAD_ARRAYS[key]:
                     raise HeadError(f"{path} is damaged: '{key}' holds {dtype} data")
@@ -258,8 +288,16 @@ def _head_members(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
                 found[key] = (tuple(shape), dtype)
     except HeadError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError,
-            SyntaxError, TypeError, RuntimeError) as e:
+    except (
+        OSError,
+        ValueError,
+        EOFError,
+        zipfile.BadZipFile,
+        NotImplementedError,
+        SyntaxError,
+        TypeError,
+        RuntimeError,
+    ) as e:
         raise HeadError(f"{path} is not a classifier head ({type(e).__name__})") from None
     missing = sorted(set(HEAD_ARRAYS) - set(found))
     if missing:
@@ -283,10 +321,16 @@ def load_head(path: str | os.PathLike) -> Head:
     shapes = _head_members(path)
     c = shapes["class_names"][0]
     d = shapes["mean"][0]
-    if (len(shapes["class_names"][0]) != 1 or len(shapes["mean"][0]) != 1
-            or shapes["meta"][0] != () or shapes["weight"][0] != (c[0], d[0])
-            or shapes["bias"][0] != c or shapes["std"][0] != d
-            or not 2 <= c[0] <= MAX_HEAD_CLASSES or not 1 <= d[0] <= MAX_HEAD_FEATURES):
+    if (
+        len(shapes["class_names"][0]) != 1
+        or len(shapes["mean"][0]) != 1
+        or shapes["meta"][0] != ()
+        or shapes["weight"][0] != (c[0], d[0])
+        or shapes["bias"][0] != c
+        or shapes["std"][0] != d
+        or not 2 <= c[0] <= MAX_HEAD_CLASSES
+        or not 1 <= d[0] <= MAX_HEAD_FEATURES
+    ):
         raise HeadError(f"{path} is damaged: its arrays do not fit together")
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -305,19 +349,31 @@ def load_head(path: str | os.PathLike) -> Head:
         raise HeadError(f"{path} is a newer head format than this app understands; update it")
     scale = meta.get("scale", 1.0)
     text_fields = [meta.get(k, "") for k in ("bundle_name", "features_sha256")]
-    if (meta.get("kind") not in ("linear", "centroid")
-            or not isinstance(scale, (int, float)) or isinstance(scale, bool)
-            or not np.isfinite(scale) or not all(isinstance(t, str) for t in text_fields)
-            or not isinstance(meta.get("info", {}), dict)):
+    if (
+        meta.get("kind") not in ("linear", "centroid")
+        or not isinstance(scale, (int, float))
+        or isinstance(scale, bool)
+        or not np.isfinite(scale)
+        or not all(isinstance(t, str) for t in text_fields)
+        or not isinstance(meta.get("info", {}), dict)
+    ):
         raise HeadError(f"{path} is damaged: its description has fields of the wrong kind")
     names = [str(n) for n in arrays["class_names"]]
     numbers = [arrays[k] for k in ("weight", "bias", "mean", "std")]
     if not all(np.isfinite(a).all() for a in numbers) or not (arrays["std"] > 0).all():
         raise HeadError(f"{path} is damaged: it holds NaN, infinite or zero-spread values")
-    return Head(kind=meta["kind"], class_names=names, weight=arrays["weight"],
-                bias=arrays["bias"], mean=arrays["mean"], std=arrays["std"],
-                scale=float(scale), bundle_name=text_fields[0],
-                features_sha256=text_fields[1], info=meta.get("info", {}))
+    return Head(
+        kind=meta["kind"],
+        class_names=names,
+        weight=arrays["weight"],
+        bias=arrays["bias"],
+        mean=arrays["mean"],
+        std=arrays["std"],
+        scale=float(scale),
+        bundle_name=text_fields[0],
+        features_sha256=text_fields[1],
+        info=meta.get("info", {}),
+    )
 
 
 def topk(head: Head, probs: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
@@ -325,8 +381,10 @@ def topk(head: Head, probs: np.ndarray, k: int = 5) -> list[list[tuple[str, floa
     probs = np.atleast_2d(probs)
     k = max(1, min(k, probs.shape[1]))
     order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    return [[(head.class_names[j], float(row[j])) for j in idx]
-            for row, idx in zip(probs, order, strict=True)]
+    return [
+        [(head.class_names[j], float(row[j])) for j in idx]
+        for row, idx in zip(probs, order, strict=True)
+    ]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -338,11 +396,14 @@ def bundle_identity(bundle) -> dict:
     """The keyword arguments that tie a head to `bundle`."""
     if bundle is None:
         return {}
-    return {"bundle_name": bundle.name,
-            "features_sha256": bundle.manifest.files.get("features.onnx", "")}
+    return {
+        "bundle_name": bundle.name,
+        "features_sha256": bundle.manifest.files.get("features.onnx", ""),
+    }
 
 
 # -- fitting ------------------------------------------------------------------------------------
+
 
 def standardiser(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std per feature (BatchNorm without affine); std floored so constant features do
@@ -353,8 +414,9 @@ def standardiser(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def split_indices(labels: np.ndarray, val_fraction: float,
-                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(
+    labels: np.ndarray, val_fraction: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic stratified split -> (train, held-out) indices; every class keeps at least
     one training example and, when it has 2 or more and val_fraction > 0, one held out."""
     rng = np.random.default_rng(seed)
@@ -380,9 +442,17 @@ def _check_xy(features, labels, class_names) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _adam_softmax(z: np.ndarray, y: np.ndarray, n_classes: int, epochs: int, lr: float,
-                  weight_decay: float, batch_size: int | None, seed: int,
-                  on_epoch: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _adam_softmax(
+    z: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+    batch_size: int | None,
+    seed: int,
+    on_epoch: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Softmax regression by Adam (decoupled weight decay, cosine lr) on standardised z."""
     rng = np.random.default_rng(seed)
     n, d = z.shape
@@ -397,7 +467,7 @@ def _adam_softmax(z: np.ndarray, y: np.ndarray, n_classes: int, epochs: int, lr:
     for epoch in range(epochs):
         order = rng.permutation(n) if bs < n else np.arange(n)
         for s in range(0, n, bs):
-            idx = order[s:s + bs]
+            idx = order[s : s + bs]
             p = softmax(z[idx] @ w.T + b)  # (B, C)
             g = (p - onehot[idx]) / len(idx)
             grads = [g.T @ z[idx], g.sum(axis=0)]
@@ -406,7 +476,7 @@ def _adam_softmax(z: np.ndarray, y: np.ndarray, n_classes: int, epochs: int, lr:
             for i, (param, grad) in enumerate(zip((w, b), grads, strict=True)):
                 m[i] = 0.9 * m[i] + 0.1 * grad
                 v[i] = 0.999 * v[i] + 0.001 * grad * grad
-                mhat, vhat = m[i] / (1 - 0.9 ** t), v[i] / (1 - 0.999 ** t)
+                mhat, vhat = m[i] / (1 - 0.9**t), v[i] / (1 - 0.999**t)
                 param -= step_lr * mhat / (np.sqrt(vhat) + 1e-8)
             w -= step_lr * weight_decay * w  # decoupled decay, weights only
         if on_epoch:
@@ -420,10 +490,19 @@ def accuracy(head: Head, features: np.ndarray, labels: np.ndarray) -> float:
     return float((head.predict(features) == np.asarray(labels)).mean())
 
 
-def fit_linear_probe(features: np.ndarray, labels: np.ndarray, class_names: Sequence[str], *,
-                     epochs: int = 100, lr: float = 0.01, weight_decay: float = 1e-4,
-                     batch_size: int | None = 256, seed: int = 0, bundle=None,
-                     on_epoch: Callable[[int], None] | None = None) -> Head:
+def fit_linear_probe(
+    features: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    epochs: int = 100,
+    lr: float = 0.01,
+    weight_decay: float = 1e-4,
+    batch_size: int | None = 256,
+    seed: int = 0,
+    bundle=None,
+    on_epoch: Callable[[int], None] | None = None,
+) -> Head:
     """Linear probe: standardise (train mean/std), softmax classifier by Adam + weight decay.
 
     Args:
@@ -442,11 +521,25 @@ def fit_linear_probe(features: np.ndarray, labels: np.ndarray, class_names: Sequ
     if epochs < 1:
         raise MageError("--epochs must be at least 1")
     mean, std = standardiser(x)
-    w, b = _adam_softmax((x - mean) / std, y, len(class_names), epochs, lr, weight_decay,
-                         batch_size, seed, on_epoch)
-    head = Head("linear", list(class_names), w, b, mean, std, **bundle_identity(bundle),
-                info={"method": "linear probe", "epochs": epochs, "lr": lr,
-                      "weight_decay": weight_decay, "train_size": int(len(y))})
+    w, b = _adam_softmax(
+        (x - mean) / std, y, len(class_names), epochs, lr, weight_decay, batch_size, seed, on_epoch
+    )
+    head = Head(
+        "linear",
+        list(class_names),
+        w,
+        b,
+        mean,
+        std,
+        **bundle_identity(bundle),
+        info={
+            "method": "linear probe",
+            "epochs": epochs,
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "train_size": int(len(y)),
+        },
+    )
     head.info["train_accuracy"] = accuracy(head, x, y)
     return head
 
@@ -464,22 +557,45 @@ def fit_centroid(features, labels, class_names, temperature: float = 0.1, bundle
             cent[c] = mu / max(float(np.linalg.norm(mu)), 1e-12)
     # A class with no example gets a zero centroid (similarity 0) and a large negative bias.
     bias = np.where(np.bincount(y, minlength=len(class_names)) > 0, 0.0, -1e4).astype(np.float32)
-    return Head("centroid", list(class_names), cent, bias, mean, std, scale=1.0 / temperature,
-                **bundle_identity(bundle), info={"method": "few-shot centroid",
-                                                 "temperature": temperature})
+    return Head(
+        "centroid",
+        list(class_names),
+        cent,
+        bias,
+        mean,
+        std,
+        scale=1.0 / temperature,
+        **bundle_identity(bundle),
+        info={"method": "few-shot centroid", "temperature": temperature},
+    )
 
 
 def fit_logistic(features, labels, class_names, bundle=None, seed: int = 0) -> Head:
     """Few-shot logistic regression: full batch, strong weight decay (few examples)."""
-    head = fit_linear_probe(features, labels, class_names, epochs=200, lr=0.01,
-                            weight_decay=0.05, batch_size=None, seed=seed, bundle=bundle)
+    head = fit_linear_probe(
+        features,
+        labels,
+        class_names,
+        epochs=200,
+        lr=0.01,
+        weight_decay=0.05,
+        batch_size=None,
+        seed=seed,
+        bundle=bundle,
+    )
     head.info["method"] = "few-shot logistic regression"
     return head
 
 
-def leave_one_out_accuracy(features, labels, class_names, kind: str = "centroid",
-                           temperature: float = 0.1, folds: int | None = None,
-                           seed: int = 0) -> float:
+def leave_one_out_accuracy(
+    features,
+    labels,
+    class_names,
+    kind: str = "centroid",
+    temperature: float = 0.1,
+    folds: int | None = None,
+    seed: int = 0,
+) -> float:
     """Held-out accuracy of refitting without each example (or each of `folds` stratified folds);
     standardisation is refitted too, so nothing about the held-out example leaks."""
     x, y = _check_xy(features, labels, class_names)
@@ -505,8 +621,16 @@ def leave_one_out_accuracy(features, labels, class_names, kind: str = "centroid"
     return correct / n
 
 
-def fit_fewshot(features, labels, class_names, *, kind: str = "auto", temperature: float = 0.1,
-                seed: int = 0, bundle=None) -> Head:
+def fit_fewshot(
+    features,
+    labels,
+    class_names,
+    *,
+    kind: str = "auto",
+    temperature: float = 0.1,
+    seed: int = 0,
+    bundle=None,
+) -> Head:
     """Few-shot classifier from K examples per class.
 
     kind "centroid" | "logistic" | "auto": auto uses the centroid head, and with at least 5
@@ -524,8 +648,9 @@ def fit_fewshot(features, labels, class_names, *, kind: str = "auto", temperatur
     scores = {}
     if kind == "auto" and k_min >= 5:
         for option in ("centroid", "logistic"):
-            scores[option] = leave_one_out_accuracy(x, y, class_names, option, temperature,
-                                                    folds=5, seed=seed)
+            scores[option] = leave_one_out_accuracy(
+                x, y, class_names, option, temperature, folds=5, seed=seed
+            )
         kind = "logistic" if scores["logistic"] > scores["centroid"] else "centroid"
     elif kind == "auto":
         kind = "centroid"
@@ -533,14 +658,16 @@ def fit_fewshot(features, labels, class_names, *, kind: str = "auto", temperatur
         head = fit_centroid(x, y, class_names, temperature, bundle)
     else:
         head = fit_logistic(x, y, class_names, bundle, seed)
-    head.info.update({"shots": k_min, "train_size": int(len(y)),
-                      "train_accuracy": accuracy(head, x, y)})
+    head.info.update(
+        {"shots": k_min, "train_size": int(len(y)), "train_accuracy": accuracy(head, x, y)}
+    )
     if scores:
         head.info["cv_accuracy"] = scores
     return head
 
 
 # -- heads stored in a bundle ------------------------------------------------------------------
+
 
 def store_in_bundle(bundle, head, name: str) -> Path:
     """Write `head` as heads/NAME.npz in the bundle folder and list it in the manifest (first
@@ -551,8 +678,9 @@ def store_in_bundle(bundle, head, name: str) -> Path:
     manifest = read_manifest(bundle.path, verify_hashes=True)  # never bless a damaged file
     rel = f"heads/{name}.npz"
     if (bundle.path / "heads").is_symlink():
-        raise OutputError(f"{bundle.path / 'heads'} is a symbolic link: refusing to write "
-                          "through it")
+        raise OutputError(
+            f"{bundle.path / 'heads'} is a symbolic link: refusing to write through it"
+        )
     try:
         (bundle.path / "heads").mkdir(exist_ok=True)
         head.save(bundle.path / rel)
@@ -560,8 +688,9 @@ def store_in_bundle(bundle, head, name: str) -> Path:
         manifest.files[rel] = ""
         write_manifest(bundle.path, manifest)
     except OSError as e:
-        raise OutputError(f"cannot write into model folder {bundle.path}: "
-                          f"{e.strerror or e}") from None
+        raise OutputError(
+            f"cannot write into model folder {bundle.path}: {e.strerror or e}"
+        ) from None
     bundle.manifest.heads = manifest.heads
     bundle.manifest.files = manifest.files
     return bundle.path / rel
@@ -580,9 +709,9 @@ def bundle_head(bundle, name: str | None = None):
         raise HeadError(
             f"model '{bundle.name}' has no classifier: make one with `python main.py probe "
             "--data DIR --into-bundle` (a folder with one sub-folder per class), or `python "
-            "main.py fewshot --data DIR -o HEAD.npz` and pass --head HEAD.npz")
+            "main.py fewshot --data DIR -o HEAD.npz` and pass --head HEAD.npz"
+        )
     name = name or next(iter(heads))
     if name not in heads:
-        raise HeadError(f"model '{bundle.name}' has no head '{name}' "
-                        f"(heads: {', '.join(heads)})")
+        raise HeadError(f"model '{bundle.name}' has no head '{name}' (heads: {', '.join(heads)})")
     return load_head(bundle.path / heads[name])

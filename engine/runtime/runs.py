@@ -46,10 +46,12 @@ SIDES = ("left", "right", "top", "bottom")
 
 # -- requests -------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True, eq=False)
 class Edit:
     """Refill the plan's parts of `rgb` (uint8 [H,W,3]); a class fill when the settings name
     a class. The plan is the one the editor drew (`plan.plan_edit`)."""
+
     rgb: np.ndarray
     plan: EditPlan
 
@@ -58,6 +60,7 @@ class Edit:
 class Reroll:
     """Re-mask the `count` least confident tokens of one candidate of a finished one-square
     edit and decode them again."""
+
     previous: RunResult
     candidate: int
     count: int
@@ -72,6 +75,7 @@ class Generate:
 class Extend:
     """Grow the canvas on one side by `cells` tokens (at the scale of a square as tall/wide
     as the image's shorter side) and fill the new strip."""
+
     rgb: np.ndarray
     side: str
     cells: int
@@ -82,27 +86,29 @@ Request = Edit | Reroll | Generate | Extend
 
 # -- what a run yields and returns ----------------------------------------------------------
 
+
 @dataclass(frozen=True, eq=False)
 class Step:
-    step: int                    # 1-based steps done in the whole run
+    step: int  # 1-based steps done in the whole run
     total: int
-    remaining: int               # tokens still unknown in the first candidate (all parts)
+    remaining: int  # tokens still unknown in the first candidate (all parts)
     preview: Patch | None = None  # the first candidate so far, crop-local
 
 
 @dataclass(frozen=True, eq=False)
 class Candidate:
     seed: int
-    patch: Patch                 # crop-local (parts: their union box); canvas runs: whole image
+    patch: Patch  # crop-local (parts: their union box); canvas runs: whole image
 
 
 @dataclass
 class Fill:
     """A context square prepared for the model."""
+
     part: Part
-    crop: np.ndarray             # uint8 [h,w,3] the image over part.box
-    model_pixels: np.ndarray     # float32 [3,S,S] the square at model size
-    shape: tuple[int, int]       # (height, width) of the image
+    crop: np.ndarray  # uint8 [h,w,3] the image over part.box
+    model_pixels: np.ndarray  # float32 [3,S,S] the square at model size
+    shape: tuple[int, int]  # (height, width) of the image
     tokens: np.ndarray | None = None  # int64 [N] input tokens once encoded (mask ids set)
 
     @property
@@ -123,13 +129,13 @@ class Fill:
 
 @dataclass(eq=False)
 class RunResult:
-    kind: str                    # "edit", "reroll", "generate", "extend"
+    kind: str  # "edit", "reroll", "generate", "extend"
     candidates: list[Candidate]
     settings: Settings
-    tokens: np.ndarray           # int64 [B,N] final tokens (of the last square)
-    confidence: np.ndarray       # float32 [B,N]
+    tokens: np.ndarray  # int64 [B,N] final tokens (of the last square)
+    confidence: np.ndarray  # float32 [B,N]
     history: list[np.ndarray] = field(default_factory=list)  # int64 [B,N] after each step
-    fill: Fill | None = None     # one-square edits: what re-rolls and the step scrubber use
+    fill: Fill | None = None  # one-square edits: what re-rolls and the step scrubber use
     plan: EditPlan | None = None
     base: np.ndarray | None = None  # the image the patches go over (edits)
     seconds: float = 0.0
@@ -155,8 +161,14 @@ class RunResult:
 RunGen = Generator[Step, None, RunResult]
 
 
-def run(bundle: Bundle, request: Request, settings: Settings = Settings(), *,
-        preview_interval: float = 0.25, clock: Callable[[], float] = time.monotonic) -> RunGen:
+def run(
+    bundle: Bundle,
+    request: Request,
+    settings: Settings = Settings(),
+    *,
+    preview_interval: float = 0.25,
+    clock: Callable[[], float] = time.monotonic,
+) -> RunGen:
     """The one run generator (see the module docstring). Raises MaskError/ValueError for a
     request it cannot run, before any model work."""
     started = clock()
@@ -186,12 +198,23 @@ def run_to_end(gen: RunGen, on_step: Callable[[Step], None] | None = None) -> Ru
             on_step(step)
 
 
-def edit_image(bundle: Bundle, rgb: np.ndarray, mask: np.ndarray,
-               settings: Settings = Settings(), on_step: Callable[[Step], None] | None = None
-               ) -> RunResult:
+def edit_image(
+    bundle: Bundle,
+    rgb: np.ndarray,
+    mask: np.ndarray,
+    settings: Settings = Settings(),
+    on_step: Callable[[Step], None] | None = None,
+) -> RunResult:
     """Plan and run an edit of `mask` (bool [H,W]) in one call."""
-    return run_to_end(run(bundle, Edit(rgb, plan_or_raise(bundle.manifest, rgb, mask, settings)),
-                          settings, preview_interval=math.inf), on_step)
+    return run_to_end(
+        run(
+            bundle,
+            Edit(rgb, plan_or_raise(bundle.manifest, rgb, mask, settings)),
+            settings,
+            preview_interval=math.inf,
+        ),
+        on_step,
+    )
 
 
 def plan_or_raise(manifest, rgb: np.ndarray, mask: np.ndarray, settings: Settings) -> EditPlan:
@@ -226,13 +249,16 @@ def decode_images(bundle: Bundle, tokens: np.ndarray) -> np.ndarray:
 
 # -- modes ----------------------------------------------------------------------------------
 
+
 def _edit(bundle: Bundle, request: Edit, settings: Settings, previews: _Previews) -> RunGen:
     rgb, plan = request.rgb, request.plan
     check_inputs(rgb)
     if (plan.height, plan.width) != rgb.shape[:2]:
-        raise MaskError(f"the plan is for a {plan.width}x{plan.height} image but the image is "
-                        f"{rgb.shape[1]}x{rgb.shape[0]}")
-    if plan.settings_key != plan_key(settings):   # options changed since it was drawn
+        raise MaskError(
+            f"the plan is for a {plan.width}x{plan.height} image but the image is "
+            f"{rgb.shape[1]}x{rgb.shape[0]}"
+        )
+    if plan.settings_key != plan_key(settings):  # options changed since it was drawn
         plan = plan_or_raise(bundle.manifest, rgb, plan.mask, settings)
     plan.check()
     fills = [prepare_fill(bundle.manifest, rgb, part) for part in plan.parts]
@@ -242,49 +268,86 @@ def _edit(bundle: Bundle, request: Edit, settings: Settings, previews: _Previews
     last: DecodeStep | None = None
     history: list[np.ndarray] = []
     for k, fill in enumerate(fills):
-        later = sum(f.part.masked_count for f in fills[k + 1:])
+        later = sum(f.part.masked_count for f in fills[k + 1 :])
         last, history, patches = yield from _run_fill(
-            bundle, fill, encode_fill(bundle, fill, settings), settings, previews,
-            _Progress(done, total, later))
+            bundle,
+            fill,
+            encode_fill(bundle, fill, settings),
+            settings,
+            previews,
+            _Progress(done, total, later),
+        )
         done += fill.part.run_steps
         per_part.append(patches)
-    assert last is not None   # a plan has at least one part
-    candidates = [Candidate(seed, _merge(rgb, [p[i] for p in per_part]))
-                  for i, seed in enumerate(settings.seeds)]
+    assert last is not None  # a plan has at least one part
+    candidates = [
+        Candidate(seed, _merge(rgb, [p[i] for p in per_part]))
+        for i, seed in enumerate(settings.seeds)
+    ]
     one = len(fills) == 1
-    return RunResult("edit", candidates, settings, last.tokens, last.confidence,
-                     history if one else [], fills[0] if one else None, plan, rgb,
-                     extra={} if one else {"parts": len(fills)})
+    return RunResult(
+        "edit",
+        candidates,
+        settings,
+        last.tokens,
+        last.confidence,
+        history if one else [],
+        fills[0] if one else None,
+        plan,
+        rgb,
+        extra={} if one else {"parts": len(fills)},
+    )
 
 
-def _reroll(bundle: Bundle, request: Reroll, settings: Settings, previews: _Previews
-            ) -> RunGen:
+def _reroll(bundle: Bundle, request: Reroll, settings: Settings, previews: _Previews) -> RunGen:
     prev, c = request.previous, request.candidate
     if prev.fill is None:
         raise MaskError("re-roll needs a finished one-square refill to work on")
     fill = prev.fill
-    start = reroll_least_confident(prev.tokens[c:c + 1], prev.confidence[c:c + 1],
-                                   request.count, bundle.manifest.mask_token_id,
-                                   region=fill.part.token_mask.reshape(-1))
+    start = reroll_least_confident(
+        prev.tokens[c : c + 1],
+        prev.confidence[c : c + 1],
+        request.count,
+        bundle.manifest.mask_token_id,
+        region=fill.part.token_mask.reshape(-1),
+    )
     masked = int((start == bundle.manifest.mask_token_id).sum())
     last, history, patches = yield from _run_fill(
-        bundle, fill, start, settings, previews,
-        _Progress(0, _run_steps(bundle.manifest, settings, masked), 0))
-    candidates = [Candidate(seed, patch) for seed, patch in zip(settings.seeds, patches,
-                                                                 strict=True)]
-    return RunResult("reroll", candidates, settings, last.tokens, last.confidence, history,
-                     fill, prev.plan, prev.base)
+        bundle,
+        fill,
+        start,
+        settings,
+        previews,
+        _Progress(0, _run_steps(bundle.manifest, settings, masked), 0),
+    )
+    candidates = [
+        Candidate(seed, patch) for seed, patch in zip(settings.seeds, patches, strict=True)
+    ]
+    return RunResult(
+        "reroll",
+        candidates,
+        settings,
+        last.tokens,
+        last.confidence,
+        history,
+        fill,
+        prev.plan,
+        prev.base,
+    )
 
 
 def _generate(bundle: Bundle, settings: Settings, previews: _Previews) -> RunGen:
     m = bundle.manifest
     tokens = np.full((len(settings.seeds), m.seq_len), m.mask_token_id, np.int64)
     progress = _Progress(0, _run_steps(m, settings, m.seq_len), 0)
-    last, history = yield from _decode_steps(bundle, tokens, settings, previews, progress,
-                                             lambda squares: Patch(0, 0, squares[0]))
+    last, history = yield from _decode_steps(
+        bundle, tokens, settings, previews, progress, lambda squares: Patch(0, 0, squares[0])
+    )
     images = decode_images(bundle, last.tokens)
-    candidates = [Candidate(seed, Patch(0, 0, image))
-                  for seed, image in zip(settings.seeds, images, strict=True)]
+    candidates = [
+        Candidate(seed, Patch(0, 0, image))
+        for seed, image in zip(settings.seeds, images, strict=True)
+    ]
     return RunResult("generate", candidates, settings, last.tokens, last.confidence, history)
 
 
@@ -307,7 +370,7 @@ def _extend(bundle: Bundle, request: Extend, settings: Settings) -> RunGen:
     if strip >= side_px:
         raise MaskError(f"extend by fewer than {m.grid[1]} tokens")
     tops = _tile_starts(h, side_px)
-    steps = _run_steps(m, settings, m.seq_len)    # the most one tile takes
+    steps = _run_steps(m, settings, m.seq_len)  # the most one tile takes
     progress = _Progress(0, steps * len(tops) * len(settings.seeds), 0)
     candidates: list[Candidate] = []
     last: DecodeStep | None = None
@@ -321,15 +384,22 @@ def _extend(bundle: Bundle, request: Extend, settings: Settings) -> RunGen:
             part = plan_square(m, painted, Square(w + strip - side_px, top, side_px), one)
             fill = prepare_fill(m, canvas, part)
             last, history, patches = yield from _run_fill(
-                bundle, fill, encode_fill(bundle, fill, one), one, _Previews(math.inf),
-                progress)
+                bundle, fill, encode_fill(bundle, fill, one), one, _Previews(math.inf), progress
+            )
             progress.done += part.run_steps
             patches[0].paste(canvas)
-            painted[top:top + side_px, w:] = False
+            painted[top : top + side_px, w:] = False
         candidates.append(Candidate(seed, Patch(0, 0, np.rot90(canvas, -turns).copy())))
     assert last is not None
-    return RunResult("extend", candidates, settings, last.tokens, last.confidence, history,
-                     extra={"side": side, "cells": cells})
+    return RunResult(
+        "extend",
+        candidates,
+        settings,
+        last.tokens,
+        last.confidence,
+        history,
+        extra={"side": side, "cells": cells},
+    )
 
 
 def _merge(rgb: np.ndarray, patches: list[Patch]) -> Patch:
@@ -354,6 +424,7 @@ def _tile_starts(extent: int, side: int) -> list[int]:
 
 # -- one fill -------------------------------------------------------------------------------
 
+
 def prepare_fill(manifest, rgb: np.ndarray, part: Part) -> Fill:
     """Cut the part's context square (edge pixels repeated past the border) at model size."""
     x0, y0, x1, y1 = part.box
@@ -369,8 +440,13 @@ def encode_fill(bundle: Bundle, fill: Fill, settings: Settings) -> np.ndarray:
     if fill.tokens is None:
         speed, part = settings.speed, fill.part
         if speed.reuse_tokens:
-            tokens = encode_with_reuse(bundle, fill.model_pixels, part.model_mask,
-                                       speed.encode_margin, crop=speed.crop_encode).reshape(-1)
+            tokens = encode_with_reuse(
+                bundle,
+                fill.model_pixels,
+                part.model_mask,
+                speed.encode_margin,
+                crop=speed.crop_encode,
+            ).reshape(-1)
         else:
             tokens = bundle.encode(fill.model_image[None])[0].reshape(-1)
         tokens[part.token_mask.reshape(-1)] = bundle.manifest.mask_token_id
@@ -378,25 +454,41 @@ def encode_fill(bundle: Bundle, fill: Fill, settings: Settings) -> np.ndarray:
     return fill.tokens
 
 
-def _run_fill(bundle: Bundle, fill: Fill, start: np.ndarray, settings: Settings,
-              previews: _Previews, progress: _Progress
-              ) -> Generator[Step, None, tuple[DecodeStep, list[np.ndarray], list[Patch]]]:
+def _run_fill(
+    bundle: Bundle,
+    fill: Fill,
+    start: np.ndarray,
+    settings: Settings,
+    previews: _Previews,
+    progress: _Progress,
+) -> Generator[Step, None, tuple[DecodeStep, list[np.ndarray], list[Patch]]]:
     start = np.broadcast_to(start, (len(settings.seeds), start.shape[-1])).copy()
     last, history = yield from _decode_steps(
-        bundle, start, settings, previews, progress,
-        lambda squares: compose_fill(bundle, fill, squares, settings)[0])
+        bundle,
+        start,
+        settings,
+        previews,
+        progress,
+        lambda squares: compose_fill(bundle, fill, squares, settings)[0],
+    )
     if settings.speed.region_decode:
         background = (fill.model_pixels.transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
-        squares = decode_region(bundle, last.tokens, fill.part.token_mask,
-                                settings.speed.decode_margin, background)
+        squares = decode_region(
+            bundle, last.tokens, fill.part.token_mask, settings.speed.decode_margin, background
+        )
     else:
         squares = decode_images(bundle, last.tokens)
     return last, history, compose_fill(bundle, fill, squares, settings)
 
 
-def _decode_steps(bundle: Bundle, start: np.ndarray, settings: Settings, previews: _Previews,
-                  progress: _Progress, preview_of: Callable[[np.ndarray], Patch]
-                  ) -> Generator[Step, None, tuple[DecodeStep, list[np.ndarray]]]:
+def _decode_steps(
+    bundle: Bundle,
+    start: np.ndarray,
+    settings: Settings,
+    previews: _Previews,
+    progress: _Progress,
+    preview_of: Callable[[np.ndarray], Patch],
+) -> Generator[Step, None, tuple[DecodeStep, list[np.ndarray]]]:
     """The decoding loop of one square: a `Step` per decoding step, with a preview of the
     first candidate (`preview_of` its decoded square, uint8 [1,S,S,3]) when one is due.
     Returns the last step and the tokens after every step."""
@@ -409,15 +501,17 @@ def _decode_steps(bundle: Bundle, start: np.ndarray, settings: Settings, preview
         if previews.due(step):
             preview = preview_of(decode_images(bundle, step.candidates[:1]))
         yield progress.step(step, preview)
-    assert last is not None   # a run has at least one step
+    assert last is not None  # a run has at least one step
     return last, history
 
 
-def compose_fill(bundle: Bundle, fill: Fill, squares: np.ndarray, settings: Settings
-                 ) -> list[Patch]:
+def compose_fill(
+    bundle: Bundle, fill: Fill, squares: np.ndarray, settings: Settings
+) -> list[Patch]:
     """Decoded squares (uint8 [B,S,S,3]) of a fill -> one crop-local patch each."""
-    return compose_squares(bundle.manifest, fill.part, fill.crop, fill.model_pixels, squares,
-                           settings, fill.shape)
+    return compose_squares(
+        bundle.manifest, fill.part, fill.crop, fill.model_pixels, squares, settings, fill.shape
+    )
 
 
 def _decode(bundle: Bundle, tokens: np.ndarray, settings: Settings) -> Iterator[DecodeStep]:
@@ -427,10 +521,16 @@ def _decode(bundle: Bundle, tokens: np.ndarray, settings: Settings) -> Iterator[
     class_id = bundle.manifest.class_id(s.class_name) if s.class_name else None
     model = transformer_session_name(bundle, s.speed)
     fn = bundle.tokens_to_logits(class_id, s.guidance, model=model)
-    return iterative_decode(tokens, fn, mask_token_id=bundle.manifest.mask_token_id,
-                            steps=s.steps, choice_temperature=s.temperature,
-                            rngs=make_rngs(s.seeds), start_step=s.start_step,
-                            sample_temperature=s.sample_temperature)
+    return iterative_decode(
+        tokens,
+        fn,
+        mask_token_id=bundle.manifest.mask_token_id,
+        steps=s.steps,
+        choice_temperature=s.temperature,
+        rngs=make_rngs(s.seeds),
+        start_step=s.start_step,
+        sample_temperature=s.sample_temperature,
+    )
 
 
 def _run_steps(manifest, settings: Settings, masked: int) -> int:
@@ -456,15 +556,28 @@ class _Previews:
 
 @dataclass
 class _Progress:
-    done: int          # steps of earlier squares
+    done: int  # steps of earlier squares
     total: int
-    later: int         # tokens of later squares, still unknown
+    later: int  # tokens of later squares, still unknown
 
     def step(self, step: DecodeStep, preview: Patch | None) -> Step:
         n = self.done + step.step + 1
         return Step(n, max(self.total, n), int(step.remaining[0]) + self.later, preview)
 
 
-__all__: Sequence[str] = ("SIDES", "Candidate", "Edit", "Extend", "Fill", "Generate", "Reroll",
-                          "RunResult", "Step", "decode_images", "edit_image", "run",
-                          "run_to_end", "step_image")
+__all__: Sequence[str] = (
+    "SIDES",
+    "Candidate",
+    "Edit",
+    "Extend",
+    "Fill",
+    "Generate",
+    "Reroll",
+    "RunResult",
+    "Step",
+    "decode_images",
+    "edit_image",
+    "run",
+    "run_to_end",
+    "step_image",
+)

@@ -42,8 +42,9 @@ def session_options() -> ort.SessionOptions:
     return opts
 
 
-def create_session(path: str | os.PathLike, device: str = "auto") -> tuple[ort.InferenceSession,
-                                                                            str | None]:
+def create_session(
+    path: str | os.PathLike, device: str = "auto"
+) -> tuple[ort.InferenceSession, str | None]:
     """Open one ONNX file. Returns (session, notice) where notice says why CUDA was not used."""
     if device not in DEVICES:
         raise BundleError(f"unknown device '{device}' (use one of {', '.join(DEVICES)})")
@@ -54,8 +55,10 @@ def create_session(path: str | os.PathLike, device: str = "auto") -> tuple[ort.I
         sess = _open(path, ["CUDAExecutionProvider", "CPUExecutionProvider"])
         if "CUDAExecutionProvider" in sess.get_providers():
             return sess, None
-        notice = ("CUDA is not usable here (GPU, driver or CUDA/cuDNN runtime missing): "
-                  "running on the CPU")
+        notice = (
+            "CUDA is not usable here (GPU, driver or CUDA/cuDNN runtime missing): "
+            "running on the CPU"
+        )
         if device == "cuda":
             notice += "; install the 'cuda' extra for the CUDA runtime libraries"
         return sess, notice
@@ -64,12 +67,13 @@ def create_session(path: str | os.PathLike, device: str = "auto") -> tuple[ort.I
 
 def _open(path, providers) -> ort.InferenceSession:
     try:
-        return ort.InferenceSession(str(path), sess_options=session_options(),
-                                    providers=providers)
+        return ort.InferenceSession(str(path), sess_options=session_options(), providers=providers)
     except Exception as e:  # onnxruntime raises several private exception types
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise BundleError(f"model file {os.path.basename(str(path))} cannot be loaded "
-                          f"(damaged or truncated?): {first[:200]}") from None
+        raise BundleError(
+            f"model file {os.path.basename(str(path))} cannot be loaded "
+            f"(damaged or truncated?): {first[:200]}"
+        ) from None
 
 
 def provider_name(sess: ort.InferenceSession) -> str:

@@ -14,20 +14,21 @@ from engine.runtime.speed import EXACT, Speed, scaled_steps
 @dataclass(frozen=True)
 class Settings:
     """What the user chose; None means the bundle's default."""
+
     steps: int | None = None
     temperature: float | None = None
-    seeds: tuple[int, ...] = (0,)        # one candidate per seed
-    ring: int = 1                        # extra token ring around the touched tokens
-    coverage: float = 0.0                # fraction of a token's pixels needed to mask it
-    feather: float | None = None         # px at image scale; None = 3/4 of a token
+    seeds: tuple[int, ...] = (0,)  # one candidate per seed
+    ring: int = 1  # extra token ring around the touched tokens
+    coverage: float = 0.0  # fraction of a token's pixels needed to mask it
+    feather: float | None = None  # px at image scale; None = 3/4 of a token
     start_step: int = 0
-    class_name: str | None = None        # "fill as class X" / class-conditional generation
-    guidance: float = 0.0                # classifier-free guidance strength (class models)
-    context: float = 2.0                 # context square side / mask bounding-box side
-    speed: Speed = EXACT                 # speed options (runtime/speed.py); default exact
+    class_name: str | None = None  # "fill as class X" / class-conditional generation
+    guidance: float = 0.0  # classifier-free guidance strength (class models)
+    context: float = 2.0  # context square side / mask bounding-box side
+    speed: Speed = EXACT  # speed options (runtime/speed.py); default exact
     sample_temperature: float | None = None  # softmax temperature of the token sampling
-    colour_match: bool = True            # fit the fill's colours to the known surroundings
-    seamless: bool = True                # gradient-domain blend: the fill meets the photo
+    colour_match: bool = True  # fit the fill's colours to the known surroundings
+    seamless: bool = True  # gradient-domain blend: the fill meets the photo
 
     def for_masked(self, manifest: Manifest, masked: int) -> Settings:
         """Resolved settings with the speed options' step scaling applied for `masked` unknown
@@ -35,33 +36,45 @@ class Settings:
         s = self.resolved(manifest)
         if not s.speed.scale_steps or s.start_step or s.steps is None:
             return s
-        return replace(s, steps=scaled_steps(s.steps, masked, manifest.seq_len,
-                                             s.speed.min_steps))
+        return replace(s, steps=scaled_steps(s.steps, masked, manifest.seq_len, s.speed.min_steps))
 
     def resolved(self, manifest: Manifest) -> Settings:
         d = manifest.decoding
-        return replace(self, steps=self.steps or int(d.get("steps", DEFAULT_STEPS)),
-                       temperature=(self.temperature if self.temperature is not None
-                                    else float(d.get("choice_temperature",
-                                                     DEFAULT_CHOICE_TEMPERATURE))),
-                       sample_temperature=(self.sample_temperature
-                                           if self.sample_temperature is not None
-                                           else float(d.get("sample_temperature", 1.0))))
+        return replace(
+            self,
+            steps=self.steps or int(d.get("steps", DEFAULT_STEPS)),
+            temperature=(
+                self.temperature
+                if self.temperature is not None
+                else float(d.get("choice_temperature", DEFAULT_CHOICE_TEMPERATURE))
+            ),
+            sample_temperature=(
+                self.sample_temperature
+                if self.sample_temperature is not None
+                else float(d.get("sample_temperature", 1.0))
+            ),
+        )
 
     def describe(self, manifest: Manifest) -> dict[str, str]:
         """The settings as PNG text-chunk entries."""
         s = self.resolved(manifest)
-        return {"mage:model": manifest.name, "mage:seeds": ",".join(map(str, s.seeds)),
-                "mage:steps": str(s.steps), "mage:temperature": f"{s.temperature:g}",
-                "mage:class": s.class_name or "", "mage:ring": str(s.ring),
-                "mage:guidance": f"{s.guidance:g}",
-                "mage:sample_temperature": f"{s.sample_temperature:g}",
-                "mage:seamless": "yes" if s.seamless else "no",
-                **({} if s.speed.exact else {"mage:speed": s.speed.name})}
+        return {
+            "mage:model": manifest.name,
+            "mage:seeds": ",".join(map(str, s.seeds)),
+            "mage:steps": str(s.steps),
+            "mage:temperature": f"{s.temperature:g}",
+            "mage:class": s.class_name or "",
+            "mage:ring": str(s.ring),
+            "mage:guidance": f"{s.guidance:g}",
+            "mage:sample_temperature": f"{s.sample_temperature:g}",
+            "mage:seamless": "yes" if s.seamless else "no",
+            **({} if s.speed.exact else {"mage:speed": s.speed.name}),
+        }
 
 
-def seeds_from(seed: int | None, count: int, rng: np.random.Generator | None = None
-               ) -> tuple[int, ...]:
+def seeds_from(
+    seed: int | None, count: int, rng: np.random.Generator | None = None
+) -> tuple[int, ...]:
     """`count` seeds: seed, seed+1, ... or random ones when seed is None."""
     if seed is None:
         rng = rng or np.random.default_rng()

@@ -40,16 +40,16 @@ import numpy as np
 from engine.runtime.masking import grow_token_mask
 
 INT8_FILE = "transformer.int8.onnx"
-INT8_MODEL = "transformer_int8"     # session name inside a Bundle
+INT8_MODEL = "transformer_int8"  # session name inside a Bundle
 
 
 @dataclass(frozen=True)
 class Speed:
     region_decode: bool = False
-    decode_margin: int = 2           # tokens of context decoded around the grown mask
+    decode_margin: int = 2  # tokens of context decoded around the grown mask
     reuse_tokens: bool = False
     crop_encode: bool = False
-    encode_margin: int = 3           # tokens of context re-encoded around a changed hole
+    encode_margin: int = 3  # tokens of context re-encoded around a changed hole
     int8: bool = False
     scale_steps: bool = False
     min_steps: int = 4
@@ -70,8 +70,9 @@ class Speed:
         try:
             return PRESETS[name]
         except KeyError:
-            raise ValueError(f"unknown speed preset '{name}' "
-                             f"(use one of {', '.join(PRESETS)})") from None
+            raise ValueError(
+                f"unknown speed preset '{name}' (use one of {', '.join(PRESETS)})"
+            ) from None
 
 
 PRESETS: dict[str, Speed] = {
@@ -84,6 +85,7 @@ FAST = PRESETS["fast"]
 
 # -- steps --------------------------------------------------------------------------------------
 
+
 def scaled_steps(steps: int, masked: int, seq_len: int, min_steps: int = 4) -> int:
     """Decoding steps for `masked` unknown tokens: the full schedule for a full grid, fewer
     (by the square root of the masked fraction) for small holes, at least `min_steps`."""
@@ -95,6 +97,7 @@ def scaled_steps(steps: int, masked: int, seq_len: int, min_steps: int = 4) -> i
 
 # -- token crops --------------------------------------------------------------------------------
 
+
 def token_crop(token_mask: np.ndarray, margin: int) -> tuple[int, int, int, int]:
     """(r0, r1, c0, c1): bounding box of the True cells grown by `margin`, clipped to the grid."""
     rows = np.flatnonzero(token_mask.any(axis=1))
@@ -102,8 +105,12 @@ def token_crop(token_mask: np.ndarray, margin: int) -> tuple[int, int, int, int]
     if rows.size == 0:
         raise ValueError("empty token mask")
     gh, gw = token_mask.shape
-    return (max(int(rows[0]) - margin, 0), min(int(rows[-1]) + 1 + margin, gh),
-            max(int(cols[0]) - margin, 0), min(int(cols[-1]) + 1 + margin, gw))
+    return (
+        max(int(rows[0]) - margin, 0),
+        min(int(rows[-1]) + 1 + margin, gh),
+        max(int(cols[0]) - margin, 0),
+        min(int(cols[-1]) + 1 + margin, gw),
+    )
 
 
 def crop_fraction(token_mask: np.ndarray, margin: int) -> float:
@@ -111,8 +118,13 @@ def crop_fraction(token_mask: np.ndarray, margin: int) -> float:
     return (r1 - r0) * (c1 - c0) / token_mask.size
 
 
-def decode_region(bundle, tokens: np.ndarray, token_mask: np.ndarray, margin: int,
-                  background: np.ndarray | None = None) -> np.ndarray:
+def decode_region(
+    bundle,
+    tokens: np.ndarray,
+    token_mask: np.ndarray,
+    margin: int,
+    background: np.ndarray | None = None,
+) -> np.ndarray:
     """int64 [B,N] -> uint8 [B,S,S,3] where only the crop around `token_mask` (+ margin tokens)
     is decoded; the rest is `background` (uint8 [S,S,3], e.g. the input square) or black.
     Callers must only use pixels inside the token mask (paste_back does)."""
@@ -129,16 +141,17 @@ def decode_region(bundle, tokens: np.ndarray, token_mask: np.ndarray, margin: in
         out = np.zeros((len(tokens), 3, size, size), np.float32)
         if background is not None:
             out[:] = background.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
-        out[:, :, r0 * d:r1 * d, c0 * d:c1 * d] = crop
+        out[:, :, r0 * d : r1 * d, c0 * d : c1 * d] = crop
     return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)
 
 
 # -- token reuse --------------------------------------------------------------------------------
 
+
 @dataclass
 class _Entry:
-    tokens: np.ndarray      # int64 [h,w] tokens of the square with `hole` zeroed
-    hole: np.ndarray        # bool [S,S] model pixels zeroed when they were made
+    tokens: np.ndarray  # int64 [h,w] tokens of the square with `hole` zeroed
+    hole: np.ndarray  # bool [S,S] model pixels zeroed when they were made
 
 
 class TokenCache:
@@ -182,8 +195,14 @@ class TokenCache:
 TOKENS = TokenCache()
 
 
-def encode_with_reuse(bundle, pixels: np.ndarray, hole: np.ndarray, margin: int,
-                      cache: TokenCache | None = None, crop: bool = False) -> np.ndarray:
+def encode_with_reuse(
+    bundle,
+    pixels: np.ndarray,
+    hole: np.ndarray,
+    margin: int,
+    cache: TokenCache | None = None,
+    crop: bool = False,
+) -> np.ndarray:
     """Tokens (int64 [h,w]) of `pixels` (float32 [3,S,S] in [0,1], *not* zeroed) with `hole`
     (bool [S,S]) zeroed, reusing what the cache knows about this square.
 
@@ -213,19 +232,20 @@ def encode_with_reuse(bundle, pixels: np.ndarray, hole: np.ndarray, margin: int,
     changed = (entry.hole | hole).reshape(gh, d, gw, d).any(axis=(1, 3))
     inner = grow_token_mask(changed, 1)  # cells whose tokens must come from the new encode
     r0, r1, c0, c1 = token_crop(inner, margin)
-    crop = bundle.encode(np.ascontiguousarray(zeroed[None, :, r0 * d:r1 * d, c0 * d:c1 * d]))[0]
+    crop = bundle.encode(np.ascontiguousarray(zeroed[None, :, r0 * d : r1 * d, c0 * d : c1 * d]))[0]
     tokens = entry.tokens.copy()
     # keep the crop's tokens except within `margin` of a crop side that is inside the grid
     a0 = r0 + (margin if r0 > 0 else 0)
     a1 = r1 - (margin if r1 < gh else 0)
     b0 = c0 + (margin if c0 > 0 else 0)
     b1 = c1 - (margin if c1 < gw else 0)
-    tokens[a0:a1, b0:b1] = crop[a0 - r0:a1 - r0, b0 - c0:b1 - c0]
+    tokens[a0:a1, b0:b1] = crop[a0 - r0 : a1 - r0, b0 - c0 : b1 - c0]
     cache.put(key, _Entry(tokens.copy(), hole.copy()))
     return tokens
 
 
 # -- int8 transformer ---------------------------------------------------------------------------
+
 
 def user_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -258,8 +278,10 @@ def transformer_session_name(bundle, speed: Speed) -> str:
         return "transformer"
     path = find_int8(bundle)
     if path is None:
-        notice = (f"no int8 transformer for model '{bundle.name}' (make one with "
-                  "`python -m engine.modeling.quantize BUNDLE`): using fp32")
+        notice = (
+            f"no int8 transformer for model '{bundle.name}' (make one with "
+            "`python -m engine.modeling.quantize BUNDLE`): using fp32"
+        )
         if notice not in bundle.notices:
             bundle.notices.append(notice)
         return "transformer"

@@ -10,7 +10,7 @@ from engine.runtime.blending import harmonic_membrane, seamless_fill
 
 def disc(size: int, cy: float, cx: float, r: float) -> np.ndarray:
     y, x = np.mgrid[0:size, 0:size]
-    return (y - cy) ** 2 + (x - cx) ** 2 < r ** 2
+    return (y - cy) ** 2 + (x - cx) ** 2 < r**2
 
 
 def test_a_plane_is_recovered_inside_any_hole():
@@ -35,10 +35,20 @@ def test_membrane_is_smooth_and_bounded_by_its_boundary():
         assert boundary[c, ring].min() - 1e-3 <= inside.min()
         assert inside.max() <= boundary[c, ring].max() + 1e-3
     # discrete Laplacian ~0 at interior hole pixels
-    interior = hole & np.roll(hole, 1, 0) & np.roll(hole, -1, 0) & np.roll(hole, 1, 1) \
+    interior = (
+        hole
+        & np.roll(hole, 1, 0)
+        & np.roll(hole, -1, 0)
+        & np.roll(hole, 1, 1)
         & np.roll(hole, -1, 1)
-    lap = (4 * got - np.roll(got, 1, 1) - np.roll(got, -1, 1) - np.roll(got, 1, 2)
-           - np.roll(got, -1, 2))
+    )
+    lap = (
+        4 * got
+        - np.roll(got, 1, 1)
+        - np.roll(got, -1, 1)
+        - np.roll(got, 1, 2)
+        - np.roll(got, -1, 2)
+    )
     assert np.abs(lap[:, interior]).max() < 0.05
 
 
@@ -76,10 +86,10 @@ def test_seamless_fill_removes_a_colour_offset_and_keeps_texture(offset):
     fill = np.clip(original.astype(float) + offset + texture, 0, 255).astype(np.uint8)[None]
     out = seamless_fill(fill, original.transpose(2, 0, 1) / 255.0, hole, ~hole)[0]
     assert out.dtype == np.uint8 and out.shape == (64, 64, 3)
-    assert np.array_equal(out[~hole], original[~hole])        # outside: the original, exactly
+    assert np.array_equal(out[~hole], original[~hole])  # outside: the original, exactly
     before = np.abs(fill[0][hole].astype(float) - original[hole]).mean()
     after = np.abs(out[hole].astype(float) - original[hole]).mean()
-    assert after < 0.4 * before                                # the offset is gone
+    assert after < 0.4 * before  # the offset is gone
     # the fill's gradients survive: difference to the fill is smooth, not the fill replaced
     corr = out[hole].astype(float) - fill[0][hole]
     assert np.std(corr - corr.mean(0)) < np.std(texture)

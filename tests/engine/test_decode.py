@@ -102,8 +102,9 @@ def test_known_tokens_never_change_and_decided_tokens_stay():
     tokens[1, ::3] = MASK
     known = tokens != MASK
     previous = tokens.copy()
-    for step in iterative_decode(tokens, per_row_logits(),
-                                 mask_token_id=MASK, rngs=make_rngs([1, 2])):
+    for step in iterative_decode(
+        tokens, per_row_logits(), mask_token_id=MASK, rngs=make_rngs([1, 2])
+    ):
         assert np.array_equal(step.tokens[known], tokens[known])
         assert np.array_equal(step.candidates[known], tokens[known])
         assert np.all(step.confidence[known] == 1.0)
@@ -146,12 +147,15 @@ def test_input_not_modified_and_callable_cannot_corrupt_state():
 
 
 def test_same_seed_same_result_different_seed_different():
-    a = last_step(iterative_decode(all_masked(), fixed_logits(),
-                                   mask_token_id=MASK, rngs=make_rngs([7])))
-    b = last_step(iterative_decode(all_masked(), fixed_logits(),
-                                   mask_token_id=MASK, rngs=make_rngs([7])))
-    c = last_step(iterative_decode(all_masked(), fixed_logits(),
-                                   mask_token_id=MASK, rngs=make_rngs([8])))
+    a = last_step(
+        iterative_decode(all_masked(), fixed_logits(), mask_token_id=MASK, rngs=make_rngs([7]))
+    )
+    b = last_step(
+        iterative_decode(all_masked(), fixed_logits(), mask_token_id=MASK, rngs=make_rngs([7]))
+    )
+    c = last_step(
+        iterative_decode(all_masked(), fixed_logits(), mask_token_id=MASK, rngs=make_rngs([8]))
+    )
     assert np.array_equal(a.tokens, b.tokens)
     assert np.array_equal(a.confidence, b.confidence)
     assert not np.array_equal(a.tokens, c.tokens)
@@ -226,8 +230,9 @@ def test_fully_peaked_logits_give_argmax():
     def fn(ids):
         return np.broadcast_to(table, (ids.shape[0], N, K)).copy()
 
-    last = last_step(iterative_decode(all_masked(2), fn,
-                                      mask_token_id=MASK, rngs=make_rngs([0, 1])))
+    last = last_step(
+        iterative_decode(all_masked(2), fn, mask_token_id=MASK, rngs=make_rngs([0, 1]))
+    )
     assert np.array_equal(last.tokens, np.stack([target, target]))
     assert np.allclose(last.confidence, 1.0)
 
@@ -378,8 +383,9 @@ def test_reroll_then_decode_changes_only_rerolled():
     region[0, 64:128] = True
     again = reroll(first.tokens, first.confidence, 10, MASK, region=region)
     assert int((again == MASK).sum()) == 10
-    second = last_step(iterative_decode(again, fixed_logits(),
-                                        mask_token_id=MASK, rngs=make_rngs([1])))
+    second = last_step(
+        iterative_decode(again, fixed_logits(), mask_token_id=MASK, rngs=make_rngs([1]))
+    )
     changed = second.tokens != first.tokens
     assert not changed[~(again == MASK)].any()
 

@@ -32,13 +32,14 @@ def ssim_bruteforce(a, b, size=11, sigma=1.5):
     out = np.zeros_like(x)
     for i in range(x.shape[0]):
         for j in range(x.shape[1]):
-            px, py = xp[i:i + size, j:j + size], yp[i:i + size, j:j + size]
+            px, py = xp[i : i + size, j : j + size], yp[i : i + size, j : j + size]
             mx, my = (w2 * px).sum(), (w2 * py).sum()
             vx = (w2 * (px - mx) ** 2).sum()
             vy = (w2 * (py - my) ** 2).sum()
             cxy = (w2 * (px - mx) * (py - my)).sum()
             out[i, j] = ((2 * mx * my + c1) * (2 * cxy + c2)) / (
-                (mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
+                (mx**2 + my**2 + c1) * (vx + vy + c2)
+            )
     return out
 
 
@@ -46,14 +47,14 @@ def test_psnr_known_values():
     a = np.full((8, 8, 3), 100, np.uint8)
     assert eq.psnr(a, a) == float("inf")
     b = a + 10  # MSE 100
-    assert eq.psnr(a, b) == pytest.approx(10 * np.log10(255 ** 2 / 100))
+    assert eq.psnr(a, b) == pytest.approx(10 * np.log10(255**2 / 100))
     # only the masked pixels count
     c = a.copy()
     c[:4] = 200
     mask = np.zeros((8, 8), bool)
     mask[4:] = True
     assert eq.psnr(a, c, mask) == float("inf")
-    assert eq.psnr(a, c, ~mask) == pytest.approx(10 * np.log10(255 ** 2 / 100 ** 2))
+    assert eq.psnr(a, c, ~mask) == pytest.approx(10 * np.log10(255**2 / 100**2))
     with pytest.raises(ValueError):
         eq.psnr(a, c, np.zeros((8, 8), bool))
 
@@ -107,10 +108,10 @@ def test_masks_have_the_asked_area_and_are_seeded(kind, frac, size):
 def test_box_mask_is_a_box_and_blob_is_not():
     m = eq.box_mask(128, 0.15, np.random.default_rng(0))
     ys, xs = np.nonzero(m)
-    assert m[ys.min():ys.max() + 1, xs.min():xs.max() + 1].all()
+    assert m[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].all()
     blob = eq.blob_mask(128, 0.15, np.random.default_rng(0))
     ys, xs = np.nonzero(blob)
-    assert not blob[ys.min():ys.max() + 1, xs.min():xs.max() + 1].all()
+    assert not blob[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].all()
     with pytest.raises(ValueError):
         eq.make_mask("star", 64, 0.1, np.random.default_rng(0))
 
@@ -135,18 +136,25 @@ def test_inpainting_baselines_touch_only_the_mask():
 
 def test_removal_tables_list_every_method():
     rng = np.random.default_rng(0)
-    metrics = {(k, f, m): [tuple(rng.uniform(10, 20, 2)) for _ in range(3)]
-               for k in eq.MASK_KINDS for f in eq.MASK_FRACS for m in eq.METHODS}
+    metrics = {
+        (k, f, m): [tuple(rng.uniform(10, 20, 2)) for _ in range(3)]
+        for k in eq.MASK_KINDS
+        for f in eq.MASK_FRACS
+        for m in eq.METHODS
+    }
     lines = eq.removal_table({"metrics": metrics}, 128)
     psnr_head, ssim_head = lines[0], lines[lines.index("") + 1]
     for name in eq.METHOD_NAMES.values():
         assert f"| {name} PSNR |" in psnr_head and f"| {name} SSIM" in ssim_head
-    rows = [x for x in lines if x.startswith("| ") and "---" not in x and "PSNR" not in x
-            and "SSIM" not in x]
+    rows = [
+        x
+        for x in lines
+        if x.startswith("| ") and "---" not in x and "PSNR" not in x and "SSIM" not in x
+    ]
     assert len(rows) == 2 * (len(eq.MASK_KINDS) * len(eq.MASK_FRACS) + 1)
     blank = lines.index("")
     assert all(x.count("|") == psnr_head.count("|") for x in lines[1:blank])
-    assert all(x.count("|") == ssim_head.count("|") for x in lines[blank + 1:])
+    assert all(x.count("|") == ssim_head.count("|") for x in lines[blank + 1 :])
 
 
 @pytest.mark.parametrize("fit", list(eq.CLASSIFIERS.values()))

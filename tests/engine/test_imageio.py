@@ -295,7 +295,7 @@ def test_permission_denied(tmp_path, monkeypatch):
     def deny(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(imageio.os, "open", deny)   # root reads any file: deny the open
+    monkeypatch.setattr(imageio.os, "open", deny)  # root reads any file: deny the open
     expect_error(path, "permission denied")
 
 
@@ -571,9 +571,13 @@ def _special_files(tmp_path):
     sock_path = tmp_path / "s.png"
     sock = socket.socket(socket.AF_UNIX)
     sock.bind(str(sock_path))
-    return sock, [(fifo, "named pipe (FIFO)"), (link, "named pipe (FIFO)"),
-                  ("/dev/zero", "character device"), ("/dev/null", "character device"),
-                  (sock_path, "socket")]
+    return sock, [
+        (fifo, "named pipe (FIFO)"),
+        (link, "named pipe (FIFO)"),
+        ("/dev/zero", "character device"),
+        ("/dev/null", "character device"),
+        (sock_path, "socket"),
+    ]
 
 
 def _within(seconds, call):
@@ -598,14 +602,18 @@ def test_fifos_devices_and_sockets_are_refused_in_one_line_without_blocking(tmp_
     sock, cases = _special_files(tmp_path)
     try:
         for path, kind in cases:
-            for loader, cls in ((load_image, ImageError), (load_mask, MaskError),
-                                (read_png_text, ImageError), (file_digest, Exception)):
+            for loader, cls in (
+                (load_image, ImageError),
+                (load_mask, MaskError),
+                (read_png_text, ImageError),
+                (file_digest, Exception),
+            ):
                 finished, outcome = _within(10, lambda loader=loader, path=path: loader(path))
                 assert finished, f"{loader.__name__}({path}) blocked"
                 assert isinstance(outcome, cls), (loader.__name__, path, outcome)
                 text = str(outcome)
                 assert kind in text and "not a regular file" in text and "\n" not in text
-                assert "empty" not in text     # /dev/zero is a device, not an empty file
+                assert "empty" not in text  # /dev/zero is a device, not an empty file
     finally:
         sock.close()
 
@@ -623,10 +631,26 @@ def test_cli_refuses_a_fifo_as_image_or_mask(tmp_path, tiny_bundle_path):
     os.mkfifo(fifo)
     for image, mask in ((fifo, good), (good, fifo), ("/dev/zero", good)):
         out = tmp_path / "out.png"
-        run = subprocess.run([sys.executable, str(REPO / "main.py"), "edit", str(image),
-                              "--mask", str(mask), "-o", str(out), "--model",
-                              str(tiny_bundle_path), "--device", "cpu"],
-                             cwd=REPO, capture_output=True, text=True, timeout=120)
+        run = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "main.py"),
+                "edit",
+                str(image),
+                "--mask",
+                str(mask),
+                "-o",
+                str(out),
+                "--model",
+                str(tiny_bundle_path),
+                "--device",
+                "cpu",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert run.returncode != 0
         lines = [line for line in run.stderr.splitlines() if line.strip()]
         assert "Traceback" not in run.stderr
@@ -641,11 +665,19 @@ def test_the_size_limit_the_readme_states_is_the_real_one(tmp_path):
 
     def header_only_png(width, height):
         def chunk(kind, data):
-            return (struct.pack(">I", len(data)) + kind + data
-                    + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-        return (b"\x89PNG\r\n\x1a\n"
-                + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-                + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+            return (
+                struct.pack(">I", len(data))
+                + kind
+                + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+            )
+
+        return (
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b""))
+            + chunk(b"IEND", b"")
+        )
 
     limit = 2 * Image.MAX_IMAGE_PIXELS
     readme = (REPO / "README.md").read_text(encoding="utf-8")
@@ -654,7 +686,7 @@ def test_the_size_limit_the_readme_states_is_the_real_one(tmp_path):
     path.write_bytes(header_only_png(20000, 15000))
     text = expect_error(path, f"over the safety limit of {limit:,} pixels")
     assert "300,000,000 pixels" in text
-    path.write_bytes(header_only_png(13400, 13350))      # under the limit: only truncated
+    path.write_bytes(header_only_png(13400, 13350))  # under the limit: only truncated
     expect_error(path, "truncated")
 
 

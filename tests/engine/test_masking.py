@@ -324,5 +324,7 @@ def test_dilate_pixels_matches_a_brute_force_square_dilation():
     for radius in (0, 1, 3):
         expected = np.zeros_like(mask)
         for y, x in zip(*np.nonzero(mask), strict=True):
-            expected[max(0, y - radius):y + radius + 1, max(0, x - radius):x + radius + 1] = True
+            expected[max(0, y - radius) : y + radius + 1, max(0, x - radius) : x + radius + 1] = (
+                True
+            )
         assert np.array_equal(dilate_pixels(mask, radius), expected)

@@ -29,6 +29,7 @@ def read_keys(path) -> list[tuple[str, str, tuple[int, ...]]]:
 def vitl_keys() -> list[tuple[str, str, tuple[int, ...]]]:
     """ViT-L keys from the ViT-B list by the reference's rules (section 5.2): 24 encoder
     blocks, width 1024; decoder_pred keeps 768 outputs."""
+
     def widen(key, shape):
         if key.startswith("vqgan.") or key == "token_emb.position_ids":
             return shape
@@ -46,8 +47,9 @@ def vitl_keys() -> list[tuple[str, str, tuple[int, ...]]]:
         if m:
             continue
         rows.append((key, dtype, widen(key, shape)))
-    block = [(k.split(".", 2)[2], d, s) for k, d, s in read_keys(VITB_KEYS)
-             if k.startswith("blocks.0.")]
+    block = [
+        (k.split(".", 2)[2], d, s) for k, d, s in read_keys(VITB_KEYS) if k.startswith("blocks.0.")
+    ]
     enc = [(f"blocks.{i}.{suffix}", d, widen("x", s)) for i in range(24) for suffix, d, s in block]
     first_dec = next(i for i, r in enumerate(rows) if r[0] == "norm.weight")
     return rows[:first_dec] + enc + rows[first_dec:]
@@ -104,7 +106,7 @@ def test_vitl_detected_and_loaded(tmp_path):
 
 @pytest.mark.slow
 def test_standalone_tokenizer_file(tmp_path, vitb_sd):
-    flat = {k[len("vqgan."):]: v for k, v in vitb_sd.items() if k.startswith("vqgan.")}
+    flat = {k[len("vqgan.") :]: v for k, v in vitb_sd.items() if k.startswith("vqgan.")}
     assert [k for k, _, _ in read_keys(VQGAN_KEYS)] == list(flat)
     vq_path = tmp_path / "vqgan_jax_strongaug.ckpt"
     torch.save(flat, vq_path)  # flat dict, no wrapper, as the official file
@@ -117,17 +119,26 @@ def test_standalone_tokenizer_file(tmp_path, vitb_sd):
         build_official(no_vq)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda sd: sd.pop("mlm_layer.ln.bias"), r"key 'mlm_layer\.ln\.bias' is missing"),
-    (lambda sd: sd.update({"extra.weight": torch.zeros(1)}), r"unexpected key 'extra\.weight'"),
-    (lambda sd: sd.update({"blocks.3.attn.qkv.weight": torch.zeros(2304, 700)}),
-     r"'blocks\.3\.attn\.qkv\.weight' has shape \[2304, 700\], expected \[2304, 768\]"),
-    (lambda sd: sd.update({"vqgan.decoder.conv_out.bias": torch.zeros(4)}),
-     r"tokenizer: key 'decoder\.conv_out\.bias' has shape \[4\], expected \[3\]"),
-    (lambda sd: sd.update({"norm.weight": torch.full((768,), float("nan"))}), "NaN"),
-    (lambda sd: sd.update({"token_emb.word_embeddings.weight": torch.zeros(2025, 512)}),
-     "neither ViT-B"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda sd: sd.pop("mlm_layer.ln.bias"), r"key 'mlm_layer\.ln\.bias' is missing"),
+        (lambda sd: sd.update({"extra.weight": torch.zeros(1)}), r"unexpected key 'extra\.weight'"),
+        (
+            lambda sd: sd.update({"blocks.3.attn.qkv.weight": torch.zeros(2304, 700)}),
+            r"'blocks\.3\.attn\.qkv\.weight' has shape \[2304, 700\], expected \[2304, 768\]",
+        ),
+        (
+            lambda sd: sd.update({"vqgan.decoder.conv_out.bias": torch.zeros(4)}),
+            r"tokenizer: key 'decoder\.conv_out\.bias' has shape \[4\], expected \[3\]",
+        ),
+        (lambda sd: sd.update({"norm.weight": torch.full((768,), float("nan"))}), "NaN"),
+        (
+            lambda sd: sd.update({"token_emb.word_embeddings.weight": torch.zeros(2025, 512)}),
+            "neither ViT-B",
+        ),
+    ],
+)
 @pytest.mark.slow
 def test_wrong_checkpoints_name_the_key(vitb_sd, change, message):
     sd = dict(vitb_sd)
@@ -142,16 +153,28 @@ def test_damaged_files_are_one_line_errors(tmp_path, vitb_sd):
     torch.save({"model": {k: vitb_sd[k] for k in list(vitb_sd)[:5]}}, good)
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    for path, message in [(truncated, "not a readable PyTorch checkpoint"),
-                          (tmp_path / "missing.pth", "not found")]:
+    for path, message in [
+        (truncated, "not a readable PyTorch checkpoint"),
+        (tmp_path / "missing.pth", "not found"),
+    ]:
         with pytest.raises(CheckpointError, match=message) as info:
             read_checkpoint(path)
         assert "\n" not in str(info.value)
     text = tmp_path / "notes.pth"
     text.write_text("hello")
-    result = subprocess.run([sys.executable, str(REPO / "main.py"), "import-mage", str(text),
-                             "-o", str(tmp_path / "out")], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "main.py"),
+            "import-mage",
+            str(text),
+            "-o",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert result.stderr.startswith("error: notes.pth is not a readable PyTorch checkpoint")

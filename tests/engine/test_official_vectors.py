@@ -27,13 +27,21 @@ pytestmark = pytest.mark.slow
 def official_bundle(tmp_path_factory):
     work = tmp_path_factory.mktemp("official")
     ckpt = work / "mage_vitb_seed777.pth"
-    made = subprocess.run([sys.executable, str(VECTORS / "make_ckpt.py"), str(ckpt)],
-                          capture_output=True, text=True, timeout=300)
+    made = subprocess.run(
+        [sys.executable, str(VECTORS / "make_ckpt.py"), str(ckpt)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert made.returncode == 0, made.stderr
     assert "5b706e79d0b04accb0222f3f38e2e1fb00d032258e4ad3c24423ab6b64978509" in made.stdout
     out = work / "bundle"
-    run = subprocess.run([sys.executable, str(REPO / "main.py"), "import-mage", str(ckpt),
-                          "-o", str(out)], capture_output=True, text=True, timeout=900)
+    run = subprocess.run(
+        [sys.executable, str(REPO / "main.py"), "import-mage", str(ckpt), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert run.returncode == 0, run.stderr
     assert "transformer logits: max |d|" in run.stdout  # the measured parity is printed
     ckpt.unlink()  # 800 MB
@@ -51,8 +59,13 @@ def test_manifest_follows_the_contract(official_bundle):
     assert m.class_names is None and m.null_class_id is None
     data = json.loads((official_bundle.path / "manifest.json").read_text())
     assert data["format"] == "mage-bundle" and data["format_version"] == 1
-    assert set(data["files"]) >= {"tokenizer_encoder.onnx", "tokenizer_decoder.onnx",
-                                  "transformer.onnx", "features.onnx", "MODEL_CARD.md"}
+    assert set(data["files"]) >= {
+        "tokenizer_encoder.onnx",
+        "tokenizer_decoder.onnx",
+        "transformer.onnx",
+        "features.onnx",
+        "MODEL_CARD.md",
+    }
     assert "mage_vit_base_patch16" in (official_bundle.path / "MODEL_CARD.md").read_text()
 
 

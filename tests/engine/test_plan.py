@@ -11,8 +11,8 @@ from engine.runtime.settings import Settings
 
 def _two_spots(h=300, w=450):
     mask = np.zeros((h, w), bool)
-    mask[20:40, 25:50] = True        # top left
-    mask[250:280, 380:430] = True    # bottom right: its square cannot overlap the first
+    mask[20:40, 25:50] = True  # top left
+    mask[250:280, 380:430] = True  # bottom right: its square cannot overlap the first
     return mask
 
 
@@ -40,7 +40,7 @@ def test_far_apart_parts_get_their_own_finer_squares(tiny_bundle):
     assert plan.cost == sum(p.cost for p in plan.parts)
     whole = context_square((25, 20, 430, 280), 450, 300, manifest.image_size)
     assert plan.cell_side < whole.side / manifest.grid[1]
-    for part in plan.parts:   # each square holds its own spot
+    for part in plan.parts:  # each square holds its own spot
         x0, y0, x1, y1 = part.box
         assert part.painted.any() and part.painted.sum() == mask[y0:y1, x0:x1].sum()
     single = plan_edit(manifest, mask & (np.arange(450) < 225)[None, :], Settings())
@@ -57,7 +57,7 @@ def test_the_run_fills_the_plan_it_is_given(tiny_bundle):
     steps = []
     result = run_to_end(run(tiny_bundle, Edit(rgb, plan), settings), steps.append)
     part = plan.parts[0]
-    assert result.fill.part is part and result.plan is plan      # not planned again
+    assert result.fill.part is part and result.plan is plan  # not planned again
     assert len(steps) == part.run_steps
     # the cost the editor shows: the hidden tokens entering each step, summed
     before = [part.masked_count] + [s.remaining for s in steps[:-1]]

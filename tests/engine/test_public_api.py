@@ -22,12 +22,15 @@ def test_every_listed_name_resolves_and_unknown_names_fail():
 
 def test_submodules_never_shadow_the_api_names():
     # a module named like a function would replace it on the package once imported
-    code = ("import engine.runtime.runs, engine.runtime.plan, engine.runtime.compose\n"
-            "from engine.runtime import run, plan_edit, compose_squares\n"
-            "assert callable(run) and callable(plan_edit) and callable(compose_squares)\n"
-            "assert run.__module__ == 'engine.runtime.runs'\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+    code = (
+        "import engine.runtime.runs, engine.runtime.plan, engine.runtime.compose\n"
+        "from engine.runtime import run, plan_edit, compose_squares\n"
+        "assert callable(run) and callable(plan_edit) and callable(compose_squares)\n"
+        "assert run.__module__ == 'engine.runtime.runs'\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
 
 

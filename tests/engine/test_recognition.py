@@ -39,10 +39,12 @@ def pattern(kind: str, rng: np.random.Generator, size: int = 64) -> np.ndarray:
     """Stripes of one orientation (period ~16 px at 64 px), random colour, phase and noise."""
     yy, xx = np.mgrid[0:size, 0:size] * (64 / size)
     per, ph = 16 * rng.uniform(0.9, 1.1), rng.uniform(0, 2 * np.pi)
-    wave = {"horizontal": np.sin(2 * np.pi * yy / per + ph),
-            "vertical": np.sin(2 * np.pi * xx / per + ph),
-            "diagonal": np.sin(2 * np.pi * (xx + yy) / per / 1.41 + ph),
-            "flat": np.zeros_like(xx)}[kind]
+    wave = {
+        "horizontal": np.sin(2 * np.pi * yy / per + ph),
+        "vertical": np.sin(2 * np.pi * xx / per + ph),
+        "diagonal": np.sin(2 * np.pi * (xx + yy) / per / 1.41 + ph),
+        "flat": np.zeros_like(xx),
+    }[kind]
     img = rng.uniform(70, 180, 3) + 60 * wave[..., None] + rng.normal(0, 10, (size, size, 3))
     return np.clip(img, 0, 255).astype(np.uint8)
 
@@ -93,6 +95,7 @@ def last_error(err: str) -> str:
 
 
 # -- library ------------------------------------------------------------------------------------
+
 
 def test_preprocess_resizes_short_side_and_centre_crops():
     rgb = np.zeros((100, 300, 3), np.uint8)
@@ -174,8 +177,9 @@ def test_head_save_load_round_trip_is_exact(tiny_features, tiny_bundle, tmp_path
 def test_head_for_other_dimension_is_refused(tiny_features, tiny_bundle):
     x, y = tiny_features
     d = x.shape[1]
-    other = fit_centroid(np.random.default_rng(0).normal(size=(8, d + 3)), np.arange(8) % 2,
-                         ["a", "b"])
+    other = fit_centroid(
+        np.random.default_rng(0).normal(size=(8, d + 3)), np.arange(8) % 2, ["a", "b"]
+    )
     with pytest.raises(HeadError, match=f"takes {d + 3} features but model 'tiny' gives {d}"):
         other.check_bundle(tiny_bundle)
     with pytest.raises(HeadError, match="features"):
@@ -212,11 +216,23 @@ def test_find_images_recurses_and_reports_missing(data_dir):
 
 # -- command line -------------------------------------------------------------------------------
 
-def test_probe_cli_prints_accuracies_and_writes_head(capsys, data_dir, tiny_bundle_path,
-                                                     tmp_path):
+
+def test_probe_cli_prints_accuracies_and_writes_head(capsys, data_dir, tiny_bundle_path, tmp_path):
     out_file = tmp_path / "probe.npz"
-    code, out, _ = run_cli(capsys, "probe", "--data", data_dir, "-o", out_file, "--model",
-                           tiny_bundle_path, "--device", "cpu", "--epochs", "200")
+    code, out, _ = run_cli(
+        capsys,
+        "probe",
+        "--data",
+        data_dir,
+        "-o",
+        out_file,
+        "--model",
+        tiny_bundle_path,
+        "--device",
+        "cpu",
+        "--epochs",
+        "200",
+    )
     assert code == 0
     assert "train accuracy:" in out and "held-out accuracy:" in out
     held = float(out.split("held-out accuracy:")[1].split("%")[0])
@@ -228,24 +244,59 @@ def test_probe_cli_prints_accuracies_and_writes_head(capsys, data_dir, tiny_bund
 def test_probe_into_bundle_makes_the_default_classifier(capsys, data_dir, own_bundle, tmp_path):
     code, _, err = run_cli(capsys, "classify", data_dir, "--model", own_bundle)
     assert code == 2 and "has no classifier" in last_error(err) and "probe" in err
-    code, out, _ = run_cli(capsys, "probe", "--data", data_dir, "--into-bundle", "stripes",
-                           "--model", own_bundle, "--device", "cpu")
+    code, out, _ = run_cli(
+        capsys,
+        "probe",
+        "--data",
+        data_dir,
+        "--into-bundle",
+        "stripes",
+        "--model",
+        own_bundle,
+        "--device",
+        "cpu",
+    )
     assert code == 0 and "stored in the model" in out
     bundle = Bundle(own_bundle, device="cpu", verify=True)  # hashes still valid
     assert bundle.manifest.heads == {"stripes": "heads/stripes.npz"}
     assert "heads/stripes.npz" in bundle.manifest.files
-    code, out, _ = run_cli(capsys, "classify", data_dir / "vertical", "--model", own_bundle,
-                           "-k", "2")
+    code, out, _ = run_cli(
+        capsys, "classify", data_dir / "vertical", "--model", own_bundle, "-k", "2"
+    )
     assert code == 0 and len(out.strip().splitlines()) == 12
     head_file = own_bundle / "heads" / "stripes.npz"
     before = head_file.read_bytes()
-    code, _, err = run_cli(capsys, "probe", "--data", data_dir, "--into-bundle", "stripes",
-                           "--model", own_bundle, "--device", "cpu", "--epochs", "3")
+    code, _, err = run_cli(
+        capsys,
+        "probe",
+        "--data",
+        data_dir,
+        "--into-bundle",
+        "stripes",
+        "--model",
+        own_bundle,
+        "--device",
+        "cpu",
+        "--epochs",
+        "3",
+    )
     assert code == 2 and "already has a head 'stripes'" in last_error(err)
     assert head_file.read_bytes() == before  # never replaced without --overwrite
-    code, _, err = run_cli(capsys, "probe", "--data", data_dir, "--into-bundle", "stripes",
-                           "--model", own_bundle, "--device", "cpu", "--epochs", "3",
-                           "--overwrite")
+    code, _, err = run_cli(
+        capsys,
+        "probe",
+        "--data",
+        data_dir,
+        "--into-bundle",
+        "stripes",
+        "--model",
+        own_bundle,
+        "--device",
+        "cpu",
+        "--epochs",
+        "3",
+        "--overwrite",
+    )
     assert code == 0, err
     assert head_file.read_bytes() != before and Bundle(own_bundle, device="cpu", verify=True)
 
@@ -255,8 +306,19 @@ def test_classify_folder_prints_topk(capsys, data_dir, tiny_bundle, tiny_bundle_
     head = fit_fewshot(image_features(tiny_bundle, images), labels, KINDS, bundle=tiny_bundle)
     head.save(tmp_path / "h.npz")
     (data_dir.parent / "notes.txt").touch()  # non-images in folders are ignored
-    code, out, err = run_cli(capsys, "classify", data_dir, "--head", tmp_path / "h.npz", "-k",
-                             "3", "--model", tiny_bundle_path, "--device", "cpu")
+    code, out, err = run_cli(
+        capsys,
+        "classify",
+        data_dir,
+        "--head",
+        tmp_path / "h.npz",
+        "-k",
+        "3",
+        "--model",
+        tiny_bundle_path,
+        "--device",
+        "cpu",
+    )
     assert code == 0, err
     lines = out.strip().splitlines()
     assert len(lines) == 12 * len(KINDS)
@@ -266,14 +328,26 @@ def test_classify_folder_prints_topk(capsys, data_dir, tiny_bundle, tiny_bundle_
         assert len(parts) == 3 and Path(path).is_file()
         probs = [float(p.rsplit(" ", 1)[1].rstrip("%")) for p in parts]
         assert probs == sorted(probs, reverse=True) and sum(probs) <= 100.0 + 0.05 * len(probs)
-    correct = sum(line.split(": ")[1].split(" ")[0] == Path(line.split(": ")[0]).parent.name
-                  for line in lines)
+    correct = sum(
+        line.split(": ")[1].split(" ")[0] == Path(line.split(": ")[0]).parent.name for line in lines
+    )
     assert correct / len(lines) >= 0.6
 
 
 def test_fewshot_cli_writes_head(capsys, data_dir, tiny_bundle_path, tmp_path):
-    code, out, _ = run_cli(capsys, "fewshot", "--data", data_dir, "-o", tmp_path / "f.npz",
-                           "-k", "3", "--model", tiny_bundle_path, "--eval-rest")
+    code, out, _ = run_cli(
+        capsys,
+        "fewshot",
+        "--data",
+        data_dir,
+        "-o",
+        tmp_path / "f.npz",
+        "-k",
+        "3",
+        "--model",
+        tiny_bundle_path,
+        "--eval-rest",
+    )
     assert code == 0 and "kind: centroid" in out and "other 36 images" in out
     head = load_head(tmp_path / "f.npz")
     assert head.info["shots"] == 3 and head.bundle_name == "tiny"
@@ -290,30 +364,44 @@ def bad_cases(data_dir, tmp_path, bundle, good_head):
         "missing image": (["classify", tmp_path / "nope.png", *m], "not found"),
         "empty folder": (["classify", tmp_path / "empty", *m], "no images found"),
         "k zero": (["classify", data_dir, "-k", "0", *m], "0 is outside 1..1000"),
-        "damaged head": (["classify", data_dir, "--head", tmp_path / "bad.npz", *m],
-                         "not a classifier head"),
-        "wrong model head": (["classify", data_dir, "--head", tmp_path / "wrong.npz", *m],
-                             "takes 7 features"),
-        "broken image": (["classify", tmp_path / "broken.png", "--head", good_head, *m],
-                         "broken.png"),
-        "no data": (["probe", "--data", tmp_path / "nope", "-o", tmp_path / "p.npz", *m],
-                    "data folder not found"),
-        "one class": (["probe", "--data", data_dir / "flat", "-o", tmp_path / "p.npz", *m],
-                      "at least 2 sub-folders"),
+        "damaged head": (
+            ["classify", data_dir, "--head", tmp_path / "bad.npz", *m],
+            "not a classifier head",
+        ),
+        "wrong model head": (
+            ["classify", data_dir, "--head", tmp_path / "wrong.npz", *m],
+            "takes 7 features",
+        ),
+        "broken image": (
+            ["classify", tmp_path / "broken.png", "--head", good_head, *m],
+            "broken.png",
+        ),
+        "no data": (
+            ["probe", "--data", tmp_path / "nope", "-o", tmp_path / "p.npz", *m],
+            "data folder not found",
+        ),
+        "one class": (
+            ["probe", "--data", data_dir / "flat", "-o", tmp_path / "p.npz", *m],
+            "at least 2 sub-folders",
+        ),
         "no output": (["probe", "--data", data_dir, *m], "-o HEAD.npz"),
-        "bad val": (["probe", "--data", data_dir, "-o", tmp_path / "p.npz", "--val", "1", *m],
-                    "--val"),
+        "bad val": (
+            ["probe", "--data", data_dir, "-o", tmp_path / "p.npz", "--val", "1", *m],
+            "--val",
+        ),
         "not npz": (["fewshot", "--data", data_dir, "-o", tmp_path / "f.txt", *m], ".npz"),
         "exists": (["fewshot", "--data", data_dir, "-o", tmp_path / "bad.npz", *m], "exists"),
-        "k shots zero": (["fewshot", "--data", data_dir, "-o", tmp_path / "f.npz", "-k", "0", *m],
-                         "0 is outside 1..1000"),
-        "bad head name": (["probe", "--data", data_dir, "--into-bundle", "../x", *m],
-                          "head name"),
+        "k shots zero": (
+            ["fewshot", "--data", data_dir, "-o", tmp_path / "f.npz", "-k", "0", *m],
+            "0 is outside 1..1000",
+        ),
+        "bad head name": (["probe", "--data", data_dir, "--into-bundle", "../x", *m], "head name"),
     }
 
 
-def test_bad_inputs_exit_2_with_one_line(capsys, data_dir, tmp_path, own_bundle, tiny_features,
-                                        tiny_bundle):
+def test_bad_inputs_exit_2_with_one_line(
+    capsys, data_dir, tmp_path, own_bundle, tiny_features, tiny_bundle
+):
     x, y = tiny_features
     fit_centroid(x, y, KINDS, bundle=tiny_bundle).save(tmp_path / "good.npz")
     cases = bad_cases(data_dir, tmp_path, own_bundle, tmp_path / "good.npz")
@@ -326,25 +414,30 @@ def test_bad_inputs_exit_2_with_one_line(capsys, data_dir, tmp_path, own_bundle,
     assert not (own_bundle / "heads").exists()
 
 
-def test_classify_skips_unreadable_files_inside_folders(capsys, data_dir, tmp_path, tiny_bundle,
-                                                        tiny_bundle_path):
+def test_classify_skips_unreadable_files_inside_folders(
+    capsys, data_dir, tmp_path, tiny_bundle, tiny_bundle_path
+):
     folder = tmp_path / "mixed"
     shutil.copytree(data_dir / "flat", folder)
     (folder / "zz-broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
     images, labels = synthetic(2)
     fit_centroid(image_features(tiny_bundle, images), labels, KINDS).save(tmp_path / "h.npz")
-    code, out, err = run_cli(capsys, "classify", folder, "--head", tmp_path / "h.npz", "--model",
-                             tiny_bundle_path)
+    code, out, err = run_cli(
+        capsys, "classify", folder, "--head", tmp_path / "h.npz", "--model", tiny_bundle_path
+    )
     assert code == 0 and len(out.strip().splitlines()) == 12
     assert "skipped" in err and "zz-broken.png" in err
 
 
 # -- the shipped model ----------------------------------------------------------------------------
 
+
 def default_bundle_path() -> Path:
     marker = REPO / "exported_models" / "DEFAULT"
-    assert marker.is_file(), ("exported_models/DEFAULT is missing: the default bundle has not "
-                              "landed yet, so its recognition cannot be checked")
+    assert marker.is_file(), (
+        "exported_models/DEFAULT is missing: the default bundle has not "
+        "landed yet, so its recognition cannot be checked"
+    )
     path = REPO / "exported_models" / marker.read_text(encoding="utf-8").strip()
     assert (path / "features.onnx").is_file(), f"default bundle {path} has no features.onnx"
     return path

@@ -76,8 +76,7 @@ def test_token_crop_clips_to_grid():
     assert sp.token_crop(tm, 0) == (0, 16, 0, 16)
 
 
-def test_region_decode_places_the_crop_and_equals_full_decode_when_it_covers_the_grid(
-        tiny_bundle):
+def test_region_decode_places_the_crop_and_equals_full_decode_when_it_covers_the_grid(tiny_bundle):
     m = tiny_bundle.manifest
     d = m.downsample
     rng = np.random.default_rng(0)
@@ -87,8 +86,8 @@ def test_region_decode_places_the_crop_and_equals_full_decode_when_it_covers_the
     region = sp.decode_region(tiny_bundle, tokens, tm, margin=1)
     crop = tiny_bundle.decode(np.ascontiguousarray(tokens.reshape(2, 16, 16)[:, 5:10, 4:11]))
     crop = (np.clip(crop, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)
-    assert np.array_equal(region[:, 5 * d:10 * d, 4 * d:11 * d], crop)
-    assert not region[:, :5 * d].any()  # nothing decoded outside the crop (black background)
+    assert np.array_equal(region[:, 5 * d : 10 * d, 4 * d : 11 * d], crop)
+    assert not region[:, : 5 * d].any()  # nothing decoded outside the crop (black background)
     whole = sp.decode_region(tiny_bundle, tokens, tm, margin=16)
     assert np.array_equal(whole, decode_images(tiny_bundle, tokens))
 
@@ -102,16 +101,19 @@ def test_region_decode_error_shrinks_with_the_margin(tiny_bundle):
     tm[6:10, 6:10] = True
     inside = np.repeat(np.repeat(tm, m.downsample, 0), m.downsample, 1)
     full = decode_images(tiny_bundle, tokens)[0].astype(int)
-    errs = [np.abs(sp.decode_region(tiny_bundle, tokens, tm, k)[0].astype(int)
-                   - full)[inside].mean() for k in (1, 6)]
+    errs = [
+        np.abs(sp.decode_region(tiny_bundle, tokens, tm, k)[0].astype(int) - full)[inside].mean()
+        for k in (1, 6)
+    ]
     assert errs[1] < errs[0]
     assert errs[1] == 0  # a margin of 6 reaches the grid border on every side here
 
 
 def test_fast_edit_keeps_every_pixel_outside_the_grown_mask(tiny_bundle):
     rgb, mask = _image(), _mask()
-    settings = Settings(seeds=(3, 4), speed=Speed(region_decode=True, reuse_tokens=True,
-                                                   scale_steps=True))
+    settings = Settings(
+        seeds=(3, 4), speed=Speed(region_decode=True, reuse_tokens=True, scale_steps=True)
+    )
     res = _edit(tiny_bundle, rgb, mask, settings)
     part = res.fill.part
     d = tiny_bundle.manifest.downsample
@@ -139,13 +141,13 @@ def test_token_reuse_is_exact_for_the_same_hole_and_close_for_another(tiny_bundl
         return _edit(tiny_bundle, rgb, mask, settings).fill
 
     exact1 = tokens_of(_mask(), Settings(seeds=(0,)))
-    first = tokens_of(_mask(), reuse)    # miss: full encode
-    again = tokens_of(_mask(), reuse)    # same hole: cached
+    first = tokens_of(_mask(), reuse)  # miss: full encode
+    again = tokens_of(_mask(), reuse)  # same hole: cached
     assert (sp.TOKENS.misses, sp.TOKENS.hits) == (1, 1)
     assert np.array_equal(first.tokens, exact1.tokens)
     assert np.array_equal(again.tokens, exact1.tokens)
     other = _mask(a=26, b=42)
-    moved = tokens_of(other, reuse)      # other hole: crop re-encoded and spliced
+    moved = tokens_of(other, reuse)  # other hole: crop re-encoded and spliced
     exact2 = tokens_of(other, Settings(seeds=(0,)))
     assert sp.TOKENS.partial == 1
     known = ~moved.token_mask.reshape(-1)
@@ -192,7 +194,9 @@ def test_runtime_speed_module_imports_neither_torch_nor_onnx():
     import subprocess
     import sys
 
-    code = ("import sys, engine.runtime.speed, engine.runtime.runs; "
-            "bad = [m for m in ('torch', 'onnx') if m in sys.modules]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, engine.runtime.speed, engine.runtime.runs; "
+        "bad = [m for m in ('torch', 'onnx') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

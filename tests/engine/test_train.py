@@ -21,13 +21,56 @@ from engine.modeling import data as data_mod
 from engine.modeling import train
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY_TOKENIZER = ["--image-size", "32", "--ch", "32", "--ch-mult", "1,1,2", "--z-channels", "32",
-                  "--codebook-size", "64", "--codebook-dim", "8", "--batch", "8", "--warmup", "2",
-                  "--restart-every", "3", "--log-seconds", "0", "--eval-every", "4"]
-TINY_MAGE = ["--image-size", "32", "--dim", "32", "--depth", "2", "--heads", "2",
-             "--decoder-dim", "32", "--decoder-depth", "1", "--decoder-heads", "2",
-             "--batch", "8", "--warmup", "3", "--lr", "5e-3", "--log-seconds", "0",
-             "--eval-every", "4"]
+TINY_TOKENIZER = [
+    "--image-size",
+    "32",
+    "--ch",
+    "32",
+    "--ch-mult",
+    "1,1,2",
+    "--z-channels",
+    "32",
+    "--codebook-size",
+    "64",
+    "--codebook-dim",
+    "8",
+    "--batch",
+    "8",
+    "--warmup",
+    "2",
+    "--restart-every",
+    "3",
+    "--log-seconds",
+    "0",
+    "--eval-every",
+    "4",
+]
+TINY_MAGE = [
+    "--image-size",
+    "32",
+    "--dim",
+    "32",
+    "--depth",
+    "2",
+    "--heads",
+    "2",
+    "--decoder-dim",
+    "32",
+    "--decoder-depth",
+    "1",
+    "--decoder-heads",
+    "2",
+    "--batch",
+    "8",
+    "--warmup",
+    "3",
+    "--lr",
+    "5e-3",
+    "--log-seconds",
+    "0",
+    "--eval-every",
+    "4",
+]
 
 
 def _picture(rng: np.random.Generator, tint: int) -> Image.Image:
@@ -61,8 +104,21 @@ def photos(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tokenizer_run(photos, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tok")
-    assert train.main(["tokenizer", "--data", str(photos), "--out", str(out), "--steps", "30",
-                       *TINY_TOKENIZER]) == 0
+    assert (
+        train.main(
+            [
+                "tokenizer",
+                "--data",
+                str(photos),
+                "--out",
+                str(out),
+                "--steps",
+                "30",
+                *TINY_TOKENIZER,
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -93,8 +149,23 @@ def test_tokenizer_and_mage_losses_fall(tokenizer_run, photos, tmp_path):
     ckpt = torch.load(tokenizer_run / "tokenizer.pt", weights_only=True)
     assert ckpt["kind"] == "tokenizer" and ckpt["step"] == 30
     assert ckpt["metrics"]["val_psnr"] > 10 and ckpt["metrics"]["train_codes_used"] > 8
-    assert train.main(["mage", "--data", str(photos), "--out", str(tmp_path), "--tokenizer",
-                       str(tokenizer_run / "tokenizer.pt"), "--steps", "40", *TINY_MAGE]) == 0
+    assert (
+        train.main(
+            [
+                "mage",
+                "--data",
+                str(photos),
+                "--out",
+                str(tmp_path),
+                "--tokenizer",
+                str(tokenizer_run / "tokenizer.pt"),
+                "--steps",
+                "40",
+                *TINY_MAGE,
+            ]
+        )
+        == 0
+    )
     mage = _losses(tmp_path, "mage")
     assert np.mean(mage[-5:]) < np.mean(mage[:5]) - 0.08
     ckpt = torch.load(tmp_path / "mage.pt", weights_only=True)
@@ -107,8 +178,14 @@ def test_resume_continues_exactly(kind, tokenizer_run, photos, tmp_path):
     if kind == "tokenizer":
         flags = ["tokenizer", "--data", str(photos), *TINY_TOKENIZER]
     else:
-        flags = ["mage", "--data", str(photos), "--tokenizer",
-                 str(tokenizer_run / "tokenizer.pt"), *TINY_MAGE]
+        flags = [
+            "mage",
+            "--data",
+            str(photos),
+            "--tokenizer",
+            str(tokenizer_run / "tokenizer.pt"),
+            *TINY_MAGE,
+        ]
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     assert train.main([*flags, "--out", str(whole), "--steps", "8"]) == 0
     assert train.main([*flags, "--out", str(parts), "--steps", "8", "--stop-after", "4"]) == 0
@@ -124,8 +201,16 @@ def test_resume_continues_exactly(kind, tokenizer_run, photos, tmp_path):
 
 
 def _torchrun(args: list[str], nproc: int) -> None:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc_per_node={nproc}", "-m", "engine.modeling.train", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "engine.modeling.train",
+        *args,
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -138,8 +223,18 @@ def test_torchrun_two_processes_match_one(kind, tokenizer_run, photos, tmp_path)
     if kind == "tokenizer":
         flags = ["tokenizer", "--data", str(photos), "--steps", "6", *TINY_TOKENIZER]
     else:
-        flags = ["mage", "--data", str(photos), "--tokenizer", str(tokenizer_run / "tokenizer.pt"),
-                 "--steps", "6", "--dropout", "0", *TINY_MAGE]
+        flags = [
+            "mage",
+            "--data",
+            str(photos),
+            "--tokenizer",
+            str(tokenizer_run / "tokenizer.pt"),
+            "--steps",
+            "6",
+            "--dropout",
+            "0",
+            *TINY_MAGE,
+        ]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each torchrun rank runs: same kernels, same rounding
     try:
@@ -156,18 +251,48 @@ def test_torchrun_two_processes_match_one(kind, tokenizer_run, photos, tmp_path)
 def test_export_trained_checkpoints_loads_in_onnxruntime(tokenizer_run, photos, tmp_path):
     from engine.runtime.bundle import Bundle
 
-    assert train.main(["mage", "--data", str(photos), "--out", str(tmp_path / "run"),
-                       "--tokenizer", str(tokenizer_run / "tokenizer.pt"), "--steps", "4",
-                       *TINY_MAGE]) == 0
+    assert (
+        train.main(
+            [
+                "mage",
+                "--data",
+                str(photos),
+                "--out",
+                str(tmp_path / "run"),
+                "--tokenizer",
+                str(tokenizer_run / "tokenizer.pt"),
+                "--steps",
+                "4",
+                *TINY_MAGE,
+            ]
+        )
+        == 0
+    )
     credits = tmp_path / "CREDITS.md"
     credits.write_text("# Credits\n- `sky/1.png` <- `synthetic`: CC0-1.0\n")
     notes = tmp_path / "notes.md"
     notes.write_text("## Speed\n\nfast enough\n")
     bundle_dir = tmp_path / "bundle"
-    assert train.main(["export", "--tokenizer", str(tokenizer_run / "tokenizer_best.pt"),
-                       "--mage", str(tmp_path / "run" / "mage.pt"), "-o", str(bundle_dir),
-                       "--name", "tiny-test", "--credits", str(credits),
-                       "--notes", str(notes)]) == 0
+    assert (
+        train.main(
+            [
+                "export",
+                "--tokenizer",
+                str(tokenizer_run / "tokenizer_best.pt"),
+                "--mage",
+                str(tmp_path / "run" / "mage.pt"),
+                "-o",
+                str(bundle_dir),
+                "--name",
+                "tiny-test",
+                "--credits",
+                str(credits),
+                "--notes",
+                str(notes),
+            ]
+        )
+        == 0
+    )
     bundle = Bundle(bundle_dir, device="cpu")
     m = bundle.manifest
     assert m.class_names == ["sea", "sky"] and m.null_class_id == 2 and m.grid == [8, 8]
@@ -183,19 +308,52 @@ def test_export_trained_checkpoints_loads_in_onnxruntime(tokenizer_run, photos, 
     assert "Training data" in card and "val_psnr" in card and "CC0-1.0 1" in card
     assert card.rstrip().endswith("fast enough")
     assert (bundle_dir / "CREDITS.md").read_text() == credits.read_text()
-    assert train.main(["export", "--tokenizer", str(tmp_path / "run" / "mage.pt"), "--mage",
-                       str(tmp_path / "run" / "mage.pt"), "-o", str(tmp_path / "x"),
-                       "--name", "bad"]) == 2  # a mage checkpoint is not a tokenizer
+    assert (
+        train.main(
+            [
+                "export",
+                "--tokenizer",
+                str(tmp_path / "run" / "mage.pt"),
+                "--mage",
+                str(tmp_path / "run" / "mage.pt"),
+                "-o",
+                str(tmp_path / "x"),
+                "--name",
+                "bad",
+            ]
+        )
+        == 2
+    )  # a mage checkpoint is not a tokenizer
 
 
-TINY_BUNDLE_TOKENIZER = ["--image-size", "64", "--ch", "32", "--ch-mult", "1,1,2",
-                         "--z-channels", "32", "--codebook-size", "64", "--codebook-dim", "8",
-                         "--batch", "4", "--warmup", "1", "--lr", "1e-3", "--log-seconds", "0"]
+TINY_BUNDLE_TOKENIZER = [
+    "--image-size",
+    "64",
+    "--ch",
+    "32",
+    "--ch-mult",
+    "1,1,2",
+    "--z-channels",
+    "32",
+    "--codebook-size",
+    "64",
+    "--codebook-dim",
+    "8",
+    "--batch",
+    "4",
+    "--warmup",
+    "1",
+    "--lr",
+    "1e-3",
+    "--log-seconds",
+    "0",
+]
 
 
 @pytest.mark.slow
-def test_decoder_fine_tune_from_a_bundle_keeps_its_tokens(tiny_bundle_path, photos, tmp_path,
-                                                          caplog):
+def test_decoder_fine_tune_from_a_bundle_keeps_its_tokens(
+    tiny_bundle_path, photos, tmp_path, caplog
+):
     """`train tokenizer --init BUNDLE --decoder-only` then `train export --from-bundle`."""
     import logging
 
@@ -206,28 +364,59 @@ def test_decoder_fine_tune_from_a_bundle_keeps_its_tokens(tiny_bundle_path, phot
     before = tokenizer_from_bundle(tiny_bundle_path).state_dict()
     run = tmp_path / "run"
     with caplog.at_level(logging.INFO, logger="engine.modeling"):
-        assert train.main(["tokenizer", "--data", str(photos), "--out", str(run), "--steps", "4",
-                           "--init", str(tiny_bundle_path), "--decoder-only",
-                           *TINY_BUNDLE_TOKENIZER]) == 0
+        assert (
+            train.main(
+                [
+                    "tokenizer",
+                    "--data",
+                    str(photos),
+                    "--out",
+                    str(run),
+                    "--steps",
+                    "4",
+                    "--init",
+                    str(tiny_bundle_path),
+                    "--decoder-only",
+                    *TINY_BUNDLE_TOKENIZER,
+                ]
+            )
+            == 0
+        )
     assert any("ETA" in r.getMessage() and "loss" in r.getMessage() for r in caplog.records)
     after = torch.load(run / "tokenizer.pt", weights_only=True)
     assert after["train_args"]["decoder_only"] is True
     for key, value in before.items():
         if key.startswith(("encoder.", "quantize.")):
             torch.testing.assert_close(after["model"][key], value, atol=0, rtol=0)
-    assert any(not torch.equal(after["model"][k], v) for k, v in before.items()
-               if k.startswith("decoder."))
+    assert any(
+        not torch.equal(after["model"][k], v) for k, v in before.items() if k.startswith("decoder.")
+    )
 
     out = tmp_path / "tuned"
-    assert train.main(["export", "--tokenizer", str(run / "tokenizer.pt"), "--from-bundle",
-                       str(tiny_bundle_path), "-o", str(out), "--name", "tiny-tuned"]) == 0
+    assert (
+        train.main(
+            [
+                "export",
+                "--tokenizer",
+                str(run / "tokenizer.pt"),
+                "--from-bundle",
+                str(tiny_bundle_path),
+                "-o",
+                str(out),
+                "--name",
+                "tiny-tuned",
+            ]
+        )
+        == 0
+    )
     bundle = Bundle(out, device="cpu")
     assert bundle.manifest.name == "tiny-tuned"
     assert bundle.manifest.class_names == ["cat", "dog", "boat"]
     for kept in ("transformer.onnx", "features.onnx"):
         assert sha256_file(out / kept) == sha256_file(tiny_bundle_path / kept)
     assert sha256_file(out / "tokenizer_decoder.onnx") != sha256_file(
-        tiny_bundle_path / "tokenizer_decoder.onnx")
+        tiny_bundle_path / "tokenizer_decoder.onnx"
+    )
     card = (out / "MODEL_CARD.md").read_text()
     assert card.startswith("# tiny-tuned\n") and "## Tokenizer replaced" in card
     assert "decoder_only True" in card

@@ -36,13 +36,30 @@ def test_hostile_manifests_are_refused_in_one_line(how, tiny_bundle_path, tmp_pa
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70)
-    | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=4),
-    max_leaves=12)
-FIELDS = ("name", "image_size", "grid", "codebook_size", "mask_token_id", "class_names",
-          "null_class_id", "decoding", "features_dim", "heads", "files", "format_version")
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+FIELDS = (
+    "name",
+    "image_size",
+    "grid",
+    "codebook_size",
+    "mask_token_id",
+    "class_names",
+    "null_class_id",
+    "decoding",
+    "features_dim",
+    "heads",
+    "files",
+    "format_version",
+)
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +67,13 @@ def scratch_bundle(tiny_bundle_path, tmp_path_factory):
     return Path(shutil.copytree(tiny_bundle_path, tmp_path_factory.mktemp("fuzz") / "b"))
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(changes=st.dictionaries(st.sampled_from(FIELDS), json_values, min_size=1, max_size=3))
-def test_any_manifest_is_read_or_refused_with_bundle_error(changes, scratch_bundle,
-                                                           tiny_bundle_path):
+def test_any_manifest_is_read_or_refused_with_bundle_error(
+    changes, scratch_bundle, tiny_bundle_path
+):
     """Property: whatever the fields hold, reading gives a manifest within the limits or a
     BundleError, never another exception."""
     data = json.loads((tiny_bundle_path / "manifest.json").read_text())
@@ -81,9 +100,14 @@ def test_a_well_formed_head_entry_is_accepted(tiny_bundle_path, tmp_path):
     own = Path(shutil.copytree(tiny_bundle_path, tmp_path / "own"))
     (own / "heads").mkdir()
     rng = np.random.default_rng(0)
-    Head("linear", ["a", "b"], rng.normal(size=(2, 32)).astype(np.float32),
-         np.zeros(2, np.float32), np.zeros(32, np.float32),
-         np.ones(32, np.float32)).save(own / "heads" / "topics.npz")
+    Head(
+        "linear",
+        ["a", "b"],
+        rng.normal(size=(2, 32)).astype(np.float32),
+        np.zeros(2, np.float32),
+        np.zeros(32, np.float32),
+        np.ones(32, np.float32),
+    ).save(own / "heads" / "topics.npz")
     m = read_manifest(own)
     m.heads["topics"] = "heads/topics.npz"
     m.files["heads/topics.npz"] = ""
@@ -109,8 +133,7 @@ class BrokenOutputs:
         return out
 
 
-@pytest.mark.parametrize("how, expect", [("nan", "NaN or infinite"),
-                                         ("shape", "returned shape")])
+@pytest.mark.parametrize("how, expect", [("nan", "NaN or infinite"), ("shape", "returned shape")])
 def test_broken_model_outputs_give_one_line(how, expect, tiny_bundle_path):
     bundle = Bundle(tiny_bundle_path, device="cpu")
     m = bundle.manifest
@@ -124,13 +147,19 @@ def test_broken_model_outputs_give_one_line(how, expect, tiny_bundle_path):
 
 # -- head files ---------------------------------------------------------------------------------
 
+
 def _head(**over) -> dict:
     rng = np.random.default_rng(0)
-    arrays = {"weight": rng.normal(size=(2, 4)).astype(np.float32),
-              "bias": np.zeros(2, np.float32), "mean": np.zeros(4, np.float32),
-              "std": np.ones(4, np.float32), "class_names": np.array(["a", "b"]),
-              "meta": np.array(json.dumps({"format": "mage-head", "format_version": 1,
-                                           "kind": "linear", "scale": 1.0}))}
+    arrays = {
+        "weight": rng.normal(size=(2, 4)).astype(np.float32),
+        "bias": np.zeros(2, np.float32),
+        "mean": np.zeros(4, np.float32),
+        "std": np.ones(4, np.float32),
+        "class_names": np.array(["a", "b"]),
+        "meta": np.array(
+            json.dumps({"format": "mage-head", "format_version": 1, "kind": "linear", "scale": 1.0})
+        ),
+    }
     arrays.update(over)
     return arrays
 
@@ -151,13 +180,22 @@ def _bomb(path: Path) -> None:
                     np.lib.format.write_array(member, value)
 
 
-@pytest.mark.parametrize("case, expect", [
-    ("empty", "the file is empty"), ("text", "not a classifier head"),
-    ("scalar-mean", "do not fit together"), ("string-weight", "holds"),
-    ("object-array", "holds object data"), ("nan", "NaN"),
-    ("meta-list", "not a classifier head"), ("scale-string", "wrong kind"),
-    ("bomb", "would take"), ("deep-meta", "nested too deeply"), ("folder", "not a regular"),
-])
+@pytest.mark.parametrize(
+    "case, expect",
+    [
+        ("empty", "the file is empty"),
+        ("text", "not a classifier head"),
+        ("scalar-mean", "do not fit together"),
+        ("string-weight", "holds"),
+        ("object-array", "holds object data"),
+        ("nan", "NaN"),
+        ("meta-list", "not a classifier head"),
+        ("scale-string", "wrong kind"),
+        ("bomb", "would take"),
+        ("deep-meta", "nested too deeply"),
+        ("folder", "not a regular"),
+    ],
+)
 def test_hostile_head_files_are_refused(case, expect, tmp_path):
     path = tmp_path / "h.npz"
     if case == "empty":
@@ -175,8 +213,12 @@ def test_hostile_head_files_are_refused(case, expect, tmp_path):
     elif case == "meta-list":
         np.savez(path, **_head(meta=np.array("[1, 2]")))
     elif case == "scale-string":
-        np.savez(path, **_head(meta=np.array(json.dumps(
-            {"format": "mage-head", "kind": "linear", "scale": "big"}))))
+        np.savez(
+            path,
+            **_head(
+                meta=np.array(json.dumps({"format": "mage-head", "kind": "linear", "scale": "big"}))
+            ),
+        )
     elif case == "bomb":
         _bomb(path)
     elif case == "deep-meta":
@@ -194,8 +236,14 @@ def test_head_save_never_follows_planted_files_and_keeps_permissions(tmp_path):
     out = tmp_path / "out.npz"
     for planted in (out.name + ".tmp.npz", out.name + ".tmp", "." + out.name + ".tmp"):
         (tmp_path / planted).symlink_to(victim)
-    head = Head("linear", ["a", "b"], np.ones((2, 3), np.float32), np.zeros(2, np.float32),
-                np.zeros(3, np.float32), np.ones(3, np.float32))
+    head = Head(
+        "linear",
+        ["a", "b"],
+        np.ones((2, 3), np.float32),
+        np.zeros(2, np.float32),
+        np.zeros(3, np.float32),
+        np.ones(3, np.float32),
+    )
     head.save(out)
     assert victim.read_text() == "keep me"
     assert load_head(out).class_names == ["a", "b"]
@@ -203,7 +251,9 @@ def test_head_save_never_follows_planted_files_and_keeps_permissions(tmp_path):
     head.save(out)
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     assert sorted(p.name for p in tmp_path.iterdir() if not p.is_symlink()) == [
-        "out.npz", "victim.txt"]
+        "out.npz",
+        "victim.txt",
+    ]
 
 
 def test_failed_writes_leave_no_temp_files(tmp_path, monkeypatch, tiny_bundle_path):
@@ -211,8 +261,14 @@ def test_failed_writes_leave_no_temp_files(tmp_path, monkeypatch, tiny_bundle_pa
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(np, "savez", fail)
-    head = Head("linear", ["a", "b"], np.ones((2, 3), np.float32), np.zeros(2, np.float32),
-                np.zeros(3, np.float32), np.ones(3, np.float32))
+    head = Head(
+        "linear",
+        ["a", "b"],
+        np.ones((2, 3), np.float32),
+        np.zeros(2, np.float32),
+        np.zeros(3, np.float32),
+        np.ones(3, np.float32),
+    )
     with pytest.raises(MageError, match="No space left"):
         head.save(tmp_path / "h.npz")
     assert list(tmp_path.iterdir()) == []

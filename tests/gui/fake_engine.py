@@ -17,21 +17,32 @@ from engine.runtime.manifest import Manifest
 
 
 def fake_manifest(class_names=("cat", "dog", "boat"), steps: int = 6) -> Manifest:
-    return Manifest(name="fake", image_size=64, grid=[16, 16], codebook_size=32,
-                    mask_token_id=40, class_names=list(class_names) if class_names else None,
-                    null_class_id=len(class_names) if class_names else None,
-                    decoding={"steps": steps, "choice_temperature": 4.5})
+    return Manifest(
+        name="fake",
+        image_size=64,
+        grid=[16, 16],
+        codebook_size=32,
+        mask_token_id=40,
+        class_names=list(class_names) if class_names else None,
+        null_class_id=len(class_names) if class_names else None,
+        decoding={"steps": steps, "choice_temperature": 4.5},
+    )
 
 
 class FakeBundle:
-    def __init__(self, manifest: Manifest | None = None, delay: float = 0.0,
-                 fail_at_call: int | None = None, error: Exception | None = None):
+    def __init__(
+        self,
+        manifest: Manifest | None = None,
+        delay: float = 0.0,
+        fail_at_call: int | None = None,
+        error: Exception | None = None,
+    ):
         self.manifest = manifest or fake_manifest()
         self.delay = delay
         self.fail_at_call = fail_at_call
         self.error = error or BundleError("model 'fake' failed in transformer.onnx: scripted")
         self.calls = 0
-        self.gate = threading.Event()   # cleared by block(): logits wait until release()
+        self.gate = threading.Event()  # cleared by block(): logits wait until release()
         self.gate.set()
         self.device = self.requested_device = "cpu"
         self.notices: list[str] = []
@@ -50,8 +61,9 @@ class FakeBundle:
         # token = quantised mean brightness of each cell: encoding depends on the image
         b, _, s, _ = images.shape
         cells = images.mean(axis=1).reshape(b, gh, s // gh, gw, s // gw).mean(axis=(2, 4))
-        return np.minimum((cells * self.manifest.codebook_size).astype(np.int64),
-                          self.manifest.codebook_size - 1)
+        return np.minimum(
+            (cells * self.manifest.codebook_size).astype(np.int64), self.manifest.codebook_size - 1
+        )
 
     def decode(self, tokens: np.ndarray) -> np.ndarray:
         s = self.manifest.image_size
@@ -81,4 +93,5 @@ class FakeBundle:
             if class_id is None:
                 return self.logits(tokens)
             return self.logits(tokens, np.full(len(tokens), class_id, np.int64))
+
         return fn

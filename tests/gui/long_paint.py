@@ -41,6 +41,7 @@ def _counting(paint):
         global GRID_PAINTS
         GRID_PAINTS += 1
         return paint(self, painter, option, widget)
+
     return wrapped
 
 
@@ -73,7 +74,7 @@ def main() -> int:
     window.resize(1200, 800)
     window.show()
     window.raise_()
-    window.activateWindow()         # keys reach the window's shortcuts only when it is active
+    window.activateWindow()  # keys reach the window's shortcuts only when it is active
     if args.model:
         editor.models.load(args.model, "cpu", wait=True)
     else:
@@ -93,50 +94,56 @@ def main() -> int:
     radius = canvas.brush_size / 2
     rng = np.random.default_rng(7)
     expected = np.zeros((h, w), bool)
-    history = [expected.copy()]          # mask after each recorded stroke
-    position = 0                          # index in history of what is shown
+    history = [expected.copy()]  # mask after each recorded stroke
+    position = 0  # index in history of what is shown
     undo_ok = True
     vw, vh = viewport.width(), viewport.height()
     for stroke in range(args.strokes):
         erase = stroke % 5 == 4
         button = Qt.MouseButton.RightButton if erase else Qt.MouseButton.LeftButton
         start = rng.uniform((0.15 * vw, 0.15 * vh), (0.85 * vw, 0.85 * vh))
-        points = [QPoint(int(x), int(y)) for x, y in
-                  start + np.cumsum(rng.normal(0, 12, (8, 2)), axis=0)]
+        points = [
+            QPoint(int(x), int(y)) for x, y in start + np.cumsum(rng.normal(0, 12, (8, 2)), axis=0)
+        ]
         mask = history[position].copy()
         last = canvas.mapToScene(points[0])
         QTest.mousePress(viewport, button, Qt.KeyboardModifier.NoModifier, points[0])
-        mask_ops.paint_segment(mask, (last.x(), last.y()), (last.x(), last.y()), radius,
-                               not erase)
+        mask_ops.paint_segment(mask, (last.x(), last.y()), (last.x(), last.y()), radius, not erase)
         for p in points[1:]:
             QTest.mouseMove(viewport, p)
             scene = canvas.mapToScene(p)
-            mask_ops.paint_segment(mask, (last.x(), last.y()), (scene.x(), scene.y()), radius,
-                                   not erase)
+            mask_ops.paint_segment(
+                mask, (last.x(), last.y()), (scene.x(), scene.y()), radius, not erase
+            )
             last = scene
             _settle()
         QTest.mouseRelease(viewport, button, Qt.KeyboardModifier.NoModifier, points[-1])
         if not np.array_equal(mask, history[position]):
-            history[position + 1:] = [mask]
+            history[position + 1 :] = [mask]
             position += 1
-        _settle(0.035)                    # the grid plan follows 30 ms after a change
+        _settle(0.035)  # the grid plan follows 30 ms after a change
         if stroke % 15 == 14:
             QTest.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
             QTest.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
             position = max(position - 2, 0)
             _settle(0.035)
             undo_ok &= np.array_equal(editor.document.mask, history[position])
-            QTest.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier
-                           | Qt.KeyboardModifier.ShiftModifier)
+            QTest.keyClick(
+                window,
+                Qt.Key.Key_Z,
+                Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier,
+            )
             position = min(position + 1, len(history) - 1)
             _settle(0.035)
             undo_ok &= np.array_equal(editor.document.mask, history[position])
     _settle(0.2)
     mask_ok = bool(np.array_equal(editor.document.mask, history[position]))
     overlay_ok = bool(np.array_equal(canvas._mask._buffer != 0, editor.document.mask))
-    print(f"ALIVE strokes={args.strokes} grid_paints={GRID_PAINTS} mask_ok={mask_ok} "
-          f"overlay_ok={overlay_ok} undo_ok={undo_ok} painted={int(editor.document.mask.sum())}",
-          flush=True)
+    print(
+        f"ALIVE strokes={args.strokes} grid_paints={GRID_PAINTS} mask_ok={mask_ok} "
+        f"overlay_ok={overlay_ok} undo_ok={undo_ok} painted={int(editor.document.mask.sum())}",
+        flush=True,
+    )
     window.close()
     app.processEvents()
     return 0

@@ -36,12 +36,14 @@ REPO = Path(__file__).resolve().parents[2]
 def _own_settings(tmp_path):
     """Qt caches the settings folder per process (XDG_CONFIG_HOME is read once), so recent
     files and options written here would leak into later tests: give each test its own."""
-    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope,
-                      str(tmp_path / "qsettings"))
+    QSettings.setPath(
+        QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings")
+    )
     yield
     # options a restored session brought in must not reach the next test's window
-    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope,
-                      str(tmp_path / "qsettings-after"))
+    QSettings.setPath(
+        QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings-after")
+    )
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -112,15 +114,16 @@ def _busy_session(editor, saver, qtbot, tmp_path):
     editor.set_options(replace(editor.options, candidates=2, seed=5, fixed_seed=True))
     editor.set_mask(_mask(96, 128, (30, 20, 60, 50)))
     _run(editor, qtbot)
-    editor.apply_candidate(1)                 # replaces candidate 0: still one undo step
+    editor.apply_candidate(1)  # replaces candidate 0: still one undo step
     editor.begin_stroke()
     editor.stroke_segment((10, 80), (50, 85), 4)
     editor.end_stroke("Brush")
-    editor.set_options(replace(editor.options, mode="extend", extend_side="right",
-                               extend_cells=2, candidates=1))
+    editor.set_options(
+        replace(editor.options, mode="extend", extend_side="right", extend_cells=2, candidates=1)
+    )
     _run(editor, qtbot)
     editor.fill_shape("rect", [(2, 2), (20, 12)])
-    editor.undo_stack.undo()                  # a redo tail to keep
+    editor.undo_stack.undo()  # a redo tail to keep
     return path, digest
 
 
@@ -133,10 +136,10 @@ def test_round_trip_restores_the_document_exactly(qtbot, root, tmp_path):
     doc = editor.document
     assert doc.size[0] > 128 and doc.size[1] == 96 and doc.alpha is not None
     assert editor.undo_stack.count() == 5 and editor.undo_stack.index() == 4
-    saver.close(clean=False)                  # like a crash: the session stays
+    saver.close(clean=False)  # like a crash: the session stays
 
     editor2, saver2 = _editor_with_autosave(qtbot, root)
-    assert saver2.folder == root              # the crashed folder is free again
+    assert saver2.folder == root  # the crashed folder is free again
     info = saver2.pending()
     assert info["history_index"] == 4 and info["path"] == str(path)
     assert info["original"]["sha256"] == digest
@@ -145,8 +148,9 @@ def test_round_trip_restores_the_document_exactly(qtbot, root, tmp_path):
     assert_same_document(again, doc)
     assert editor2.options == editor.options
     assert editor2.undo_stack.count() == 5 and editor2.undo_stack.index() == 4
-    assert [editor2.undo_stack.text(i) for i in range(5)] == \
-        [editor.undo_stack.text(i) for i in range(5)]
+    assert [editor2.undo_stack.text(i) for i in range(5)] == [
+        editor.undo_stack.text(i) for i in range(5)
+    ]
     # the restored history works both ways, exactly like the original one
     editor2.undo_stack.redo()
     editor.undo_stack.redo()
@@ -158,7 +162,7 @@ def test_round_trip_restores_the_document_exactly(qtbot, root, tmp_path):
     editor2.undo_stack.setIndex(5)
     editor.undo_stack.setIndex(5)
     assert_same_document(again, doc)
-    assert file_digest(path) == digest        # the original is only ever read
+    assert file_digest(path) == digest  # the original is only ever read
     saver2.close()
 
 
@@ -169,10 +173,10 @@ def test_only_new_blobs_are_written_and_writes_are_debounced(qtbot, root):
     assert saver.flush()
     blobs = root / "blobs"
     first = {p.name: p.stat().st_mtime_ns for p in blobs.iterdir()}
-    assert len(first) == 1                    # the image as opened
+    assert len(first) == 1  # the image as opened
     writes = saver.writes
     started = time.monotonic()
-    for i in range(20):                       # a burst of edits: one write at the end
+    for i in range(20):  # a burst of edits: one write at the end
         editor.set_mask(_mask(300, 400, (10 + i, 10, 40 + i, 40)))
     assert time.monotonic() - started < 0.2
     qtbot.waitUntil(lambda: saver.writes > writes, timeout=3000)
@@ -180,7 +184,7 @@ def test_only_new_blobs_are_written_and_writes_are_debounced(qtbot, root):
     assert saver.writes - writes <= 2
     after = {p.name: p.stat().st_mtime_ns for p in blobs.iterdir()}
     for name, mtime in first.items():
-        assert after[name] == mtime           # nothing written twice
+        assert after[name] == mtime  # nothing written twice
     meta = json.loads((root / "session.json").read_text())
     assert meta["history_index"] == 20 and len(after) <= 1 + 2 * 20
     # undo then a new edit drops the redo tail: its blobs are collected
@@ -202,7 +206,7 @@ def test_snapshot_on_the_gui_thread_is_cheap(qtbot, root):
     started = time.perf_counter()
     for _ in range(100):
         autosave.snapshot(editor.document)
-    assert (time.perf_counter() - started) / 100 < 0.002   # references, not pixels
+    assert (time.perf_counter() - started) / 100 < 0.002  # references, not pixels
     saver.close()
 
 
@@ -238,7 +242,7 @@ def test_a_second_instance_uses_its_own_folder(qtbot, root):
     assert saver.flush()
     editor2, saver2 = _editor_with_autosave(qtbot, root)
     assert saver2.folder == root.with_name("session-2")
-    assert saver2.pending() is None           # the other instance's live session is not offered
+    assert saver2.pending() is None  # the other instance's live session is not offered
     saver2.close()
     saver.close()
 
@@ -247,7 +251,7 @@ def test_default_folder_is_in_the_user_data_folder(qtbot, tmp_path):
     editor = Editor()
     saver = Autosaver(editor)
     assert saver.folder == session_root()
-    assert str(saver.folder).startswith(str(tmp_path / "xdg-data"))   # isolated by conftest
+    assert str(saver.folder).startswith(str(tmp_path / "xdg-data"))  # isolated by conftest
     saver.close()
 
 
@@ -299,9 +303,9 @@ def test_a_damaged_session_is_one_line_and_set_aside(qtbot, root, damage):
     message = saver2.restore()
     assert message.startswith("Could not restore the last session: ") and "\n" not in message
     assert editor2.document is None
-    assert saver2.pending() is None           # set aside, not offered again
+    assert saver2.pending() is None  # set aside, not offered again
     saver2.start()
-    editor2.set_image(photo())                # and autosave goes on working
+    editor2.set_image(photo())  # and autosave goes on working
     assert saver2.flush() and (root / "session.json").is_file()
     saver2.close()
 
@@ -351,7 +355,7 @@ def test_offer_restore_choices(qtbot, root, monkeypatch):
     assert_same_document(window.editor.document, before)
     assert window.windowTitle().startswith("untitled *")
     saver.close(clean=False)
-    window, saver, restored = start("no")     # declined: the session is set aside
+    window, saver, restored = start("no")  # declined: the session is set aside
     assert not restored and window.editor.document is None
     aside = list((root.parent / "older sessions").glob("*-declined"))
     assert len(aside) == 1 and (aside[0] / "session.json").is_file()
@@ -359,7 +363,7 @@ def test_offer_restore_choices(qtbot, root, monkeypatch):
     assert_same_document(restored_aside, before)
     saver.close(clean=False)
     window, saver, restored = start("yes")
-    assert not restored                       # nothing left to offer
+    assert not restored  # nothing left to offer
     saver.close()
 
 
@@ -385,12 +389,30 @@ def test_kill_9_mid_edit_then_restart_restores_the_session(tmp_path, tiny_bundle
     digest = file_digest(image)
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     # open, load the mask, run the edit and apply it: then kill -9 with no chance to clean up
-    proc = subprocess.Popen([sys.executable, str(REPO / "main.py"), "--open", str(image),
-                             "--mask", str(mask_path), "--run", "--seed", "3",
-                             "--model", str(tiny_bundle_path), "--device", "cpu",
-                             "--restore", "no"],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "main.py"),
+            "--open",
+            str(image),
+            "--mask",
+            str(mask_path),
+            "--run",
+            "--seed",
+            "3",
+            "--model",
+            str(tiny_bundle_path),
+            "--device",
+            "cpu",
+            "--restore",
+            "no",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 90
         meta = None
@@ -408,7 +430,7 @@ def test_kill_9_mid_edit_then_restart_restores_the_session(tmp_path, tiny_bundle
     assert proc.returncode == -signal.SIGKILL
     proc.stderr.close()
     assert [e["label"] for e in meta["history"]] == ["Load mask", "Edit (seed 3)"]
-    assert (data_home / "MAGE Studio" / "session" / "lock").exists()   # stale, not removed
+    assert (data_home / "MAGE Studio" / "session" / "lock").exists()  # stale, not removed
     # what was autosaved is the document at the kill
     crashed, _ = SessionStore(data_home / "MAGE Studio" / "session").load()
     assert crashed.history_index == 2 and not crashed.mask.any()
@@ -420,15 +442,32 @@ def test_kill_9_mid_edit_then_restart_restores_the_session(tmp_path, tiny_bundle
 
     # restart: the session comes back, and the restored image is saved for comparison
     out, shot = tmp_path / "restored.png", tmp_path / "shot.png"
-    again = subprocess.run([sys.executable, str(REPO / "main.py"), "--restore", "yes",
-                            "--screenshot", str(shot), "--save", str(out),
-                            "--model", str(tiny_bundle_path), "--device", "cpu"],
-                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "main.py"),
+            "--restore",
+            "yes",
+            "--screenshot",
+            str(shot),
+            "--save",
+            str(out),
+            "--model",
+            str(tiny_bundle_path),
+            "--device",
+            "cpu",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert again.returncode == 0, again.stderr[-2000:]
     assert "restored session: 2 changes, at step 2" in again.stderr
     np.testing.assert_array_equal(load_image(out).rgb, crashed.rgb)
-    assert _session_json(data_home) is None   # that run ended cleanly
-    assert file_digest(image) == digest       # the original was never written
+    assert _session_json(data_home) is None  # that run ended cleanly
+    assert file_digest(image) == digest  # the original was never written
 
 
 # -- issue 11: sessions are set aside, never deleted; damaged ones never stop the app ----------
@@ -443,8 +482,7 @@ def _crashed(qtbot, root, box=(5, 5, 30, 30)):
     return editor.document
 
 
-def test_declined_sessions_are_set_aside_and_only_the_newest_are_kept(qtbot, root,
-                                                                      monkeypatch):
+def test_declined_sessions_are_set_aside_and_only_the_newest_are_kept(qtbot, root, monkeypatch):
     monkeypatch.setattr(autosave, "KEEP_OLDER", 3)
     older = root.parent / "older sessions"
     for i in range(5):
@@ -452,12 +490,12 @@ def test_declined_sessions_are_set_aside_and_only_the_newest_are_kept(qtbot, roo
         text = (root / "session.json").read_bytes()
         editor, saver = _editor_with_autosave(qtbot, root)
         assert saver.pending() is not None
-        saver.discard()                       # what --restore no and the Discard button do
+        saver.discard()  # what --restore no and the Discard button do
         assert not (root / "session.json").exists() and saver.pending() is None
         newest = max(older.iterdir(), key=lambda p: p.stat().st_mtime)
         assert (newest / "session.json").read_bytes() == text
         assert len(list(older.iterdir())) == min(i + 1, 3)
-        saver.start()                         # the folder is ready for this run's session
+        saver.start()  # the folder is ready for this run's session
         editor.set_image(photo())
         assert saver.flush() and (root / "session.json").is_file()
         saver.close()
@@ -471,7 +509,7 @@ def test_an_unwritable_session_folder_turns_autosave_off_with_a_reason(qtbot, tm
     assert saver.problem.startswith("Autosave is off: cannot write to ")
     assert "backed up" in saver.problem and "\n" not in saver.problem
     assert blocker.read_text() == "a file where the data folder should be"
-    saver.start()                              # harmless
+    saver.start()  # harmless
     saver.close()
 
 
@@ -482,9 +520,14 @@ def test_the_app_shows_why_autosave_is_off(tmp_path):
     data.write_text("not a folder")
     shot = tmp_path / "shot.png"
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_DATA_HOME=str(data))
-    run = subprocess.run([sys.executable, str(REPO / "main.py"), "--screenshot", str(shot),
-                          "--restore", "no"], cwd=REPO, env=env, capture_output=True,
-                         text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, str(REPO / "main.py"), "--screenshot", str(shot), "--restore", "no"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Autosave is off: cannot write to" in run.stderr and "Traceback" not in run.stderr
     assert shot.is_file() and data.read_text() == "not a folder"
@@ -493,7 +536,7 @@ def test_the_app_shows_why_autosave_is_off(tmp_path):
 def test_instances_claim_one_folder_each_and_a_crashed_one_first(qtbot, root):
     editor1, saver1 = _editor_with_autosave(qtbot, root)
     assert saver1.folder == root
-    assert sorted(p.name for p in root.parent.iterdir()) == ["session"]   # no spare claims
+    assert sorted(p.name for p in root.parent.iterdir()) == ["session"]  # no spare claims
     editor2, saver2 = _editor_with_autosave(qtbot, root)
     assert saver2.folder == root.with_name("session-2")
     assert not root.with_name("session-3").exists()
@@ -513,7 +556,7 @@ def _valid_session(qtbot, root) -> dict:
 
 
 _DAMAGE = [
-    "[" * 100_000 + "]" * 100_000,            # RecursionError in json
+    "[" * 100_000 + "]" * 100_000,  # RecursionError in json
     '{"version": 1, "history": ' + "[" * 50_000 + "]" * 50_000 + "}",
     "\xff\xfe not json",
     "",
@@ -528,9 +571,11 @@ def _start_with_session(qtbot, root, text: bytes, choice: str, monkeypatch):
     root.mkdir(parents=True, exist_ok=True)
     (root / "session.json").write_bytes(text)
     questions = []
-    monkeypatch.setattr(launch, "ask_restore",
-                        lambda parent, info: questions.append(launch.restore_question(info))
-                        or True)
+    monkeypatch.setattr(
+        launch,
+        "ask_restore",
+        lambda parent, info: questions.append(launch.restore_question(info)) or True,
+    )
     editor, saver = _editor_with_autosave(qtbot, root)
     window = MainWindow(editor, Preferences(), interactive=False, autosaver=saver)
     qtbot.addWidget(window)
@@ -545,7 +590,7 @@ def _check_nothing_lost(root, text: bytes, restored: bool, choice: str, window) 
         assert window.editor.document is not None and choice in ("yes", "ask")
     else:
         assert window.editor.document is None
-        assert len(kept) == 1                  # set aside byte for byte, not deleted
+        assert len(kept) == 1  # set aside byte for byte, not deleted
         assert not (root / "session.json").exists()
         message = window.banner.text.text() if window.banner.isVisible() else ""
         assert "\n" not in message
@@ -553,16 +598,16 @@ def _check_nothing_lost(root, text: bytes, restored: bool, choice: str, window) 
 
 @pytest.mark.parametrize("choice", ["ask", "yes", "no"])
 @pytest.mark.parametrize("text", _DAMAGE, ids=range(len(_DAMAGE)))
-def test_a_damaged_session_json_is_set_aside_in_every_restore_mode(qtbot, root, monkeypatch,
-                                                                    text, choice):
+def test_a_damaged_session_json_is_set_aside_in_every_restore_mode(
+    qtbot, root, monkeypatch, text, choice
+):
     data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
-    window, saver, restored, questions = _start_with_session(qtbot, root, data, choice,
-                                                             monkeypatch)
-    assert not restored and not questions      # never asked about a damaged session
+    window, saver, restored, questions = _start_with_session(qtbot, root, data, choice, monkeypatch)
+    assert not restored and not questions  # never asked about a damaged session
     _check_nothing_lost(root, data, restored, choice, window)
     if choice != "no":
         assert window.banner.text.text().startswith("Could not restore the last session: ")
-    saver.start()                               # and autosave goes on in the same folder
+    saver.start()  # and autosave goes on in the same folder
     window.editor.set_image(photo())
     assert saver.flush() and (root / "session.json").is_file()
     saver.close()
@@ -580,13 +625,33 @@ def test_session_files_with_any_damage_never_crash_the_start(qtbot, tmp_path, mo
     base = _valid_session(qtbot, base_root)
     blobs = base_root / "blobs"
     json_values = st.recursive(
-        st.none() | st.booleans() | st.integers(-(2**70), 2**70)
-        | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=20),
-        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                     max_size=4),
-        max_leaves=12)
-    specials = st.sampled_from(["yesterday", 1e300, -1, 5, "", "../../etc/passwd", [], {},
-                                "a" * 10, float("nan"), True, None, 2**63])
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**70), 2**70)
+        | st.floats(allow_nan=True, allow_infinity=True)
+        | st.text(max_size=20),
+        lambda inner: (
+            st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+        ),
+        max_leaves=12,
+    )
+    specials = st.sampled_from(
+        [
+            "yesterday",
+            1e300,
+            -1,
+            5,
+            "",
+            "../../etc/passwd",
+            [],
+            {},
+            "a" * 10,
+            float("nan"),
+            True,
+            None,
+            2**63,
+        ]
+    )
 
     def paths(value, prefix=()):
         yield prefix
@@ -600,12 +665,17 @@ def test_session_files_with_any_damage_never_crash_the_start(qtbot, tmp_path, mo
     all_paths = [p for p in paths(base) if p]
     counter = iter(range(10**6))
 
-    @settings(max_examples=25, deadline=None,
-              suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                     HealthCheck.too_slow])
-    @given(st.lists(st.tuples(st.sampled_from(all_paths), json_values | specials),
-                    min_size=1, max_size=3),
-           st.sampled_from(["ask", "yes", "no"]))
+    @settings(
+        max_examples=25,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(
+        st.lists(
+            st.tuples(st.sampled_from(all_paths), json_values | specials), min_size=1, max_size=3
+        ),
+        st.sampled_from(["ask", "yes", "no"]),
+    )
     def check(changes, choice):
         import copy
         import shutil
@@ -618,7 +688,7 @@ def test_session_files_with_any_damage_never_crash_the_start(qtbot, tmp_path, mo
                     target = target[step]
                 target[path[-1]] = value
             except (KeyError, IndexError, TypeError):
-                continue          # an earlier change replaced this field's parent
+                continue  # an earlier change replaced this field's parent
         root = tmp_path / f"case{next(counter)}" / "session"
         root.mkdir(parents=True)
         shutil.copytree(blobs, root / "blobs")

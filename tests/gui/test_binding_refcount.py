@@ -37,8 +37,11 @@ def painter():
 def test_painter_calls_keep_none_alive(painter):
     source = QImage(8, 8, QImage.Format.Format_RGB32)
     source.fill(QColor(10, 20, 30))
-    pen, colour, rect = QPen(QColor(255, 255, 255, 60), 0), QColor(80, 200, 255, 70), \
-        QRectF(2, 2, 10, 10)
+    pen, colour, rect = (
+        QPen(QColor(255, 255, 255, 60), 0),
+        QColor(80, 200, 255, 70),
+        QRectF(2, 2, 10, 10),
+    )
     a, b = QPointF(0, 0), QPointF(30, 30)
     calls = {
         "fillRect": lambda: painter.fillRect(rect, colour),
@@ -49,7 +52,8 @@ def test_painter_calls_keep_none_alive(painter):
         "drawRect": lambda: painter.drawRect(rect),
         "drawImage": lambda: painter.drawImage(rect, source, QRectF(0, 0, 8, 8)),
         "setRenderHint": lambda: painter.setRenderHint(
-            QPainter.RenderHint.SmoothPixmapTransform, True),
+            QPainter.RenderHint.SmoothPixmapTransform, True
+        ),
     }
     for name, call in calls.items():
         drift = _drift(call)
@@ -61,8 +65,11 @@ def test_widget_calls_keep_none_alive(qtbot):
     widget = QWidget()
     qtbot.addWidget(widget)
     area = QRect(0, 0, 4, 4)
-    calls = {"update()": widget.update, "update(QRect)": lambda: widget.update(area),
-             "setToolTip": lambda: widget.setToolTip("x")}
+    calls = {
+        "update()": widget.update,
+        "update(QRect)": lambda: widget.update(area),
+        "setToolTip": lambda: widget.setToolTip("x"),
+    }
     for name, call in calls.items():
         drift = _drift(call)
         assert drift > -20, f"QWidget.{name}: None lost {-drift} references in {CALLS} calls"

@@ -13,12 +13,14 @@ def _view_pos(window, x: float, y: float) -> QPoint:
 
 def _drag(window, points, button=Qt.MouseButton.LeftButton):
     viewport = window.canvas.viewport()
-    QTest.mousePress(viewport, button, Qt.KeyboardModifier.NoModifier,
-                     _view_pos(window, *points[0]))
+    QTest.mousePress(
+        viewport, button, Qt.KeyboardModifier.NoModifier, _view_pos(window, *points[0])
+    )
     for p in points[1:]:
         QTest.mouseMove(viewport, _view_pos(window, *p))
-    QTest.mouseRelease(viewport, button, Qt.KeyboardModifier.NoModifier,
-                       _view_pos(window, *points[-1]))
+    QTest.mouseRelease(
+        viewport, button, Qt.KeyboardModifier.NoModifier, _view_pos(window, *points[-1])
+    )
 
 
 def test_brush_stroke_paints_the_mask_and_undoes(window, qtbot):
@@ -27,7 +29,7 @@ def test_brush_stroke_paints_the_mask_and_undoes(window, qtbot):
     window.canvas.set_brush_size(10)
     _drag(window, [(20, 30), (60, 30), (100, 30)])
     mask = editor.document.mask
-    assert mask[30, 22:98].all()                       # the whole path is painted, no gaps
+    assert mask[30, 22:98].all()  # the whole path is painted, no gaps
     assert mask[24:36, 60].sum() >= 9 and not mask[45:, :].any()
     assert editor.undo_stack.count() == 1 and editor.undo_stack.undoText() == "Brush"
     # the overlay shows what the array holds
@@ -35,8 +37,11 @@ def test_brush_stroke_paints_the_mask_and_undoes(window, qtbot):
     window.canvas.setFocus()
     QTest.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert not editor.document.mask.any()
-    QTest.keyClick(window, Qt.Key.Key_Z,
-                   Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    QTest.keyClick(
+        window,
+        Qt.Key.Key_Z,
+        Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier,
+    )
     assert editor.document.mask[30, 50]
 
 
@@ -83,7 +88,7 @@ def test_brush_size_keys_and_tab_shows_original(window):
     window.canvas.setFocus()
     QTest.keyPress(window.canvas, Qt.Key.Key_Tab)
     assert window.canvas._showing_original
-    assert window.canvas._image._buffer[5, 5] != 0xFF000000      # original pixel shown
+    assert window.canvas._image._buffer[5, 5] != 0xFF000000  # original pixel shown
     QTest.keyRelease(window.canvas, Qt.Key.Key_Tab)
     assert window.canvas._image._buffer[5, 5] == 0xFF000000
 
@@ -107,8 +112,7 @@ def test_grid_follows_the_mask_and_shows_the_cost(window, tiny_bundle, qtbot):
     assert str(editor.layout.cost) in window.run_panel.cost.text()
 
 
-def test_far_apart_strokes_get_a_square_each_and_one_undoable_result(window, tiny_bundle,
-                                                                      qtbot):
+def test_far_apart_strokes_get_a_square_each_and_one_undoable_result(window, tiny_bundle, qtbot):
     editor = window.editor
     editor.models.use(tiny_bundle)
     editor.set_image(photo(400, 600))
@@ -120,7 +124,7 @@ def test_far_apart_strokes_get_a_square_each_and_one_undoable_result(window, tin
     assert len(editor.layout.parts) == 2
     assert "in 2 separate squares" in window.run_panel.cost.text()
     assert str(editor.layout.cost) in window.run_panel.cost.text()
-    assert len(window.canvas._grid._layouts) == 2     # both squares drawn
+    assert len(window.canvas._grid._layouts) == 2  # both squares drawn
     original = editor.document.rgb.copy()
     with qtbot.waitSignal(editor.run_changed, timeout=30000):
         editor.start_run()
@@ -153,13 +157,17 @@ def test_run_applies_candidates_and_undo_restores(window, tiny_bundle, qtbot):
     sq = editor.run.fill.square
     changed = np.argwhere((first != original).any(axis=2))
     assert changed.size and changed[:, 0].min() >= max(sq.y0, 0)
-    assert not editor.document.mask.any()           # applying a result clears the mask
+    assert not editor.document.mask.any()  # applying a result clears the mask
     item = window.results_panel.candidates.item(2)
     rect = window.results_panel.candidates.visualItemRect(item)
-    QTest.mouseClick(window.results_panel.candidates.viewport(), Qt.MouseButton.LeftButton,
-                     Qt.KeyboardModifier.NoModifier, rect.center())
+    QTest.mouseClick(
+        window.results_panel.candidates.viewport(),
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+        rect.center(),
+    )
     assert editor.applied == 2 and not np.array_equal(editor.document.rgb, first)
-    assert editor.undo_stack.count() == 2           # the stroke and one applied result
+    assert editor.undo_stack.count() == 2  # the stroke and one applied result
     editor.undo_stack.undo()
     np.testing.assert_array_equal(editor.document.rgb, original)
     assert editor.document.mask.any()
@@ -187,7 +195,7 @@ def test_scrubber_and_heatmap_cover_the_run(window, tiny_bundle, qtbot):
 
 def test_error_shows_in_the_banner_not_a_traceback(window, qtbot):
     window.editor.set_image(photo())
-    window.editor.start_run()      # no model loaded
+    window.editor.start_run()  # no model loaded
     assert window.banner.isVisible() and window.banner.text.text()
     assert window.editor.open_file("/nonexistent/photo.jpg") is False
     assert "file not found" in window.banner.text.text()
@@ -198,13 +206,13 @@ def test_generate_without_an_image_then_extend_and_undo(window, tiny_bundle, qtb
 
     editor = window.editor
     editor.models.use(tiny_bundle)
-    editor.set_options(replace(editor.options, mode="generate", generate_class=True,
-                               class_name="boat"))
+    editor.set_options(
+        replace(editor.options, mode="generate", generate_class=True, class_name="boat")
+    )
     with qtbot.waitSignal(editor.run_changed, timeout=30000):
         assert editor.start_run()
     assert editor.document.size == (64, 64)
-    editor.set_options(replace(editor.options, mode="extend", extend_side="right",
-                               extend_cells=2))
+    editor.set_options(replace(editor.options, mode="extend", extend_side="right", extend_cells=2))
     with qtbot.waitSignal(editor.run_changed, timeout=30000):
         assert editor.start_run()
     assert editor.document.size == (72, 64)

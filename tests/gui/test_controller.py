@@ -27,8 +27,15 @@ def _inputs():
 
 def _record(controller):
     events = []
-    for name in ("started", "progress", "finished", "cancelled", "failed", "superseded",
-                 "busy_changed"):
+    for name in (
+        "started",
+        "progress",
+        "finished",
+        "cancelled",
+        "failed",
+        "superseded",
+        "busy_changed",
+    ):
         getattr(controller, name).connect(lambda *a, n=name: events.append((n, *a)))
     return events
 
@@ -56,7 +63,7 @@ def test_cancel_stops_at_the_next_step(qtbot, controller):
         controller.start("edit", lambda: edit_run(bundle, rgb, mask, Settings(seeds=(1,))))
     assert controller.wait_idle(5)
     steps = [e[1].step for e in events if e[0] == "progress"]
-    assert steps == [1, 2]                 # nothing is reported after Cancel
+    assert steps == [1, 2]  # nothing is reported after Cancel
     assert bundle.calls <= 4 and "finished" not in [e[0] for e in events]
 
 
@@ -72,8 +79,9 @@ def test_engine_error_becomes_one_line(qtbot, controller):
 def test_empty_mask_error_is_reported_not_raised(qtbot, controller):
     rgb, _ = _inputs()
     with qtbot.waitSignal(controller.failed, timeout=10000) as failed:
-        controller.start("edit", lambda: edit_run(FakeBundle(), rgb, np.zeros((64, 64), bool),
-                                                  Settings()))
+        controller.start(
+            "edit", lambda: edit_run(FakeBundle(), rgb, np.zeros((64, 64), bool), Settings())
+        )
     assert "mask is empty" in failed.args[0]
 
 
@@ -92,8 +100,8 @@ def test_new_job_supersedes_the_running_one(qtbot, controller):
     names = [e[0] for e in events]
     assert "superseded" in names and "cancelled" not in names
     assert names.count("finished") == 1 and done.args[0].candidates[0].seed == 2
-    assert names.count("busy_changed") == 2          # busy stayed on across the switch
-    assert slow.calls == 1                            # the old job stopped at its next step
+    assert names.count("busy_changed") == 2  # busy stayed on across the switch
+    assert slow.calls == 1  # the old job stopped at its next step
 
 
 def test_extend_run_cancels_at_the_next_step(qtbot, controller):
@@ -101,8 +109,9 @@ def test_extend_run_cancels_at_the_next_step(qtbot, controller):
     rgb = np.full((64, 64, 3), 90, np.uint8)
     controller.progress.connect(lambda p: controller.cancel())
     with qtbot.waitSignal(controller.cancelled, timeout=10000):
-        controller.start("extend", lambda: extend_run(
-            bundle, rgb, None, "right", 2, Settings(seeds=(1,))))
+        controller.start(
+            "extend", lambda: extend_run(bundle, rgb, None, "right", 2, Settings(seeds=(1,)))
+        )
     assert bundle.calls <= 2
 
 
@@ -111,7 +120,8 @@ def test_real_bundle_lifecycle(qtbot, controller, tiny_bundle):
     progress = []
     controller.progress.connect(progress.append)
     with qtbot.waitSignal(controller.finished, timeout=30000) as done:
-        controller.start("edit", lambda: edit_run(tiny_bundle, rgb, mask,
-                                                  Settings(seeds=(1, 2, 3))))
+        controller.start(
+            "edit", lambda: edit_run(tiny_bundle, rgb, mask, Settings(seeds=(1, 2, 3)))
+        )
     assert len(progress) == 8 and progress[0].preview is not None
     assert [c.seed for c in done.args[0].candidates] == [1, 2, 3]

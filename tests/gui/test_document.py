@@ -20,7 +20,7 @@ def test_replace_mask_records_only_the_changed_rectangle():
     assert change.mask.before.shape == change.mask.after.shape
     assert change.mask.before.size < doc.mask.size / 4
     np.testing.assert_array_equal(doc.mask, new)
-    assert doc.replace_mask(new, "Brush") is None    # nothing changed, nothing recorded
+    assert doc.replace_mask(new, "Brush") is None  # nothing changed, nothing recorded
 
 
 def test_undo_redo_mask_and_applied_result():
@@ -97,8 +97,9 @@ def test_patch_between_finds_the_difference():
 
 
 def test_options_round_trip_and_tolerate_junk():
-    options = EditOptions(mode="extend", extend_side="top", candidates=3, feather=2.5,
-                          seamless=False)
+    options = EditOptions(
+        mode="extend", extend_side="top", candidates=3, feather=2.5, seamless=False
+    )
     assert EditOptions.from_dict(options.to_dict()) == options
     assert not options.settings((1,)).seamless and EditOptions().settings((1,)).seamless
     odd = EditOptions.from_dict({"mode": "nonsense", "steps": "x", "unknown": 1, "seed": "5"})

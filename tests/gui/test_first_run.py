@@ -19,7 +19,7 @@ from app.ui.main_window import MainWindow
 from .conftest import photo
 
 H, W = 120, 160
-BOX = (slice(40, 70), slice(60, 100))   # the dark block of conftest.photo
+BOX = (slice(40, 70), slice(60, 100))  # the dark block of conftest.photo
 
 
 def make_assets(folder, count=2):
@@ -29,12 +29,18 @@ def make_assets(folder, count=2):
     for n in range(count):
         rgb = np.roll(photo(H, W), 7 * n, axis=1)
         mask = np.zeros((H, W), np.uint8)
-        mask[BOX[0], BOX[1].start + 7 * n:BOX[1].stop + 7 * n] = 255
+        mask[BOX[0], BOX[1].start + 7 * n : BOX[1].stop + 7 * n] = 255
         Image.fromarray(rgb).save(folder / f"block-{n}.png")
         Image.fromarray(mask).save(folder / f"block-{n}-mask.png")
-        entries.append({"file": f"block-{n}.png", "mask": f"block-{n}-mask.png",
-                        "title": f"Try: remove the block {n}", "source": "made by the test",
-                        "licence": "CC0-1.0"})
+        entries.append(
+            {
+                "file": f"block-{n}.png",
+                "mask": f"block-{n}-mask.png",
+                "title": f"Try: remove the block {n}",
+                "source": "made by the test",
+                "licence": "CC0-1.0",
+            }
+        )
     (folder / "samples.json").write_text(json.dumps({"samples": entries}))
     return folder
 
@@ -70,8 +76,11 @@ def close(win):
 def test_load_samples_reads_the_list_and_leaves_out_broken_entries(tmp_path, caplog):
     folder = make_assets(tmp_path, count=1)
     data = json.loads((folder / "samples.json").read_text())
-    data["samples"] += [{"file": "block-0.png", "mask": "gone.png", "title": "Try: x"},
-                        "not an object", {"title": "no files"}]
+    data["samples"] += [
+        {"file": "block-0.png", "mask": "gone.png", "title": "Try: x"},
+        "not an object",
+        {"title": "no files"},
+    ]
     (folder / "samples.json").write_text(json.dumps(data))
     with caplog.at_level(logging.WARNING):
         samples = load_samples(folder)
@@ -113,8 +122,10 @@ def test_clicking_a_sample_opens_it_with_its_mask_ready_to_run(qtbot, assets, ti
     welcome = win.welcome
     assert welcome.isVisible()
     assert welcome.geometry() == win.canvas.viewport().rect()
-    assert [b.text() for b in welcome.buttons] == ["Try: remove the block 0",
-                                                   "Try: remove the block 1"]
+    assert [b.text() for b in welcome.buttons] == [
+        "Try: remove the block 0",
+        "Try: remove the block 1",
+    ]
     assert "CC0-1.0" in welcome.buttons[1].toolTip()
     assert not welcome.buttons[1].icon().isNull()
     qtbot.mouseClick(welcome.buttons[1], Qt.MouseButton.LeftButton)
@@ -122,7 +133,7 @@ def test_clicking_a_sample_opens_it_with_its_mask_ready_to_run(qtbot, assets, ti
     assert doc is not None and doc.path.endswith("block-1.png")
     np.testing.assert_array_equal(doc.rgb, np.roll(photo(H, W), 7, axis=1))
     expected = np.zeros((H, W), bool)
-    expected[BOX[0], BOX[1].start + 7:BOX[1].stop + 7] = True
+    expected[BOX[0], BOX[1].start + 7 : BOX[1].stop + 7] = True
     np.testing.assert_array_equal(doc.mask, expected)
     assert editor.options.mode == "remove"
     assert not welcome.isVisible()
@@ -152,34 +163,40 @@ def test_without_samples_the_welcome_shows_only_how_to_start(qtbot, tmp_path, mo
 def _click_menu_item(qtbot, win, menu_title, item_text):
     bar = win.menuBar()
     menu_action = next(a for a in bar.actions() if a.text().replace("&", "") == menu_title)
-    qtbot.mouseClick(bar, Qt.MouseButton.LeftButton,
-                     pos=bar.actionGeometry(menu_action).center())
+    qtbot.mouseClick(bar, Qt.MouseButton.LeftButton, pos=bar.actionGeometry(menu_action).center())
     menu = menu_action.menu()
     qtbot.waitUntil(menu.isVisible, timeout=3000)
     item = next(a for a in menu.actions() if a.text() == item_text)
     qtbot.mouseClick(menu, Qt.MouseButton.LeftButton, pos=menu.actionGeometry(item).center())
 
 
-def test_help_about_shows_version_model_card_explanation_and_citation(qtbot, assets,
-                                                                     tiny_bundle_path):
+def test_help_about_shows_version_model_card_explanation_and_citation(
+    qtbot, assets, tiny_bundle_path
+):
     win = make_window(qtbot, tiny_bundle_path)
     _click_menu_item(qtbot, win, "Help", "About MAGE Studio")
-    qtbot.waitUntil(lambda: getattr(win, "about_dialog", None) is not None
-                    and win.about_dialog.isVisible(), timeout=3000)
+    qtbot.waitUntil(
+        lambda: getattr(win, "about_dialog", None) is not None and win.about_dialog.isVisible(),
+        timeout=3000,
+    )
     text = win.about_dialog.browser.toPlainText()
     assert f"MAGE Studio {app_version()}" in text
     assert app_version() != "unknown"
     card = (tiny_bundle_path / "MODEL_CARD.md").read_text()
     card_line = next(line for line in card.splitlines() if line.startswith("Source:"))
-    assert card_line.replace("`", "") in text.replace("`", "")       # the card, rendered
-    assert "# " not in text                                           # markdown, not source
+    assert card_line.replace("`", "") in text.replace("`", "")  # the card, rendered
+    assert "# " not in text  # markdown, not source
     assert "tiny: 64 px, 16 x 16 tokens, codebook 64, 3 classes" in text
     assert "16 x 16 grid of tokens" in text and "64-word codebook" in text
     assert "most confident" in text and "8 steps" in text
-    assert "Tianhong Li, Huiwen Chang, Shlok Kumar Mishra, Han Zhang, Dina Katabi, " \
-           "Dilip Krishnan" in text
-    assert "MAGE: MAsked Generative Encoder to Unify Representation Learning and Image " \
-           "Synthesis" in text
+    assert (
+        "Tianhong Li, Huiwen Chang, Shlok Kumar Mishra, Han Zhang, Dina Katabi, "
+        "Dilip Krishnan" in text
+    )
+    assert (
+        "MAGE: MAsked Generative Encoder to Unify Representation Learning and Image "
+        "Synthesis" in text
+    )
     assert "CVPR 2023" in text and "2211.09117" in text
     qtbot.keyClick(win.about_dialog, Qt.Key.Key_Escape)
     qtbot.waitUntil(lambda: not win.about_dialog.isVisible(), timeout=3000)
@@ -197,10 +214,11 @@ def test_about_without_a_model_says_why_and_still_explains():
 
 
 def test_demo_mode_plays_samples_to_the_result_cycles_and_leaves_on_a_key(
-        qtbot, assets, tiny_bundle_path, monkeypatch):
+    qtbot, assets, tiny_bundle_path, monkeypatch
+):
     monkeypatch.setattr(demo_module, "TIMING", demo_module.DemoTiming().scaled(0.01))
     win = make_window(qtbot, tiny_bundle_path)
-    qtbot.keyClick(win.canvas, Qt.Key.Key_F5)            # View > Demo mode
+    qtbot.keyClick(win.canvas, Qt.Key.Key_F5)  # View > Demo mode
     demo = win.demo_mode
     assert demo is not None and demo.isVisible()
     assert demo.isFullScreen()
@@ -210,12 +228,17 @@ def test_demo_mode_plays_samples_to_the_result_cycles_and_leaves_on_a_key(
         seen.append((phase, step, demo.index))
         if phase == "decode":
             colors = demo._grid._colors
-            grids.append(((colors[..., :3] == (40, 40, 46)).all(axis=2).sum(),
-                          int((colors[..., 3] > 0).sum())))
+            grids.append(
+                (
+                    (colors[..., :3] == (40, 40, 46)).all(axis=2).sum(),
+                    int((colors[..., 3] > 0).sum()),
+                )
+            )
 
     demo.state_changed.connect(record)
-    qtbot.waitUntil(lambda: demo.results >= 2 and demo.index == 0 and demo.phase == "intro",
-                    timeout=60000)
+    qtbot.waitUntil(
+        lambda: demo.results >= 2 and demo.index == 0 and demo.phase == "intro", timeout=60000
+    )
     first = [(p, s) for p, s, i in seen if i == 1]
     steps = int(win.editor.bundle.manifest.decoding["steps"])
     assert first[0] == ("intro", -1)
@@ -251,8 +274,9 @@ def test_demo_mode_plays_samples_to_the_result_cycles_and_leaves_on_a_key(
     close(win)
 
 
-def test_demo_mode_without_samples_says_so_and_esc_leaves(qtbot, tmp_path, monkeypatch,
-                                                          tiny_bundle_path):
+def test_demo_mode_without_samples_says_so_and_esc_leaves(
+    qtbot, tmp_path, monkeypatch, tiny_bundle_path
+):
     monkeypatch.setenv(ENV_ASSETS, str(tmp_path / "no-assets"))
     win = make_window(qtbot, tiny_bundle_path)
     demo = demo_module.start_demo(win, full_screen=False)
@@ -278,22 +302,27 @@ def test_demo_mode_waits_for_the_model(qtbot, assets, monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("extra, title", [(["--about"], "about"),
-                                          (["--demo"], "demo decode"),
-                                          (["--demo", "--demo-shot", "result"], "demo result")])
-def test_screenshots_of_about_and_demo_mode(tmp_path, monkeypatch, tiny_bundle_path, extra,
-                                            title):
+@pytest.mark.parametrize(
+    "extra, title",
+    [
+        (["--about"], "about"),
+        (["--demo"], "demo decode"),
+        (["--demo", "--demo-shot", "result"], "demo result"),
+    ],
+)
+def test_screenshots_of_about_and_demo_mode(tmp_path, monkeypatch, tiny_bundle_path, extra, title):
     from .test_screenshot import _run_under_xvfb
 
     monkeypatch.setenv(ENV_ASSETS, str(make_assets(tmp_path / "assets", count=1)))
     out = tmp_path / "shot.png"
-    result = _run_under_xvfb([*extra, "--screenshot", str(out), "--model",
-                              str(tiny_bundle_path), "--device", "cpu"])
+    result = _run_under_xvfb(
+        [*extra, "--screenshot", str(out), "--model", str(tiny_bundle_path), "--device", "cpu"]
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     shot = np.asarray(Image.open(out).convert("RGB"))
     if title == "about":
         assert shot.shape[1] == 900
-        assert len(np.unique(shot.reshape(-1, 3), axis=0)) > 20    # text, not a blank dialog
+        assert len(np.unique(shot.reshape(-1, 3), axis=0)) > 20  # text, not a blank dialog
         return
     assert shot.shape[:2] == (900, 1440)
     phase = "decode 4" if title == "demo decode" else "result -1"

@@ -31,7 +31,7 @@ CTRL, SHIFT = Qt.KeyboardModifier.ControlModifier, Qt.KeyboardModifier.ShiftModi
 
 @pytest.fixture(autouse=True)
 def _fresh_settings(qapp):
-    Preferences()._s.clear()     # one settings file serves the whole test process
+    Preferences()._s.clear()  # one settings file serves the whole test process
     yield
     Preferences()._s.clear()
     apply_theme(qapp, "dark")
@@ -68,11 +68,21 @@ def _drop(window, path) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(path))])
     target, at = window.canvas.viewport(), QPointF(50, 50)
-    enter = QDragEnterEvent(at.toPoint(), Qt.DropAction.CopyAction, mime,
-                            Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    enter = QDragEnterEvent(
+        at.toPoint(),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     QApplication.sendEvent(target, enter)
-    drop = QDropEvent(at, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                      Qt.KeyboardModifier.NoModifier)
+    drop = QDropEvent(
+        at,
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     QApplication.sendEvent(target, drop)
 
 
@@ -88,9 +98,16 @@ def _drag(window, points, button=Qt.MouseButton.LeftButton):
 
 def _wheel(widget, pos: QPoint, notches: int) -> None:
     global_pos = widget.mapToGlobal(pos)
-    event = QWheelEvent(QPointF(pos), QPointF(global_pos), QPoint(), QPoint(0, 120 * notches),
-                        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier,
-                        Qt.ScrollPhase.NoScrollPhase, False)
+    event = QWheelEvent(
+        QPointF(pos),
+        QPointF(global_pos),
+        QPoint(),
+        QPoint(0, 120 * notches),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
     QApplication.sendEvent(widget, event)
 
 
@@ -110,15 +127,18 @@ def _painted(window, qtbot, tiny_bundle):
 
 # -- zoom -------------------------------------------------------------------------------------
 
+
 def test_wheel_zooms_at_the_cursor_and_keys_at_the_view_centre(win, qtbot):
     win.editor.set_image(photo(300, 400))
     canvas, viewport = win.canvas, win.canvas.viewport()
-    for notches, pos in ((1, QPoint(viewport.width() // 4, viewport.height() // 3)),
-                         (2, QPoint(viewport.width() * 3 // 4, viewport.height() // 2)),
-                         (-1, QPoint(40, viewport.height() - 40))):
+    for notches, pos in (
+        (1, QPoint(viewport.width() // 4, viewport.height() // 3)),
+        (2, QPoint(viewport.width() * 3 // 4, viewport.height() // 2)),
+        (-1, QPoint(40, viewport.height() - 40)),
+    ):
         before, zoom = canvas.mapToScene(pos), canvas.zoom
         _wheel(viewport, pos, notches)
-        assert canvas.zoom == pytest.approx(zoom * 1.25 ** notches)
+        assert canvas.zoom == pytest.approx(zoom * 1.25**notches)
         after = canvas.mapToScene(pos)
         tolerance = 1.5 / canvas.zoom + 0.5
         assert abs(after.x() - before.x()) < tolerance and abs(after.y() - before.y()) < tolerance
@@ -134,9 +154,10 @@ def test_wheel_zooms_at_the_cursor_and_keys_at_the_view_centre(win, qtbot):
 
 # -- heatmap ----------------------------------------------------------------------------------
 
+
 def test_h_toggles_a_translucent_heatmap_with_adjustable_opacity(win, qtbot, tiny_bundle):
     _painted(win, qtbot, tiny_bundle)
-    assert not win.actions_["heatmap"].isEnabled()   # nothing to show before a run
+    assert not win.actions_["heatmap"].isEnabled()  # nothing to show before a run
     _run(win, qtbot)
     win.canvas.setFocus()
     QTest.keyClick(win.canvas, Qt.Key.Key_H)
@@ -144,8 +165,8 @@ def test_h_toggles_a_translucent_heatmap_with_adjustable_opacity(win, qtbot, tin
     assert not win.banner.isVisible(), win.banner.text.text()
     layout, colors = win.canvas._override
     alpha = colors[..., 3][layout.token_mask]
-    assert alpha.max() <= 128 and alpha.min() > 0          # translucent at the default 50%
-    QTest.keyClick(win.results_panel.opacity, Qt.Key.Key_End)   # slider to 100%
+    assert alpha.max() <= 128 and alpha.min() > 0  # translucent at the default 50%
+    QTest.keyClick(win.results_panel.opacity, Qt.Key.Key_End)  # slider to 100%
     _, stronger = win.canvas._override
     assert stronger[..., 3][layout.token_mask].max() > alpha.max()
     QTest.keyClick(win.results_panel.opacity, Qt.Key.Key_Home)  # slider to 10%
@@ -155,6 +176,7 @@ def test_h_toggles_a_translucent_heatmap_with_adjustable_opacity(win, qtbot, tin
 
 
 # -- banners ----------------------------------------------------------------------------------
+
 
 def test_banners_go_away_with_their_cause(win, qtbot, tiny_bundle, tmp_path, monkeypatch):
     editor = win.editor
@@ -172,33 +194,41 @@ def test_banners_go_away_with_their_cause(win, qtbot, tiny_bundle, tmp_path, mon
     _run(win, qtbot)
     assert not win.banner.isVisible()
     # a failed save, then a good one; then the failure again and another file opened
-    choices = iter([str(tmp_path / "missing" / "out.png"), str(tmp_path / "out.png"),
-                    str(tmp_path / "missing" / "again.png")])
+    choices = iter(
+        [
+            str(tmp_path / "missing" / "out.png"),
+            str(tmp_path / "out.png"),
+            str(tmp_path / "missing" / "again.png"),
+        ]
+    )
     monkeypatch.setattr(win, "choose_file", lambda *a, **k: next(choices))
     QTest.keyClick(win, Qt.Key.Key_S, CTRL)
     assert win.banner.isVisible() and "Cannot save" in win.banner.text.text()
     assert win.windowTitle().startswith("untitled *")
     QTest.keyClick(win, Qt.Key.Key_S, CTRL)
     assert (tmp_path / "out.png").is_file() and not win.banner.isVisible()
-    assert win.windowTitle() == "untitled - MAGE Studio"       # no "*" after Save
+    assert win.windowTitle() == "untitled - MAGE Studio"  # no "*" after Save
     _drag(win, [(20, 20), (30, 20)])
     QTest.keyClick(win, Qt.Key.Key_S, CTRL | SHIFT)
     assert "Cannot save" in win.banner.text.text()
-    monkeypatch.setattr(QMessageBox, "question",
-                        lambda *a, **k: QMessageBox.StandardButton.Discard)
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Discard)
     _drop(win, _save_photo(tmp_path))
     assert editor.document.path.endswith("photo.png") and not win.banner.isVisible()
 
 
 def _qimage(rgb):
     from app.ui.qimage import qimage_from_rgb
+
     return qimage_from_rgb(rgb)
 
 
 def test_a_bad_file_is_reported_before_asking_about_unsaved_changes(win, tmp_path, monkeypatch):
     asked = []
-    monkeypatch.setattr(QMessageBox, "question",
-                        lambda *a, **k: asked.append(a) or QMessageBox.StandardButton.Cancel)
+    monkeypatch.setattr(
+        QMessageBox,
+        "question",
+        lambda *a, **k: asked.append(a) or QMessageBox.StandardButton.Cancel,
+    )
     _drop(win, _save_photo(tmp_path))
     _drag(win, [(20, 20), (40, 30)])
     assert win.editor.document.modified
@@ -208,11 +238,12 @@ def test_a_bad_file_is_reported_before_asking_about_unsaved_changes(win, tmp_pat
     assert not asked, "asked about unsaved changes for a file that cannot be opened"
     assert "Cannot load image" in win.banner.text.text()
     assert win.editor.document.path.endswith("photo.png") and win.editor.document.mask.any()
-    _drop(win, _save_photo(tmp_path, "other.png"))   # a good file: now it asks (Cancel)
+    _drop(win, _save_photo(tmp_path, "other.png"))  # a good file: now it asks (Cancel)
     assert len(asked) == 1 and win.editor.document.path.endswith("photo.png")
 
 
 # -- first launch -------------------------------------------------------------------------------
+
 
 def test_first_launch_fills_a_share_of_the_screen_and_saves_geometry_early(qtbot):
     window = _make_window(qtbot, size=None)
@@ -221,9 +252,9 @@ def test_first_launch_fills_a_share_of_the_screen_and_saves_geometry_early(qtbot
     assert window.height() >= min(area.height(), 680) * 0.95
     assert window.width() <= area.width() and window.height() <= area.height()
     QTest.qWait(GEOMETRY_SAVE_MS + 300)
-    geometry, state = Preferences().window_state()      # saved without closing the window
+    geometry, state = Preferences().window_state()  # saved without closing the window
     assert geometry is not None and state is not None
-    QTest.mouseDClick(window.results_dock, Qt.MouseButton.LeftButton)   # undock Results
+    QTest.mouseDClick(window.results_dock, Qt.MouseButton.LeftButton)  # undock Results
     window.resize(700, 520)
     QTest.qWait(GEOMETRY_SAVE_MS + 300)
     again = MainWindow(Editor(), Preferences(), interactive=False)
@@ -233,21 +264,27 @@ def test_first_launch_fills_a_share_of_the_screen_and_saves_geometry_early(qtbot
 
 # -- editor-wide keys -----------------------------------------------------------------------------
 
+
 def test_tab_and_brush_keys_work_wherever_focus_is_except_text(win, qtbot, tiny_bundle):
     _painted(win, qtbot, tiny_bundle)
     _run(win, qtbot)
     candidates = win.results_panel.candidates
     rect = candidates.visualItemRect(candidates.item(0))
-    QTest.mouseClick(candidates.viewport(), Qt.MouseButton.LeftButton,
-                     Qt.KeyboardModifier.NoModifier, rect.center())
+    QTest.mouseClick(
+        candidates.viewport(),
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+        rect.center(),
+    )
     assert QApplication.focusWidget() is candidates
     doc = win.editor.document
     assert not np.array_equal(doc.rgb, doc.original)
     QTest.keyPress(candidates, Qt.Key.Key_Tab)
     shown = win.canvas._image._buffer
     assert win.canvas.original_label.isVisible()
-    assert QApplication.focusWidget() is candidates            # Tab did not move focus
+    assert QApplication.focusWidget() is candidates  # Tab did not move focus
     from app.ui.qimage import rgb_to_argb32
+
     assert np.array_equal(shown, rgb_to_argb32(doc.original))
     QTest.keyRelease(candidates, Qt.Key.Key_Tab)
     assert not win.canvas.original_label.isVisible()
@@ -275,6 +312,7 @@ def test_tab_and_brush_keys_work_wherever_focus_is_except_text(win, qtbot, tiny_
 
 # -- small window --------------------------------------------------------------------------------
 
+
 def test_1280x720_shows_run_and_cost_without_scrolling_sideways(qtbot, tiny_bundle):
     window = _make_window(qtbot, interactive=False, size=(1280, 720))
     window.editor.models.use(tiny_bundle)
@@ -287,16 +325,21 @@ def test_1280x720_shows_run_and_cost_without_scrolling_sideways(qtbot, tiny_bund
     assert bottom < window.statusBar().y(), "the Run button is below the fold"
     assert window.results_dock.height() <= 120, "the empty Results dock takes too much room"
     window.resize(700, 500)
-    window.statusBar().showMessage("A long message about what just happened that cannot fit "
-                                   "next to the size, zoom and model labels of a small window")
+    window.statusBar().showMessage(
+        "A long message about what just happened that cannot fit "
+        "next to the size, zoom and model labels of a small window"
+    )
     QTest.qWait(50)
     label = window.statusBar().message_label
     assert label.geometry().right() < window.size_label.geometry().left()
-    assert label.text().endswith("…") and label.fontMetrics().horizontalAdvance(
-        label.text()) <= label.width()
+    assert (
+        label.text().endswith("…")
+        and label.fontMetrics().horizontalAdvance(label.text()) <= label.width()
+    )
 
 
 # -- light theme -------------------------------------------------------------------------------
+
 
 def _icon_luma(action) -> float:
     image = action.icon().pixmap(22, 22).toImage()
@@ -318,11 +361,16 @@ def test_icons_follow_the_palette(win, qtbot):
 
 # -- cost -------------------------------------------------------------------------------------
 
+
 def test_cost_label_numbers_add_up(win, qtbot, tiny_bundle):
     _painted(win, qtbot, tiny_bundle)
     text = re.sub("<[^>]+>", "", win.run_panel.cost.text())
-    tokens, steps, predictions = (int(x) for x in re.match(
-        r"(\d+) tokens regenerate in (\d+) steps.*: (\d+) token predictions", text).groups())
+    tokens, steps, predictions = (
+        int(x)
+        for x in re.match(
+            r"(\d+) tokens regenerate in (\d+) steps.*: (\d+) token predictions", text
+        ).groups()
+    )
     part = win.editor.layout.parts[0]
     counts = masked_counts(part.masked_count, part.steps, part.start_step)
     assert tokens == part.masked_count == counts[0] and steps == len(counts)
@@ -331,6 +379,7 @@ def test_cost_label_numbers_add_up(win, qtbot, tiny_bundle):
 
 
 # -- generate ----------------------------------------------------------------------------------
+
 
 def test_generate_asks_and_opens_a_new_document(win, qtbot, tiny_bundle, tmp_path, monkeypatch):
     answers = []
@@ -345,16 +394,17 @@ def test_generate_asks_and_opens_a_new_document(win, qtbot, tiny_bundle, tmp_pat
     QTest.keyClick(win, Qt.Key.Key_R, SHIFT)
     QTest.qWait(100)
     assert not answers and not editor.jobs.busy
-    assert editor.document is photo_doc and editor.undo_stack.count() == 1   # history kept
+    assert editor.document is photo_doc and editor.undo_stack.count() == 1  # history kept
     answers.append(QMessageBox.StandardButton.Yes)
     _run(win, qtbot)
     assert editor.document is not photo_doc and editor.document.path == ""
     assert editor.document.size == (64, 64)
     assert win.windowTitle().startswith("untitled *")
-    assert photo_doc.rgb.shape == (120, 160, 3)          # the photo itself was not replaced
+    assert photo_doc.rgb.shape == (120, 160, 3)  # the photo itself was not replaced
 
 
 # -- few-shot ----------------------------------------------------------------------------------
+
 
 def test_fewshot_examples_are_named_and_classes_survive_a_restart(win, qtbot, tmp_path):
     _drop(win, _save_photo(tmp_path, "bison.png"))
@@ -375,11 +425,14 @@ def test_fewshot_examples_are_named_and_classes_survive_a_restart(win, qtbot, tm
     again = _make_window(qtbot)
     restored = again.recognition_panel.classes
     assert [b.name for b in restored] == ["bison", "class 2"]
-    assert [restored[0].list.item(i).text() for i in range(restored[0].list.count())] == \
-        ["bison.png", "bison.png (2)"]
+    assert [restored[0].list.item(i).text() for i in range(restored[0].list.count())] == [
+        "bison.png",
+        "bison.png (2)",
+    ]
 
 
 # -- file dialog -------------------------------------------------------------------------------
+
 
 def test_open_dialog_columns_are_readable(win, qtbot, tmp_path):
     _save_photo(tmp_path, "a-photo-with-a-long-descriptive-file-name.png")
@@ -397,7 +450,9 @@ def test_open_dialog_columns_are_readable(win, qtbot, tmp_path):
         seen["name"] = header.sectionSize(0)
         seen["others_fit"] = all(
             header.sectionSize(c) >= header.sectionSizeHint(c)
-            for c in range(1, header.count()) if not header.isSectionHidden(c))
+            for c in range(1, header.count())
+            if not header.isSectionHidden(c)
+        )
         dialog.reject()
 
     QTimer.singleShot(50, inspect)
@@ -405,4 +460,3 @@ def test_open_dialog_columns_are_readable(win, qtbot, tmp_path):
     area = win.screen().availableGeometry()
     assert seen["width"] >= min(900, area.width() - 40)
     assert seen["name"] >= seen["width"] // 2 - 1 and seen["others_fit"]
-

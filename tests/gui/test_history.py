@@ -51,10 +51,10 @@ def test_direct_document_changes_reach_the_undo_stack(editor, qtbot):
     editor.document.apply_image_patch(0, 0, np.full((8, 8, 3), 9, np.uint8), "Patch")
     _in_step(editor)
     assert images == [(0, 0, 8, 8)]
-    editor.document.undo()                       # the stack follows the document
+    editor.document.undo()  # the stack follows the document
     _in_step(editor)
     assert not (editor.document.rgb[:8, :8] == 9).all() and editor.document.mask.any()
-    editor.undo_stack.redo()                     # and the document the stack
+    editor.undo_stack.redo()  # and the document the stack
     _in_step(editor)
     assert (editor.document.rgb[:8, :8] == 9).all() and not editor.document.mask.any()
     editor.undo_stack.setIndex(0)
@@ -80,11 +80,11 @@ def test_another_candidate_replaces_the_applied_one_through_the_document(editor,
         candidate = editor.run.candidates[index]
         patch = candidate.patch
         h, w = patch.rgb.shape[:2]
-        region = editor.document.rgb[patch.y0:patch.y0 + h, patch.x0:patch.x0 + w]
+        region = editor.document.rgb[patch.y0 : patch.y0 + h, patch.x0 : patch.x0 + w]
         np.testing.assert_array_equal(region, patch.rgb)
         _in_step(editor)
         assert editor.undo_stack.undoText() == f"Edit (seed {candidate.seed})"
-    assert events == [REPLACED, REPLACED]        # never undone through the stack
+    assert events == [REPLACED, REPLACED]  # never undone through the stack
     assert editor.undo_stack.index() == 2 and all(i == 2 for i in undone)
     editor.undo_stack.undo()
     np.testing.assert_array_equal(editor.document.rgb, before)
@@ -96,7 +96,7 @@ def test_restored_history_stands_at_its_undo_position(editor, qtbot):
     doc = Document(photo())
     for i in range(3):
         mask = doc.mask.copy()
-        mask[i * 10:i * 10 + 5, :20] = True
+        mask[i * 10 : i * 10 + 5, :20] = True
         doc.replace_mask(mask, f"Brush {i}")
     doc.undo()
     expected = doc.mask.copy()
@@ -117,17 +117,20 @@ def test_document_tells_its_listeners_every_move():
     mask[5:9, 5:9] = True
     doc.replace_mask(mask, "Brush")
     doc.apply_image_patch(4, 4, np.zeros((6, 6, 3), np.uint8), "Edit (seed 1)")
-    doc.apply_image_patch(4, 4, np.ones((6, 6, 3), np.uint8), "Edit (seed 2)",
-                          replace_last=True)
+    doc.apply_image_patch(4, 4, np.ones((6, 6, 3), np.uint8), "Edit (seed 2)", replace_last=True)
     doc.undo()
     doc.redo()
-    assert heard == [(RECORDED, "Brush"), (RECORDED, "Edit (seed 1)"),
-                     (REPLACED, "Edit (seed 2)"), (UNDONE, "Edit (seed 2)"),
-                     (REDONE, "Edit (seed 2)")]
+    assert heard == [
+        (RECORDED, "Brush"),
+        (RECORDED, "Edit (seed 1)"),
+        (REPLACED, "Edit (seed 2)"),
+        (UNDONE, "Edit (seed 2)"),
+        (REDONE, "Edit (seed 2)"),
+    ]
     assert [c.label for c in doc.history] == ["Brush", "Edit (seed 2)"]
     assert (doc.rgb[4:10, 4:10] == 1).all() and not doc.mask.any()
     doc.undo()
-    np.testing.assert_array_equal(doc.rgb, photo())      # seed 1 left no trace
+    np.testing.assert_array_equal(doc.rgb, photo())  # seed 1 left no trace
     np.testing.assert_array_equal(doc.mask, mask)
 
 
@@ -139,9 +142,9 @@ def test_a_result_patch_is_kept_as_given_and_the_mask_by_its_box():
     pixels = doc.rgb[40:72, 60:92].copy()
     pixels[10:13, 10:15] = 0
     change = doc.apply_image_patch(60, 40, pixels, "Edit")
-    assert change.image.box == (60, 40, 92, 72)     # the crop, not its changed part
-    assert change.mask.box == (70, 50, 75, 53)      # the painted box only
-    assert doc.apply_image_patch(60, 40, pixels, "Edit") is None   # nothing to do
+    assert change.image.box == (60, 40, 92, 72)  # the crop, not its changed part
+    assert change.mask.box == (70, 50, 75, 53)  # the painted box only
+    assert doc.apply_image_patch(60, 40, pixels, "Edit") is None  # nothing to do
     with pytest.raises(ValueError, match="does not fit"):
         doc.apply_image_patch(150, 110, pixels, "Edit")
     assert len(doc.history) == 2

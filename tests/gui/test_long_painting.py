@@ -26,14 +26,30 @@ def test_long_painting_keeps_the_editor_alive_and_the_mask_exact(tmp_path):
         pytest.fail("xvfb-run is missing: install xvfb (setup.sh --dev does)")
     env = dict(os.environ, QT_QPA_PLATFORM="xcb", XDG_CONFIG_HOME=str(tmp_path / "config"))
     result = subprocess.run(
-        [xvfb, "-a", "-s", "-screen 0 1600x1000x24", sys.executable,
-         str(REPO / "tests" / "gui" / "long_paint.py"), "--strokes", str(STROKES)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        [
+            xvfb,
+            "-a",
+            "-s",
+            "-screen 0 1600x1000x24",
+            sys.executable,
+            str(REPO / "tests" / "gui" / "long_paint.py"),
+            "--strokes",
+            str(STROKES),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     output = result.stdout + result.stderr
     assert "Fatal Python error" not in output, output[-3000:]
     assert result.returncode == 0, f"the editor died (exit {result.returncode}):\n{output[-3000:]}"
-    line = re.search(r"ALIVE strokes=(\d+) grid_paints=(\d+) mask_ok=(\w+) overlay_ok=(\w+) "
-                     r"undo_ok=(\w+) painted=(\d+)", output)
+    line = re.search(
+        r"ALIVE strokes=(\d+) grid_paints=(\d+) mask_ok=(\w+) overlay_ok=(\w+) "
+        r"undo_ok=(\w+) painted=(\d+)",
+        output,
+    )
     assert line, output[-3000:]
     strokes, grid_paints, mask_ok, overlay_ok, undo_ok, painted = line.groups()
     assert int(strokes) == STROKES

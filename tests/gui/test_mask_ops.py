@@ -7,8 +7,8 @@ def test_segment_paints_a_gapless_capsule():
     mask = np.zeros((50, 80), bool)
     box = mask_ops.paint_segment(mask, (10, 25), (70, 25), radius=5)
     assert box is not None
-    assert mask[25, 10:71].all()                      # no gaps along the path
-    assert mask[20:31, 40].sum() == 10                # the width is the diameter
+    assert mask[25, 10:71].all()  # no gaps along the path
+    assert mask[20:31, 40].sum() == 10  # the width is the diameter
     assert not mask[:, :4].any() and not mask[:18].any()
 
 
@@ -44,4 +44,4 @@ def test_dilate_and_erode_are_square_and_bounded():
     np.testing.assert_array_equal(shrunk, mask)
     edge = np.zeros((10, 10), bool)
     edge[:, :5] = True
-    assert mask_ops.erode(edge, 1)[:, 0].all()   # the image border does not eat the mask
+    assert mask_ops.erode(edge, 1)[:, 0].all()  # the image border does not eat the mask

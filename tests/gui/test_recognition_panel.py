@@ -31,8 +31,11 @@ KINDS = ("horizontal", "vertical", "flat")
 def pattern(kind: str, rng: np.random.Generator, size: int = 64) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size]
     per, ph = 16 * rng.uniform(0.9, 1.1), rng.uniform(0, 2 * np.pi)
-    wave = {"horizontal": np.sin(2 * np.pi * yy / per + ph),
-            "vertical": np.sin(2 * np.pi * xx / per + ph), "flat": np.zeros((size, size))}[kind]
+    wave = {
+        "horizontal": np.sin(2 * np.pi * yy / per + ph),
+        "vertical": np.sin(2 * np.pi * xx / per + ph),
+        "flat": np.zeros((size, size)),
+    }[kind]
     img = rng.uniform(70, 180, 3) + 60 * wave[..., None] + rng.normal(0, 10, (size, size, 3))
     return np.clip(img, 0, 255).astype(np.uint8)
 
@@ -85,8 +88,9 @@ def test_without_model_or_head_says_what_to_do(qtbot, panel, tiny_bundle):
     assert panel.head_combo.count() == 0
 
 
-def test_top_classes_come_from_the_bundle_head_off_the_gui_thread(qtbot, panel, headed_bundle,
-                                                                    monkeypatch):
+def test_top_classes_come_from_the_bundle_head_off_the_gui_thread(
+    qtbot, panel, headed_bundle, monkeypatch
+):
     threads = []
     real = rp.image_features
 
@@ -97,8 +101,11 @@ def test_top_classes_come_from_the_bundle_head_off_the_gui_thread(qtbot, panel, 
     monkeypatch.setattr(rp, "image_features", spy)
     panel.set_bundle(headed_bundle)
     assert panel.head_combo.currentText() == "Model: stripes"
-    with qtbot.waitSignal(panel.predictionsChanged, timeout=30000,
-                          check_params_cb=lambda best: len(best) == len(KINDS)) as sig:
+    with qtbot.waitSignal(
+        panel.predictionsChanged,
+        timeout=30000,
+        check_params_cb=lambda best: len(best) == len(KINDS),
+    ) as sig:
         panel.set_image(pattern("vertical", np.random.default_rng(9)))
     best = sig.args[0]
     assert [p for _, p in best] == sorted((p for _, p in best), reverse=True)
@@ -111,8 +118,7 @@ def test_top_classes_come_from_the_bundle_head_off_the_gui_thread(qtbot, panel, 
     assert panel.predictions == [] and "Open an image" in panel.status.text()
 
 
-def test_fewshot_classes_build_a_classifier_with_loo(qtbot, panel, tiny_bundle, examples,
-                                                     tmp_path):
+def test_fewshot_classes_build_a_classifier_with_loo(qtbot, panel, tiny_bundle, examples, tmp_path):
     panel.set_bundle(tiny_bundle)
     panel.set_image(pattern("horizontal", np.random.default_rng(11)))
     for kind in KINDS:
@@ -138,8 +144,9 @@ def test_fewshot_classes_build_a_classifier_with_loo(qtbot, panel, tiny_bundle, 
     assert not panel.save_button.isEnabled()
 
 
-def test_dropping_files_adds_examples_and_skips_unreadable(qtbot, panel, tiny_bundle, examples,
-                                                           tmp_path):
+def test_dropping_files_adds_examples_and_skips_unreadable(
+    qtbot, panel, tiny_bundle, examples, tmp_path
+):
     panel.set_bundle(tiny_bundle)
     a = panel.add_class("horizontal", examples["horizontal"][:2])
     b = panel.add_class("vertical")
@@ -147,8 +154,13 @@ def test_dropping_files_adds_examples_and_skips_unreadable(qtbot, panel, tiny_bu
     broken.write_bytes(b"\x89PNG\r\n\x1a\nbroken")
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in [*examples["vertical"][:2], broken]])
-    event = QDropEvent(QPointF(5, 5), Qt.DropAction.CopyAction, mime,
-                       Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    event = QDropEvent(
+        QPointF(5, 5),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     b.list.dropEvent(event)
     qtbot.waitUntil(lambda: panel.fewshot_head is not None and not panel.busy(), timeout=30000)
     assert len(a.examples) == 2 and len(b.examples) == 2 and b.list.count() == 2
@@ -187,11 +199,16 @@ def test_head_for_another_model_is_refused(qtbot, panel, tiny_bundle, tmp_path):
     assert "takes 7 features" in panel.status.text()
     assert panel.head_combo.count() == 0
     d = tiny_bundle.manifest.features_dim
-    good = fit_centroid(np.random.default_rng(0).normal(size=(4, d)), np.arange(4) % 2,
-                        ["a", "b"], bundle=tiny_bundle)
+    good = fit_centroid(
+        np.random.default_rng(0).normal(size=(4, d)),
+        np.arange(4) % 2,
+        ["a", "b"],
+        bundle=tiny_bundle,
+    )
     good.save(tmp_path / "good.npz")
-    with qtbot.waitSignal(panel.predictionsChanged, timeout=30000,
-                          check_params_cb=lambda best: len(best) == 2):
+    with qtbot.waitSignal(
+        panel.predictionsChanged, timeout=30000, check_params_cb=lambda best: len(best) == 2
+    ):
         panel.set_image(pattern("flat", np.random.default_rng(0)))
         assert panel.load_head_file(tmp_path / "good.npz")
     assert panel.head_combo.currentText() == "File: good.npz"

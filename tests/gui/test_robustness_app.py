@@ -29,12 +29,14 @@ from .test_autosave import assert_same_document
 def _own_settings(tmp_path):
     """Qt caches the settings folder per process (XDG_CONFIG_HOME is read once), so recent
     files and options written here would leak into later tests: give each test its own."""
-    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope,
-                      str(tmp_path / "qsettings"))
+    QSettings.setPath(
+        QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings")
+    )
     yield
     # options a restored session brought in must not reach the next test's window
-    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope,
-                      str(tmp_path / "qsettings-after"))
+    QSettings.setPath(
+        QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings-after")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +87,7 @@ def test_corpus_through_the_app_loader(window, corpus):
             assert not ok, case.name
             assert text.startswith(f"Cannot load image '{case.path}': "), (case.name, text)
             assert case.expect in text, (case.name, text)
-            assert editor.document is doc, case.name            # the open image stays
+            assert editor.document is doc, case.name  # the open image stays
             assert_same_document(doc, kept)
             assert (editor.undo_stack.count(), editor.undo_stack.index()) == undo
 
@@ -94,14 +96,14 @@ def test_loaded_corpus_images_have_the_right_shape(window, corpus):
     by_name = {c.name: c for c in corpus}
     editor = window.editor
     assert window.open_path(str(by_name["exif-rotated.jpg"].path))
-    assert editor.document.size == (64, 96)                    # EXIF orientation applied
+    assert editor.document.size == (64, 96)  # EXIF orientation applied
     assert window.open_path(str(by_name["palette-transparent.png"].path))
     assert editor.document.alpha is not None
     assert window.open_path(str(by_name["gray-alpha.png"].path))
     assert editor.document.alpha is not None
     assert window.open_path(str(by_name["one-pixel.png"].path))
     assert editor.document.size == (1, 1)
-    editor.set_mask(np.ones((1, 1), bool))                     # tiny images can be painted
+    editor.set_mask(np.ones((1, 1), bool))  # tiny images can be painted
     assert editor.document.mask.all()
 
 
@@ -150,18 +152,25 @@ def test_save_never_writes_the_original(window, tmp_path):
 # -- models ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("how, expect", [
-    ("missing-folder", "model folder not found"),
-    ("missing-file", "model file missing"),
-    ("hash-mismatch", "sha256 does not match"),
-    ("truncated-onnx", "transformer.onnx"),
-    ("newer-version", "newer than this app understands"),
-    ("shapes", "but the manifest says codebook_size"),
-])
-def test_broken_models_are_one_line_and_the_window_keeps_working(window, qtbot, tmp_path,
-                                                                 tiny_bundle_path, how, expect):
-    path = (tmp_path / "nowhere" if how == "missing-folder"
-            else damaged_bundle(tiny_bundle_path, tmp_path, how))
+@pytest.mark.parametrize(
+    "how, expect",
+    [
+        ("missing-folder", "model folder not found"),
+        ("missing-file", "model file missing"),
+        ("hash-mismatch", "sha256 does not match"),
+        ("truncated-onnx", "transformer.onnx"),
+        ("newer-version", "newer than this app understands"),
+        ("shapes", "but the manifest says codebook_size"),
+    ],
+)
+def test_broken_models_are_one_line_and_the_window_keeps_working(
+    window, qtbot, tmp_path, tiny_bundle_path, how, expect
+):
+    path = (
+        tmp_path / "nowhere"
+        if how == "missing-folder"
+        else damaged_bundle(tiny_bundle_path, tmp_path, how)
+    )
     doc = _edited(window)
     kept = session_copy(doc)
     with qtbot.waitSignal(window.editor.models.failed, timeout=30000) as failed:
@@ -172,9 +181,9 @@ def test_broken_models_are_one_line_and_the_window_keeps_working(window, qtbot, 
     assert window.model_label.text() == "No model"
     assert_same_document(window.editor.document, kept)
     window.banner.hide()
-    assert not window.editor.start_run()                         # says why, does not crash
+    assert not window.editor.start_run()  # says why, does not crash
     assert expect in _banner(window)
-    window.editor.set_mask(np.zeros((120, 160), bool))           # editing still works
+    window.editor.set_mask(np.zeros((120, 160), bool))  # editing still works
 
 
 def test_cuda_fallback_during_a_run_is_told_once(window, qtbot):
@@ -237,7 +246,7 @@ def test_cancel_after_the_job_returned_still_cancels(window, qtbot):
     editor, doc, kept, undo = _ready(window, FakeBundle())
     assert editor.start_run()
     worker = editor.jobs._current
-    assert worker.done.wait(10)             # returned; its signals are not delivered yet
+    assert worker.done.wait(10)  # returned; its signals are not delivered yet
     editor.cancel_run()
     with qtbot.waitSignal(editor.jobs.cancelled, timeout=5000):
         pass
@@ -252,7 +261,7 @@ def test_a_result_never_lands_in_another_image(window, qtbot):
     bundle.block()
     assert editor.start_run()
     other = photo(80, 100)
-    editor.set_image(other)                  # opened while the run was going
+    editor.set_image(other)  # opened while the run was going
     bundle.release()
     assert editor.jobs.wait_idle(10)
     qtbot.wait(50)
@@ -317,14 +326,15 @@ def test_huge_but_legal_image_opens_in_the_app_and_autosaves_by_reference(tmp_pa
         "window.close()\n"
     )
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          timeout=600, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=600, env=env
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["size"] == [12000, 9000] and "very large image" in out["notice"]
     assert out["history"] == 1 and "pixels" not in out["original"]
     assert out["original"]["sha256"] == digest
-    assert out["blob_bytes"] < 5_000_000        # the mask patch only
+    assert out["blob_bytes"] < 5_000_000  # the mask patch only
     assert out["peak_mb"] < 4000, out
     assert file_digest(image) == digest
 
@@ -364,8 +374,12 @@ def test_scripted_outputs_refuse_every_input_and_missing_folders(tmp_path):
     for extra, reason in cases.items():
         problem = launch.check_outputs(launch.parse_args(base + list(extra)))
         assert reason in problem and "\n" not in problem, (extra, problem)
-    assert launch.check_outputs(launch.parse_args(
-        base + ["--screenshot", shot, "--save", str(tmp_path / "out.png")])) == ""
+    assert (
+        launch.check_outputs(
+            launch.parse_args(base + ["--screenshot", shot, "--save", str(tmp_path / "out.png")])
+        )
+        == ""
+    )
 
 
 @pytest.mark.slow
@@ -376,10 +390,26 @@ def test_gui_save_over_the_mask_or_into_a_missing_folder_fails_loudly(tmp_path):
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     shot = tmp_path / "shot.png"
     for save in (mask, image, tmp_path / "missing" / "out.png"):
-        run = subprocess.run([sys.executable, str(REPO / "main.py"), "--open", str(image),
-                              "--mask", str(mask), "--no-run", "--screenshot", str(shot),
-                              "--save", str(save)], cwd=REPO, env=env, capture_output=True,
-                             text=True, timeout=120)
+        run = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "main.py"),
+                "--open",
+                str(image),
+                "--mask",
+                str(mask),
+                "--no-run",
+                "--screenshot",
+                str(shot),
+                "--save",
+                str(save),
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert run.returncode == 2, run.stderr[-2000:]
         lines = run.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("main.py: cannot write --save")
@@ -401,16 +431,33 @@ def test_a_failed_save_keeps_the_restored_session(tmp_path, tiny_bundle_path):
     editor.fill_shape("rect", [(10, 10), (60, 40)])
     saver.close(clean=False)
     root = session_root()
-    too_long = tmp_path / ("x" * 300 + ".png")       # the folder exists; the name cannot
+    too_long = tmp_path / ("x" * 300 + ".png")  # the folder exists; the name cannot
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    run = subprocess.run([sys.executable, str(REPO / "main.py"), "--restore", "yes",
-                          "--screenshot", str(tmp_path / "shot.png"), "--save", str(too_long),
-                          "--model", str(tiny_bundle_path), "--device", "cpu"],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "main.py"),
+            "--restore",
+            "yes",
+            "--screenshot",
+            str(tmp_path / "shot.png"),
+            "--save",
+            str(too_long),
+            "--model",
+            str(tiny_bundle_path),
+            "--device",
+            "cpu",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 1, run.stderr[-2000:]
     assert "Traceback" not in run.stderr
     assert [ln for ln in run.stderr.splitlines() if ln.startswith("Cannot save")]
-    doc, _ = SessionStore(root).load()     # still there, rewritten by that run's autosave
+    doc, _ = SessionStore(root).load()  # still there, rewritten by that run's autosave
     assert doc.mask[10:40, 10:60].all() and doc.history_index == 1
 
 
@@ -422,9 +469,21 @@ def test_gui_open_of_a_fifo_or_device_is_one_line_and_never_hangs(tmp_path):
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     for opened, mask in ((fifo, None), ("/dev/zero", None), (image, fifo)):
         args = ["--open", str(opened)] + (["--mask", str(mask)] if mask else [])
-        run = subprocess.run([sys.executable, str(REPO / "main.py"), *args, "--no-run",
-                              "--screenshot", str(tmp_path / "shot.png")], cwd=REPO, env=env,
-                             capture_output=True, text=True, timeout=120)
+        run = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "main.py"),
+                *args,
+                "--no-run",
+                "--screenshot",
+                str(tmp_path / "shot.png"),
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert run.returncode == 0, run.stderr[-2000:]
         assert "Traceback" not in run.stderr
         refused = [ln for ln in run.stderr.splitlines() if "not a regular file" in ln]
@@ -446,7 +505,7 @@ def test_the_gui_thread_never_waits_for_the_token_plan(window, qtbot, monkeypatc
 
     def slow_parts(*args, **kwargs):
         threads.append(threading.current_thread())
-        gate.wait(5)               # a plan that takes seconds, as dust spots used to
+        gate.wait(5)  # a plan that takes seconds, as dust spots used to
         return real(*args, **kwargs)
 
     monkeypatch.setattr(token_layout, "plan_edit", slow_parts)
@@ -465,20 +524,19 @@ def test_the_gui_thread_never_waits_for_the_token_plan(window, qtbot, monkeypatc
     timer.start()
     editor.set_mask(first)
     qtbot.waitUntil(lambda: len(threads) == 1, timeout=3000)
-    editor.set_mask(second)          # overtakes the first while it is still being planned
+    editor.set_mask(second)  # overtakes the first while it is still being planned
     qtbot.wait(400)
-    assert editor.layout is None and not plans          # nothing landed yet
+    assert editor.layout is None and not plans  # nothing landed yet
     gate.set()
     qtbot.waitUntil(lambda: bool(plans), timeout=10000)
     qtbot.wait(100)
     timer.stop()
     assert all(t is not threading.main_thread() for t in threads)
-    assert len(plans) == 1 and editor.layout is plans[0]   # only the latest plan is shown
+    assert len(plans) == 1 and editor.layout is plans[0]  # only the latest plan is shown
     settings = editor.options.settings((0,))
     expected = real(editor.bundle.manifest, second, settings).parts
     assert [x.square for x in editor.layout.parts] == [x.square for x in expected]
     assert editor.layout.masked_count == sum(x.masked_count for x in expected)
-    assert editor.layout.masked_count != real(editor.bundle.manifest, first,
-                                              settings).masked_count
+    assert editor.layout.masked_count != real(editor.bundle.manifest, first, settings).masked_count
     gaps = np.diff(ticks)
     assert len(ticks) > 30 and gaps.max() < 0.3, gaps.max()

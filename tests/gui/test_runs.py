@@ -31,12 +31,20 @@ def test_edit_run_reports_every_step_and_previews_throttled():
     bundle = FakeBundle()
     rgb, mask = _image_and_mask()
     ticks = iter(range(0, 1000))
-    steps, outcome = _drain(edit_run(bundle, rgb, mask, Settings(seeds=(1, 2)),
-                                     preview_interval=2.5, clock=lambda: next(ticks)))
+    steps, outcome = _drain(
+        edit_run(
+            bundle,
+            rgb,
+            mask,
+            Settings(seeds=(1, 2)),
+            preview_interval=2.5,
+            clock=lambda: next(ticks),
+        )
+    )
     assert [s.step for s in steps] == list(range(1, 7))
     assert all(isinstance(s, Step) and s.total == 6 for s in steps)
     previews = [s.preview for s in steps if s.preview is not None]
-    assert 1 <= len(previews) < len(steps)            # throttled, never on the last step
+    assert 1 <= len(previews) < len(steps)  # throttled, never on the last step
     assert steps[-1].remaining == 0
     assert [c.seed for c in outcome.candidates] == [1, 2]
     patch = outcome.candidates[0].patch
@@ -45,7 +53,7 @@ def test_edit_run_reports_every_step_and_previews_throttled():
     # outside the patch nothing changes; the patch equals the engine's full composite there
     full = outcome.result.images[0]
     h, w = patch.rgb.shape[:2]
-    np.testing.assert_array_equal(full[patch.y0:patch.y0 + h, patch.x0:patch.x0 + w], patch.rgb)
+    np.testing.assert_array_equal(full[patch.y0 : patch.y0 + h, patch.x0 : patch.x0 + w], patch.rgb)
 
 
 def test_same_seed_same_result_on_the_real_bundle(tiny_bundle):
@@ -57,17 +65,18 @@ def test_same_seed_same_result_on_the_real_bundle(tiny_bundle):
     # the full image is the input with the patch written over it
     full, patch = again.result.images[0], again.candidates[0].patch
     h, w = patch.rgb.shape[:2]
-    np.testing.assert_array_equal(full[patch.y0:patch.y0 + h, patch.x0:patch.x0 + w], patch.rgb)
+    np.testing.assert_array_equal(full[patch.y0 : patch.y0 + h, patch.x0 : patch.x0 + w], patch.rgb)
     outside = np.ones(mask.shape, bool)
-    outside[patch.y0:patch.y0 + h, patch.x0:patch.x0 + w] = False
+    outside[patch.y0 : patch.y0 + h, patch.x0 : patch.x0 + w] = False
     np.testing.assert_array_equal(full[outside], rgb[outside])
 
 
 def test_reroll_changes_only_masked_tokens(tiny_bundle):
     rgb, mask = _image_and_mask()
     _, outcome = _drain(edit_run(tiny_bundle, rgb, mask, Settings(seeds=(3,))))
-    _, rerolled = _drain(reroll_run(tiny_bundle, outcome.fill, outcome.result, 0, 10,
-                                    Settings(seeds=(9,))))
+    _, rerolled = _drain(
+        reroll_run(tiny_bundle, outcome.fill, outcome.result, 0, 10, Settings(seeds=(9,)))
+    )
     before, after = outcome.result.tokens[0], rerolled.result.tokens[0]
     changed = before != after
     assert changed.sum() <= 10
@@ -88,13 +97,14 @@ def test_generate_and_history_preview(tiny_bundle):
 def test_extend_reports_every_step(tiny_bundle):
     rgb = np.full((64, 80, 3), 100, np.uint8)
     alpha = np.full((64, 80), 50, np.uint8)
-    reports, outcome = _drain(extend_run(tiny_bundle, rgb, alpha, "left", 2,
-                                         Settings(seeds=(4, 5))))
+    reports, outcome = _drain(
+        extend_run(tiny_bundle, rgb, alpha, "left", 2, Settings(seeds=(4, 5)))
+    )
     image = outcome.candidates[0].patch.rgb
     assert image.shape == (64, 88, 3)
     assert outcome.alpha.shape == (64, 88) and (outcome.alpha[:, :8] == 255).all()
     assert (outcome.alpha[:, 8:] == 50).all()
-    assert [c.seed for c in outcome.candidates] == [4]      # extend makes one candidate
+    assert [c.seed for c in outcome.candidates] == [4]  # extend makes one candidate
     assert reports and [r.step for r in reports] == list(range(1, len(reports) + 1))
     assert all(r.total == len(reports) for r in reports)
 
@@ -115,8 +125,8 @@ def test_far_apart_parts_are_edited_in_their_own_squares(tiny_bundle):
     for candidate, image in zip(outcome.candidates, outcome.result.images, strict=True):
         p = candidate.patch
         h, w = p.rgb.shape[:2]
-        np.testing.assert_array_equal(image[p.y0:p.y0 + h, p.x0:p.x0 + w], p.rgb)
+        np.testing.assert_array_equal(image[p.y0 : p.y0 + h, p.x0 : p.x0 + w], p.rgb)
         outside = np.ones(mask.shape, bool)
-        outside[p.y0:p.y0 + h, p.x0:p.x0 + w] = False
+        outside[p.y0 : p.y0 + h, p.x0 : p.x0 + w] = False
         np.testing.assert_array_equal(image[outside], rgb[outside])
     assert not np.array_equal(outcome.result.images[0], outcome.result.images[1])

@@ -29,6 +29,7 @@ def test_import_needs_torch_and_names_the_install_command(monkeypatch):
     assert INSTALL_HINT == "pip install -e '.[modeling]'"
     assert INSTALL_HINT in missing_torch_message()
     import importlib.util
+
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     assert not torch_available()
 

@@ -7,7 +7,7 @@ from PySide6.QtWidgets import QComboBox, QCompleter
 
 
 class ClassPicker(QComboBox):
-    class_chosen = Signal(str)   # "" when cleared
+    class_chosen = Signal(str)  # "" when cleared
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -24,7 +24,7 @@ class ClassPicker(QComboBox):
         self.addItems(names or [])
         completer = QCompleter(names or [], self)
         completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
-        completer.setFilterMode(Qt.MatchFlag.MatchContains)   # "ship" finds "container ship"
+        completer.setFilterMode(Qt.MatchFlag.MatchContains)  # "ship" finds "container ship"
         completer.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
         self.setCompleter(completer)
         self.setCurrentIndex(-1)

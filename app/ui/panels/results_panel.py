@@ -29,7 +29,7 @@ from app.ui.qimage import qimage_from_rgb
 
 
 class ResultsPanel(QWidget):
-    heatmap_available = Signal(bool)   # the heatmap can be shown (a finished, inspectable run)
+    heatmap_available = Signal(bool)  # the heatmap can be shown (a finished, inspectable run)
 
     def __init__(self, editor: Editor, inspector: RunInspector, parent=None):
         super().__init__(parent)
@@ -49,7 +49,8 @@ class ResultsPanel(QWidget):
         column.addLayout(self._build_scrubber())
         column.addLayout(self._build_tools())
         self.candidates.itemClicked.connect(
-            lambda item: editor.apply_candidate(self.candidates.row(item)))
+            lambda item: editor.apply_candidate(self.candidates.row(item))
+        )
         editor.run_changed.connect(self.show_run)
         editor.applied_changed.connect(self._on_applied)
         editor.busy_changed.connect(self._on_busy)  # bound: dropped with the panel
@@ -74,20 +75,25 @@ class ResultsPanel(QWidget):
         self.heatmap.setToolTip("Red cells: tokens the model was least sure of (H)")
         self.heatmap.toggled.connect(self.inspector.set_heatmap)
         self.heatmap.toggled.connect(lambda on: self.opacity.setEnabled(on))
-        self.opacity = QSlider(Qt.Orientation.Horizontal, minimum=10, maximum=100,
-                               value=round(self.inspector.heatmap_opacity * 100))
+        self.opacity = QSlider(
+            Qt.Orientation.Horizontal,
+            minimum=10,
+            maximum=100,
+            value=round(self.inspector.heatmap_opacity * 100),
+        )
         self.opacity.setToolTip("Opacity of the confidence heatmap")
         self.opacity.setFixedWidth(90)
         self.opacity.setEnabled(False)
-        self.opacity.valueChanged.connect(
-            lambda v: self.inspector.set_heatmap_opacity(v / 100))
+        self.opacity.valueChanged.connect(lambda v: self.inspector.set_heatmap_opacity(v / 100))
         self.reroll_count = QSpinBox(minimum=1, maximum=256, value=self.editor.options.reroll_count)
         self.reroll_count.setToolTip("How many of the least confident tokens to decode again")
-        self.reroll_count.valueChanged.connect(lambda v: self.editor.set_options(
-            replace(self.editor.options, reroll_count=v)))
+        self.reroll_count.valueChanged.connect(
+            lambda v: self.editor.set_options(replace(self.editor.options, reroll_count=v))
+        )
         self.reroll = QPushButton(qta.icon("mdi6.dice-multiple-outline"), "Re-roll least sure")
-        self.reroll.setToolTip("Decode again the k tokens the model was least confident of, "
-                               "keeping the rest")
+        self.reroll.setToolTip(
+            "Decode again the k tokens the model was least confident of, keeping the rest"
+        )
         self.reroll.clicked.connect(lambda: self.editor.reroll(self.reroll_count.value()))
         row.addWidget(self.heatmap)
         row.addWidget(self.opacity)

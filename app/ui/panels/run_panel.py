@@ -57,9 +57,11 @@ class RunPanel(QWidget):
         self.mode = QComboBox()
         for mode in MODES:
             self.mode.addItem(MODE_TITLES[mode], mode)
-        self.mode.setToolTip("Remove / fill: refill the painted area from its surroundings\n"
-                             "Fill as class: refill it as the chosen class\n"
-                             "Generate: a whole new image\nExtend: grow the canvas on one side")
+        self.mode.setToolTip(
+            "Remove / fill: refill the painted area from its surroundings\n"
+            "Fill as class: refill it as the chosen class\n"
+            "Generate: a whole new image\nExtend: grow the canvas on one side"
+        )
         form.addRow("Mode", self.mode)
         self.of_class = QCheckBox("Of the chosen class")
         form.addRow("", self.of_class)
@@ -83,33 +85,53 @@ class RunPanel(QWidget):
     def _build_settings(self) -> QGroupBox:
         box = QGroupBox("Settings")
         form = QFormLayout(box)
-        self.steps = QSpinBox(minimum=0, maximum=64, specialValueText="model default",
-                              toolTip="Decoding steps: more is slower and often cleaner")
-        self.temperature = QDoubleSpinBox(minimum=-1.0, maximum=20, singleStep=0.5,
-                                          decimals=1, specialValueText="model default",
-                                          toolTip="Choice temperature: randomness of which "
-                                                  "tokens are kept at each step")
+        self.steps = QSpinBox(
+            minimum=0,
+            maximum=64,
+            specialValueText="model default",
+            toolTip="Decoding steps: more is slower and often cleaner",
+        )
+        self.temperature = QDoubleSpinBox(
+            minimum=-1.0,
+            maximum=20,
+            singleStep=0.5,
+            decimals=1,
+            specialValueText="model default",
+            toolTip="Choice temperature: randomness of which tokens are kept at each step",
+        )
         seed_row = QHBoxLayout()
         self.fixed_seed = QCheckBox("Fixed", toolTip="Off: new random seeds on every run")
         self.seed = QSpinBox(minimum=0, maximum=2**31 - 1)
         seed_row.addWidget(self.fixed_seed)
         seed_row.addWidget(self.seed, 1)
-        self.candidates = QSpinBox(minimum=1, maximum=8,
-                                   toolTip="Candidates from one batched run (seed, seed+1, ...)")
-        self.ring = QSpinBox(minimum=0, maximum=4,
-                             toolTip="Extra ring of tokens regenerated around the painted ones")
-        self.feather = QDoubleSpinBox(minimum=-1, maximum=200, singleStep=1, decimals=0,
-                                      specialValueText="auto", suffix=" px",
-                                      toolTip="Blend width at the edge of the refilled area")
+        self.candidates = QSpinBox(
+            minimum=1, maximum=8, toolTip="Candidates from one batched run (seed, seed+1, ...)"
+        )
+        self.ring = QSpinBox(
+            minimum=0, maximum=4, toolTip="Extra ring of tokens regenerated around the painted ones"
+        )
+        self.feather = QDoubleSpinBox(
+            minimum=-1,
+            maximum=200,
+            singleStep=1,
+            decimals=0,
+            specialValueText="auto",
+            suffix=" px",
+            toolTip="Blend width at the edge of the refilled area",
+        )
         form.addRow("Steps", self.steps)
         form.addRow("Temperature", self.temperature)
         form.addRow("Seed", seed_row)
         form.addRow("Candidates", self.candidates)
         form.addRow("Mask ring", self.ring)
         form.addRow("Feather", self.feather)
-        self.seamless = QCheckBox("Seamless blend", toolTip=(
-            "Keep the fill's detail but make its colours meet the photo at the edge "
-            "(gradient-domain blending). Off: paste the fill as decoded, feathered"))
+        self.seamless = QCheckBox(
+            "Seamless blend",
+            toolTip=(
+                "Keep the fill's detail but make its colours meet the photo at the edge "
+                "(gradient-domain blending). Off: paste the fill as decoded, feathered"
+            ),
+        )
         form.addRow("", self.seamless)
         for spin in (self.steps, self.seed, self.candidates, self.ring):
             spin.valueChanged.connect(self._commit)
@@ -167,16 +189,21 @@ class RunPanel(QWidget):
         if self._syncing:
             return
         options = replace(
-            self.editor.options, mode=self.mode.currentData(),
+            self.editor.options,
+            mode=self.mode.currentData(),
             generate_class=self.of_class.isChecked(),
             class_name=self.classes.currentText() if self.classes.currentIndex() >= 0 else "",
-            extend_side=self.side.currentText(), extend_cells=self.cells.value(),
+            extend_side=self.side.currentText(),
+            extend_cells=self.cells.value(),
             steps=self.steps.value(),
             temperature=self.temperature.value() if self.temperature.value() >= 0 else -1.0,
-            fixed_seed=self.fixed_seed.isChecked(), seed=self.seed.value(),
-            candidates=self.candidates.value(), ring=self.ring.value(),
+            fixed_seed=self.fixed_seed.isChecked(),
+            seed=self.seed.value(),
+            candidates=self.candidates.value(),
+            ring=self.ring.value(),
             feather=self.feather.value() if self.feather.value() >= 0 else -1.0,
-            seamless=self.seamless.isChecked())
+            seamless=self.seamless.isChecked(),
+        )
         self.seed.setEnabled(options.fixed_seed)
         self._show_fields(options)
         self.editor.set_options(options)
@@ -243,11 +270,18 @@ def cost_text(plan) -> str:
     if len(parts) == 1:
         part = parts[0]
         counts = masked_counts(part.masked_count, part.steps, part.start_step)
-        shown = ", ".join(str(c) for c in counts) if len(counts) <= 4 else \
-            f"{counts[0]} + {counts[1]} + ... + {counts[-1]}"
-        return (f"<b>{part.masked_count}</b> tokens regenerate in {len(counts)} steps; each step "
-                f"predicts the tokens still hidden ({shown}): <b>{plan.cost}</b> token "
-                "predictions")
-    return (f"<b>{plan.masked_count}</b> tokens in {len(parts)} separate squares, each decoded "
-            f"in up to {plan.steps} steps; each step predicts the tokens still hidden: "
-            f"<b>{plan.cost}</b> token predictions")
+        shown = (
+            ", ".join(str(c) for c in counts)
+            if len(counts) <= 4
+            else f"{counts[0]} + {counts[1]} + ... + {counts[-1]}"
+        )
+        return (
+            f"<b>{part.masked_count}</b> tokens regenerate in {len(counts)} steps; each step "
+            f"predicts the tokens still hidden ({shown}): <b>{plan.cost}</b> token "
+            "predictions"
+        )
+    return (
+        f"<b>{plan.masked_count}</b> tokens in {len(parts)} separate squares, each decoded "
+        f"in up to {plan.steps} steps; each step predicts the tokens still hidden: "
+        f"<b>{plan.cost}</b> token predictions"
+    )
