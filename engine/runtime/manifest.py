@@ -67,10 +67,11 @@ class Manifest:
             raise BundleError(f"model '{self.name}' is unconditional: it has no class '{name}'")
         if name is None:
             return self.null_class_id
-        lowered = [c.lower() for c in self.class_names]
+        names = self.class_names or []
+        lowered = [c.lower() for c in names]
         if name.lower() in lowered:
             return lowered.index(name.lower())
-        shown = ", ".join(self.class_names[:20])
+        shown = ", ".join(names[:20])
         raise BundleError(f"unknown class '{name}' for model '{self.name}' (classes: {shown})")
 
     def to_json(self) -> str:
@@ -119,6 +120,7 @@ def _int_in(data: dict, key: str, low: int, high: int, where) -> int:
         raise BundleError(
             f"{where}: field '{key}' is missing or not a whole number (got {_shown(value)})"
         )
+    assert isinstance(value, int)  # _is_int said so; this tells the type checker
     if not low <= value <= high:
         raise BundleError(f"{where}: field '{key}' is {value}, outside {low}..{high}")
     return value
@@ -146,7 +148,7 @@ def _check_fields(data: dict, where: Path) -> None:
             f"{where}: not a MAGE bundle manifest (format is {_shown(data.get('format'))})"
         )
     version = data.get("format_version")
-    if not _is_int(version) or version < 1:
+    if not isinstance(version, int) or not _is_int(version) or version < 1:
         raise BundleError(f"{where}: format_version is missing or not a positive whole number")
     if version > FORMAT_VERSION:
         raise BundleError(

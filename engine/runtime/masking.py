@@ -49,11 +49,11 @@ def token_mask_from_pixels(
     cell_h, cell_w = height // grid_h, width // grid_w
     cells = pixels.reshape(grid_h, cell_h, grid_w, cell_w)
     if coverage == 0.0:
-        selected = cells.any(axis=(1, 3))
+        selected = np.asarray(cells.any(axis=(1, 3)))
     else:
         # Integer counts compared against the threshold: no float averaging error.
         counts = cells.sum(axis=(1, 3), dtype=np.int64)
-        selected = counts > coverage * (cell_h * cell_w)
+        selected = np.asarray(counts > coverage * (cell_h * cell_w))
     return grow_token_mask(selected, ring)
 
 
@@ -242,12 +242,12 @@ def _as_bool_2d(array: np.ndarray, name: str) -> np.ndarray:
 def _grid_shape(grid: int | Sequence[int]) -> tuple[int, int]:
     """Normalises a grid given as an int or (h, w) to (h, w)."""
     if isinstance(grid, (int, np.integer)):
-        shape = (int(grid), int(grid))
+        shape: tuple[int, ...] = (int(grid), int(grid))
     else:
         shape = tuple(int(g) for g in grid)
     if len(shape) != 2 or min(shape) < 1:
         raise ValueError(f"grid must be a positive int or (h, w), got {grid!r}")
-    return shape
+    return shape[0], shape[1]
 
 
 def _cell_of_pixels(pixels: int, cells: int) -> np.ndarray:

@@ -85,7 +85,9 @@ def image_features(
             "images (re-export it with features)"
         )
     size, seq = bundle.manifest.image_size, bundle.manifest.seq_len
-    out, batch, done = [], [], 0
+    out: list[np.ndarray] = []
+    batch: list[np.ndarray] = []
+    done = 0
 
     def flush():
         nonlocal done

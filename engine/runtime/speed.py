@@ -232,14 +232,16 @@ def encode_with_reuse(
     changed = (entry.hole | hole).reshape(gh, d, gw, d).any(axis=(1, 3))
     inner = grow_token_mask(changed, 1)  # cells whose tokens must come from the new encode
     r0, r1, c0, c1 = token_crop(inner, margin)
-    crop = bundle.encode(np.ascontiguousarray(zeroed[None, :, r0 * d : r1 * d, c0 * d : c1 * d]))[0]
+    crop_tokens = bundle.encode(
+        np.ascontiguousarray(zeroed[None, :, r0 * d : r1 * d, c0 * d : c1 * d])
+    )[0]
     tokens = entry.tokens.copy()
     # keep the crop's tokens except within `margin` of a crop side that is inside the grid
     a0 = r0 + (margin if r0 > 0 else 0)
     a1 = r1 - (margin if r1 < gh else 0)
     b0 = c0 + (margin if c0 > 0 else 0)
     b1 = c1 - (margin if c1 < gw else 0)
-    tokens[a0:a1, b0:b1] = crop[a0 - r0 : a1 - r0, b0 - c0 : b1 - c0]
+    tokens[a0:a1, b0:b1] = crop_tokens[a0 - r0 : a1 - r0, b0 - c0 : b1 - c0]
     cache.put(key, _Entry(tokens.copy(), hole.copy()))
     return tokens
 
