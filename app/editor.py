@@ -21,8 +21,8 @@ from app.core import mask_ops
 from app.core.document import RECORDED, REPLACED, Change, Document, patch_between
 from app.core.options import MODE_TITLES, EditOptions
 from app.model_manager import ModelManager
+from app.planner import EditPlan, Planner
 from app.runs import RunOutcome, edit_run, extend_run, generate_run, reroll_run
-from app.token_layout import EditPlan, LayoutPlanner
 from app.undo import ChangeCommand
 from engine.runtime.errors import MageError
 from engine.runtime.imageio import load_image, save_png
@@ -36,7 +36,7 @@ class Editor(QObject):
     document_changed = Signal()  # another document, or the canvas was resized
     image_changed = Signal(object)  # Box that changed
     mask_changed = Signal(object)  # Box that changed
-    layout_changed = Signal(object)  # EditPlan | None
+    plan_changed = Signal(object)  # EditPlan | None
     options_changed = Signal(object)  # EditOptions
     preview_changed = Signal(object)  # Patch | None: pixels shown over the image
     progress = Signal(object)  # Step
@@ -55,7 +55,7 @@ class Editor(QObject):
         self.undo_stack = QUndoStack(self)
         self.jobs = JobController(self)
         self.models = ModelManager(self)
-        self.layout: EditPlan | None = None  # where the next edit will work
+        self.plan: EditPlan | None = None  # where the next edit will work
         self.run: RunOutcome | None = None
         self.applied = -1  # candidate of self.run currently applied
         self._applied_at = -1  # document history_index right after that apply
@@ -66,9 +66,9 @@ class Editor(QObject):
         self.confirm_new_document = None
         self._stroke_before: np.ndarray | None = None
         self._stroke_box: Box | None = None
-        self._layout_timer = QTimer(self, singleShot=True, interval=30)
-        self._layout_timer.timeout.connect(self._update_layout)
-        self.planner = LayoutPlanner(self)  # plans off the GUI thread, latest request wins
+        self._plan_timer = QTimer(self, singleShot=True, interval=30)
+        self._plan_timer.timeout.connect(self._update_plan)
+        self.planner = Planner(self)  # plans off the GUI thread, latest request wins
         self.planner.ready.connect(self._on_plan)
         self.jobs.progress.connect(self._on_progress)
         self.jobs.finished.connect(self._on_finished)
@@ -83,7 +83,7 @@ class Editor(QObject):
 
     def _on_model_loaded(self, bundle) -> None:
         self._notices_shown = len(getattr(bundle, "notices", None) or [])  # shown on load
-        self._schedule_layout()
+        self._schedule_plan()
 
     # -- documents ------------------------------------------------------------------------
 
@@ -110,7 +110,7 @@ class Editor(QObject):
         self._stroke_before = None
         self._forget_run()
         self.document_changed.emit()
-        self._schedule_layout()
+        self._schedule_plan()
 
     def adopt_document(self, document: Document) -> None:
         """Takes over a document with its history (a restored session): the undo stack gets
@@ -123,7 +123,7 @@ class Editor(QObject):
             self.options = document.options
             self.options_changed.emit(document.options)
         self.document_changed.emit()
-        self._schedule_layout()
+        self._schedule_plan()
 
     def save(self, path: str) -> None:
         """Writes the current image as PNG with the last run's settings in text chunks."""
@@ -165,7 +165,7 @@ class Editor(QObject):
         if box is not None:
             self._stroke_box = mask_ops.union_box(self._stroke_box, box)
             self.mask_changed.emit(box)
-            self._schedule_layout()
+            self._schedule_plan()
 
     def end_stroke(self, label: str) -> None:
         doc, before = self.document, self._stroke_before
@@ -207,8 +207,8 @@ class Editor(QObject):
 
     def token_pixels(self) -> int:
         """Side of one token cell in image pixels for the current mask (at least 1)."""
-        if self.layout is not None and self.bundle is not None:
-            return max(1, round(self.layout.cell_side))
+        if self.plan is not None and self.bundle is not None:
+            return max(1, round(self.plan.cell_side))
         if self.document is not None:
             return max(1, round(min(self.document.size) / 16))
         return 1
@@ -278,9 +278,9 @@ class Editor(QObject):
                 self.image_changed.emit(change.image.box)
             if change.mask is not None:
                 self.mask_changed.emit(change.mask.box)
-        self._schedule_layout()
+        self._schedule_plan()
 
-    # -- options and the token layout --------------------------------------------------------
+    # -- options and the token plan -----------------------------------------------------------
 
     def set_options(self, options: EditOptions) -> None:
         if options == self.options:
@@ -289,13 +289,13 @@ class Editor(QObject):
         if self.document is not None:
             self.document.options = options
         self.options_changed.emit(options)
-        self._schedule_layout()
+        self._schedule_plan()
 
-    def _schedule_layout(self) -> None:
-        if not self._layout_timer.isActive():
-            self._layout_timer.start()
+    def _schedule_plan(self) -> None:
+        if not self._plan_timer.isActive():
+            self._plan_timer.start()
 
-    def _update_layout(self) -> None:
+    def _update_plan(self) -> None:
         if (
             self.document is not None
             and self.bundle is not None
@@ -306,13 +306,13 @@ class Editor(QObject):
             self.planner.request(self.bundle.manifest, self.document.mask.copy(), settings)
             return
         self.planner.forget()
-        self.layout = None
-        self.layout_changed.emit(None)
+        self.plan = None
+        self.plan_changed.emit(None)
 
     def _on_plan(self, number: int, plan: EditPlan | None) -> None:
         if number == self.planner.latest:
-            self.layout = plan
-            self.layout_changed.emit(plan)
+            self.plan = plan
+            self.plan_changed.emit(plan)
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -340,7 +340,7 @@ class Editor(QObject):
             side, cells = options.extend_side, options.extend_cells
             self.jobs.start("extend", lambda: extend_run(bundle, rgb, alpha, side, cells, settings))
         else:
-            rgb, mask, plan = doc.rgb.copy(), doc.mask.copy(), self.layout
+            rgb, mask, plan = doc.rgb.copy(), doc.mask.copy(), self.plan
             self.jobs.start("edit", lambda: edit_run(bundle, rgb, mask, settings, plan=plan))
         self.status.emit(f"{MODE_TITLES[options.mode]}: running on {bundle.device.upper()}...")
         return True
@@ -459,7 +459,7 @@ class Editor(QObject):
         self.applied, self._applied_at = index, self._history_index()
         self.preview_changed.emit(None)
         self.applied_changed.emit(index)
-        self._schedule_layout()
+        self._schedule_plan()
 
     def _history_index(self) -> int:
         return self.document.history_index if self.document is not None else -1

@@ -18,7 +18,7 @@ from engine.runtime.plan import Part, Square, plan_square
 from engine.runtime.settings import Settings
 
 
-def run_layout(run: RunOutcome, manifest) -> Part | None:
+def run_part(run: RunOutcome, manifest) -> Part | None:
     """Where a run's tokens sit on the image (the whole image for a generated one)."""
     if run.fill is not None:
         return run.fill.part
@@ -53,9 +53,7 @@ class RunInspector(QObject):
 
     def can_inspect(self) -> bool:
         run, bundle = self.editor.run, self.editor.bundle
-        return (
-            run is not None and bundle is not None and run_layout(run, bundle.manifest) is not None
-        )
+        return run is not None and bundle is not None and run_part(run, bundle.manifest) is not None
 
     def set_heatmap(self, on: bool) -> None:
         self.heatmap = on
@@ -97,20 +95,20 @@ class RunInspector(QObject):
 
     def _refresh(self, *_) -> None:
         run, bundle = self.editor.run, self.editor.bundle
-        layout = run_layout(run, bundle.manifest) if run is not None and bundle else None
-        if layout is None:
+        part = run_part(run, bundle.manifest) if run is not None and bundle else None
+        if part is None:
             self.overlay_changed.emit(None)
             return
         candidate = max(self.editor.applied, 0)
-        gh, gw = layout.token_mask.shape
+        gh, gw = part.token_mask.shape
         if self.step >= 0:
             tokens = run.result.history[self.step][candidate]
             undecided = (tokens == bundle.manifest.mask_token_id).reshape(gh, gw)
-            self.overlay_changed.emit((layout, undecided_colors(undecided)))
+            self.overlay_changed.emit((part, undecided_colors(undecided)))
         elif self.heatmap:
             conf = run.result.confidence[candidate].reshape(gh, gw)
             self.overlay_changed.emit(
-                (layout, confidence_colors(conf, layout.token_mask, self.heatmap_opacity))
+                (part, confidence_colors(conf, part.token_mask, self.heatmap_opacity))
             )
         else:
             self.overlay_changed.emit(None)

@@ -17,7 +17,7 @@ from app.controller import JobController
 from engine.runtime.bundle import Bundle
 from engine.runtime.devices import DEVICES as DEVICES  # the one list, re-exported
 from engine.runtime.errors import MageError
-from engine.runtime.models import REPO_MODELS, default_bundle_path, find_bundles, user_models_dir
+from engine.runtime.locations import REPO_MODELS, default_bundle_path, find_bundles, user_models_dir
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 `assets/samples.json` lists them: either a list or {"samples": [...]} of objects with
 `file` and `mask` (paths relative to the JSON file), `title` ("Try: remove the ..."),
 `source` and `licence`. The assets folder is found as the shipped models are
-(engine.runtime.models): the checkout's top-level `assets/`, or the copy an installed wheel
+(engine.runtime.locations): the checkout's top-level `assets/`, or the copy an installed wheel
 carries; $MAGE_STUDIO_ASSETS names another folder. A sample whose files are missing, or a list
 that cannot be read, is left out with a one-line warning in the log: the window never fails.
 """
@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.runtime.models import shipped_dir
+from engine.runtime.locations import shipped_dir
 
 log = logging.getLogger(__name__)
 ENV_ASSETS = "MAGE_STUDIO_ASSETS"

@@ -73,7 +73,7 @@ def edit_mask(size: int, grid: int, shift: int = 0) -> np.ndarray:
 def torch_worker(args) -> None:
     import torch
 
-    from engine.modeling.convert import build_official, read_checkpoint
+    from engine.modeling.mage_checkpoint import build_official, read_checkpoint
     from engine.runtime.compose import feather_in
     from engine.runtime.decode import iterative_decode, last_step, make_rngs
     from engine.runtime.manifest import read_manifest

@@ -50,8 +50,8 @@ from engine.runtime.blending import harmonic_membrane  # noqa: E402
 from engine.runtime.bundle import Bundle  # noqa: E402
 from engine.runtime.compose import paste_all  # noqa: E402
 from engine.runtime.imageio import load_image  # noqa: E402
+from engine.runtime.locations import default_bundle_path  # noqa: E402
 from engine.runtime.manifest import read_manifest  # noqa: E402
-from engine.runtime.models import default_bundle_path  # noqa: E402
 from engine.runtime.recognition import preprocess  # noqa: E402
 from engine.runtime.runs import (  # noqa: E402
     Edit,

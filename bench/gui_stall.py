@@ -32,7 +32,7 @@ def bundle_path(arg: str | None) -> Path:
     if arg:
         return Path(arg)
     from engine.runtime.errors import MageError
-    from engine.runtime.models import default_bundle_path
+    from engine.runtime.locations import default_bundle_path
 
     try:
         path = default_bundle_path()

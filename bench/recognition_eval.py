@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from engine.runtime.bundle import Bundle  # noqa: E402
 from engine.runtime.imageio import load_image  # noqa: E402
-from engine.runtime.models import default_bundle_path  # noqa: E402
+from engine.runtime.locations import default_bundle_path  # noqa: E402
 from engine.runtime.recognition import (  # noqa: E402
     accuracy,
     fit_fewshot,

@@ -19,7 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.runtime.bundle import Bundle  # noqa: E402
-from engine.runtime.models import default_bundle_path  # noqa: E402
+from engine.runtime.locations import default_bundle_path  # noqa: E402
 from engine.runtime.runs import edit_image  # noqa: E402
 from engine.runtime.settings import Settings  # noqa: E402
 

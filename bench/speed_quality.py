@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from eval_quality import crop, make_mask, mask_seed, psnr, ssim, val_photos  # noqa: E402
 
 from engine.runtime.bundle import Bundle  # noqa: E402
-from engine.runtime.models import default_bundle_path  # noqa: E402
+from engine.runtime.locations import default_bundle_path  # noqa: E402
 from engine.runtime.runs import edit_image  # noqa: E402
 from engine.runtime.settings import Settings  # noqa: E402
 from engine.runtime.speed import EXACT, FAST  # noqa: E402

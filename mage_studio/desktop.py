@@ -15,7 +15,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from engine.runtime.models import shipped_dir
+from engine.runtime.locations import shipped_dir
 
 APP_ID = "mage-studio"
 GUI_SCRIPT = "mage-studio-gui"

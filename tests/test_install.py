@@ -234,8 +234,8 @@ def test_classify_a_sample_photo_with_the_default_model(capsys):
     """A photo the model never saw (a shipped sample) gets the top 5 of its classes, with no
     --head: the default bundle carries a head made on its training photos."""
     from engine.cli import main
+    from engine.runtime.locations import default_bundle_path
     from engine.runtime.manifest import read_manifest
-    from engine.runtime.models import default_bundle_path
 
     manifest = read_manifest(default_bundle_path(), verify_hashes=True)  # head listed + hashed
     assert manifest.heads, "the default bundle ships no classifier head"
@@ -250,8 +250,8 @@ def test_classify_a_sample_photo_with_the_default_model(capsys):
 
 
 def test_default_bundle_card_reports_the_head_accuracy():
+    from engine.runtime.locations import default_bundle_path
     from engine.runtime.manifest import read_manifest
-    from engine.runtime.models import default_bundle_path
 
     path = default_bundle_path()
     manifest = read_manifest(path, verify_hashes=False)
@@ -341,9 +341,9 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_from_another_folder(tmp_path)
             python,
             "-c",
             "import app, engine, mage_studio\n"
-            "from engine.runtime import models\n"
+            "from engine.runtime import locations\n"
             "print(app.__file__, engine.__file__, mage_studio.__file__, "
-            "models.default_bundle_path(), models.shipped_dir('assets'), sep='\\n')",
+            "locations.default_bundle_path(), locations.shipped_dir('assets'), sep='\\n')",
         ],
         cwd=elsewhere,
         env=env,

@@ -39,7 +39,7 @@ from app.core.document import Canvas, Change, Document, Patch
 from app.core.options import EditOptions
 from engine.runtime.errors import MageError
 from engine.runtime.imageio import file_digest, load_image
-from engine.runtime.models import user_data_dir
+from engine.runtime.locations import user_data_dir
 
 log = logging.getLogger(__name__)
 

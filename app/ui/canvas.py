@@ -72,7 +72,7 @@ class CanvasView(QGraphicsView):
         self._shape.setBrush(QColor(255, 64, 129, 60))
         self.show_grid = True
         self._grid_plan = None
-        self._override = None  # (layout, colours) of heatmap/scrubber
+        self._override = None  # (part, colours) of heatmap/scrubber
         self._cursor_at: QPointF | None = None
         self._last: QPointF | None = None  # last brush point, scene coordinates
         self._shape_points: list[QPointF] = []
@@ -91,7 +91,7 @@ class CanvasView(QGraphicsView):
         editor.document_changed.connect(self.reload)
         editor.image_changed.connect(self._on_image_changed)
         editor.mask_changed.connect(self._on_mask_changed)
-        editor.layout_changed.connect(self._on_layout)
+        editor.plan_changed.connect(self._on_layout)
         editor.preview_changed.connect(self.show_preview)
 
     # -- document -> items ---------------------------------------------------------------
@@ -119,20 +119,20 @@ class CanvasView(QGraphicsView):
         self._grid_plan = plan
         self._refresh_grid()
 
-    def set_grid_override(self, layout, colors: np.ndarray | None) -> None:
-        """Show another layout with per-cell colours (heatmap, scrubber); None restores."""
-        self._override = (layout, colors) if layout is not None else None
+    def set_grid_override(self, part, colors: np.ndarray | None) -> None:
+        """Show another part with per-cell colours (heatmap, scrubber); None restores."""
+        self._override = (part, colors) if part is not None else None
         self._refresh_grid()
 
     def _refresh_grid(self) -> None:
         override = self._override
         if override is not None:
             self._grid.show_lines = False
-            self._grid.set_layout(*override)
+            self._grid.set_part(*override)
         else:
             self._grid.show_lines = True
             plan = self._grid_plan
-            self._grid.set_layouts(plan.parts if plan is not None and self.show_grid else ())
+            self._grid.set_parts(plan.parts if plan is not None and self.show_grid else ())
 
     def set_show_grid(self, on: bool) -> None:
         self.show_grid = on

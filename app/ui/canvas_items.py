@@ -139,48 +139,48 @@ class GridItem(QGraphicsItem):
     """The model's working squares (one per separately edited part of the mask), their token
     cells and per-cell colours.
 
-    By default cells that will regenerate are tinted; colours given with a single layout replace
+    By default cells that will regenerate are tinted; colours given with a single part replace
     that with any RGBA per cell (the confidence heatmap, or grey for cells the step scrubber has
     not decided).
     """
 
     def __init__(self):
         super().__init__()
-        self._layouts: tuple[Part, ...] = ()
+        self._parts: tuple[Part, ...] = ()
         self._colors: np.ndarray | None = None
         self.show_lines = True
 
-    def set_layout(self, layout: Part | None, colors: np.ndarray | None = None) -> None:
-        self.set_layouts(() if layout is None else (layout,), colors)
+    def set_part(self, part: Part | None, colors: np.ndarray | None = None) -> None:
+        self.set_parts(() if part is None else (part,), colors)
 
-    def set_layouts(self, layouts, colors: np.ndarray | None = None) -> None:
+    def set_parts(self, parts, colors: np.ndarray | None = None) -> None:
         self.prepareGeometryChange()
-        self._layouts = tuple(layouts)
-        self._colors = colors if len(self._layouts) == 1 else None
+        self._parts = tuple(parts)
+        self._colors = colors if len(self._parts) == 1 else None
         self.update()
 
     def boundingRect(self) -> QRectF:
         rect = QRectF()
-        for layout in self._layouts:
-            sq = layout.square
+        for part in self._parts:
+            sq = part.square
             rect = rect.united(QRectF(sq.x0 - 2, sq.y0 - 2, sq.side + 4, sq.side + 4))
         return rect
 
     def paint(self, painter: QPainter, option, widget=None) -> None:
-        for layout in self._layouts:
-            self._paint_layout(painter, layout)
+        for part in self._parts:
+            self._paint_part(painter, part)
 
-    def _paint_layout(self, painter: QPainter, layout: Part) -> None:
-        sq, edges = layout.square, layout.cell_edges
-        gh, gw = layout.token_mask.shape
+    def _paint_part(self, painter: QPainter, part: Part) -> None:
+        sq, edges = part.square, part.cell_edges
+        gh, gw = part.token_mask.shape
         colors = self._colors
         if colors is None:
             colors = np.zeros((gh, gw, 4), np.uint8)
-            colors[layout.token_mask] = (80, 200, 255, 70)
+            colors[part.token_mask] = (80, 200, 255, 70)
         painter.setPen(Qt.PenStyle.NoPen)
         for row, col in zip(*np.nonzero(colors[..., 3]), strict=True):
             r, g, b, a = (int(v) for v in colors[row, col])
-            x0, y0, x1, y1 = layout.cell_box(row, col)
+            x0, y0, x1, y1 = part.cell_box(row, col)
             painter.fillRect(QRectF(x0, y0, x1 - x0, y1 - y0), QColor(r, g, b, a))
         if self.show_lines:
             pen = QPen(QColor(255, 255, 255, 60), 0)
@@ -188,7 +188,7 @@ class GridItem(QGraphicsItem):
             for e in edges[1:-1]:
                 painter.drawLine(QPointF(sq.x0 + e, sq.y0), QPointF(sq.x0 + e, sq.y0 + sq.side))
                 painter.drawLine(QPointF(sq.x0, sq.y0 + e), QPointF(sq.x0 + sq.side, sq.y0 + e))
-            self._outline_cells(painter, layout)
+            self._outline_cells(painter, part)
         frame = QPen(QColor(80, 200, 255, 230), 2)
         frame.setCosmetic(True)
         frame.setStyle(Qt.PenStyle.DashLine)
@@ -196,14 +196,14 @@ class GridItem(QGraphicsItem):
         painter.setBrush(QBrush())
         painter.drawRect(QRectF(sq.x0, sq.y0, sq.side, sq.side))
 
-    def _outline_cells(self, painter: QPainter, layout: Part) -> None:
+    def _outline_cells(self, painter: QPainter, part: Part) -> None:
         """A solid outline around the region that regenerates."""
         pen = QPen(QColor(80, 200, 255, 220), 1.5)
         pen.setCosmetic(True)
         painter.setPen(pen)
-        tm = np.pad(layout.token_mask, 1)
-        for row, col in zip(*np.nonzero(layout.token_mask), strict=True):
-            x0, y0, x1, y1 = layout.cell_box(row, col)
+        tm = np.pad(part.token_mask, 1)
+        for row, col in zip(*np.nonzero(part.token_mask), strict=True):
+            x0, y0, x1, y1 = part.cell_box(row, col)
             r, c = row + 1, col + 1
             if not tm[r - 1, c]:
                 painter.drawLine(QPointF(x0, y0), QPointF(x1, y0))

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QWidget
 
 from app.controller import JobController
 from app.core.options import EditOptions
-from app.inspector import run_layout
+from app.inspector import run_part
 from app.runs import RunOutcome, edit_run, step_preview
 from app.samples import Sample, load_samples
 from app.ui.canvas_items import MASK_RGBA, GridItem, confidence_colors, undecided_colors
@@ -125,7 +125,7 @@ class DemoMode(QWidget):
         self._grid = GridItem()
         self._grid_on = False
         self._rgb = self._mask = None
-        self._layouts: tuple[Part, ...] = ()
+        self._parts: tuple[Part, ...] = ()
         self.run: DemoRun | None = None
         self._intro_over = False
         self._left_demo = False
@@ -168,11 +168,11 @@ class DemoMode(QWidget):
         self._rgb, self._mask, self.run = rgb, mask, None
         settings = self.options.settings((0,))
         plan = plan_edit(bundle.manifest, mask, settings)
-        self._layouts = plan.parts if plan is not None else ()
+        self._parts = plan.parts if plan is not None else ()
         gh, gw = bundle.manifest.grid
         hidden = plan.masked_count if plan is not None else 0
         self.left, self.right = tint_mask(rgb, mask), None
-        self._grid.set_layouts(self._layouts)
+        self._grid.set_parts(self._parts)
         self._grid.show_lines = True
         self._grid_on = True
         self._intro_over = False
@@ -227,21 +227,21 @@ class DemoMode(QWidget):
         if k >= steps or bundle is None or run.outcome.fill is None:
             self._show_result()
             return
-        layout = run_layout(run.outcome, bundle.manifest)
+        part = run_part(run.outcome, bundle.manifest)
         self.left = run.steps[k]
-        if layout is not None:
-            gh, gw = layout.token_mask.shape
+        if part is not None:
+            gh, gw = part.token_mask.shape
             tokens = run.outcome.result.history[k][0].reshape(gh, gw)
             undecided = tokens == bundle.manifest.mask_token_id
             conf = run.outcome.result.confidence[0].reshape(gh, gw)
-            colors = confidence_colors(conf, layout.token_mask & ~undecided)
+            colors = confidence_colors(conf, part.token_mask & ~undecided)
             colors[..., 3] = np.minimum(colors[..., 3], HEATMAP_ALPHA)  # the fill shows
             colors[undecided] = undecided_colors(undecided)[undecided]
             self._grid.show_lines = False
-            self._grid.set_layout(layout, colors)
+            self._grid.set_part(part, colors)
             self._grid_on = True
             left = int(undecided.sum())
-            total = int(layout.token_mask.sum())
+            total = int(part.token_mask.sum())
             caption = (
                 f"Step {k + 1} of {steps}: the transformer predicts every hidden token "
                 f"and keeps the ones it is most confident of. {total - left} of {total} "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtGui import QIcon
 
-from engine.runtime.models import shipped_dir
+from engine.runtime.locations import shipped_dir
 
 DESKTOP_ID = "mage-studio"  # the .desktop file's name: lets the desktop match the windows
 

@@ -28,8 +28,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.checkpoint_import import CheckpointImporter, missing_torch_message, torch_available
 from app.editor import Editor
-from app.importer import CheckpointImporter, missing_torch_message, torch_available
 from app.inspector import RunInspector
 from app.model_manager import DEVICES, available_bundles
 from app.preferences import Preferences
@@ -43,7 +43,7 @@ from app.ui.theme import THEMES, apply_theme
 from app.ui.welcome import attach_welcome
 from engine.runtime.errors import MageError
 from engine.runtime.imageio import load_image, load_mask
-from engine.runtime.models import user_models_dir
+from engine.runtime.locations import user_models_dir
 
 log = logging.getLogger(__name__)
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif);;All files (*)"

@@ -53,7 +53,7 @@ def open_bundle(args):
     """The bundle named by `--model` (default: the bundled model) on `--device`; notices such
     as a CUDA fallback go to stderr once."""
     from engine.runtime.bundle import Bundle
-    from engine.runtime.models import default_bundle_path
+    from engine.runtime.locations import default_bundle_path
 
     bundle = Bundle(args.model or default_bundle_path(), device=args.device)
     for notice in bundle.notices:

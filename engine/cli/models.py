@@ -17,7 +17,7 @@ def _need_torch(command: str) -> None:
 
 def cmd_import_mage(args) -> int:
     _need_torch("import-mage")
-    from engine.modeling.importer import import_mage
+    from engine.modeling.import_mage import import_mage
 
     import_mage(
         args.checkpoint,

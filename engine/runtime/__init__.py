@@ -23,7 +23,7 @@ import importlib
 
 _EXPORTS = {
     "Bundle": "bundle",
-    "default_bundle_path": "models",
+    "default_bundle_path": "locations",
     "Settings": "settings",
     "seeds_from": "settings",
     "EditPlan": "plan",

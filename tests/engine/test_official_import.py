@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import FIXTURES, REPO
-from engine.modeling.convert import CheckpointError, build_official, read_checkpoint
+from engine.modeling.mage_checkpoint import CheckpointError, build_official, read_checkpoint
 
 VITB_KEYS = FIXTURES / "mage_vitb_keys.tsv"
 VQGAN_KEYS = FIXTURES / "vqgan_keys.tsv"

@@ -107,9 +107,9 @@ def test_grid_follows_the_mask_and_shows_the_cost(window, tiny_bundle, qtbot):
     editor.set_image(photo())
     window.canvas.set_brush_size(12)
     _drag(window, [(70, 50), (90, 55)])
-    qtbot.waitUntil(lambda: editor.layout is not None, timeout=3000)
-    assert editor.layout.masked_count > 0
-    assert str(editor.layout.cost) in window.run_panel.cost.text()
+    qtbot.waitUntil(lambda: editor.plan is not None, timeout=3000)
+    assert editor.plan.masked_count > 0
+    assert str(editor.plan.cost) in window.run_panel.cost.text()
 
 
 def test_far_apart_strokes_get_a_square_each_and_one_undoable_result(window, tiny_bundle, qtbot):
@@ -120,11 +120,11 @@ def test_far_apart_strokes_get_a_square_each_and_one_undoable_result(window, tin
     mask[30:60, 30:70] = True
     mask[330:370, 520:570] = True
     editor.set_mask(mask)
-    qtbot.waitUntil(lambda: editor.layout is not None, timeout=3000)
-    assert len(editor.layout.parts) == 2
+    qtbot.waitUntil(lambda: editor.plan is not None, timeout=3000)
+    assert len(editor.plan.parts) == 2
     assert "in 2 separate squares" in window.run_panel.cost.text()
-    assert str(editor.layout.cost) in window.run_panel.cost.text()
-    assert len(window.canvas._grid._layouts) == 2  # both squares drawn
+    assert str(editor.plan.cost) in window.run_panel.cost.text()
+    assert len(window.canvas._grid._parts) == 2  # both squares drawn
     original = editor.document.rgb.copy()
     with qtbot.waitSignal(editor.run_changed, timeout=30000):
         editor.start_run()
@@ -183,8 +183,8 @@ def test_scrubber_and_heatmap_cover_the_run(window, tiny_bundle, qtbot):
     overlays = []
     window.inspector.overlay_changed.connect(overlays.append)
     window.results_panel.heatmap.setChecked(True)
-    layout, colors = overlays[-1]
-    assert colors[..., 3][layout.token_mask].all() and not colors[..., 3][~layout.token_mask].any()
+    part, colors = overlays[-1]
+    assert colors[..., 3][part.token_mask].all() and not colors[..., 3][~part.token_mask].any()
     with qtbot.waitSignal(editor.preview_changed, timeout=10000) as shown:
         window.results_panel.scrubber.setValue(1)
     assert shown.args[0] is not None

@@ -122,7 +122,7 @@ def _painted(window, qtbot, tiny_bundle):
     window.editor.set_image(photo(120, 160))
     window.canvas.set_brush_size(16)
     _drag(window, [(60, 50), (90, 55), (100, 70)])
-    qtbot.waitUntil(lambda: window.editor.layout is not None, timeout=10000)
+    qtbot.waitUntil(lambda: window.editor.plan is not None, timeout=10000)
 
 
 # -- zoom -------------------------------------------------------------------------------------
@@ -163,12 +163,12 @@ def test_h_toggles_a_translucent_heatmap_with_adjustable_opacity(win, qtbot, tin
     QTest.keyClick(win.canvas, Qt.Key.Key_H)
     assert win.results_panel.heatmap.isChecked() and win.actions_["heatmap"].isChecked()
     assert not win.banner.isVisible(), win.banner.text.text()
-    layout, colors = win.canvas._override
-    alpha = colors[..., 3][layout.token_mask]
+    part, colors = win.canvas._override
+    alpha = colors[..., 3][part.token_mask]
     assert alpha.max() <= 128 and alpha.min() > 0  # translucent at the default 50%
     QTest.keyClick(win.results_panel.opacity, Qt.Key.Key_End)  # slider to 100%
     _, stronger = win.canvas._override
-    assert stronger[..., 3][layout.token_mask].max() > alpha.max()
+    assert stronger[..., 3][part.token_mask].max() > alpha.max()
     QTest.keyClick(win.results_panel.opacity, Qt.Key.Key_Home)  # slider to 10%
     assert win.canvas._override[1][..., 3].max() <= 26
     QTest.keyClick(win.canvas, Qt.Key.Key_H)
@@ -190,7 +190,7 @@ def test_banners_go_away_with_their_cause(win, qtbot, tiny_bundle, tmp_path, mon
     assert "Paint over the area" in win.banner.text.text()
     win.canvas.set_brush_size(16)
     _drag(win, [(60, 50), (90, 55)])
-    qtbot.waitUntil(lambda: editor.layout is not None, timeout=10000)
+    qtbot.waitUntil(lambda: editor.plan is not None, timeout=10000)
     _run(win, qtbot)
     assert not win.banner.isVisible()
     # a failed save, then a good one; then the failure again and another file opened
@@ -371,7 +371,7 @@ def test_cost_label_numbers_add_up(win, qtbot, tiny_bundle):
             r"(\d+) tokens regenerate in (\d+) steps.*: (\d+) token predictions", text
         ).groups()
     )
-    part = win.editor.layout.parts[0]
+    part = win.editor.plan.parts[0]
     counts = masked_counts(part.masked_count, part.steps, part.start_step)
     assert tokens == part.masked_count == counts[0] and steps == len(counts)
     assert predictions == sum(counts) <= tokens * steps

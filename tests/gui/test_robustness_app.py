@@ -498,9 +498,9 @@ def test_the_gui_thread_never_waits_for_the_token_plan(window, qtbot, monkeypatc
 
     from PySide6.QtCore import QTimer
 
-    import app.token_layout as token_layout
+    import app.planner as planner
 
-    real = token_layout.plan_edit
+    real = planner.plan_edit
     threads, gate = [], threading.Event()
 
     def slow_parts(*args, **kwargs):
@@ -508,7 +508,7 @@ def test_the_gui_thread_never_waits_for_the_token_plan(window, qtbot, monkeypatc
         gate.wait(5)  # a plan that takes seconds, as dust spots used to
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(token_layout, "plan_edit", slow_parts)
+    monkeypatch.setattr(planner, "plan_edit", slow_parts)
     editor = window.editor
     editor.models.use(FakeBundle())
     editor.set_image(photo(900, 1200))
@@ -517,7 +517,7 @@ def test_the_gui_thread_never_waits_for_the_token_plan(window, qtbot, monkeypatc
     second = first.copy()
     second[:, 600:] = False
     plans = []
-    editor.layout_changed.connect(plans.append)
+    editor.plan_changed.connect(plans.append)
     ticks = []
     timer = QTimer(interval=10)
     timer.timeout.connect(lambda: ticks.append(time.monotonic()))
@@ -526,17 +526,17 @@ def test_the_gui_thread_never_waits_for_the_token_plan(window, qtbot, monkeypatc
     qtbot.waitUntil(lambda: len(threads) == 1, timeout=3000)
     editor.set_mask(second)  # overtakes the first while it is still being planned
     qtbot.wait(400)
-    assert editor.layout is None and not plans  # nothing landed yet
+    assert editor.plan is None and not plans  # nothing landed yet
     gate.set()
     qtbot.waitUntil(lambda: bool(plans), timeout=10000)
     qtbot.wait(100)
     timer.stop()
     assert all(t is not threading.main_thread() for t in threads)
-    assert len(plans) == 1 and editor.layout is plans[0]  # only the latest plan is shown
+    assert len(plans) == 1 and editor.plan is plans[0]  # only the latest plan is shown
     settings = editor.options.settings((0,))
     expected = real(editor.bundle.manifest, second, settings).parts
-    assert [x.square for x in editor.layout.parts] == [x.square for x in expected]
-    assert editor.layout.masked_count == sum(x.masked_count for x in expected)
-    assert editor.layout.masked_count != real(editor.bundle.manifest, first, settings).masked_count
+    assert [x.square for x in editor.plan.parts] == [x.square for x in expected]
+    assert editor.plan.masked_count == sum(x.masked_count for x in expected)
+    assert editor.plan.masked_count != real(editor.bundle.manifest, first, settings).masked_count
     gaps = np.diff(ticks)
     assert len(ticks) > 30 and gaps.max() < 0.3, gaps.max()

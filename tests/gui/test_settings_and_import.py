@@ -4,8 +4,13 @@ from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication
 
+from app.checkpoint_import import (
+    INSTALL_HINT,
+    import_target,
+    missing_torch_message,
+    torch_available,
+)
 from app.core.options import EditOptions
-from app.importer import INSTALL_HINT, import_target, missing_torch_message, torch_available
 from app.preferences import Preferences
 from app.ui.theme import dark_palette, wants_dark
 

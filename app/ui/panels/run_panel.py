@@ -41,7 +41,7 @@ class RunPanel(QWidget):
         layout.addStretch(1)
         editor.options_changed.connect(self.show_options)
         # bound methods, not lambdas: Qt drops them when the panel is destroyed
-        editor.layout_changed.connect(self._show_cost)
+        editor.plan_changed.connect(self._show_cost)
         editor.progress.connect(self._on_progress)
         editor.busy_changed.connect(self._on_busy)
         editor.models.loaded.connect(self._on_bundle)
@@ -234,17 +234,17 @@ class RunPanel(QWidget):
         self.run_button.setEnabled(bundle is not None)
 
     def _show_cost(self, *_) -> None:
-        layout, options = self.editor.layout, self.editor.options
+        plan, options = self.editor.plan, self.editor.options
         if self.editor.bundle is None:
             self.cost.setText(self.editor.models.error or "Loading the model...")
         elif options.mode == "generate":
             self.cost.setText("Generates a whole new image.")
         elif options.mode == "extend":
             self.cost.setText(f"Adds {options.extend_cells} token(s) on the {options.extend_side}.")
-        elif layout is None or layout.masked_count == 0:
+        elif plan is None or plan.masked_count == 0:
             self.cost.setText("Paint over what to refill.")
         else:
-            self.cost.setText(cost_text(layout))
+            self.cost.setText(cost_text(plan))
 
     def _on_progress(self, step: Step) -> None:
         self.progress.setMaximum(step.total)

@@ -1,7 +1,7 @@
 """The editor's token plan, computed off the GUI thread.
 
 The plan is the engine's own `EditPlan` (engine/runtime/plan.py): the context squares and token
-cells the overlay draws are the object the run is handed. `LayoutPlanner` computes plans on a
+cells the overlay draws are the object the run is handed. `Planner` computes plans on a
 worker thread (the latest request wins), so a mask of thousands of dust spots or a very large
 photo never blocks the window.
 """
@@ -21,10 +21,10 @@ from engine.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EditPlan", "LayoutPlanner"]
+__all__ = ["EditPlan", "Planner"]
 
 
-class LayoutPlanner(QObject):
+class Planner(QObject):
     """Plans on a daemon thread: `request` returns at once, and `ready` brings (number, plan)
     on the GUI thread, where a short timer picks up what the thread left (the thread itself
     makes no Qt call). Only the latest request is computed; requests it overtook are dropped,
@@ -50,7 +50,7 @@ class LayoutPlanner(QObject):
             self._pending = (self.latest, manifest, mask, settings)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
-                    target=self._loop, name="layout-planner", daemon=True
+                    target=self._loop, name="token-planner", daemon=True
                 )
                 self._thread.start()
             self._cond.notify_all()
@@ -103,7 +103,7 @@ class LayoutPlanner(QObject):
             try:
                 plan = plan_edit(manifest, mask, settings)
             except Exception as error:  # noqa: BLE001 - a plan is advice; never take the app down
-                log.warning("no token layout for this mask: %s", error)
+                log.warning("no token plan for this mask: %s", error)
                 plan = None
             with self._cond:
                 self._result = (number, plan)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from engine.modeling.convert import build_official, read_checkpoint
 from engine.modeling.export import check_target, export_bundle
+from engine.modeling.mage_checkpoint import build_official, read_checkpoint
 from engine.runtime.manifest import sha256_file
 from engine.runtime.schedule import DEFAULT_CHOICE_TEMPERATURE, DEFAULT_STEPS
 

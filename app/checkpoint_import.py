@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QProcess, Signal
 
-from engine.runtime.models import user_models_dir
+from engine.runtime.locations import user_models_dir
 
 MAIN_PY = Path(__file__).resolve().parents[1] / "main.py"
 INSTALL_HINT = "pip install -e '.[modeling]'"
