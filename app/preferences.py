@@ -11,7 +11,7 @@ from PySide6.QtCore import QByteArray, QSettings
 from app.core.options import EditOptions
 
 ORGANISATION = APPLICATION = "MAGE Studio"
-LAYOUT_VERSION = 1  # bump when docks change so an old saved layout is not restored
+LAYOUT_VERSION = 2  # bump when docks change so an old saved layout is not restored
 MAX_RECENT = 10
 
 

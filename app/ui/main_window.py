@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, Qt, QTimer, QUrl
@@ -33,6 +34,7 @@ from app.editor import Editor
 from app.inspector import RunInspector
 from app.model_manager import DEVICES, available_bundles
 from app.preferences import Preferences
+from app.samples import assets_dir
 from app.ui.actions import build_actions, refresh_icons
 from app.ui.banner import Banner
 from app.ui.canvas import CanvasView
@@ -343,7 +345,7 @@ class MainWindow(QMainWindow):
     def _suggested_name(self) -> str:
         doc = self.editor.document
         source = Path(doc.path) if doc and doc.path else Path("untitled.png")
-        folder = Path(self.prefs.folder("save") or source.parent or Path.home())
+        folder = Path(self.prefs.folder("save") or _writable_folder(source.parent))
         candidate, n = folder / f"{source.stem}-edited.png", 2
         while candidate.exists():
             candidate, n = folder / f"{source.stem}-edited-{n}.png", n + 1
@@ -602,3 +604,14 @@ def _recognition_panel(prefs: Preferences):
     except Exception:  # noqa: BLE001 - a broken optional panel must not stop the editor
         log.exception("the recognition panel failed to load")
         return None
+
+
+def _writable_folder(folder: Path) -> Path:
+    """`folder` when a save there can succeed; the shipped samples' folder (read-only in an
+    installed app) and unwritable folders give way to the user's pictures or home folder."""
+    samples = assets_dir().resolve()
+    if str(folder) not in ("", ".") and os.access(folder, os.W_OK):
+        if not folder.resolve().is_relative_to(samples):
+            return folder
+    pictures = Path.home() / "Pictures"
+    return pictures if pictures.is_dir() else Path.home()

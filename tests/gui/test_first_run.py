@@ -2,6 +2,7 @@
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -329,3 +330,27 @@ def test_screenshots_of_about_and_demo_mode(tmp_path, monkeypatch, tiny_bundle_p
     assert f"demo mode: {phase}:" in result.stderr
     # the sample photo is on screen: its gradient gives many colours
     assert len(np.unique(shot.reshape(-1, 3), axis=0)) > 1000
+
+
+def test_saving_a_sample_suggests_the_pictures_folder_not_the_samples(
+    qtbot, assets, tiny_bundle_path, monkeypatch, tmp_path
+):
+    """The shipped samples' folder is read-only in an installed app: Save suggests the
+    user's Pictures folder for a sample, and the photo's own folder for any other image."""
+    pictures = Path.home() / "Pictures"
+    pictures.mkdir(parents=True)
+    win = make_window(qtbot, tiny_bundle_path)
+    asked = []
+    monkeypatch.setattr(win, "choose_file", lambda title, name, *a, **k: asked.append(name) or "")
+    qtbot.mouseClick(win.welcome.buttons[0], Qt.MouseButton.LeftButton)
+    assert win.editor.document.path.startswith(str(assets))
+    qtbot.keyClick(win, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
+    assert asked and Path(asked[-1]).parent == pictures
+    assert Path(asked[-1]).name == "block-0-edited.png"
+    own = tmp_path / "mine"
+    own.mkdir()
+    Image.fromarray(photo(H, W)).save(own / "photo.png")
+    assert win.open_path(str(own / "photo.png"))
+    qtbot.keyClick(win, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
+    assert Path(asked[-1]).parent == own
+    close(win)
