@@ -50,42 +50,13 @@ def main() -> int:
         tmp = Path(tmp)
         Image.fromarray(rgb).save(tmp / "bison.png")
         Image.fromarray(object_mask(rgb)).save(tmp / "mask.png")
-        subprocess.run(
-            [
-                sys.executable,
-                str(REPO / "main.py"),
-                "--open",
-                str(tmp / "bison.png"),
-                "--mask",
-                str(tmp / "mask.png"),
-                "--seed",
-                str(args.seed),
-                "--save",
-                str(tmp / "after.png"),
-                "--screenshot",
-                str(tmp / "window.png"),
-                "--device",
-                "cpu",
-            ],
-            check=True,
-        )
+        opened = [sys.executable, str(REPO / "main.py"), "--device", "cpu"]
+        opened += ["--open", str(tmp / "bison.png"), "--mask", str(tmp / "mask.png")]
+        edit = ["--seed", str(args.seed), "--save", str(tmp / "after.png")]
+        subprocess.run([*opened, *edit, "--screenshot", str(tmp / "window.png")], check=True)
         if args.window is not None:
-            subprocess.run(
-                [
-                    sys.executable,
-                    str(REPO / "main.py"),
-                    "--open",
-                    str(tmp / "bison.png"),
-                    "--mask",
-                    str(tmp / "mask.png"),
-                    "--no-run",
-                    "--screenshot",
-                    str(args.window),
-                    "--device",
-                    "cpu",
-                ],
-                check=True,
-            )
+            # the window with the mask and token grid, before the run
+            subprocess.run([*opened, "--no-run", "--screenshot", str(args.window)], check=True)
             print(f"wrote {args.window}")
         after = Image.open(tmp / "after.png").convert("RGB")
         before = Image.fromarray(rgb)
