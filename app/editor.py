@@ -51,6 +51,7 @@ class Editor(QObject):
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.document: Document | None = None
+        self.input_files: list[str] = []  # files read into the current image
         self.options = EditOptions()
         self.undo_stack = QUndoStack(self)
         self.jobs = JobController(self)
@@ -130,8 +131,10 @@ class Editor(QObject):
         doc = self.document
         if doc is None:
             return
-        if doc.path and _same_file(path, doc.path):
-            self.error.emit(f"Cannot save '{path}': that is the original; choose a new name")
+        read = next((f for f in self.input_files if _same_file(path, f)), None)
+        if read is not None:
+            what = "the original" if read == doc.path else "a file this image was made from"
+            self.error.emit(f"Cannot save '{path}': that is {what}; choose a new name")
             return
         try:
             save_png(path, doc.rgb, doc.alpha, self._png_text())
@@ -141,6 +144,11 @@ class Editor(QObject):
         doc.saved_index = doc.history_index
         self.status.emit(f"Saved {path}")
         self.saved.emit(path)
+
+    def note_input(self, path: str) -> None:
+        """`path` was read into the current image (a loaded mask): Save never writes over it."""
+        if path not in self.input_files:
+            self.input_files.append(path)
 
     def _png_text(self) -> dict[str, str]:
         text = {"Software": "MAGE Studio"}
@@ -231,6 +239,7 @@ class Editor(QObject):
         if self.document is not None and self._on_document in self.document.listeners:
             self.document.listeners.remove(self._on_document)
         self.document = document
+        self.input_files = [document.path] if document.path else []  # never saved over
         index = document.history_index
         with self._moving():  # not announced: the widgets hear document_changed afterwards
             self.undo_stack.clear()

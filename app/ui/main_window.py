@@ -318,6 +318,7 @@ class MainWindow(QMainWindow):
             self.editor.report_error(str(error))
             return False
         self.editor.set_mask(mask)
+        self.editor.note_input(path)
         return True
 
     def save(self) -> None:

@@ -460,3 +460,23 @@ def test_open_dialog_columns_are_readable(win, qtbot, tmp_path):
     area = win.screen().availableGeometry()
     assert seen["width"] >= min(900, area.width() - 40)
     assert seen["name"] >= seen["width"] // 2 - 1 and seen["others_fit"]
+
+
+def test_save_as_never_writes_over_the_loaded_mask_or_the_photo(win, tmp_path, monkeypatch):
+    photo_path = _save_photo(tmp_path)
+    mask_path = tmp_path / "mask.png"
+    mask = np.zeros((120, 160), np.uint8)
+    mask[40:70, 60:100] = 255
+    Image.fromarray(mask).save(mask_path)
+    _drop(win, photo_path)
+    assert win.load_mask_file(str(mask_path))
+    before = {p: p.read_bytes() for p in (photo_path, mask_path)}
+    choices = iter([str(mask_path), str(photo_path), str(tmp_path / "new.png")])
+    monkeypatch.setattr(win, "choose_file", lambda *a, **k: next(choices))
+    QTest.keyClick(win, Qt.Key.Key_S, CTRL | SHIFT)
+    assert "a file this image was made from" in win.banner.text.text()
+    QTest.keyClick(win, Qt.Key.Key_S, CTRL | SHIFT)
+    assert "that is the original" in win.banner.text.text()
+    assert {p: p.read_bytes() for p in before} == before
+    QTest.keyClick(win, Qt.Key.Key_S, CTRL | SHIFT)
+    assert (tmp_path / "new.png").is_file() and not win.banner.isVisible()
