@@ -1,3 +1,6 @@
+import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -8,6 +11,21 @@ from app.core.session import SessionStore, snapshot
 from app.editor import Editor
 from app.preferences import Preferences
 from app.ui.main_window import MainWindow
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_main(*args, env=None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`main.py ARGS` in a child process (offscreen Qt, output captured as text)."""
+    env = dict(os.environ if env is None else env, QT_QPA_PLATFORM="offscreen")
+    return subprocess.run(
+        [sys.executable, str(REPO / "main.py"), *map(str, args)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def photo(h: int = 120, w: int = 160) -> np.ndarray:

@@ -26,7 +26,7 @@ from app.preferences import Preferences
 from app.ui.main_window import MainWindow
 from engine.runtime.imageio import file_digest, load_image
 
-from .conftest import photo
+from .conftest import photo, run_main
 from .fake_engine import FakeBundle
 
 REPO = Path(__file__).resolve().parents[2]
@@ -442,26 +442,18 @@ def test_kill_9_mid_edit_then_restart_restores_the_session(tmp_path, tiny_bundle
 
     # restart: the session comes back, and the restored image is saved for comparison
     out, shot = tmp_path / "restored.png", tmp_path / "shot.png"
-    again = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "main.py"),
-            "--restore",
-            "yes",
-            "--screenshot",
-            str(shot),
-            "--save",
-            str(out),
-            "--model",
-            str(tiny_bundle_path),
-            "--device",
-            "cpu",
-        ],
-        cwd=REPO,
+    again = run_main(
+        "--restore",
+        "yes",
+        "--screenshot",
+        str(shot),
+        "--save",
+        str(out),
+        "--model",
+        str(tiny_bundle_path),
+        "--device",
+        "cpu",
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
     )
     assert again.returncode == 0, again.stderr[-2000:]
     assert "restored session: 2 changes, at step 2" in again.stderr
@@ -520,14 +512,7 @@ def test_the_app_shows_why_autosave_is_off(tmp_path):
     data.write_text("not a folder")
     shot = tmp_path / "shot.png"
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_DATA_HOME=str(data))
-    run = subprocess.run(
-        [sys.executable, str(REPO / "main.py"), "--screenshot", str(shot), "--restore", "no"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = run_main("--screenshot", str(shot), "--restore", "no", env=env)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Autosave is off: cannot write to" in run.stderr and "Traceback" not in run.stderr
     assert shot.is_file() and data.read_text() == "not a folder"

@@ -20,7 +20,7 @@ from conftest import REPO
 from corpus import damaged_bundle, make_corpus
 from engine.runtime.imageio import file_digest
 
-from .conftest import photo, session_copy
+from .conftest import photo, run_main, session_copy
 from .fake_engine import FakeBundle
 from .test_autosave import assert_same_document
 
@@ -390,25 +390,17 @@ def test_gui_save_over_the_mask_or_into_a_missing_folder_fails_loudly(tmp_path):
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     shot = tmp_path / "shot.png"
     for save in (mask, image, tmp_path / "missing" / "out.png"):
-        run = subprocess.run(
-            [
-                sys.executable,
-                str(REPO / "main.py"),
-                "--open",
-                str(image),
-                "--mask",
-                str(mask),
-                "--no-run",
-                "--screenshot",
-                str(shot),
-                "--save",
-                str(save),
-            ],
-            cwd=REPO,
+        run = run_main(
+            "--open",
+            str(image),
+            "--mask",
+            str(mask),
+            "--no-run",
+            "--screenshot",
+            str(shot),
+            "--save",
+            str(save),
             env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
         )
         assert run.returncode == 2, run.stderr[-2000:]
         lines = run.stderr.strip().splitlines()
@@ -433,26 +425,18 @@ def test_a_failed_save_keeps_the_restored_session(tmp_path, tiny_bundle_path):
     root = session_root()
     too_long = tmp_path / ("x" * 300 + ".png")  # the folder exists; the name cannot
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "main.py"),
-            "--restore",
-            "yes",
-            "--screenshot",
-            str(tmp_path / "shot.png"),
-            "--save",
-            str(too_long),
-            "--model",
-            str(tiny_bundle_path),
-            "--device",
-            "cpu",
-        ],
-        cwd=REPO,
+    run = run_main(
+        "--restore",
+        "yes",
+        "--screenshot",
+        str(tmp_path / "shot.png"),
+        "--save",
+        str(too_long),
+        "--model",
+        str(tiny_bundle_path),
+        "--device",
+        "cpu",
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
     )
     assert run.returncode == 1, run.stderr[-2000:]
     assert "Traceback" not in run.stderr
@@ -469,21 +453,7 @@ def test_gui_open_of_a_fifo_or_device_is_one_line_and_never_hangs(tmp_path):
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     for opened, mask in ((fifo, None), ("/dev/zero", None), (image, fifo)):
         args = ["--open", str(opened)] + (["--mask", str(mask)] if mask else [])
-        run = subprocess.run(
-            [
-                sys.executable,
-                str(REPO / "main.py"),
-                *args,
-                "--no-run",
-                "--screenshot",
-                str(tmp_path / "shot.png"),
-            ],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        run = run_main(*args, "--no-run", "--screenshot", str(tmp_path / "shot.png"), env=env)
         assert run.returncode == 0, run.stderr[-2000:]
         assert "Traceback" not in run.stderr
         refused = [ln for ln in run.stderr.splitlines() if "not a regular file" in ln]
