@@ -213,7 +213,8 @@ class Bundle:
         feeds = {"tokens": np.ascontiguousarray(tokens, np.int64)}
         if self.manifest.class_conditional:
             if class_ids is None:
-                class_ids = np.full(len(tokens), self.manifest.null_class_id, np.int64)
+                null = self.manifest.class_id(None)  # a class-only model refuses here
+                class_ids = np.full(len(tokens), null, np.int64)
             feeds["class_ids"] = np.ascontiguousarray(class_ids, np.int64)
         out = self._run(model, feeds)
         return self._checked(
@@ -235,10 +236,18 @@ class Bundle:
         self, class_id: int | None = None, guidance: float = 0.0, model: str = "transformer"
     ) -> Callable[[np.ndarray], np.ndarray]:
         """The callable the decoder drives. With a class and guidance > 0, classifier-free
-        guidance mixes conditional and null-class logits: u + (1 + g) * (c - u)."""
+        guidance mixes conditional and null-class logits: u + (1 + g) * (c - u).
+        A class-only model (no null class) refuses a run without a class, and guidance."""
         m = self.manifest
         if class_id is not None and not m.class_conditional:
             raise BundleError(f"model '{self.name}' is unconditional")
+        if class_id is None:
+            m.class_id(None)  # a class-only model: "needs a class", before any run
+        elif guidance > 0 and m.needs_class:
+            raise BundleError(
+                f"model '{self.name}' has no unconditional class, so guidance cannot be "
+                "used: set guidance to 0"
+            )
 
         def fn(tokens: np.ndarray) -> np.ndarray:
             b = len(tokens)

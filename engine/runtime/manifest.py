@@ -32,7 +32,8 @@ class Manifest:
     codebook_size: int
     mask_token_id: int
     class_names: list[str] | None = None
-    null_class_id: int | None = None
+    null_class_id: int | None = None  # None with class_names: every run needs a class
+    class_synonyms: list[list[str]] | None = None  # optional: other names, one list per class
     decoding: dict = field(
         default_factory=lambda: {
             "steps": DEFAULT_STEPS,
@@ -59,13 +60,22 @@ class Manifest:
     def class_conditional(self) -> bool:
         return self.class_names is not None
 
+    @property
+    def needs_class(self) -> bool:
+        """True for a class-only model (classes but no null class): every run needs a class,
+        and classifier-free guidance is not available."""
+        return self.class_names is not None and self.null_class_id is None
+
     def class_id(self, name: str | None) -> int | None:
-        """Index of a class name (case-insensitive); None -> the null class; unknown -> error."""
+        """Index of a class name (case-insensitive); None -> the null class (an error on a
+        class-only model); unknown -> error."""
         if not self.class_conditional:
             if name is None:
                 return None
             raise BundleError(f"model '{self.name}' is unconditional: it has no class '{name}'")
         if name is None:
+            if self.null_class_id is None:
+                raise BundleError(f"model '{self.name}' needs a class: choose one (--class NAME)")
             return self.null_class_id
         names = self.class_names or []
         lowered = [c.lower() for c in names]
@@ -95,6 +105,7 @@ MAX_LOGITS_PER_IMAGE = 1 << 26  # seq_len * codebook_size floats per batch item 
 MAX_ID = 1 << 30  # mask and null-class ids
 MAX_CLASSES = 100_000
 MAX_TEXT = 1000  # characters of a name or class name
+MAX_SYNONYMS = 64  # other names of one class
 MAX_FILES = 1000
 MAX_FEATURES = 1 << 16
 MAX_STEPS = 200  # decoding steps (the CLI's --steps has the same bound)
@@ -197,14 +208,13 @@ def _check_fields(data: dict, where: Path) -> None:
                 f"{where}: field 'class_names' must be a list of 1..{MAX_CLASSES} "
                 "non-empty texts, or null"
             )
-        if null_id is None:
-            raise BundleError(f"{where}: class_names given without null_class_id")
     if null_id is not None:
         null_id = _int_in(data, "null_class_id", 0, MAX_ID, where)
         if names is not None and null_id < len(names):
             raise BundleError(
                 f"{where}: null_class_id {null_id} is a real class id ({len(names)} classes)"
             )
+    _check_synonyms(data.get("class_synonyms"), names, where)
     if data.get("features_dim") is not None:
         _int_in(data, "features_dim", 1, MAX_FEATURES, where)
     _check_decoding(data.get("decoding", {}), where)
@@ -224,6 +234,29 @@ def _check_fields(data: dict, where: Path) -> None:
     for head, fname in heads.items():
         if not HEAD_KEY.match(head) or not isinstance(fname, str) or fname not in files:
             raise BundleError(f"{where}: head {_shown(head)} names a file the bundle does not list")
+
+
+def _check_synonyms(synonyms, names, where) -> None:
+    """`class_synonyms`: null, or one list of other names per class (texts, within limits)."""
+    if synonyms is None:
+        return
+    if names is None:
+        raise BundleError(f"{where}: class_synonyms given without class_names")
+    if not isinstance(synonyms, list) or len(synonyms) != len(names):
+        raise BundleError(
+            f"{where}: field 'class_synonyms' must be a list of {len(names)} lists "
+            "(one per class), or null"
+        )
+    for i, entry in enumerate(synonyms):
+        if (
+            not isinstance(entry, list)
+            or len(entry) > MAX_SYNONYMS
+            or not all(isinstance(n, str) and 0 < len(n) <= MAX_TEXT for n in entry)
+        ):
+            raise BundleError(
+                f"{where}: class_synonyms of class {i} must be a list of at most "
+                f"{MAX_SYNONYMS} non-empty texts"
+            )
 
 
 def _check_decoding(decoding, where) -> None:

@@ -54,6 +54,7 @@ FIELDS = (
     "mask_token_id",
     "class_names",
     "null_class_id",
+    "class_synonyms",
     "decoding",
     "features_dim",
     "heads",
@@ -92,8 +93,10 @@ def test_any_manifest_is_read_or_refused_with_bundle_error(
     assert isinstance(steps, int) and 1 <= steps <= manifest_mod.MAX_STEPS
     for name in m.files:
         assert not name.startswith("/") and ".." not in name.split("/")
-    if m.class_names is not None:
+    if m.class_names is not None and m.null_class_id is not None:
         assert m.null_class_id >= len(m.class_names)
+    if m.class_synonyms is not None:
+        assert m.class_names is not None and len(m.class_synonyms) == len(m.class_names)
 
 
 def test_a_well_formed_head_entry_is_accepted(tiny_bundle_path, tmp_path):
