@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.runtime import classes, locations
+from engine.runtime.errors import MageError
 
 
 def test_imagenet_list_is_the_standard_order_with_unique_names():
@@ -31,3 +37,121 @@ def test_imagenet_lists_are_fresh_copies():
     synonyms[0].append("changed")
     again, again_syn = classes.imagenet_classes()
     assert again[0] == "tench" and "changed" not in again_syn[0]
+
+
+# -- find_class ---------------------------------------------------------------------------------
+
+IMAGENET = classes.imagenet_classes()
+
+
+def find(query: str) -> classes.ClassMatch:
+    return classes.find_class(query, *IMAGENET)
+
+
+@pytest.mark.parametrize(
+    "query, index, how, matched",
+    [
+        ("207", 207, "number", "207"),
+        ("  #207 ", 207, "number", "207"),
+        ("golden retriever", 207, "exact", "golden retriever"),
+        ("GOLDEN  Retriever", 207, "exact", "golden retriever"),
+        ("lighthouse", 437, "synonym", "lighthouse"),
+        ("man eater", 2, "synonym", "man-eater"),
+        ("lighthouse at night", 437, "words", "lighthouse"),
+        ("a golden retriever puppy on grass", 207, "words", "golden retriever"),
+        ("crane bird", 134, "exact", "crane (bird)"),
+        ("bird crane", 134, "words", "crane (bird)"),
+        ("goldfsh", 1, "spelling", "goldfish"),
+        ("golden retreiver", 207, "spelling", "golden retriever"),
+        ("a lighthose at night", 437, "spelling", "lighthouse"),
+        ("cardigan", 474, "exact", "cardigan"),
+        ("Cardigan Welsh corgi", 264, "exact", "Cardigan Welsh corgi"),
+    ],
+)
+def test_find_class_resolves_numbers_names_synonyms_words_and_spellings(query, index, how, matched):
+    m = find(query)
+    assert (m.index, m.how, m.matched) == (index, how, matched)
+    assert m.name == IMAGENET[0][index]
+
+
+def test_find_class_describes_the_match():
+    assert find("golden retriever").describe() == "207 golden retriever"
+    assert find("207").describe() == "207 golden retriever (class number 207)"
+    assert find("lighthouse").describe() == "437 beacon (matched synonym 'lighthouse')"
+    assert find("lighthouse at night").describe() == "437 beacon (matched words 'lighthouse')"
+    assert find("goldfsh").describe() == "1 goldfish (close spelling of 'goldfish')"
+
+
+@pytest.mark.parametrize(
+    "query, message, named",
+    [
+        ("crane", "ambiguous", ["134 crane (bird)", "517 crane (machine)"]),
+        ("panda", "ambiguous", ["387 lesser panda", "388 giant panda"]),
+        ("retriever dog", "ambiguous", ["207 golden retriever", "208 Labrador retriever"]),
+        ("1000", "out of range", ["0..999"]),
+        ("99999999999999999999999", "out of range", ["0..999"]),
+        ("", "no class given", ["0..999"]),
+        ("xyzzy qwv", "no class matches 'xyzzy qwv'", []),
+        ("xyzzy\nqwv\x00", "no class matches 'xyzzy qwv'", []),
+        ("red car", "ambiguous", []),  # not "race car" by spelling: many classes hold "car"
+    ],
+)
+def test_find_class_refuses_in_one_line_with_candidates(query, message, named):
+    with pytest.raises(MageError) as e:
+        find(query)
+    text = str(e.value)
+    assert "\n" not in text and message in text
+    for n in named:
+        assert n in text
+
+
+def test_find_class_with_names_only_and_comma_names():
+    names = ["cat", "dog", "tench, Tinca tinca", "goldfish"]
+    assert classes.find_class("1", names).name == "dog"
+    assert classes.find_class("DOG", names).how == "exact"
+    assert classes.find_class("tinca tinca", names).index == 2
+    assert classes.find_class("a black cat", names).index == 0
+    assert classes.find_class("goldfsh", names).index == 3
+    with pytest.raises(MageError, match="0..3"):
+        classes.find_class("4", names)
+    with pytest.raises(MageError, match="no classes"):
+        classes.find_class("cat", [])
+
+
+# -- search_classes -----------------------------------------------------------------------------
+
+
+def search(query: str, limit: int | None = 10) -> list[tuple[int, str]]:
+    return [(m.index, m.how) for m in classes.search_classes(query, *IMAGENET, limit=limit)]
+
+
+def test_search_ranks_what_is_being_typed():
+    assert search("retr")[:5] == [(i, "part") for i in (207, 208, 205, 206, 209)]
+    assert search("lighthou")[0] == (437, "part")
+    assert search("lighthose")[0] == (437, "spelling")
+    assert search("207")[0] == (207, "number")
+    assert {i for i, _ in search("crane")[:2]} == {134, 517}
+    assert search("") == [] and search("   ") == []
+    assert len(search("a", limit=None)) > 10 and len(search("a", limit=3)) == 3
+    first = classes.search_classes("lighthou", *IMAGENET)[0]
+    assert first.matched == "lighthouse" and first.name == "beacon"
+
+
+def test_search_is_fast_over_a_thousand_classes():
+    classes.search_classes("warm up", *IMAGENET)
+    start = time.perf_counter()
+    for q in ("g", "go", "gol", "gold", "golde", "golden", "golden r", "lighthose at nite"):
+        classes.search_classes(q, *IMAGENET)
+    assert (time.perf_counter() - start) / 8 < 0.1  # seconds a keystroke, on a slow CI core
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=300))
+def test_find_and_search_never_crash(text):
+    try:
+        m = classes.find_class(text, *IMAGENET)
+        assert 0 <= m.index < 1000 and m.how in classes.HOWS
+    except MageError as e:
+        assert str(e) and str(e).isprintable()
+    for m in classes.search_classes(text, *IMAGENET, limit=5):
+        assert 0 <= m.index < 1000 and m.how in classes.HOWS
