@@ -170,14 +170,14 @@ class ClassIndex:
         """Classes sharing words with the query, weighted by how rare each word is; a match
         through a word not in `typed` (a respelled word) counts as a spelling."""
         wanted = [w for w in dict.fromkeys(words) if w not in STOPWORDS]
-        typed = set(typed or words)
+        own = set(typed or words)
         found = []
         for e in self.entries:
             common = [w for w in wanted if w in e.words]
             if common:
                 weight = sum(self.weight.get(w, 0.0) for w in common)
                 cover = len(common) / len(e.words)
-                how = "words" if set(common) <= typed else "spelling"
+                how = "words" if set(common) <= own else "spelling"
                 found.append(
                     ClassMatch(e.index, self.names[e.index], e.text, how, 300 + weight + cover)
                 )
