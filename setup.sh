@@ -26,7 +26,7 @@ fi
 if [ "$dev" = 1 ]; then
   # The CPU build of torch 2.13 is enough for export, import and tests.
   .venv/bin/python -m pip install -q "torch==2.13.0"
-  .venv/bin/python -m pip install -q -e ".[dev,modeling]"
+  .venv/bin/python -m pip install -q -e ".[dev,modeling,download]"
 else
   .venv/bin/python -m pip install -q -e .
 fi

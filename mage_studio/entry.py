@@ -18,7 +18,18 @@ from pathlib import Path
 
 # Sub-commands of engine.cli (tests/test_install.py checks this against its parser).
 CLI_COMMANDS = frozenset(
-    {"edit", "generate", "extend", "classify", "probe", "fewshot", "import-mage", "export", "train"}
+    {
+        "edit",
+        "generate",
+        "extend",
+        "classify",
+        "probe",
+        "fewshot",
+        "import-mage",
+        "download",
+        "export",
+        "train",
+    }
 )
 CLI_HELP = frozenset({"-h", "--help"})
 EXIT_BAD_INPUT = 2

@@ -197,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.cli import recognition
 
     recognition.add_commands(sub, _add_model_options)
+
+    from engine.cli import download
+
+    download.add_command(sub)
     return parser
 
 

@@ -1,0 +1,136 @@
+"""A file server on 127.0.0.1 for download tests: byte ranges, and faults on request.
+
+`server.files[PATH] = bytes` serves a file at PATH (a Google Drive file id is served at
+`/uc?export=download&id=ID`, first as Drive's large-file confirmation page, then at the form's
+`/download?...` address). Faults, set on the server object:
+- `drop_after = {PATH: n}`: the next n-byte answer for PATH closes the connection mid-file
+  (once per entry; `drops` counts them)
+- `missing = {PATH}`: 404
+- `delay`: seconds to sleep between blocks (a slow server)
+- `ignore_range`: answer every request with the whole file (status 200)
+- `announce = {PATH: n}`: claim n bytes in Content-Length, send the real file
+`requests` records (path, Range header) of every request.
+"""
+
+from __future__ import annotations
+
+import html
+import http.server
+import re
+import threading
+import time
+import urllib.parse
+
+BLOCK = 64 * 1024
+
+
+class LoopbackServer:
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.drive: dict[str, bytes] = {}
+        self.drop_after: dict[str, int] = {}
+        self.missing: set[str] = set()
+        self.announce: dict[str, int] = {}
+        self.delay = 0.0
+        self.ignore_range = False
+        self.drops = 0
+        self.requests: list[tuple[str, str | None]] = []
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def _handler(self):
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_GET(self):
+                split = urllib.parse.urlsplit(self.path)
+                query = urllib.parse.parse_qs(split.query)
+                server.requests.append((split.path, self.headers.get("Range")))
+                if split.path == "/uc" and query.get("id", [""])[0] in server.drive:
+                    return self._confirmation(query["id"][0])
+                if split.path == "/download" and query.get("id", [""])[0] in server.drive:
+                    if query.get("confirm") != ["t"] or query.get("uuid") != ["u-42"]:
+                        return self._page("<p>missing confirmation</p>")
+                    return self._file(split.path, server.drive[query["id"][0]])
+                if split.path in server.missing or split.path not in server.files:
+                    self.send_error(404, "Not Found")
+                    return
+                self._file(split.path, server.files[split.path])
+
+            def _page(self, body: str):
+                data = body.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _confirmation(self, file_id: str):
+                action = html.escape(f"{server.url}/download")
+                self._page(
+                    "<html><body><p>Google Drive can't scan this file for viruses.</p>\n"
+                    f'<form id="download-form" action="{action}" method="get">'
+                    '<input type="submit" value="Download anyway"/>'
+                    f'<input type="hidden" name="id" value="{file_id}">'
+                    '<input type="hidden" name="export" value="download">'
+                    '<input type="hidden" name="confirm" value="t">'
+                    '<input type="hidden" name="uuid" value="u-42"></form>\n'
+                    "</body></html>"
+                )
+
+            def _file(self, path: str, data: bytes):
+                start = 0
+                m = re.match(r"bytes=(\d+)-$", self.headers.get("Range") or "")
+                if m and not server.ignore_range:
+                    start = int(m.group(1))
+                    if start >= len(data):
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(data)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                else:
+                    self.send_response(200)
+                body = data[start:]
+                length = server.announce.get(path, len(data)) - start
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(length))
+                self.send_header("Accept-Ranges", "bytes")
+                self.end_headers()
+                limit = server.drop_after.pop(path, None)
+                if limit is not None:
+                    body = body[:limit]
+                for i in range(0, len(body), BLOCK):
+                    if server.delay:
+                        time.sleep(server.delay)
+                    try:
+                        self.wfile.write(body[i : i + BLOCK])
+                        self.wfile.flush()
+                    except OSError:
+                        return
+                if limit is not None:
+                    server.drops += 1
+                    self.close_connection = True
+
+        return Handler
