@@ -34,6 +34,25 @@ def _settings(args, **extra):
     )
 
 
+def resolve_class(settings, manifest):
+    """`--class` as the user typed it (a class number, a name, a synonym, free text or a close
+    spelling) resolved to the model's canonical class name, said on stderr ("class: 207 golden
+    retriever (matched synonym 'golden retriever')"); a class-only model without --class, an
+    unconditional model with one, or a class nobody can pick: one line, before any work."""
+    from dataclasses import replace
+
+    from engine.runtime.classes import find_class
+
+    if not settings.class_name or not manifest.class_conditional:
+        manifest.class_id(settings.class_name)  # needs a class / has no classes: refused here
+        return settings
+    match = find_class(
+        settings.class_name, manifest.class_names, getattr(manifest, "class_synonyms", None)
+    )
+    print(f"class: {safe_text(match.describe())}", file=sys.stderr)
+    return replace(settings, class_name=match.name)
+
+
 def _outputs(out: Path, seeds) -> list[Path]:
     if len(seeds) == 1:
         return [out]
@@ -130,6 +149,7 @@ def cmd_edit(args) -> int:
     _check_memory(len(settings.seeds), w, h)
     mask = load_mask(args.mask, size=(w, h), scale=args.scale_mask)
     bundle = open_bundle(args)
+    settings = resolve_class(settings, bundle.manifest)
     if mask.all():
         print("notice: the whole image is masked: this is generation from scratch", file=sys.stderr)
     plan = plan_or_raise(bundle.manifest, image.rgb, mask, settings)  # errors before any work
@@ -148,8 +168,7 @@ def cmd_generate(args) -> int:
     settings = _settings(args)
     paths = check_outputs(args.output, settings.seeds, [], args.overwrite)
     bundle = open_bundle(args)
-    if settings.class_name:
-        bundle.manifest.class_id(settings.class_name)  # unknown class: clear error, no run
+    settings = resolve_class(settings, bundle.manifest)
     steps = settings.resolved(bundle.manifest).steps
     result = _run_with_progress(
         bundle, Generate(), settings, f"generate {len(settings.seeds)}", steps
@@ -174,8 +193,7 @@ def cmd_extend(args) -> int:
     bundle = open_bundle(args)
     grow = args.tokens * bundle.manifest.downsample * min(h, w) / bundle.manifest.image_size
     _check_memory(len(settings.seeds), w + round(grow), h + round(grow))
-    if settings.class_name:
-        bundle.manifest.class_id(settings.class_name)
+    settings = resolve_class(settings, bundle.manifest)
     steps = settings.resolved(bundle.manifest).steps
     images = []
     for i, seed in enumerate(settings.seeds):

@@ -262,8 +262,13 @@ class ClassIndex:
                 "give the number or more of the name"
             )
         near = self._suggest(q)
-        hint = f" (closest: {_listed(near)})" if near else ""
-        raise MageError(f"no class matches '{shown}'{hint}")
+        if near:
+            hint = f"closest: {_listed(near)}"
+        elif len(self.names) <= SHOWN * 4:
+            hint = "classes: " + ", ".join(f"{i} {n}" for i, n in enumerate(self.names))
+        else:
+            hint = f"give a class number 0..{len(self.names) - 1}, a name or a synonym"
+        raise MageError(f"unknown class '{shown}' ({hint})")
 
     def search(self, query: str, limit: int | None = 50) -> list[ClassMatch]:
         """Classes ranked for a picker: the number, the name or a synonym, then names and

@@ -91,8 +91,8 @@ def test_find_class_describes_the_match():
         ("1000", "out of range", ["0..999"]),
         ("99999999999999999999999", "out of range", ["0..999"]),
         ("", "no class given", ["0..999"]),
-        ("xyzzy qwv", "no class matches 'xyzzy qwv'", []),
-        ("xyzzy\nqwv\x00", "no class matches 'xyzzy qwv'", []),
+        ("xyzzy qwv", "unknown class 'xyzzy qwv'", []),
+        ("xyzzy\nqwv\x00", "unknown class 'xyzzy qwv'", []),
         ("red car", "ambiguous", []),  # not "race car" by spelling: many classes hold "car"
     ],
 )
@@ -114,6 +114,8 @@ def test_find_class_with_names_only_and_comma_names():
     assert classes.find_class("goldfsh", names).index == 3
     with pytest.raises(MageError, match="0..3"):
         classes.find_class("4", names)
+    with pytest.raises(MageError, match=r"^unknown class 'zebra' \(classes: 0 cat, 1 dog, 2 t"):
+        classes.find_class("zebra", names)
     with pytest.raises(MageError, match="no classes"):
         classes.find_class("cat", [])
 
