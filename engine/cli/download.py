@@ -134,6 +134,10 @@ def cmd_download(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    except MageError:
+        if bar.last >= 0:
+            sys.stderr.write("\n")  # the error's line starts on a line of its own
+        raise
     sys.stderr.write("\n")
     _say("files complete and checked; importing ...")
     try:

@@ -167,7 +167,6 @@ def test_no_free_space_refuses_before_any_request(server, tmp_path, monkeypatch)
 
 
 def test_drive_confirmation_page_is_read_with_gdown(server, tmp_path):
-    pytest.importorskip("gdown")
     server.drive["1AbC"] = DATA
     drive = RemoteFile("m.pth", "https://drive.google.com/uc?export=download&id=1AbC", drive=True)
     target = tmp_path / "m.pth"
@@ -177,7 +176,6 @@ def test_drive_confirmation_page_is_read_with_gdown(server, tmp_path):
 
 
 def test_drive_resume_goes_through_the_confirmation_again(server, tmp_path):
-    pytest.importorskip("gdown")
     server.drive["1AbC"] = DATA
     server.drop_after["/download"] = 70_000
     drive = RemoteFile("m.pth", "https://drive.google.com/uc?export=download&id=1AbC", drive=True)

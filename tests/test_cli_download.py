@@ -1,0 +1,200 @@
+"""`main.py download` end to end against a loopback server (never the internet): download,
+resume, verify, import into the models folder, one-line refusals, Ctrl+C leaves a .part."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from loopback import LoopbackServer
+
+from conftest import REPO
+from engine.cli import download as cli_download
+from engine.cli import main
+from engine.runtime import official_models as om
+from engine.runtime.downloads import ENV_BASE, RemoteFile, part_path
+from engine.runtime.manifest import read_manifest
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def bundle_entry(bundle_path, server, name="tiny-official") -> om.OfficialModel:
+    """A catalog entry whose files are a small real bundle on the loopback server."""
+    files = {}
+    for path in sorted(bundle_path.iterdir()):
+        if path.is_file():
+            server.files[f"/tiny/{path.name}"] = path.read_bytes()
+            files[path.name] = RemoteFile(
+                path.name, f"https://example.invalid/tiny/{path.name}", size=path.stat().st_size
+            )
+    return om.OfficialModel(
+        name=name,
+        title="Tiny test model",
+        files=files,
+        importer="bundle",
+        licence="no licence stated",
+        source="tests",
+        abilities=("removal",),
+    )
+
+
+@pytest.fixture
+def server(monkeypatch):
+    with LoopbackServer() as s:
+        monkeypatch.setenv(ENV_BASE, s.url)
+        yield s
+
+
+@pytest.fixture
+def tiny_catalog(tiny_bundle_path, server, monkeypatch):
+    entry = bundle_entry(tiny_bundle_path, server)
+    monkeypatch.setattr(cli_download, "CATALOG", (entry,))
+    return entry
+
+
+def test_download_imports_into_the_models_folder(tiny_catalog, server, tmp_path, capsys):
+    models = tmp_path / "models"
+    server.drop_after["/tiny/transformer.onnx"] = 5000  # a dropped connection on the way
+    code, out, err = run(["download", "tiny-official", "--yes", "--models-dir", models], capsys)
+    assert code == 0, err
+    target = models / "tiny-official"
+    assert out.strip().splitlines()[-1] == str(target)
+    assert "licence: no licence stated" in out
+    assert "retrying" in out
+    assert ("/tiny/transformer.onnx", "bytes=5000-") in server.requests
+    manifest = read_manifest(target, verify_hashes=True)
+    assert manifest.class_names == ["cat", "dog", "boat"]
+    assert not (models / ".downloads").joinpath("tiny-official").exists()
+    # a second call finds it installed and fetches nothing
+    n = len(server.requests)
+    code, out, _ = run(["download", "tiny-official", "--models-dir", models], capsys)
+    assert code == 0 and "already installed" in out and len(server.requests) == n
+
+
+def test_keep_files_and_resume_of_a_partial_download(tiny_catalog, server, tmp_path, capsys):
+    models = tmp_path / "models"
+    raw = om.downloads_dir(models, tiny_catalog)
+    raw.mkdir(parents=True)
+    data = server.files["/tiny/transformer.onnx"]
+    part_path(raw / "transformer.onnx").write_bytes(data[:1234])
+    code, out, err = run(
+        ["download", "tiny-official", "--yes", "--keep-files", "--models-dir", models], capsys
+    )
+    assert code == 0, err
+    assert "resuming: 1.2 KB already here" in out
+    assert ("/tiny/transformer.onnx", "bytes=1234-") in server.requests
+    assert (raw / "transformer.onnx").read_bytes() == data
+    assert not part_path(raw / "transformer.onnx").exists()
+
+
+def test_without_yes_and_no_terminal_it_asks_for_yes(tiny_catalog, server, tmp_path, capsys):
+    code, _, err = run(["download", "tiny-official", "--models-dir", tmp_path], capsys)
+    assert code == 2
+    assert err.strip().startswith("error: tiny-official needs") and "add --yes" in err
+    assert server.requests == []
+
+
+def test_a_missing_file_is_one_line_and_nothing_is_imported(tiny_catalog, server, tmp_path, capsys):
+    server.missing.add("/tiny/manifest.json")
+    code, _, err = run(["download", "tiny-official", "--yes", "--models-dir", tmp_path], capsys)
+    assert code == 2
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("error: manifest.json: not found (HTTP 404)")
+    assert not (tmp_path / "tiny-official").exists()
+
+
+def test_list_shows_sizes_licences_and_abilities(capsys):
+    code, out, _ = run(["download", "--list"], capsys)
+    assert code == 0
+    for model in om.OFFICIAL:
+        assert model.name in out
+    assert "no licence stated" in out
+    assert "about 907.9 MB" in out  # MaskGIT 256: tokenizer + transformer
+    assert "class generation (1000 ImageNet classes)" in out
+
+
+def test_unknown_name_and_missing_name(capsys):
+    code, _, err = run(["download", "stable-diffusion"], capsys)
+    assert code == 2 and "no official model named 'stable-diffusion'" in err
+    code, _, err = run(["download"], capsys)
+    assert code == 2 and "name a model" in err
+
+
+def test_missing_torch_is_one_line_before_any_download(server, tmp_path, capsys, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
+    )
+    code, _, err = run(["download", "maskgit-imagenet-256", "--models-dir", tmp_path], capsys)
+    assert code == 2
+    assert err.strip() == (
+        "error: importing maskgit-imagenet-256 needs PyTorch, which is not installed: "
+        "pip install -e '.[modeling]'"
+    )
+    assert server.requests == []
+
+
+def test_missing_gdown_is_one_line_for_drive_models(server, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli_download, "gdown_available", lambda: False)
+    code, _, err = run(["download", "mage-vit-b", "--yes", "--models-dir", tmp_path], capsys)
+    assert code == 2
+    assert "needs the gdown package" in err and len(err.strip().splitlines()) == 1
+    assert server.requests == []
+
+
+def _serve_fake_mage(server) -> None:
+    for model in om.OFFICIAL:
+        for remote in model.files.values():
+            file_id = remote.url.rsplit("id=", 1)[-1]
+            if remote.drive:
+                server.drive[file_id] = b"not a checkpoint " * 20_000
+            else:
+                server.files["/" + remote.url.split("/", 3)[3]] = b"not msgpack " * 20_000
+
+
+def test_ctrl_c_leaves_a_part_that_the_same_command_resumes(server, tmp_path, capsys):
+    """The official MAGE entry end to end against the loopback server: Drive's confirmation
+    page, Ctrl+C in a real process, resume, then the real importer refuses the fake files in
+    one line and keeps them."""
+    _serve_fake_mage(server)
+    server.delay = 0.3
+    models = tmp_path / "models"
+    env = dict(os.environ, **{ENV_BASE: server.url})
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "main.py"), "download", "mage-vit-b", "--yes"]
+        + ["--models-dir", str(models)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    part = part_path(om.downloads_dir(models, om.find_model("mage-vit-b")) / "mage-vitb-1600.pth")
+    deadline = time.monotonic() + 60
+    while not (part.exists() and part.stat().st_size > 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "resume with the same command" in err and "Traceback" not in err
+    kept = part.stat().st_size
+    assert 0 < kept < 340_000
+    assert not part.with_suffix("").with_name("mage-vitb-1600.pth").exists()
+
+    server.delay = 0.0
+    code, out, err = run(["download", "mage-vit-b", "--yes", "--models-dir", models], capsys)
+    assert ("/download", f"bytes={kept}-") in server.requests
+    assert code == 2
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("error: import failed: ") and "downloaded files stay in" in line
+    assert (part.parent / "mage-vitb-1600.pth").stat().st_size == 340_000
+    assert not (models / "mage-vit-b" / "manifest.json").exists()
