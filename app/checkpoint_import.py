@@ -54,7 +54,12 @@ class CheckpointImporter(QObject):
         return self._process is not None
 
     def start(self, checkpoint: Path) -> Path:
-        self._target = import_target(checkpoint)
+        target = import_target(checkpoint)
+        return self.start_command(["import-mage", str(checkpoint), "-o", str(target)], target)
+
+    def start_command(self, args: list[str], target: Path) -> Path:
+        """Run `main.py ARGS` (an import writing the bundle `target`) in a child process."""
+        self._target = Path(target)
         self._target.parent.mkdir(parents=True, exist_ok=True)
         process = QProcess(self)
         process.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
@@ -62,9 +67,7 @@ class CheckpointImporter(QObject):
         process.finished.connect(self._done)
         process.errorOccurred.connect(self._failed_to_start)
         self._process, self._tail = process, []
-        process.start(
-            sys.executable, [str(MAIN_PY), "import-mage", str(checkpoint), "-o", str(self._target)]
-        )
+        process.start(sys.executable, [str(MAIN_PY), *args])
         return self._target
 
     def cancel(self) -> None:

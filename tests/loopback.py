@@ -20,6 +20,10 @@ import re
 import threading
 import time
 import urllib.parse
+from pathlib import Path
+
+from engine.runtime import official_models as om
+from engine.runtime.downloads import RemoteFile
 
 BLOCK = 64 * 1024
 
@@ -134,3 +138,24 @@ class LoopbackServer:
                     self.close_connection = True
 
         return Handler
+
+
+def bundle_entry(bundle_path: Path, server: LoopbackServer, name="tiny-official"):
+    """A catalog entry whose files are a small real bundle served by `server` under /tiny/
+    (its URLs name another host: set the download base to `server.url`)."""
+    files = {}
+    for path in sorted(Path(bundle_path).iterdir()):
+        if path.is_file():
+            server.files[f"/tiny/{path.name}"] = path.read_bytes()
+            files[path.name] = RemoteFile(
+                path.name, f"https://example.invalid/tiny/{path.name}", size=path.stat().st_size
+            )
+    return om.OfficialModel(
+        name=name,
+        title="Tiny test model",
+        files=files,
+        importer="bundle",
+        licence="no licence stated",
+        source="tests",
+        abilities=("removal",),
+    )

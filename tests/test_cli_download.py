@@ -11,13 +11,13 @@ import sys
 import time
 
 import pytest
-from loopback import LoopbackServer
+from loopback import LoopbackServer, bundle_entry
 
 from conftest import REPO
 from engine.cli import download as cli_download
 from engine.cli import main
 from engine.runtime import official_models as om
-from engine.runtime.downloads import ENV_BASE, RemoteFile, part_path
+from engine.runtime.downloads import ENV_BASE, part_path
 from engine.runtime.manifest import read_manifest
 
 
@@ -25,26 +25,6 @@ def run(argv, capsys):
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def bundle_entry(bundle_path, server, name="tiny-official") -> om.OfficialModel:
-    """A catalog entry whose files are a small real bundle on the loopback server."""
-    files = {}
-    for path in sorted(bundle_path.iterdir()):
-        if path.is_file():
-            server.files[f"/tiny/{path.name}"] = path.read_bytes()
-            files[path.name] = RemoteFile(
-                path.name, f"https://example.invalid/tiny/{path.name}", size=path.stat().st_size
-            )
-    return om.OfficialModel(
-        name=name,
-        title="Tiny test model",
-        files=files,
-        importer="bundle",
-        licence="no licence stated",
-        source="tests",
-        abilities=("removal",),
-    )
 
 
 @pytest.fixture

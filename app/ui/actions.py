@@ -149,6 +149,13 @@ def build_actions(window) -> dict[str, QAction]:
         ),
         "run": _action(window, "Run", "mdi6.play", "Shift+R", e.start_run),
         "cancel": _action(window, "Cancel run", "mdi6.stop", "Ctrl+.", e.cancel_run),
+        "get_models": _action(
+            window,
+            "Get official models...",
+            "mdi6.download",
+            None,
+            window.get_official_models,
+        ),
         "import": _action(
             window,
             "Import official MAGE checkpoint...",

@@ -82,6 +82,7 @@ class MainWindow(QMainWindow):
         self.run_panel = RunPanel(editor)
         self.results_panel = ResultsPanel(editor, self.inspector)
         self.importer = CheckpointImporter(self)
+        self.models_dialog = None  # Models > Get official models..., made on first use
         self._build_docks()
         self.actions_ = build_actions(self)
         self.welcome = attach_welcome(self)  # sample thumbnails while no image is open
@@ -394,6 +395,7 @@ class MainWindow(QMainWindow):
             device_group.addAction(action)
             devices.addAction(action)
         menu.addSeparator()
+        menu.addAction(self.actions_["get_models"])
         menu.addAction(self.actions_["import"])
         menu.addAction(self.actions_["models_folder"])
 
@@ -419,6 +421,18 @@ class MainWindow(QMainWindow):
             self.banner.show_message(
                 f"Importing {Path(path).name} into {target}... (you can keep working)", "info"
             )
+
+    def get_official_models(self):
+        """Models > Get official models...: one dialog per window, kept while it works."""
+        from app.ui.official_models_dialog import OfficialModelsDialog
+
+        if self.models_dialog is None:
+            self.models_dialog = OfficialModelsDialog(self)
+            self.models_dialog.model_ready.connect(self.load_model)
+        self.models_dialog.show()
+        self.models_dialog.raise_()
+        self.models_dialog.activateWindow()
+        return self.models_dialog
 
     def open_models_folder(self) -> None:
         user_models_dir().mkdir(parents=True, exist_ok=True)
