@@ -46,8 +46,11 @@ class OfficialModelsDialog(QDialog):
         self.downloader.finished.connect(self._on_finished)
 
         self.list = QListWidget()
+        self.list.setSpacing(3)
         for model in self.catalog:
-            item = QListWidgetItem(f"{model.title}  —  {model.size_text()}")
+            short = model.title.split(" (")[0]
+            item = QListWidgetItem(f"{short}\n{model.size_text()}")
+            item.setToolTip(model.title)
             item.setData(Qt.ItemDataRole.UserRole, model.name)
             self.list.addItem(item)
         self.list.currentRowChanged.connect(lambda _row: self._show_details())
@@ -83,8 +86,8 @@ class OfficialModelsDialog(QDialog):
         buttons.addStretch(1)
         buttons.addWidget(self.close_button)
         top = QHBoxLayout()
-        top.addWidget(self.list, 2)
-        top.addWidget(self.details, 3)
+        top.addWidget(self.list, 1)
+        top.addWidget(self.details, 2)
         layout = QVBoxLayout(self)
         layout.addLayout(top, 1)
         layout.addWidget(self.progress)

@@ -30,7 +30,7 @@ def test_the_list_shows_size_licence_source_and_abilities(qtbot, server, tmp_pat
     qtbot.addWidget(dialog)
     texts = [dialog.list.item(i).text() for i in range(dialog.list.count())]
     assert len(texts) == len(om.OFFICIAL)
-    assert any("MAGE ViT-B" in t and "about" in t for t in texts)
+    assert "MAGE ViT-B\nabout 1.0 GB" in texts
     for row, model in enumerate(om.OFFICIAL):
         dialog.list.setCurrentRow(row)
         shown = dialog.details.text()
