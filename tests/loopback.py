@@ -9,6 +9,7 @@
 - `delay`: seconds to sleep between blocks (a slow server)
 - `ignore_range`: answer every request with the whole file (status 200)
 - `announce = {PATH: n}`: claim n bytes in Content-Length, send the real file
+- `drive_error`: Drive's page says this instead of offering the file
 `requests` records (path, Range header) of every request.
 """
 
@@ -37,6 +38,7 @@ class LoopbackServer:
         self.announce: dict[str, int] = {}
         self.delay = 0.0
         self.ignore_range = False
+        self.drive_error = ""  # Drive's refusal text (e.g. its download quota) on the page
         self.drops = 0
         self.requests: list[tuple[str, str | None]] = []
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -89,6 +91,9 @@ class LoopbackServer:
                 self.wfile.write(data)
 
             def _confirmation(self, file_id: str):
+                if server.drive_error:
+                    error = html.escape(server.drive_error)
+                    return self._page(f'<p class="uc-error-subcaption">{error}</p>')
                 action = html.escape(f"{server.url}/download")
                 self._page(
                     "<html><body><p>Google Drive can't scan this file for viruses.</p>\n"

@@ -237,8 +237,13 @@ def _fetch(opener, url, remote, part, offset, progress, cancel, timeout, reserve
     """One request: append to `part` from `offset`; returns the file's total size (or the
     bytes written when the server gives none). Raises _Dropped for a retryable failure."""
     try:
-        response = _open(opener, url, offset, timeout)
-        if remote.drive and "text/html" in response.headers.get("Content-Type", ""):
+        # Drive's confirmation page is asked for whole; the range goes to the file's address
+        response = _open(opener, url, 0 if remote.drive else offset, timeout)
+        if remote.drive and "text/html" not in response.headers.get("Content-Type", ""):
+            if offset:  # served directly (a small file): ask again for the rest only
+                response.close()
+                response = _open(opener, url, offset, timeout)
+        elif remote.drive:
             page = response.read(MAX_PAGE_BYTES).decode("utf-8", "replace")
             response.close()
             url = _gdown_confirmation_url(page, remote.name)

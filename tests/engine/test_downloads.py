@@ -182,7 +182,20 @@ def test_drive_resume_goes_through_the_confirmation_again(server, tmp_path):
     target = tmp_path / "m.pth"
     download_file(drive, target, base=server.url, **FAST)
     assert target.read_bytes() == DATA
-    assert server.requests[-1] == ("/download", "bytes=70000-")
+    assert server.requests[-2:] == [("/uc", None), ("/download", "bytes=70000-")]
+
+
+def test_drive_refusal_is_one_line(server, tmp_path):
+    server.drive["1AbC"] = DATA
+    server.drive_error = "Too many users have viewed or downloaded this file recently."
+    drive = RemoteFile("m.pth", "https://drive.google.com/uc?export=download&id=1AbC", drive=True)
+    with pytest.raises(DownloadError) as err:
+        download_file(drive, tmp_path / "m.pth", base=server.url, **FAST)
+    assert str(err.value) == (
+        "m.pth: Google Drive refused the download: Too many users have viewed or downloaded "
+        "this file recently."
+    )
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_drive_without_gdown_says_what_to_install(server, tmp_path, monkeypatch):
