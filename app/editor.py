@@ -379,8 +379,9 @@ class Editor(QObject):
         mode = self.options.mode
         if mode != "generate" and self.document is None:
             return "Open an image first (File > Open, drop a file, or paste)"
-        if self.options.uses_class() and not self.options.class_name:
-            return "Pick a class first"
+        missing = self.options.class_missing(self.bundle.manifest)
+        if missing:
+            return missing
         if mode in ("remove", "class") and not self.document.mask.any():
             return "Paint over the area to refill first"
         return ""

@@ -48,6 +48,24 @@ class EditOptions:
     def uses_class(self) -> bool:
         return self.mode == "class" or (self.mode == "generate" and self.generate_class)
 
+    def class_missing(self, manifest) -> str:
+        """Why these options cannot run on a model with `manifest` for want of a class ("" when
+        they can): a class-only model (such as an imported MaskGIT one, which has no "any
+        class") runs only Fill as class and Generate of a class; a class to use must be picked."""
+        needs = bool(getattr(manifest, "needs_class", False))
+        if needs and not self.uses_class():
+            if self.mode == "generate":
+                return "This model generates only a class: tick 'Of the chosen class' and pick one"
+            what = "remove or fill from the surroundings" if self.mode == "remove" else "extend"
+            return (
+                f"This model cannot {what}: it always draws a class. "
+                "Use Fill as class and pick what should appear"
+            )
+        conditional = bool(getattr(manifest, "class_conditional", False))
+        if conditional and self.uses_class() and not self.class_name:
+            return "Pick a class first: type a name, a synonym or a class number"
+        return ""
+
     def settings(self, seeds: tuple[int, ...]) -> Settings:
         """The engine's Settings for one run with the given seeds."""
         return Settings(

@@ -1,38 +1,170 @@
-"""A searchable class picker: type any part of a name (ImageNet has 1000 of them)."""
+"""A class picker people can search: a class number, a name, a synonym, free text or a close
+spelling (ImageNet has 1000 classes; "lighthouse" finds "beacon"). Each suggestion says what
+matched; Enter takes the best one."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QModelIndex, Qt, Signal
+from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QComboBox, QCompleter
+
+from engine.runtime.classes import ClassIndex, ClassMatch
+from engine.runtime.errors import MageError
+
+INDEX_ROLE = Qt.ItemDataRole.UserRole + 1  # a suggestion's class index
+SUGGESTIONS = 30  # rows in the suggestion list
+
+
+def suggestion_text(match: ClassMatch) -> str:
+    """One suggestion row: the class name, and what matched when that is not the name."""
+    if match.how == "number":
+        return f"{match.name} — class {match.index}"
+    if match.matched.casefold() == match.name.casefold():
+        return match.name
+    if match.how == "spelling":
+        return f"{match.name} — close to '{match.matched}'"
+    return f"{match.name} — matched '{match.matched}'"
+
+
+def match_phrase(match: ClassMatch) -> str:
+    """What matched, when the text was neither the name nor the number ("" then)."""
+    if match.how == "number" or match.matched.casefold() == match.name.casefold():
+        return ""
+    if match.how == "spelling":
+        return f"Close to '{match.matched}'"
+    return f"Matched '{match.matched}'"
 
 
 class ClassPicker(QComboBox):
-    class_chosen = Signal(str)  # "" when cleared
+    class_chosen = Signal(str)  # the class name; "" when cleared
+    hint_changed = Signal(str)  # what the last choice or search matched, or why nothing did
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setEditable(True)
         self.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
-        self.lineEdit().setPlaceholderText("Search classes...")
+        self.setCompleter(None)  # suggestions come from the class search below
+        self.lineEdit().setPlaceholderText("Class: name, synonym or number...")
         self.lineEdit().setClearButtonEnabled(True)
         self.setMaxVisibleItems(15)
+        self.index = ClassIndex([])
+        self.synonyms: list[list[str]] = []
+        self.hint = ""
+        self.suggestions = QStandardItemModel(self)
+        self.completer_ = QCompleter(self.suggestions, self)
+        self.completer_.setCompletionMode(QCompleter.CompletionMode.UnfilteredPopupCompletion)
+        self.completer_.setMaxVisibleItems(12)
+        self.completer_.setWidget(self.lineEdit())
+        self.completer_.activated[QModelIndex].connect(self._on_suggestion)
+        self.lineEdit().textEdited.connect(self._suggest)
+        self.lineEdit().returnPressed.connect(self._take_typed)
+        self.lineEdit().installEventFilter(self)
         self.currentIndexChanged.connect(self._on_index)
 
-    def set_classes(self, names: list[str] | None) -> None:
+    # -- the model's classes --------------------------------------------------------------------
+
+    def set_classes(self, names: list[str] | None, synonyms: list[list[str]] | None = None) -> None:
         self.blockSignals(True)
         self.clear()
         self.addItems(names or [])
-        completer = QCompleter(names or [], self)
-        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
-        completer.setFilterMode(Qt.MatchFlag.MatchContains)  # "ship" finds "container ship"
-        completer.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
-        self.setCompleter(completer)
+        self.synonyms = [list(s) for s in synonyms] if synonyms else []
+        self.index = ClassIndex(names or [], self.synonyms or None)
+        for i, name in enumerate(names or []):
+            self.setItemData(i, self._describe_class(i, name), Qt.ItemDataRole.ToolTipRole)
+        self.suggestions.clear()
         self.setCurrentIndex(-1)
         self.blockSignals(False)
+        self._set_hint("")
 
     def select(self, name: str) -> None:
-        index = self.findText(name, Qt.MatchFlag.MatchFixedString)
+        index = self.findText(name, Qt.MatchFlag.MatchFixedString) if name else -1
         self.setCurrentIndex(index)
+        if index < 0:
+            self.lineEdit().clear()
+
+    def chosen(self) -> str:
+        """The chosen class name ("" for none), whatever is being typed."""
+        return self.itemText(self.currentIndex()) if self.currentIndex() >= 0 else ""
+
+    def popup_shown(self) -> bool:
+        return self.completer_.popup().isVisible()
+
+    # -- searching ------------------------------------------------------------------------------
+
+    def _suggest(self, text: str) -> None:
+        matches = self.index.search(text, SUGGESTIONS)
+        self.suggestions.clear()
+        for m in matches:
+            item = QStandardItem(suggestion_text(m))
+            item.setData(m.index, INDEX_ROLE)
+            item.setToolTip(self._describe_class(m.index, m.name))
+            item.setEditable(False)
+            self.suggestions.appendRow(item)
+        popup = self.completer_.popup()
+        if matches:
+            self.completer_.complete()
+            popup.setCurrentIndex(self.suggestions.index(0, 0))  # Enter takes the best
+        else:
+            popup.hide()
+        if text.strip() and not matches:
+            self._set_hint(f"No class matches '{text.strip()}'")
+
+    def _on_suggestion(self, index: QModelIndex) -> None:
+        row = index.data(INDEX_ROLE)
+        if row is None:
+            return
+        typed = self.lineEdit().text()
+        self._choose(int(row), next(iter(self.index.search(typed, SUGGESTIONS)), None))
+
+    def _take_typed(self) -> None:
+        """Enter without a suggestion list: the one class the text means, or why none."""
+        if self.popup_shown():
+            return  # the popup's Enter activates its current row
+        text = self.lineEdit().text()
+        if not text.strip() or (self.currentIndex() >= 0 and text == self.chosen()):
+            return
+        try:
+            match = self.index.find(text)
+        except MageError as e:
+            self._set_hint(str(e)[:1].upper() + str(e)[1:])
+            return
+        self._choose(match.index, match)
+
+    def eventFilter(self, watched, event) -> bool:
+        """Leaving the field with unfinished text shows the chosen class again."""
+        if (
+            watched is self.lineEdit()
+            and event.type() == QEvent.Type.FocusOut
+            and event.reason() != Qt.FocusReason.PopupFocusReason
+            and not self.popup_shown()
+            and self.lineEdit().text() != self.chosen()
+        ):
+            self.lineEdit().setText(self.chosen())
+        return super().eventFilter(watched, event)
+
+    def _choose(self, row: int, match: ClassMatch | None) -> None:
+        self.completer_.popup().hide()
+        if row == self.currentIndex():
+            self.lineEdit().setText(self.chosen())
+            self._on_index(row)
+        else:
+            self.setCurrentIndex(row)
+        if match is not None and match.index == row:
+            said = match_phrase(match)
+            if said:
+                self._set_hint(f"{said}. {self._describe_class(row, self.chosen())}")
 
     def _on_index(self, index: int) -> None:
-        self.class_chosen.emit(self.itemText(index) if index >= 0 else "")
+        name = self.itemText(index) if index >= 0 else ""
+        self._set_hint(self._describe_class(index, name) if index >= 0 else "")
+        self.class_chosen.emit(name)
+
+    def _describe_class(self, index: int, name: str) -> str:
+        others = [s for s in (self.synonyms[index] if index < len(self.synonyms) else [])]
+        others = [s for s in others if s.casefold() != name.casefold()]
+        return f"Class {index}: {name}" + (f" (also: {', '.join(others)})" if others else "")
+
+    def _set_hint(self, text: str) -> None:
+        self.hint = text
+        self.setToolTip(text)
+        self.hint_changed.emit(text)

@@ -68,6 +68,10 @@ class RunPanel(QWidget):
         self.class_label = QLabel("Class")
         self.classes = ClassPicker()
         form.addRow(self.class_label, self.classes)
+        self.class_hint = QLabel(wordWrap=True)  # what the typed text matched
+        self.class_hint.setStyleSheet("color: palette(placeholder-text)")
+        form.addRow("", self.class_hint)
+        self.classes.hint_changed.connect(self._show_class_hint)
         self.side_label = QLabel("Side")
         self.side = QComboBox()
         self.side.addItems(SIDES)
@@ -192,7 +196,7 @@ class RunPanel(QWidget):
             self.editor.options,
             mode=self.mode.currentData(),
             generate_class=self.of_class.isChecked(),
-            class_name=self.classes.currentText() if self.classes.currentIndex() >= 0 else "",
+            class_name=self.classes.chosen(),
             extend_side=self.side.currentText(),
             extend_cells=self.cells.value(),
             steps=self.steps.value(),
@@ -215,6 +219,13 @@ class RunPanel(QWidget):
         self.of_class.setVisible(conditional and options.mode == "generate")
         self.class_label.setVisible(class_row)
         self.classes.setVisible(class_row)
+        self.class_hint.setVisible(class_row and bool(self.class_hint.text()))
+        needs_class = bundle is not None and bundle.manifest.needs_class
+        self.of_class.setEnabled(not needs_class)  # a class-only model always draws a class
+        self.of_class.setToolTip(
+            "This model always generates a class" if needs_class else "Off: any image"
+        )
+        self._show_runnable(options)
         for widget in (self.side_label, self.side, self.cells_label, self.cells):
             widget.setVisible(options.mode == "extend")
         self.candidates.setEnabled(options.mode != "extend")  # the engine extends one at a time
@@ -227,16 +238,38 @@ class RunPanel(QWidget):
         view.setRowHidden(MODES.index("class"), not conditional)
         if not conditional and self.editor.options.mode == "class":
             self.editor.set_options(replace(self.editor.options, mode="remove"))
-        self.classes.set_classes(bundle.manifest.class_names if conditional else None)
+        manifest = bundle.manifest if conditional else None
+        self.classes.set_classes(
+            manifest.class_names if manifest else None,
+            getattr(manifest, "class_synonyms", None),
+        )
         self.classes.select(self.editor.options.class_name)
+        if manifest is not None and manifest.needs_class:
+            # a class-only model cannot remove or generate "anything": offer its class modes
+            options = self.editor.options
+            mode = "class" if options.mode in ("remove", "extend") else options.mode
+            if mode != options.mode or not options.generate_class:
+                self.editor.set_options(replace(options, mode=mode, generate_class=True))
         self._show_fields(self.editor.options)
         self._show_cost()
-        self.run_button.setEnabled(bundle is not None)
+
+    def _show_class_hint(self, text: str) -> None:
+        self.class_hint.setText(text)
+        self.class_hint.setVisible(bool(text) and not self.classes.isHidden())
+
+    def _show_runnable(self, options: EditOptions) -> None:
+        bundle = self.editor.bundle
+        self.run_button.setEnabled(
+            bundle is not None and not options.class_missing(bundle.manifest)
+        )
 
     def _show_cost(self, *_) -> None:
         plan, options = self.editor.plan, self.editor.options
+        missing = self.editor.bundle and options.class_missing(self.editor.bundle.manifest)
         if self.editor.bundle is None:
             self.cost.setText(self.editor.models.error or "Loading the model...")
+        elif missing:
+            self.cost.setText(missing + ".")
         elif options.mode == "generate":
             self.cost.setText("Generates a whole new image.")
         elif options.mode == "extend":
