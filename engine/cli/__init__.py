@@ -96,7 +96,14 @@ def _add_decode_options(p: argparse.ArgumentParser) -> None:
         help="softmax temperature of token sampling (default: the model's; 1 = "
         f"MaskGIT/MAGE, lower = safer fills; above 0, at most {MAX_TEMPERATURE:g})",
     )
-    p.add_argument("--class", dest="class_name", help="class name (class-conditional models)")
+    p.add_argument(
+        "--class",
+        dest="class_name",
+        metavar="CLASS",
+        help="class of a class-conditional model: a number (207), a name or synonym "
+        "('golden retriever', any case), free text ('lighthouse at night') or a close spelling; "
+        "the chosen class is said on stderr",
+    )
     p.add_argument(
         "--guidance",
         type=float_in(0, MAX_GUIDANCE),
