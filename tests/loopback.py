@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html
 import http.server
+import io
 import re
 import threading
 import time
@@ -31,8 +32,8 @@ BLOCK = 64 * 1024
 
 class LoopbackServer:
     def __init__(self):
-        self.files: dict[str, bytes] = {}
-        self.drive: dict[str, bytes] = {}
+        self.files: dict[str, bytes | Path] = {}  # a Path is served from disk
+        self.drive: dict[str, bytes | Path] = {}
         self.drop_after: dict[str, int] = {}
         self.missing: set[str] = set()
         self.announce: dict[str, int] = {}
@@ -106,35 +107,42 @@ class LoopbackServer:
                     "</body></html>"
                 )
 
-            def _file(self, path: str, data: bytes):
+            def _file(self, path: str, data):
+                if isinstance(data, Path):  # a large file is read from disk as it is sent
+                    with open(data, "rb") as stream:
+                        return self._send(path, stream, data.stat().st_size)
+                return self._send(path, io.BytesIO(data), len(data))
+
+            def _send(self, path: str, stream, size: int):
                 start = 0
                 m = re.match(r"bytes=(\d+)-$", self.headers.get("Range") or "")
                 if m and not server.ignore_range:
                     start = int(m.group(1))
-                    if start >= len(data):
+                    if start >= size:
                         self.send_response(416)
-                        self.send_header("Content-Range", f"bytes */{len(data)}")
+                        self.send_header("Content-Range", f"bytes */{size}")
                         self.send_header("Content-Length", "0")
                         self.end_headers()
                         return
                     self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                    self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
                 else:
                     self.send_response(200)
-                body = data[start:]
-                length = server.announce.get(path, len(data)) - start
+                stream.seek(start)
+                length = server.announce.get(path, size) - start
                 self.send_header("Content-Type", "application/octet-stream")
                 self.send_header("Content-Length", str(length))
                 self.send_header("Accept-Ranges", "bytes")
                 self.end_headers()
                 limit = server.drop_after.pop(path, None)
-                if limit is not None:
-                    body = body[:limit]
-                for i in range(0, len(body), BLOCK):
+                left = size - start if limit is None else min(limit, size - start)
+                while left > 0:
                     if server.delay:
                         time.sleep(server.delay)
+                    block = stream.read(min(BLOCK, left))
+                    left -= len(block)
                     try:
-                        self.wfile.write(body[i : i + BLOCK])
+                        self.wfile.write(block)
                         self.wfile.flush()
                     except OSError:
                         return
