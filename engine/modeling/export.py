@@ -1,9 +1,10 @@
 """Export VQGAN + MAGE modules as a model bundle (contract: README "Model bundles").
 
-Writes tokenizer_encoder.onnx, tokenizer_decoder.onnx, transformer.onnx and features.onnx into a
-temporary folder beside the target, runs PyTorch and onnxruntime on the same inputs and refuses
-to finish when they disagree beyond fp32 noise, then writes the manifest (with sha256 of every
-file) and MODEL_CARD.md and moves the folder into place.
+Writes tokenizer_encoder.onnx, tokenizer_decoder.onnx, transformer.onnx and features.onnx (and
+the optional region decoders, engine/modeling/region_decode.py) into a temporary folder beside
+the target, runs PyTorch and onnxruntime on the same inputs and refuses to finish when they
+disagree beyond fp32 noise, then writes the manifest (with sha256 of every file) and
+MODEL_CARD.md and moves the folder into place.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ import torch
 
 from engine.modeling.from_bundle import tokens_agree_with_bundle
 from engine.modeling.mage import MAGE, FeaturesExport, TransformerExport
+from engine.modeling.region_decode import check_region_decoders, export_region_decoders
 from engine.modeling.vqgan import VQGAN, TokenizerDecoder, TokenizerEncoder
 from engine.runtime.errors import MageError
 from engine.runtime.manifest import Manifest, is_bundle_folder, read_manifest, write_manifest
 from engine.runtime.schedule import DEFAULT_CHOICE_TEMPERATURE, DEFAULT_STEPS
 from engine.runtime.sessions import create_session
+from engine.runtime.speed import REGION_DECODER_FILE, STATS_DECODER_FILE
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -78,7 +81,8 @@ def _export(module, args, path: Path, inputs, outputs, dynamic) -> None:
 
 
 def export_tokenizer_onnx(vqgan: VQGAN, folder: Path) -> None:
-    """Write tokenizer_encoder.onnx and tokenizer_decoder.onnx (dynamic batch, H, W)."""
+    """Write tokenizer_encoder.onnx and tokenizer_decoder.onnx (dynamic batch, H, W), and the
+    optional region decoders (engine/modeling/region_decode.py)."""
     vqgan.eval()
     size, grid = vqgan.cfg.image_size, vqgan.cfg.grid
     image = torch.rand(2, 3, size, size)
@@ -100,6 +104,7 @@ def export_tokenizer_onnx(vqgan: VQGAN, folder: Path) -> None:
             ["image"],
             {"tokens": {0: "B", 1: "h", 2: "w"}, "image": {0: "B", 2: "H", 3: "W"}},
         )
+    export_region_decoders(vqgan, folder)
 
 
 def export_onnx(vqgan: VQGAN, mage: MAGE, folder: Path) -> None:
@@ -337,6 +342,7 @@ def export_bundle(
         for line in report.lines():
             log.info(line)
         _check(report)
+        check_region_decoders(tmp, vqgan.cfg.grid, vqgan.cfg.codebook_size)
         for fname, src in (extra_files or {}).items():
             shutil.copyfile(src, tmp / fname)
         cfg = mage.cfg
@@ -420,9 +426,12 @@ def replace_tokenizer(
                 f"PyTorch and onnxruntime disagree beyond fp32 noise: tokens "
                 f"agree on {tokens_ok:.2%}, pixels differ by {pixels_diff:.2e}"
             )
+        check_region_decoders(tmp, vqgan.cfg.grid, vqgan.cfg.codebook_size)
         keep = set(manifest.files) - {
             "tokenizer_encoder.onnx",
             "tokenizer_decoder.onnx",
+            STATS_DECODER_FILE,
+            REGION_DECODER_FILE,
             "MODEL_CARD.md",
         }
         for fname in keep:

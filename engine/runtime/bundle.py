@@ -166,9 +166,13 @@ class Bundle:
         return out
 
     def _run(self, name: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self._run_all(name, feeds)[0]
+
+    def _run_all(self, name: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Every output of one model call (a CUDA failure reopens the sessions on the CPU)."""
         sess = self._session(name)
         try:
-            return sess.run(None, feeds)[0]
+            return sess.run(None, feeds)
         except Exception as e:
             if provider_name(sess) != "cuda":
                 first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
@@ -179,7 +183,7 @@ class Bundle:
             log.warning(self.notices[-1])
             self.requested_device = "cpu"
             self._sessions.clear()
-            return self._run(name, feeds)
+            return self._run_all(name, feeds)
 
     # -- model calls ----------------------------------------------------------------------------
 

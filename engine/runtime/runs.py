@@ -39,7 +39,11 @@ from engine.runtime.plan import (
     plan_square,
 )
 from engine.runtime.settings import Settings
-from engine.runtime.speed import decode_region, encode_with_reuse, transformer_session_name
+from engine.runtime.speed import (
+    decode_square_region,
+    encode_with_reuse,
+    transformer_session_name,
+)
 
 SIDES = ("left", "right", "top", "bottom")
 
@@ -473,8 +477,13 @@ def _run_fill(
     )
     if settings.speed.region_decode:
         background = (fill.model_pixels.transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
-        squares = decode_region(
-            bundle, last.tokens, fill.part.token_mask, settings.speed.decode_margin, background
+        squares = decode_square_region(
+            bundle,
+            last.tokens,
+            fill.model_pixels,
+            fill.part.token_mask,
+            settings.speed.decode_margin,
+            background,
         )
     else:
         squares = decode_images(bundle, last.tokens)

@@ -6,9 +6,13 @@ docs/performance.md):
 
 - `region_decode` (approximate): decode only the token crop around the grown mask plus
   `decode_margin` tokens, not the whole grid. The VQGAN has no attention, but its convolutions
-  reach far and its GroupNorms take statistics over the whole input, so pixels differ slightly
-  from a full decode; only pixels inside the grown token area are ever pasted, so everything
-  outside the mask stays bit-identical to the input.
+  reach far and its GroupNorms take statistics over the whole input. The crop is decoded with
+  the GroupNorm statistics of a full decode of the same context square (the first candidate of
+  the first fill of that square is decoded whole, and its statistics are kept per square like
+  the token cache), so pixels differ only slightly from a full decode; only pixels inside the
+  grown token area are ever pasted, so everything outside the mask stays bit-identical to the
+  input. Needs the bundle's optional region decoders; without them the whole square is
+  decoded (exact) and the user is told once.
 - `reuse_tokens` (exact): remember the tokens of each context square; a later edit of the same
   square with the *same* hole (a re-roll, another seed) reuses them instead of encoding again.
 - `crop_encode` (approximate, with `reuse_tokens`): with a *different* hole, re-encode only the
@@ -37,10 +41,15 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.runtime.errors import BundleError
 from engine.runtime.masking import grow_token_mask
 
 INT8_FILE = "transformer.int8.onnx"
 INT8_MODEL = "transformer_int8"  # session name inside a Bundle
+# Optional decoders for region decode with a full decode's GroupNorm statistics
+# (engine/modeling/region_decode.py); a bundle without them decodes the whole square.
+STATS_DECODER_FILE = "tokenizer_decoder_stats.onnx"
+REGION_DECODER_FILE = "tokenizer_decoder_region.onnx"
 
 
 @dataclass(frozen=True)
@@ -118,31 +127,199 @@ def crop_fraction(token_mask: np.ndarray, margin: int) -> float:
     return (r1 - r0) * (c1 - c0) / token_mask.size
 
 
+def _to_uint8(images: np.ndarray) -> np.ndarray:
+    return (np.clip(images, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
 def decode_region(
     bundle,
     tokens: np.ndarray,
     token_mask: np.ndarray,
     margin: int,
     background: np.ndarray | None = None,
+    stats: np.ndarray | None = None,
 ) -> np.ndarray:
     """int64 [B,N] -> uint8 [B,S,S,3] where only the crop around `token_mask` (+ margin tokens)
     is decoded; the rest is `background` (uint8 [S,S,3], e.g. the input square) or black.
+    With `stats` (float32 [L,G,2], from `decode_with_stats`) the crop's GroupNorms use those
+    statistics (the bundle's region decoder); without, the crop's own (the plain decoder).
     Callers must only use pixels inside the token mask (paste_back does)."""
     m = bundle.manifest
     gh, gw = m.grid
     d = m.downsample
     r0, r1, c0, c1 = token_crop(token_mask, margin)
     grid = tokens.reshape(len(tokens), gh, gw)
+    if len(tokens) == 0:
+        return np.zeros((0, m.image_size, m.image_size, 3), np.uint8)
     if (r0, r1, c0, c1) == (0, gh, 0, gw):
         out = bundle.decode(grid)
     else:
-        crop = bundle.decode(np.ascontiguousarray(grid[:, r0:r1, c0:c1]))
+        crop_tokens = np.ascontiguousarray(grid[:, r0:r1, c0:c1])
+        if stats is None:
+            crop = bundle.decode(crop_tokens)
+        else:
+            crop = decode_with_given_stats(bundle, crop_tokens, stats)
         size = m.image_size
         out = np.zeros((len(tokens), 3, size, size), np.float32)
         if background is not None:
             out[:] = background.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
         out[:, :, r0 * d : r1 * d, c0 * d : c1 * d] = crop
-    return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)
+    return _to_uint8(out)
+
+
+# -- region decode with a full decode's statistics ----------------------------------------------
+
+
+def region_decoders_listed(bundle) -> bool:
+    """True when the bundle ships both region decoders (its manifest lists them)."""
+    files = bundle.manifest.files
+    return STATS_DECODER_FILE in files and REGION_DECODER_FILE in files
+
+
+def _region_session(bundle, file: str):
+    """The session of one region decoder, its signature checked on first use (one line)."""
+    name = file.removesuffix(".onnx")
+    fresh = name not in bundle._sessions
+    sess = bundle._session(name)
+    if fresh:
+        ins = {i.name: i for i in sess.get_inputs()}
+        outs = [o.name for o in sess.get_outputs()]
+        want_in = ["tokens"] + (["stats"] if file == REGION_DECODER_FILE else [])
+        want_out = ["image", "stats"] if file == STATS_DECODER_FILE else ["image"]
+        stats_arg = ins.get("stats") or next(
+            (o for o in sess.get_outputs() if o.name == "stats"), None
+        )
+        shape = list(stats_arg.shape or []) if stats_arg is not None else []
+        if sorted(ins) != sorted(want_in) or outs != want_out or len(shape) != 4:
+            bundle._sessions.pop(name, None)
+            raise BundleError(
+                f"model '{bundle.name}': {file} does not match the contract "
+                f"(inputs {sorted(ins)}, outputs {outs}; expected {want_in} -> {want_out} "
+                "with stats [B, L, G, 2])"
+            )
+    return sess
+
+
+def decode_with_stats(bundle, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """int64 [B,h,w] -> (float32 [B,3,H,W] in [0,1], float32 [B,L,G,2] GroupNorm mean and
+    variance of every decoder GroupNorm): a full decode that also reports its statistics."""
+    tokens = np.ascontiguousarray(tokens, np.int64)
+    b, h, w = tokens.shape
+    d = bundle.manifest.downsample
+    _region_session(bundle, STATS_DECODER_FILE)
+    image, stats = bundle._run_all(STATS_DECODER_FILE.removesuffix(".onnx"), {"tokens": tokens})
+    image = bundle._checked("tokenizer_decoder_stats", image, (b, 3, h * d, w * d))
+    stats = np.asarray(stats)
+    if stats.ndim != 4 or len(stats) != b or stats.shape[-1] != 2:
+        raise BundleError(
+            f"model '{bundle.name}' is broken: {STATS_DECODER_FILE} returned statistics of "
+            f"shape {tuple(stats.shape)}, expected [B, L, G, 2]"
+        )
+    return image, bundle._checked("tokenizer_decoder_stats", stats, stats.shape)
+
+
+def decode_with_given_stats(bundle, tokens: np.ndarray, stats: np.ndarray) -> np.ndarray:
+    """int64 [B,h',w'] (a crop) + float32 [L,G,2] -> float32 [B,3,h'*d,w'*d] in [0,1]."""
+    tokens = np.ascontiguousarray(tokens, np.int64)
+    b, h, w = tokens.shape
+    d = bundle.manifest.downsample
+    sess = _region_session(bundle, REGION_DECODER_FILE)
+    want = list(next(i for i in sess.get_inputs() if i.name == "stats").shape)
+    stats = np.asarray(stats, np.float32)
+    if stats.ndim != 3 or any(
+        isinstance(n, int) and n != got for n, got in zip(want[1:], stats.shape, strict=True)
+    ):
+        raise BundleError(
+            f"model '{bundle.name}': statistics of shape {tuple(stats.shape)} do not fit "
+            f"{REGION_DECODER_FILE} (stats {want})"
+        )
+    feeds = {
+        "tokens": tokens,
+        "stats": np.ascontiguousarray(np.broadcast_to(stats[None], (b, *stats.shape))),
+    }
+    out = bundle._run(REGION_DECODER_FILE.removesuffix(".onnx"), feeds)
+    return bundle._checked("tokenizer_decoder_region", out, (b, 3, h * d, w * d))
+
+
+class StatsCache:
+    """Decoder GroupNorm statistics of a full decode of recently edited context squares, keyed
+    by the model-size pixels (not zeroed) and the decoder. Thread-safe; small."""
+
+    def __init__(self, capacity: int = 32):
+        self.capacity = capacity
+        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def key(bundle, pixels: np.ndarray) -> str:
+        h = hashlib.blake2b(digest_size=16)
+        h.update(str(bundle.path).encode())
+        h.update(bundle.manifest.files.get(STATS_DECODER_FILE, "").encode())
+        h.update(np.ascontiguousarray(pixels).tobytes())
+        return h.hexdigest()
+
+    def get(self, key: str) -> np.ndarray | None:
+        with self._lock:
+            stats = self._items.get(key)
+            if stats is not None:
+                self._items.move_to_end(key)
+            return stats
+
+    def put(self, key: str, stats: np.ndarray) -> None:
+        with self._lock:
+            self._items[key] = stats
+            self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.hits = self.misses = 0
+
+
+STATS = StatsCache()
+
+
+def decode_square_region(
+    bundle,
+    tokens: np.ndarray,
+    pixels: np.ndarray,
+    token_mask: np.ndarray,
+    margin: int,
+    background: np.ndarray | None = None,
+    cache: StatsCache | None = None,
+) -> np.ndarray:
+    """int64 [B,N] -> uint8 [B,S,S,3]: region decode of the candidates of one context square
+    (`pixels`, float32 [3,S,S], the cache key), each crop normalised with the statistics of a
+    full decode of this square. The first time a square is seen, the first candidate is decoded
+    whole and its statistics are kept for the other candidates and later edits of the square.
+    A bundle without the region decoders decodes everything whole (exact) and says so once."""
+    cache = STATS if cache is None else cache
+    m = bundle.manifest
+    gh, gw = m.grid
+    if not region_decoders_listed(bundle):
+        notice = (
+            f"model '{bundle.name}' has no region decoders (add them with `python -m "
+            "engine.modeling.region_decode BUNDLE`): decoding whole squares"
+        )
+        if notice not in bundle.notices:
+            bundle.notices.append(notice)
+        return _to_uint8(bundle.decode(tokens.reshape(len(tokens), gh, gw)))
+    key = cache.key(bundle, pixels)
+    stats = cache.get(key)
+    first = None
+    if stats is None:
+        cache.misses += 1
+        image, all_stats = decode_with_stats(bundle, tokens[:1].reshape(1, gh, gw))
+        stats = np.ascontiguousarray(all_stats[0])
+        cache.put(key, stats)
+        first, tokens = _to_uint8(image), tokens[1:]
+    else:
+        cache.hits += 1
+    rest = decode_region(bundle, tokens, token_mask, margin, background, stats=stats)
+    return rest if first is None else np.concatenate([first, rest])
 
 
 # -- token reuse --------------------------------------------------------------------------------

@@ -1,0 +1,176 @@
+"""Region decode with a full decode's GroupNorm statistics (optional bundle files)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from engine.runtime import speed as sp
+from engine.runtime.bundle import Bundle
+from engine.runtime.errors import BundleError
+from engine.runtime.manifest import read_manifest, write_manifest
+from engine.runtime.runs import Edit, plan_or_raise, run, run_to_end
+from engine.runtime.settings import Settings
+from engine.runtime.speed import REGION_DECODER_FILE, STATS_DECODER_FILE, Speed
+
+
+@pytest.fixture(autouse=True)
+def _empty_caches():
+    sp.TOKENS.clear()
+    sp.STATS.clear()
+    yield
+    sp.TOKENS.clear()
+    sp.STATS.clear()
+
+
+def _image(size: int = 64) -> np.ndarray:
+    y, x = np.mgrid[0:size, 0:size]
+    return np.stack([x * 4 % 256, y * 4 % 256, (x + y) * 2 % 256], -1).astype(np.uint8)
+
+
+def _mask(size: int = 64, a: int = 22, b: int = 38) -> np.ndarray:
+    m = np.zeros((size, size), bool)
+    m[a:b, a:b] = True
+    return m
+
+
+def _edit(bundle, rgb, mask, settings):
+    plan = plan_or_raise(bundle.manifest, rgb, mask, settings)
+    return run_to_end(run(bundle, Edit(rgb, plan), settings))
+
+
+def _without_region_files(src, dst):
+    shutil.copytree(src, dst)
+    manifest = read_manifest(dst)
+    for name in (STATS_DECODER_FILE, REGION_DECODER_FILE):
+        manifest.files.pop(name)
+        (dst / name).unlink()
+    write_manifest(dst, manifest)
+    return dst
+
+
+def test_exported_bundles_list_the_region_decoders(tiny_bundle):
+    assert sp.region_decoders_listed(tiny_bundle)
+    for name in (STATS_DECODER_FILE, REGION_DECODER_FILE):
+        assert name in tiny_bundle.manifest.files
+
+
+def test_stats_decoder_gives_the_plain_pixels_and_one_statistic_pair_per_groupnorm(tiny_bundle):
+    m = tiny_bundle.manifest
+    tokens = np.random.default_rng(0).integers(0, m.codebook_size, (2, *m.grid))
+    image, stats = sp.decode_with_stats(tiny_bundle, tokens)
+    assert np.abs(image - tiny_bundle.decode(tokens)).max() < 1e-4
+    # the tiny tokenizer: conv_in, mid (2 blocks), 3 levels of 1 block, norm_out: 2*5 + 1
+    assert stats.shape == (2, 11, 32, 2)
+    assert (stats[..., 1] >= 0).all()
+    # the region decoder with the full grid and these statistics is the plain decoder again
+    again = sp.decode_with_given_stats(tiny_bundle, tokens, stats[0][None].repeat(1, 0)[0])
+    assert np.abs(again[0] - image[0]).max() < 1e-4
+
+
+def test_region_decode_with_full_statistics_is_much_closer_than_with_crop_statistics(tiny_bundle):
+    """A random decoder reaches ~10 tokens and amplifies every change, so the crop needs a wide
+    margin here before the statistics are what is left to fix (a trained one is smoother)."""
+    m = tiny_bundle.manifest
+    d = m.downsample
+    tokens = np.random.default_rng(1).integers(0, m.codebook_size, (1, m.seq_len))
+    full = sp.decode_region(tiny_bundle, tokens, np.ones(m.grid, bool), 0)[0].astype(int)
+    _, stats = sp.decode_with_stats(tiny_bundle, tokens.reshape(1, *m.grid))
+    for r0, c0 in ((0, 0), (0, 8), (8, 8)):
+        tm = np.zeros(m.grid, bool)
+        tm[r0 : r0 + 8, c0 : c0 + 8] = True
+        assert sp.crop_fraction(tm, 6) < 0.8  # a real crop, not the whole grid
+        inside = np.repeat(np.repeat(tm, d, 0), d, 1)
+        crop_stats = sp.decode_region(tiny_bundle, tokens, tm, 6)[0].astype(int)
+        with_stats = sp.decode_region(tiny_bundle, tokens, tm, 6, stats=stats[0])[0].astype(int)
+        crop_err = np.abs(crop_stats - full)[inside].mean()
+        stats_err = np.abs(with_stats - full)[inside].mean()
+        assert stats_err < 1.5, (r0, c0, stats_err)  # close to the full decode
+        assert stats_err < crop_err / 4, (r0, c0, stats_err, crop_err)
+
+
+def test_fast_edit_region_decodes_with_cached_statistics(tiny_bundle):
+    rgb, mask = _image(), _mask()
+    settings = Settings(seeds=(3, 4), speed=Speed(region_decode=True))
+    exact = np.stack(_edit(tiny_bundle, rgb, mask, Settings(seeds=(3, 4))).images).astype(int)
+    cold = _edit(tiny_bundle, rgb, mask, settings)
+    assert sp.STATS.misses == 1 and sp.STATS.hits == 0
+    # the first candidate of a cold edit is decoded whole (the plain decoder's pixels)
+    assert np.abs(cold.images[0].astype(int) - exact[0]).max() <= 1
+    warm = _edit(tiny_bundle, rgb, mask, settings)
+    assert sp.STATS.hits == 1 and sp.STATS.misses == 1
+    assert np.array_equal(warm.tokens, cold.tokens)
+    # both region-decode the second candidate with the statistics of the first one's decode
+    assert np.array_equal(warm.images[1], cold.images[1])
+    assert not np.array_equal(warm.images[0], cold.images[0])  # now region-decoded too
+    for images in (cold.images, warm.images):
+        diff = np.abs(np.stack(images).astype(int) - exact).max(-1)
+        assert diff[:, ~_mask(64, 16, 44)].max() == 0  # only inside the grown token area
+    assert all("region" not in n for n in tiny_bundle.notices)
+
+
+def test_bundle_without_region_decoders_decodes_whole_squares(tiny_bundle_path, tmp_path):
+    old = Bundle(_without_region_files(tiny_bundle_path, tmp_path / "old"), device="cpu")
+    assert not sp.region_decoders_listed(old)
+    rgb, mask = _image(), _mask()
+    exact = _edit(old, rgb, mask, Settings(seeds=(5,)))
+    fast = _edit(old, rgb, mask, Settings(seeds=(5,), speed=Speed(region_decode=True)))
+    assert np.array_equal(fast.images, exact.images)  # the exact path
+    assert sum("no region decoders" in n for n in old.notices) == 1
+    _edit(old, rgb, mask, Settings(seeds=(5,), speed=Speed(region_decode=True)))
+    assert sum("no region decoders" in n for n in old.notices) == 1  # said once
+
+
+def test_damaged_region_decoder_is_refused_in_one_line(tiny_bundle_path, tmp_path):
+    path = shutil.copytree(tiny_bundle_path, tmp_path / "damaged")
+    (path / REGION_DECODER_FILE).write_bytes(b"not an onnx file")
+    with pytest.raises(BundleError) as err:
+        Bundle(path, device="cpu")
+    assert "damaged" in str(err.value) and "\n" not in str(err.value)
+    # the same file with a matching hash (a broken export) is refused when first used
+    manifest = read_manifest(path, verify_hashes=False)
+    write_manifest(path, manifest)
+    bundle = Bundle(path, device="cpu")
+    tokens = np.zeros((1, bundle.manifest.seq_len), np.int64)
+    tm = np.zeros(bundle.manifest.grid, bool)
+    tm[4:6, 4:6] = True
+    with pytest.raises(BundleError) as err:
+        sp.decode_region(bundle, tokens, tm, 1, stats=np.zeros((11, 32, 2), np.float32))
+    assert REGION_DECODER_FILE in str(err.value) and "\n" not in str(err.value)
+
+
+def test_region_decoder_of_another_contract_is_refused_in_one_line(tiny_bundle_path, tmp_path):
+    path = shutil.copytree(tiny_bundle_path, tmp_path / "swapped")
+    # the stats decoder's file where the region decoder belongs: wrong inputs and outputs
+    shutil.copyfile(path / STATS_DECODER_FILE, path / REGION_DECODER_FILE)
+    write_manifest(path, read_manifest(path, verify_hashes=False))
+    bundle = Bundle(path, device="cpu")
+    tokens = np.zeros((1, bundle.manifest.seq_len), np.int64)
+    tm = np.zeros(bundle.manifest.grid, bool)
+    tm[4:6, 4:6] = True
+    with pytest.raises(BundleError) as err:
+        sp.decode_region(bundle, tokens, tm, 1, stats=np.zeros((11, 32, 2), np.float32))
+    assert "does not match the contract" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(BundleError) as err:  # statistics of another decoder
+        sp.decode_with_given_stats(
+            Bundle(tiny_bundle_path, device="cpu"),
+            tokens.reshape(1, *bundle.manifest.grid),
+            np.zeros((5, 32, 2), np.float32),
+        )
+    assert "do not fit" in str(err.value)
+
+
+@pytest.mark.slow
+def test_region_decoders_can_be_added_to_an_old_bundle(tiny_bundle_path, tmp_path):
+    from engine.modeling.region_decode import add_to_bundle
+
+    path = _without_region_files(tiny_bundle_path, tmp_path / "old")
+    diff = add_to_bundle(path)
+    assert diff < 1e-3
+    bundle = Bundle(path, device="cpu")
+    assert sp.region_decoders_listed(bundle)
+    data = json.loads((path / "manifest.json").read_text())
+    assert STATS_DECODER_FILE in data["files"] and REGION_DECODER_FILE in data["files"]
