@@ -102,7 +102,10 @@ class ClassPicker(QComboBox):
             self.suggestions.appendRow(item)
         popup = self.completer_.popup()
         if matches:
-            self.completer_.complete()
+            area = self.lineEdit().rect()  # wide enough for "name — matched 'synonym'"
+            wanted = popup.sizeHintForColumn(0) + popup.verticalScrollBar().sizeHint().width() + 8
+            area.setWidth(max(area.width(), min(wanted, 480)))
+            self.completer_.complete(area)
             popup.setCurrentIndex(self.suggestions.index(0, 0))  # Enter takes the best
         else:
             popup.hide()
