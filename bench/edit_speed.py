@@ -135,24 +135,18 @@ def torch_worker(args) -> None:
 
 
 def ort_worker(args) -> None:
-    from dataclasses import replace
 
     from engine.runtime import runs
     from engine.runtime import speed as sp
     from engine.runtime.bundle import Bundle
     from engine.runtime.compose import feather_in, paste_all
     from engine.runtime.settings import Settings
-    from engine.runtime.speed import Speed
 
     bundle = Bundle(args.bundle, device="cpu", verify=False)
     m = bundle.manifest
     size, g = m.image_size, m.grid[0]
     rgb = test_image(size)
-    speed = {
-        "exact": Speed(),
-        "int8": Speed(int8=True),
-        "fastcrop": replace(Speed.preset("fast"), crop_encode=True),
-    }.get(args.preset) or Speed.preset(args.preset)
+    speed = preset_speed(args.preset)
     if speed.int8 and not sp.int8_available(bundle):
         raise SystemExit(
             f"no int8 transformer for {args.bundle}: run "
@@ -228,6 +222,7 @@ def ort_worker(args) -> None:
             return timed_edit(None, seed)
         if speed.reuse_tokens:
             sp.TOKENS.clear()
+            sp.STATS.clear()
             cold = timed_edit(edit_mask(size, g), seed)
             warm = timed_edit(edit_mask(size, g, shift=1), seed)
             cold["warm"] = {k: v for k, v in warm.items() if k != "tokens"}
@@ -318,6 +313,40 @@ def med(values):
     return float(np.median(values)) if values else float("nan")
 
 
+def preset_speed(name: str):
+    from dataclasses import replace
+
+    from engine.runtime.speed import Speed
+
+    return {
+        "exact": Speed(),
+        "int8": Speed(int8=True),
+        "fastcrop": replace(Speed.preset("fast"), crop_encode=True),
+    }.get(name) or Speed.preset(name)
+
+
+def usable_presets(bundle: str, presets: list[str], say=print) -> tuple[list[str], list[str]]:
+    """The presets this bundle can run, and a one-line note for each one skipped (an int8
+    preset without an int8 transformer)."""
+    from types import SimpleNamespace
+
+    from engine.runtime.manifest import read_manifest
+    from engine.runtime.speed import find_int8
+
+    handle = SimpleNamespace(path=Path(bundle), manifest=read_manifest(bundle, verify_hashes=False))
+    keep, notes = [], []
+    for name in presets:
+        if preset_speed(name).int8 and find_int8(handle) is None:
+            notes.append(
+                f"{name}: skipped, no int8 transformer for {bundle} (make one with "
+                f"`python -m engine.modeling.quantize {bundle}`)"
+            )
+            say(notes[-1])
+            continue
+        keep.append(name)
+    return keep, notes
+
+
 def bench(
     bundle: str,
     checkpoint: str | None,
@@ -329,6 +358,7 @@ def bench(
     say=print,
 ) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    presets, notes = usable_presets(bundle, presets, say)
     workers = {}
     if checkpoint:
         workers["torch"] = Worker(
@@ -347,7 +377,8 @@ def bench(
         )
     for p in presets:
         workers[p] = Worker(p, ["--worker", "ort", "--bundle", bundle, "--preset", p], env)
-    results = {w: {t: [] for t in tasks} for w in workers}
+    results: dict = {w: {t: [] for t in tasks} for w in workers}
+    results["_notes"] = notes
     try:
         for w in workers.values():  # warm-up (first-run allocations, page cache)
             w.ask(tasks[0], seed0)
@@ -380,6 +411,8 @@ def _agree(a: dict, b: dict) -> float:
 def summarize(results: dict, base: str = "torch") -> list[dict]:
     rows = []
     for name, by_task in results.items():
+        if name.startswith("_"):
+            continue
         for task, runs in by_task.items():
             if not runs:
                 continue
@@ -465,7 +498,7 @@ def main(argv=None) -> None:
     results = bench(args.bundle, args.checkpoint, presets, args.runs, args.threads)
     rows = summarize(results)
     print(table(rows))
-    out = {"machine": info, "bundle": args.bundle, "rows": rows}
+    out = {"machine": info, "bundle": args.bundle, "rows": rows, "notes": results["_notes"]}
     small = args.small
     if small == "auto":
         default = REPO / "exported_models" / "DEFAULT"
@@ -476,7 +509,7 @@ def main(argv=None) -> None:
         )
     if small:
         sres = bench(small, None, presets, args.runs, args.threads)
-        out["small"] = {"bundle": small, "rows": summarize(sres)}
+        out["small"] = {"bundle": small, "rows": summarize(sres), "notes": sres["_notes"]}
         print(table(out["small"]["rows"]))
     for row in rows + out.get("small", {}).get("rows", []):
         row.pop("tokens", None)
@@ -516,25 +549,33 @@ def extras(rows: list[dict]) -> list[str]:
 
 def write_markdown(path: Path, out: dict, args) -> None:
     m = out["machine"]
-    body = [
-        BEGIN,
-        "",
-        f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores; "
-        + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
-        + ".",
-        f"Command: `python bench/edit_speed.py --runs {args.runs}` (bundle `{out['bundle']}`)",
-        "",
-        table(out["rows"]),
-        "",
-    ] + extras(out["rows"])
+    body = (
+        [
+            BEGIN,
+            "",
+            f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores; "
+            + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+            + ".",
+            f"Command: `python bench/edit_speed.py --runs {args.runs}` (bundle `{out['bundle']}`)",
+            "",
+            table(out["rows"]),
+            "",
+        ]
+        + extras(out["rows"])
+        + [f"- {note}" for note in out.get("notes", [])]
+    )
     if "small" in out:
-        body += [
-            "",
-            f"Default model `{out['small']['bundle']}`:",
-            "",
-            table(out["small"]["rows"]),
-            "",
-        ] + extras(out["small"]["rows"])
+        body += (
+            [
+                "",
+                f"Default model `{out['small']['bundle']}`:",
+                "",
+                table(out["small"]["rows"]),
+                "",
+            ]
+            + extras(out["small"]["rows"])
+            + [f"- {note}" for note in out["small"].get("notes", [])]
+        )
     body += ["", END]
     text = path.read_text() if path.is_file() else ""
     if BEGIN in text and END in text:
