@@ -157,3 +157,32 @@ def test_find_and_search_never_crash(text):
         assert str(e) and str(e).isprintable()
     for m in classes.search_classes(text, *IMAGENET, limit=5):
         assert 0 <= m.index < 1000 and m.how in classes.HOWS
+
+
+def test_the_build_script_rebuilds_the_shipped_list(tmp_path):
+    """scripts/make_imagenet_classes.py, fed a wheel holding the same two timm files (rebuilt
+    here from the shipped list), writes the shipped file byte for byte; a display name that two
+    classes would share is refused."""
+    import importlib.util
+    import zipfile
+
+    spec = importlib.util.spec_from_file_location(
+        "make_imagenet_classes", locations.CHECKOUT / "scripts" / "make_imagenet_classes.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    shipped = (locations.ASSETS / classes.IMAGENET_FILE).read_text(encoding="utf-8")
+    rows = json.loads(shipped)["classes"]
+    wheel = tmp_path / f"timm-{script.VERSION}-py3-none-any.whl"
+    lemmas = [f"{c['wnid']}\t{', '.join(c['synonyms'])}" for c in rows]
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr(script.SYNSETS_FILE, "\n".join(c["wnid"] for c in rows) + "\n")
+        z.writestr(script.LEMMAS_FILE, "\n".join(["n00000001\tentity", *lemmas]) + "\n")
+    assert script.render(script.build(wheel)) == shipped
+    clash = [*lemmas]
+    clash[1] = f"{rows[1]['wnid']}\ttench, goldfish"  # a second "tench"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr(script.SYNSETS_FILE, "\n".join(c["wnid"] for c in rows) + "\n")
+        z.writestr(script.LEMMAS_FILE, "\n".join(clash) + "\n")
+    with pytest.raises(SystemExit, match="display name 'tench' of n01443537 repeats n01440764"):
+        script.build(wheel)

@@ -168,3 +168,14 @@ def test_generate_with_a_class_only_bundle_runs(window, qtbot, tiny_bundle_path,
         qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
     assert editor.run.settings.class_name == "boat"
     assert editor.document.size == (64, 64)
+
+
+def test_a_class_the_new_model_lacks_is_not_kept(window):
+    editor = window.editor
+    editor.models.use(FakeBundle(fake_manifest()))
+    editor.set_options(replace(editor.options, mode="class", class_name="dog"))
+    editor.models.use(FakeBundle(fake_manifest(["ship", "dog"])))
+    assert editor.options.class_name == "dog" and window.run_panel.classes.chosen() == "dog"
+    editor.models.use(FakeBundle(fake_manifest(["ship", "car"])))
+    assert editor.options.class_name == "" and not window.run_panel.run_button.isEnabled()
+    assert window.run_panel.cost.text().startswith("Pick a class first")

@@ -244,12 +244,15 @@ class RunPanel(QWidget):
             getattr(manifest, "class_synonyms", None),
         )
         self.classes.select(self.editor.options.class_name)
+        options = self.editor.options
+        if manifest is not None and options.class_name and not self.classes.chosen():
+            options = replace(options, class_name="")  # a class of the previous model
         if manifest is not None and manifest.needs_class:
             # a class-only model cannot remove or generate "anything": offer its class modes
-            options = self.editor.options
             mode = "class" if options.mode in ("remove", "extend") else options.mode
-            if mode != options.mode or not options.generate_class:
-                self.editor.set_options(replace(options, mode=mode, generate_class=True))
+            options = replace(options, mode=mode, generate_class=True)
+        if options != self.editor.options:
+            self.editor.set_options(options)
         self._show_fields(self.editor.options)
         self._show_cost()
 
