@@ -26,6 +26,7 @@ CLI_COMMANDS = frozenset(
         "probe",
         "fewshot",
         "import-mage",
+        "import-maskgit",
         "download",
         "export",
         "train",

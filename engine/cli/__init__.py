@@ -1,4 +1,5 @@
-"""Command line: `python main.py edit|generate|extend|classify|probe|import-mage|export|train`.
+"""Command line: `python main.py edit|generate|extend|classify|probe|import-mage|import-maskgit|
+export|train|download`.
 
 Bad input ends with exit code 2 and one line on stderr saying what and why; inputs are never
 written; outputs are written atomically (temp file + rename) as PNG with the settings in text
@@ -25,7 +26,7 @@ from engine.cli.console import (
     safe_text,
 )
 from engine.cli.images import cmd_edit, cmd_extend, cmd_generate
-from engine.cli.models import FORWARDED, cmd_forward, cmd_import_mage
+from engine.cli.models import FORWARDED, cmd_forward, cmd_import_mage, cmd_import_maskgit
 from engine.runtime.devices import DEVICES
 from engine.runtime.errors import MageError
 from engine.runtime.manifest import MAX_STEPS
@@ -194,6 +195,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="bundle name (default: the output folder's name)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
 
+    p = sub.add_parser(
+        "import-maskgit",
+        help="convert the official MaskGIT class-conditional ImageNet checkpoints to a bundle "
+        "(needs the modeling extra)",
+        description="Convert the official MaskGIT checkpoints (google-research/maskgit, Flax "
+        "files without extension) to a class-conditional bundle: 1000 ImageNet classes, "
+        "every run needs a class. 256 px (tokenizer_imagenet256_checkpoint + "
+        "maskgit_imagenet256_checkpoint) or 512 px (the *_imagenet512_* pair). The code is "
+        "Apache-2.0; the authors state no licence for the weights.",
+    )
+    p.add_argument("tokenizer", type=Path, help="tokenizer_imagenet{256,512}_checkpoint")
+    p.add_argument("transformer", type=Path, help="maskgit_imagenet{256,512}_checkpoint")
+    p.add_argument("-o", "--output", type=Path, required=True, help="bundle folder to create")
+    p.add_argument("--name", help="bundle name (default: the output folder's name)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing bundle (never a folder that is not a bundle or holds an input)",
+    )
+
     for name, text in (
         ("export", "export own checkpoints to a bundle (modeling extra)"),
         ("train", "train own tokenizer / MAGE models (modeling extra)"),
@@ -216,6 +237,7 @@ COMMANDS = {
     "generate": cmd_generate,
     "extend": cmd_extend,
     "import-mage": cmd_import_mage,
+    "import-maskgit": cmd_import_maskgit,
     "export": cmd_forward,
     "train": cmd_forward,
 }

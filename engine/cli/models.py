@@ -1,4 +1,5 @@
-"""Model commands: import-mage, and export/train handed to the modeling side's own parser."""
+"""Model commands: import-mage, import-maskgit, and export/train handed to the modeling side's
+own parser."""
 
 from __future__ import annotations
 
@@ -23,6 +24,28 @@ def cmd_import_mage(args) -> int:
         args.checkpoint,
         args.output,
         vqgan=args.vqgan,
+        name=args.name,
+        overwrite=args.overwrite,
+        say=lambda line: print(safe_text(line)),
+    )
+    return 0
+
+
+def cmd_import_maskgit(args) -> int:
+    _need_torch("import-maskgit")
+    import importlib.util
+
+    if importlib.util.find_spec("msgpack") is None:
+        raise MageError(
+            "'import-maskgit' needs msgpack: install the modeling extra "
+            "(pip install -e '.[modeling]')"
+        )
+    from engine.modeling.import_maskgit import import_maskgit
+
+    import_maskgit(
+        args.tokenizer,
+        args.transformer,
+        args.output,
         name=args.name,
         overwrite=args.overwrite,
         say=lambda line: print(safe_text(line)),

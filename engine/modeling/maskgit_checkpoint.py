@@ -1,0 +1,284 @@
+"""Import the official MaskGIT checkpoints (google-research/maskgit, Flax msgpack files
+`tokenizer_imagenet{256,512}_checkpoint` and `maskgit_imagenet{256,512}_checkpoint`).
+
+The tokenizer is the same VQGAN architecture as MAGE's (engine/modeling/vqgan.py) under Flax
+names and layouts; the transformer is engine/modeling/maskgit.py. Both files are read against
+their full expected tree (every tensor, its shape, float32), renamed and transposed
+(dense kernels [in, out] -> Linear [out, in]; conv kernels HWIO -> OIHW) and loaded strictly.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.modeling.config import VqganConfig
+from engine.modeling.flax_msgpack import Shape, read_flax_checkpoint
+from engine.modeling.mage_checkpoint import CheckpointError
+from engine.modeling.maskgit import MaskGitConfig, MaskGitTransformer
+from engine.modeling.vqgan import VQGAN
+
+PATCH = 16  # pixels per token side of the official tokenizers
+GRIDS = {16: 256, 32: 512}  # token grid -> image size of the released models
+NUM_CLASSES = 1000
+TOKENIZER = "tokenizer"
+TRANSFORMER = "MaskGIT transformer"
+_TOKENIZER_TOP = {"encoder", "decoder", "quantizer"}
+_TRANSFORMER_TOP = {"Embed_0", "MlmLayer_0"}
+
+
+# -- tokenizer: torch name <-> Flax path -------------------------------------------------------
+
+_RES = {"norm1": "GroupNorm_0", "conv1": "Conv_0", "norm2": "GroupNorm_1", "conv2": "Conv_1"}
+_RES["nin_shortcut"] = "Conv_2"
+_LEAF = {"weight": "scale", "bias": "bias"}  # norms; convs: weight -> kernel
+
+
+def _block(index: int, rest: str) -> str:
+    part, leaf = rest.split(".")
+    flax = _RES[part]
+    name = "kernel" if flax.startswith("Conv") else _LEAF[leaf]
+    return f"ResBlock_{index}/{flax}/{name}"
+
+
+def _tokenizer_path(key: str, levels: int) -> str:
+    """A VQGAN state_dict key -> its Flax path below `params/`."""
+    if key == "quantize.embedding.weight":
+        return "quantizer/codebook"
+    side, rest = key.split(".", 1)
+    conv_leaf = "kernel" if rest.endswith("weight") else "bias"
+    if m := re.fullmatch(r"down\.(\d+)\.block\.(\d+)\.(.+)", rest):
+        return f"{side}/" + _block(2 * int(m[1]) + int(m[2]), m[3])
+    if m := re.fullmatch(r"mid\.block_(\d)\.(.+)", rest):
+        first = 2 * levels if side == "encoder" else 0
+        return f"{side}/" + _block(first + int(m[1]) - 1, m[2])
+    if m := re.fullmatch(r"up\.(\d+)\.block\.(\d+)\.(.+)", rest):
+        return f"{side}/" + _block(2 + 2 * (levels - 1 - int(m[1])) + int(m[2]), m[3])
+    if m := re.fullmatch(r"up\.(\d+)\.upsample\.conv\.(weight|bias)", rest):
+        return f"{side}/Conv_{levels - int(m[1])}/{conv_leaf}"
+    if m := re.fullmatch(r"norm_out\.(weight|bias)", rest):
+        return f"{side}/GroupNorm_0/{_LEAF[m[1]]}"
+    if m := re.fullmatch(r"conv_in\.(weight|bias)", rest):
+        return f"{side}/Conv_0/{conv_leaf}"
+    if m := re.fullmatch(r"conv_out\.(weight|bias)", rest):
+        last = 1 if side == "encoder" else levels
+        return f"{side}/Conv_{last}/{conv_leaf}"
+    raise ValueError(f"no Flax name for {key}")
+
+
+def _flax_shape(tensor: torch.Tensor) -> tuple[int, ...]:
+    if tensor.ndim == 4:  # OIHW -> HWIO
+        o, i, h, w = tensor.shape
+        return (h, w, i, o)
+    return tuple(tensor.shape)
+
+
+def tokenizer_names(vqgan: VQGAN) -> dict[str, str]:
+    """{state_dict key: Flax path below params/} for every tensor of the tokenizer."""
+    levels = len(vqgan.cfg.ch_mult)
+    return {key: _tokenizer_path(key, levels) for key in vqgan.state_dict()}
+
+
+def tokenizer_spec(vqgan: VQGAN) -> dict[str, Shape]:
+    """Expected Flax tree of the official tokenizer (the codebook size left open)."""
+    sd = vqgan.state_dict()
+    spec: dict[str, Shape] = {}
+    for key, path in tokenizer_names(vqgan).items():
+        shape: Shape = _flax_shape(sd[key])
+        if path == "quantizer/codebook":
+            shape = (None, shape[1])
+        spec["params/" + path] = shape
+    return spec
+
+
+# -- transformer: torch name <-> Flax path -----------------------------------------------------
+
+
+def transformer_spec(cfg: MaskGitConfig) -> dict[str, Shape]:
+    """Expected Flax tree of the official transformer (vocabulary and positions left open)."""
+    c, h, d, m = cfg.hidden, cfg.heads, cfg.hidden // cfg.heads, cfg.mlp
+    spec: dict[str, Shape] = {
+        "Embed_0/word_embeddings/embedding": (None, c),
+        "Embed_0/position_embeddings/embedding": (None, c),
+        "Embed_0/embeddings_ln/scale": (c,),
+        "Embed_0/embeddings_ln/bias": (c,),
+        "MlmLayer_0/mlm_dense/kernel": (c, c),
+        "MlmLayer_0/mlm_dense/bias": (c,),
+        "MlmLayer_0/mlm_ln/scale": (c,),
+        "MlmLayer_0/mlm_ln/bias": (c,),
+        "MlmLayer_0/mlm_bias/bias": (None,),
+    }
+    for i in range(cfg.layers):
+        at = f"TransformerLayer_{i}/Attention_0"
+        for part in ("query", "key", "value"):
+            spec[f"{at}/self_attention/{part}/kernel"] = (c, h, d)
+            spec[f"{at}/self_attention/{part}/bias"] = (h, d)
+        spec[f"{at}/self_attention/out/kernel"] = (h, d, c)
+        spec[f"{at}/self_attention/out/bias"] = (c,)
+        spec[f"{at}/attention_output_ln/scale"] = (c,)
+        spec[f"{at}/attention_output_ln/bias"] = (c,)
+        mlp = f"TransformerLayer_{i}/Mlp_0"
+        spec[f"{mlp}/intermediate_output/kernel"] = (c, m)
+        spec[f"{mlp}/intermediate_output/bias"] = (m,)
+        spec[f"{mlp}/layer_output/kernel"] = (m, c)
+        spec[f"{mlp}/layer_output/bias"] = (c,)
+        spec[f"{mlp}/layer_output_ln/scale"] = (c,)
+        spec[f"{mlp}/layer_output_ln/bias"] = (c,)
+    return {"params/" + k: v for k, v in spec.items()}
+
+
+def _dense(kernel: np.ndarray, width: int) -> torch.Tensor:
+    """A Flax dense kernel [in..., out...] flattened to [in, out] -> Linear weight [out, in]."""
+    return torch.from_numpy(np.ascontiguousarray(kernel.reshape(-1, width).T))
+
+
+def _vector(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(a.reshape(-1).copy())
+
+
+def transformer_state(flax: dict[str, np.ndarray], cfg: MaskGitConfig) -> dict[str, torch.Tensor]:
+    """Flax tensors (keys below params/) -> MaskGitTransformer state_dict. Tensors are taken out
+    of `flax` as they are converted, so the file's copy is freed as the model's grows."""
+    c = cfg.hidden
+    sd: dict[str, torch.Tensor] = {}
+
+    def take(path: str) -> np.ndarray:
+        return flax.pop("params/" + path)
+
+    def ln(target: str, path: str) -> None:
+        sd[f"{target}.weight"] = _vector(take(f"{path}/scale"))
+        sd[f"{target}.bias"] = _vector(take(f"{path}/bias"))
+
+    def linear(target: str, path: str, out_width: int) -> None:
+        # q/k/v [in, heads, dim] and out [heads, dim, out] flatten head-major in C order
+        sd[f"{target}.weight"] = _dense(take(f"{path}/kernel"), out_width)
+        sd[f"{target}.bias"] = _vector(take(f"{path}/bias"))
+
+    for table in ("word", "position"):
+        sd[f"{table}_embeddings.weight"] = torch.from_numpy(
+            take(f"Embed_0/{table}_embeddings/embedding").copy()
+        )
+    ln("embeddings_ln", "Embed_0/embeddings_ln")
+    for i in range(cfg.layers):
+        t = f"layers.{i}"
+        at, mlp = f"TransformerLayer_{i}/Attention_0", f"TransformerLayer_{i}/Mlp_0"
+        for part in ("query", "key", "value"):
+            linear(f"{t}.attention.{part}", f"{at}/self_attention/{part}", c)
+        linear(f"{t}.attention.out", f"{at}/self_attention/out", c)
+        ln(f"{t}.attention_ln", f"{at}/attention_output_ln")
+        linear(f"{t}.intermediate", f"{mlp}/intermediate_output", cfg.mlp)
+        linear(f"{t}.output", f"{mlp}/layer_output", c)
+        ln(f"{t}.output_ln", f"{mlp}/layer_output_ln")
+    linear("mlm_dense", "MlmLayer_0/mlm_dense", c)
+    ln("mlm_ln", "MlmLayer_0/mlm_ln")
+    sd["mlm_bias"] = _vector(take("MlmLayer_0/mlm_bias/bias"))
+    return sd
+
+
+# -- reading both files ------------------------------------------------------------------------
+
+
+def _swapped(expected: str):
+    """A hint for a file of the other kind given in this one's place."""
+
+    def hint(path: str) -> str | None:
+        top = path.split("/")[1] if path.startswith("params/") else ""
+        if expected == TOKENIZER and (top in _TRANSFORMER_TOP or top.startswith("Transformer")):
+            return (
+                "this is a MaskGIT transformer checkpoint, not a tokenizer: give the tokenizer "
+                "first (import-maskgit TOKENIZER TRANSFORMER)"
+            )
+        if expected == TRANSFORMER and top in _TOKENIZER_TOP:
+            return (
+                "this is a tokenizer checkpoint, not a MaskGIT transformer: give the "
+                "transformer second (import-maskgit TOKENIZER TRANSFORMER)"
+            )
+        return None
+
+    return hint
+
+
+def _load(module: torch.nn.Module, sd: dict[str, torch.Tensor], what: str) -> None:
+    """Strict load of converted tensors (already checked for shape, dtype and finite values
+    by the reader) into a module built on the meta device: the tensors become its parameters."""
+    expected = module.state_dict()
+    for key, value in expected.items():
+        if key not in sd or sd[key].shape != value.shape:
+            got = "missing" if key not in sd else f"of shape {list(sd[key].shape)}"
+            raise CheckpointError(f"{what}: tensor for '{key}' is {got}")
+    module.load_state_dict(sd, strict=True, assign=True)
+
+
+def read_tokenizer_tensors(path: str | Path) -> dict[str, np.ndarray]:
+    """The official tokenizer file's tensors, checked against its full tree."""
+    spec = tokenizer_spec(VQGAN(VqganConfig()))
+    return read_flax_checkpoint(path, spec, TOKENIZER, _swapped(TOKENIZER))
+
+
+def tokenizer_from(flax: dict[str, np.ndarray], image_size: int, what: str) -> VQGAN:
+    """Checked tokenizer tensors -> an eval-mode VQGAN for `image_size` px (tensors are taken
+    out of `flax` as they are converted)."""
+    codes = flax["params/quantizer/codebook"].shape[0]
+    with torch.device("meta"):  # no random init: every tensor comes from the file
+        vqgan = VQGAN(VqganConfig(image_size=image_size, codebook_size=codes))
+    sd = {}
+    for key, name in tokenizer_names(vqgan).items():
+        a = flax.pop("params/" + name)
+        if a.ndim == 4:
+            a = a.transpose(3, 2, 0, 1)  # HWIO -> OIHW
+        sd[key] = torch.from_numpy(np.ascontiguousarray(a).copy())
+    _load(vqgan, sd, what)
+    return vqgan.eval()
+
+
+def read_transformer(path: str | Path, codebook_size: int) -> MaskGitTransformer:
+    """The official class-conditional transformer file -> an eval-mode module, refused unless
+    its vocabulary is `codebook_size` codes + 1000 classes + the mask."""
+    path = Path(path)
+    base = MaskGitConfig()
+    flax = read_flax_checkpoint(path, transformer_spec(base), TRANSFORMER, _swapped(TRANSFORMER))
+    vocab = flax["params/Embed_0/word_embeddings/embedding"].shape[0]
+    bias = flax["params/MlmLayer_0/mlm_bias/bias"].shape[0]
+    if bias != vocab:
+        raise CheckpointError(
+            f"{path.name} ({TRANSFORMER}): tensor 'params/MlmLayer_0/mlm_bias/bias' has "
+            f"{bias} entries but the vocabulary has {vocab}"
+        )
+    if vocab != codebook_size + NUM_CLASSES + 1:
+        raise CheckpointError(
+            f"{path.name} ({TRANSFORMER}) has a vocabulary of {vocab}, but a transformer for "
+            f"the tokenizer's {codebook_size} codes has {codebook_size + NUM_CLASSES + 1} "
+            f"({codebook_size} codes + {NUM_CLASSES} classes + mask): they do not belong together"
+        )
+    positions = flax["params/Embed_0/position_embeddings/embedding"].shape[0]
+    grid = round((positions - 1) ** 0.5)
+    if grid * grid + 1 != positions or grid not in GRIDS:
+        sizes = " or ".join(f"{g * g + 1} ({GRIDS[g]} px)" for g in GRIDS)
+        raise CheckpointError(
+            f"{path.name} ({TRANSFORMER}): tensor 'params/Embed_0/position_embeddings/"
+            f"embedding' has {positions} positions, expected {sizes}"
+        )
+    cfg = MaskGitConfig(grid=grid, codebook_size=codebook_size, num_classes=NUM_CLASSES)
+    with torch.device("meta"):
+        model = MaskGitTransformer(cfg)
+    _load(model, transformer_state(flax, cfg), f"{path.name} ({TRANSFORMER})")
+    return model.eval()
+
+
+def build_maskgit(
+    tokenizer: str | Path, transformer: str | Path
+) -> tuple[VQGAN, MaskGitTransformer]:
+    """Both official files -> (tokenizer, transformer), eval mode, checked to belong together
+    (the transformer's vocabulary fits the tokenizer's codebook; its position table says the
+    image size, 256 or 512 px)."""
+    tokenizer, transformer = Path(tokenizer), Path(transformer)
+    for file in (tokenizer, transformer):
+        if not file.is_file():
+            raise CheckpointError(f"checkpoint not found: {file}")
+    flax = read_tokenizer_tensors(tokenizer)
+    model = read_transformer(transformer, int(flax["params/quantizer/codebook"].shape[0]))
+    vqgan = tokenizer_from(flax, model.cfg.grid * PATCH, f"{tokenizer.name} ({TOKENIZER})")
+    return vqgan, model
