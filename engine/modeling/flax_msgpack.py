@@ -90,6 +90,11 @@ class _Walker:
     def fail(self, where: str, why: str) -> CheckpointError:
         return CheckpointError(f"{self.file.name} ({self.what}): {where} {why}")
 
+    def not_flax(self, why: str = "") -> CheckpointError:
+        return CheckpointError(
+            f"{self.file.name} is not a Flax checkpoint (msgpack) of the {self.what}{why}"
+        )
+
     def read(self, unpacker: msgpack.Unpacker, where: str, call):
         try:
             return call()
@@ -115,16 +120,20 @@ class _Walker:
             ) from None
         except (ValueError, msgpack.UnpackException):
             if not where:
-                raise CheckpointError(
-                    f"{self.file.name} is not a Flax checkpoint (msgpack): expected the "
-                    f"{self.what} file"
-                ) from None
+                raise self.not_flax() from None
             raise self.fail(f"'{where}'", "is not a map of modules") from None
         seen: set[str] = set()
         for _ in range(count):
-            key = self.read(unpacker, where, unpacker.unpack)
+            try:
+                key = self.read(unpacker, where, unpacker.unpack)
+            except CheckpointError:
+                if not where:
+                    raise self.not_flax() from None
+                raise
             if not isinstance(key, str) or len(key) > 200:
-                raise self.fail(f"'{where or '(top)'}'", "has a key that is not a module name")
+                if not where:
+                    raise self.not_flax()
+                raise self.fail(f"'{where}'", "has a key that is not a module name")
             path = f"{where}/{key}" if where else key
             if key in seen:
                 raise self.fail(f"'{path}'", "appears twice")
@@ -159,6 +168,8 @@ class _Walker:
                 raise self.fail(f"tensor '{path}'", "contains NaN or infinite values")
             self.out[path] = value
         missing = sorted(set(node) - seen)
+        if missing and not where and not seen & set(node):
+            raise self.not_flax(f" (it has no '{missing[0]}')")
         if missing:
             path = f"{where}/{missing[0]}" if where else missing[0]
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
