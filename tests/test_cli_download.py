@@ -13,7 +13,7 @@ import time
 import pytest
 from loopback import LoopbackServer, bundle_entry
 
-from conftest import REPO
+from conftest import FIXTURES, REPO
 from engine.cli import download as cli_download
 from engine.cli import main
 from engine.runtime import official_models as om
@@ -178,3 +178,31 @@ def test_ctrl_c_leaves_a_part_that_the_same_command_resumes(server, tmp_path, ca
     assert line.startswith("error: import failed: ") and "downloaded files stay in" in line
     assert (part.parent / "mage-vitb-1600.pth").stat().st_size == 340_000
     assert not (models / "mage-vit-b" / "manifest.json").exists()
+
+
+@pytest.mark.slow
+def test_the_synthetic_maskgit_pair_downloads_resumes_and_imports(server, tmp_path, capsys):
+    """The official MaskGIT entry end to end with files of the real sizes and format (the
+    synthetic pair of the vectors test), one connection dropped mid-file, the real importer."""
+    made = tmp_path / "made"
+    subprocess.run(
+        [sys.executable, str(FIXTURES / "official_vectors" / "maskgit_make_ckpt.py"), str(made)],
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
+    model = om.find_model("maskgit-imagenet-256")
+    for remote in model.files.values():
+        server.files["/" + remote.url.split("/", 3)[3]] = made / remote.name
+    dropped = "/maskgit-public/checkpoints/maskgit_imagenet256_checkpoint"
+    server.drop_after[dropped] = 300_000_000
+    models = tmp_path / "models"
+    code, out, err = run(["download", model.name, "--yes", "--models-dir", models], capsys)
+    assert code == 0, err
+    assert (dropped, "bytes=300000000-") in server.requests
+    target = models / model.name
+    assert out.strip().splitlines()[-1] == str(target)
+    manifest = read_manifest(target, verify_hashes=True)
+    assert len(manifest.class_names) == 1000 and manifest.null_class_id is None
+    assert manifest.grid == [16, 16] and manifest.codebook_size == 1024
+    assert not om.downloads_dir(models, model).exists()

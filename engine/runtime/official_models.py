@@ -103,6 +103,12 @@ _MAGE_ABILITIES = (
     "recognition features (few-shot heads; no ImageNet class head)",
 )
 
+# MaskGIT's bundles are class-only: every run names a class (no unconditional removal)
+_MASKGIT_ABILITIES = (
+    "class generation (1000 ImageNet classes)",
+    "refill a painted area as a chosen class",
+)
+
 OFFICIAL: tuple[OfficialModel, ...] = (
     OfficialModel(
         name="mage-vit-b",
@@ -154,12 +160,31 @@ OFFICIAL: tuple[OfficialModel, ...] = (
         importer="import-maskgit",
         licence=MASKGIT_LICENCE,
         source=f"{MASKGIT_REPO} (files in the public maskgit-public storage bucket)",
-        abilities=(
-            "class generation (1000 ImageNet classes)",
-            "refill a painted area as a class",
-            "removal and refill of painted areas",
-        ),
+        abilities=_MASKGIT_ABILITIES,
         notes="FID 6.06 class-conditional (README); 256 px, 16x16 tokens",
+        bundle_size=1_000_000_000,
+    ),
+    OfficialModel(
+        name="maskgit-imagenet-512",
+        title="MaskGIT ImageNet 512 (class-conditional, 1000 classes)",
+        files={
+            "tokenizer": RemoteFile(
+                "tokenizer_imagenet512_checkpoint",
+                MASKGIT + "tokenizer_imagenet512_checkpoint",
+                approx_size=218_068_642,
+            ),
+            "transformer": RemoteFile(
+                "maskgit_imagenet512_checkpoint",
+                MASKGIT + "maskgit_imagenet512_checkpoint",
+                approx_size=692_202_904,
+            ),
+        },
+        importer="import-maskgit",
+        licence=MASKGIT_LICENCE,
+        source=f"{MASKGIT_REPO} (files in the public maskgit-public storage bucket)",
+        abilities=_MASKGIT_ABILITIES,
+        notes="FID 7.32 class-conditional (README); 512 px, 32x32 tokens: four times the "
+        "tokens of the 256 model, so each step is several times slower",
         bundle_size=1_000_000_000,
     ),
 )
