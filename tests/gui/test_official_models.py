@@ -94,14 +94,19 @@ def test_main_window_selects_the_new_model(window, qtbot, server, tiny_bundle_pa
     assert window.editor.models.bundle.manifest.class_names == ["cat", "dog", "boat"]
 
 
+@pytest.mark.parametrize("name", ["mage-vit-b", "maskgit-imagenet-256"])
 def test_official_checkpoint_import_runs_in_a_child_process_and_fails_in_one_line(
-    qtbot, server, tmp_path
+    qtbot, server, tmp_path, name
 ):
-    """The real MAGE entry against fake files: Drive's confirmation page, then
-    `main.py import-mage` in a child process refuses them in one line; the files stay."""
-    model = om.find_model("mage-vit-b")
+    """A real entry against fake files (MAGE: through Drive's confirmation page), then
+    `main.py import-mage|import-maskgit` in a child process refuses them in one line; the
+    downloaded files stay."""
+    model = om.find_model(name)
     for remote in model.files.values():
-        server.drive[remote.url.rsplit("id=", 1)[-1]] = b"not a checkpoint " * 1000
+        if remote.drive:
+            server.drive[remote.url.rsplit("id=", 1)[-1]] = b"not a checkpoint " * 1000
+        else:
+            server.files["/" + remote.url.split("/", 3)[3]] = b"not a checkpoint " * 1000
     downloader = ModelDownloader(tmp_path / "models")
     lines = []
     downloader.status.connect(lines.append)
@@ -111,7 +116,8 @@ def test_official_checkpoint_import_runs_in_a_child_process_and_fails_in_one_lin
     assert not ok
     assert message.startswith("Import failed: ") and "\n" not in message
     assert "the downloaded files stay in" in message
-    assert any(line.startswith("Importing mage-vit-b") for line in lines)
+    assert any(line.startswith(f"Importing {name}") for line in lines)
     raw = om.downloads_dir(tmp_path / "models", model)
-    assert (raw / "mage-vitb-1600.pth").stat().st_size == 17_000
-    assert not part_path(raw / "mage-vitb-1600.pth").exists()
+    for remote in model.files.values():
+        assert (raw / remote.name).stat().st_size == 17_000
+        assert not part_path(raw / remote.name).exists()
