@@ -103,3 +103,58 @@ def test_bundles_without_synonyms_read_as_before(tiny_bundle):
     m = tiny_bundle.manifest
     assert m.class_synonyms is None and not m.needs_class
     assert m.class_id(None) == m.null_class_id
+
+
+@pytest.fixture(scope="module")
+def grid32(tmp_path_factory) -> Bundle:
+    """A class-only bundle with a 32x32 token grid (as MaskGIT at 512 px), tiny weights."""
+    import torch
+
+    from engine.modeling.config import MageConfig, VqganConfig
+    from engine.modeling.export import export_bundle
+    from engine.modeling.mage import MAGE
+    from engine.modeling.vqgan import VQGAN
+
+    torch.manual_seed(0)
+    vq = VqganConfig(
+        image_size=128, ch=32, ch_mult=(1, 1, 2), num_res_blocks=1, z_channels=32,
+        codebook_size=64, codebook_dim=8,
+    )  # fmt: skip
+    mage = MageConfig(
+        grid=32, codebook_size=64, num_class_slots=3, embed_dim=32, depth=1, num_heads=2,
+        decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2, fixed_class_slot=None,
+        official_layout=False, image_size=128,
+    )  # fmt: skip
+    folder = tmp_path_factory.mktemp("grid32")
+    export_bundle(
+        VQGAN(vq).eval(), MAGE(mage).eval(), folder / "g", name="g32", source="random (tests)",
+        class_names=["cat", "dog"], decoding={"steps": 4, "choice_temperature": 4.5},
+    )  # fmt: skip
+    path = _edited(folder / "g", folder, null_class_id=None)
+    return Bundle(path, device="cpu")
+
+
+@pytest.mark.slow  # exports a bundle
+@pytest.mark.parametrize("preset", ["exact", "fast"])
+def test_a_32x32_grid_edits_and_generates(grid32, preset):
+    from engine.runtime.runs import edit_image
+    from engine.runtime.speed import PRESETS
+
+    m = grid32.manifest
+    assert m.grid == [32, 32] and m.seq_len == 1024 and m.downsample == 4 and m.needs_class
+    rng = np.random.default_rng(0)
+    photo = (rng.random((150, 200, 3)) * 255).astype(np.uint8)
+    mask = np.zeros((150, 200), bool)
+    mask[40:70, 60:110] = True
+    settings = Settings(seeds=(2,), steps=3, class_name="dog", speed=PRESETS[preset])
+    with pytest.raises(BundleError, match="needs a class"):
+        edit_image(grid32, photo, mask, Settings(seeds=(2,), steps=3, speed=PRESETS[preset]))
+    for _ in range(2):  # the second edit of the same photo reuses cached tokens (fast)
+        result = edit_image(grid32, photo, mask, settings)
+        assert result.tokens.shape == (1, 1024)
+        patch = result.candidates[0].patch
+        x0, y0, x1, y1 = patch.box
+        assert x0 <= 60 and y0 <= 40 and x1 >= 110 and y1 >= 70
+        assert 0 <= x0 and 0 <= y0 and x1 <= 200 and y1 <= 150
+    made = run_to_end(run(grid32, Generate(), Settings(seeds=(1,), steps=2, class_name="cat")))
+    assert made.tokens.shape == (1, 1024) and (made.tokens < m.codebook_size).all()
