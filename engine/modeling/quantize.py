@@ -20,6 +20,7 @@ from engine.runtime.speed import INT8_FILE, int8_cache_path
 
 def quantize_transformer(src: str | Path, dst: str | Path, per_channel: bool = False) -> Path:
     """fp32 transformer.onnx -> int8 (QUInt8 weights, dynamic activations)."""
+    from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     src, dst = Path(src), Path(dst)
@@ -31,8 +32,10 @@ def quantize_transformer(src: str | Path, dst: str | Path, per_channel: bool = F
             str(out),
             weight_type=QuantType.QUInt8,
             per_channel=per_channel,
-            op_types_to_quantize=["MatMul"],
-            extra_options={"MatMulConstBOnly": True},
+            # Attention: a fused transformer (engine/modeling/optimize.py) keeps its qkv
+            # weights there; FLOAT is the type of tensors made by such contrib operators.
+            op_types_to_quantize=["MatMul", "Attention"],
+            extra_options={"MatMulConstBOnly": True, "DefaultTensorType": TensorProto.FLOAT},
         )
         shutil.move(str(out), dst)
     return dst
