@@ -31,9 +31,25 @@ import torch.distributed as tdist
 from torch import nn
 
 from engine.modeling import data as data_mod
+from engine.modeling.adversarial import (
+    PatchDiscriminator,
+    adaptive_weight,
+    frequency_loss,
+    high_frequency_kept,
+    hinge_d_loss,
+    hinge_g_loss,
+)
 from engine.modeling.config import OwnModelConfig, VqganConfig
-from engine.modeling.losses import CodeUsage, psnr, straight_through, tokenize, tokenizer_losses
+from engine.modeling.losses import (
+    CodeUsage,
+    encode_latents,
+    psnr,
+    straight_through,
+    tokenize,
+    tokenizer_losses,
+)
 from engine.modeling.mage import MAGE
+from engine.modeling.masks import painted_batch, user_masks
 from engine.modeling.vqgan import VQGAN
 from engine.runtime.devices import DEVICES
 from engine.runtime.schedule import DEFAULT_CHOICE_TEMPERATURE, DEFAULT_STEPS
@@ -192,16 +208,37 @@ def lr_at(step: int, base: float, warmup: int, total: int) -> float:
 
 
 class TokenizerLoss(nn.Module):
-    """The unit DDP wraps: images -> (losses, latents, ids)."""
+    """The unit DDP wraps: images -> (losses, latents, ids, reconstruction, its target)."""
 
-    def __init__(self, vqgan: VQGAN, beta: float, edge_weight: float, amp):
+    def __init__(self, vqgan: VQGAN, beta: float, edge_weight: float, amp, fft_weight: float = 0.0):
         super().__init__()
         self.vqgan, self.beta, self.edge_weight, self.amp = vqgan, beta, edge_weight, amp
+        self.fft_weight = fft_weight
 
-    def forward(self, images: torch.Tensor):
-        recon, e, q, ids = straight_through(self.vqgan, images, self.amp)
-        losses = tokenizer_losses(images, recon, e, q, self.beta, self.edge_weight)
-        return losses, e.detach(), ids
+    def forward(self, images: torch.Tensor, window: tuple[int, int, int] | None = None):
+        """`window` (y, x, side) in tokens: decode only that square of the token grid and
+        compare it with the same pixels (decoder-only training: the encoder runs without
+        gradients, so a smaller decoded square makes each step cheaper)."""
+        if window is None:
+            recon, e, q, ids = straight_through(self.vqgan, images, self.amp)
+            target = images
+        else:
+            y, x, side = window
+            with torch.no_grad():
+                e = encode_latents(self.vqgan, images, self.amp)
+                ids = self.vqgan.quantize.nearest(e)
+            q = e  # a fixed codebook: no codebook or commitment gradients either way
+            with self.amp():
+                recon = self.vqgan.decoder(
+                    self.vqgan.quantize.lookup(ids[:, y : y + side, x : x + side])
+                ).float()
+            px = images.shape[-1] // ids.shape[-1]
+            target = images[..., y * px : (y + side) * px, x * px : (x + side) * px]
+        losses = tokenizer_losses(target, recon, e, q, self.beta, self.edge_weight)
+        if self.fft_weight:
+            losses["fft"] = frequency_loss(recon, target)
+            losses["loss"] = losses["loss"] + self.fft_weight * losses["fft"]
+        return losses, e.detach(), ids, recon, target
 
 
 class TokenizerTask:
@@ -225,7 +262,26 @@ class TokenizerTask:
             # transformer trained on those tokens (for example a bundle's) stays valid
             self.model.encoder.requires_grad_(False)
             self.model.quantize.requires_grad_(False)
-        self.loss = TokenizerLoss(self.model, args.beta, args.edge_weight, dist.amp)
+        self.loss = TokenizerLoss(
+            self.model, args.beta, args.edge_weight, dist.amp, args.fft_weight
+        )
+        self.disc: PatchDiscriminator | None = None
+        if args.adv_weight:
+            self.disc = PatchDiscriminator(args.disc_ch, args.disc_layers).to(dist.device)
+            self.disc_opt = torch.optim.Adam(
+                self.disc.parameters(), lr=args.disc_lr, betas=(0.5, 0.9)
+            )
+        if args.window and not args.decoder_only:
+            raise ValueError("--window decodes a part of the token grid: it needs --decoder-only")
+        if args.window and not 0 < args.window <= cfg.grid:
+            raise ValueError(f"--window must be 1..{cfg.grid} tokens")
+        if self.disc is not None:
+            side = cfg.image_size * (args.window or cfg.grid) // cfg.grid
+            if side < self.disc.min_size():
+                raise ValueError(
+                    f"the discriminator needs images of at least {self.disc.min_size()} px, "
+                    f"the decoder gives {side} px: use fewer --disc-layers or a larger --window"
+                )
         self.usage = CodeUsage(cfg.codebook_size, dist.device)
         self.class_names = data.class_names
         self.val_images = eval_images(data.val, cfg.image_size, dist.device)
@@ -235,9 +291,49 @@ class TokenizerTask:
         return self.model.cfg.to_dict()
 
     def forward(self, step: int, module: nn.Module) -> tuple[dict, tuple]:
-        images, _ = train_batch(self.data, self.args, step, self.dist, self.model.cfg.image_size)
-        losses, e, ids = module(images)
+        args = self.args
+        images, _ = train_batch(self.data, args, step, self.dist, self.model.cfg.image_size)
+        window = None
+        if args.window:
+            free = self.model.cfg.grid - args.window + 1
+            y, x = torch.randint(free, (2,), generator=data_mod.step_generator(args.seed, step, 4))
+            window = (int(y), int(x), args.window)
+        losses, e, ids, recon, target = module(images, window)
+        if self.disc is not None:
+            losses.update(self.adversarial(step, losses["loss"], recon, target))
+            losses["loss"] = losses["loss"] + losses.pop("adv_term")
         return losses, (e, ids)
+
+    def adversarial(self, step: int, rec_loss, recon, target) -> dict[str, torch.Tensor]:
+        """One discriminator step (hinge loss) on this batch, then the generator's term
+        scaled by VQGAN's adaptive weight, from step --adv-start on (before it the
+        discriminator learns alone, so its first verdicts are not noise)."""
+        assert self.disc is not None
+        self.disc.requires_grad_(True)
+        real, fake = self.disc(target), self.disc(recon.detach())
+        d_loss = hinge_d_loss(real, fake)
+        self.disc_opt.zero_grad(set_to_none=True)
+        d_loss.backward()
+        if self.dist.world > 1:
+            for p in self.disc.parameters():
+                if p.grad is not None:
+                    self.dist.mean(p.grad)
+        self.disc_opt.step()
+        self.disc.requires_grad_(False)
+        g_loss = hinge_g_loss(self.disc(recon))
+        zero = torch.zeros((), device=recon.device)
+        weight = zero
+        if step >= self.args.adv_start:
+            last = self.model.decoder.conv_out.weight
+            weight = adaptive_weight(rec_loss, g_loss, last) * self.args.adv_weight
+        return {
+            "adv_term": weight * g_loss,
+            "d_loss": d_loss.detach(),
+            "g_loss": g_loss.detach(),
+            "adv_weight": weight,
+            "d_real": real.detach().mean(),
+            "d_fake": fake.detach().mean(),
+        }
 
     def after_step(self, step: int, optimizer, aux) -> None:
         e, ids = aux
@@ -260,15 +356,17 @@ class TokenizerTask:
     @torch.no_grad()
     def evaluate(self) -> dict:
         self.model.eval()
-        scores, ids = [], []
+        scores, kept, ids = [], [], []
         for chunk in self.val_images.split(64):
             recon, _, _, i = straight_through(self.model, chunk, self.dist.amp)
             scores.append(psnr(recon, chunk))
+            kept.append(high_frequency_kept(recon, chunk))
             ids.append(i.flatten())
         self.model.train()
         usage = self.usage.stats()
         return {
             "val_psnr": round(float(torch.cat(scores).mean()), 3),
+            "val_hf_kept": round(float(torch.cat(kept).median()), 3),
             "train_codes_used": usage["codes_used"],
             "train_perplexity": round(usage["perplexity"], 1),
             "val_codes_used": int(torch.cat(ids).unique().numel()),
@@ -278,10 +376,17 @@ class TokenizerTask:
         return best is None or new["val_psnr"] > best["val_psnr"]
 
     def state(self) -> dict:
-        return {"usage": self.usage.state_dict()}
+        out = {"usage": self.usage.state_dict()}
+        if self.disc is not None:
+            out["disc"] = self.disc.state_dict()
+            out["disc_opt"] = self.disc_opt.state_dict()
+        return out
 
     def load_state(self, state: dict) -> None:
         self.usage.load_state_dict(state["usage"])
+        if self.disc is not None and "disc" in state:
+            self.disc.load_state_dict(state["disc"])
+            self.disc_opt.load_state_dict(state["disc_opt"])
 
     def info(self) -> dict:
         return {}
@@ -307,6 +412,7 @@ class MageTask:
     kind = "mage"
     betas = (0.9, 0.95)
     EVAL_RATIOS = (0.5, 0.75, 0.9)
+    EVAL_PAINTED_AREAS = (0.1, 0.3)
 
     def __init__(self, args, data: data_mod.Dataset, dist: Dist):
         self.args, self.data, self.dist = args, data, dist
@@ -350,8 +456,14 @@ class MageTask:
         tokens = tokenize(self.vqgan, images, dist.amp)  # (b,N)
         g = data_mod.step_generator(args.seed, step, stream=1)
         ratio = self.model.sample_mask_ratio(g)
-        noise = torch.rand(args.batch, tokens.shape[1], generator=g)[lo:hi]  # global -> slice
+        noise = torch.rand(args.batch, tokens.shape[1], generator=g)  # global batch
         drop = torch.rand(args.batch, generator=g)[lo:hi] < args.class_dropout
+        if args.user_masks:
+            gp = data_mod.step_generator(args.seed, step, stream=5)
+            if float(torch.rand((), generator=gp)) < args.user_masks:
+                # this step masks holes like users paint instead of random positions
+                ratio, noise = painted_batch(gp, args.batch, self.model.cfg.grid)
+        noise = noise[lo:hi]  # this rank's slice
         if not self.class_names:
             drop[:] = True  # unconditional: always the null class
         # the null class at --class-dropout rate trains unconditional generation (and CFG)
@@ -370,18 +482,26 @@ class MageTask:
         for name, (tokens, labels) in (("val", self.val), ("train", self.train_probe)):
             loss, acc = self._masked_scores(tokens, labels)
             out[f"{name}_loss"], out[f"{name}_acc"] = round(loss, 4), round(acc, 4)
+        loss, acc = self._masked_scores(*self.val, painted=True)
+        out["val_painted_loss"], out["val_painted_acc"] = round(loss, 4), round(acc, 4)
         self.model.train()
         return out
 
-    def _masked_scores(self, tokens, labels) -> tuple[float, float]:
+    def _masked_scores(self, tokens, labels, painted: bool = False) -> tuple[float, float]:
         """Cross-entropy (no smoothing) and accuracy on masked tokens, inference path (no
-        dropping), averaged over fixed mask ratios and fixed positions."""
+        dropping), averaged over fixed mask ratios and fixed positions; `painted`: over holes
+        like users paint (engine/modeling/masks.py) of EVAL_PAINTED_AREAS instead."""
         g = torch.Generator().manual_seed(1234)
         labels = labels if self.class_names else None
         losses, accs = [], []
-        for r in self.EVAL_RATIOS:
-            noise = torch.rand(tokens.shape, generator=g).to(tokens.device)
-            masked = noise.argsort(1).argsort(1) < math.ceil(r * tokens.shape[1])
+        n = tokens.shape[1]
+        for r in self.EVAL_PAINTED_AREAS if painted else self.EVAL_RATIOS:
+            if painted:
+                masks, _ = user_masks(g, len(tokens), self.model.cfg.grid, r)
+                masked = masks.flatten(1).to(tokens.device)
+            else:
+                noise = torch.rand(tokens.shape, generator=g).to(tokens.device)
+                masked = noise.argsort(1).argsort(1) < math.ceil(r * n)
             inp = torch.where(masked, self.model.cfg.mask_token_id, tokens)
             with self.dist.amp():
                 logits = self.model(inp, labels).float()
@@ -829,12 +949,18 @@ def training_section(title: str, ckpt: dict) -> list[str]:
         "seed",
         "beta",
         "edge_weight",
+        "fft_weight",
+        "adv_weight",
+        "adv_start",
+        "disc_lr",
+        "window",
         "restart_every",
         "decoder_only",
         "init",
         "class_dropout",
         "label_smoothing",
         "dropout",
+        "user_masks",
     )
     settings = ", ".join(f"{k} {a[k]}" for k in keys if a.get(k) not in (None, False))
     return [
@@ -892,6 +1018,35 @@ def build_parser() -> argparse.ArgumentParser:
         "the encoder and codebook stay fixed, so tokens do not change and a "
         "transformer trained on them stays valid",
     )
+    tok.add_argument(
+        "--fft-weight",
+        type=float,
+        default=0.0,
+        help="weight of the L1 between log amplitude spectra (a blur loses high frequencies)",
+    )
+    tok.add_argument(
+        "--adv-weight",
+        type=float,
+        default=0.0,
+        help="weight of the PatchGAN hinge term, scaled by VQGAN's adaptive weight (0: none)",
+    )
+    tok.add_argument(
+        "--adv-start",
+        type=int,
+        default=0,
+        help="step from which the adversarial term reaches the decoder "
+        "(the discriminator trains from step 0)",
+    )
+    tok.add_argument("--disc-lr", type=float, default=1e-4, help="discriminator learning rate")
+    tok.add_argument("--disc-ch", type=int, default=64, help="discriminator base width")
+    tok.add_argument("--disc-layers", type=int, default=3, help="discriminator stride-2 layers")
+    tok.add_argument(
+        "--window",
+        type=int,
+        default=0,
+        help="with --decoder-only: decode a random square of this many tokens per step "
+        "(0: the whole grid)",
+    )
     tok.set_defaults(func=lambda a: run_training(TokenizerTask, a))
     mg = sub.add_parser("mage", help="train the MAGE transformer on a trained tokenizer")
     _common(mg, batch=256, lr=6e-4, wd=0.05, warmup=300)
@@ -910,6 +1065,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="rate at which the null class replaces the label (unconditional + CFG)",
     )
     mg.add_argument("--label-smoothing", type=float, default=0.1)
+    mg.add_argument(
+        "--user-masks",
+        type=float,
+        default=0.0,
+        help="share of steps that mask painted holes (blobs, boxes, brush strokes, "
+        "object-sized) with a ring around them instead of random positions",
+    )
     mg.set_defaults(func=lambda a: run_training(MageTask, a))
     ex = sub.add_parser(
         "export",

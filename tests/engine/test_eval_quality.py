@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -137,24 +138,97 @@ def test_inpainting_baselines_touch_only_the_mask():
 def test_removal_tables_list_every_method():
     rng = np.random.default_rng(0)
     metrics = {
-        (k, f, m): [tuple(rng.uniform(10, 20, 2)) for _ in range(3)]
+        (k, f, m): [tuple(rng.uniform(10, 20, 2)) + (rng.uniform(0, 1),) for _ in range(3)]
         for k in eq.MASK_KINDS
         for f in eq.MASK_FRACS
         for m in eq.METHODS
     }
     lines = eq.removal_table({"metrics": metrics}, 128)
-    psnr_head, ssim_head = lines[0], lines[lines.index("") + 1]
+    blanks = [i for i, x in enumerate(lines) if x == ""]
+    assert len(blanks) == 2
+    psnr_head, ssim_head, detail_head = lines[0], lines[blanks[0] + 1], lines[blanks[1] + 1]
     for name in eq.METHOD_NAMES.values():
         assert f"| {name} PSNR |" in psnr_head and f"| {name} SSIM" in ssim_head
+        assert f"| {name} detail" in detail_head
     rows = [
         x
         for x in lines
-        if x.startswith("| ") and "---" not in x and "PSNR" not in x and "SSIM" not in x
+        if x.startswith("| ")
+        and "---" not in x
+        and "PSNR" not in x
+        and "SSIM" not in x
+        and "detail" not in x
     ]
-    assert len(rows) == 2 * (len(eq.MASK_KINDS) * len(eq.MASK_FRACS) + 1)
-    blank = lines.index("")
-    assert all(x.count("|") == psnr_head.count("|") for x in lines[1:blank])
-    assert all(x.count("|") == ssim_head.count("|") for x in lines[blank + 1 :])
+    assert len(rows) == 3 * (len(eq.MASK_KINDS) * len(eq.MASK_FRACS) + 1)
+    assert all(x.count("|") == psnr_head.count("|") for x in lines[1 : blanks[0]])
+    assert all(x.count("|") == ssim_head.count("|") for x in lines[blanks[0] + 1 : blanks[1]])
+    assert all(x.count("|") == detail_head.count("|") for x in lines[blanks[1] + 1 :])
+    # the detail cells are medians over images, in percent
+    cells = np.array(metrics[("box", 0.05, "telea")])
+    row = next(x for x in lines[blanks[1] :] if x.startswith("| box 5% |"))
+    telea = row.split("|")[2 + eq.METHODS.index("telea")].strip()
+    assert telea == f"{100 * np.median(cells[:, 2]):.0f}%"
+
+
+def textured_image(size=64, seed=0):
+    """Grass-like texture: fine noise over a smooth gradient."""
+    rng = np.random.default_rng(seed)
+    base = smooth_image(size, seed).astype(np.float64)
+    return np.clip(base + rng.normal(0, 30, (size, size, 1)), 0, 255).astype(np.uint8)
+
+
+def test_detail_counts_texture_inside_the_hole_not_the_seam():
+    a = textured_image()
+    mask = np.zeros(a.shape[:2], bool)
+    mask[16:48, 20:44] = True
+    assert eq.detail(a, a, mask) == pytest.approx(1.0)
+    # smooth fills keep almost none of the texture, though harmonic wins PSNR over noise
+    harmonic, flat = eq.harmonic_fill(a, mask), eq.flat_fill(a, mask)
+    assert eq.detail(a, harmonic, mask) < 0.15 and eq.detail(a, flat, mask) < 0.05
+    # another texture of the same strength counts as detail, though its PSNR is worse
+    other = a.copy()
+    other[mask] = textured_image(seed=5)[mask]
+    assert eq.detail(a, other, mask) > 0.7
+    assert eq.psnr(a, other, mask) < eq.psnr(a, harmonic, mask)
+    # a flat fill of a very different colour has a hard seam: the seam is not detail
+    seam = a.copy()
+    seam[mask] = (a[mask].mean(0) + 120) % 256
+    assert eq.detail(a, seam, mask) < 0.05
+    # a flat real region counts as one grey level, so a flat fill there is not divided by 0
+    grey = np.full_like(a, 128)
+    assert eq.detail(grey, grey, mask) == 0.0
+    # a 1-px-wide hole has no inside: the whole mask is used
+    thin = np.zeros_like(mask)
+    thin[10, 5:30] = True
+    assert eq.detail_region(thin).sum() == thin.sum()
+    assert eq.detail_region(mask).sum() == 30 * 22
+
+
+def test_high_frequencies_kept_by_a_reconstruction():
+    a = textured_image(seed=3)
+    assert eq.hf_kept(a, a) == pytest.approx(1.0)
+    blurred = cv2.GaussianBlur(a, (0, 0), 1.5)
+    very = cv2.GaussianBlur(a, (0, 0), 3.0)
+    assert eq.hf_kept(a, very) < eq.hf_kept(a, blurred) < 0.4
+    noisy = np.clip(a + np.random.default_rng(0).normal(0, 20, a.shape), 0, 255)
+    assert eq.hf_kept(a, noisy) > 1.0
+
+
+def test_removal_goal_needs_psnr_and_detail():
+    def result(ours_psnr, ours_detail):
+        metrics = {}
+        for k in eq.MASK_KINDS:
+            for f in eq.MASK_FRACS:
+                for m in eq.METHODS:
+                    cell = (ours_psnr, 0.5, ours_detail) if m == "ours" else (18.0, 0.5, 0.3)
+                    metrics[(k, f, m)] = [cell] * 4
+        return {"metrics": metrics}
+
+    assert eq.removal_goal(result(18.5, 0.6))[0]
+    assert not eq.removal_goal(result(18.5, 0.4))[0]  # sharp enough PSNR, but a blur
+    assert not eq.removal_goal(result(17.5, 0.9))[0]  # detailed, but worse than Telea
+    met, account = eq.removal_goal(result(18.5, 0.6))
+    assert "18.50 dB vs Telea 18.00 dB" in account and "detail 60%" in account
 
 
 @pytest.mark.parametrize("fit", list(eq.CLASSIFIERS.values()))

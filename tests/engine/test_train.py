@@ -217,6 +217,106 @@ def _torchrun(args: list[str], nproc: int) -> None:
 
 
 @pytest.mark.slow
+def test_adversarial_decoder_fine_tune_on_token_windows_resumes_exactly(
+    tokenizer_run, photos, tmp_path
+):
+    """--decoder-only --window --adv-weight --fft-weight: the encoder and codebook stay put,
+    the discriminator trains and its term reaches the decoder from --adv-start on, and a
+    stopped run resumes the discriminator too (same losses as one run)."""
+    flags = [
+        "tokenizer",
+        "--data",
+        str(photos),
+        "--init",
+        str(tokenizer_run / "tokenizer.pt"),
+        "--decoder-only",
+        "--window",
+        "4",
+        "--adv-weight",
+        "0.5",
+        "--adv-start",
+        "2",
+        "--fft-weight",
+        "1.0",
+        "--disc-ch",
+        "16",
+        "--disc-layers",
+        "2",
+        *TINY_TOKENIZER,
+    ]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert train.main([*flags, "--out", str(whole), "--steps", "6"]) == 0
+    rows = [json.loads(line) for line in (whole / "log_tokenizer.jsonl").read_text().splitlines()]
+    steps = {r["step"]: r for r in rows if "loss" in r}
+    assert sorted(steps) == list(range(6))
+    assert all(steps[s]["adv_weight"] == 0 for s in (0, 1))
+    assert all(steps[s]["adv_weight"] > 0 for s in (2, 3, 4, 5))
+    assert all(0 < steps[s]["d_loss"] < 2 and steps[s]["fft"] > 0 for s in steps)
+    evals = [r["eval"] for r in rows if "eval" in r]
+    assert evals and 0 < evals[-1]["val_hf_kept"] < 2
+
+    before = torch.load(tokenizer_run / "tokenizer.pt", weights_only=True)["model"]
+    after = torch.load(whole / "tokenizer.pt", weights_only=True)
+    assert "disc" in after["task_state"] and "disc_opt" in after["task_state"]
+    for key, value in before.items():
+        if key.startswith(("encoder.", "quantize.")):
+            torch.testing.assert_close(after["model"][key], value, atol=0, rtol=0)
+    assert any(
+        not torch.equal(after["model"][k], v) for k, v in before.items() if k.startswith("decoder.")
+    )
+
+    assert train.main([*flags, "--out", str(parts), "--steps", "6", "--stop-after", "3"]) == 0
+    assert train.main([*flags, "--out", str(parts), "--steps", "6", "--resume"]) == 0
+    np.testing.assert_allclose(_losses(parts, "tokenizer"), _losses(whole, "tokenizer"), atol=1e-5)
+    resumed = torch.load(parts / "tokenizer.pt", weights_only=True)
+    for key, value in after["task_state"]["disc"].items():
+        torch.testing.assert_close(resumed["task_state"]["disc"][key], value, atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow
+def test_mage_trains_on_painted_holes_and_reports_them(tokenizer_run, photos, tmp_path):
+    """--user-masks 1: every step masks painted holes; the held-out metrics gain the
+    painted-hole loss and accuracy, and a resumed run replays the same masks."""
+    flags = [
+        "mage",
+        "--data",
+        str(photos),
+        "--tokenizer",
+        str(tokenizer_run / "tokenizer.pt"),
+        "--user-masks",
+        "1.0",
+        *TINY_MAGE,
+    ]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert train.main([*flags, "--out", str(whole), "--steps", "6"]) == 0
+    ckpt = torch.load(whole / "mage.pt", weights_only=True)
+    assert ckpt["train_args"]["user_masks"] == 1.0
+    m = ckpt["metrics"]
+    assert m["val_painted_loss"] > 0 and 0 <= m["val_painted_acc"] <= 1
+    assert m["val_painted_loss"] != m["val_loss"]
+    assert train.main([*flags, "--out", str(parts), "--steps", "6", "--stop-after", "3"]) == 0
+    assert train.main([*flags, "--out", str(parts), "--steps", "6", "--resume"]) == 0
+    np.testing.assert_allclose(_losses(parts, "mage"), _losses(whole, "mage"), atol=1e-6)
+    # painted steps are not random-mask steps: the loss curve differs from --user-masks 0
+    plain = tmp_path / "plain"
+    no_paint = [f for f in flags if f not in ("--user-masks", "1.0")]
+    assert train.main([*no_paint, "--out", str(plain), "--steps", "6"]) == 0
+    assert not np.allclose(_losses(plain, "mage"), _losses(whole, "mage"))
+
+
+def test_window_and_adversarial_flags_refuse_what_cannot_work(tokenizer_run, photos, tmp_path):
+    base = ["tokenizer", "--data", str(photos), "--steps", "1", *TINY_TOKENIZER]
+    # a window of the token grid only makes sense when the encoder is fixed
+    assert train.main([*base, "--out", str(tmp_path / "a"), "--window", "2"]) == 2
+    init = ["--init", str(tokenizer_run / "tokenizer.pt"), "--decoder-only"]
+    assert train.main([*base, *init, "--out", str(tmp_path / "b"), "--window", "9"]) == 2
+    # 2 tokens of 4 px: too small for a 3-layer discriminator
+    adv = ["--adv-weight", "0.1", "--window", "2"]
+    assert train.main([*base, *init, *adv, "--out", str(tmp_path / "c")]) == 2
+    assert not (tmp_path / "a" / "tokenizer.pt").exists()
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["tokenizer", "mage"])
 def test_torchrun_two_processes_match_one(kind, tokenizer_run, photos, tmp_path):
     """Same global batch: same per-step losses (dropout off: it is the one per-rank draw)."""
