@@ -6,11 +6,15 @@ its statistics over the whole input, so a crop normalises with other statistics 
 grid and its pixels come out visibly different. Two extra decoders fix that:
 
 - `tokenizer_decoder_stats.onnx`: in "tokens" int64 [B,h,w]; out "image" float32 [B,3,H,W]
-  (the plain decoder's pixels, clipped to [0,1]) and "stats" float32 [B,L,G,2]: the mean and
-  variance of each of the decoder's L GroupNorms (G groups), in the order they run.
-- `tokenizer_decoder_region.onnx`: in "tokens" int64 [B,h',w'] (any crop) and "stats"
-  float32 [B,L,G,2]; out "image" float32 [B,3,h'*d,w'*d]: the crop decoded with every
-  GroupNorm using the given statistics instead of the crop's own.
+  (the plain decoder's pixels, clipped to [0,1]) and "stats" float32 [B,L,G,3,h,w]: for each
+  of the decoder's L GroupNorms (in the order they run), each of its G groups and each token
+  cell, the count, sum and sum of squares of the GroupNorm's input over that cell.
+- `tokenizer_decoder_region.onnx`: in "tokens" int64 [B,h',w'] (a crop), "live" float32
+  [B,1,h',w'] and "outside" float32 [B,L,G,3]; out "image" float32 [B,3,h'*d,w'*d]. Each
+  GroupNorm takes its statistics from the crop's own activations over the live cells (the
+  changed tokens and their ring) together with the cell sums of a full decode over every other
+  cell (`outside`), so it normalises as a full decode of the new tokens would: only the
+  crop's border, where the convolutions miss context, still differs.
 
 The runtime keeps the statistics of a full decode per context square and decodes later
 candidates and edits of that square as crops (engine/runtime/speed.py).
@@ -33,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from engine.modeling.vqgan import VQGAN
@@ -62,21 +67,53 @@ def _normalise(norm: nn.GroupNorm, x: torch.Tensor, mean, var) -> torch.Tensor:
     return y * norm.weight.view(1, -1, 1, 1) + norm.bias.view(1, -1, 1, 1)
 
 
+def _cell_sums(x: torch.Tensor, groups: int, scale: int) -> torch.Tensor:
+    """(count, sum, sum of squares) of each group over each token cell: [B,G,3,h,w]."""
+    b, c = x.shape[0], x.shape[1]
+    area = scale * scale
+    sums = F.avg_pool2d(x, scale) * area if scale > 1 else x
+    squares = F.avg_pool2d(x * x, scale) * area if scale > 1 else x * x
+    h, w = sums.shape[-2], sums.shape[-1]
+    sums = sums.reshape(b, groups, -1, h, w).sum(2)
+    squares = squares.reshape(b, groups, -1, h, w).sum(2)
+    count = torch.ones_like(sums) * float(area * (c // groups))
+    return torch.stack([count, sums, squares], 2)
+
+
+def _mixed_stats(x, groups: int, scale: int, live, outside) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance [B,G] over the `live` cells of `x` ([B,1,h,w] at token resolution)
+    together with the (count, sum, sum of squares) `outside` [B,G,3] of the rest."""
+    b, c = x.shape[0], x.shape[1]
+    m = F.interpolate(live, scale_factor=float(scale), mode="nearest") if scale > 1 else live
+    xm = x * m
+    count = m.reshape(b, 1, -1).sum(-1) * float(c // groups) + outside[..., 0]
+    total = xm.reshape(b, groups, -1).sum(-1) + outside[..., 1]
+    squares = (xm * x).reshape(b, groups, -1).sum(-1) + outside[..., 2]
+    mean = total / count
+    return mean, torch.clamp(squares / count - mean * mean, min=0.0)
+
+
 @contextlib.contextmanager
-def _norms(decoder: nn.Module, record: list | None = None, given=None) -> Iterator[None]:
-    """Within the block, every GroupNorm of `decoder` appends its (mean, var) to `record`, or
-    normalises with the next (mean, var) of `given` ([B,L,G,2], in call order)."""
+def _norms(
+    decoder: nn.Module, width: int, record: list | None = None, live=None, outside=None
+) -> Iterator[None]:
+    """Within the block every GroupNorm of `decoder` (fed a grid `width` tokens wide) appends
+    the per-cell sums of its input to `record` and normalises as usual, or normalises with the
+    statistics of its input over the `live` cells plus the next `outside` sums ([B,L,G,3], in
+    call order)."""
     norms = [m for m in decoder.modules() if isinstance(m, nn.GroupNorm)]
     calls = [0]
 
     def forward_of(norm: nn.GroupNorm):
         def forward(x: torch.Tensor) -> torch.Tensor:
-            if given is None:
-                mean, var = _group_stats(x, norm.num_groups)
+            scale = int(x.shape[-1]) // width
+            if outside is None:
                 assert record is not None
-                record.append(torch.stack([mean, var], -1))
+                record.append(_cell_sums(x, norm.num_groups, scale))
+                mean, var = _group_stats(x, norm.num_groups)
             else:
-                mean, var = given[:, calls[0], :, 0], given[:, calls[0], :, 1]
+                here = outside[:, calls[0]]
+                mean, var = _mixed_stats(x, norm.num_groups, scale, live, here)
             calls[0] += 1
             return _normalise(norm, x, mean, var)
 
@@ -92,7 +129,8 @@ def _norms(decoder: nn.Module, record: list | None = None, given=None) -> Iterat
 
 
 class DecoderWithStats(nn.Module):
-    """tokens [B,h,w] -> image [B,3,H,W] clipped to [0,1], stats [B,L,G,2]."""
+    """tokens [B,h,w] -> image [B,3,H,W] clipped to [0,1], stats [B,L,G,3,h,w]: (count, sum,
+    sum of squares) of each GroupNorm's input per group and token cell."""
 
     def __init__(self, vqgan: VQGAN):
         super().__init__()
@@ -100,20 +138,24 @@ class DecoderWithStats(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         record: list[torch.Tensor] = []
-        with _norms(self.vqgan.decoder, record=record):
+        with _norms(self.vqgan.decoder, int(tokens.shape[-1]), record=record):
             image = self.vqgan.decode(tokens).clamp(0.0, 1.0)
         return image, torch.stack(record, 1)
 
 
 class DecoderWithGivenStats(nn.Module):
-    """tokens [B,h',w'], stats [B,L,G,2] -> image [B,3,h'*d,w'*d] clipped to [0,1]."""
+    """tokens [B,h',w'] (a crop), live [B,1,h',w'] (1 where the crop's own activations count),
+    outside [B,L,G,3] (count, sum, sum of squares of everything else, from a full decode) ->
+    image [B,3,h'*d,w'*d] clipped to [0,1]."""
 
     def __init__(self, vqgan: VQGAN):
         super().__init__()
         self.vqgan = vqgan
 
-    def forward(self, tokens: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
-        with _norms(self.vqgan.decoder, given=stats):
+    def forward(
+        self, tokens: torch.Tensor, live: torch.Tensor, outside: torch.Tensor
+    ) -> torch.Tensor:
+        with _norms(self.vqgan.decoder, int(tokens.shape[-1]), live=live, outside=outside):
             return self.vqgan.decode(tokens).clamp(0.0, 1.0)
 
 
@@ -142,21 +184,33 @@ def export_region_decoders(vqgan: VQGAN, folder: str | Path) -> None:
     tokens = torch.randint(0, k, (2, grid, grid))
     with torch.no_grad():
         _, stats = DecoderWithStats(vqgan)(tokens)
+    live = torch.zeros(2, 1, grid, grid)
+    live[:, :, 2:-2, 2:-2] = 1.0
+    outside = (stats * (1 - live[:, None, None])).sum((-2, -1))
     _export(
         DecoderWithStats(vqgan),
         (tokens,),
         folder / STATS_DECODER_FILE,
         ["tokens"],
         ["image", "stats"],
-        {"tokens": {0: "B", 1: "h", 2: "w"}, "image": {0: "B", 2: "H", 3: "W"}, "stats": {0: "B"}},
+        {
+            "tokens": {0: "B", 1: "h", 2: "w"},
+            "image": {0: "B", 2: "H", 3: "W"},
+            "stats": {0: "B", 4: "h", 5: "w"},
+        },
     )
     _export(
         DecoderWithGivenStats(vqgan),
-        (tokens, stats),
+        (tokens, live, outside),
         folder / REGION_DECODER_FILE,
-        ["tokens", "stats"],
+        ["tokens", "live", "outside"],
         ["image"],
-        {"tokens": {0: "B", 1: "h", 2: "w"}, "stats": {0: "B"}, "image": {0: "B", 2: "H", 3: "W"}},
+        {
+            "tokens": {0: "B", 1: "h", 2: "w"},
+            "live": {0: "B", 2: "h", 3: "w"},
+            "outside": {0: "B"},
+            "image": {0: "B", 2: "H", 3: "W"},
+        },
     )
 
 
@@ -174,8 +228,14 @@ def check_region_decoders(
     tokens = rng.integers(0, codebook_size, (2, grid, grid), dtype=np.int64)
     want = plain.run(None, {"tokens": tokens})[0]
     image, stats = with_stats.run(None, {"tokens": tokens})
-    again = region.run(None, {"tokens": tokens, "stats": stats})[0]
-    diff = max(float(np.abs(image - want).max()), float(np.abs(again - want).max()))
+    # the whole grid live, or none of it (all statistics from the full decode's sums)
+    live = np.ones((2, 1, grid, grid), np.float32)
+    nothing = np.zeros((2, *stats.shape[1:4]), np.float32)
+    again = region.run(None, {"tokens": tokens, "live": live, "outside": nothing})[0]
+    given = region.run(None, {"tokens": tokens, "live": 0 * live, "outside": stats.sum((-2, -1))})[
+        0
+    ]
+    diff = max(float(np.abs(x - want).max()) for x in (image, again, given))
     if diff > PIXELS_MAX_ABS:
         raise RegionDecoderError(
             f"the region decoders differ from tokenizer_decoder.onnx by {diff:.1e} "
