@@ -85,7 +85,6 @@ class _Walker:
         self.file, self.what, self.hint = path, what, hint
         self.tree = _tree(spec)
         self.out: dict[str, np.ndarray] = {}
-        self.skipped: list[str] = []
 
     def fail(self, where: str, why: str) -> CheckpointError:
         return CheckpointError(f"{self.file.name} ({self.what}): {where} {why}")
@@ -142,7 +141,6 @@ class _Walker:
             if child is None:
                 if not where:  # other collections beside "params" (optimizer state): unused
                     self.read(unpacker, path, unpacker.skip)
-                    self.skipped.append(key)
                     continue
                 hint = self.hint(path)
                 if hint:
