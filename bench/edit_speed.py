@@ -116,7 +116,7 @@ def torch_worker(args) -> None:
                 )
             )
             t2 = time.perf_counter()
-            px = to_u8(vq.iterative_decode(torch.from_numpy(last.tokens.reshape(1, g, g))))
+            px = to_u8(vq.decode(torch.from_numpy(last.tokens.reshape(1, g, g))))
             if task == "edit":
                 feather_in(manifest, part, fill.crop, px[0], None)
             t3 = time.perf_counter()
