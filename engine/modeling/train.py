@@ -286,12 +286,14 @@ class TokenizerTask:
         self.class_names = data.class_names
         self.val_images = eval_images(data.val, cfg.image_size, dist.device)
         self.total: int | None = None  # set by the Trainer once the run length is known
+        self.last_step = -1  # the step last trained
 
     def config(self) -> dict:
         return self.model.cfg.to_dict()
 
     def forward(self, step: int, module: nn.Module) -> tuple[dict, tuple]:
         args = self.args
+        self.last_step = step
         images, _ = train_batch(self.data, args, step, self.dist, self.model.cfg.image_size)
         window = None
         if args.window:
@@ -373,6 +375,13 @@ class TokenizerTask:
         }
 
     def better(self, new: dict, best: dict | None) -> bool:
+        """Higher held-out PSNR; with the adversarial term, a checkpoint trained with it beats
+        any from before --adv-start (PSNR alone would keep the blurrier one)."""
+        if self.disc is not None and self.args.adv_start:
+            on = self.last_step >= self.args.adv_start
+            best_on = best is not None and best["step"] > self.args.adv_start
+            if on != best_on:
+                return on
         return best is None or new["val_psnr"] > best["val_psnr"]
 
     def state(self) -> dict:

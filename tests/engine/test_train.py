@@ -235,7 +235,7 @@ def test_adversarial_decoder_fine_tune_on_token_windows_resumes_exactly(
         "--adv-weight",
         "0.5",
         "--adv-start",
-        "2",
+        "4",
         "--fft-weight",
         "1.0",
         "--disc-ch",
@@ -249,11 +249,13 @@ def test_adversarial_decoder_fine_tune_on_token_windows_resumes_exactly(
     rows = [json.loads(line) for line in (whole / "log_tokenizer.jsonl").read_text().splitlines()]
     steps = {r["step"]: r for r in rows if "loss" in r}
     assert sorted(steps) == list(range(6))
-    assert all(steps[s]["adv_weight"] == 0 for s in (0, 1))
-    assert all(steps[s]["adv_weight"] > 0 for s in (2, 3, 4, 5))
+    assert all(steps[s]["adv_weight"] == 0 for s in (0, 1, 2, 3))
+    assert all(steps[s]["adv_weight"] > 0 for s in (4, 5))
     assert all(0 < steps[s]["d_loss"] < 2 and steps[s]["fft"] > 0 for s in steps)
     evals = [r["eval"] for r in rows if "eval" in r]
-    assert evals and 0 < evals[-1]["val_hf_kept"] < 2
+    assert len(evals) == 2 and 0 < evals[-1]["val_hf_kept"] < 2
+    # evaluated at step 4 (no adversarial term yet) and 6: the best is the one trained with it
+    assert torch.load(whole / "tokenizer_best.pt", weights_only=True)["step"] == 6
 
     before = torch.load(tokenizer_run / "tokenizer.pt", weights_only=True)["model"]
     after = torch.load(whole / "tokenizer.pt", weights_only=True)
@@ -302,6 +304,24 @@ def test_mage_trains_on_painted_holes_and_reports_them(tokenizer_run, photos, tm
     no_paint = [f for f in flags if f not in ("--user-masks", "1.0")]
     assert train.main([*no_paint, "--out", str(plain), "--steps", "6"]) == 0
     assert not np.allclose(_losses(plain, "mage"), _losses(whole, "mage"))
+
+
+def test_best_tokenizer_with_the_adversarial_term_is_one_trained_with_it():
+    from types import SimpleNamespace
+
+    def task(last_step, adv=True):
+        args = SimpleNamespace(adv_start=4)
+        return SimpleNamespace(disc=object() if adv else None, args=args, last_step=last_step)
+
+    better = train.TokenizerTask.better
+    blurry_best = {"val_psnr": 22.0, "step": 4}  # trained steps 0-3: no adversarial term
+    sharp = {"val_psnr": 21.5}
+    assert better(task(5), sharp, blurry_best)  # lower PSNR, but with the term
+    assert not better(task(5, adv=False), sharp, blurry_best)  # plain PSNR without it
+    assert not better(task(2), {"val_psnr": 23.0}, {"val_psnr": 21.0, "step": 6})
+    assert better(task(7), {"val_psnr": 21.6}, {"val_psnr": 21.5, "step": 6})
+    assert not better(task(7), {"val_psnr": 21.4}, {"val_psnr": 21.5, "step": 6})
+    assert better(task(1), {"val_psnr": 5.0}, None)
 
 
 def test_window_and_adversarial_flags_refuse_what_cannot_work(tokenizer_run, photos, tmp_path):
