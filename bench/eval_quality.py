@@ -978,6 +978,7 @@ def write_report(
     L += [
         "Produced by `python bench/eval_quality.py"
         + (f" --model {args.model}" if args.model else "")
+        + (" --no-classes" if args.no_classes else "")
         + "`; every number below comes "
         "from that run. Re-run it after retraining.",
         "",
@@ -1138,8 +1139,14 @@ def write_report(
             ]
     L += ["<!-- OBSERVATIONS -->", "<!-- /OBSERVATIONS -->", ""]
 
-    L += ["## 3. Class-conditional samples", ""]
-    if not cls_runs:
+    L += ["## 3. Class-conditional samples", "", "<!-- CLASSES -->"]
+    if args.no_classes:
+        L += [
+            "Not run this time (`--no-classes`): what follows is kept from the last run that "
+            "judged the samples, and holds only while the transformer is the same.",
+            "",
+        ]
+    elif not cls_runs:
         L += ["The model is unconditional or none of its classes is a data class; skipped.", ""]
     else:
         L += [
@@ -1205,11 +1212,28 @@ def write_report(
                 f"![class samples, guidance {r['guidance']:g}]({r['sheet']})",
                 "",
             ]
+    L += ["<!-- /CLASSES -->", ""]
     L += ["## What the numbers say", "", "<!-- SUMMARY -->", "<!-- /SUMMARY -->", ""]
     text = "\n".join(L) + "\n"
     if path.is_file():  # keep the hand-written notes of an earlier run between the markers
-        text = keep_notes(path.read_text(encoding="utf-8"), text)
+        old = path.read_text(encoding="utf-8")
+        text = keep_notes(old, text)
+        if args.no_classes:
+            text = keep_section(old, text, "CLASSES")
     path.write_text(text, encoding="utf-8")
+
+
+def keep_section(old: str, new: str, name: str) -> str:
+    """Append what lies between <!-- NAME --> and <!-- /NAME --> in `old` to the same section
+    of `new` (after what `new` says there), leaving `new` as it is when `old` lacks it."""
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    if not (start in old and end in old and end in new):
+        return new
+    body = old.split(start, 1)[1].split(end, 1)[0].strip("\n")
+    if body.startswith("Not run this time"):  # an earlier --no-classes run: keep what it kept
+        body = body.split("\n\n", 1)[1] if "\n\n" in body else ""
+    head, tail = new.split(end, 1)
+    return head.rstrip("\n") + "\n\n" + body + "\n" + end + tail
 
 
 def keep_notes(old: str, new: str) -> str:

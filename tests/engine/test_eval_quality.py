@@ -258,3 +258,19 @@ def test_rerun_keeps_hand_written_notes():
     new = "b\n<!-- SUMMARY -->\n<!-- /SUMMARY -->\nnew tail\n"
     assert eq.keep_notes(old, new) == "b\n<!-- SUMMARY -->\nmy notes\n<!-- /SUMMARY -->\nnew tail\n"
     assert eq.keep_notes("no markers", new) == new
+
+
+def test_a_run_without_class_samples_keeps_the_last_judged_section():
+    judged = "# Q\n<!-- CLASSES -->\n| fish | 40% |\n\n![sheet](s.png)\n<!-- /CLASSES -->\nend\n"
+    skipped = (
+        "# Q2\n<!-- CLASSES -->\nNot run this time (`--no-classes`): kept.\n\n<!-- /CLASSES -->\n"
+    )
+    once = eq.keep_section(judged, skipped, "CLASSES")
+    assert once.startswith("# Q2\n") and "Not run this time" in once
+    assert "| fish | 40% |\n\n![sheet](s.png)\n<!-- /CLASSES -->" in once
+    # a second skipped run keeps the judged table once, not the first note twice
+    twice = eq.keep_section(once, skipped, "CLASSES")
+    assert twice == once
+    assert twice.count("Not run this time") == 1 and twice.count("| fish | 40% |") == 1
+    # nothing to keep: unchanged
+    assert eq.keep_section("# old without markers\n", skipped, "CLASSES") == skipped
