@@ -32,7 +32,8 @@ from engine.modeling.export import (
     swap_into_place,
 )
 from engine.modeling.maskgit import MaskGitExport, MaskGitFeatures, MaskGitTransformer
-from engine.modeling.maskgit_checkpoint import build_maskgit
+from engine.modeling.maskgit_checkpoint import build_maskgit, image_size
+from engine.modeling.region_decode import check_region_decoders
 from engine.modeling.vqgan import VQGAN
 from engine.runtime.classes import imagenet_classes
 from engine.runtime.manifest import Manifest, sha256_file, write_manifest
@@ -105,12 +106,13 @@ def check_maskgit_parity(
     vqgan: VQGAN, model: MaskGitTransformer, folder: Path, seed: int = 0
 ) -> ParityReport:
     """PyTorch vs onnxruntime (CPU) on the same random inputs: a half-masked and a fully
-    masked sequence with the first and the last class."""
+    masked sequence with the first and the last class; the tokenizer at its check size."""
     g = torch.Generator().manual_seed(seed)
-    cfg, size = model.cfg, vqgan.cfg.image_size
+    cfg, size, grid = model.cfg, vqgan.cfg.image_size, vqgan.cfg.grid
     n = cfg.grid**2
     images = torch.rand(2, 3, size, size, generator=g)
     ids = torch.randint(0, cfg.codebook_size, (2, n), generator=g)
+    grid_ids = torch.randint(0, cfg.codebook_size, (2, grid, grid), generator=g)
     seq = ids.clone()
     seq[0, torch.randperm(n, generator=g)[: n // 2]] = cfg.mask_row
     seq[1] = cfg.mask_row
@@ -121,7 +123,6 @@ def check_maskgit_parity(
     }
     with torch.no_grad():
         t_tokens = vqgan.encode(images).numpy()
-        grid_ids = ids.reshape(2, cfg.grid, cfg.grid)
         t_pixels = vqgan.decode(grid_ids).clamp(0, 1).numpy()
         t_logits = MaskGitExport(model)(seq, class_ids).numpy()
         t_feat = MaskGitFeatures(model)(ids).numpy()
@@ -174,7 +175,7 @@ def import_maskgit(
     say(f"reading {tokenizer.name} and {transformer.name} ...")
     vqgan, model = build_maskgit(tokenizer, transformer)
     cfg = model.cfg
-    size = vqgan.cfg.image_size
+    size = image_size(model)
     say(
         f"loaded MaskGIT ImageNet {size}: {cfg.grid}x{cfg.grid} tokens, "
         f"{cfg.codebook_size} codes, {cfg.num_classes} classes "
@@ -193,6 +194,7 @@ def import_maskgit(
         for line in report.lines():
             say("  " + line)
         _refuse_disagreement(report)
+        check_region_decoders(tmp, vqgan.cfg.grid, vqgan.cfg.codebook_size)
         manifest = Manifest(
             name=name or out_dir.name,
             image_size=size,

@@ -23,6 +23,7 @@ from engine.modeling.vqgan import VQGAN
 
 PATCH = 16  # pixels per token side of the official tokenizers
 GRIDS = {16: 256, 32: 512}  # token grid -> image size of the released models
+TOKENIZER_CHECK_SIZE = 256  # px of the tokenizer's export and parity inputs (any size works)
 NUM_CLASSES = 1000
 TOKENIZER = "tokenizer"
 TRANSFORMER = "MaskGIT transformer"
@@ -280,5 +281,14 @@ def build_maskgit(
             raise CheckpointError(f"checkpoint not found: {file}")
     flax = read_tokenizer_tensors(tokenizer)
     model = read_transformer(transformer, int(flax["params/quantizer/codebook"].shape[0]))
-    vqgan = tokenizer_from(flax, model.cfg.grid * PATCH, f"{tokenizer.name} ({TOKENIZER})")
+    # The tokenizer is fully convolutional (its ONNX files take any multiple of 16 px): its
+    # config size only sizes the inputs of export and parity checks, so 256 px serves both
+    # model sizes and keeps the 512 px import affordable. The bundle's image size comes from
+    # the transformer's grid (image_size() below).
+    vqgan = tokenizer_from(flax, TOKENIZER_CHECK_SIZE, f"{tokenizer.name} ({TOKENIZER})")
     return vqgan, model
+
+
+def image_size(model: MaskGitTransformer) -> int:
+    """The model's image size in pixels (256 or 512), from its token grid."""
+    return model.cfg.grid * PATCH

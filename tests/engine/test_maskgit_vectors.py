@@ -300,6 +300,7 @@ def test_edit_as_a_class_keeps_the_unmasked_photo(bundle_path, tmp_path, capsys)
 # -- 512 px ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.timeout(1800)  # an import of the real-size 512 px pair
 def test_the_512_px_pair_imports_loads_and_generates(pair, tmp_path, capsys):
     """MaskGIT ImageNet 512: 1025 positions, a 32x32 grid. The synthetic tokenizer file is the
     same for both sizes (the official ones differ only in their weights)."""
