@@ -5,7 +5,7 @@ A file is written to `NAME.part` beside its target and renamed to `NAME` only on
 later call continues the `.part` with an HTTP range request; a server that ignores the range
 (status 200) restarts it from the first byte. A dropped connection or a timeout is retried
 from where it stopped. Google Drive answers a large file with a confirmation page instead of
-the file; the optional `gdown` package reads that page (`pip install 'mage-studio[download]'`).
+the file; the optional `gdown` package reads that page (the `download` extra).
 
 Only the standard library is used here (urllib); nothing is fetched unless a caller asks.
 `MAGE_STUDIO_DOWNLOAD_BASE` (or the `base` argument of `resolve_url`) sends every request to
@@ -37,7 +37,7 @@ PART_SUFFIX = ".part"
 CHUNK = 1 << 16  # network reads: progress and cancel are seen every 64 KiB
 MAX_PAGE_BYTES = 2 << 20  # a confirmation page larger than this is not one
 USER_AGENT = "MAGE-Studio-downloader"
-GDOWN_HINT = "pip install 'mage-studio[download]' (or pip install gdown)"
+GDOWN_HINT = "pip install -e '.[download]' (or pip install gdown)"
 
 Progress = Callable[[int, "int | None"], None]  # bytes so far, total bytes (None: unknown)
 
