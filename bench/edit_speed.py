@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import subprocess
@@ -174,11 +175,16 @@ def ort_worker(args) -> None:
             setattr(bundle, k, wrap(k, f))
         try:
             t0, c0 = time.perf_counter(), time.process_time()
+            # no step previews: the official loop decodes once, at the end
             if mask is None:
-                res = runs.run_to_end(runs.run(bundle, runs.Generate(), settings))
+                res = runs.run_to_end(
+                    runs.run(bundle, runs.Generate(), settings, preview_interval=math.inf)
+                )
             else:
                 plan = runs.plan_or_raise(m, rgb, mask, settings)
-                res = runs.run_to_end(runs.run(bundle, runs.Edit(rgb, plan), settings))
+                res = runs.run_to_end(
+                    runs.run(bundle, runs.Edit(rgb, plan), settings, preview_interval=math.inf)
+                )
                 job = res.fill
             total = time.perf_counter() - t0
             cpu = time.process_time() - c0
