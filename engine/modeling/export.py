@@ -434,7 +434,8 @@ def replace_tokenizer(
             REGION_DECODER_FILE,
             "MODEL_CARD.md",
         }
-        for fname in keep:
+        for fname in keep:  # names may hold folders ("heads/photos.npz")
+            (tmp / fname).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source_dir / fname, tmp / fname)
         card = (source_dir / "MODEL_CARD.md").read_text(encoding="utf-8").rstrip()
         card = card.replace(f"# {manifest.name}\n", f"# {name}\n", 1)
@@ -449,7 +450,9 @@ def replace_tokenizer(
         )
         (tmp / "MODEL_CARD.md").write_text(card, encoding="utf-8")
         manifest.name = name
-        manifest.files = {f.name: "" for f in tmp.iterdir() if f.is_file()}
+        manifest.files = {
+            f.relative_to(tmp).as_posix(): "" for f in sorted(tmp.rglob("*")) if f.is_file()
+        }
         write_manifest(tmp, manifest)
         check_target(out_dir, overwrite, [source_dir, *inputs])
         swap_into_place(tmp, out_dir)

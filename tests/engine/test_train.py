@@ -564,6 +564,34 @@ def test_replacing_a_tokenizer_refuses_one_with_other_tokens(tiny_bundle_path, t
     assert not (tmp_path / "out").exists()
 
 
+def test_replacing_a_tokenizer_keeps_files_in_sub_folders(tiny_bundle_path, tmp_path):
+    """A bundle with a classifier head (heads/NAME.npz) keeps it when its tokenizer is
+    replaced, and the copy's manifest lists and verifies it."""
+    import shutil
+
+    from engine.modeling.export import replace_tokenizer
+    from engine.modeling.from_bundle import tokenizer_from_bundle
+    from engine.runtime.manifest import read_manifest, sha256_file, write_manifest
+
+    src = tmp_path / "src"
+    shutil.copytree(tiny_bundle_path, src)
+    (src / "heads").mkdir()
+    np.savez(src / "heads" / "photos.npz", w=np.ones((2, 3), np.float32))
+    manifest = read_manifest(src)
+    manifest.files = {**manifest.files, "heads/photos.npz": ""}
+    manifest.heads = {"photos": "heads/photos.npz"}
+    write_manifest(src, manifest)
+
+    model = tokenizer_from_bundle(src)
+    replace_tokenizer(model, src, tmp_path / "out", name="with-head")
+    out = read_manifest(tmp_path / "out")  # verifies every listed file's hash
+    assert out.heads == {"photos": "heads/photos.npz"}
+    assert "heads/photos.npz" in out.files
+    assert sha256_file(tmp_path / "out" / "heads" / "photos.npz") == sha256_file(
+        src / "heads" / "photos.npz"
+    )
+
+
 def test_bundle_tokenizer_reads_back_exactly(tiny_bundle_path, tmp_path):
     import shutil
 
