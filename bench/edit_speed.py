@@ -141,7 +141,7 @@ def ort_worker(args) -> None:
     from engine.runtime import runs
     from engine.runtime import speed as sp
     from engine.runtime.bundle import Bundle
-    from engine.runtime.compose import feather_in, paste_all
+    from engine.runtime.compose import paste_all
     from engine.runtime.settings import Settings
 
     bundle = Bundle(args.bundle, device="cpu", verify=False)
@@ -206,7 +206,7 @@ def ort_worker(args) -> None:
         if mask is not None and speed.region_decode:
             # pixel error of the region decode inside the composited area (not timed)
             full = runs.decode_images(bundle, res.tokens)
-            exact_img = paste_all(rgb, [feather_in(m, job.part, job.crop, full[0], None)])
+            exact_img = paste_all(rgb, [runs.compose_fill(bundle, job, full, settings)[0]])
             diff = np.abs(exact_img.astype(int) - res.images[0].astype(int))
             out["region_max"] = int(diff.max())
             out["region_mean_in_mask"] = float(
