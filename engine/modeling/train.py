@@ -42,7 +42,6 @@ from engine.modeling.adversarial import (
 from engine.modeling.config import OwnModelConfig, VqganConfig
 from engine.modeling.losses import (
     CodeUsage,
-    encode_latents,
     psnr,
     straight_through,
     tokenize,
@@ -208,37 +207,24 @@ def lr_at(step: int, base: float, warmup: int, total: int) -> float:
 
 
 class TokenizerLoss(nn.Module):
-    """The unit DDP wraps: images -> (losses, latents, ids, reconstruction, its target)."""
+    """The unit DDP wraps: images -> (losses, latents, ids, reconstruction)."""
 
     def __init__(self, vqgan: VQGAN, beta: float, edge_weight: float, amp, fft_weight: float = 0.0):
         super().__init__()
         self.vqgan, self.beta, self.edge_weight, self.amp = vqgan, beta, edge_weight, amp
         self.fft_weight = fft_weight
 
-    def forward(self, images: torch.Tensor, window: tuple[int, int, int] | None = None):
-        """`window` (y, x, side) in tokens: decode only that square of the token grid and
-        compare it with the same pixels (decoder-only training: the encoder runs without
-        gradients, so a smaller decoded square makes each step cheaper)."""
-        if window is None:
-            recon, e, q, ids = straight_through(self.vqgan, images, self.amp)
-            target = images
-        else:
-            y, x, side = window
-            with torch.no_grad():
-                e = encode_latents(self.vqgan, images, self.amp)
-                ids = self.vqgan.quantize.nearest(e)
-            q = e  # a fixed codebook: no codebook or commitment gradients either way
-            with self.amp():
-                recon = self.vqgan.decoder(
-                    self.vqgan.quantize.lookup(ids[:, y : y + side, x : x + side])
-                ).float()
-            px = images.shape[-1] // ids.shape[-1]
-            target = images[..., y * px : (y + side) * px, x * px : (x + side) * px]
-        losses = tokenizer_losses(target, recon, e, q, self.beta, self.edge_weight)
+    def forward(self, images: torch.Tensor):
+        # The decoder always sees the whole token grid: its GroupNorms take statistics over
+        # the grid, so a decoded part of it is another function (an 8x8 part of the 16x16
+        # grid decodes only 22 dB close to the same pixels of the whole decode), and a decoder
+        # fine-tuned on parts gets worse on whole images.
+        recon, e, q, ids = straight_through(self.vqgan, images, self.amp)
+        losses = tokenizer_losses(images, recon, e, q, self.beta, self.edge_weight)
         if self.fft_weight:
-            losses["fft"] = frequency_loss(recon, target)
+            losses["fft"] = frequency_loss(recon, images)
             losses["loss"] = losses["loss"] + self.fft_weight * losses["fft"]
-        return losses, e.detach(), ids, recon, target
+        return losses, e.detach(), ids, recon
 
 
 class TokenizerTask:
@@ -271,17 +257,11 @@ class TokenizerTask:
             self.disc_opt = torch.optim.Adam(
                 self.disc.parameters(), lr=args.disc_lr, betas=(0.5, 0.9)
             )
-        if args.window and not args.decoder_only:
-            raise ValueError("--window decodes a part of the token grid: it needs --decoder-only")
-        if args.window and not 0 < args.window <= cfg.grid:
-            raise ValueError(f"--window must be 1..{cfg.grid} tokens")
-        if self.disc is not None:
-            side = cfg.image_size * (args.window or cfg.grid) // cfg.grid
-            if side < self.disc.min_size():
-                raise ValueError(
-                    f"the discriminator needs images of at least {self.disc.min_size()} px, "
-                    f"the decoder gives {side} px: use fewer --disc-layers or a larger --window"
-                )
+        if self.disc is not None and cfg.image_size < self.disc.min_size():
+            raise ValueError(
+                f"the discriminator needs images of at least {self.disc.min_size()} px, "
+                f"the model makes {cfg.image_size} px: use fewer --disc-layers"
+            )
         self.usage = CodeUsage(cfg.codebook_size, dist.device)
         self.class_names = data.class_names
         self.val_images = eval_images(data.val, cfg.image_size, dist.device)
@@ -295,14 +275,9 @@ class TokenizerTask:
         args = self.args
         self.last_step = step
         images, _ = train_batch(self.data, args, step, self.dist, self.model.cfg.image_size)
-        window = None
-        if args.window:
-            free = self.model.cfg.grid - args.window + 1
-            y, x = torch.randint(free, (2,), generator=data_mod.step_generator(args.seed, step, 4))
-            window = (int(y), int(x), args.window)
-        losses, e, ids, recon, target = module(images, window)
+        losses, e, ids, recon = module(images)
         if self.disc is not None:
-            losses.update(self.adversarial(step, losses["loss"], recon, target))
+            losses.update(self.adversarial(step, losses["loss"], recon, images))
             losses["loss"] = losses["loss"] + losses.pop("adv_term")
         return losses, (e, ids)
 
@@ -962,7 +937,6 @@ def training_section(title: str, ckpt: dict) -> list[str]:
         "adv_weight",
         "adv_start",
         "disc_lr",
-        "window",
         "restart_every",
         "decoder_only",
         "init",
@@ -1049,13 +1023,6 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--disc-lr", type=float, default=1e-4, help="discriminator learning rate")
     tok.add_argument("--disc-ch", type=int, default=64, help="discriminator base width")
     tok.add_argument("--disc-layers", type=int, default=3, help="discriminator stride-2 layers")
-    tok.add_argument(
-        "--window",
-        type=int,
-        default=0,
-        help="with --decoder-only: decode a random square of this many tokens per step "
-        "(0: the whole grid)",
-    )
     tok.set_defaults(func=lambda a: run_training(TokenizerTask, a))
     mg = sub.add_parser("mage", help="train the MAGE transformer on a trained tokenizer")
     _common(mg, batch=256, lr=6e-4, wd=0.05, warmup=300)

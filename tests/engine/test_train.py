@@ -217,10 +217,8 @@ def _torchrun(args: list[str], nproc: int) -> None:
 
 
 @pytest.mark.slow
-def test_adversarial_decoder_fine_tune_on_token_windows_resumes_exactly(
-    tokenizer_run, photos, tmp_path
-):
-    """--decoder-only --window --adv-weight --fft-weight: the encoder and codebook stay put,
+def test_adversarial_decoder_fine_tune_resumes_exactly(tokenizer_run, photos, tmp_path):
+    """--decoder-only --adv-weight --fft-weight: the encoder and codebook stay put,
     the discriminator trains and its term reaches the decoder from --adv-start on, and a
     stopped run resumes the discriminator too (same losses as one run)."""
     flags = [
@@ -230,8 +228,6 @@ def test_adversarial_decoder_fine_tune_on_token_windows_resumes_exactly(
         "--init",
         str(tokenizer_run / "tokenizer.pt"),
         "--decoder-only",
-        "--window",
-        "4",
         "--adv-weight",
         "0.5",
         "--adv-start",
@@ -324,16 +320,13 @@ def test_best_tokenizer_with_the_adversarial_term_is_one_trained_with_it():
     assert better(task(1), {"val_psnr": 5.0}, None)
 
 
-def test_window_and_adversarial_flags_refuse_what_cannot_work(tokenizer_run, photos, tmp_path):
+def test_a_discriminator_larger_than_the_images_is_refused(photos, tmp_path):
     base = ["tokenizer", "--data", str(photos), "--steps", "1", *TINY_TOKENIZER]
-    # a window of the token grid only makes sense when the encoder is fixed
-    assert train.main([*base, "--out", str(tmp_path / "a"), "--window", "2"]) == 2
-    init = ["--init", str(tokenizer_run / "tokenizer.pt"), "--decoder-only"]
-    assert train.main([*base, *init, "--out", str(tmp_path / "b"), "--window", "9"]) == 2
-    # 2 tokens of 4 px: too small for a 3-layer discriminator
-    adv = ["--adv-weight", "0.1", "--window", "2"]
-    assert train.main([*base, *init, *adv, "--out", str(tmp_path / "c")]) == 2
+    # 32 px images: a 4-layer discriminator needs 62 px
+    adv = ["--adv-weight", "0.1", "--disc-layers", "4"]
+    assert train.main([*base, *adv, "--out", str(tmp_path / "a")]) == 2
     assert not (tmp_path / "a" / "tokenizer.pt").exists()
+    assert train.main([*base, *adv[:2], "--out", str(tmp_path / "b")]) == 0
 
 
 @pytest.mark.slow
