@@ -551,13 +551,13 @@ def _run_steps(manifest, settings: Settings, masked: int) -> int:
 
 class _Previews:
     """At most one preview every `interval` seconds (a decode costs about a transformer step),
-    never on the last step."""
+    never on the last step, and none with an infinite interval."""
 
     def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic):
         self.interval, self.clock, self.last = interval, clock, -math.inf
 
     def due(self, step: DecodeStep) -> bool:
-        if step.done or self.clock() - self.last < self.interval:
+        if step.done or math.isinf(self.interval) or self.clock() - self.last < self.interval:
             return False
         self.last = self.clock()
         return True

@@ -184,3 +184,19 @@ def test_region_decoders_can_be_added_to_an_old_bundle(tiny_bundle_path, tmp_pat
     assert sp.region_decoders_listed(bundle)
     data = json.loads((path / "manifest.json").read_text())
     assert STATS_DECODER_FILE in data["files"] and REGION_DECODER_FILE in data["files"]
+
+
+def test_a_run_without_previews_decodes_once(tiny_bundle, monkeypatch):
+    calls = []
+    original = tiny_bundle._run_all
+
+    def counting(name, feeds):
+        calls.append(name)
+        return original(name, feeds)
+
+    monkeypatch.setattr(tiny_bundle, "_run_all", counting)
+    settings = Settings(seeds=(1,))
+    plan = plan_or_raise(tiny_bundle.manifest, _image(), _mask(), settings)
+    steps = list(run(tiny_bundle, Edit(_image(), plan), settings, preview_interval=float("inf")))
+    assert all(step.preview is None for step in steps[:-1] if hasattr(step, "preview"))
+    assert calls.count("tokenizer_decoder") == 1 and calls.count("tokenizer_encoder") == 1
