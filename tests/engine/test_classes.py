@@ -141,10 +141,10 @@ def test_search_ranks_what_is_being_typed():
 
 def test_search_is_fast_over_a_thousand_classes():
     classes.search_classes("warm up", *IMAGENET)
-    start = time.perf_counter()
+    start = time.process_time()
     for q in ("g", "go", "gol", "gold", "golde", "golden", "golden r", "lighthose at nite"):
         classes.search_classes(q, *IMAGENET)
-    assert (time.perf_counter() - start) / 8 < 0.1  # seconds a keystroke, on a slow CI core
+    assert (time.process_time() - start) / 8 < 0.1  # CPU seconds a keystroke
 
 
 @settings(max_examples=100, deadline=None)

