@@ -157,6 +157,9 @@ def test_ctrl_c_leaves_a_part_that_the_same_command_resumes(server, tmp_path, ca
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a shell's background job inherits SIGINT ignored, and Python then keeps it ignored:
+        # give the child the disposition a terminal's foreground command has
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     part = part_path(om.downloads_dir(models, om.find_model("mage-vit-b")) / "mage-vitb-1600.pth")
     deadline = time.monotonic() + 60
