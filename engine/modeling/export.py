@@ -201,7 +201,8 @@ def check_parity(vqgan: VQGAN, mage: MAGE, folder: Path, seed: int = 0) -> Parit
     )
 
 
-def _check(report: ParityReport) -> None:
+def refuse_disagreement(report: ParityReport) -> None:
+    """One ExportError naming every output where PyTorch and onnxruntime differ beyond noise."""
     bad = []
     if report.encoder_token_agreement < TOKEN_AGREEMENT_MIN:
         bad.append(f"tokens agree on only {report.encoder_token_agreement:.2%}")
@@ -341,7 +342,7 @@ def export_bundle(
         report = check_parity(vqgan, mage, tmp)
         for line in report.lines():
             log.info(line)
-        _check(report)
+        refuse_disagreement(report)
         check_region_decoders(tmp, vqgan.cfg.grid, vqgan.cfg.codebook_size)
         for fname, src in (extra_files or {}).items():
             shutil.copyfile(src, tmp / fname)

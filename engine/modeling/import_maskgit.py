@@ -20,15 +20,13 @@ import numpy as np
 import torch
 
 from engine.modeling.export import (
-    LOGITS_MAX_ABS,
-    PIXELS_MAX_ABS,
-    TOKEN_AGREEMENT_MIN,
     ExportError,
     ParityReport,
     _export,
     check_target,
     export_tokenizer_onnx,
     model_card,
+    refuse_disagreement,
     swap_into_place,
 )
 from engine.modeling.maskgit import MaskGitExport, MaskGitFeatures, MaskGitTransformer
@@ -142,20 +140,6 @@ def check_maskgit_parity(
     )
 
 
-def _refuse_disagreement(report: ParityReport) -> None:
-    bad = []
-    if report.encoder_token_agreement < TOKEN_AGREEMENT_MIN:
-        bad.append(f"tokens agree on only {report.encoder_token_agreement:.2%}")
-    if report.decoder_max_abs > PIXELS_MAX_ABS:
-        bad.append(f"decoded pixels differ by {report.decoder_max_abs:.2e}")
-    if report.logits_max_abs > LOGITS_MAX_ABS:
-        bad.append(f"logits differ by {report.logits_max_abs:.2e}")
-    if report.features_max_abs > LOGITS_MAX_ABS * 10:
-        bad.append(f"features differ by {report.features_max_abs:.2e}")
-    if bad:
-        raise ExportError("PyTorch and onnxruntime disagree beyond fp32 noise: " + "; ".join(bad))
-
-
 def import_maskgit(
     tokenizer: str | Path,
     transformer: str | Path,
@@ -193,7 +177,7 @@ def import_maskgit(
         report = check_maskgit_parity(vqgan, model, tmp)
         for line in report.lines():
             say("  " + line)
-        _refuse_disagreement(report)
+        refuse_disagreement(report)
         check_region_decoders(tmp, vqgan.cfg.grid, vqgan.cfg.codebook_size)
         manifest = Manifest(
             name=name or out_dir.name,
