@@ -21,8 +21,8 @@ except ImportError:  # hypothesis is a dev extra
     pass
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-FIXTURES = SHARED / "fixtures"
+# Official key lists and golden vectors, with their provenance (tests/fixtures/README.md).
+FIXTURES = REPO / "tests" / "fixtures"
 
 
 def make_tiny_models(num_classes: int = 3, seed: int = 0):

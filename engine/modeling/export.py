@@ -33,7 +33,7 @@ from engine.runtime.speed import REGION_DECODER_FILE, STATS_DECODER_FILE
 log = logging.getLogger(__name__)
 OPSET = 17
 
-# Tolerances that separate fp32 noise from real bugs (../shared/fixtures/README.md).
+# Tolerances that separate fp32 noise from real bugs (measured: tests/fixtures/README.md).
 LOGITS_MAX_ABS = 1e-3
 PIXELS_MAX_ABS = 1e-3
 TOKEN_AGREEMENT_MIN = 0.99

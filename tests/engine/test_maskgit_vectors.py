@@ -1,6 +1,6 @@
 """Exactness against the official google-research/maskgit code, and the imported bundle at work.
 
-`../shared/fixtures/official_vectors/maskgit_seed4242.npz` holds tokens, raw decoded pixels and
+`tests/fixtures/official_vectors/maskgit_seed4242.npz` holds tokens, raw decoded pixels and
 logits that the unmodified official JAX code computed on a synthetic checkpoint pair of the real
 sizes, which `maskgit_make_ckpt.py` rebuilds bit-identically. We import that pair with
 `main.py import-maskgit` (the user's path: every tensor checked, ONNX export, parity check) and

@@ -1,6 +1,6 @@
 """Exactness against the official LTH14/mage code.
 
-`../shared/fixtures/official_vectors/` holds tokens, pixels and logits that the official
+`tests/fixtures/official_vectors/` holds tokens, pixels and logits that the official
 implementation computed from a synthetic official-format ViT-B checkpoint. We rebuild that
 checkpoint bit-identically, import it with `main.py import-mage` (the user's path: strict load,
 ONNX export, parity check) and compare the bundle's onnxruntime outputs with the vectors within
