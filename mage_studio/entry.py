@@ -83,11 +83,13 @@ def _desktop(flag: str, rest: list[str]) -> int:
         print(f"error: {flag} takes no arguments (got {' '.join(rest)})", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        written = desktop.install() if flag == "--install-desktop" else desktop.uninstall()
+        outcome = desktop.install() if flag == "--install-desktop" else desktop.uninstall()
     except OSError as e:
         print(f"error: cannot write the desktop entry: {e.strerror or e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     verb = "wrote" if flag == "--install-desktop" else "removed"
-    for path in written:
+    for path in outcome.done:
         print(f"{verb} {path}")
+    for line in outcome.notices:
+        print(line, file=sys.stderr)
     return 0

@@ -188,6 +188,95 @@ def test_install_desktop_reports_an_unwritable_folder_in_one_line(tmp_path):
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+def _desktop_files(home: Path) -> list[Path]:
+    return sorted(p for p in home.rglob("*") if p.is_file() or p.is_symlink())
+
+
+def test_install_desktop_never_writes_through_a_planted_link(tmp_path):
+    from mage_studio import desktop
+
+    home = tmp_path / "share"
+    apps = home / "applications"
+    apps.mkdir(parents=True)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    other = tmp_path / "other.txt"
+    other.write_text("also precious")
+    # the fixed temp name an earlier version used, and the destination itself
+    (apps / "mage-studio.desktop.tmp").symlink_to(victim)
+    (apps / "mage-studio.desktop").symlink_to(other)
+    outcome = desktop.install(home=home)
+    assert victim.read_text() == "precious" and other.read_text() == "also precious"
+    assert (apps / "mage-studio.desktop").is_symlink()  # a link is not ours: left alone
+    assert any("mage-studio.desktop alone: it is not a regular file" in n for n in outcome.notices)
+    assert len(outcome.done) == len(ICON_SIZES) + 1  # every icon still went in
+    assert not any(p.name.endswith(".tmp") and not p.is_symlink() for p in home.rglob("*"))
+
+
+def test_a_failed_desktop_install_leaves_no_temp_file(tmp_path, monkeypatch):
+    from mage_studio import desktop
+
+    home = tmp_path / "share"
+
+    def full_disk(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(desktop.os, "replace", full_disk)
+    with pytest.raises(OSError):
+        desktop.install(home=home)
+    assert not [p for p in home.rglob("*") if p.is_file()]
+
+
+def test_desktop_install_keeps_a_users_own_files_and_uninstall_removes_only_ours(tmp_path):
+    from mage_studio import desktop
+
+    home = tmp_path / "share"
+    entry = home / "applications" / "mage-studio.desktop"
+    icon = home / "icons" / "hicolor" / "48x48" / "apps" / "mage-studio.png"
+    entry.parent.mkdir(parents=True)
+    entry.write_text("[Desktop Entry]\nName=My own launcher\nExec=my-script %f\n")
+    outcome = desktop.install(home=home)
+    assert "My own launcher" in entry.read_text()
+    assert [n for n in outcome.notices if str(entry) in n] == [
+        f"left {entry} alone: MAGE Studio did not write it (or it was changed since); "
+        "move it away to install ours"
+    ]
+    assert icon.read_bytes() == (ASSETS / "icons" / "mage-studio-48.png").read_bytes()
+    icon.write_bytes(b"the user's own drawing")  # replaced by the user after the install
+
+    outcome = desktop.uninstall(home=home)
+    assert entry.read_text().startswith("[Desktop Entry]\nName=My own launcher")
+    assert icon.read_bytes() == b"the user's own drawing"
+    assert entry not in outcome.done and icon not in outcome.done
+    assert len(outcome.done) == len(ICON_SIZES)  # the other icons and the SVG
+    assert len(outcome.notices) == 2 and all(n.startswith("left ") for n in outcome.notices)
+    assert _desktop_files(home) == sorted([entry, icon])
+
+
+def test_desktop_install_replaces_an_earlier_installs_entry(tmp_path):
+    from mage_studio import desktop
+
+    home = tmp_path / "share"
+    entry = home / "applications" / "mage-studio.desktop"
+    entry.parent.mkdir(parents=True)
+    template = (ASSETS / "mage-studio.desktop").read_text(encoding="utf-8")
+    entry.write_text(desktop.entry_text(template, ["/old/venv/bin/mage-studio-gui"]))
+    outcome = desktop.install(home=home)
+    assert entry in outcome.done and not outcome.notices
+    assert "/old/venv" not in entry.read_text()
+    assert entry in desktop.uninstall(home=home).done and not entry.exists()
+
+
+def test_a_relative_xdg_data_home_is_ignored(tmp_path, monkeypatch):
+    from mage_studio import desktop
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_DATA_HOME", "relative/share")
+    assert desktop.data_home() == tmp_path / ".local" / "share"
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "abs"))
+    assert desktop.data_home() == tmp_path / "abs"
+
+
 # -- assets ---------------------------------------------------------------------------------------
 
 
