@@ -1,4 +1,5 @@
-"""The dependency rule: the shipped app and runtime never need torch/onnx; engine never Qt."""
+"""The dependency rule: the shipped app and runtime never need torch/onnx, the import layer
+never needs torch; engine never Qt."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def test_import_linter_contracts():
     assert lint, "import-linter is a dev dependency"
     proc = subprocess.run([lint], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Contracts: 4 kept, 0 broken" in proc.stdout
+    assert "Contracts: 5 kept, 0 broken" in proc.stdout
 
 
 def test_app_core_runs_without_qt():
@@ -62,5 +63,26 @@ def test_runtime_and_app_import_without_torch():
         text=True,
         timeout=120,
         env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_import_layer_imports_without_torch():
+    """Block torch (and the modeling side), then import every module of the import layer."""
+    code = (
+        "import sys, importlib, pkgutil\n"
+        "for name in ('torch', 'engine.modeling', 'jax', 'flax'): sys.modules[name] = None\n"
+        "import engine.importing as pkg\n"
+        "for mod in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
+        "    importlib.import_module(mod.name)\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

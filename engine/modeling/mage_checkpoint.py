@@ -13,19 +13,15 @@ from pathlib import Path
 
 import torch
 
+from engine.importing.errors import CheckpointError
 from engine.modeling.config import MAGE_VIT_BASE, MAGE_VIT_LARGE, VQGAN_OFFICIAL, MageConfig
 from engine.modeling.mage import MAGE
 from engine.modeling.vqgan import VQGAN
-from engine.runtime.errors import MageError
 
 VARIANTS = {
     768: ("mage_vit_base_patch16", MAGE_VIT_BASE),
     1024: ("mage_vit_large_patch16", MAGE_VIT_LARGE),
 }
-
-
-class CheckpointError(MageError):
-    """A checkpoint file is unreadable, of an unknown layout, or has a wrong key or shape."""
 
 
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:

@@ -1,0 +1,9 @@
+"""Errors of the import layer."""
+
+from __future__ import annotations
+
+from engine.runtime.errors import MageError
+
+
+class CheckpointError(MageError):
+    """A checkpoint file is unreadable, of an unknown layout, or has a wrong key or shape."""
