@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -609,9 +608,8 @@ class StatusBar(QStatusBar):
 
 
 def _recognition_panel(prefs: Preferences):
-    """The recognition dock's panel when app/ui/recognition_panel.py is installed."""
-    if importlib.util.find_spec("app.ui.recognition_panel") is None:
-        return None
+    """The recognition dock's panel, or None when it fails to start (the editor works without
+    it; the failure is logged)."""
     try:
         from app.ui.recognition_panel import RecognitionPanel
 

@@ -137,11 +137,20 @@ class Bundle:
                         f"{where}: {what} has shape {shape} but the manifest "
                         f"says image_size {m.image_size}, grid {m.grid}"
                     )
-        dims = list(dec.get_inputs()[0].shape)
-        if all(not isinstance(d, int) for d in dims[1:]):
-            try:
-                probe = dec.run(None, {"tokens": np.zeros((1, 1, 1), np.int64)})[0]
-            except Exception:  # a decoder that cannot take one token is checked at run time
+        tokens_in, *others = dec.get_inputs()
+        if tokens_in.name != "tokens" or others or tokens_in.type != "tensor(int64)":
+            got = ", ".join(f"'{a.name}' {a.type}" for a in dec.get_inputs())
+            raise BundleError(
+                f"{where}: tokenizer_decoder.onnx takes {got}, expected only 'tokens' tensor(int64)"
+            )
+        if all(not isinstance(d, int) for d in list(tokens_in.shape)[1:]):
+            try:  # a CUDA failure here moves the bundle to the CPU, as in any call
+                probe = self._run_all(
+                    "tokenizer_decoder", {"tokens": np.zeros((1, 1, 1), np.int64)}
+                )[0]
+            except BundleError:
+                # The feed matches the declared input, so a node needs more than one token (an
+                # unpadded kernel, a fixed reshape): every decode checks its output shape.
                 return
             if tuple(probe.shape) != (1, 3, ds, ds):
                 raise BundleError(
