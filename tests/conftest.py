@@ -23,6 +23,14 @@ except ImportError:  # hypothesis is a dev extra
 REPO = Path(__file__).resolve().parents[1]
 # Official key lists and golden vectors, with their provenance (tests/fixtures/README.md).
 FIXTURES = REPO / "tests" / "fixtures"
+GUI_TESTS = REPO / "tests" / "gui"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Everything under tests/gui drives the Qt app (offscreen) and carries the `gui` marker."""
+    for item in items:
+        if item.path.is_relative_to(GUI_TESTS):
+            item.add_marker(pytest.mark.gui)
 
 
 def make_tiny_models(num_classes: int = 3, seed: int = 0):

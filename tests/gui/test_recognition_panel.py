@@ -24,7 +24,6 @@ from engine.runtime.recognition import (
     store_in_bundle,
 )
 
-pytestmark = pytest.mark.gui
 KINDS = ("horizontal", "vertical", "flat")
 
 
