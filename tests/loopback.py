@@ -10,6 +10,15 @@
 - `ignore_range`: answer every request with the whole file (status 200)
 - `announce = {PATH: n}`: claim n bytes in Content-Length, send the real file
 - `drive_error`: Drive's page says this instead of offering the file
+- `drive_action`: the address Drive's page sends the confirmation to (default: this server)
+Hostile answers, for the downloader's defences:
+- `content_range = {PATH: f(start, size) -> str}`: the Content-Range of a 206 answer
+- `no_length = {PATH}`: no Content-Length; the end of the file is the end of the connection
+- `extra = {PATH: n}`: n zero bytes after the file (n = -1: without end)
+- `drip = {PATH: s}`: one byte of the body every s seconds
+- `header_drip`: seconds between the bytes of an endless header (the status line comes first)
+- `redirects = {PATH: location}`: 302 to that address
+- `pages = {PATH: html}`: a web page (200, text/html) instead of the file (a sign-in page)
 `requests` records (path, Range header) of every request.
 """
 
@@ -40,6 +49,14 @@ class LoopbackServer:
         self.delay = 0.0
         self.ignore_range = False
         self.drive_error = ""  # Drive's refusal text (e.g. its download quota) on the page
+        self.drive_action = ""
+        self.content_range: dict[str, object] = {}
+        self.no_length: set[str] = set()
+        self.extra: dict[str, int] = {}
+        self.drip: dict[str, float] = {}
+        self.header_drip = 0.0
+        self.redirects: dict[str, str] = {}
+        self.pages: dict[str, str] = {}
         self.drops = 0
         self.requests: list[tuple[str, str | None]] = []
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -72,6 +89,16 @@ class LoopbackServer:
                 split = urllib.parse.urlsplit(self.path)
                 query = urllib.parse.parse_qs(split.query)
                 server.requests.append((split.path, self.headers.get("Range")))
+                if server.header_drip:
+                    return self._drip_headers()
+                if split.path in server.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", server.redirects[split.path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if split.path in server.pages:
+                    return self._page(server.pages[split.path])
                 if split.path == "/uc" and query.get("id", [""])[0] in server.drive:
                     return self._confirmation(query["id"][0])
                 if split.path == "/download" and query.get("id", [""])[0] in server.drive:
@@ -95,7 +122,7 @@ class LoopbackServer:
                 if server.drive_error:
                     error = html.escape(server.drive_error)
                     return self._page(f'<p class="uc-error-subcaption">{error}</p>')
-                action = html.escape(f"{server.url}/download")
+                action = html.escape(server.drive_action or f"{server.url}/download")
                 self._page(
                     "<html><body><p>Google Drive can't scan this file for viruses.</p>\n"
                     f'<form id="download-form" action="{action}" method="get">'
@@ -106,6 +133,16 @@ class LoopbackServer:
                     '<input type="hidden" name="uuid" value="u-42"></form>\n'
                     "</body></html>"
                 )
+
+            def _drip_headers(self):
+                try:
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                    while True:
+                        self.wfile.write(b"a")
+                        self.wfile.flush()
+                        time.sleep(server.header_drip)
+                except OSError:
+                    self.close_connection = True
 
             def _file(self, path: str, data):
                 if isinstance(data, Path):  # a large file is read from disk as it is sent
@@ -125,30 +162,54 @@ class LoopbackServer:
                         self.end_headers()
                         return
                     self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+                    shape = server.content_range.get(path)
+                    span = (
+                        shape(start, size)
+                        if callable(shape)
+                        else f"bytes {start}-{size - 1}/{size}"
+                    )
+                    self.send_header("Content-Range", span)
                 else:
                     self.send_response(200)
                 stream.seek(start)
                 length = server.announce.get(path, size) - start
                 self.send_header("Content-Type", "application/octet-stream")
-                self.send_header("Content-Length", str(length))
+                if path in server.no_length:
+                    self.close_connection = True
+                else:
+                    self.send_header("Content-Length", str(length))
                 self.send_header("Accept-Ranges", "bytes")
                 self.end_headers()
                 limit = server.drop_after.pop(path, None)
                 left = size - start if limit is None else min(limit, size - start)
+                drip = server.drip.get(path)
                 while left > 0:
                     if server.delay:
                         time.sleep(server.delay)
-                    block = stream.read(min(BLOCK, left))
+                    if drip:
+                        time.sleep(drip)
+                    block = stream.read(1 if drip else min(BLOCK, left))
                     left -= len(block)
-                    try:
-                        self.wfile.write(block)
-                        self.wfile.flush()
-                    except OSError:
+                    if not self._write(block):
+                        return
+                extra = server.extra.get(path, 0)
+                while extra and limit is None:
+                    block = bytes(BLOCK if extra < 0 else min(BLOCK, extra))
+                    extra = extra if extra < 0 else extra - len(block)
+                    if not self._write(block):
                         return
                 if limit is not None:
                     server.drops += 1
                     self.close_connection = True
+
+            def _write(self, block: bytes) -> bool:
+                try:
+                    self.wfile.write(block)
+                    self.wfile.flush()
+                except OSError:
+                    self.close_connection = True
+                    return False
+                return True
 
         return Handler
 

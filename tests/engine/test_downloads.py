@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import socket
 import sys
 import threading
+import time
 from collections import namedtuple
 
 import pytest
@@ -18,6 +21,7 @@ from engine.runtime.downloads import (
     RemoteFile,
     download_file,
     part_path,
+    regular_size,
     resolve_url,
 )
 
@@ -135,15 +139,16 @@ def test_damaged_download_is_removed(server, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_slow_server_times_out_after_the_retries(server, tmp_path):
+def test_a_stalled_server_gives_up_in_one_line_and_keeps_what_came(server, tmp_path):
     server.delay = 0.5
     target = tmp_path / "model.bin"
     with pytest.raises(DownloadError) as err:
-        download_file(remote(server), target, retries=1, backoff=0.01, timeout=0.1)
+        download_file(remote(server), target, retries=1, backoff=0.01, timeout=0.2)
     message = str(err.value)
-    assert "timed out" in message and "gave up after 1 retries" in message
+    assert "connection to 127.0.0.1 stalled" in message and "run again to resume" in message
+    assert "\n" not in message
     assert not target.exists()
-    assert len(server.requests) == 2
+    assert len(server.requests) == 1
 
 
 def test_cancel_during_a_slow_download(server, tmp_path):
@@ -218,3 +223,312 @@ def test_resolve_url_points_every_host_at_the_base(monkeypatch):
     assert resolve_url(url) == "http://127.0.0.1:8/maskgit-public/checkpoints/x?a=1"
     monkeypatch.delenv(downloads.ENV_BASE)
     assert resolve_url(url) == url
+
+
+# -- a hostile server and a hostile download folder ----------------------------------------------
+
+
+def test_a_planted_part_symlink_never_touches_its_target(server, tmp_path):
+    precious = tmp_path / "precious.txt"
+    precious.write_bytes(b"the user's own words")
+    folder = tmp_path / "dl"
+    folder.mkdir()
+    target = folder / "model.bin"
+    part_path(target).symlink_to(precious)
+    for ignore_range in (False, True):  # appended to, or truncated and rewritten
+        server.ignore_range = ignore_range
+        with pytest.raises(DownloadError, match="is a symbolic link") as err:
+            download_file(remote(server), target, **FAST)
+        assert "\n" not in str(err.value)
+        assert precious.read_bytes() == b"the user's own words"
+        assert part_path(target).is_symlink() and not target.exists()
+    assert server.requests == []
+
+
+def test_a_hard_linked_fifo_or_foreign_part_is_refused(server, tmp_path):
+    precious = tmp_path / "precious.txt"
+    precious.write_bytes(b"keep")
+    target = tmp_path / "dl" / "model.bin"
+    target.parent.mkdir()
+    os.link(precious, part_path(target))
+    with pytest.raises(DownloadError, match="hard link"):
+        download_file(remote(server), target, **FAST)
+    assert precious.read_bytes() == b"keep"
+    part_path(target).unlink()
+    os.mkfifo(part_path(target))  # must not hang
+    with pytest.raises(DownloadError, match="not a regular file"):
+        download_file(remote(server), target, **FAST)
+    part_path(target).unlink()
+    part_path(target).mkdir()
+    with pytest.raises(DownloadError, match="not a regular file"):
+        download_file(remote(server), target, **FAST)
+    assert server.requests == []
+
+
+def test_a_link_at_the_final_name_or_folder_is_refused(server, tmp_path):
+    precious = tmp_path / "precious.txt"
+    precious.write_bytes(b"keep")
+    folder = tmp_path / "dl"
+    folder.mkdir()
+    (folder / "model.bin").symlink_to(precious)
+    with pytest.raises(DownloadError, match="not a regular file"):
+        download_file(remote(server, size=4), folder / "model.bin", **FAST)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "linked").symlink_to(elsewhere)
+    with pytest.raises(DownloadError, match="not a plain folder"):
+        download_file(remote(server), tmp_path / "linked" / "model.bin", **FAST)
+    assert list(elsewhere.iterdir()) == [] and precious.read_bytes() == b"keep"
+
+
+def test_a_part_swapped_for_a_link_during_the_download_is_not_renamed(server, tmp_path):
+    precious = tmp_path / "precious.txt"
+    precious.write_bytes(b"keep")
+    target = tmp_path / "model.bin"
+
+    def swap(done, total):
+        if done == len(DATA):
+            part_path(target).unlink()
+            part_path(target).symlink_to(precious)
+
+    with pytest.raises(DownloadError, match="replaced during the download"):
+        download_file(remote(server), target, swap, **FAST)
+    assert not target.exists() and precious.read_bytes() == b"keep"
+
+
+def test_a_206_claiming_a_smaller_file_is_one_line_and_reads_nothing(server, tmp_path):
+    target = tmp_path / "model.bin"
+    part_path(target).write_bytes(DATA[:100_000])
+    server.content_range["/f/model.bin"] = lambda start, size: (
+        f"bytes {start}-{size - 1}/{start - 1}"
+    )
+    with pytest.raises(DownloadError) as err:
+        download_file(remote(server), target, **FAST)
+    assert "fewer than the 100000 already downloaded" in str(err.value)
+    assert "\n" not in str(err.value) and not target.exists()
+
+
+@pytest.mark.parametrize(
+    "span",
+    [
+        lambda start, size: f"bytes {start}-{10**12}/*",  # no end in sight, no length below
+        lambda start, size: f"bytes {start}-{start - 5}/{size}",  # ends before it starts
+        lambda start, size: f"bytes {start + 7}-{size - 1}/{size}",  # the wrong place
+    ],
+)
+def test_bogus_content_ranges_never_grow_the_file_past_its_size(server, tmp_path, span):
+    server.content_range["/f/model.bin"] = span
+    server.no_length.add("/f/model.bin")
+    server.extra["/f/model.bin"] = -1  # and an endless body
+    target = tmp_path / "model.bin"
+    part_path(target).write_bytes(DATA[:100_000])
+    with pytest.raises(DownloadError) as err:
+        download_file(remote(server, size=len(DATA)), target, retries=1, **FAST)
+    assert "\n" not in str(err.value)
+    assert regular_size(part_path(target)) <= len(DATA) and not target.exists()
+
+
+def test_a_200_without_length_stops_at_the_files_limit_and_blocks_nothing(server, tmp_path):
+    server.no_length.add("/f/model.bin")
+    server.extra["/f/model.bin"] = -1  # writes until the disk is full, if let
+    target = tmp_path / "model.bin"
+    for size in ({"size": len(DATA)}, {"approx_size": len(DATA)}):
+        with pytest.raises(DownloadError, match="more than the .* this file can have") as err:
+            download_file(remote(server, **size), target, **FAST)
+        assert "\n" not in str(err.value)
+        assert not part_path(target).exists() and not target.exists()
+    # a full or oversized .part left by anything else does not block the next try
+    part_path(target).write_bytes(bytes(3 * len(DATA)))
+    server.extra.clear()
+    download_file(remote(server, approx_size=len(DATA)), target, **FAST)
+    assert target.read_bytes() == DATA
+
+
+def test_an_announced_size_over_the_limit_is_refused_before_reading(server, tmp_path):
+    server.announce["/f/model.bin"] = 10**13
+    with pytest.raises(DownloadError, match="far from the expected about"):
+        download_file(remote(server, approx_size=len(DATA)), tmp_path / "model.bin", **FAST)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sign_in_page_instead_of_a_file_without_a_published_size(server, tmp_path):
+    server.pages["/f/model.bin"] = "<html><body>Please sign in to this network</body></html>"
+    with pytest.raises(DownloadError, match="sign-in or error page"):
+        download_file(remote(server, approx_size=len(DATA)), tmp_path / "model.bin", **FAST)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_without_a_size_that_ends_early_is_not_complete(server, tmp_path):
+    server.no_length.add("/f/model.bin")
+    server.drop_after["/f/model.bin"] = 40_000  # the connection ends: looks like the end
+    target = tmp_path / "model.bin"
+    with pytest.raises(DownloadError, match="far from the expected"):
+        download_file(remote(server, approx_size=len(DATA)), target, **FAST)
+    assert not target.exists()
+    download_file(remote(server, approx_size=len(DATA)), target, **FAST)
+    assert target.read_bytes() == DATA
+
+
+def test_a_dripping_body_gives_up_at_the_progress_deadline(server, tmp_path):
+    server.drip["/f/model.bin"] = 0.02  # 50 bytes a second: never a socket timeout
+    with pytest.raises(DownloadError, match="stalled") as err:
+        download_file(remote(server), tmp_path / "model.bin", retries=5, backoff=0.01, timeout=0.5)
+    assert "\n" not in str(err.value)
+    assert len(server.requests) == 1  # a stall is given up, not retried
+
+
+def test_dripping_headers_give_up_at_the_progress_deadline(server, tmp_path):
+    server.header_drip = 0.05
+    with pytest.raises(DownloadError, match="stalled"):
+        download_file(remote(server), tmp_path / "model.bin", backoff=0.01, timeout=0.5)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _in_thread(call):
+    box = {}
+
+    def run():
+        try:
+            box["result"] = call()
+        except BaseException as e:  # handed to the test
+            box["error"] = e
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, box
+
+
+@pytest.mark.parametrize("where", ["body", "headers"])
+def test_cancel_is_answered_while_a_read_waits(server, tmp_path, where):
+    """A read that waits on a silent server (60 s progress deadline) ends on cancel: the test
+    would block for a minute otherwise."""
+    if where == "body":
+        server.drip["/f/model.bin"] = 30.0
+    else:
+        server.header_drip = 30.0
+    cancel = threading.Event()
+    thread, box = _in_thread(
+        lambda: download_file(remote(server), tmp_path / "model.bin", cancel=cancel, timeout=60)
+    )
+    while not server.requests:
+        time.sleep(0.01)
+    cancel.set()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert isinstance(box.get("error"), DownloadCancelled)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_host_is_one_line_without_retries(tmp_path):
+    port = _free_port()  # nothing listens there: refused at once
+    lines = []
+    with pytest.raises(DownloadError) as err:
+        download_file(
+            RemoteFile("model.bin", f"http://127.0.0.1:{port}/f/model.bin"),
+            tmp_path / "model.bin",
+            say=lines.append,
+            **FAST,
+        )
+    assert str(err.value).startswith("model.bin: cannot reach 127.0.0.1 (no connection?)")
+    assert lines == [] and list(tmp_path.iterdir()) == []
+
+
+def test_a_host_that_never_answers_the_connection_gives_up_quickly(tmp_path, monkeypatch):
+    """A listener whose queue is full drops new connections like an offline network."""
+    monkeypatch.setattr(downloads, "CONNECT_TIMEOUT", 0.5)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    queued = []
+    for _ in range(4):  # fill the accept queue
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", port))
+        queued.append(s)
+    try:
+        with pytest.raises(DownloadError, match=r"cannot reach 127\.0\.0\.1 \(no connection\?\)"):
+            download_file(
+                RemoteFile("model.bin", f"http://127.0.0.1:{port}/m"), tmp_path / "m", **FAST
+            )
+    finally:
+        for s in queued:
+            s.close()
+        listener.close()
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "ftp://127.0.0.1/f/model.bin",
+        "file:///etc/hostname",
+        "http://localhost:{port}/f/model.bin",  # the same machine, another name: another host
+        "https://example.invalid/f/model.bin",
+        "http://[::1]:{port}/f/model.bin",
+    ],
+)
+def test_redirects_go_only_to_allowed_hosts_and_schemes(server, tmp_path, location):
+    port = server.url.rsplit(":", 1)[1]
+    server.redirects["/f/model.bin"] = location.format(port=port)
+    with pytest.raises(DownloadError, match="refused to fetch from") as err:
+        download_file(remote(server), tmp_path / "model.bin", **FAST)
+    assert "\n" not in str(err.value)
+    assert list(tmp_path.iterdir()) == [] and len(server.requests) == 1
+
+
+def test_a_redirect_to_an_allowed_place_is_followed(server, tmp_path):
+    server.redirects["/f/model.bin"] = "/f/moved.bin"
+    server.files["/f/moved.bin"] = DATA
+    target = tmp_path / "model.bin"
+    download_file(remote(server), target, **FAST)
+    assert target.read_bytes() == DATA
+    assert [p for p, _ in server.requests] == ["/f/model.bin", "/f/moved.bin"]
+
+
+@pytest.mark.parametrize(
+    "action", ["file:///etc/hostname", "ftp://127.0.0.1/x", "https://evil.example/x"]
+)
+def test_a_drive_page_pointing_elsewhere_is_refused(server, tmp_path, action):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    server.drive["1AbC"] = DATA
+    server.drive_action = action.replace("/etc/hostname", str(fifo))
+    drive = RemoteFile("m.pth", "https://drive.google.com/uc?export=download&id=1AbC", drive=True)
+    folder = tmp_path / "dl"
+    with pytest.raises(DownloadError, match="refused to fetch from"):
+        download_file(drive, folder / "m.pth", base=server.url, **FAST)
+    assert list(folder.iterdir()) == []
+
+
+def test_only_https_or_loopback_http_and_known_hosts():
+    drive = RemoteFile("m", "https://drive.google.com/uc?id=1", drive=True)
+    hosts = downloads.allowed_hosts(drive, "")
+    downloads.check_url("https://drive.usercontent.google.com/download?id=1", hosts, "m")
+    downloads.check_url("https://doc-0s-8c-docs.googleusercontent.com/x", hosts, "m")
+    for url in (
+        "http://drive.google.com/uc?id=1",  # not https
+        "https://storage.googleapis.com/x",  # not this file's host
+        "https://googleusercontent.com.evil.example/x",
+        "data:text/plain,hello",
+        "https://drive.google.com:notaport/x",
+    ):
+        with pytest.raises(DownloadError, match="refused"):
+            downloads.check_url(url, hosts, "m")
+    plain = RemoteFile("m", "https://storage.googleapis.com/b/m")
+    with pytest.raises(DownloadError, match="refused"):
+        downloads.check_url(
+            "https://drive.usercontent.google.com/x", downloads.allowed_hosts(plain, ""), "m"
+        )
+    mirror = downloads.allowed_hosts(plain, "http://127.0.0.1:9")
+    downloads.check_url("http://127.0.0.1:9/b/m", mirror, "m")
+    with pytest.raises(DownloadError, match="refused"):  # http only to the loopback address
+        downloads.check_url(
+            "http://mirror.example/b/m",
+            downloads.allowed_hosts(plain, "http://mirror.example"),
+            "m",
+        )
