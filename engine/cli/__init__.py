@@ -160,8 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-seamless",
         dest="seamless",
         action="store_false",
-        help="paste the fill as decoded (feathered) instead of blending it into the "
-        "photo in the gradient domain",
+        help="model-only fills: paste the fill as decoded (feathered) instead of blending it "
+        "into the photo in the gradient domain",
+    )
+    p.add_argument(
+        "--texture",
+        choices=("photo", "model", "classic"),
+        default="photo",
+        help="where the fill's pixels come from: photo = the photo's own texture placed where "
+        "the model's fill says (default); model = the model's decode; classic = texture "
+        "synthesis from the photo without the model",
     )
     _add_model_options(p)
     _add_decode_options(p)
@@ -181,13 +189,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=4,
         help="how many token columns/rows to add (at least 1, fewer than the model's grid)",
     )
+    p.add_argument(
+        "--texture",
+        choices=("photo", "model"),
+        default="photo",
+        help="photo = the new strip continues the photo's own texture along the model's "
+        "layout (default); model = the model's decode",
+    )
     _add_model_options(p)
     _add_decode_options(p)
     _add_output(p)
 
     p = sub.add_parser(
         "import-mage",
-        help="convert an official MAGE checkpoint to a bundle (needs the modeling extra)",
+        help="convert an official MAGE checkpoint to a bundle (no PyTorch needed)",
     )
     p.add_argument("checkpoint", type=Path, help="official .pth (ViT-B or ViT-L)")
     p.add_argument("--vqgan", type=Path, help="separate vqgan_jax_strongaug.ckpt (optional)")
@@ -198,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "import-maskgit",
         help="convert the official MaskGIT class-conditional ImageNet checkpoints to a bundle "
-        "(needs the modeling extra)",
+        "(no PyTorch needed)",
         description="Convert the official MaskGIT checkpoints (google-research/maskgit, Flax "
         "files without extension) to a class-conditional bundle: 1000 ImageNet classes, "
         "every run needs a class. 256 px (tokenizer_imagenet256_checkpoint + "

@@ -140,7 +140,12 @@ def cmd_edit(args) -> int:
     from engine.runtime.runs import Edit, plan_or_raise
 
     settings = _settings(
-        args, ring=args.ring, coverage=args.coverage, feather=args.feather, seamless=args.seamless
+        args,
+        ring=args.ring,
+        coverage=args.coverage,
+        feather=args.feather,
+        seamless=args.seamless,
+        texture=args.texture,
     )
     paths = check_outputs(args.output, settings.seeds, [args.image, args.mask], args.overwrite)
     image = load_image(args.image)
@@ -185,7 +190,7 @@ def cmd_extend(args) -> int:
     from engine.runtime.imageio import load_image
     from engine.runtime.runs import Extend
 
-    settings = _settings(args)
+    settings = _settings(args, texture=args.texture)
     paths = check_outputs(args.output, settings.seeds, [args.image], args.overwrite)
     image = load_image(args.image)
     _notices(image)

@@ -20,7 +20,15 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from engine.runtime.bundle import Bundle
-from engine.runtime.compose import Patch, compose_squares, paste_all, resize_rgb
+from engine.runtime.compose import (
+    Patch,
+    compose_squares,
+    composition,
+    paste_all,
+    preview_patch,
+    resize_rgb,
+    texture_fill,
+)
 from engine.runtime.decode import (
     DecodeStep,
     iterative_decode,
@@ -97,6 +105,7 @@ class Step:
     total: int
     remaining: int  # tokens still unknown in the first candidate (all parts)
     preview: Patch | None = None  # the first candidate so far, crop-local
+    phase: str = "decode"  # "decode": a decoding step; "texture": the texture stage's rounds
 
 
 @dataclass(frozen=True, eq=False)
@@ -238,10 +247,12 @@ def step_image(bundle: Bundle, result: RunResult, candidate: int, step: int) -> 
     tokens = result.history[step][candidate].copy()
     undecided = tokens == bundle.manifest.mask_token_id
     tokens[undecided] = result.tokens[candidate][undecided]
+    if result.fill is not None and step == len(result.history) - 1:
+        return result.candidates[candidate].patch  # the finished fill, texture stage included
     square = decode_images(bundle, tokens[None])
     if result.fill is None:
         return Patch(0, 0, square[0])
-    return compose_fill(bundle, result.fill, square, result.settings)[0]
+    return _preview(bundle, result.fill, square)
 
 
 def decode_images(bundle: Bundle, tokens: np.ndarray) -> np.ndarray:
@@ -265,6 +276,8 @@ def _edit(bundle: Bundle, request: Edit, settings: Settings, previews: _Previews
     if plan.settings_key != plan_key(settings):  # options changed since it was drawn
         plan = plan_or_raise(bundle.manifest, rgb, plan.mask, settings)
     plan.check()
+    if settings.texture == "classic":
+        return (yield from _classic(bundle, rgb, plan, settings))
     fills = [prepare_fill(bundle.manifest, rgb, part) for part in plan.parts]
     total = plan.run_steps
     per_part: list[list[Patch]] = []
@@ -300,6 +313,38 @@ def _edit(bundle: Bundle, request: Edit, settings: Settings, previews: _Previews
         plan,
         rgb,
         extra={} if one else {"parts": len(fills)},
+    )
+
+
+def _classic(bundle: Bundle, rgb: np.ndarray, plan: EditPlan, settings: Settings) -> RunGen:
+    """Classic completion: every part filled from the photo's own texture, no model."""
+    m = bundle.manifest
+    step = Step(1, 1, 0, phase="texture")
+    per_part = []
+    for part in plan.parts:
+        x0, y0, x1, y1 = part.box
+        crop = rgb[y0:y1, x0:x1]
+        patches = []
+        for seed in settings.seeds:
+            gen = texture_fill(crop, part.painted, None, seed, settings)
+            while True:
+                try:
+                    next(gen)
+                except StopIteration as finished:
+                    patches.append(Patch(x0, y0, finished.value))
+                    break
+                yield step
+        per_part.append(patches)
+    candidates = [
+        Candidate(seed, _merge(rgb, [p[i] for p in per_part]))
+        for i, seed in enumerate(settings.seeds)
+    ]
+    # no tokens were predicted: all "unknown", all equally sure
+    tokens = np.full((len(settings.seeds), m.seq_len), m.mask_token_id, np.int64)
+    confidence = np.ones(tokens.shape, np.float32)
+    extra = {} if len(plan.parts) == 1 else {"parts": len(plan.parts)}
+    return RunResult(
+        "edit", candidates, settings, tokens, confidence, [], None, plan, rgb, extra=extra
     )
 
 
@@ -473,7 +518,7 @@ def _run_fill(
         settings,
         previews,
         progress,
-        lambda squares: compose_fill(bundle, fill, squares, settings)[0],
+        lambda squares: _preview(bundle, fill, squares),
     )
     if settings.speed.region_decode:
         background = (fill.model_pixels.transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
@@ -487,7 +532,29 @@ def _run_fill(
         )
     else:
         squares = decode_images(bundle, last.tokens)
-    return last, history, compose_fill(bundle, fill, squares, settings)
+    done = replace(progress.step(last, None), phase="texture")
+    patches = yield from _compose(bundle, fill, squares, settings, done)
+    return last, history, patches
+
+
+def _compose(
+    bundle: Bundle, fill: Fill, squares: np.ndarray, settings: Settings, step: Step
+) -> Generator[Step, None, list[Patch]]:
+    """compose_fill, yielding `step` between the texture stage's rounds (so that closing the
+    run stops it there)."""
+    m = bundle.manifest
+    gen = composition(m, fill.part, fill.crop, fill.model_pixels, squares, settings, fill.shape)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as finished:
+            return finished.value
+        yield step
+
+
+def _preview(bundle: Bundle, fill: Fill, squares: np.ndarray) -> Patch:
+    """The first decoded square pasted raw: previews cost a decode, not a composition."""
+    return preview_patch(fill.part, fill.crop, squares[0])
 
 
 def _decode_steps(

@@ -9,6 +9,11 @@ import numpy as np
 from engine.runtime.manifest import Manifest
 from engine.runtime.schedule import DEFAULT_CHOICE_TEMPERATURE, DEFAULT_STEPS
 from engine.runtime.speed import EXACT, Speed, scaled_steps
+from engine.runtime.texture import DEFAULT_OPTIONS, TextureOptions
+
+TEXTURES = ("photo", "model", "classic")
+# the guide term weighs more for "fill as class": the class the model drew shows through
+CLASS_TEXTURE = replace(DEFAULT_OPTIONS, guide_weight=8.0)
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,20 @@ class Settings:
     sample_temperature: float | None = None  # softmax temperature of the token sampling
     colour_match: bool = True  # fit the fill's colours to the known surroundings
     seamless: bool = True  # gradient-domain blend: the fill meets the photo
+    # where a fill's pixels come from: "photo" (the photo's own texture, placed where the
+    # model's fill says), "model" (the model's decode) or "classic" (texture, no model)
+    texture: str = "photo"
+
+    def __post_init__(self) -> None:
+        if self.texture not in TEXTURES:
+            raise ValueError(f"texture must be one of {', '.join(TEXTURES)}, not {self.texture!r}")
+
+    @property
+    def texture_options(self) -> TextureOptions:
+        """A class fill leans on the model's fill so that the class shows; `seamless` decides
+        whether the synthesis gets its smooth seam correction."""
+        options = CLASS_TEXTURE if self.class_name else DEFAULT_OPTIONS
+        return options if options.blend == self.seamless else replace(options, blend=self.seamless)
 
     def for_masked(self, manifest: Manifest, masked: int) -> Settings:
         """Resolved settings with the speed options' step scaling applied for `masked` unknown
@@ -68,6 +87,7 @@ class Settings:
             "mage:guidance": f"{s.guidance:g}",
             "mage:sample_temperature": f"{s.sample_temperature:g}",
             "mage:seamless": "yes" if s.seamless else "no",
+            "mage:texture": s.texture,
             **({} if s.speed.exact else {"mage:speed": s.speed.name}),
         }
 

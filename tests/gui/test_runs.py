@@ -19,12 +19,15 @@ def _image_and_mask(h=90, w=120):
 
 
 def _drain(gen):
+    """The decoding steps a run yields (not the texture stage's rounds) and its outcome."""
     steps = []
     while True:
         try:
-            steps.append(next(gen))
+            step = next(gen)
         except StopIteration as stop:
             return steps, stop.value
+        if step.phase == "decode":
+            steps.append(step)
 
 
 def test_edit_run_reports_every_step_and_previews_throttled():
