@@ -1213,6 +1213,11 @@ def write_report(
                 "",
             ]
     L += ["<!-- /CLASSES -->", ""]
+    # bench/eval_removal.py --doc writes this section (the held-out removal set and the blind
+    # judgement); a run of this script keeps it as it is
+    L += ["## 4. Removal on photos outside the training pool", "", "<!-- REMOVAL -->"]
+    L += ["Not measured yet: run `python bench/eval_removal.py --doc docs/model-quality.md`."]
+    L += ["<!-- /REMOVAL -->", ""]
     L += ["## What the numbers say", "", "<!-- SUMMARY -->", "<!-- /SUMMARY -->", ""]
     text = "\n".join(L) + "\n"
     if path.is_file():  # keep the hand-written notes of an earlier run between the markers
@@ -1238,7 +1243,7 @@ def keep_section(old: str, new: str, name: str) -> str:
 
 def keep_notes(old: str, new: str) -> str:
     """Copy what lies between <!-- NAME --> and <!-- /NAME --> in `old` into `new`."""
-    for name in ("OBSERVATIONS", "SUMMARY"):
+    for name in ("OBSERVATIONS", "REMOVAL", "SUMMARY"):
         start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
         if start in old and end in old and start in new and end in new:
             body = old.split(start, 1)[1].split(end, 1)[0]

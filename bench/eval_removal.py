@@ -52,6 +52,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import shutil
 import sys
 import time
 from dataclasses import replace
@@ -373,6 +374,81 @@ def table(rows: list[dict], methods: list[str]) -> list[str]:
     return lines + by_kind
 
 
+DOC_SHEETS = "removal-blind"  # folder beside the doc for the blind sheets and their key
+
+
+def doc_section(report: dict, rows: list[dict], names: list[str], sheets: list[str]) -> str:
+    """The generated part of the doc's removal section."""
+    n = len(rows)
+    kinds = {k: sum(r["kind"] == k for r in rows) for k in ("box", "blob", "paste")}
+    sizes = sorted({r["size"] for r in rows})
+    L = [
+        f"Produced by `python bench/eval_removal.py --doc docs/model-quality.md` on "
+        f"{report['date']} ({report['machine']}; whole run {report['seconds']:.0f} s); model "
+        f"**{report['model']}**.",
+        "",
+        f"* data: the held-out removal set, {n} cases (`bench/data/removal`, built by "
+        "`bench/make_removal_set.py` from pinned Debian and PyPI packages, licences in its "
+        "`cases.json`): square crops at "
+        + " and ".join(f"{s} px" for s in sizes)
+        + " of photos that are not in the training pool (Tux Paint's photo templates: bark, "
+        "moss, rock, sea, trees, sky, sheep, a lighthouse, a machine; a nuthatch wallpaper; "
+        "scikit-image's and scikit-learn's sample photos). "
+        f"{kinds['box']} *box* and {kinds['blob']} *blob* masks of 15% of the crop (the crop is "
+        f"the truth), and {kinds['paste']} *pasted* cases: a photo cut-out with alpha (birds, a "
+        "rabbit, a slug, a ferret, fruit, a flower, a ball, a tyre) composited onto a clean "
+        "crop; the clean crop is the truth and the mask is the cut-out's footprint grown by 3 px.",
+        "* methods: " + "; ".join(f"**{NAMES[m]}**" for m in names) + ". Ours uses seed 0 "
+        "and the default settings otherwise; PatchMatch is `pypatchmatch` with patch radius 3 "
+        "(7x7 patches), seed 0; Telea is `cv2.inpaint` radius 3.",
+        "* metrics: *in-mask PSNR* against the truth; *detail kept* = mean |Laplacian| of the "
+        "result inside the hole (1-px edge left out) over the truth's (100% = as much fine "
+        "texture as the photo); *px changed > 2 px outside* = pixels farther than 2 px from "
+        "the mask that differ from the input (cases with any, largest change); *off-colour* = "
+        "share of the hole whose low-passed colour (Gaussian sigma 2 px, CIELAB) is more than "
+        "Delta E 12 from every low-passed colour of the known pixels, and the cases where that "
+        "share is above 1% (*a blotch*; the truth's own figure shows how often a hole really "
+        "holds colours found nowhere else); *s per case*: wall-clock seconds on this shared "
+        "machine, median over cases and over the 256 px cases.",
+        "",
+        *table(rows, names),
+        "",
+        "Blind sheets: "
+        + ", ".join(f"[{Path(p).name}]({DOC_SHEETS}/{Path(p).name})" for p in sheets)
+        + " (rows = the cases in `cases.json` order, the input with the mask outlined, then the "
+        f"fills of {', '.join(NAMES[m] for m in SHEET_METHODS if m in names)} shuffled per row and "
+        f"labelled A-{'ABCDEFGH'[len([m for m in SHEET_METHODS if m in names]) - 1]}; every tile "
+        f"zoomed to the hole's neighbourhood). The key is `{DOC_SHEETS}/sheets-key.json`; "
+        "`python bench/judge_sheets.py PICKS.json --key docs/"
+        f"{DOC_SHEETS}/sheets-key.json` un-blinds a judgement.",
+    ]
+    return "\n".join(L)
+
+
+def update_doc(path: Path, generated: str) -> None:
+    """Write `generated` into the <!-- REMOVAL --> section of `path`, keeping the hand-written
+    judgement between <!-- REMOVAL-JUDGED --> markers (or adding an empty one)."""
+    start, end = "<!-- REMOVAL -->", "<!-- /REMOVAL -->"
+    j0, j1 = "<!-- REMOVAL-JUDGED -->", "<!-- /REMOVAL-JUDGED -->"
+    text = path.read_text(encoding="utf-8") if path.is_file() else "# Model quality\n"
+    judged = "Not judged yet."
+    if start in text and end in text:
+        body = text.split(start, 1)[1].split(end, 1)[0]
+        if j0 in body and j1 in body:
+            judged = body.split(j0, 1)[1].split(j1, 1)[0].strip("\n")
+        head, tail = text.split(start, 1)[0], text.split(end, 1)[1]
+    else:  # a doc written before the section existed: add it before the closing summary
+        title = "## 4. Removal on photos outside the training pool\n\n"
+        closing = "## What the numbers say"
+        if closing in text:
+            head = text.split(closing, 1)[0] + title
+            tail = "\n\n" + closing + text.split(closing, 1)[1]
+        else:
+            head, tail = text.rstrip("\n") + "\n\n" + title, "\n"
+    section = f"{start}\n{generated}\n\n{j0}\n{judged}\n{j1}\n{end}"
+    path.write_text(head + section + tail, encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, help="bundle folder (default: the default bundle)")
@@ -384,6 +460,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sheet-rows", type=int, default=8)
     ap.add_argument("--tile", type=int, default=192)
     ap.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    ap.add_argument(
+        "--doc",
+        type=Path,
+        help="write the tables into this Markdown file's removal section, and the sheets (JPEG) "
+        f"and their key into {DOC_SHEETS}/ beside it",
+    )
     args = ap.parse_args(argv)
 
     def log(msg: str) -> None:
@@ -423,6 +505,19 @@ def main(argv: list[str] | None = None) -> int:
     lines = table(rows, names)
     (args.out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
+    if args.doc:
+        folder = args.doc.parent / DOC_SHEETS
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("sheet-*.jpg"):
+            old.unlink()
+        published = []
+        for p in sheets:
+            dst = folder / (p.stem + ".jpg")
+            Image.open(p).convert("RGB").save(dst, quality=88, optimize=True)
+            published.append(str(dst))
+        shutil.copyfile(args.out / "sheets-key.json", folder / "sheets-key.json")
+        update_doc(args.doc, doc_section(report, rows, names, published))
+        print(f"wrote {args.doc} and {folder}")
     print(
         f"\n{len(cases)} cases in {report['seconds']:.0f} s; sheets: "
         + ", ".join(str(p) for p in sheets)

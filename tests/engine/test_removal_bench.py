@@ -156,3 +156,17 @@ def test_judge_cli(tmp_path, capsys):
     assert "| t | 3 of 3 | 100% |" in out
     picks.write_text(json.dumps({"9": "A"}))
     assert js.main([str(picks), "--key", str(key)]) == 2
+
+
+def test_doc_section_is_replaced_and_the_judgement_kept(tmp_path):
+    doc = tmp_path / "q.md"
+    doc.write_text("# Q\n\n## 3. X\ntext\n\n## What the numbers say\nsummary\n")
+    er.update_doc(doc, "tables one")
+    text = doc.read_text()
+    assert text.index("## 4. Removal") < text.index("tables one") < text.index("## What the")
+    assert "Not judged yet." in text and text.endswith("summary\n")
+    doc.write_text(text.replace("Not judged yet.", "my picks"))
+    er.update_doc(doc, "tables two")
+    text = doc.read_text()
+    assert "tables two" in text and "tables one" not in text and "my picks" in text
+    assert text.count("## 4. Removal") == 1 and text.endswith("summary\n")
