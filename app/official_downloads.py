@@ -1,9 +1,10 @@
 """Getting an official model from the editor: download on a worker thread, then import.
 
 The download (engine.runtime.downloads: resumable, verified, cancellable) runs on a Python
-thread and reports through Qt signals. A checkpoint that needs PyTorch is imported by
-`main.py import-mage|import-maskgit` in a child process (app/checkpoint_import.py), so the
-editor never loads torch; a ready bundle is checked and installed on the worker thread. Nothing
+thread and reports through Qt signals. A checkpoint is imported by `main.py
+import-mage|import-maskgit` (the import layer: NumPy + onnx, no PyTorch) in a child process
+(app/checkpoint_import.py), so a gigabyte of weights never sits in the editor's memory and Cancel
+can stop it at any point; a ready bundle is checked and installed on the worker thread. Nothing
 is downloaded unless `start` is called (a click in Models > Get official models...).
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from app.checkpoint_import import CheckpointImporter, torch_available
+from app.checkpoint_import import CheckpointImporter
 from engine.runtime import official_models as om
 from engine.runtime.downloads import (
     GDOWN_HINT,
@@ -50,11 +51,6 @@ def state_text(models_dir: Path, model: om.OfficialModel) -> str:
 
 def missing_requirement(model: om.OfficialModel) -> str:
     """Why `model` cannot be fetched and imported in this environment, or ""."""
-    if model.needs_torch and not torch_available():
-        return (
-            f"Importing {model.name} needs PyTorch, which is not installed: "
-            "pip install -e '.[modeling]'"
-        )
     if model.needs_gdown and not gdown_available():
         return (
             f"{model.name} is on Google Drive, whose large-file confirmation needs the gdown "

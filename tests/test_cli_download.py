@@ -3,7 +3,6 @@ resume, verify, import into the models folder, one-line refusals, Ctrl+C leaves 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -19,6 +18,7 @@ from engine.cli import main
 from engine.runtime import official_models as om
 from engine.runtime.downloads import ENV_BASE, part_path
 from engine.runtime.manifest import read_manifest
+from no_torch import run_main_without_torch
 
 
 def run(argv, capsys):
@@ -109,18 +109,23 @@ def test_unknown_name_and_missing_name(capsys):
     assert code == 2 and "name a model" in err
 
 
-def test_missing_torch_is_one_line_before_any_download(server, tmp_path, capsys, monkeypatch):
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
+def test_without_torch_the_download_runs_and_the_import_judges_the_files(server, tmp_path):
+    """A plain install (PyTorch unimportable in the child): nothing asks for it; the files are
+    fetched and the torch-free importer refuses these fake ones in one line."""
+    for model in om.OFFICIAL:
+        for remote in model.files.values():
+            if not remote.drive:
+                server.files["/" + remote.url.split("/", 3)[3]] = b"not msgpack " * 20_000
+    models = tmp_path / "models"
+    run_ = run_main_without_torch(
+        "download", "maskgit-imagenet-256", "--yes", "--models-dir", models, timeout=120
     )
-    code, _, err = run(["download", "maskgit-imagenet-256", "--models-dir", tmp_path], capsys)
-    assert code == 2
-    assert err.strip() == (
-        "error: importing maskgit-imagenet-256 needs PyTorch, which is not installed: "
-        "pip install -e '.[modeling]'"
-    )
-    assert server.requests == []
+    assert run_.returncode == 2, run_.stderr
+    assert "PyTorch" not in run_.stderr and "Traceback" not in run_.stderr
+    line = run_.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: import failed: ") and "not a Flax checkpoint" in line
+    assert len(server.requests) >= 2
+    assert not (models / "maskgit-imagenet-256").exists()
 
 
 def test_missing_gdown_is_one_line_for_drive_models(server, tmp_path, capsys, monkeypatch):

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.checkpoint_import import CheckpointImporter, missing_torch_message, torch_available
+from app.checkpoint_import import CheckpointImporter
 from app.editor import Editor
 from app.inspector import RunInspector
 from app.model_manager import DEVICES, available_bundles
@@ -409,9 +409,6 @@ class MainWindow(QMainWindow):
             self.load_model(self.editor.models.path, device)
 
     def import_checkpoint(self) -> None:
-        if not torch_available():
-            QMessageBox.information(self, "PyTorch needed", missing_torch_message())
-            return
         path, _ = QFileDialog.getOpenFileName(
             self, "Official MAGE checkpoint", "", "PyTorch checkpoint (*.pth *.pt);;All files (*)"
         )

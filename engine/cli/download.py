@@ -8,7 +8,6 @@ The import writes the bundle MODELS_DIR/NAME and then removes the raw files.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from engine.runtime.errors import MageError
 from engine.runtime.locations import user_models_dir
 
 CATALOG = om.OFFICIAL  # the models `download` offers (tests swap in their own)
-TORCH_HINT = "pip install -e '.[modeling]'"
 
 
 def add_command(sub) -> None:
@@ -106,10 +104,6 @@ def cmd_download(args: argparse.Namespace) -> int:
         return 0
     if target.exists():
         raise MageError(f"{target} exists but is not a model bundle: move it away first")
-    if model.needs_torch and importlib.util.find_spec("torch") is None:
-        raise MageError(
-            f"importing {model.name} needs PyTorch, which is not installed: {TORCH_HINT}"
-        )
     if model.needs_gdown and not gdown_available():
         raise MageError(
             f"{model.name} is on Google Drive, whose large-file confirmation needs the gdown "
@@ -156,13 +150,13 @@ def run_import(model: om.OfficialModel, files: dict[str, Path], target: Path) ->
     if model.importer == "bundle":
         return om.install_bundle(files, target)
     if model.importer == "import-mage":
-        from engine.modeling.import_mage import import_mage
+        from engine.importing.mage import import_mage
 
         return import_mage(
             files["checkpoint"], target, vqgan=files.get("vqgan"), name=model.name, say=_say
         )
     if model.importer == "import-maskgit":
-        from engine.modeling.import_maskgit import import_maskgit
+        from engine.importing.maskgit import import_maskgit
 
         return import_maskgit(
             files["tokenizer"], files["transformer"], target, name=model.name, say=_say

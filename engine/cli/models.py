@@ -1,5 +1,5 @@
-"""Model commands: import-mage, import-maskgit, and export/train handed to the modeling side's
-own parser."""
+"""Model commands: import-mage and import-maskgit (the import layer: NumPy + onnx, no PyTorch),
+and export/train handed to the modeling side's own parser."""
 
 from __future__ import annotations
 
@@ -17,8 +17,7 @@ def _need_torch(command: str) -> None:
 
 
 def cmd_import_mage(args) -> int:
-    _need_torch("import-mage")
-    from engine.modeling.import_mage import import_mage
+    from engine.importing.mage import import_mage
 
     import_mage(
         args.checkpoint,
@@ -32,15 +31,7 @@ def cmd_import_mage(args) -> int:
 
 
 def cmd_import_maskgit(args) -> int:
-    _need_torch("import-maskgit")
-    import importlib.util
-
-    if importlib.util.find_spec("msgpack") is None:
-        raise MageError(
-            "'import-maskgit' needs msgpack: install the modeling extra "
-            "(pip install -e '.[modeling]')"
-        )
-    from engine.modeling.import_maskgit import import_maskgit
+    from engine.importing.maskgit import import_maskgit
 
     import_maskgit(
         args.tokenizer,

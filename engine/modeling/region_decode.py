@@ -35,23 +35,17 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.importing.checks import check_region_decoders
 from engine.modeling.vqgan import VQGAN
-from engine.runtime.errors import MageError
 from engine.runtime.manifest import read_manifest, write_manifest
-from engine.runtime.sessions import create_session
 from engine.runtime.speed import REGION_DECODER_FILE, STATS_DECODER_FILE
 
 OPSET = 17
 PIXELS_MAX_ABS = 1e-3  # the stats decoder against the plain decoder (fp32 noise)
-
-
-class RegionDecoderError(MageError):
-    """The region decoders disagree with the tokenizer's own decoder."""
 
 
 def _group_stats(x: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,36 +206,6 @@ def export_region_decoders(vqgan: VQGAN, folder: str | Path) -> None:
             "image": {0: "B", 2: "H", 3: "W"},
         },
     )
-
-
-def check_region_decoders(
-    folder: str | Path, grid: int, codebook_size: int, seed: int = 0
-) -> float:
-    """Max |pixel difference| of the stats decoder, and of the region decoder fed the whole
-    grid with those statistics, against the folder's plain tokenizer_decoder.onnx; raises
-    RegionDecoderError beyond fp32 noise."""
-    folder = Path(folder)
-    plain = create_session(folder / "tokenizer_decoder.onnx", "cpu")[0]
-    with_stats = create_session(folder / STATS_DECODER_FILE, "cpu")[0]
-    region = create_session(folder / REGION_DECODER_FILE, "cpu")[0]
-    rng = np.random.default_rng(seed)
-    tokens = rng.integers(0, codebook_size, (2, grid, grid), dtype=np.int64)
-    want = plain.run(None, {"tokens": tokens})[0]
-    image, stats = with_stats.run(None, {"tokens": tokens})
-    # the whole grid live, or none of it (all statistics from the full decode's sums)
-    live = np.ones((2, 1, grid, grid), np.float32)
-    nothing = np.zeros((2, *stats.shape[1:4]), np.float32)
-    again = region.run(None, {"tokens": tokens, "live": live, "outside": nothing})[0]
-    given = region.run(None, {"tokens": tokens, "live": 0 * live, "outside": stats.sum((-2, -1))})[
-        0
-    ]
-    diff = max(float(np.abs(x - want).max()) for x in (image, again, given))
-    if diff > PIXELS_MAX_ABS:
-        raise RegionDecoderError(
-            f"the region decoders differ from tokenizer_decoder.onnx by {diff:.1e} "
-            f"(more than fp32 noise, {PIXELS_MAX_ABS:g})"
-        )
-    return diff
 
 
 def add_to_bundle(bundle_dir: str | Path) -> float:

@@ -58,10 +58,6 @@ class OfficialModel:
     bundle_size: int = 0  # room the imported bundle needs (bytes, estimate)
 
     @property
-    def needs_torch(self) -> bool:
-        return self.importer != "bundle"
-
-    @property
     def download_size(self) -> int:
         return sum(f.expected_size for f in self.files.values())
 
@@ -124,9 +120,9 @@ OFFICIAL: tuple[OfficialModel, ...] = (
         source=f"{MAGE_REPO} (Google Drive links in its README)",
         abilities=_MAGE_ABILITIES,
         notes="FID 11.1 unconditional (README); 256 px, 16x16 tokens",
-        # measured: an imported ViT-B bundle is 1.40 GB (transformer, features, tokenizer and
-        # the two region decoders)
-        bundle_size=1_500_000_000,
+        # measured: an imported ViT-B bundle is 0.81 GB (one copy of the transformer's and of
+        # the tokenizer's weights, shared by their graphs)
+        bundle_size=900_000_000,
     ),
     OfficialModel(
         name="mage-vit-l",
@@ -142,7 +138,7 @@ OFFICIAL: tuple[OfficialModel, ...] = (
         source=f"{MAGE_REPO} (Google Drive links in its README)",
         abilities=_MAGE_ABILITIES,
         notes="FID 9.10 unconditional (README); 256 px, 16x16 tokens; slower than ViT-B",
-        bundle_size=3_600_000_000,  # the ViT-B bundle scaled by the transformer's weights
+        bundle_size=2_000_000_000,  # the checkpoint's weights once, as for ViT-B
     ),
     OfficialModel(
         name="maskgit-imagenet-256",
@@ -164,8 +160,8 @@ OFFICIAL: tuple[OfficialModel, ...] = (
         source=f"{MASKGIT_REPO} (files in the public maskgit-public storage bucket)",
         abilities=_MASKGIT_ABILITIES,
         notes="FID 6.06 class-conditional (README); 256 px, 16x16 tokens",
-        # transformer.onnx and features.onnx each hold the 690 MB of transformer weights
-        bundle_size=1_950_000_000,
+        # the 690 MB of transformer and 218 MB of tokenizer weights, once each
+        bundle_size=1_000_000_000,
     ),
     OfficialModel(
         name="maskgit-imagenet-512",
@@ -188,7 +184,7 @@ OFFICIAL: tuple[OfficialModel, ...] = (
         abilities=_MASKGIT_ABILITIES,
         notes="FID 7.32 class-conditional (README); 512 px, 32x32 tokens: four times the "
         "tokens of the 256 model, so each step is several times slower",
-        bundle_size=1_950_000_000,
+        bundle_size=1_000_000_000,
     ),
 )
 

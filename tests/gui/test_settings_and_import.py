@@ -1,15 +1,10 @@
-"""Preferences survive a restart; the importer says exactly what to install."""
+"""Preferences survive a restart; an import never reuses a folder."""
 
 from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication
 
-from app.checkpoint_import import (
-    INSTALL_HINT,
-    import_target,
-    missing_torch_message,
-    torch_available,
-)
+from app.checkpoint_import import import_target
 from app.core.options import EditOptions
 from app.preferences import Preferences
 from app.ui.theme import dark_palette, wants_dark
@@ -28,15 +23,6 @@ def test_preferences_round_trip(qapp, tmp_path):
     assert again.brush_size == 77 and again.folder("open") == str(tmp_path)
     assert again.recent_files() == ["a.png", "b.png"]
     assert again.options() == EditOptions(mode="generate", candidates=4)
-
-
-def test_import_needs_torch_and_names_the_install_command(monkeypatch):
-    assert INSTALL_HINT == "pip install -e '.[modeling]'"
-    assert INSTALL_HINT in missing_torch_message()
-    import importlib.util
-
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    assert not torch_available()
 
 
 def test_import_target_never_reuses_a_folder(tmp_path):
