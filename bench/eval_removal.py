@@ -383,7 +383,8 @@ def doc_section(report: dict, rows: list[dict], names: list[str], sheets: list[s
     kinds = {k: sum(r["kind"] == k for r in rows) for k in ("box", "blob", "paste")}
     sizes = sorted({r["size"] for r in rows})
     L = [
-        f"Produced by `python bench/eval_removal.py --doc docs/model-quality.md` on "
+        "Produced by `python bench/eval_removal.py --doc docs/model-quality.md --seed "
+        f"{report['sheet_seed']}` on "
         f"{report['date']} ({report['machine']}; whole run {report['seconds']:.0f} s); model "
         f"**{report['model']}**.",
         "",
@@ -416,7 +417,7 @@ def doc_section(report: dict, rows: list[dict], names: list[str], sheets: list[s
         "Blind sheets: "
         + ", ".join(f"[{Path(p).name}]({DOC_SHEETS}/{Path(p).name})" for p in sheets)
         + " (rows = the cases in `cases.json` order, the input with the mask outlined, then the "
-        f"fills of {', '.join(NAMES[m] for m in SHEET_METHODS if m in names)} shuffled per row and "
+        f"fills of {'; '.join(NAMES[m] for m in SHEET_METHODS if m in names)} shuffled per row and "
         f"labelled A-{'ABCDEFGH'[len([m for m in SHEET_METHODS if m in names]) - 1]}; every tile "
         f"zoomed to the hole's neighbourhood). The key is `{DOC_SHEETS}/sheets-key.json`; "
         "`python bench/judge_sheets.py PICKS.json --key docs/"
@@ -498,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
         "data": str(args.data),
         "methods": {m: NAMES[m] for m in names},
         "seconds": time.perf_counter() - t0,
+        "sheet_seed": args.seed,
         "summary": summary(rows, names),
         "cases": rows,
     }
