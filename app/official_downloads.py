@@ -23,9 +23,11 @@ from engine.runtime.downloads import (
     gdown_available,
     human_size,
     part_path,
+    regular_size,
 )
 from engine.runtime.errors import MageError
 from engine.runtime.locations import user_models_dir
+from engine.runtime.workdirs import sweep
 
 
 def partial_bytes(models_dir: Path, model: om.OfficialModel) -> int:
@@ -34,8 +36,7 @@ def partial_bytes(models_dir: Path, model: om.OfficialModel) -> int:
     total = 0
     for remote in model.files.values():
         for path in (folder / remote.name, part_path(folder / remote.name)):
-            if path.is_file():
-                total += path.stat().st_size
+            total += regular_size(path)
     return total
 
 
@@ -73,12 +74,14 @@ class ModelDownloader(QObject):
         self.models_dir = Path(models_dir) if models_dir else user_models_dir()
         self.model: om.OfficialModel | None = None
         self.importing = False
+        self.cancelled = False
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
         self._importer = CheckpointImporter(self)
         self._importer.output.connect(self.status)
         self._importer.finished.connect(self._imported)
         self._fetched.connect(self._on_fetched)
+        sweep(self.models_dir)  # work folders left by an import that was killed
 
     @property
     def running(self) -> bool:
@@ -91,7 +94,7 @@ class ModelDownloader(QObject):
         if why:
             self.finished.emit(False, why)
             return
-        self.model, self.importing = model, False
+        self.model, self.importing, self.cancelled = model, False, False
         self._cancel = threading.Event()
         self._thread = threading.Thread(
             target=self._work, args=(model, self._cancel), name="download", daemon=True
@@ -102,6 +105,7 @@ class ModelDownloader(QObject):
         """Stop the download (its `.part` files stay for a resume) or the import."""
         self._cancel.set()
         if self.importing:
+            self.cancelled = True
             self._importer.cancel()
 
     def wait(self, timeout: float | None = None) -> None:
@@ -164,9 +168,12 @@ class ModelDownloader(QObject):
 
     def _imported(self, ok: bool, message: str) -> None:
         model, self.model, self.importing = self.model, None, False
+        sweep(self.models_dir)  # the work folder of an import that was stopped
         if ok and model is not None:
             om.remove_downloads(self.models_dir, model)
-        elif model is not None:
+        elif model is not None and self.cancelled:
             where = om.downloads_dir(self.models_dir, model)
-            message = f"{message} (the downloaded files stay in {where})"
+            message = f"Import cancelled; the downloaded files stay in {where}"
+        elif model is not None:
+            message = f"{message} ({om.after_failed_import(self.models_dir, model)})"
         self.finished.emit(ok, message)

@@ -214,15 +214,20 @@ class LoopbackServer:
         return Handler
 
 
-def bundle_entry(bundle_path: Path, server: LoopbackServer, name="tiny-official"):
+def bundle_entry(bundle_path: Path, server: LoopbackServer, name="tiny-official", sizes=True):
     """A catalog entry whose files are a small real bundle served by `server` under /tiny/
-    (its URLs name another host: set the download base to `server.url`)."""
+    (its URLs name another host: set the download base to `server.url`). `sizes=False`: no
+    published sizes, only approximate ones (as for most official checkpoints)."""
     files = {}
     for path in sorted(Path(bundle_path).iterdir()):
         if path.is_file():
             server.files[f"/tiny/{path.name}"] = path.read_bytes()
-            files[path.name] = RemoteFile(
-                path.name, f"https://example.invalid/tiny/{path.name}", size=path.stat().st_size
+            size = path.stat().st_size
+            url = f"https://example.invalid/tiny/{path.name}"
+            files[path.name] = (
+                RemoteFile(path.name, url, size=size)
+                if sizes
+                else RemoteFile(path.name, url, approx_size=size)
             )
     return om.OfficialModel(
         name=name,

@@ -4,7 +4,9 @@ resume, verify, import into the models folder, one-line refusals, Ctrl+C leaves 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -149,7 +151,7 @@ def _serve_fake_mage(server) -> None:
 def test_ctrl_c_leaves_a_part_that_the_same_command_resumes(server, tmp_path, capsys):
     """The official MAGE entry end to end against the loopback server: Drive's confirmation
     page, Ctrl+C in a real process, resume, then the real importer refuses the fake files in
-    one line and keeps them."""
+    one line and sends them back to be fetched again."""
     _serve_fake_mage(server)
     server.delay = 0.3
     models = tmp_path / "models"
@@ -183,8 +185,10 @@ def test_ctrl_c_leaves_a_part_that_the_same_command_resumes(server, tmp_path, ca
     assert ("/download", f"bytes={kept}-") in server.requests
     assert code == 2
     line = err.strip().splitlines()[-1]
-    assert line.startswith("error: import failed: ") and "downloaded files stay in" in line
-    assert (part.parent / "mage-vitb-1600.pth").stat().st_size == 340_000
+    assert line.startswith("error: import failed: ")
+    # no published size: only the import could judge the files, and it refused them
+    assert "mage-vitb-1600.pth, vqgan_jax_strongaug.ckpt will be downloaded again" in line
+    assert not (part.parent / "mage-vitb-1600.pth").exists()
     assert not (models / "mage-vit-b" / "manifest.json").exists()
 
 
@@ -214,3 +218,61 @@ def test_the_synthetic_maskgit_pair_downloads_resumes_and_imports(server, tmp_pa
     assert len(manifest.class_names) == 1000 and manifest.null_class_id is None
     assert manifest.grid == [16, 16] and manifest.codebook_size == 1024
     assert not om.downloads_dir(models, model).exists()
+
+
+def test_a_failed_import_sends_unverifiable_files_back(
+    tiny_bundle_path, server, tmp_path, capsys, monkeypatch
+):
+    """No published sizes: a reply cut short looks complete, the import's check refuses it,
+    and the next run fetches that file again and installs."""
+    entry = bundle_entry(tiny_bundle_path, server, sizes=False)
+    monkeypatch.setattr(cli_download, "CATALOG", (entry,))
+    server.no_length.add("/tiny/transformer.onnx")
+    server.drop_after["/tiny/transformer.onnx"] = 3000  # ends early, without a length to tell
+    models = tmp_path / "models"
+    argv = ["download", "tiny-official", "--yes", "--models-dir", models]
+    code, _, err = run(argv, capsys)
+    assert code == 2
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("error: import failed: ")
+    assert "will be downloaded again on the next try" in line
+    raw = om.downloads_dir(models, entry)
+    assert not (raw / "transformer.onnx").exists()
+    assert sorted(p.name for p in models.iterdir()) == [".downloads"]  # no work folder left
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    assert out.strip().splitlines()[-1] == str(models / "tiny-official")
+    read_manifest(models / "tiny-official", verify_hashes=True)
+
+
+def test_an_unreachable_host_is_one_line_at_once(tiny_catalog, tmp_path, capsys, monkeypatch):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    monkeypatch.setenv(ENV_BASE, f"http://127.0.0.1:{port}")
+    code, out, err = run(["download", "tiny-official", "--yes", "--models-dir", tmp_path], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach 127.0.0.1 (no connection?)" in lines[0]
+    assert "retrying" not in out
+
+
+def test_a_planted_link_in_the_download_folder_is_refused(tiny_catalog, server, tmp_path, capsys):
+    precious = tmp_path / "precious.txt"
+    precious.write_text("mine")
+    models = tmp_path / "models"
+    raw = om.downloads_dir(models, tiny_catalog)
+    raw.mkdir(parents=True)
+    part_path(raw / "transformer.onnx").symlink_to(precious)
+    code, _, err = run(["download", "tiny-official", "--yes", "--models-dir", models], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("error: ") and "is a symbolic link" in err
+    assert precious.read_text() == "mine"
+    # a linked download folder: nothing is written or deleted through it
+    shutil.rmtree(raw)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    raw.symlink_to(elsewhere)
+    code, _, err = run(["download", "tiny-official", "--yes", "--models-dir", models], capsys)
+    assert code == 2 and "not a plain folder" in err
+    assert list(elsewhere.iterdir()) == []

@@ -2,7 +2,9 @@
 
 The files go to MODELS_DIR/.downloads/NAME/ (each as FILE.part until it is complete and
 checked); Ctrl+C or a dropped connection leaves the .part, and the same command resumes it.
-The import writes the bundle MODELS_DIR/NAME and then removes the raw files.
+The import writes the bundle MODELS_DIR/NAME and then removes the raw files. A failed import
+sends the files whose completeness only the import can judge (no published size or checksum)
+back to be fetched again.
 """
 
 from __future__ import annotations
@@ -137,7 +139,8 @@ def cmd_download(args: argparse.Namespace) -> int:
     try:
         run_import(model, files, target)
     except MageError as e:
-        raise MageError(f"import failed: {e} (the downloaded files stay in {where})") from None
+        after = om.after_failed_import(models_dir, model)
+        raise MageError(f"import failed: {e} ({after})") from None
     if not args.keep_files:
         om.remove_downloads(models_dir, model)
     _say(f"installed {model.name}")

@@ -14,6 +14,9 @@ The server is not trusted:
 - a file never grows past its published size, or the size the server announces, or, when
   neither is known, twice its approximate size (`RemoteFile.limit`); a byte range that does not
   start where the `.part` ends, or that claims a smaller file, is refused;
+- a file without a published size or checksum is taken as the server sends it: only its
+  import can judge it, and a failed import sends it back (`RemoteFile.verifiable`,
+  official_models.send_back_unverified);
 - reads return what has arrived (at most 64 KiB); a connection that brings fewer than
   `STALL_BYTES` in `timeout` seconds (headers included) gives up with one line, and a cancel is
   answered within `POLL` seconds (a watchdog shuts the socket);
@@ -63,7 +66,7 @@ STALL_BYTES = 16 << 10  # a connection must bring this much per `timeout` second
 POLL = 0.2  # the watchdog's tick: cancel and deadlines are seen within this
 CONNECT_TIMEOUT = 4.0  # seconds to open a connection (an unreachable host fails within 5 s)
 MAX_REDIRECTS = 5
-SIZE_SLACK = 2  # a file known only approximately may be up to twice (or half) that size
+SIZE_SLACK = 2  # a file known only approximately may be up to twice that size
 MAX_UNKNOWN_SIZE = 64 << 30  # the cap of a file whose size nobody states
 # Google Drive serves a confirmed download from these hosts (besides the file's own)
 DRIVE_HOSTS = ("drive.google.com", "drive.usercontent.google.com", "docs.google.com")
@@ -696,7 +699,7 @@ def _receive(session: _Session, response, fd, offset, progress, reserve, say) ->
             "not downloaded"
         )
     if total is not None:
-        _check_plausible(remote, total)
+        _check_limit(remote, total)
         check_free_space(session.folder, total - offset + reserve, name)
     if status == 200:
         os.ftruncate(fd, 0)
@@ -734,24 +737,18 @@ def _receive(session: _Session, response, fd, offset, progress, reserve, say) ->
         raise DownloadError(
             f"{name}: the server sent more than the {human_size(limit)} this file can have; removed"
         )
-    if total is not None and done < total:
-        raise _Dropped(f"connection dropped at {human_size(done)} of {human_size(total)}")
-    if total is None:
-        _check_plausible(remote, done)
+    whole = total if total is not None else remote.size
+    if whole is not None and done < whole:  # an early end, announced or not, is resumed
+        raise _Dropped(f"connection dropped at {human_size(done)} of {human_size(whole)}")
     return total
 
 
-def _check_plausible(remote: RemoteFile, size: int) -> None:
-    """Refuse a file whose only size is approximate when the server's is far from it (a
-    sign-in page, an error page or a cut reply)."""
-    if (
-        remote.size is None
-        and remote.approx_size
-        and not (remote.approx_size / SIZE_SLACK <= size <= remote.approx_size * SIZE_SLACK)
-    ):
+def _check_limit(remote: RemoteFile, size: int) -> None:
+    """Refuse a file the server says is larger than it can be (see RemoteFile.limit)."""
+    if size > remote.limit:
         raise DownloadError(
-            f"{remote.name}: the server has {human_size(size)}, far from the expected about "
-            f"{human_size(remote.approx_size)} (a sign-in or error page?); not downloaded"
+            f"{remote.name}: the server has {human_size(size)}, more than the "
+            f"{human_size(remote.limit)} this file can have; not downloaded"
         )
 
 
@@ -770,7 +767,6 @@ def _verify(remote: RemoteFile, part: Path, fd: int, total: int | None, cancel) 
         raise DownloadError(
             f"{remote.name}: wrong size: got {size} bytes, expected {expected}; removed"
         )
-    _check_plausible(remote, size)
     if remote.sha256:
         digest = _sha256_fd(fd, cancel, remote.name)
         if digest != remote.sha256.lower():

@@ -22,13 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.runtime.downloads import (
+    DownloadError,
     RemoteFile,
     check_free_space,
     download_file,
     human_size,
     part_path,
+    regular_size,
 )
 from engine.runtime.errors import MageError
+from engine.runtime.workdirs import sweep, work_dir
 
 DRIVE = "https://drive.google.com/uc?export=download&id="
 MASKGIT = "https://storage.googleapis.com/maskgit-public/checkpoints/"
@@ -217,11 +220,23 @@ def bytes_to_fetch(models_dir: Path, model: OfficialModel) -> int:
     left = 0
     for remote in model.files.values():
         target = folder / remote.name
-        if target.is_file():
+        if regular_size(target):
             continue
-        part = part_path(target)
-        left += max(remote.expected_size - (part.stat().st_size if part.is_file() else 0), 0)
+        left += max(remote.expected_size - regular_size(part_path(target)), 0)
     return left
+
+
+def plain_folder(folder: Path) -> Path:
+    """Create `folder` (and its parents) and refuse it, in one line, when it or the
+    `.downloads` folder above it is a link or not a folder: downloads are written and deleted
+    there, so they must not lead anywhere else."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in (folder.parent, folder):
+        if path.is_symlink() or not path.is_dir():
+            raise DownloadError(
+                f"{path} is not a plain folder (a link or a file): move it away and run again"
+            )
+    return folder
 
 
 def fetch_files(
@@ -235,8 +250,8 @@ def fetch_files(
     """Download (or resume) every file of `model` after checking that the disk has room for
     the files and the bundle built from them; returns role -> file. `progress(file name,
     bytes done over all files, bytes expected over all files)`."""
-    folder = downloads_dir(models_dir, model)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = plain_folder(downloads_dir(models_dir, model))
+    sweep(models_dir)  # work folders left by an import that was killed
     check_free_space(
         folder,
         bytes_to_fetch(models_dir, model) + model.bundle_size,
@@ -266,7 +281,39 @@ def fetch_files(
 
 def remove_downloads(models_dir: Path, model: OfficialModel) -> None:
     """Delete the raw files once the model is imported (the bundle holds all it needs)."""
-    shutil.rmtree(downloads_dir(models_dir, model), ignore_errors=True)
+    folder = downloads_dir(models_dir, model)
+    if not folder.is_symlink() and not folder.parent.is_symlink():
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def send_back_unverified(models_dir: Path, model: OfficialModel) -> list[str]:
+    """After a failed import: remove the downloaded files whose completeness only the import
+    could judge (no published size or checksum), so the next try fetches them again; returns
+    their names. Files proved complete by size or sha256 stay."""
+    folder = downloads_dir(models_dir, model)
+    if folder.is_symlink() or folder.parent.is_symlink():
+        return []
+    removed = []
+    for remote in model.files.values():
+        if remote.verifiable:
+            continue
+        path = folder / remote.name
+        if os.path.lexists(path) and not path.is_dir():
+            path.unlink()
+            removed.append(remote.name)
+    return removed
+
+
+def after_failed_import(models_dir: Path, model: OfficialModel) -> str:
+    """After a failed import: send back the files only the import could judge (see
+    send_back_unverified); says what became of the files."""
+    where = downloads_dir(models_dir, model)
+    removed = send_back_unverified(models_dir, model)
+    if not removed:
+        return f"the downloaded files stay in {where}"
+    kept = [r.name for r in model.files.values() if r.name not in removed]
+    text = f"{', '.join(removed)} will be downloaded again on the next try"
+    return text + (f"; the other files stay in {where}" if kept else "")
 
 
 def install_bundle(files: dict[str, Path], out_dir: Path, overwrite: bool = False) -> Path:
@@ -277,17 +324,14 @@ def install_bundle(files: dict[str, Path], out_dir: Path, overwrite: bool = Fals
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise MageError(f"{out_dir} already exists (choose another folder or overwrite)")
-    temp = out_dir.with_name(f".{out_dir.name}.installing")
-    shutil.rmtree(temp, ignore_errors=True)
-    temp.mkdir(parents=True)
-    try:
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    sweep(out_dir.parent)
+    with work_dir(out_dir) as temp:
         for path in files.values():
             shutil.copyfile(path, temp / Path(path).name)
         read_manifest(temp, verify_hashes=True)
+        temp.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be shared
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(temp, out_dir)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
     return out_dir

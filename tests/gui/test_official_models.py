@@ -100,7 +100,7 @@ def test_official_checkpoint_import_runs_in_a_child_process_and_fails_in_one_lin
 ):
     """A real entry against fake files (MAGE: through Drive's confirmation page), then
     `main.py import-mage|import-maskgit` in a child process refuses them in one line; the
-    downloaded files stay."""
+    files, which have no published size or checksum, are sent back to be fetched again."""
     model = om.find_model(name)
     for remote in model.files.values():
         if remote.drive:
@@ -115,9 +115,10 @@ def test_official_checkpoint_import_runs_in_a_child_process_and_fails_in_one_lin
     ok, message = done.args
     assert not ok
     assert message.startswith("Import failed: ") and "\n" not in message
-    assert "the downloaded files stay in" in message
+    assert "will be downloaded again on the next try" in message
     assert any(line.startswith(f"Importing {name}") for line in lines)
     raw = om.downloads_dir(tmp_path / "models", model)
     for remote in model.files.values():
-        assert (raw / remote.name).stat().st_size == 17_000
+        assert not (raw / remote.name).exists()
         assert not part_path(raw / remote.name).exists()
+    assert [p.name for p in (tmp_path / "models").iterdir()] == [".downloads"]  # no work folder
