@@ -2,11 +2,13 @@
 what each can do; one click downloads (resumable, cancellable), imports and selects it.
 
 The dialog is not modal: the editor stays usable, and closing the dialog hides it while a
-download or import goes on (Cancel download stops it; the partial files stay for a resume)."""
+download or import goes on (Cancel download stops it; the partial files stay for a resume).
+The bar shows the download's bytes, then the import's steps (read, write, check)."""
 
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -24,6 +26,9 @@ from PySide6.QtWidgets import (
 from app.official_downloads import ModelDownloader, missing_requirement, state_text
 from engine.runtime import official_models as om
 from engine.runtime.downloads import human_size
+
+# "[2/3] writing the ONNX graphs ..." : a numbered step of the importer's output
+IMPORT_STEP = re.compile(r"^\[(\d+)/(\d+)\] (.+)$")
 
 
 class OfficialModelsDialog(QDialog):
@@ -159,6 +164,13 @@ class OfficialModelsDialog(QDialog):
         self.progress.setFormat(f"{human_size(done)} of {human_size(total)}")
 
     def _on_status(self, line: str) -> None:
+        step = IMPORT_STEP.match(line.strip())
+        if step:
+            k, n = int(step[1]), int(step[2])
+            if 0 < k <= n:
+                self.progress.setValue(int(1000 * (k - 1) / n))
+                self.progress.setFormat(f"Import: step {k} of {n}")
+            line = f"Importing: {step[3]}"
         self.status.setText(line)
 
     def _on_finished(self, ok: bool, message: str) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -86,19 +86,23 @@ def write_bundle(
     *,
     overwrite: bool,
     inputs: Sequence[Path],
-    tokenizer: tuple[Template, Mapping[str, np.ndarray]],
-    transformer: tuple[Template, Mapping[str, np.ndarray]],
+    tokenizer: tuple[Template, dict[str, np.ndarray]],
+    transformer: tuple[Template, dict[str, np.ndarray]],
     manifest: Manifest,
     card: Callable[[list[str]], str],
     steps: Steps,
 ) -> Path:
-    """Fill, check and install a bundle; the card is made from the check's report lines."""
+    """Fill, check and install a bundle; the card is made from the check's report lines. The
+    tensor dicts are emptied once written, so the check runs without the checkpoint in memory
+    (the caller must hold no other reference to the arrays)."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         steps.next("writing the ONNX graphs and one copy of the weights")
         files = write_graphs(*tokenizer, tmp, TOKENIZER_WEIGHTS)
         files += write_graphs(*transformer, tmp, TRANSFORMER_WEIGHTS)
+        tokenizer[1].clear()
+        transformer[1].clear()
         size = sum((tmp / f).stat().st_size for f in files)
         steps.done(f"{len(files)} files, {size / 1e9:.2f} GB")
         steps.next("checking the bundle with onnxruntime")

@@ -109,8 +109,10 @@ def import_mage(
     sd = read_state_dict(checkpoint)
     vq_sd = read_state_dict(vqgan) if vqgan else None
     variant, template, vq, mage = split_official(sd, vq_sd)
+    keys = len(sd)
+    del sd, vq_sd  # vq and mage hold the only references: the writer frees them as it goes
     digest = sha256_file(checkpoint)
-    steps.done(f"{variant}: {len(sd)} keys, all checked")
+    steps.done(f"{variant}: {keys} keys, all checked")
     manifest = Manifest(
         name=name or out_dir.name,
         image_size=IMAGE_SIZE,
@@ -131,7 +133,7 @@ def import_mage(
             file=checkpoint.name,
             digest=digest,
             variant=variant,
-            keys=len(sd),
+            keys=keys,
             vq=f" (tokenizer from `{Path(vqgan).name}`)" if vqgan else "",
         )
         return model_card(manifest, params, report, details)
