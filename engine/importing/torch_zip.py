@@ -188,7 +188,9 @@ class _Archive:
             try:
                 zf = zipfile.ZipFile(stream)
             except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-                raise self.refuse(f"is not a PyTorch zip checkpoint ({str(e)[:80]})") from None
+                raise self.refuse(
+                    f"is not a readable PyTorch checkpoint (truncated or damaged?): {str(e)[:80]}"
+                ) from None
             infos = zf.infolist()
             names = [i.filename for i in infos]
             dupes = sorted({n for n in names if names.count(n) > 1})
@@ -197,7 +199,7 @@ class _Archive:
             pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
             if len(pickles) != 1:
                 raise self.refuse(
-                    "is not a PyTorch zip checkpoint (it has no data.pkl)"
+                    "is not a readable PyTorch checkpoint (it has no data.pkl)"
                     if not pickles
                     else "is damaged: it holds more than one data.pkl"
                 )
@@ -271,8 +273,8 @@ def read_pth(path: str | Path) -> object:
     try:
         if os.pread(fd, 4, 0) != LOCAL_MAGIC:
             raise CheckpointError(
-                f"{path.name} is not a PyTorch zip checkpoint (the legacy pre-1.6 format and "
-                "other files are not read)"
+                f"{path.name} is not a readable PyTorch checkpoint (not a torch.save zip; the "
+                "legacy pre-1.6 format is not read)"
             )
         archive = _Archive(path, fd, size)
         mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)

@@ -243,7 +243,7 @@ def test_missing_pickle_and_not_a_zip(tmp_path):
         z.writestr("archive/data/0", A.tobytes())
     _refused(path, "no data.pkl")
     (tmp_path / "legacy.pth").write_bytes(pickle.dumps({"a": 1}))
-    _refused(tmp_path / "legacy.pth", "not a PyTorch zip checkpoint")
+    _refused(tmp_path / "legacy.pth", "not a readable PyTorch checkpoint \\(not a torch.save zip")
     (tmp_path / "empty.pth").write_bytes(b"")
     _refused(tmp_path / "empty.pth", "empty")
 
@@ -278,3 +278,90 @@ def test_no_state_dict(tmp_path):
     _refused(_good(tmp_path / "x.pth", _dict([(_op("model"), _op(3))])), "no state_dict")
     bad = _dict([(_op("a"), _op("text"))])
     _refused(_good(tmp_path / "y.pth", bad), "no state_dict")
+
+
+# -- through the command line: one line, exit 2, nothing written, inputs untouched --------------
+
+
+def _hostile_corpus(folder: Path) -> dict[str, Path]:
+    marker = folder / "ran"
+    evil = pickle.dumps(_Payload(os.system, f"touch {marker}"), protocol=2)
+    files = {
+        "os.system": _zip(folder / "system.pth", evil, {}),
+        "builtins.eval": _zip(
+            folder / "eval.pth", pickle.dumps(_Payload(eval, f"open({str(marker)!r}, 'w')")), {}
+        ),
+        "storage too large": _zip(
+            folder / "large.pth",
+            _pickle(_dict([(_op("a"), _tensor("0", 1000, (10, 100), (100, 1)))])),
+            {"0": A.tobytes()},
+        ),
+        "overflow": _zip(
+            folder / "overflow.pth",
+            _pickle(_dict([(_op("a"), _tensor("0", 12, (2**62, 2**62), (1, 1)))])),
+            {"0": A.tobytes()},
+        ),
+        "missing member": _zip(
+            folder / "missing.pth",
+            _pickle(_dict([(_op("a"), _tensor("7", 12, (3, 4), (4, 1)))])),
+            {},
+        ),
+    }
+    bomb = folder / "bomb.pth"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data.pkl", b"\0" * (MAX_PICKLE_BYTES + 1))
+    files["zip bomb"] = bomb
+    with pytest.warns(UserWarning):
+        dup = _good(folder / "dup.pth")
+        with zipfile.ZipFile(dup, "a") as z:
+            z.writestr("archive/data/0", A.tobytes())
+    files["duplicate member"] = dup
+    (folder / "link.pth").symlink_to(_good(folder / "target.pth"))
+    files["symlink"] = folder / "link.pth"
+    os.mkfifo(folder / "fifo.pth")
+    files["fifo"] = folder / "fifo.pth"
+    return files
+
+
+def _snapshot(folder: Path) -> dict[str, bytes | str]:
+    out: dict[str, bytes | str] = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_symlink():
+            out[p.name] = "link -> " + os.readlink(p)
+        elif p.is_file():
+            out[p.name] = p.read_bytes()
+        else:
+            out[p.name] = "other"
+    return out
+
+
+def test_hostile_checkpoints_through_the_cli(tmp_path, capsys):
+    from engine.cli import main as cli_main
+
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    corpus = _hostile_corpus(inputs)
+    before = _snapshot(inputs)
+    for case, path in corpus.items():
+        out = tmp_path / "out"
+        code = cli_main(["import-mage", str(path), "-o", str(out)])
+        err = capsys.readouterr().err
+        assert code == 2, (case, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (case, err)
+        assert not out.exists(), case
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["inputs"], case  # no work folder
+    assert _snapshot(inputs) == before  # inputs untouched, and no payload ran
+    assert not (inputs / "ran").exists()
+
+
+def test_a_payload_in_a_real_cli_process_without_torch(tmp_path):
+    from no_torch import run_main_without_torch
+
+    marker = tmp_path / "ran"
+    evil = _zip(tmp_path / "evil.pth", pickle.dumps(_Payload(os.system, f"touch {marker}")), {})
+    result = run_main_without_torch("import-mage", evil, "-o", tmp_path / "out", timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: evil.pth is refused: it names posix.system, which a state dict never needs"
+    )
+    assert not marker.exists() and not (tmp_path / "out").exists()
