@@ -1,0 +1,179 @@
+"""Offline means offline: no command and no editor run connects anywhere, or leaves a trace
+for a later upload, unless the user asks for a download.
+
+Every proxy variable points at a loopback listener that records what tries to connect, and
+HOME and XDG_CACHE_HOME are fresh folders: onnxruntime's telemetry (official Linux builds
+since 1.29) writes its device id and event store there at the first session, then uploads
+through the proxy about 10 s later. A control run that loads onnxruntime without MAGE Studio
+shows that this check can see it (skipped where the installed onnxruntime has none)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO
+
+PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+# variables under which onnxruntime stays quiet by itself: removed, so the test can fail
+QUIETING = ("CI", "ORT_DISABLE_TELEMETRY", "ORT_RUNNING_UNIT_TESTS", "no_proxy", "NO_PROXY")
+
+
+class Listener:
+    """Accepts and records every connection on 127.0.0.1 (the first bytes of each)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.seen: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            conn.settimeout(1)
+            try:
+                self.seen.append(conn.recv(200))
+            except OSError:
+                self.seen.append(b"")
+            conn.close()
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+@pytest.fixture
+def listener():
+    lis = Listener()
+    yield lis
+    lis.close()
+
+
+def offline_env(tmp_path, listener) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in QUIETING}
+    env.update({name: listener.url for name in PROXY_VARS})
+    env["HOME"] = str(tmp_path / "home")
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    env["QT_QPA_PLATFORM"] = "offscreen"
+    env.pop("MAGE_STUDIO_DOWNLOAD_BASE", None)
+    (tmp_path / "home").mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def traces(tmp_path) -> list[str]:
+    """Files onnxruntime's telemetry left (device id, event store), anywhere under the fresh
+    home and cache folders."""
+    found = []
+    for root in (tmp_path / "home", tmp_path / "cache"):
+        found += [
+            str(p) for p in root.rglob("*") if "Microsoft" in p.parts or "onnxruntime" in p.name
+        ]
+    return found
+
+
+def control_sees_telemetry(tmp_path, listener, model: str, wait: float = 0.0) -> bool:
+    """onnxruntime alone, as it behaves without MAGE Studio: does it leave a trace?"""
+    env = offline_env(tmp_path / "control", listener)
+    code = (
+        "import sys, time, onnxruntime as ort\n"
+        "ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])\n"
+        "time.sleep(float(sys.argv[2]))\n"
+    )
+    subprocess.run([sys.executable, "-c", code, model, str(wait)], env=env, check=True, timeout=120)
+    return bool(traces(tmp_path / "control"))
+
+
+def main_py(args, env, timeout=300):
+    return subprocess.run(
+        [sys.executable, str(REPO / "main.py"), *map(str, args)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_a_command_leaves_no_telemetry_and_connects_nowhere(tiny_bundle_path, tmp_path, listener):
+    model = tiny_bundle_path / "transformer.onnx"
+    if not control_sees_telemetry(tmp_path, listener, str(model)):
+        pytest.skip("this onnxruntime build has no telemetry to turn off")
+    env = offline_env(tmp_path, listener)
+    args = ["generate", "-o", tmp_path / "g.png", "--class", "dog", "--model", tiny_bundle_path]
+    done = main_py(args, env)
+    assert done.returncode == 0, done.stderr
+    assert traces(tmp_path) == []
+    assert listener.seen == []
+
+
+@pytest.mark.slow
+def test_commands_and_the_editor_leave_no_telemetry_and_connect_nowhere(
+    tiny_bundle_path, tmp_path, listener
+):
+    model = tiny_bundle_path / "transformer.onnx"
+    if not control_sees_telemetry(tmp_path, listener, str(model)):
+        pytest.skip("this onnxruntime build has no telemetry to turn off")
+    listener.seen.clear()
+    env = offline_env(tmp_path, listener)
+    image = tmp_path / "in.png"
+    Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(image)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[16:40, 16:40] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    runs = [
+        ["generate", "-o", tmp_path / "g.png", "--class", "dog", "--model", tiny_bundle_path],
+        ["edit", image, "--mask", tmp_path / "mask.png", "-o", tmp_path / "e.png"]
+        + ["--model", tiny_bundle_path],
+        ["classify", image, "--model", tiny_bundle_path],
+        ["download", "--list"],
+        ["import-maskgit", image, image, "-o", tmp_path / "refused"],  # refused in one line
+        ["--about", "--screenshot", tmp_path / "about.png", "--model", tiny_bundle_path],
+    ]
+    for args in runs:
+        done = main_py(args, env)
+        assert "Traceback" not in done.stderr, (args, done.stderr)
+        assert traces(tmp_path) == [], args
+    assert (tmp_path / "about.png").is_file()
+    assert listener.seen == []
+
+
+@pytest.mark.slow
+def test_a_long_run_uploads_nothing(tiny_bundle_path, tmp_path, listener):
+    """The telemetry upload comes about 10 s after the first session: a run that lives 20 s
+    through MAGE Studio's runtime makes no connection (the control run does)."""
+    model = str(tiny_bundle_path / "transformer.onnx")
+    if not control_sees_telemetry(tmp_path, listener, model, wait=20):
+        pytest.skip("this onnxruntime build has no telemetry to turn off")
+    assert listener.seen  # the control run tried to upload through the proxy
+    listener.seen.clear()
+    code = (
+        "import sys, time\n"
+        "from engine.runtime.sessions import create_session\n"
+        "create_session(sys.argv[1], 'cpu')\n"
+        "time.sleep(20)\n"
+    )
+    env = offline_env(tmp_path, listener)
+    subprocess.run([sys.executable, "-c", code, model], cwd=REPO, env=env, check=True, timeout=120)
+    time.sleep(0.5)
+    assert listener.seen == [] and traces(tmp_path) == []
