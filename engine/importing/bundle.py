@@ -16,7 +16,7 @@ from engine.importing.checks import check_region_decoders, check_session
 from engine.importing.errors import ExportError
 from engine.importing.target import check_target, swap_into_place
 from engine.importing.templates import Template, write_graphs
-from engine.runtime.manifest import Manifest, write_manifest
+from engine.runtime.manifest import Manifest, check_manifest, write_manifest
 
 TOKENIZER_WEIGHTS = "tokenizer.weights"
 TRANSFORMER_WEIGHTS = "transformer.weights"
@@ -95,6 +95,7 @@ def write_bundle(
     """Fill, check and install a bundle; the card is made from the check's report lines. The
     tensor dicts are emptied once written, so the check runs without the checkpoint in memory
     (the caller must hold no other reference to the arrays)."""
+    check_manifest(manifest, out_dir.name)  # what loading would refuse, before writing anything
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:

@@ -54,7 +54,7 @@ def check_region_decoders(
         0
     ]
     diff = max(float(np.abs(x - want).max()) for x in (image, again, given))
-    if diff > PIXELS_MAX_ABS:
+    if not diff <= PIXELS_MAX_ABS:  # NaN compares false both ways: it must fail
         raise RegionDecoderError(
             f"the region decoders differ from tokenizer_decoder.onnx by {diff:.1e} "
             f"(more than fp32 noise, {PIXELS_MAX_ABS:g})"

@@ -12,6 +12,7 @@ msgpack ext record of type 1 whose payload is msgpack `[shape, dtype name, C-ord
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -198,10 +199,7 @@ def read_flax_checkpoint(
             strict_map_key=False,
         )
         walker.walk(unpacker, walker.tree, "")
-        try:
-            unpacker.skip()
-        except msgpack.OutOfData:
+        # the checkpoint must end the file: anything after it, whole or cut short, is damage
+        if unpacker.tell() == os.fstat(stream.fileno()).st_size:
             return walker.out
-        except (ValueError, msgpack.UnpackException):
-            pass
     raise CheckpointError(f"{path.name} ({what}) is damaged: data follows the checkpoint")

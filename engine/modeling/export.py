@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.importing.bundle import TOKENIZER_WEIGHTS
 from engine.importing.checks import check_region_decoders
 from engine.importing.errors import ExportError
 from engine.importing.target import check_target, swap_into_place
@@ -201,14 +202,14 @@ def check_parity(vqgan: VQGAN, mage: MAGE, folder: Path, seed: int = 0) -> Parit
 
 def refuse_disagreement(report: ParityReport) -> None:
     """One ExportError naming every output where PyTorch and onnxruntime differ beyond noise."""
-    bad = []
-    if report.encoder_token_agreement < TOKEN_AGREEMENT_MIN:
+    bad = []  # each test is written so that NaN (which compares false) fails it
+    if not report.encoder_token_agreement >= TOKEN_AGREEMENT_MIN:
         bad.append(f"tokens agree on only {report.encoder_token_agreement:.2%}")
-    if report.decoder_max_abs > PIXELS_MAX_ABS:
+    if not report.decoder_max_abs <= PIXELS_MAX_ABS:
         bad.append(f"decoded pixels differ by {report.decoder_max_abs:.2e}")
-    if report.logits_max_abs > LOGITS_MAX_ABS:
+    if not report.logits_max_abs <= LOGITS_MAX_ABS:
         bad.append(f"logits differ by {report.logits_max_abs:.2e}")
-    if report.features_max_abs > LOGITS_MAX_ABS * 10:
+    if not report.features_max_abs <= LOGITS_MAX_ABS * 10:
         bad.append(f"features differ by {report.features_max_abs:.2e}")
     if bad:
         raise ExportError("PyTorch and onnxruntime disagree beyond fp32 noise: " + "; ".join(bad))
@@ -331,7 +332,7 @@ def replace_tokenizer(
             f"{vqgan.cfg.codebook_size} codes) does not fit {source_dir.name}"
         )
     agree = tokens_agree_with_bundle(vqgan, source_dir)
-    if agree < TOKEN_AGREEMENT_MIN:
+    if not agree >= TOKEN_AGREEMENT_MIN:
         raise ExportError(
             f"the tokenizer gives other tokens than {source_dir.name}'s (they "
             f"agree on {agree:.1%}): its transformer would not fit; fine-tune "
@@ -348,7 +349,7 @@ def replace_tokenizer(
             100 * tokens_ok,
             pixels_diff,
         )
-        if tokens_ok < TOKEN_AGREEMENT_MIN or pixels_diff > PIXELS_MAX_ABS:
+        if not (tokens_ok >= TOKEN_AGREEMENT_MIN and pixels_diff <= PIXELS_MAX_ABS):  # NaN fails
             raise ExportError(
                 f"PyTorch and onnxruntime disagree beyond fp32 noise: tokens "
                 f"agree on {tokens_ok:.2%}, pixels differ by {pixels_diff:.2e}"
@@ -359,6 +360,7 @@ def replace_tokenizer(
             "tokenizer_decoder.onnx",
             STATS_DECODER_FILE,
             REGION_DECODER_FILE,
+            TOKENIZER_WEIGHTS,  # an imported bundle's tokenizer weights: replaced too
             "MODEL_CARD.md",
         }
         for fname in keep:  # names may hold folders ("heads/photos.npz")

@@ -301,6 +301,15 @@ def bundle_file(bundle_dir: Path, name: str) -> Path:
     return file
 
 
+def check_manifest(manifest: Manifest, where: str | os.PathLike = "the model") -> None:
+    """Refuse (BundleError, one line) a manifest that read_manifest would refuse: every field
+    and limit (name, sizes, ids, classes, decoding). Writers call it before writing anything;
+    the file list is checked by write_manifest's own hashing."""
+    data = asdict(manifest)
+    data["files"] = {name: "0" * 64 for name in manifest.files or REQUIRED_FILES}
+    _check_fields(data, Path(where))
+
+
 def read_manifest(bundle_dir: str | os.PathLike, verify_hashes: bool = True) -> Manifest:
     """Read and validate `bundle_dir/manifest.json`; with `verify_hashes`, check every file."""
     bundle_dir = Path(bundle_dir)
