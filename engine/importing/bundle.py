@@ -4,8 +4,6 @@ the shared weight files included) and move the folder into place."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,6 +15,7 @@ from engine.importing.errors import ExportError
 from engine.importing.target import check_target, swap_into_place
 from engine.importing.templates import Template, write_graphs
 from engine.runtime.manifest import Manifest, check_manifest, write_manifest
+from engine.runtime.workdirs import sweep, work_dir
 
 TOKENIZER_WEIGHTS = "tokenizer.weights"
 TRANSFORMER_WEIGHTS = "transformer.weights"
@@ -97,8 +96,9 @@ def write_bundle(
     (the caller must hold no other reference to the arrays)."""
     check_manifest(manifest, out_dir.name)  # what loading would refuse, before writing anything
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    sweep(out_dir.parent)  # work folders of imports that were killed
+    # locked while it runs, removed however it ends (SIGTERM and SIGHUP included)
+    with work_dir(out_dir) as tmp:
         steps.next("writing the ONNX graphs and one copy of the weights")
         files = write_graphs(*tokenizer, tmp, TOKENIZER_WEIGHTS)
         files += write_graphs(*transformer, tmp, TRANSFORMER_WEIGHTS)
@@ -116,9 +116,6 @@ def write_bundle(
         check_target(out_dir, overwrite, inputs)  # nothing appeared there meanwhile
         swap_into_place(tmp, out_dir)
         steps.done(f"wrote {out_dir}")
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 

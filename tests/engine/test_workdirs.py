@@ -94,3 +94,47 @@ def test_after_kill_9_the_next_start_sweeps_only_stale_folders_of_ours(tmp_path)
         running.communicate(timeout=30)
     sweep(tmp_path)
     assert not os.path.exists(live)
+
+
+IMPORT_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import engine.importing.bundle as bundle
+    from engine.runtime.manifest import Manifest
+
+    def slow_graphs(template, state, folder, weights):  # the minute of writing, shortened
+        (folder / weights).write_bytes(bytes(100_000))
+        print(folder, flush=True)
+        time.sleep(60)
+        return [weights]
+
+    bundle.write_graphs = slow_graphs
+    manifest = Manifest(name="m", image_size=256, grid=[16, 16], codebook_size=1024,
+                        mask_token_id=1024)
+    bundle.write_bundle(Path(sys.argv[1]) / "bundle", overwrite=False, inputs=[],
+                        tokenizer=(None, {}), transformer=(None, {}), manifest=manifest,
+                        card=lambda r: "", steps=bundle.Steps(lambda t: None, ["a", "b"]))
+    """
+)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGKILL])
+def test_a_stopped_import_leaves_no_work_folder(tmp_path, sig):
+    """The importers' bundle writer in a real process, stopped while it writes: SIGTERM and
+    SIGHUP clean up at once; after SIGKILL the next import's start sweeps the folder."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", IMPORT_CHILD, str(tmp_path)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    work = proc.stdout.readline().strip()
+    assert work and os.path.isdir(work), proc.stderr.read()
+    proc.send_signal(sig)
+    proc.communicate(timeout=30)
+    if sig == signal.SIGKILL:
+        assert os.path.isdir(work)
+        sweep(tmp_path)  # what the next import, download or Get official models does first
+    assert _ours(tmp_path) == [] and not (tmp_path / "bundle").exists()
