@@ -2,7 +2,8 @@
 
 `server.files[PATH] = bytes` serves a file at PATH (a Google Drive file id is served at
 `/uc?export=download&id=ID`, first as Drive's large-file confirmation page, then at the form's
-`/download?...` address). Faults, set on the server object:
+`/download?...` address); `LoopbackServer(tls=CONTEXT)` speaks https. Faults, set on the
+server object:
 - `drop_after = {PATH: n}`: the next n-byte answer for PATH closes the connection mid-file
   (once per entry; `drops` counts them)
 - `missing = {PATH}`: 404
@@ -28,6 +29,7 @@ import html
 import http.server
 import io
 import re
+import ssl
 import threading
 import time
 import urllib.parse
@@ -40,7 +42,7 @@ BLOCK = 64 * 1024
 
 
 class LoopbackServer:
-    def __init__(self):
+    def __init__(self, tls: ssl.SSLContext | None = None):
         self.files: dict[str, bytes | Path] = {}  # a Path is served from disk
         self.drive: dict[str, bytes | Path] = {}
         self.drop_after: dict[str, int] = {}
@@ -60,6 +62,10 @@ class LoopbackServer:
         self.drops = 0
         self.requests: list[tuple[str, str | None]] = []
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.scheme = "http"
+        if tls is not None:  # https with the caller's certificate
+            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
+            self.scheme = "https"
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -68,7 +74,7 @@ class LoopbackServer:
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
 
     def __enter__(self):
         self._thread.start()

@@ -6,6 +6,8 @@ import hashlib
 import os
 import shutil
 import socket
+import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -539,3 +541,36 @@ def test_only_https_or_loopback_http_and_known_hosts():
             downloads.allowed_hosts(plain, "http://mirror.example"),
             "m",
         )
+
+
+@pytest.fixture
+def certificate(tmp_path):
+    """A self-signed certificate for 127.0.0.1 (openssl), trusted only where a test says so."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert]
+        + ["-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(cert, key)
+    return cert, server_side
+
+
+def test_https_resumes_and_refuses_an_untrusted_certificate(certificate, tmp_path, monkeypatch):
+    cert, server_side = certificate
+    with LoopbackServer(tls=server_side) as tls_server:
+        tls_server.files["/f/model.bin"] = DATA
+        tls_server.drop_after["/f/model.bin"] = 100_000
+        target = tmp_path / "model.bin"
+        with pytest.raises(DownloadError, match="secure connection to 127.0.0.1 failed") as err:
+            download_file(remote(tls_server), target, **FAST)
+        assert "\n" not in str(err.value) and not target.exists()
+        trusted = ssl.create_default_context(cafile=str(cert))
+        monkeypatch.setattr(ssl, "create_default_context", lambda *a, **k: trusted)
+        download_file(remote(tls_server, size=len(DATA)), target, **FAST)
+        assert target.read_bytes() == DATA
+        assert tls_server.requests[-1] == ("/f/model.bin", "bytes=100000-")
