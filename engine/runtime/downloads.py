@@ -436,6 +436,15 @@ class _Session:
     host: str = ""  # of the last answer
     url: str = ""
     got_bytes: bool = False  # this call already received data: connection failures are retried
+    sock: socket.socket | None = None
+
+    def close(self, response) -> None:
+        """End the answer and its connection (the socket is not left to the collector)."""
+        response.close()
+        self.watchdog.attach(None)
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
 
     def check_cancel(self) -> None:
         if self.watchdog.reason == "cancelled" or (self.cancel and self.cancel.is_set()):
@@ -491,7 +500,7 @@ class _Session:
                 sock.close()
                 url = urllib.parse.urljoin(url, location.strip())
                 continue
-            self.host, self.url = host, url  # for messages
+            self.host, self.url, self.sock = host, url, sock  # for messages and close()
             return response
         raise DownloadError(f"{self.remote.name}: too many redirects")
 
@@ -628,7 +637,7 @@ def _fetch(session: _Session, url, fd, offset, progress, reserve, say) -> int | 
     try:
         if remote.drive and "text/html" in response.getheader("Content-Type", ""):
             page = _read_page(session, response)
-            response.close()
+            session.close(response)
             url = _gdown_confirmation_url(page, remote.name)
             response = session.open(url, offset, offset)
             if "text/html" in response.getheader("Content-Type", ""):
@@ -638,11 +647,11 @@ def _fetch(session: _Session, url, fd, offset, progress, reserve, say) -> int | 
                 )
         elif remote.drive and offset and response.status == 200:
             # served directly (a small file) from the first byte: ask again for the rest only
-            response.close()
+            session.close(response)
             response = session.open(url, offset, offset)
         return _receive(session, response, fd, offset, progress, reserve, say)
     finally:
-        response.close()
+        session.close(response)
 
 
 def _read_page(session: _Session, response) -> str:
