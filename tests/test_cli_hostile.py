@@ -3,6 +3,7 @@ traceback: hostile flags, output names, bundles, checkpoints and export targets.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import subprocess
@@ -411,15 +412,13 @@ def test_overwrite_swaps_a_bundle_atomically(tiny_bundle_path, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temp or old folder left
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("payload", ["pickle", "list", "empty", "text"])
-def test_export_refuses_bad_checkpoints_in_one_line(payload, tiny_bundle_path, tmp_path, capfd):
-    ckpt = tmp_path / "tok.pth"
+def _bad_checkpoint(payload: str, folder: Path) -> Path:
+    ckpt = folder / "tok.pth"
     if payload == "pickle":
 
         class Evil:
             def __reduce__(self):
-                return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+                return (os.system, ("echo pwned > " + str(folder / "pwned"),))
 
         ckpt.write_bytes(pickle.dumps({"kind": "tokenizer", "x": Evil()}))
     elif payload == "list":
@@ -428,20 +427,32 @@ def test_export_refuses_bad_checkpoints_in_one_line(payload, tiny_bundle_path, t
         ckpt.write_bytes(b"")
     else:
         ckpt.write_text("not a checkpoint")
+    return ckpt
+
+
+def _export_argv(ckpt: Path, bundle: Path, folder: Path) -> list[str]:
+    return [
+        "export", "--tokenizer", str(ckpt), "--from-bundle", str(bundle),
+        "-o", str(folder / "out"), "--name", "x",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("payload", ["pickle", "list", "empty", "text"])
+def test_export_refuses_bad_checkpoints_with_one_error(payload, tiny_bundle_path, tmp_path, caplog):
+    ckpt = _bad_checkpoint(payload, tmp_path)
+    code = main(_export_argv(ckpt, tiny_bundle_path, tmp_path))
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert code == 2 and len(errors) == 1 and errors[0].exc_info is None
+    assert "tok.pth" in errors[0].getMessage() and "\n" not in errors[0].getMessage()
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow  # a process that imports torch
+def test_export_of_a_hostile_pickle_prints_one_line(tiny_bundle_path, tmp_path):
+    """What a user sees: `main.py export` in its own process, one line on stderr."""
+    ckpt = _bad_checkpoint("pickle", tmp_path)
     proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "main.py"),
-            "export",
-            "--tokenizer",
-            str(ckpt),
-            "--from-bundle",
-            str(tiny_bundle_path),
-            "-o",
-            str(tmp_path / "out"),
-            "--name",
-            "x",
-        ],
+        [sys.executable, str(REPO / "main.py"), *_export_argv(ckpt, tiny_bundle_path, tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,
