@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from engine.runtime.manifest import Manifest, read_manifest, write_manifest
 from engine.runtime.schedule import DEFAULT_CHOICE_TEMPERATURE, DEFAULT_STEPS
 from engine.runtime.sessions import create_session
 from engine.runtime.speed import REGION_DECODER_FILE, STATS_DECODER_FILE
+from engine.runtime.workdirs import sweep, work_dir
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -263,8 +263,8 @@ def export_bundle(
                 f"{mage.cfg.num_class_slots - 1} classes"
             )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    sweep(out_dir.parent)  # work folders of exports that were killed
+    with work_dir(out_dir) as tmp:  # removed however it ends (SIGTERM and SIGHUP included)
         export_onnx(vqgan, mage, tmp)
         report = check_parity(vqgan, mage, tmp)
         for line in report.lines():
@@ -300,9 +300,6 @@ def export_bundle(
         check_target(out_dir, overwrite, [*inputs, *(extra_files or {}).values()])
         swap_into_place(tmp, out_dir)
         return report
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def replace_tokenizer(
@@ -340,8 +337,8 @@ def replace_tokenizer(
         )
     check_target(out_dir, overwrite, [source_dir, *inputs])
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    sweep(out_dir.parent)  # work folders of exports that were killed
+    with work_dir(out_dir) as tmp:  # removed however it ends (SIGTERM and SIGHUP included)
         export_tokenizer_onnx(vqgan, tmp)
         tokens_ok, pixels_diff = tokenizer_parity(vqgan, tmp)
         log.info(
@@ -386,6 +383,3 @@ def replace_tokenizer(
         check_target(out_dir, overwrite, [source_dir, *inputs])
         swap_into_place(tmp, out_dir)
         return tokens_ok, pixels_diff
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
