@@ -1,7 +1,7 @@
 """The document being edited, as plain Python and NumPy: no widgets, no Qt.
 
 A `Document` holds the image (uint8 RGB plus optional alpha), the user's mask (bool), the image
-as first opened (for "hold Tab to see the original"), the run options and the undo history.
+as first opened (for "hold backslash to see the original"), the run options and the undo history.
 Every edit is a `Change` that stores only the rectangle it touched (before and after), so a
 brush stroke on a large photo costs kilobytes and the whole document serialises cheaply with
 the session store (`app.autosave`).

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QApplication, QMenu, QMessageBox, QSpinBox, QToolB
 
 from app.ui.about import show_about
 from app.ui.demo import start_demo
+from app.ui.keyboard import COMPARE_NAME
 from app.ui.theme import THEMES
 
 # (what, keys) in the order the Help dialog lists them
@@ -37,7 +38,8 @@ SHORTCUTS = [
     ("Actual size", "Ctrl+1"),
     ("Zoom", "mouse wheel, Ctrl+= / Ctrl+-"),
     ("Pan", "Space+drag or middle button"),
-    ("Show the original", "hold Tab"),
+    ("Show the original (before / after)", f"hold {COMPARE_NAME}"),
+    ("Move between controls", "Tab / Shift+Tab"),
     ("Token grid on/off", "Ctrl+G"),
     ("Confidence heatmap", "H"),
     ("Demo mode (any key leaves it)", "F5"),
@@ -135,6 +137,15 @@ def build_actions(window) -> dict[str, QAction]:
         "zoom_out": _action(
             window, "Zoom out", "mdi6.magnify-minus-outline", "Ctrl+-", lambda: c.zoom_by(0.8)
         ),
+        "original": _action(
+            window,
+            "Show the original",
+            "mdi6.compare",
+            None,
+            c.show_original,
+            True,
+            True,
+        ),
         "grid": _action(
             window, "Token grid", "mdi6.grid", "Ctrl+G", window.toggle_grid, True, True
         ),
@@ -196,6 +207,10 @@ def build_actions(window) -> dict[str, QAction]:
         a[key].setToolTip(tip)
         window.addAction(a[key])
     a["grid"].setChecked(c.show_grid)
+    # held, not pressed: the key is handled by app.ui.keyboard, the menu only names it
+    a["original"].setText(f"Show the original\tHold {COMPARE_NAME}")
+    a["original"].setToolTip(f"Show the original image: hold {COMPARE_NAME} (before / after)")
+    c.original_shown.connect(a["original"].setChecked)
     a["cancel"].setEnabled(False)
     e.busy_changed.connect(a["cancel"].setEnabled)
     window.results_panel.heatmap.toggled.connect(a["heatmap"].setChecked)
@@ -238,7 +253,7 @@ def _menus(window, a: dict) -> None:
     view = bar.addMenu("&View")
     view.addActions([a["fit"], a["actual"], a["zoom_in"], a["zoom_out"]])
     view.addSeparator()
-    view.addActions([a["grid"], a["heatmap"]])
+    view.addActions([a["original"], a["grid"], a["heatmap"]])
     view.addAction(a["demo"])
     theme = view.addMenu("Theme")
     group = QActionGroup(theme)

@@ -2,8 +2,8 @@
 
 Scene units are image pixels. Tools: brush and eraser (round, size in image pixels), rectangle
 and lasso (left button; any tool erases with the right button). Navigation follows IOPaint:
-wheel zooms at the cursor, Space-drag or the middle button pans, Esc fits, hold Tab to see the
-original image.
+wheel zooms at the cursor, Space-drag or the middle button pans, Esc fits; hold backslash to see
+the original image (Lightroom's before/after key; Tab moves focus as everywhere else).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class CanvasView(QGraphicsView):
     files_dropped = Signal(list)
     zoom_changed = Signal(float)
     brush_size_changed = Signal(int)
+    original_shown = Signal(bool)  # the original is on show instead of the edited image
 
     def __init__(self, editor: Editor, parent=None):
         super().__init__(parent)
@@ -303,19 +304,16 @@ class CanvasView(QGraphicsView):
         self._cursor.setVisible(False)
         super().leaveEvent(event)
 
-    # -- keys: Space pans, Tab shows the original, Esc fits -------------------------------------
-
-    def focusNextPrevChild(self, forward: bool) -> bool:
-        return False  # Tab belongs to "show original" here, not to focus navigation
+    # -- keys: Space pans, backslash shows the original, Esc fits -------------------------------
 
     def keyPressEvent(self, event) -> None:
         key = event.key()
-        if event.isAutoRepeat() and key in (Qt.Key.Key_Space, Qt.Key.Key_Tab):
+        if event.isAutoRepeat() and key in (Qt.Key.Key_Space, Qt.Key.Key_Backslash):
             return
         if key == Qt.Key.Key_Space:
             self._space_down = True
             self._update_cursor(None)
-        elif key == Qt.Key.Key_Tab:
+        elif key == Qt.Key.Key_Backslash:
             self.show_original(True)
         elif key == Qt.Key.Key_Escape:
             self.fit()
@@ -329,7 +327,7 @@ class CanvasView(QGraphicsView):
         if key == Qt.Key.Key_Space:
             self._space_down = False
             self._update_cursor(None)
-        elif key == Qt.Key.Key_Tab:
+        elif key == Qt.Key.Key_Backslash:
             self.show_original(False)
         else:
             super().keyReleaseEvent(event)
@@ -345,6 +343,7 @@ class CanvasView(QGraphicsView):
         self._image.set_rgb(doc.original if on and same_size else doc.rgb)
         for item in (self._mask, self._grid, self._preview):
             item.setOpacity(0.0 if on else 1.0)
+        self.original_shown.emit(on)
 
     # -- drag and drop ----------------------------------------------------------------------
 

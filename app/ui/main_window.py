@@ -9,20 +9,15 @@ from pathlib import Path
 from PySide6.QtCore import QEvent, Qt, QTimer, QUrl
 from PySide6.QtGui import QAction, QActionGroup, QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QApplication,
-    QComboBox,
     QDockWidget,
     QFileDialog,
     QLabel,
-    QLineEdit,
     QMainWindow,
     QMessageBox,
-    QPlainTextEdit,
     QScrollArea,
     QSizePolicy,
     QStatusBar,
-    QTextEdit,
     QTreeView,
     QVBoxLayout,
     QWidget,
@@ -37,6 +32,7 @@ from app.samples import assets_dir
 from app.ui.actions import build_actions, refresh_icons
 from app.ui.banner import Banner
 from app.ui.canvas import CanvasView
+from app.ui.keyboard import WindowKeys, set_tab_order
 from app.ui.panels.results_panel import ResultsPanel
 from app.ui.panels.run_panel import RunPanel
 from app.ui.qimage import rgb_from_qimage
@@ -50,9 +46,6 @@ log = logging.getLogger(__name__)
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif);;All files (*)"
 FIRST_SHARE = (0.8, 0.85)  # first launch: this share of the screen's width and height
 GEOMETRY_SAVE_MS = 1000  # the window's size and docks are saved this long after a change
-# Editor-wide keys that work wherever focus is, except while typing text
-TYPING = (QLineEdit, QTextEdit, QPlainTextEdit)
-BRUSH_KEYS = {Qt.Key.Key_BracketLeft: "smaller", Qt.Key.Key_BracketRight: "larger"}
 
 
 class MainWindow(QMainWindow):
@@ -95,7 +88,9 @@ class MainWindow(QMainWindow):
         # saved soon after every change, not only on a clean close (a crash lost it)
         self._geometry_timer = QTimer(self, singleShot=True, interval=GEOMETRY_SAVE_MS)
         self._geometry_timer.timeout.connect(self.save_geometry)
-        QApplication.instance().installEventFilter(self)
+        # editor-wide keys (compare, brush, menu shortcuts) wherever the focus is
+        QApplication.instance().installEventFilter(WindowKeys(self))
+        set_tab_order(self)
 
     def _first_size(self) -> None:
         """First launch: a sensible share of the screen, centred."""
@@ -132,30 +127,6 @@ class MainWindow(QMainWindow):
         if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
             refresh_icons(self)  # icons in the new palette's text colour
         super().changeEvent(event)
-
-    # -- editor-wide keys: hold Tab to compare, [ and ] for the brush -------------------------
-
-    def eventFilter(self, obj, event) -> bool:
-        kind = event.type()
-        if kind not in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease, QEvent.Type.ShortcutOverride):
-            return False
-        key = event.key()
-        if key != Qt.Key.Key_Tab and key not in BRUSH_KEYS:
-            return False
-        if event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier:
-            return False
-        if not isinstance(obj, QWidget) or obj.window() is not self or _typing(obj):
-            return False
-        if kind == QEvent.Type.ShortcutOverride:
-            event.accept()  # delivered as a key press below, in every widget
-            return True
-        if key == Qt.Key.Key_Tab:
-            if not event.isAutoRepeat():
-                self.canvas.show_original(kind == QEvent.Type.KeyPress)
-            return True
-        if kind == QEvent.Type.KeyPress:
-            self.actions_[BRUSH_KEYS[key]].trigger()
-        return True
 
     # -- layout -------------------------------------------------------------------------
 
@@ -540,18 +511,6 @@ class MainWindow(QMainWindow):
         urls = [u for u in event.mimeData().urls() if u.isLocalFile()]
         if urls:
             self.open_path(urls[0].toLocalFile())
-
-
-def _typing(widget: QWidget) -> bool:
-    """True for widgets where keys are text (a name field, an editable class list)."""
-    if isinstance(widget, TYPING):
-        return True
-    if isinstance(widget, QComboBox) and widget.isEditable():
-        return True
-    return (
-        isinstance(widget, QAbstractItemView)
-        and widget.state() == QAbstractItemView.State.EditingState
-    )
 
 
 class ElidedLabel(QLabel):

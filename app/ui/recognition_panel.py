@@ -142,6 +142,9 @@ class ClassBox(QFrame):
     def name(self) -> str:
         return self.name_edit.text().strip()
 
+    def focus_chain(self) -> list[QWidget]:
+        return [self.name_edit, self.add_current, self.remove, self.list]
+
 
 class RecognitionPanel(QWidget):
     """Top-5 classes of the current image, and a few-shot classifier made from examples."""
@@ -259,8 +262,20 @@ class RecognitionPanel(QWidget):
         self._jobs["image"].cancel()
         self._compute_image_features()
 
+    def focus_chain(self) -> list[QWidget]:
+        """The panel's controls in the order Tab visits them."""
+        chain: list[QWidget] = [self.head_combo, self.load_button]
+        for box in self.classes:
+            chain += box.focus_chain()
+        return chain + [self.add_class_button, self.save_button]
+
     def add_class(self, name: str = "", paths: list | None = None) -> ClassBox:
         box = ClassBox(self, name or f"class {len(self.classes) + 1}")
+        # Tab reaches the new class after the one above it, before "Add class"
+        after = self.classes[-1].focus_chain()[-1] if self.classes else self.load_button
+        for first in box.focus_chain():
+            QWidget.setTabOrder(after, first)
+            after = first
         self.classes.append(box)
         self.class_layout.insertWidget(self.class_layout.count() - 1, box)  # above the stretch
         if paths:
