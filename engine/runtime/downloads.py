@@ -377,13 +377,36 @@ class _Watchdog:
             pass
 
 
+def _lookup(host: str, port: int, cancel: threading.Event | None, deadline: float) -> list:
+    """getaddrinfo, given up at the deadline or on cancel (a resolver that cannot reach its
+    server may wait far longer; its thread is left to finish on its own)."""
+    box: dict = {}
+
+    def resolve() -> None:
+        try:
+            box["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as e:
+            box["error"] = e
+
+    thread = threading.Thread(target=resolve, name="download-lookup", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        if cancel is not None and cancel.is_set():
+            raise DownloadCancelled("cancelled")
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _Unreachable("the name lookup timed out")
+        thread.join(min(POLL, left))
+    if "error" in box:
+        raise _Unreachable(_reason(box["error"]))
+    return box["infos"]
+
+
 def _connect(host: str, port: int, cancel: threading.Event | None) -> socket.socket:
-    """A TCP connection within CONNECT_TIMEOUT, given up at once when cancelled."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as e:
-        raise _Unreachable(_reason(e)) from None
+    """A TCP connection (name lookup included) within CONNECT_TIMEOUT, given up at once when
+    cancelled."""
     deadline = time.monotonic() + CONNECT_TIMEOUT
+    infos = _lookup(host, port, cancel, deadline)
     last = "timed out"
     for family, kind, proto, _name, address in infos:
         sock = socket.socket(family, kind, proto)

@@ -574,3 +574,30 @@ def test_https_resumes_and_refuses_an_untrusted_certificate(certificate, tmp_pat
         download_file(remote(tls_server, size=len(DATA)), target, **FAST)
         assert target.read_bytes() == DATA
         assert tls_server.requests[-1] == ("/f/model.bin", "bytes=100000-")
+
+
+def test_a_name_lookup_that_hangs_or_fails_is_one_line_within_the_deadline(tmp_path, monkeypatch):
+    """Offline with a resolver that cannot reach its server: the lookup is given up at the
+    connection deadline; a lookup that fails says so at once (no network is used: the lookup
+    is replaced)."""
+    monkeypatch.setattr(downloads, "CONNECT_TIMEOUT", 0.3)
+    release = threading.Event()
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: release.wait(30) and [])
+    far = RemoteFile("model.bin", "https://mirror.example.invalid/model.bin")
+    try:
+        with pytest.raises(DownloadError) as err:
+            download_file(far, tmp_path / "model.bin", **FAST)
+        assert str(err.value) == (
+            "model.bin: cannot reach mirror.example.invalid (no connection?): "
+            "the name lookup timed out"
+        )
+    finally:
+        release.set()
+
+    def no_name(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_name)
+    with pytest.raises(DownloadError, match=r"cannot reach mirror\.example\.invalid \(no conn"):
+        download_file(far, tmp_path / "model.bin", **FAST)
+    assert list(tmp_path.iterdir()) == []
