@@ -17,6 +17,7 @@ Hostile answers, for the downloader's defences:
 - `no_length = {PATH}`: no Content-Length; the end of the file is the end of the connection
 - `extra = {PATH: n}`: n zero bytes after the file (n = -1: without end)
 - `drip = {PATH: s}`: one byte of the body every s seconds
+- `drop_every = {PATH: n}`: every answer for PATH closes the connection after n bytes
 - `header_drip`: seconds between the bytes of an endless header (the status line comes first)
 - `redirects = {PATH: location}`: 302 to that address
 - `pages = {PATH: html}`: a web page (200, text/html) instead of the file (a sign-in page)
@@ -56,6 +57,7 @@ class LoopbackServer:
         self.no_length: set[str] = set()
         self.extra: dict[str, int] = {}
         self.drip: dict[str, float] = {}
+        self.drop_every: dict[str, int] = {}
         self.header_drip = 0.0
         self.redirects: dict[str, str] = {}
         self.pages: dict[str, str] = {}
@@ -186,7 +188,7 @@ class LoopbackServer:
                     self.send_header("Content-Length", str(length))
                 self.send_header("Accept-Ranges", "bytes")
                 self.end_headers()
-                limit = server.drop_after.pop(path, None)
+                limit = server.drop_after.pop(path, server.drop_every.get(path))
                 left = size - start if limit is None else min(limit, size - start)
                 drip = server.drip.get(path)
                 while left > 0:

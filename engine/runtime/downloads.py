@@ -623,8 +623,10 @@ def _download(session, url, fd, progress, backoff, retries, reserve, say) -> int
         try:
             return _fetch(session, url, fd, have, progress, reserve, say)
         except _Dropped as e:
+            # a connection counts as progress only if it brought a real amount: a server that
+            # drops every connection after a few bytes runs out of retries
             now = os.fstat(fd).st_size
-            failures = 0 if now > have else failures + 1
+            failures = 0 if now - have >= STALL_BYTES else failures + 1
             if failures > retries:
                 raise DownloadError(
                     f"{remote.name}: {e} (gave up after {retries} retries; run again to resume)"

@@ -601,3 +601,14 @@ def test_a_name_lookup_that_hangs_or_fails_is_one_line_within_the_deadline(tmp_p
     with pytest.raises(DownloadError, match=r"cannot reach mirror\.example\.invalid \(no conn"):
         download_file(far, tmp_path / "model.bin", **FAST)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_server_that_drops_every_connection_after_a_few_bytes_runs_out_of_retries(
+    server, tmp_path
+):
+    server.drop_every["/f/model.bin"] = 10
+    lines = []
+    with pytest.raises(DownloadError, match="gave up after 3 retries") as err:
+        download_file(remote(server), tmp_path / "model.bin", retries=3, say=lines.append, **FAST)
+    assert "\n" not in str(err.value)
+    assert len(server.requests) == 4 and len(lines) == 3
