@@ -66,7 +66,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.eval_quality import cv2_inpaint, detail, machine, psnr  # noqa: E402
+from bench.eval_quality import cv2_inpaint, detail, luminance, machine, psnr  # noqa: E402
 from bench.removal_set import DEFAULT_DIR, Case, load_cases  # noqa: E402
 from engine.runtime.bundle import Bundle  # noqa: E402
 from engine.runtime.locations import default_bundle_path  # noqa: E402
@@ -133,6 +133,12 @@ def off_colour(out: np.ndarray, mask: np.ndarray, known: np.ndarray | None = Non
         nearest[i : i + 2048] = np.sqrt(np.maximum(d2.min(1), 0))
     # bin centres are within BLOTCH_BIN * sqrt(3) / 2 of the true colours on either side
     return float(np.mean(nearest[inverse.ravel()] > BLOTCH_DE))
+
+
+def luma_bias(truth: np.ndarray, out: np.ndarray, mask: np.ndarray) -> float:
+    """Mean luma (BT.601, 0..255) of `out` inside the hole minus the truth's: below 0 = the
+    fill is darker than the photo was."""
+    return float(luminance(out)[mask].mean() - luminance(truth)[mask].mean())
 
 
 # -- methods ------------------------------------------------------------------------------------
@@ -210,6 +216,7 @@ def evaluate(cases: list[Case], methods: dict, log) -> tuple[list[dict], dict]:
                 "outside_changed": count,
                 "outside_max": largest,
                 "off_colour": off_colour(out, case.mask, case.input),
+                "luma_bias": luma_bias(case.truth, out, case.mask),
                 "seconds": seconds,
             }
             results[(case.id, name)] = out
@@ -322,6 +329,8 @@ def summary(rows: list[dict], methods: list[str]) -> dict[str, dict[str, float]]
             "cases_changed_outside": int(sum(x["outside_changed"] > 0 for x in v)),
             "outside_max": int(max(x["outside_max"] for x in v)),
             "off_colour_mean": float(np.mean([x["off_colour"] for x in v])),
+            "luma_bias_median": float(np.median([x["luma_bias"] for x in v])),
+            "luma_bias_abs_mean": float(np.mean([abs(x["luma_bias"]) for x in v])),
             "cases_with_blotch": int(sum(x["off_colour"] > BLOTCH_SHARE for x in v)),
             "seconds_median": float(np.median([x["seconds"] for x in v])),
             "seconds_256_median": float(
@@ -338,8 +347,9 @@ def table(rows: list[dict], methods: list[str]) -> list[str]:
     truth_blotch = sum(r["truth_off_colour"] > BLOTCH_SHARE for r in rows)
     lines = [
         "| method | in-mask PSNR (mean) | detail kept (median) | px changed > 2 px outside "
-        "(cases) | off-colour share (mean) | cases with a blotch | s per case (median; 256 px) |",
-        "|---|---|---|---|---|---|---|",
+        "(cases) | off-colour share (mean) | cases with a blotch | brightness vs truth (median; "
+        "mean abs) | s per case (median; 256 px) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for m in methods:
         x = s[m]
@@ -347,13 +357,14 @@ def table(rows: list[dict], methods: list[str]) -> list[str]:
             f"| {NAMES[m]} | {x['psnr_mean']:.2f} dB | {100 * x['detail_median']:.0f}% | "
             f"{x['outside_changed_total']} ({x['cases_changed_outside']}; max "
             f"{x['outside_max']} levels) | {100 * x['off_colour_mean']:.2f}% | "
-            f"{x['cases_with_blotch']} of {len(rows)} | {x['seconds_median']:.2f} s; "
+            f"{x['cases_with_blotch']} of {len(rows)} | {x['luma_bias_median']:+.1f}; "
+            f"{x['luma_bias_abs_mean']:.1f} levels | {x['seconds_median']:.2f} s; "
             f"{x['seconds_256_median']:.2f} s |"
         )
     lines.append(
         f"| (the truth itself) | | 100% | | "
         f"{100 * np.mean([r['truth_off_colour'] for r in rows]):.2f}% | "
-        f"{truth_blotch} of {len(rows)} | |"
+        f"{truth_blotch} of {len(rows)} | 0 | |"
     )
     by_kind = [
         "",
@@ -410,7 +421,9 @@ def doc_section(report: dict, rows: list[dict], names: list[str], sheets: list[s
         "Delta E 12 from every low-passed colour of the known pixels, and the cases where that "
         "share is above 1% (*a blotch*; the truth's own figure shows how often a hole really "
         "holds colours found nowhere else); *s per case*: wall-clock seconds on this shared "
-        "machine, median over cases and over the 256 px cases.",
+        "machine, median over cases and over the 256 px cases; *brightness vs truth*: mean luma "
+        "(0-255) of the result inside the hole minus the truth's, median over cases (below 0 = "
+        "darker than the photo) and mean of its size.",
         "",
         *table(rows, names),
         "",

@@ -170,3 +170,13 @@ def test_doc_section_is_replaced_and_the_judgement_kept(tmp_path):
     text = doc.read_text()
     assert "tables two" in text and "tables one" not in text and "my picks" in text
     assert text.count("## 4. Removal") == 1 and text.endswith("summary\n")
+
+
+def test_luma_bias_is_signed_and_only_inside_the_hole():
+    truth = np.full((8, 8, 3), 100, np.uint8)
+    mask = np.zeros((8, 8), bool)
+    mask[2:4, 2:4] = True
+    out = truth.copy()
+    out[mask] = 80
+    out[7, 7] = 0  # outside the hole: not counted
+    assert er.luma_bias(truth, out, mask) == pytest.approx(-20.0)
