@@ -612,3 +612,30 @@ def test_a_server_that_drops_every_connection_after_a_few_bytes_runs_out_of_retr
         download_file(remote(server), tmp_path / "model.bin", retries=3, say=lines.append, **FAST)
     assert "\n" not in str(err.value)
     assert len(server.requests) == 4 and len(lines) == 3
+
+
+def test_cancel_is_answered_while_a_connection_waits(tmp_path, monkeypatch):
+    monkeypatch.setattr(downloads, "CONNECT_TIMEOUT", 60.0)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    queued = []
+    for _ in range(4):  # a full accept queue: new connections wait
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", port))
+        queued.append(s)
+    cancel = threading.Event()
+    far = RemoteFile("m", f"http://127.0.0.1:{port}/m")
+    thread, box = _in_thread(lambda: download_file(far, tmp_path / "m", cancel=cancel, **FAST))
+    try:
+        time.sleep(0.3)
+        cancel.set()
+        thread.join(10)
+        assert not thread.is_alive()
+        assert isinstance(box.get("error"), DownloadCancelled)
+    finally:
+        for s in queued:
+            s.close()
+        listener.close()
