@@ -14,6 +14,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QProcess, Signal
 
 from engine.runtime.locations import user_models_dir
+from engine.runtime.workdirs import sweep
 
 MAIN_PY = Path(__file__).resolve().parents[1] / "main.py"
 
@@ -71,6 +72,8 @@ class CheckpointImporter(QObject):
 
     def _done(self, code: int, _status) -> None:
         self._process = None
+        if self._target is not None:  # the work folder of an import that was killed (Cancel)
+            sweep(self._target.parent)
         if code == 0:
             self.finished.emit(True, str(self._target))
         else:
