@@ -159,6 +159,23 @@ class Autosaver(QObject):
         if self.store is not None and self.store.has_session():
             self.set_aside("declined")
 
+    def keep_discarded(self, why: str = "discarded") -> Path | None:
+        """The user discarded the open document's unsaved changes: its session, brought up
+        to date first, goes to "older sessions" (as a declined one does) instead of being
+        overwritten by the next document. Returns where it went (None: nothing to keep, or
+        it could not be moved)."""
+        if self.store is None:
+            return None
+        if self._active:
+            self._timer.stop()
+            doc = self.editor.document
+            if doc is not None:
+                self._writer.submit(snapshot(doc))
+            self._writer.flush()
+        if not self.store.has_session():
+            return None
+        return self.set_aside(why)
+
     def set_aside(self, why: str) -> Path | None:
         """Moves the session (session.json and its blobs) into the "older sessions" folder
         beside the session folders, named by time and `why`; only the newest KEEP_OLDER are
@@ -232,8 +249,9 @@ class Autosaver(QObject):
         return self._writer.flush(timeout)
 
     def close(self, clean: bool = True) -> None:
-        """Stop. clean=True (the user closed the window): the session is removed; otherwise
-        the last state is flushed and kept for the next start to offer."""
+        """Stop. clean=True (the user closed the window with nothing unsaved, or after the
+        unsaved changes were set aside): the session is removed; otherwise the last state is
+        flushed (when autosave was started) and kept for the next start to offer."""
         if self.store is None:
             return
         if self._active:

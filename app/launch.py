@@ -9,8 +9,12 @@ worker is awaited while events are processed), the window is grabbed to PATH and
 exits 0: a scripted proof that the real window works, used by tests and the docs.
 
 The session is autosaved (app.autosave). When the last run did not end cleanly the app offers
-to restore it: --restore (or $MAGE_STUDIO_RESTORE) = ask | yes | no. A --screenshot run without
---restore neither reads nor writes the autosave, so scripted runs never touch a user's session.
+to restore it: --restore (or $MAGE_STUDIO_RESTORE) = ask | yes | no. An explicit --open wins
+over a restore: the interactive app then keeps the crashed session in "older sessions", a
+scripted one leaves it where it is. A --screenshot run without --restore neither reads nor
+writes the autosave; with --restore it may read (restore) the session but never asks (ask =
+leave it for the next interactive start), never autosaves over it and never removes it, so
+scripted runs never cost a user their session.
 """
 
 from __future__ import annotations
@@ -115,24 +119,18 @@ def main(argv: list[str] | None = None) -> int:
     _load_model(editor, prefs, args, wait=scripted)
     if args.seed is not None:
         editor.set_options(replace(editor.options, seed=args.seed, fixed_seed=True))
-    restored = False
     if autosaver is not None:
-        restored = offer_restore(window, autosaver, restore or "ask")
+        offer_restore(window, autosaver, restore or "ask", opening=args.open, scripted=scripted)
         app.aboutToQuit.connect(lambda: autosaver.close(clean=False))
         if autosaver.problem:
             window.banner.show_message(autosaver.problem, "error")
             if scripted:
                 print(autosaver.problem, file=sys.stderr)
-    if args.open and restored:
-        window.banner.show_message(
-            f"Restored the session a crash interrupted; {Path(args.open).name} was not opened",
-            "info",
-        )
-    elif args.open:
+    if args.open:
         window.open_path(args.open)
         if args.mask and editor.document is not None:
             window.load_mask_file(args.mask)
-    if autosaver is not None:
+    if autosaver is not None and not scripted:
         autosaver.start()
     if not scripted:
         if args.run and args.mask and editor.document is not None:
@@ -147,11 +145,40 @@ def main(argv: list[str] | None = None) -> int:
     return _screenshot(app, window, editor, args)
 
 
-def offer_restore(window: MainWindow, autosaver: Autosaver, choice: str) -> bool:
-    """Restores a session the last run left behind when `choice` says so ("ask": a dialog).
-    Returns True when a document was restored."""
+def offer_restore(
+    window: MainWindow,
+    autosaver: Autosaver,
+    choice: str,
+    opening: str | None = None,
+    scripted: bool = False,
+) -> bool:
+    """Restores a session the last run left behind when `choice` says so ("ask": a dialog,
+    never in a scripted run). An explicit `opening` (--open) wins over any choice. Returns
+    True when a document was restored."""
     info = autosaver.pending()
     if info is None:
+        return False
+    if scripted and "error" not in info and (opening or choice != "yes"):
+        if choice == "no":  # said explicitly: set aside as a declined session
+            where = autosaver.set_aside("declined")
+            if where is not None:
+                print(f"The last session was set aside in {where}", file=sys.stderr)
+            return False
+        why = "--open was given" if opening else "a scripted run never asks"
+        print(
+            f"A session a crash left behind was not restored ({why}); it is kept for the "
+            "next start (--restore yes restores it)",
+            file=sys.stderr,
+        )
+        return False
+    if opening and "error" not in info:
+        where = autosaver.set_aside("not restored")
+        if where is not None:
+            window.banner.show_message(
+                f"{Path(opening).name} was opened instead of restoring the session a crash "
+                f"left behind; that session was kept in {where}",
+                "info",
+            )
         return False
     if "error" in info:  # damaged: never offered again, never deleted, the app starts
         where = autosaver.set_aside("damaged")

@@ -37,6 +37,7 @@ from app.ui.panels.results_panel import ResultsPanel
 from app.ui.panels.run_panel import RunPanel
 from app.ui.qimage import rgb_from_qimage
 from app.ui.theme import THEMES, apply_theme
+from app.ui.unsaved import keep_discarded, may_replace_document
 from app.ui.welcome import attach_welcome
 from engine.runtime.errors import MageError
 from engine.runtime.imageio import load_image, load_mask
@@ -324,16 +325,7 @@ class MainWindow(QMainWindow):
         return str(candidate)
 
     def _may_discard(self) -> bool:
-        doc = self.editor.document
-        if not self.interactive or doc is None or not doc.modified:
-            return True
-        answer = QMessageBox.question(
-            self,
-            "Unsaved changes",
-            "The current image has unsaved changes. Discard them?",
-            QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
-        )
-        return answer == QMessageBox.StandardButton.Discard
+        return may_replace_document(self)  # Save / Discard / Cancel, Save the default
 
     # -- models ---------------------------------------------------------------------------
 
@@ -477,6 +469,8 @@ class MainWindow(QMainWindow):
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
             QMessageBox.StandardButton.Cancel,
         )
+        if answer == QMessageBox.StandardButton.Yes:
+            keep_discarded(self)
         return answer == QMessageBox.StandardButton.Yes
 
     def _on_busy_banner(self, busy: bool) -> None:
@@ -500,7 +494,9 @@ class MainWindow(QMainWindow):
         self.prefs.save_window_state(self.saveGeometry(), self.saveState())
         self.prefs.sync()
         if self.autosaver is not None:
-            self.autosaver.close(clean=True)  # closed on purpose: nothing to offer next time
+            # closed on purpose with nothing unsaved (discarded changes were set aside); a
+            # scripted window never removes the session a restore read from
+            self.autosaver.close(clean=self.interactive)
         super().closeEvent(event)
 
     def dragEnterEvent(self, event) -> None:

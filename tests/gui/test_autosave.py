@@ -223,16 +223,20 @@ def test_clean_close_removes_the_session_and_nothing_is_offered(qtbot, root):
     saver2.close()
 
 
-def test_window_close_is_a_clean_exit(qtbot, root):
-    editor, saver = _editor_with_autosave(qtbot, root)
-    window = MainWindow(editor, Preferences(), interactive=False, autosaver=saver)
-    qtbot.addWidget(window)
-    editor.set_image(photo())
-    saver.start()
-    editor.set_mask(_mask(120, 160, (5, 5, 30, 30)))
-    assert saver.flush() and (root / "session.json").is_file()
-    window.close()
-    assert not (root / "session.json").exists()
+def test_window_close_is_a_clean_exit(qtbot, root, tmp_path):
+    """Closing the window with nothing unsaved removes the session; a scripted
+    (non-interactive) window never does."""
+    for interactive in (True, False):
+        editor, saver = _editor_with_autosave(qtbot, root)
+        window = MainWindow(editor, Preferences(), interactive=interactive, autosaver=saver)
+        qtbot.addWidget(window)
+        editor.set_image(photo())
+        saver.start()
+        editor.set_mask(_mask(120, 160, (5, 5, 30, 30)))
+        editor.save(str(tmp_path / "saved.png"))
+        assert saver.flush() and (root / "session.json").is_file()
+        window.close()
+        assert (root / "session.json").exists() == (not interactive)
 
 
 def test_a_second_instance_uses_its_own_folder(qtbot, root):
@@ -458,7 +462,7 @@ def test_kill_9_mid_edit_then_restart_restores_the_session(tmp_path, tiny_bundle
     assert again.returncode == 0, again.stderr[-2000:]
     assert "restored session: 2 changes, at step 2" in again.stderr
     np.testing.assert_array_equal(load_image(out).rgb, crashed.rgb)
-    assert _session_json(data_home) is None  # that run ended cleanly
+    assert _session_json(data_home) == meta  # a scripted run never removes the session
     assert file_digest(image) == digest  # the original was never written
 
 
