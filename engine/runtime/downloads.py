@@ -235,6 +235,8 @@ def check_url(url: str, hosts: frozenset[str], name: str) -> urllib.parse.SplitR
     """Refuse (one line) an address other than https (or http to the loopback address) to one
     of `hosts` (Drive's *.googleusercontent.com counts as a Drive host)."""
     try:
+        if any(c.isspace() or not c.isprintable() for c in url) or len(url) > 8000:
+            raise ValueError("spaces or control characters")  # no header injection either
         parts = urllib.parse.urlsplit(url)
         host = (parts.hostname or "").lower()
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
@@ -517,6 +519,12 @@ class _Session:
                 if self.watchdog.reason == "stalled":
                     raise self.stalled(host) from None
                 raise _Dropped(f"connection failed ({_reason(e)})") from None
+            except ValueError as e:  # a header http.client will not send (from a cookie)
+                sock.close()
+                raise DownloadError(
+                    f"{self.remote.name}: {host} sent an answer that cannot be followed "
+                    f"({_reason(e)})"
+                ) from None
             if response.status in (301, 302, 303, 307, 308):
                 location = response.getheader("Location") or ""
                 response.close()
