@@ -146,6 +146,9 @@ def test_commands_and_the_editor_leave_no_telemetry_and_connect_nowhere(
         ["edit", image, "--mask", tmp_path / "mask.png", "-o", tmp_path / "e.png"]
         + ["--model", tiny_bundle_path],
         ["classify", image, "--model", tiny_bundle_path],
+        ["extend", image, "--side", "right", "--tokens", 2, "-o", tmp_path / "x.png"]
+        + ["--model", tiny_bundle_path],
+        ["import-mage", tmp_path / "missing.pth", "-o", tmp_path / "refused-mage"],
         ["download", "--list"],
         ["import-maskgit", image, image, "-o", tmp_path / "refused"],  # refused in one line
         ["--about", "--screenshot", tmp_path / "about.png", "--model", tiny_bundle_path],
