@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QEventLoop, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QUndoStack
 
 from app.controller import JobController
@@ -47,6 +48,8 @@ class Editor(QObject):
     error = Signal(str)  # a one-line problem to show the user
     notice = Signal(str)  # a one-line notice to show until dismissed
     saved = Signal(str)  # path the image was saved to
+    saving_changed = Signal(bool)  # a save is being written in the background
+    save_progress = Signal(int)  # bytes of the PNG written so far
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -67,6 +70,8 @@ class Editor(QObject):
         self.confirm_new_document = None
         self._stroke_before: np.ndarray | None = None
         self._stroke_box: Box | None = None
+        self._save_thread: threading.Thread | None = None
+        self._save_path = ""
         self._plan_timer = QTimer(self, singleShot=True, interval=30)
         self._plan_timer.timeout.connect(self._update_plan)
         self.planner = Planner(self)  # plans off the GUI thread, latest request wins
@@ -126,24 +131,79 @@ class Editor(QObject):
         self.document_changed.emit()
         self._schedule_plan()
 
-    def save(self, path: str) -> None:
-        """Writes the current image as PNG with the last run's settings in text chunks."""
+    @property
+    def saving(self) -> bool:
+        """A save is being written in the background."""
+        return self._save_thread is not None
+
+    @property
+    def saving_to(self) -> str:
+        """The file a background save is writing ("" when none)."""
+        return self._save_path
+
+    def save(self, path: str) -> bool:
+        """Writes the current image as PNG with the last run's settings in text chunks.
+
+        The file is encoded and written on another thread while this one keeps processing
+        events (the window answers; `save_progress` reports the bytes written), so for the
+        caller it is one call that returns when the file is written, True, or has failed, False
+        with an `error`. The pixels are those at the call: edits made meanwhile stay unsaved.
+        The PNG goes to a temporary file in the same folder and is renamed over `path` only
+        when complete, so quitting or a crash mid-save never leaves a half-written file there.
+        """
         doc = self.document
         if doc is None:
-            return
+            return False
+        if self._save_thread is not None:
+            self.error.emit(f"Cannot save '{path}' yet: still saving {self._save_path}")
+            return False
         read = next((f for f in self.input_files if _same_file(path, f)), None)
         if read is not None:
             what = "the original" if read == doc.path else "a file this image was made from"
             self.error.emit(f"Cannot save '{path}': that is {what}; choose a new name")
-            return
+            return False
+        rgb, alpha, text = doc.rgb.copy(), doc.alpha, self._png_text()
+        alpha = None if alpha is None else alpha.copy()
+        index = doc.history_index
+        outcome: dict[str, str] = {}
+        relay = _SaveRelay()
+        loop = QEventLoop()
+        relay.done.connect(loop.quit, Qt.ConnectionType.QueuedConnection)
+        relay.wrote.connect(self.save_progress, Qt.ConnectionType.QueuedConnection)
+
+        def write() -> None:
+            try:
+                save_png(path, rgb, alpha, text, on_write=relay.report)
+            except (MageError, ValueError) as error:
+                outcome["error"] = str(error)
+            except MemoryError:
+                outcome["error"] = f"Cannot save '{path}': not enough memory to encode it"
+            except Exception as error:  # noqa: BLE001 - reported, never a silent thread death
+                log.exception("saving %s failed", path)
+                outcome["error"] = f"Cannot save '{path}': {error}"
+            finally:
+                relay.done.emit()
+
+        thread = threading.Thread(target=write, name="save-png")
+        self._save_thread, self._save_path = thread, path
+        self.saving_changed.emit(True)
+        self.status.emit(f"Saving {path}...")
         try:
-            save_png(path, doc.rgb, doc.alpha, self._png_text())
-        except (MageError, ValueError) as error:
-            self.error.emit(str(error))
-            return
-        doc.saved_index = doc.history_index
+            thread.start()
+            if thread.is_alive():
+                loop.exec()  # returns when written, or early when the application quits
+            thread.join()  # quitting mid-save: the file is finished, never abandoned
+        finally:
+            self._save_thread, self._save_path = None, ""
+            self.saving_changed.emit(False)
+        if "error" in outcome:
+            self.error.emit(outcome["error"])
+            return False
+        if self.document is doc:
+            doc.saved_index = index
         self.status.emit(f"Saved {path}")
         self.saved.emit(path)
+        return True
 
     def note_input(self, path: str) -> None:
         """`path` was read into the current image (a loaded mask): Save never writes over it."""
@@ -483,6 +543,22 @@ class Editor(QObject):
         self.run, self.applied, self._applied_at = None, -1, -1
         self.run_changed.emit(None)
         self.preview_changed.emit(None)
+
+
+class _SaveRelay(QObject):
+    """Signals from the saving thread to the window's thread (queued)."""
+
+    done = Signal()
+    wrote = Signal(int)  # bytes written so far
+
+    def __init__(self):
+        super().__init__()
+        self._reported = 0
+
+    def report(self, written: int) -> None:
+        if written - self._reported >= 256 * 1024:  # a few signals per megabyte
+            self._reported = written
+            self.wrote.emit(written)
 
 
 def _same_file(a: str, b: str) -> bool:

@@ -36,6 +36,7 @@ from app.ui.keyboard import WindowKeys, set_tab_order
 from app.ui.panels.results_panel import ResultsPanel
 from app.ui.panels.run_panel import RunPanel
 from app.ui.qimage import rgb_from_qimage
+from app.ui.save_progress import SaveProgress
 from app.ui.theme import THEMES, apply_theme
 from app.ui.unsaved import keep_discarded, may_replace_document
 from app.ui.welcome import attach_welcome
@@ -80,6 +81,7 @@ class MainWindow(QMainWindow):
         self.actions_ = build_actions(self)
         self.welcome = attach_welcome(self)  # sample thumbnails while no image is open
         self._build_status_bar()
+        self.save_progress = SaveProgress(self)  # busy bar; closing waits for a save
         self._connect()
         geometry, state = prefs.window_state()
         if geometry is None or not self.restoreGeometry(geometry):

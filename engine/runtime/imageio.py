@@ -15,6 +15,7 @@ import re
 import secrets
 import stat
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,6 +136,7 @@ def save_png(
     rgb: np.ndarray,
     alpha: np.ndarray | None = None,
     text: dict[str, str] | None = None,
+    on_write: Callable[[int], None] | None = None,
 ) -> None:
     """Writes a PNG atomically: a temporary file in the same folder, then os.replace.
 
@@ -145,6 +147,8 @@ def save_png(
         rgb: uint8 [H, W, 3].
         alpha: optional uint8 [H, W]; the PNG is RGBA when given.
         text: PNG text chunks (Latin-1 values as tEXt, others as iTXt), e.g. seed and settings.
+        on_write: called with the bytes written so far after each chunk of the file (progress
+            for a window saving in the background; the encoder writes about 64 KB at a time).
 
     Raises:
         OutputError: missing folder, target is a folder, read-only folder, disk full, or any
@@ -167,7 +171,8 @@ def save_png(
         raise OutputError(_write_message(name, folder, error)) from None
     try:
         with os.fdopen(handle, "wb") as stream:
-            image.save(stream, format="PNG", pnginfo=info)
+            target = stream if on_write is None else _CountingWriter(stream, on_write)
+            image.save(target, format="PNG", pnginfo=info)
             stream.flush()
             os.fsync(stream.fileno())  # data on disk before the rename makes it visible
         replace_file(Path(temp), Path(name))  # an overwritten file keeps its permissions
@@ -176,6 +181,22 @@ def save_png(
         if isinstance(error, OSError):
             raise OutputError(_write_message(name, folder, error)) from None
         raise
+
+
+class _CountingWriter:
+    """A binary stream that reports the bytes written through it."""
+
+    def __init__(self, stream, report: Callable[[int], None]):
+        self._stream, self._report, self.written = stream, report, 0
+
+    def write(self, data) -> int:
+        count = self._stream.write(data)
+        self.written += len(data)
+        self._report(self.written)
+        return count
+
+    def __getattr__(self, name):  # tell, seek, flush, fileno... of the real stream
+        return getattr(self._stream, name)
 
 
 def read_png_text(path: str | os.PathLike) -> dict[str, str]:
