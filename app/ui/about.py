@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from importlib import metadata
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QDesktopServices, QTextDocument
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout
 
 PACKAGE = "mage-studio"
 CARD_FILE = "MODEL_CARD.md"
+MAX_CARD_BYTES = 256 << 10  # cards are a few KB; a longer one is cut here
+OWN_LINKS = frozenset({"https://arxiv.org/abs/2211.09117"})  # the only links that open
 CITATION = (
     "Tianhong Li, Huiwen Chang, Shlok Kumar Mishra, Han Zhang, Dina Katabi, "
     "Dilip Krishnan. *MAGE: MAsked Generative Encoder to Unify Representation Learning "
@@ -115,10 +120,54 @@ def about_markdown(bundle=None, model_problem: str = "") -> str:
 def _model_card(bundle) -> str:
     if bundle is None:
         return ""
+    text, problem = read_card(Path(bundle.path))
+    if problem:
+        return f"*{CARD_FILE} is not shown: {problem}.*"
+    return safe_text(text).strip()
+
+
+def read_card(folder: Path, limit: int = MAX_CARD_BYTES) -> tuple[str, str]:
+    """The text of `folder`/MODEL_CARD.md and "", or "" and why it is not read (one phrase).
+
+    A card comes with a bundle from anyone, so it is read only when it is a regular file
+    inside the bundle folder (a link may point elsewhere in the folder, never outside it),
+    opened without blocking (a FIFO or a device is refused, never waited on) and read up to
+    `limit` bytes (a longer card is cut there, with a note)."""
+    path = folder / CARD_FILE
     try:
-        return (Path(bundle.path) / CARD_FILE).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        return ""
+        os.lstat(path)
+    except FileNotFoundError:
+        return "", ""
+    except OSError as error:
+        return "", f"cannot read it ({error.strerror or error})"
+    try:
+        real = path.resolve(strict=True)
+        if not real.is_relative_to(folder.resolve()):
+            return "", "it is a link to a file outside the model folder"
+        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(real, flags | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                return "", "it is not a regular file"
+            data = stream.read(limit + 1)
+    except (OSError, RuntimeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        return "", f"cannot read it ({reason})"
+    text = data[:limit].decode("utf-8", errors="replace")
+    if len(data) > limit:
+        text += f"\n\n*(cut at {limit // 1024} KB)*"
+    return text, ""
+
+
+# Bidirectional overrides and isolates (U+202E makes "gnp.exe" read "exe.png"), zero-width
+# marks and other invisible controls are shown as visible codes, never applied.
+_INVISIBLE = re.compile(
+    r"[\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff\x00-\x08\x0b-\x1f\x7f]"
+)
+
+
+def safe_text(text: str) -> str:
+    return _INVISIBLE.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
 
 
 def _demote_headings(markdown: str) -> str:
@@ -138,15 +187,29 @@ class AboutDialog(QDialog):
         self.resize(820, 720)
         self.browser = QTextBrowser()
         self.browser.setObjectName("about-text")
-        self.browser.setOpenExternalLinks(True)
+        # Links open only when they are the About's own (the paper); anything a model card
+        # links to (file:, a look-alike address) is shown but opens nothing.
+        self.browser.setOpenExternalLinks(False)
+        self.browser.setOpenLinks(False)
+        self.browser.anchorClicked.connect(self._open_link)
         self.markdown = about_markdown(bundle, model_problem)
-        self.browser.setMarkdown(self.markdown)
+        self.browser.document().setMarkdown(
+            self.markdown,
+            QTextDocument.MarkdownFeature.MarkdownDialectGitHub
+            | QTextDocument.MarkdownFeature.MarkdownNoHTML,
+        )
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addWidget(self.browser)
         layout.addWidget(buttons)
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+    def _open_link(self, url: QUrl) -> bool:
+        """Opens `url` in the browser when it is one of the About's own links."""
+        if url.toString() not in OWN_LINKS:
+            return False
+        return QDesktopServices.openUrl(url)
 
 
 def show_about(window) -> AboutDialog:
