@@ -19,7 +19,7 @@ from engine.importing.errors import CheckpointError
 from engine.importing.target import check_target
 from engine.importing.templates import check_state, load_template
 from engine.importing.torch_zip import read_state_dict
-from engine.runtime.manifest import Manifest, sha256_file
+from engine.runtime.manifest import Manifest, check_name, sha256_file
 from engine.runtime.schedule import DEFAULT_CHOICE_TEMPERATURE, DEFAULT_STEPS
 
 WORD_EMBEDDINGS = "token_emb.word_embeddings.weight"
@@ -104,6 +104,7 @@ def import_mage(
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     inputs = [checkpoint] + ([Path(vqgan)] if vqgan else [])
     check_target(out_dir, overwrite, inputs)  # before reading a gigabyte
+    check_name(name or out_dir.name)  # the manifest's rule, before any reading
     steps = Steps(say, ["read", "write", "check"])
     steps.next(f"reading {checkpoint.name}")
     sd = read_state_dict(checkpoint)

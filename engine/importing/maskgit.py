@@ -38,7 +38,7 @@ from engine.importing.maskgit_names import (
 from engine.importing.target import check_target
 from engine.importing.templates import check_state, load_template
 from engine.runtime.classes import imagenet_classes
-from engine.runtime.manifest import Manifest, sha256_file
+from engine.runtime.manifest import Manifest, check_name, sha256_file
 
 # MaskGIT's own decoding defaults (its inference code: 16 iterations, choice temperature 4.5,
 # cosine schedule, sampling at temperature 1).
@@ -178,6 +178,7 @@ def import_maskgit(
     tokenizer, transformer, out_dir = Path(tokenizer), Path(transformer), Path(out_dir)
     inputs = [tokenizer, transformer]
     check_target(out_dir, overwrite, inputs)  # before a minute of reading
+    check_name(name or out_dir.name)  # the manifest's rule, before any reading
     for file in inputs:
         if not file.is_file():
             raise CheckpointError(f"checkpoint not found: {file}")

@@ -301,6 +301,14 @@ def bundle_file(bundle_dir: Path, name: str) -> Path:
     return file
 
 
+def check_name(name) -> None:
+    """Refuse (BundleError, one line) a model name that a manifest may not carry: empty, over
+    MAX_TEXT characters, or with control or other unprintable characters."""
+    if not isinstance(name, str) or not 1 <= len(name) <= MAX_TEXT or not name.isprintable():
+        shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."
+        raise BundleError(f"model name {shown} is empty, too long or not printable text")
+
+
 def check_manifest(manifest: Manifest, where: str | os.PathLike = "the model") -> None:
     """Refuse (BundleError, one line) a manifest that read_manifest would refuse: every field
     and limit (name, sizes, ids, classes, decoding). Writers call it before writing anything;

@@ -119,3 +119,21 @@ def test_the_flax_reader_refuses_anything_after_the_checkpoint(tmp_path, extra):
     with pytest.raises(CheckpointError, match="data follows the checkpoint") as err:
         read_flax_checkpoint(bad, spec, "tokenizer")
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("command", ["import-maskgit", "import-mage"])
+@pytest.mark.parametrize("name", ["evil\x1b]0;title\x07", "two\nlines", "\u202etxt.exe"])
+def test_a_name_loading_would_refuse_is_refused_before_reading(tmp_path, capsys, command, name):
+    from engine.cli import main
+
+    files = [tmp_path / "a.ckpt"] + ([tmp_path / "b.ckpt"] if command == "import-maskgit" else [])
+    for f in files:
+        f.write_bytes(b"never read")
+    out = tmp_path / "out"
+    code = main([command, *map(str, files), "-o", str(out), "--name", name])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "model name" in err and "not printable" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f.name for f in files
+    )
