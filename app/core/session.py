@@ -106,6 +106,7 @@ class SessionStore:
         self.blobs = self.folder / "blobs"
         self._keys: dict[int, tuple[weakref.ref, str]] = {}  # id(array) -> (ref, key)
         self._file_digests: dict[tuple, str] = {}  # (path, size, mtime) -> sha256
+        self._max_pixels: int | None = None  # while loading: the largest canvas it holds
 
     @property
     def json_path(self) -> Path:
@@ -273,7 +274,19 @@ class SessionStore:
             raise RestoreError(f"the autosaved session is damaged ({_short(error)})") from None
 
     def _load(self, meta: dict) -> Document:
+        self._max_pixels = None
         original = self._original(meta)
+        # The largest canvas the session can hold: the image as opened, or one an extend
+        # made (canvas states, read from their headers only). A mask blob claiming more
+        # pixels is damage, refused before it is unpacked.
+        pixels = original.shape[0] * original.shape[1]
+        for entry in meta["history"]:
+            for state in entry.get("canvas") or ():
+                shape = self._header(state["rgb"])[0]
+                if len(shape) != 3:
+                    raise RestoreError("the autosaved session is damaged (a canvas is not RGB)")
+                pixels = max(pixels, shape[0] * shape[1])
+        self._max_pixels = pixels
         alpha0 = self._blob(meta["alpha0"])
         doc = Document(
             original, alpha0, meta.get("path", ""), EditOptions.from_dict(meta.get("options", {}))
@@ -333,17 +346,61 @@ class SessionStore:
             raise RestoreError("the autosaved session is damaged (an array is missing)")
         return array
 
-    def _blob(self, key: str | None) -> np.ndarray | None:
-        if key is None:
-            return None
+    def _header(self, key) -> tuple[tuple[int, ...], np.dtype, bytes]:
+        """A blob's shape and dtype from its .npy header, checked against the file's size
+        before anything is allocated (a header claiming 60000x60000 over a few bytes is
+        damage), and the first 8 bytes of its data (a packed mask's height and width)."""
         if not isinstance(key, str) or not key.isalnum() or not key.isascii():
             raise RestoreError("the autosaved session is damaged (bad blob name)")
         path = self.blobs / f"{key}.npy"
+        damaged = RestoreError(f"the autosaved session is damaged ({path.name} is not valid)")
         try:
-            if not stat.S_ISREG(os.stat(path).st_mode):  # never block on a FIFO
+            st = os.stat(path)
+            if not stat.S_ISREG(st.st_mode):  # never block on a FIFO
                 raise RestoreError(
                     f"the autosaved session is damaged ({path.name} is not a regular file)"
                 )
+            with open(path, "rb") as stream:
+                version = np.lib.format.read_magic(stream)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+                else:
+                    raise damaged
+                offset = stream.tell()
+                head = stream.read(8)
+        except FileNotFoundError:
+            raise RestoreError(
+                f"the autosaved session is incomplete ({path.name} is missing)"
+            ) from None
+        except (ValueError, OSError):
+            raise damaged from None
+        if dtype.hasobject or any(not isinstance(n, int) or n < 0 for n in shape):
+            raise damaged
+        if offset + math.prod(shape) * dtype.itemsize != st.st_size:
+            raise RestoreError(
+                f"the autosaved session is damaged ({path.name}: its header does not match "
+                "its size)"
+            )
+        return tuple(shape), dtype, head
+
+    def _blob(self, key: str | None) -> np.ndarray | None:
+        if key is None:
+            return None
+        shape, dtype, head = self._header(key)
+        path = self.blobs / f"{key}.npy"
+        if key.startswith("m"):  # a packed mask: its own height x width come first
+            if len(shape) != 1 or dtype != np.uint8 or shape[0] < 8:
+                raise RestoreError(f"the autosaved session is damaged ({path.name} is not a mask)")
+            h, w = (int(v) for v in np.frombuffer(head, ">u4"))
+            limit = self._max_pixels
+            if (h * w + 7) // 8 != shape[0] - 8 or (limit is not None and h * w > limit):
+                raise RestoreError(
+                    f"the autosaved session is damaged ({path.name} says {w}x{h}, which "
+                    "does not match its data or the image)"
+                )
+        try:
             data = np.load(path, allow_pickle=False)
         except FileNotFoundError:
             raise RestoreError(

@@ -4,8 +4,10 @@ headers lie about their size."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
+import tracemalloc
 from types import SimpleNamespace
 
 import numpy as np
@@ -65,9 +67,7 @@ def test_a_huge_model_card_is_cut_at_the_limit(tmp_path):
     assert len(text) < about.MAX_CARD_BYTES + 100
 
 
-def test_bidi_controls_are_shown_as_codes_and_card_links_open_nothing(
-    qtbot, tmp_path, monkeypatch
-):
+def test_bidi_controls_are_shown_as_codes_and_card_links_open_nothing(qtbot, tmp_path, monkeypatch):
     (tmp_path / CARD_FILE).write_text(
         "# Card\nDownload [weights\u202egnp.exe](file:///etc/passwd) or <file:///etc/shadow>\n"
         "<a href='file:///etc/group'>html</a>\n",
@@ -93,3 +93,72 @@ def test_bidi_controls_are_shown_as_codes_and_card_links_open_nothing(
     assert opened == ["https://arxiv.org/abs/2211.09117"]
 
 
+# -- session blobs ------------------------------------------------------------------------------
+
+
+def _crashed_session(root):
+    from app.autosave import Autosaver
+    from app.editor import Editor
+
+    from .conftest import photo
+
+    editor = Editor()
+    saver = Autosaver(editor, root=root, delay_ms=20)
+    editor.set_image(photo())
+    saver.start()
+    mask = np.zeros((120, 160), bool)
+    mask[5:30, 5:30] = True
+    editor.set_mask(mask)
+    saver.close(clean=False)
+    meta = json.loads((root / "session.json").read_text())
+    return meta["history"][0]["mask"]["after"], meta["original"]["pixels"]
+
+
+def _npy(path, array: np.ndarray, claim: tuple | None = None) -> None:
+    """Writes `array` as .npy, with a header that claims the shape `claim` when given."""
+    with open(path, "wb") as f:
+        header = {"descr": array.dtype.str, "fortran_order": False, "shape": claim or array.shape}
+        np.lib.format.write_array_header_1_0(f, header)
+        f.write(array.tobytes())
+
+
+def _peak_bytes(fn) -> int:
+    tracemalloc.start()
+    try:
+        fn()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+@pytest.mark.parametrize("case", ["mask-60000-header", "mask-larger-than-image", "rgb-header-lies"])
+def test_session_blobs_whose_headers_lie_are_refused_before_decoding(qapp, tmp_path, case):
+    from app.core.session import RestoreError, SessionStore
+
+    root = tmp_path / "session"
+    mask_key, rgb_key = _crashed_session(root)
+    blobs = root / "blobs"
+    if case == "mask-60000-header":  # 3.6 GB of bools once unpacked, from 20 bytes
+        packed = np.concatenate(
+            [np.array([60000, 60000], ">u4").view(np.uint8), np.ones(12, np.uint8)]
+        )
+        _npy(blobs / f"{mask_key}.npy", packed)
+    elif case == "mask-larger-than-image":  # consistent, but 2000x2000 > the 160x120 image
+        packed = np.concatenate(
+            [np.array([2000, 2000], ">u4").view(np.uint8), np.zeros(500_000, np.uint8)]
+        )
+        _npy(blobs / f"{mask_key}.npy", packed)
+    else:  # an image header claiming 60000x60000x3 over a few bytes
+        _npy(blobs / f"{rgb_key}.npy", np.zeros(16, np.uint8), claim=(60000, 60000, 3))
+    problems: list[str] = []
+
+    def load():
+        try:
+            SessionStore(root).load()
+        except RestoreError as error:
+            problems.append(str(error))
+
+    assert _peak_bytes(load) < 20 << 20
+    assert len(problems) == 1 and "\n" not in problems[0]
+    assert problems[0].startswith("the autosaved session is damaged")
