@@ -13,6 +13,7 @@ from engine.runtime.errors import MageError
 
 INDEX_ROLE = Qt.ItemDataRole.UserRole + 1  # a suggestion's class index
 SUGGESTIONS = 30  # rows in the suggestion list
+FEW_CLASSES = 30  # up to this many classes, a text that matches none lists them all
 
 
 def suggestion_text(match: ClassMatch) -> str:
@@ -92,7 +93,11 @@ class ClassPicker(QComboBox):
     # -- searching ------------------------------------------------------------------------------
 
     def _suggest(self, text: str) -> None:
+        typed = text.strip()
         matches = self.index.search(text, SUGGESTIONS)
+        listing = bool(typed) and not matches and self.count() <= FEW_CLASSES
+        if listing:  # nothing matched, and the model's classes fit in a short list: show them
+            matches = [ClassMatch(i, n, n, "exact", 0.0) for i, n in enumerate(self.index.names)]
         self.suggestions.clear()
         for m in matches:
             item = QStandardItem(suggestion_text(m))
@@ -109,8 +114,23 @@ class ClassPicker(QComboBox):
             popup.setCurrentIndex(self.suggestions.index(0, 0))  # Enter takes the best
         else:
             popup.hide()
-        if text.strip() and not matches:
-            self._set_hint(f"No class matches '{text.strip()}'")
+        # the hint always speaks of what is in the box now, never of an earlier text
+        if not typed:
+            chosen = self.currentIndex()
+            self._set_hint(self._describe_class(chosen, self.chosen()) if chosen >= 0 else "")
+        elif listing:
+            self._set_hint(
+                f"No class matches '{typed}'. This model knows {self.count()} classes: "
+                + ", ".join(self.index.names)
+            )
+        elif not matches:
+            self._set_hint(f"No class matches '{typed}'")
+        else:
+            best = matches[0]
+            said = match_phrase(best)
+            self._set_hint(
+                f"{said}: Enter takes {best.name}" if said else f"Enter takes {best.name}"
+            )
 
     def _on_suggestion(self, index: QModelIndex) -> None:
         row = index.data(INDEX_ROLE)
