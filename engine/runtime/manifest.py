@@ -106,6 +106,10 @@ MAX_ID = 1 << 30  # mask and null-class ids
 MAX_CLASSES = 100_000
 MAX_TEXT = 1000  # characters of a name or class name
 MAX_SYNONYMS = 64  # other names of one class
+# Names and synonyms of all classes together: ImageNet-21k with its WordNet synonyms is about
+# 40,000. Each is searched on every key typed in the class picker (off the GUI thread) and
+# by `--class`, so this bounds a search to about a second and the index to about 100 MB.
+MAX_CLASS_TEXTS = 100_000
 MAX_FILES = 1000
 MAX_FEATURES = 1 << 16
 MAX_STEPS = 200  # decoding steps (the CLI's --steps has the same bound)
@@ -247,6 +251,7 @@ def _check_synonyms(synonyms, names, where) -> None:
             f"{where}: field 'class_synonyms' must be a list of {len(names)} lists "
             "(one per class), or null"
         )
+    total = len(names)
     for i, entry in enumerate(synonyms):
         if (
             not isinstance(entry, list)
@@ -256,6 +261,12 @@ def _check_synonyms(synonyms, names, where) -> None:
             raise BundleError(
                 f"{where}: class_synonyms of class {i} must be a list of at most "
                 f"{MAX_SYNONYMS} non-empty texts"
+            )
+        total += len(entry)
+        if total > MAX_CLASS_TEXTS:
+            raise BundleError(
+                f"{where}: class_names and class_synonyms hold more than {MAX_CLASS_TEXTS:,} "
+                "names together (too many to search)"
             )
 
 

@@ -287,3 +287,24 @@ def test_failed_writes_leave_no_temp_files(tmp_path, monkeypatch, tiny_bundle_pa
     assert stat.S_IMODE((own / "manifest.json").stat().st_mode) == 0o640
     assert sorted(os.listdir(own)) == before
     assert math.isfinite(read_manifest(own).decoding["choice_temperature"])
+
+
+def test_too_many_class_names_and_synonyms_are_refused_in_one_line(tiny_bundle_path, tmp_path):
+    """18,000 classes with 64 synonyms each would make every search of the class picker and
+    of --class scan 1.2 million texts: the manifest caps names and synonyms together."""
+    folder = Path(shutil.copytree(tiny_bundle_path, tmp_path / "b"))
+    data = json.loads((folder / "manifest.json").read_text())
+    n = 18_000
+    data["class_names"] = [f"c{i}" for i in range(n)]
+    data["class_synonyms"] = [[f"s{i}-{j}" for j in range(64)] for i in range(n)]
+    data["null_class_id"] = n
+    (folder / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(BundleError) as refused:
+        read_manifest(folder, verify_hashes=False)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert f"more than {manifest_mod.MAX_CLASS_TEXTS:,} names together" in message
+    # within the cap: read
+    data["class_synonyms"] = [[f"s{i}"] for i in range(n)]
+    (folder / "manifest.json").write_text(json.dumps(data))
+    assert len(read_manifest(folder, verify_hashes=False).class_names) == n

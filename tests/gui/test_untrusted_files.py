@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 import tracemalloc
 from types import SimpleNamespace
 
@@ -162,3 +163,52 @@ def test_session_blobs_whose_headers_lie_are_refused_before_decoding(qapp, tmp_p
     assert _peak_bytes(load) < 20 << 20
     assert len(problems) == 1 and "\n" not in problems[0]
     assert problems[0].startswith("the autosaved session is damaged")
+
+
+# -- a model with very many classes ---------------------------------------------------------------
+
+
+def _many_classes(n: int, k: int) -> tuple[list[str], list[list[str]]]:
+    names = [f"class {i} word{i % 977}" for i in range(n)]
+    synonyms = [[f"syn{i}x{j} kind{j}" for j in range(k)] for i in range(n)]
+    names[4321], synonyms[4321] = "beacon", ["lighthouse", "pharos"]
+    return names, synonyms
+
+
+def test_a_picker_with_many_classes_indexes_and_searches_off_the_gui_thread(qtbot):
+    from PySide6.QtCore import Qt
+
+    from app.ui.panels.class_picker import SYNC_TEXTS, ClassPicker
+
+    names, synonyms = _many_classes(12_000, 4)  # 60,000 names and synonyms
+    picker = ClassPicker()
+    qtbot.addWidget(picker)
+    picker.show()
+    picker.lineEdit().setFocus()
+    gui = time.thread_time()  # CPU of this (the GUI) thread only, not the worker's
+    picker.set_classes(names, synonyms)
+    assert picker.background and len(names) * 5 > SYNC_TEXTS
+    typed = "lighthouse"
+    per_key = []
+    for ch in typed:
+        before = time.thread_time()
+        qtbot.keyClick(picker.lineEdit(), ch)
+        per_key.append(time.thread_time() - before)
+    gui_total = time.thread_time() - gui
+    qtbot.waitUntil(lambda: picker.suggestions.rowCount() > 0, timeout=60_000)
+    first = picker.suggestions.item(0).text()
+    assert first == "beacon — matched 'lighthouse'"
+    # the index (about 60,000 entries) and every search ran on the worker: the GUI thread
+    # spent CPU only on the combo box's items and the keys
+    assert max(per_key) < 0.05, per_key
+    assert gui_total < 2.0, gui_total
+    qtbot.keyClick(picker.completer_.popup(), Qt.Key.Key_Return)
+    assert picker.chosen() == "beacon"
+    # Enter with no list open: the lookup runs on the worker too, and its answer is taken
+    picker.lineEdit().setText("pharos")
+    qtbot.keyClick(picker.lineEdit(), Qt.Key.Key_Escape)
+    picker.completer_.popup().hide()
+    picker.select("")
+    picker.lineEdit().setText("pharos")
+    picker._take_typed()
+    qtbot.waitUntil(lambda: picker.chosen() == "beacon", timeout=60_000)

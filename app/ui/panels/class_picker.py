@@ -1,10 +1,16 @@
 """A class picker people can search: a class number, a name, a synonym, free text or a close
 spelling (ImageNet has 1000 classes; "lighthouse" finds "beacon"). Each suggestion says what
-matched; Enter takes the best one."""
+matched; Enter takes the best one.
+
+A model with many classes (more than SYNC_TEXTS names and synonyms together; the manifest
+allows up to MAX_CLASS_TEXTS) is indexed once on a worker thread, and each search runs there
+too, the latest text winning: typing never waits for a search."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QModelIndex, Qt, Signal
+import threading
+
+from PySide6.QtCore import QEvent, QModelIndex, QObject, Qt, Signal
 from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QComboBox, QCompleter
 
@@ -13,7 +19,78 @@ from engine.runtime.errors import MageError
 
 INDEX_ROLE = Qt.ItemDataRole.UserRole + 1  # a suggestion's class index
 SUGGESTIONS = 30  # rows in the suggestion list
+# Up to this many names and synonyms a search takes a few milliseconds and runs on the GUI
+# thread (ImageNet-1k has about 3,000); more are indexed and searched on a worker thread.
+SYNC_TEXTS = 5000
 FEW_CLASSES = 30  # up to this many classes, a text that matches none lists them all
+
+
+class ClassSearcher(QObject):
+    """Builds a ClassIndex and runs searches on one worker thread; only the newest request
+    is run (older ones still waiting are dropped). Results come back on the GUI thread."""
+
+    indexed = Signal(int)  # generation whose index is ready
+    answered = Signal(int, str, str, object)  # generation, kind, text, result
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._cond = threading.Condition()
+        self._generation = 0
+        self._classes: tuple | None = None  # (generation, names, synonyms) to index
+        self._index: ClassIndex | None = None
+        self._request: tuple[int, str, str] | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def index(self) -> ClassIndex | None:
+        with self._cond:
+            return self._index
+
+    def set_classes(self, names: list[str], synonyms: list[list[str]] | None) -> int:
+        with self._cond:
+            self._generation += 1
+            self._classes = (self._generation, list(names), synonyms)
+            self._index, self._request = None, None
+            self._start()
+            return self._generation
+
+    def ask(self, kind: str, text: str) -> None:
+        """kind "search" (suggestions) or "find" (Enter): answered later by `answered`."""
+        with self._cond:
+            self._request = (self._generation, kind, text)
+            self._start()
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="class-search", daemon=True)
+            self._thread.start()
+        self._cond.notify_all()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._classes is None and (self._request is None or self._index is None):
+                    self._cond.wait()
+                classes, self._classes = self._classes, None
+                request = None
+                if classes is None:
+                    request, self._request = self._request, None
+                index = self._index
+            if classes is not None:
+                generation, names, synonyms = classes
+                built = ClassIndex(names, synonyms)
+                with self._cond:
+                    if generation != self._generation:
+                        continue
+                    self._index = built
+                self.indexed.emit(generation)
+                continue
+            generation, kind, text = request
+            try:
+                result = index.find(text) if kind == "find" else index.search(text, SUGGESTIONS)
+            except MageError as error:
+                result = error
+            self.answered.emit(generation, kind, text, result)
 
 
 def suggestion_text(match: ClassMatch) -> str:
@@ -51,6 +128,12 @@ class ClassPicker(QComboBox):
         self.index = ClassIndex([])
         self.synonyms: list[list[str]] = []
         self.hint = ""
+        self.searcher = ClassSearcher(self)  # for models with many classes
+        self.searcher.indexed.connect(self._on_indexed)
+        self.searcher.answered.connect(self._on_answer)
+        self.background = False  # searches run on the searcher's thread
+        self._generation = 0
+        self._last: tuple[str, list[ClassMatch]] = ("", [])  # the newest suggestions shown
         self.suggestions = QStandardItemModel(self)
         self.completer_ = QCompleter(self.suggestions, self)
         self.completer_.setCompletionMode(QCompleter.CompletionMode.UnfilteredPopupCompletion)
@@ -69,9 +152,16 @@ class ClassPicker(QComboBox):
         self.clear()
         self.addItems(names or [])
         self.synonyms = [list(s) for s in synonyms] if synonyms else []
-        self.index = ClassIndex(names or [], self.synonyms or None)
-        for i, name in enumerate(names or []):
-            self.setItemData(i, self._describe_class(i, name), Qt.ItemDataRole.ToolTipRole)
+        texts = len(names or []) + sum(len(s) for s in self.synonyms)
+        self.background = texts > SYNC_TEXTS
+        self._last = ("", [])
+        if self.background:
+            self.index = ClassIndex([])  # the worker's, once it is built
+            self._generation = self.searcher.set_classes(names or [], self.synonyms or None)
+        else:
+            self.index = ClassIndex(names or [], self.synonyms or None)
+            for i, name in enumerate(names or []):
+                self.setItemData(i, self._describe_class(i, name), Qt.ItemDataRole.ToolTipRole)
         self.suggestions.clear()
         self.setCurrentIndex(-1)
         self.blockSignals(False)
@@ -93,8 +183,35 @@ class ClassPicker(QComboBox):
     # -- searching ------------------------------------------------------------------------------
 
     def _suggest(self, text: str) -> None:
+        if self.background:
+            if text.strip():
+                self.searcher.ask("search", text)
+            else:
+                self._show_suggestions(text, [])
+            return
+        self._show_suggestions(text, self.index.search(text, SUGGESTIONS))
+
+    def _on_indexed(self, generation: int) -> None:
+        if generation != self._generation:
+            return
+        self.index = self.searcher.index or self.index
+        typed = self.lineEdit().text()
+        if typed.strip() and typed != self.chosen():
+            self.searcher.ask("search", typed)  # what was typed while indexing
+
+    def _on_answer(self, generation: int, kind: str, text: str, result) -> None:
+        if generation != self._generation or text != self.lineEdit().text():
+            return  # a newer model or newer text: this answer is stale
+        if kind == "search":
+            self._show_suggestions(text, [] if isinstance(result, MageError) else result)
+        elif isinstance(result, MageError):
+            self._set_hint(str(result)[:1].upper() + str(result)[1:])
+        else:
+            self._choose(result.index, result)
+
+    def _show_suggestions(self, text: str, matches: list[ClassMatch]) -> None:
+        self._last = (text, matches)
         typed = text.strip()
-        matches = self.index.search(text, SUGGESTIONS)
         listing = bool(typed) and not matches and self.count() <= FEW_CLASSES
         if listing:  # nothing matched, and the model's classes fit in a short list: show them
             matches = [ClassMatch(i, n, n, "exact", 0.0) for i, n in enumerate(self.index.names)]
@@ -137,6 +254,10 @@ class ClassPicker(QComboBox):
         if row is None:
             return
         typed = self.lineEdit().text()
+        if self.background:
+            shown = self._last[1] if self._last[0] == typed else []
+            self._choose(int(row), next((m for m in shown if m.index == int(row)), None))
+            return
         self._choose(int(row), next(iter(self.index.search(typed, SUGGESTIONS)), None))
 
     def _take_typed(self) -> None:
@@ -145,6 +266,9 @@ class ClassPicker(QComboBox):
             return  # the popup's Enter activates its current row
         text = self.lineEdit().text()
         if not text.strip() or (self.currentIndex() >= 0 and text == self.chosen()):
+            return
+        if self.background:
+            self.searcher.ask("find", text)
             return
         try:
             match = self.index.find(text)
