@@ -71,6 +71,7 @@ class Editor(QObject):
         self._stroke_before: np.ndarray | None = None
         self._stroke_box: Box | None = None
         self._save_thread: threading.Thread | None = None
+        self._opened_at = 0  # history index of the document as opened (a sample: with its mask)
         self._save_path = ""
         self._plan_timer = QTimer(self, singleShot=True, interval=30)
         self._plan_timer.timeout.connect(self._update_plan)
@@ -130,6 +131,17 @@ class Editor(QObject):
             self.options_changed.emit(document.options)
         self.document_changed.emit()
         self._schedule_plan()
+
+    def has_edits(self) -> bool:
+        """The open image holds changes made since it was opened (what opening did, such as a
+        sample's mask, does not count); closing it would lose them or their undo history."""
+        doc = self.document
+        return doc is not None and doc.history_index > self._opened_at
+
+    def mark_opened(self) -> None:
+        """What the document holds now is as it was opened (a sample with its mask loaded)."""
+        if self.document is not None:
+            self._opened_at = self.document.history_index
 
     @property
     def saving(self) -> bool:
@@ -299,6 +311,7 @@ class Editor(QObject):
         if self.document is not None and self._on_document in self.document.listeners:
             self.document.listeners.remove(self._on_document)
         self.document = document
+        self._opened_at = 0
         self.input_files = [document.path] if document.path else []  # never saved over
         index = document.history_index
         with self._moving():  # not announced: the widgets hear document_changed afterwards

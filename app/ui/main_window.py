@@ -179,6 +179,7 @@ class MainWindow(QMainWindow):
         e.error.connect(lambda text: self.banner.show_message(text, "error", "action"))
         e.notice.connect(lambda text: self.banner.show_message(text, "info", "notice"))
         e.document_changed.connect(self._clear_action_banner)
+        e.document_changed.connect(self._clear_image_banner)
         e.saved.connect(self._clear_action_banner)
         e.saved.connect(self._update_title)
         e.busy_changed.connect(self._on_busy_banner)
@@ -259,7 +260,10 @@ class MainWindow(QMainWindow):
             self.editor.report_error(str(error))
             return False
         if loaded.notices:
-            self.editor.report_notice(f"{Path(path).name}: " + "; ".join(loaded.notices))
+            # about this file only: it goes when another image opens
+            self.banner.show_message(
+                f"{Path(path).name}: " + "; ".join(loaded.notices), "info", "image"
+            )
         self.prefs.set_folder("open", str(Path(path).parent))
         self.prefs.add_recent(str(Path(path).resolve()))
         self.output_path = ""
@@ -459,7 +463,7 @@ class MainWindow(QMainWindow):
         if (
             not self.interactive
             or doc is None
-            or (not doc.modified and self.editor.undo_stack.count() == 0)
+            or not self.editor.has_edits()  # an untouched result or sample: nothing to lose
         ):
             return True
         name = Path(doc.path).name if doc.path else "the current image"
@@ -481,6 +485,9 @@ class MainWindow(QMainWindow):
 
     def _clear_action_banner(self, *_) -> None:
         self.banner.clear("action")
+
+    def _clear_image_banner(self, *_) -> None:
+        self.banner.clear("image")
 
     def _update_title(self, *_) -> None:
         doc = self.editor.document

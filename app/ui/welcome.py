@@ -47,6 +47,7 @@ def open_sample(window, sample: Sample) -> bool:
         editor.set_options(replace(editor.options, mode="remove"))
     if not window.load_mask_file(str(sample.mask)):
         return False
+    editor.mark_opened()  # the mask came with the sample: no edit of the user's yet
     window.statusBar().showMessage(f"{sample.title}: press Run (Shift+R)", 10000)
     return True
 

@@ -44,6 +44,7 @@ class RunPanel(QWidget):
         editor.plan_changed.connect(self._show_cost)
         editor.progress.connect(self._on_progress)
         editor.busy_changed.connect(self._on_busy)
+        editor.document_changed.connect(self._on_document)
         editor.models.loaded.connect(self._on_bundle)
         editor.models.failed.connect(self._on_bundle)
         self.show_options(editor.options)
@@ -286,6 +287,13 @@ class RunPanel(QWidget):
         self.progress.setMaximum(step.total)
         self.progress.setValue(step.step)
         self.progress.setFormat(f"Step {step.step}/{step.total}  ({step.remaining} left)")
+
+    def _on_document(self) -> None:
+        """Another image opened: the last run's "Done" was about the one before (a generated
+        image keeps it: it is that run's result)."""
+        if not self.editor.jobs.busy and self.editor.run is None:
+            self.progress.setValue(0)
+            self.progress.setFormat("Idle")
 
     def _on_busy(self, busy: bool) -> None:
         self.cancel_button.setEnabled(busy)
