@@ -16,6 +16,7 @@ import onnxruntime as ort
 
 from engine.runtime.devices import DEVICES
 from engine.runtime.errors import BundleError
+from engine.runtime.onnx_guard import check_onnx
 
 log = logging.getLogger(__name__)
 # onnxruntime logs its own (coloured) error line before raising; every failure is turned into
@@ -48,6 +49,7 @@ def create_session(
     """Open one ONNX file. Returns (session, notice) where notice says why CUDA was not used."""
     if device not in DEVICES:
         raise BundleError(f"unknown device '{device}' (use one of {', '.join(DEVICES)})")
+    check_onnx(path)  # a file that would allocate gigabytes while it opens is refused first
     want_cuda = device == "cuda" or (device == "auto" and cuda_driver_present())
     notice = None
     if want_cuda:

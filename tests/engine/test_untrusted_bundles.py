@@ -308,3 +308,104 @@ def test_too_many_class_names_and_synonyms_are_refused_in_one_line(tiny_bundle_p
     data["class_synonyms"] = [[f"s{i}"] for i in range(n)]
     (folder / "manifest.json").write_text(json.dumps(data))
     assert len(read_manifest(folder, verify_hashes=False).class_names) == n
+
+
+# -- ONNX files that would allocate gigabytes while they open -------------------------------------
+
+
+def _decoder_model(how: str):
+    """A tokenizer decoder (tokens int64 [B,h,w] -> image float32 [B,3,H,W]) whose graph makes
+    a huge tensor of a constant size in the way `how` says. Built with onnx (tests only)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    tokens = helper.make_tensor_value_info("tokens", TensorProto.INT64, ["B", "h", "w"])
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["B", 3, "H", "W"])
+    huge = [40_000, 40_000, 3]  # 4.8e9 float32: 17.9 GiB
+    inits, nodes = [], []
+    if how == "constant-of-shape":
+        inits.append(helper.make_tensor("size", TensorProto.INT64, [3], huge))
+        nodes.append(helper.make_node("ConstantOfShape", ["size"], ["image"]))
+    elif how == "constant-node":  # the size in a Constant node's unnamed value
+        nodes.append(
+            helper.make_node(
+                "Constant",
+                [],
+                ["size"],
+                value=helper.make_tensor("", TensorProto.INT64, [3], huge),
+            )
+        )
+        nodes.append(helper.make_node("ConstantOfShape", ["size"], ["image"]))
+    elif how == "tile":
+        inits.append(helper.make_tensor("one", TensorProto.FLOAT, [1, 1, 1, 1], [0.0]))
+        inits.append(helper.make_tensor("reps", TensorProto.INT64, [4], [1, 3, 50_000, 50_000]))
+        nodes.append(helper.make_node("Tile", ["one", "reps"], ["image"]))
+    elif how == "declared-initializer":  # dims say 6 GiB; no data
+        big = TensorProto(name="weights", data_type=TensorProto.FLOAT, dims=[3, 1 << 29])
+        inits.append(big)
+        nodes.append(helper.make_node("Identity", ["weights"], ["image"]))
+    elif how == "external-data":
+        ext = helper.make_tensor("weights", TensorProto.FLOAT, [4], [0.0] * 4)
+        ext.ClearField("float_data")
+        ext.data_location = TensorProto.EXTERNAL
+        ext.external_data.add(key="location", value="../../../etc/passwd")
+        inits.append(ext)
+        nodes.append(helper.make_node("Identity", ["weights"], ["image"]))
+    elif how == "declared-output":
+        image = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 60_000, 60_000])
+        inits.append(helper.make_tensor("size", TensorProto.INT64, [4], [1, 3, 8, 8]))
+        nodes.append(helper.make_node("ConstantOfShape", ["size"], ["image"]))
+    graph = helper.make_graph(nodes, "decoder", [tokens], [image], initializer=inits)
+    return onnx.helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+HUGE_ONNX = {
+    "constant-of-shape": "ConstantOfShape makes a tensor of 40000x40000x3",
+    "constant-node": "ConstantOfShape makes a tensor of 40000x40000x3",
+    "tile": "Tile makes a tensor of 1x3x50000x50000",
+    "declared-initializer": "initializer 'weights' declares 6.0 GiB",
+    "external-data": "initializer 'weights' keeps its data in another file",
+    "declared-output": "output 'image' declares a shape of 40.2 GiB",
+}
+
+
+@pytest.mark.parametrize("how", sorted(HUGE_ONNX))
+def test_a_decoder_that_would_allocate_gigabytes_is_refused_before_any_session(
+    how, tiny_bundle_path, tmp_path, monkeypatch
+):
+    import onnx
+
+    from engine.runtime import sessions
+
+    folder = Path(shutil.copytree(tiny_bundle_path, tmp_path / "b"))
+    onnx.save(_decoder_model(how), folder / "tokenizer_decoder.onnx")
+    opened: list[str] = []
+    real_open = sessions._open
+    monkeypatch.setattr(
+        sessions,
+        "_open",
+        lambda path, providers: opened.append(Path(path).name) or real_open(path, providers),
+    )
+    with pytest.raises(BundleError) as refused:
+        Bundle(folder, device="cpu", verify=False)
+    message = str(refused.value)
+    assert message.startswith("model file tokenizer_decoder.onnx is refused: ")
+    assert HUGE_ONNX[how] in message and "\n" not in message
+    assert "tokenizer_decoder.onnx" not in opened  # refused before onnxruntime saw it
+
+
+def test_the_onnx_check_passes_a_real_bundle(tiny_bundle_path):
+    from engine.runtime.onnx_guard import check_onnx
+
+    files = sorted(tiny_bundle_path.glob("*.onnx"))
+    assert len(files) >= 4
+    for path in files:
+        check_onnx(path)  # no refusal
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_the_onnx_check_never_waits_on_a_fifo(tmp_path):
+    from engine.runtime.onnx_guard import check_onnx
+
+    os.mkfifo(tmp_path / "model.onnx")
+    check_onnx(tmp_path / "model.onnx")  # returns at once; onnxruntime reports it
