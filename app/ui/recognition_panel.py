@@ -9,16 +9,17 @@ set supersedes the job of its kind, whose late result is dropped.
 from __future__ import annotations
 
 import itertools
+import os
 import uuid
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import numpy as np
-import qtawesome as qta
-from PySide6.QtCore import QSize, QStandardPaths, Qt, QThreadPool, Signal
+from PySide6.QtCore import QEvent, QSize, Qt, QThreadPool, Signal
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
+    QAbstractButton,
     QComboBox,
     QFileDialog,
     QFrame,
@@ -38,8 +39,10 @@ from PySide6.QtWidgets import (
 )
 
 from app.controller import JobController
+from app.ui.actions import ICON_PROPERTY, themed_icon
 from engine.runtime.errors import MageError
 from engine.runtime.imageio import load_image
+from engine.runtime.locations import user_data_dir
 from engine.runtime.recognition import (
     Head,
     bundle_head,
@@ -56,6 +59,9 @@ THUMB = 48
 FEWSHOT = "fewshot"
 _ids = itertools.count(1)
 JOB_KINDS = ("image", "examples", "fit")
+EXAMPLES_FOLDER = "fewshot-examples"
+HEAD_ICONS = {"bundle": "fa5s.cube", "file": "fa5s.file", FEWSHOT: "fa5s.shapes"}
+PLACEHOLDER = "fa5s.image"  # an example whose thumbnail is on its way
 
 
 @dataclass
@@ -121,9 +127,11 @@ class ClassBox(QFrame):
         self.name_edit = QLineEdit(name)
         self.name_edit.setPlaceholderText("class name")
         self.add_current = QToolButton(
-            icon=qta.icon("fa5s.plus-square"), toolTip="Add the current image as an example"
+            icon=themed_icon("fa5s.plus-square"), toolTip="Add the current image as an example"
         )
-        self.remove = QToolButton(icon=qta.icon("fa5s.trash-alt"), toolTip="Remove this class")
+        self.remove = QToolButton(icon=themed_icon("fa5s.trash-alt"), toolTip="Remove this class")
+        self.add_current.setProperty(ICON_PROPERTY, "fa5s.plus-square")
+        self.remove.setProperty(ICON_PROPERTY, "fa5s.trash-alt")
         self.list = DropList()
         top = QHBoxLayout()
         top.addWidget(self.name_edit, 1)
@@ -168,6 +176,12 @@ class RecognitionPanel(QWidget):
         self._jobs["image"].finished.connect(self._on_image_features)
         self._jobs["examples"].finished.connect(self._on_examples)
         self._jobs["fit"].finished.connect(self._on_fit)
+        # thumbnails of dropped examples come at once, never behind a model call
+        self.thumb_pool = QThreadPool(self)
+        self.thumb_pool.setMaxThreadCount(1)
+        self._thumb_jobs = JobController(self, self.thumb_pool)
+        self._thumb_jobs.finished.connect(self._on_thumbs)
+        self._thumbs: set[int] = set()  # examples whose own thumbnail is shown
         self.predictions: list[tuple[str, float]] = []
         self.fewshot_head: Head | None = None
         self.fewshot_loo: float | None = None
@@ -188,8 +202,9 @@ class RecognitionPanel(QWidget):
         what = QGroupBox("What is this?")
         self.head_combo = QComboBox(toolTip="Which classifier names the image")
         self.load_button = QToolButton(
-            icon=qta.icon("fa5s.folder-open"), toolTip="Load a classifier head (.npz)"
+            icon=themed_icon("fa5s.folder-open"), toolTip="Load a classifier head (.npz)"
         )
+        self.load_button.setProperty(ICON_PROPERTY, "fa5s.folder-open")
         row = QHBoxLayout()
         row.addWidget(self.head_combo, 1)
         row.addWidget(self.load_button)
@@ -217,8 +232,10 @@ class RecognitionPanel(QWidget):
         self.class_layout.addStretch(1)
         scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.Shape.NoFrame)
         scroll.setWidget(holder)
-        self.add_class_button = QPushButton(qta.icon("fa5s.plus"), "Add class")
-        self.save_button = QPushButton(qta.icon("fa5s.save"), "Save…")
+        self.add_class_button = QPushButton(themed_icon("fa5s.plus"), "Add class")
+        self.save_button = QPushButton(themed_icon("fa5s.save"), "Save…")
+        self.add_class_button.setProperty(ICON_PROPERTY, "fa5s.plus")
+        self.save_button.setProperty(ICON_PROPERTY, "fa5s.save")
         self.save_button.setEnabled(False)
         self.fewshot_status = QLabel(
             "Add two or more classes and drop a few example images of each.", wordWrap=True
@@ -239,6 +256,26 @@ class RecognitionPanel(QWidget):
         self.load_button.clicked.connect(self._ask_load_head)
         self.add_class_button.clicked.connect(lambda: self.add_class())
         self.save_button.clicked.connect(self._ask_save)
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
+            self._refresh_icons()  # drawn in the new theme's text colour, not a restart away
+        super().changeEvent(event)
+
+    def _refresh_icons(self) -> None:
+        for button in self.findChildren(QAbstractButton):
+            name = button.property(ICON_PROPERTY)
+            if name:
+                button.setIcon(themed_icon(name))
+        for i in range(self.head_combo.count()):
+            key = str(self.head_combo.itemData(i))
+            kind = FEWSHOT if key == FEWSHOT else key.split(":", 1)[0]
+            if kind in HEAD_ICONS:
+                self.head_combo.setItemIcon(i, themed_icon(HEAD_ICONS[kind]))
+        for box in self.classes:
+            for row, ex in enumerate(box.examples):
+                if ex.id not in self._thumbs:
+                    box.list.item(row).setIcon(themed_icon(PLACEHOLDER))
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -271,13 +308,13 @@ class RecognitionPanel(QWidget):
 
     def add_class(self, name: str = "", paths: list | None = None) -> ClassBox:
         box = ClassBox(self, name or f"class {len(self.classes) + 1}")
-        # Tab reaches the new class after the one above it, before "Add class"
         after = self.classes[-1].focus_chain()[-1] if self.classes else self.load_button
+        self.classes.append(box)
+        self.class_layout.insertWidget(self.class_layout.count() - 1, box)  # above the stretch
+        # Tab reaches the new class after the one above it, before "Add class"
         for first in box.focus_chain():
             QWidget.setTabOrder(after, first)
             after = first
-        self.classes.append(box)
-        self.class_layout.insertWidget(self.class_layout.count() - 1, box)  # above the stretch
         if paths:
             self.add_examples(box, paths)
         else:
@@ -297,7 +334,8 @@ class RecognitionPanel(QWidget):
             self.fewshot_status.setText(str(e))
             return
         for f in files:
-            self._add_example(box, f, qta.icon("fa5s.image"), f.name)
+            self._add_example(box, f, themed_icon(PLACEHOLDER), f.name)
+        self._load_thumbs()
         self._refresh_fewshot()
 
     def add_current_image(self, box: ClassBox) -> None:
@@ -310,6 +348,7 @@ class RecognitionPanel(QWidget):
         while label in used:
             label, n = f"{base} ({n})", n + 1
         self._add_example(box, self._rgb.copy(), _thumb(self._rgb), label)
+        self._thumbs.add(box.examples[-1].id)
         if self._store is not None:
             box.examples[-1].file = _keep_copy(self._rgb)
         self._refresh_fewshot()
@@ -374,7 +413,8 @@ class RecognitionPanel(QWidget):
         self.head_combo.clear()
         if self.bundle is not None:
             for name in self.bundle.manifest.heads:
-                self.head_combo.addItem(qta.icon("fa5s.cube"), f"Model: {name}", f"bundle:{name}")
+                icon = themed_icon(HEAD_ICONS["bundle"])
+                self.head_combo.addItem(icon, f"Model: {name}", f"bundle:{name}")
         for text, key in keep:  # file heads stay only if they suit the new model
             try:
                 head = load_head(key.split(":", 1)[1])
@@ -383,15 +423,15 @@ class RecognitionPanel(QWidget):
             except MageError:
                 continue
             self._heads[key] = head
-            self.head_combo.addItem(qta.icon("fa5s.file"), text, key)
+            self.head_combo.addItem(themed_icon(HEAD_ICONS["file"]), text, key)
         if self.fewshot_head is not None:
-            self.head_combo.addItem(qta.icon("fa5s.shapes"), "Few-shot (below)", FEWSHOT)
+            self.head_combo.addItem(themed_icon(HEAD_ICONS[FEWSHOT]), "Few-shot (below)", FEWSHOT)
         self.head_combo.blockSignals(False)
 
     def _select(self, key: str, text: str) -> None:
         index = self.head_combo.findData(key)
         if index < 0:
-            icon = qta.icon("fa5s.shapes" if key == FEWSHOT else "fa5s.file")
+            icon = themed_icon(HEAD_ICONS[FEWSHOT if key == FEWSHOT else "file"])
             self.head_combo.addItem(icon, text, key)
             index = self.head_combo.count() - 1
         if index == self.head_combo.currentIndex():
@@ -476,20 +516,23 @@ class RecognitionPanel(QWidget):
         """The classes and examples of the last session; files gone since are skipped."""
         self._restoring = True
         missing = 0
+        moved = migrate_fewshot_folder()
         try:
             for entry in self._store.fewshot_classes():
                 box = self.add_class(str(entry.get("name", "")))
                 for example in entry.get("examples", []):
-                    path = Path(str(example.get("file", "")))
+                    file = str(example.get("file", ""))
+                    path = Path(moved.get(file, file))
                     if not path.is_file():
                         missing += 1
                         continue
                     label = str(example.get("label") or path.name)
-                    self._add_example(box, path, qta.icon("fa5s.image"), label)
+                    self._add_example(box, path, themed_icon(PLACEHOLDER), label)
         finally:
             self._restoring = False
         if missing:
             self._note = f" ({missing} example file(s) from last time are gone)"
+        self._load_thumbs()
         self._refresh_fewshot()
 
     def _refresh_fewshot(self) -> None:
@@ -522,8 +565,9 @@ class RecognitionPanel(QWidget):
         self._features.update(features)
         for box in self.classes:
             for row, ex in enumerate(box.examples):
-                if ex.id in thumbs and isinstance(ex.source, Path):
+                if ex.id in thumbs and isinstance(ex.source, Path) and ex.id not in self._thumbs:
                     box.list.item(row).setIcon(_thumb(thumbs[ex.id]))
+                    self._thumbs.add(ex.id)
         for box in self.classes:  # unreadable files leave the list
             for ex in [e for e in box.examples if e.id in bad]:
                 row = box.examples.index(ex)
@@ -532,6 +576,26 @@ class RecognitionPanel(QWidget):
         if bad:
             self._note = f" Skipped {len(bad)} unreadable file(s): {next(iter(bad.values()))}"
         self._refresh_fewshot()
+
+    def _load_thumbs(self) -> None:
+        """Small pictures of the example files still shown as placeholders, read on their own
+        thread (a quick JPEG draft, no model), so they appear as soon as the files are read."""
+        todo = [
+            (ex.id, ex.source)
+            for box in self.classes
+            for ex in box.examples
+            if ex.id not in self._thumbs and isinstance(ex.source, Path)
+        ]
+        if todo:
+            self._thumb_jobs.call("thumbs", lambda: _quick_thumbs(todo))
+
+    def _on_thumbs(self, thumbs: dict) -> None:
+        for box in self.classes:
+            for row, ex in enumerate(box.examples):
+                if ex.id in thumbs and ex.id not in self._thumbs:
+                    box.list.item(row).setIcon(_thumb(thumbs[ex.id]))
+                    self._thumbs.add(ex.id)
+        self._load_thumbs()  # examples dropped while these were read
 
     def _on_fit(self, result: tuple[Head, float | None]) -> None:
         head, loo = result
@@ -594,7 +658,9 @@ class RecognitionPanel(QWidget):
     def closeEvent(self, event):
         for jobs in self._jobs.values():
             jobs.cancel()  # a cancelled job that has not started yet ends at once
+        self._thumb_jobs.cancel()
         self.pool.waitForDone(10000)
+        self.thumb_pool.waitForDone(10000)
         super().closeEvent(event)
 
 
@@ -615,6 +681,25 @@ def _encode_examples(bundle, examples: list[Example]) -> tuple[object, dict, dic
     return bundle, dict(zip(ok, feats, strict=True)), bad, thumbs
 
 
+def _quick_thumbs(examples: list[tuple[int, Path]]) -> dict[int, np.ndarray]:
+    """Worker: example id -> a small RGB picture; unreadable files are left out (the encoder
+    reports them)."""
+    from PIL import Image
+
+    side = THUMB * 2
+    out = {}
+    for example_id, path in examples:
+        try:
+            with Image.open(path) as image:
+                image.draft("RGB", (side, side))  # JPEG: decoded at a fraction of its size
+                image = image.convert("RGB")
+                image.thumbnail((side, side))
+                out[example_id] = np.asarray(image)
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue
+    return out
+
+
 def _fit(bundle, x: np.ndarray, y: np.ndarray, names: list[str]) -> tuple[Head, float | None]:
     """Worker: the few-shot head and, with 2+ examples in every class, its LOO accuracy."""
     head = fit_fewshot(x, y, names, bundle=bundle)
@@ -625,15 +710,45 @@ def _fit(bundle, x: np.ndarray, y: np.ndarray, names: list[str]) -> tuple[Head, 
     return head, loo
 
 
+def fewshot_folder() -> Path:
+    """Where copies of in-memory examples are kept: in the user data folder."""
+    return user_data_dir() / EXAMPLES_FOLDER
+
+
+def doubled_fewshot_folder() -> Path:
+    """Where earlier versions kept them: Qt's AppDataLocation, which names the organisation
+    and the application, both "MAGE Studio" (".../MAGE Studio/MAGE Studio/...")."""
+    return user_data_dir() / user_data_dir().name / EXAMPLES_FOLDER
+
+
+def migrate_fewshot_folder() -> dict[str, str]:
+    """Moves the example copies out of the doubled folder (removed once empty); returns old
+    path -> new path for each file moved, or already there. Files that cannot move stay."""
+    old, new = doubled_fewshot_folder(), fewshot_folder()
+    moved: dict[str, str] = {}
+    if not old.is_dir():
+        return moved
+    try:
+        new.mkdir(parents=True, exist_ok=True)
+        for path in sorted(old.iterdir()):
+            target = new / path.name
+            if path.is_file() and not target.exists():
+                os.replace(path, target)
+            if target.is_file():
+                moved[str(path)] = str(target)
+        old.rmdir()  # only when empty
+        old.parent.rmdir()
+    except OSError:
+        pass  # what did not move is still found where it was
+    return moved
+
+
 def _keep_copy(rgb: np.ndarray) -> str:
     """Save an in-memory example (the open image) as a PNG in the user data folder, so the
     class keeps it after a restart; "" when that is not possible."""
     from PIL import Image
 
-    folder = (
-        Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation))
-        / "fewshot-examples"
-    )
+    folder = fewshot_folder()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         image = Image.fromarray(np.ascontiguousarray(rgb[..., :3], np.uint8))
