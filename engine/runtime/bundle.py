@@ -16,7 +16,13 @@ import numpy as np
 
 from engine.runtime.errors import BundleError
 from engine.runtime.manifest import Manifest, read_manifest
-from engine.runtime.sessions import create_session, provider_name
+from engine.runtime.sessions import (
+    PROBE_MEMORY,
+    create_session,
+    out_of_memory,
+    probe_session,
+    provider_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -144,14 +150,32 @@ class Bundle:
                 f"{where}: tokenizer_decoder.onnx takes {got}, expected only 'tokens' tensor(int64)"
             )
         if all(not isinstance(d, int) for d in list(tokens_in.shape)[1:]):
+            feeds = {"tokens": np.zeros((1, 1, 1), np.int64)}
+            # On the CPU the probe runs in a session whose memory is capped (PROBE_MEMORY): a
+            # decoder that turns one token into gigabytes fails its allocation instead.
+            capped = None
+            if provider_name(dec) == "cpu":
+                capped = probe_session(
+                    self.model_files.get("tokenizer_decoder", where / "tokenizer_decoder.onnx")
+                )
             try:  # a CUDA failure here moves the bundle to the CPU, as in any call
-                probe = self._run_all(
-                    "tokenizer_decoder", {"tokens": np.zeros((1, 1, 1), np.int64)}
-                )[0]
-            except BundleError:
+                if capped is not None:
+                    probe = capped.run(None, feeds)[0]
+                else:
+                    probe = self._run_all("tokenizer_decoder", feeds)[0]
+            except Exception as error:
+                if out_of_memory(error):
+                    raise BundleError(
+                        f"{where / 'tokenizer_decoder.onnx'} needs more than "
+                        f"{PROBE_MEMORY >> 30} GiB to decode one token"
+                    ) from None
+                if capped is None and not isinstance(error, BundleError):
+                    raise
                 # The feed matches the declared input, so a node needs more than one token (an
                 # unpadded kernel, a fixed reshape): every decode checks its output shape.
                 return
+            finally:
+                del capped  # its arena memory goes back for the next probe
             if tuple(probe.shape) != (1, 3, ds, ds):
                 raise BundleError(
                     f"{where / 'tokenizer_decoder.onnx'} turns one token into "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes.util
 import logging
 import os
+import threading
 from functools import lru_cache
 
 import onnxruntime as ort
@@ -76,6 +77,46 @@ def _open(path, providers) -> ort.InferenceSession:
             f"model file {os.path.basename(str(path))} cannot be loaded "
             f"(damaged or truncated?): {first[:200]}"
         ) from None
+
+
+# A probe run (one token through a decoder whose sizes are only known at run time) draws its
+# memory from an arena capped here, so a model that blows one token up into gigabytes fails
+# the allocation instead of taking the memory. A real decoder needs its weights and a few MB.
+PROBE_MEMORY = 1 << 30
+_probe_arena: list[bool] = []  # [registered?] once per process
+_probe_lock = threading.Lock()
+
+
+def probe_session(path: str | os.PathLike) -> ort.InferenceSession | None:
+    """A CPU session of `path` whose allocations come from the capped probe arena (None when
+    this onnxruntime cannot cap them: the caller then probes its own, uncapped session)."""
+    with _probe_lock:
+        if not _probe_arena:
+            try:
+                info = ort.OrtMemoryInfo(
+                    "Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT
+                )
+                ort.create_and_register_allocator(info, ort.OrtArenaCfg(PROBE_MEMORY, 1, -1, -1))
+                _probe_arena.append(True)
+            except Exception:  # noqa: BLE001 - an onnxruntime without shared arenas
+                _probe_arena.append(False)
+        if not _probe_arena[0]:
+            return None
+    opts = session_options()
+    opts.add_session_config_entry("session.use_env_allocators", "1")
+    opts.enable_cpu_mem_arena = True
+    try:
+        return ort.InferenceSession(
+            str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+    except Exception:  # noqa: BLE001 - the real session already opened it; no probe then
+        return None
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """True for onnxruntime's refusal to allocate past an arena's cap."""
+    text = str(error)
+    return "Available memory of" in text or "Failed to allocate memory" in text
 
 
 def provider_name(sess: ort.InferenceSession) -> str:

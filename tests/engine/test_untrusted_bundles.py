@@ -409,3 +409,60 @@ def test_the_onnx_check_never_waits_on_a_fifo(tmp_path):
 
     os.mkfifo(tmp_path / "model.onnx")
     check_onnx(tmp_path / "model.onnx")  # returns at once; onnxruntime reports it
+
+
+def _resize_bomb_decoder():
+    """A decoder whose sizes are all dynamic, so only running it shows what it does: one
+    token becomes a 3 x 20000 x 20000 image (4.8 GB)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    tokens = helper.make_tensor_value_info("tokens", TensorProto.INT64, ["B", "h", "w"])
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["B", 3, "H", "W"])
+    inits = [
+        helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 3, 20000, 20000]),
+        helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
+    ]
+    nodes = [
+        helper.make_node("Cast", ["tokens"], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["f", "axes"], ["f4"]),
+        helper.make_node("Resize", ["f4", "", "scales"], ["image"], mode="nearest"),
+    ]
+    graph = helper.make_graph(nodes, "decoder", [tokens], [image], initializer=inits)
+    model = onnx.helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # what this onnxruntime reads
+    return model
+
+
+def test_a_decoder_that_blows_one_token_up_fails_its_capped_probe(tiny_bundle_path, tmp_path):
+    import subprocess
+    import sys
+
+    import onnx
+
+    folder = Path(shutil.copytree(tiny_bundle_path, tmp_path / "b"))
+    onnx.save(_resize_bomb_decoder(), folder / "tokenizer_decoder.onnx")
+    # in a child process, so that its peak memory is its own
+    script = (
+        "import resource, sys\n"
+        "from engine.runtime.bundle import Bundle\n"
+        "from engine.runtime.errors import BundleError\n"
+        "try:\n"
+        "    Bundle(sys.argv[1], device='cpu', verify=False)\n"
+        "except BundleError as e:\n"
+        "    print('refused:', e)\n"
+        "print('peak MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("refused: ") and lines[0].endswith(
+        "tokenizer_decoder.onnx needs more than 1 GiB to decode one token"
+    ), done.stdout + done.stderr[-2000:]
+    peak = int(lines[1].split()[-1])
+    assert peak < 1500, peak  # the 4.8 GB image was never allocated
