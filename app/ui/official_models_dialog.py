@@ -82,13 +82,18 @@ class OfficialModelsDialog(QDialog):
         self.cancel_button = QPushButton("Cancel download")
         self.cancel_button.setObjectName("cancel")
         self.cancel_button.clicked.connect(self.downloader.cancel)
+        # why Download cannot work here, beside it before it is pressed
+        self.reason = QLabel()
+        self.reason.setObjectName("reason")
+        self.reason.setWordWrap(True)
+        self.reason.setStyleSheet("color: #e57373")
         self.close_button = QPushButton("Close")
         self.close_button.clicked.connect(self.close)
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.get_button)
         buttons.addWidget(self.cancel_button)
-        buttons.addStretch(1)
+        buttons.addWidget(self.reason, 1)
         buttons.addWidget(self.close_button)
         top = QHBoxLayout()
         top.addWidget(self.list, 1)
@@ -139,8 +144,12 @@ class OfficialModelsDialog(QDialog):
     def _update_buttons(self) -> None:
         model, busy = self.selected(), self.downloader.running
         installed = model is not None and om.installed(self.downloader.models_dir, model)
+        why = missing_requirement(model) if model is not None and not installed else ""
         self.get_button.setText("Use this model" if installed else "Download and import")
-        self.get_button.setEnabled(model is not None and not busy)
+        self.get_button.setEnabled(model is not None and not busy and not why)
+        self.get_button.setToolTip(f"Cannot download: {why}" if why else "")
+        self.reason.setText(f"Cannot download: {why}" if why else "")
+        self.reason.setVisible(bool(why))
         self.cancel_button.setEnabled(busy)
         self.list.setEnabled(not busy)
 
