@@ -206,11 +206,11 @@ def _check_fields(data: dict, where: Path) -> None:
         if (
             not isinstance(names, list)
             or not 1 <= len(names) <= MAX_CLASSES
-            or not all(isinstance(n, str) and 0 < len(n) <= MAX_TEXT for n in names)
+            or not all(_shown_text(n) for n in names)
         ):
             raise BundleError(
                 f"{where}: field 'class_names' must be a list of 1..{MAX_CLASSES} "
-                "non-empty texts, or null"
+                "non-empty printable texts, or null"
             )
     if null_id is not None:
         null_id = _int_in(data, "null_class_id", 0, MAX_ID, where)
@@ -240,6 +240,13 @@ def _check_fields(data: dict, where: Path) -> None:
             raise BundleError(f"{where}: head {_shown(head)} names a file the bundle does not list")
 
 
+def _shown_text(value) -> bool:
+    """A class name or synonym the app can show: a non-empty text of at most MAX_TEXT
+    characters with no control, format or bidi characters (U+202E would show "gnp.exe" as
+    "exe.png" in the class picker)."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_TEXT and value.isprintable()
+
+
 def _check_synonyms(synonyms, names, where) -> None:
     """`class_synonyms`: null, or one list of other names per class (texts, within limits)."""
     if synonyms is None:
@@ -256,11 +263,11 @@ def _check_synonyms(synonyms, names, where) -> None:
         if (
             not isinstance(entry, list)
             or len(entry) > MAX_SYNONYMS
-            or not all(isinstance(n, str) and 0 < len(n) <= MAX_TEXT for n in entry)
+            or not all(_shown_text(n) for n in entry)
         ):
             raise BundleError(
                 f"{where}: class_synonyms of class {i} must be a list of at most "
-                f"{MAX_SYNONYMS} non-empty texts"
+                f"{MAX_SYNONYMS} non-empty printable texts"
             )
         total += len(entry)
         if total > MAX_CLASS_TEXTS:

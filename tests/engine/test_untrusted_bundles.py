@@ -466,3 +466,18 @@ def test_a_decoder_that_blows_one_token_up_fails_its_capped_probe(tiny_bundle_pa
     ), done.stdout + done.stderr[-2000:]
     peak = int(lines[1].split()[-1])
     assert peak < 1500, peak  # the 4.8 GB image was never allocated
+
+
+@pytest.mark.parametrize("field", ["class_names", "class_synonyms"])
+def test_class_texts_with_bidi_or_control_characters_are_refused(field, tiny_bundle_path, tmp_path):
+    folder = Path(shutil.copytree(tiny_bundle_path, tmp_path / "b"))
+    data = json.loads((folder / "manifest.json").read_text())
+    n = len(data["class_names"])
+    hostile = "cat\u202egnp.exe"
+    if field == "class_names":
+        data["class_names"][0] = hostile
+    else:
+        data["class_synonyms"] = [[hostile]] + [[] for _ in range(n - 1)]
+    (folder / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(BundleError, match="non-empty printable texts"):
+        read_manifest(folder, verify_hashes=False)
