@@ -270,9 +270,16 @@ def test_desktop_install_replaces_an_earlier_installs_entry(tmp_path):
 def test_a_relative_xdg_data_home_is_ignored(tmp_path, monkeypatch):
     from mage_studio import desktop
 
+    from engine.runtime.locations import user_data_dir
+    from engine.runtime.speed import user_cache_dir
+
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("XDG_DATA_HOME", "relative/share")
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
     assert desktop.data_home() == tmp_path / ".local" / "share"
+    if sys.platform.startswith("linux"):  # the app's own folders follow the same rule
+        assert user_data_dir() == tmp_path / ".local" / "share" / "MAGE Studio"
+        assert user_cache_dir() == tmp_path / ".cache" / "mage-studio"
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "abs"))
     assert desktop.data_home() == tmp_path / "abs"
 

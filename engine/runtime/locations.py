@@ -48,7 +48,9 @@ def user_data_dir() -> Path:
     elif sys.platform == "darwin":
         base = Path.home() / "Library" / "Application Support"
     else:
-        base = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
+        # the XDG spec: a relative $XDG_DATA_HOME is invalid and is ignored
+        env = os.environ.get("XDG_DATA_HOME", "").strip()
+        base = Path(env) if os.path.isabs(env) else Path.home() / ".local" / "share"
     return base / "MAGE Studio"
 
 

@@ -439,7 +439,9 @@ def encode_with_reuse(
 
 
 def user_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    base = os.environ.get("XDG_CACHE_HOME", "").strip()
+    if not os.path.isabs(base):  # the XDG spec: a relative one is ignored
+        base = os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "mage-studio"
 
 
