@@ -268,10 +268,9 @@ def test_desktop_install_replaces_an_earlier_installs_entry(tmp_path):
 
 
 def test_a_relative_xdg_data_home_is_ignored(tmp_path, monkeypatch):
-    from mage_studio import desktop
-
     from engine.runtime.locations import user_data_dir
     from engine.runtime.speed import user_cache_dir
+    from mage_studio import desktop
 
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("XDG_DATA_HOME", "relative/share")
