@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,6 +87,30 @@ def tiny_bundle_path(tmp_path_factory) -> Path:
         decoding={"steps": 8, "choice_temperature": 4.5},
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def maskgit_pair(tmp_path_factory) -> tuple[Path, Path]:
+    """The synthetic official-format MaskGIT 256 checkpoint pair (tokenizer, transformer): real
+    sizes and format (~900 MB), made once per session by the fixture generator and checked
+    against the SHA-256s stored with the golden vectors. Read-only: tests copy what they damage."""
+    import numpy as np
+
+    vectors = np.load(FIXTURES / "official_vectors" / "maskgit_seed4242.npz")
+    folder = tmp_path_factory.mktemp("maskgit-ckpt")
+    made = subprocess.run(
+        [sys.executable, str(FIXTURES / "official_vectors" / "maskgit_make_ckpt.py"), str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert made.returncode == 0, made.stderr
+    pair = folder / "tokenizer_imagenet256_checkpoint", folder / "maskgit_imagenet256_checkpoint"
+    for path, key in zip(pair, ("tokenizer", "transformer"), strict=True):
+        assert f"{path.name}: " in made.stdout
+        assert str(vectors[f"ckpt_sha256_{key}"]) in made.stdout
+        path.chmod(0o444)
+    return pair
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import time
 import pytest
 from loopback import LoopbackServer, bundle_entry
 
-from conftest import FIXTURES, REPO
+from conftest import REPO
 from engine.cli import download as cli_download
 from engine.cli import main
 from engine.runtime import official_models as om
@@ -193,19 +193,15 @@ def test_ctrl_c_leaves_a_part_that_the_same_command_resumes(server, tmp_path, ca
 
 
 @pytest.mark.slow
-def test_the_synthetic_maskgit_pair_downloads_resumes_and_imports(server, tmp_path, capsys):
+def test_the_synthetic_maskgit_pair_downloads_resumes_and_imports(
+    maskgit_pair, server, tmp_path, capsys
+):
     """The official MaskGIT entry end to end with files of the real sizes and format (the
     synthetic pair of the vectors test), one connection dropped mid-file, the real importer."""
-    made = tmp_path / "made"
-    subprocess.run(
-        [sys.executable, str(FIXTURES / "official_vectors" / "maskgit_make_ckpt.py"), str(made)],
-        check=True,
-        capture_output=True,
-        timeout=900,
-    )
+    made = {path.name: path for path in maskgit_pair}
     model = om.find_model("maskgit-imagenet-256")
     for remote in model.files.values():
-        server.files["/" + remote.url.split("/", 3)[3]] = made / remote.name
+        server.files["/" + remote.url.split("/", 3)[3]] = made[remote.name]
     dropped = "/maskgit-public/checkpoints/maskgit_imagenet256_checkpoint"
     server.drop_after[dropped] = 300_000_000
     models = tmp_path / "models"

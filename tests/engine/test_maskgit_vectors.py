@@ -5,9 +5,9 @@ logits that the unmodified official JAX code computed on a synthetic checkpoint 
 sizes, which `maskgit_make_ckpt.py` rebuilds bit-identically. We import that pair with
 `main.py import-maskgit` as a plain install runs it (every tensor checked, graph templates filled,
 PyTorch made unimportable in the child) and compare both the PyTorch modules and the bundle's
-onnxruntime outputs with the vectors within the reference's tolerances (maskgit-reference.md
-section 8). The real-size files also feed the refusal tests (truncated, swapped, another
-codebook) and the end-to-end runs through the CLI.
+onnxruntime outputs with the vectors within the measured tolerances of
+tests/fixtures/README.md. The real-size files also feed the refusal tests (truncated, swapped,
+another codebook) and the end-to-end runs through the CLI.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ TOKENIZER = "tokenizer_imagenet256_checkpoint"
 TRANSFORMER = "maskgit_imagenet256_checkpoint"
 pytestmark = pytest.mark.slow
 
-# maskgit-reference.md section 8: fp32 noise vs the smallest porting-bug effect
+# tests/fixtures/README.md: fp32 noise vs the smallest porting-bug effect
 LOGITS_MAX, LOGITS_MEAN = 1e-3, 1e-4
 PIXELS_MAX, PIXELS_MEAN = 1e-3, 2e-5
 LATENT_MAX = 1e-3
@@ -47,19 +47,10 @@ def vectors():
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory, vectors):
-    """The official-format checkpoint pair (seed 4242), checked by its sha256s."""
-    folder = tmp_path_factory.mktemp("maskgit-ckpt")
-    made = subprocess.run(
-        [sys.executable, str(VECTORS / "maskgit_make_ckpt.py"), str(folder)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert made.returncode == 0, made.stderr
-    for name, key in ((TOKENIZER, "tokenizer"), (TRANSFORMER, "transformer")):
-        assert f"{name}: " in made.stdout and str(vectors[f"ckpt_sha256_{key}"]) in made.stdout
-    return folder / TOKENIZER, folder / TRANSFORMER
+def pair(maskgit_pair):
+    """The official-format checkpoint pair (seed 4242), checked by its sha256s (conftest)."""
+    assert [p.name for p in maskgit_pair] == [TOKENIZER, TRANSFORMER]
+    return maskgit_pair
 
 
 @pytest.fixture(scope="module")
