@@ -82,7 +82,10 @@ def run_request(
     result = yield from run(
         bundle, request, settings, preview_interval=preview_interval, clock=clock
     )
-    candidates = [Candidate(c.seed, c.patch, thumbnail(c.patch.rgb)) for c in result.candidates]
+    candidates = [
+        Candidate(c.seed, c.patch, edited_thumbnail(c.patch, result.plan))
+        for c in result.candidates
+    ]
     new_alpha = None
     if isinstance(request, Extend) and alpha is not None:
         new_alpha = _extend_alpha(alpha, result.candidates[0].patch.rgb.shape[:2], request.side)
@@ -162,6 +165,35 @@ def thumbnail(rgb: np.ndarray, size: int = THUMB_SIZE) -> np.ndarray:
     image = Image.fromarray(rgb)
     image.thumbnail((size, size), Image.Resampling.BILINEAR)
     return np.asarray(image)
+
+
+def edited_thumbnail(patch, plan, size: int = THUMB_SIZE) -> np.ndarray:
+    """The candidate where it changed: a run of several parts spans the photo between them,
+    so its thumbnail puts the parts' squares side by side (as large as the row allows) instead
+    of shrinking the whole photo, where candidates would look alike."""
+    parts = list(getattr(plan, "parts", None) or [])
+    if len(parts) < 2:
+        return thumbnail(patch.rgb, size)
+    px0, py0, px1, py1 = patch.box
+    crops = []
+    for part in parts:
+        x0, y0, x1, y1 = part.box
+        x0, y0, x1, y1 = max(x0, px0), max(y0, py0), min(x1, px1), min(y1, py1)
+        if x1 > x0 and y1 > y0:
+            crops.append(patch.rgb[y0 - py0 : y1 - py0, x0 - px0 : x1 - px0])
+    if len(crops) < 2:
+        return thumbnail(patch.rgb, size)
+    gap = max(2, size // 40)
+    scaled = []
+    for crop in crops:
+        image = Image.fromarray(np.ascontiguousarray(crop))
+        width = max(1, round(image.width * size / image.height))
+        scaled.append(np.asarray(image.resize((width, size), Image.Resampling.BILINEAR)))
+    divider = np.full((size, gap, 3), 32, np.uint8)  # a dark line between the parts
+    row = [scaled[0]]
+    for image in scaled[1:]:
+        row += [divider, image]
+    return thumbnail(np.concatenate(row, axis=1), size)
 
 
 def _extend_alpha(alpha: np.ndarray, shape: tuple[int, int], side: str) -> np.ndarray:
