@@ -82,7 +82,7 @@ github.com/google-research/maskgit, trained on ImageNet-1k (ILSVRC 2012).
 
 def tokenizer_state(path: Path) -> dict[str, np.ndarray]:
     """The official tokenizer file -> the VQGAN state dict (PyTorch names and layouts, views
-    of the file's arrays), checked against the template."""
+    of the file's arrays); its codebook size is left to check_tokenizer."""
     template = load_template("vqgan")
     names = {key: _tokenizer_path(key, LEVELS) for key in template.state}
     spec = {"params/" + names[k]: _flax_shape_of(s) for k, (_dt, s) in template.state.items()}
@@ -92,6 +92,13 @@ def tokenizer_state(path: Path) -> dict[str, np.ndarray]:
     for key, name in names.items():
         a = flax.pop("params/" + name)
         sd[key] = a.transpose(3, 2, 0, 1) if a.ndim == 4 else a  # HWIO -> OIHW
+    return sd
+
+
+def check_tokenizer(sd: dict[str, np.ndarray], path: Path) -> None:
+    """The tokenizer's codebook is the official size its graphs are made for; every tensor
+    fits the template."""
+    template = load_template("vqgan")
     codes = sd["quantize.embedding.weight"].shape[0]
     if codes != template.state["quantize.embedding.weight"][1][0]:
         raise CheckpointError(
@@ -99,7 +106,6 @@ def tokenizer_state(path: Path) -> dict[str, np.ndarray]:
             f"{template.state['quantize.embedding.weight'][1][0]}"
         )
     check_state(sd, template, f"{path.name} ({TOKENIZER})", finite=False)
-    return sd
 
 
 def transformer_state(path: Path, codebook_size: int) -> tuple[int, dict[str, np.ndarray]]:
@@ -186,7 +192,8 @@ def import_maskgit(
     steps.next(f"reading {tokenizer.name} and {transformer.name}")
     vq = tokenizer_state(tokenizer)
     codebook = int(vq["quantize.embedding.weight"].shape[0])
-    grid, sd = transformer_state(transformer, codebook)
+    grid, sd = transformer_state(transformer, codebook)  # refuses a pair that does not fit
+    check_tokenizer(vq, tokenizer)
     size = grid * PATCH
     names, synonyms = imagenet_classes()
     if len(names) != NUM_CLASSES:
