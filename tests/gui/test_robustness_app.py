@@ -441,7 +441,7 @@ def test_a_failed_save_keeps_the_restored_session(tmp_path, tiny_bundle_path):
     assert run.returncode == 1, run.stderr[-2000:]
     assert "Traceback" not in run.stderr
     assert [ln for ln in run.stderr.splitlines() if ln.startswith("Cannot save")]
-    doc, _ = SessionStore(root).load()  # still there, rewritten by that run's autosave
+    doc, _ = SessionStore(root).load()  # still there, as the crash left it
     assert doc.mask[10:40, 10:60].all() and doc.history_index == 1
 
 
