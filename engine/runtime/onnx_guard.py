@@ -18,7 +18,8 @@ The bound: 1 GiB for one tensor (2^28 float32 elements). The largest real tensor
 are far below it: ViT-L's biggest weight matrix is 4 MB x 4, MaskGIT's 1024-code embedding a
 few MB, and a 256 px decoder's largest activation about 32 MB per image. Sizes computed from
 the input at run time are bounded by the manifest's image and grid limits and by
-`Bundle._check_tokenizer`'s one-token probe.
+`Bundle._check_tokenizer`'s one-token probe, which runs with its memory capped
+(`sessions.PROBE_MEMORY`).
 """
 
 from __future__ import annotations
