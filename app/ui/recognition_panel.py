@@ -211,7 +211,8 @@ class RecognitionPanel(QWidget):
         self.rows = QGridLayout()
         self.row_labels, self.row_bars = [], []
         for i in range(TOP):
-            label, bar = QLabel(), QProgressBar()
+            # class names come from model files: shown as text, never as rich text
+            label, bar = QLabel(textFormat=Qt.TextFormat.PlainText), QProgressBar()
             bar.setRange(0, 1000)
             bar.setFormat("")
             bar.setFixedHeight(12)
@@ -219,7 +220,7 @@ class RecognitionPanel(QWidget):
             self.rows.addWidget(bar, i, 1)
             self.row_labels.append(label)
             self.row_bars.append(bar)
-        self.status = QLabel(wordWrap=True)
+        self.status = QLabel(wordWrap=True, textFormat=Qt.TextFormat.PlainText)
         lay = QVBoxLayout(what)
         lay.addLayout(row)
         lay.addLayout(self.rows)

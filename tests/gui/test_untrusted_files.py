@@ -212,3 +212,15 @@ def test_a_picker_with_many_classes_indexes_and_searches_off_the_gui_thread(qtbo
     picker.lineEdit().setText("pharos")
     picker._take_typed()
     qtbot.waitUntil(lambda: picker.chosen() == "beacon", timeout=60_000)
+
+
+def test_recognition_rows_show_class_names_as_plain_text(qtbot):
+    """A head's class names come from a file: '<img src=file:...>' is text, not an image."""
+    from PySide6.QtCore import Qt
+
+    from app.ui.recognition_panel import RecognitionPanel
+
+    panel = RecognitionPanel()
+    qtbot.addWidget(panel)
+    for label in [*panel.row_labels, panel.status]:
+        assert label.textFormat() == Qt.TextFormat.PlainText
