@@ -224,3 +224,25 @@ def test_recognition_rows_show_class_names_as_plain_text(qtbot):
     qtbot.addWidget(panel)
     for label in [*panel.row_labels, panel.status]:
         assert label.textFormat() == Qt.TextFormat.PlainText
+
+
+def test_class_names_that_look_like_html_are_shown_as_text(qtbot):
+    from PySide6.QtCore import Qt
+
+    from app.ui.panels.class_picker import ClassPicker, tip
+
+    hostile = "<img src='file:///dev/zero'>"
+    picker = ClassPicker()
+    qtbot.addWidget(picker)
+    picker.set_classes([hostile, "dog"], [["<b>bold</b>"], []])
+    shown = picker.itemData(0, Qt.ItemDataRole.ToolTipRole)
+    assert shown == tip(f"Class 0: {hostile} (also: <b>bold</b>)")
+    assert "<img" not in shown and "&lt;img" in shown
+    picker.setCurrentIndex(0)
+    assert "&lt;img" in picker.toolTip() and picker.hint.startswith("Class 0: <img")
+    from app.editor import Editor
+    from app.ui.panels.run_panel import RunPanel
+
+    panel = RunPanel(Editor())
+    qtbot.addWidget(panel)
+    assert panel.class_hint.textFormat() == Qt.TextFormat.PlainText

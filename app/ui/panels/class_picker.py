@@ -8,6 +8,7 @@ too, the latest text winning: typing never waits for a search."""
 
 from __future__ import annotations
 
+import html
 import threading
 
 from PySide6.QtCore import QEvent, QModelIndex, QObject, Qt, Signal
@@ -93,6 +94,12 @@ class ClassSearcher(QObject):
             self.answered.emit(generation, kind, text, result)
 
 
+def tip(text: str) -> str:
+    """A tooltip that shows `text` as it is: class names come from model files, and Qt would
+    render one that looks like HTML (an <img> could load any file)."""
+    return f"<qt>{html.escape(text)}</qt>" if text else ""
+
+
 def suggestion_text(match: ClassMatch) -> str:
     """One suggestion row: the class name, and what matched when that is not the name."""
     if match.how == "number":
@@ -161,7 +168,7 @@ class ClassPicker(QComboBox):
         else:
             self.index = ClassIndex(names or [], self.synonyms or None)
             for i, name in enumerate(names or []):
-                self.setItemData(i, self._describe_class(i, name), Qt.ItemDataRole.ToolTipRole)
+                self.setItemData(i, tip(self._describe_class(i, name)), Qt.ItemDataRole.ToolTipRole)
         self.suggestions.clear()
         self.setCurrentIndex(-1)
         self.blockSignals(False)
@@ -219,7 +226,7 @@ class ClassPicker(QComboBox):
         for m in matches:
             item = QStandardItem(suggestion_text(m))
             item.setData(m.index, INDEX_ROLE)
-            item.setToolTip(self._describe_class(m.index, m.name))
+            item.setToolTip(tip(self._describe_class(m.index, m.name)))
             item.setEditable(False)
             self.suggestions.appendRow(item)
         popup = self.completer_.popup()
@@ -313,5 +320,5 @@ class ClassPicker(QComboBox):
 
     def _set_hint(self, text: str) -> None:
         self.hint = text
-        self.setToolTip(text)
+        self.setToolTip(tip(text))
         self.hint_changed.emit(text)

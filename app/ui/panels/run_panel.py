@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import qtawesome as qta
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -69,7 +70,8 @@ class RunPanel(QWidget):
         self.class_label = QLabel("Class")
         self.classes = ClassPicker()
         form.addRow(self.class_label, self.classes)
-        self.class_hint = QLabel(wordWrap=True)  # what the typed text matched
+        # what the typed text matched; class names come from model files: plain text only
+        self.class_hint = QLabel(wordWrap=True, textFormat=Qt.TextFormat.PlainText)
         self.class_hint.setStyleSheet("color: palette(placeholder-text)")
         form.addRow("", self.class_hint)
         self.classes.hint_changed.connect(self._show_class_hint)
