@@ -50,6 +50,14 @@ STORAGE_DTYPES = {
 }
 
 
+def _pread(fd: int, size: int, offset: int) -> bytes:
+    """`size` bytes at `offset` (os.pread where it exists; Windows has no pread)."""
+    if hasattr(os, "pread"):
+        return os.pread(fd, size, offset)
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.read(fd, size)
+
+
 class _Refused(Exception):
     """Raised inside the unpickler; becomes a one-line CheckpointError."""
 
@@ -228,12 +236,12 @@ class _Archive:
 
     def data_offset(self, info: zipfile.ZipInfo, fd: int) -> int:
         """Where a stored member's bytes start, from its local header (checked)."""
-        head = os.pread(fd, LOCAL_HEADER.size, info.header_offset)
+        head = _pread(fd, LOCAL_HEADER.size, info.header_offset)
         if len(head) != LOCAL_HEADER.size or head[:4] != LOCAL_MAGIC:
             raise _Refused(f"the zip header of {info.filename[:80]} is damaged")
         fields = LOCAL_HEADER.unpack(head)
         name_len, extra_len = fields[-2], fields[-1]
-        name = os.pread(fd, name_len, info.header_offset + LOCAL_HEADER.size)
+        name = _pread(fd, name_len, info.header_offset + LOCAL_HEADER.size)
         if name.decode("utf-8", "replace") != info.filename:
             raise _Refused(f"the zip header of {info.filename[:80]} names another member")
         start = info.header_offset + LOCAL_HEADER.size + name_len + extra_len
@@ -253,6 +261,7 @@ def _open_regular(path: Path) -> tuple[int, int]:
     if not stat.S_ISREG(info.st_mode):
         raise CheckpointError(f"{path.name} is not a regular file")
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    flags |= getattr(os, "O_BINARY", 0)
     fd = os.open(path, flags)
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):  # replaced between the two looks
@@ -271,7 +280,7 @@ def read_pth(path: str | Path) -> object:
     path = Path(path)
     fd, size = _open_regular(path)
     try:
-        if os.pread(fd, 4, 0) != LOCAL_MAGIC:
+        if _pread(fd, 4, 0) != LOCAL_MAGIC:
             raise CheckpointError(
                 f"{path.name} is not a readable PyTorch checkpoint (not a torch.save zip; the "
                 "legacy pre-1.6 format is not read)"
