@@ -194,7 +194,7 @@ class Editor(QObject):
                 log.exception("saving %s failed", path)
                 outcome["error"] = f"Cannot save '{path}': {error}"
             finally:
-                relay.done.emit()
+                relay.finish()
 
         thread = threading.Thread(target=write, name="save-png")
         self._save_thread, self._save_path = thread, path
@@ -567,6 +567,9 @@ class _SaveRelay(QObject):
     def __init__(self):
         super().__init__()
         self._reported = 0
+
+    def finish(self) -> None:
+        self.done.emit()
 
     def report(self, written: int) -> None:
         if written - self._reported >= 256 * 1024:  # a few signals per megabyte

@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif);;All files (*)"
 FIRST_SHARE = (0.8, 0.85)  # first launch: this share of the screen's width and height
 GEOMETRY_SAVE_MS = 1000  # the window's size and docks are saved this long after a change
+# smallest window: the canvas keeps about 500 px beside the panels, and it fits 1280x720
+MINIMUM_SIZE = (880, 560)
 
 
 class MainWindow(QMainWindow):
@@ -78,6 +80,7 @@ class MainWindow(QMainWindow):
         self.importer = CheckpointImporter(self)
         self.models_dialog = None  # Models > Get official models..., made on first use
         self._build_docks()
+        self._set_minimum_size()
         self.actions_ = build_actions(self)
         self.welcome = attach_welcome(self)  # sample thumbnails while no image is open
         self._build_status_bar()
@@ -94,6 +97,15 @@ class MainWindow(QMainWindow):
         # editor-wide keys (compare, brush, menu shortcuts) wherever the focus is
         QApplication.instance().installEventFilter(WindowKeys(self))
         set_tab_order(self)
+
+    def _set_minimum_size(self) -> None:
+        """MINIMUM_SIZE, or the screen where that is smaller."""
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        w, h = MINIMUM_SIZE
+        if screen is not None:
+            area = screen.availableGeometry()
+            w, h = min(w, area.width()), min(h, area.height())
+        self.setMinimumSize(w, h)
 
     def _first_size(self) -> None:
         """First launch: a sensible share of the screen, centred."""
@@ -143,6 +155,9 @@ class MainWindow(QMainWindow):
             + scroll.verticalScrollBar().sizeHint().width()
             + 4
         )
+        # the right-hand panels run the full height; Results sits under the canvas only, so
+        # the Run panel needs no scrolling in a 720-pixel-high window
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
         self.run_dock = self._dock("Run", scroll, Qt.DockWidgetArea.RightDockWidgetArea)
         self.results_dock = self._dock(
             "Results", self.results_panel, Qt.DockWidgetArea.BottomDockWidgetArea

@@ -99,9 +99,22 @@ class DropList(QListWidget):
         self.setAcceptDrops(True)
         self.setViewMode(QListWidget.ViewMode.IconMode)
         self.setIconSize(QSize(THUMB, THUMB))
-        self.setFixedHeight(THUMB + 28)
         self.setFlow(QListWidget.Flow.LeftToRight)
         self.setWrapping(False)
+        # one cell per example, its name on one line shortened in the middle: names never
+        # run into each other, and the row is tall enough for its own scroll bar
+        line = self.fontMetrics().height()
+        self.setGridSize(QSize(THUMB + 36, THUMB + line + 10))
+        self.setWordWrap(False)
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.setUniformItemSizes(True)
+        self.setFixedHeight(
+            THUMB
+            + line
+            + 16
+            + self.horizontalScrollBar().sizeHint().height()
+            + 2 * self.frameWidth()
+        )
         self.setToolTip("Drop example images (or folders) of this class here")
 
     def dragEnterEvent(self, event):
@@ -152,6 +165,12 @@ class ClassBox(QFrame):
 
     def focus_chain(self) -> list[QWidget]:
         return [self.name_edit, self.add_current, self.remove, self.list]
+
+    @staticmethod
+    def row_height() -> int:
+        """The height one class takes: its name field and its row of examples."""
+        field = QLineEdit().sizeHint().height()
+        return field + DropList().height() + 16
 
 
 class RecognitionPanel(QWidget):
@@ -233,6 +252,10 @@ class RecognitionPanel(QWidget):
         self.class_layout.addStretch(1)
         scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.Shape.NoFrame)
         scroll.setWidget(holder)
+        # classes scroll up and down only (each example row scrolls sideways by itself), and
+        # one whole class is always in view
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumHeight(ClassBox.row_height())
         self.add_class_button = QPushButton(themed_icon("fa5s.plus"), "Add class")
         self.save_button = QPushButton(themed_icon("fa5s.save"), "Save…")
         self.add_class_button.setProperty(ICON_PROPERTY, "fa5s.plus")

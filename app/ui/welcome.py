@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 from PIL import Image
 from PySide6.QtCore import QEvent, QObject, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import QGridLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
 from app.samples import Sample, load_samples
@@ -21,6 +21,7 @@ from app.ui.qimage import qimage_from_rgb
 
 log = logging.getLogger(__name__)
 THUMB = 180
+CAPTION_PT = 11
 COLUMNS = 4
 HEADLINE = "Open, drop or paste an image, or choose Generate to make one"
 
@@ -36,6 +37,18 @@ def sample_thumbnail(sample: Sample, size: int = THUMB) -> np.ndarray:
     alpha = (np.asarray(mask, np.float32) / 255.0 * a / 255.0)[..., None]
     rgb = rgb * (1 - alpha) + np.array([r, g, b], np.float32) * alpha
     return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+
+
+def wrapped(text: str, metrics, width: int) -> str:
+    """`text` broken into lines at spaces so that each fits `width` pixels: a tool button
+    would otherwise shorten a long caption in its middle ("Try: remove...uttle model")."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and metrics.horizontalAdvance(f"{lines[-1]} {word}") <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return "\n".join(lines)
 
 
 def open_sample(window, sample: Sample) -> bool:
@@ -94,12 +107,14 @@ class WelcomeOverlay(QWidget):
         button = QToolButton()
         button.setObjectName(f"sample-{sample.name}")
         button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextUnderIcon)
-        button.setText(sample.title)
+        caption = QFont(button.font())
+        caption.setPointSize(CAPTION_PT)  # as the style sheet below sets it
+        button.setText(wrapped(sample.title, QFontMetrics(caption), THUMB + 20))
         button.setIconSize(QSize(THUMB, THUMB))
         button.setCursor(Qt.CursorShape.PointingHandCursor)
         button.setAutoRaise(True)
         button.setStyleSheet(
-            "QToolButton { color: rgb(225, 225, 232); font-size: 11pt; padding: 6px; "
+            f"QToolButton {{ color: rgb(225, 225, 232); font-size: {CAPTION_PT}pt; padding: 6px; "
             "border: 1px solid rgba(255, 255, 255, 30); border-radius: 6px; }"
             "QToolButton:hover { background: rgba(255, 255, 255, 28); "
             "border-color: rgba(80, 200, 255, 200); }"

@@ -24,8 +24,12 @@ from PySide6.QtWidgets import (
 
 from app.editor import Editor
 from app.inspector import RunInspector
-from app.runs import THUMB_SIZE, RunOutcome
+from app.runs import RunOutcome
 from app.ui.qimage import qimage_from_rgb
+
+# thumbnails drawn inside this box: a one-part square at 72 px, a row of parts up to 128 wide
+ICON = QSize(128, 72)
+SCROLLBAR = 14  # room for the list's own scroll bar when candidates overflow its width
 
 
 class ResultsPanel(QWidget):
@@ -34,20 +38,26 @@ class ResultsPanel(QWidget):
     def __init__(self, editor: Editor, inspector: RunInspector, parent=None):
         super().__init__(parent)
         self.editor, self.inspector = editor, inspector
-        column = QVBoxLayout(self)
-        column.setContentsMargins(6, 2, 6, 2)
+        # one compact row: the candidates, and beside them the step, heatmap and re-roll
+        # controls (a 720-pixel-high window keeps most of its height for the image)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(6, 2, 6, 2)
         self.candidates = QListWidget()
         self.candidates.setViewMode(QListView.ViewMode.IconMode)
         self.candidates.setFlow(QListView.Flow.LeftToRight)
         self.candidates.setWrapping(False)
-        self.candidates.setIconSize(QSize(THUMB_SIZE // 2 + 24, THUMB_SIZE // 2 + 24))
+        self.candidates.setIconSize(ICON)
         self.candidates.setMovement(QListView.Movement.Static)
-        self.candidates.setSpacing(4)
-        self.candidates.setFixedHeight(THUMB_SIZE // 2 + 64)
+        self.candidates.setSpacing(2)
+        self.candidates.setFixedHeight(ICON.height() + self.fontMetrics().height() + 14 + SCROLLBAR)
         self.candidates.setToolTip("Click a candidate to put it in the image")
-        column.addWidget(self.candidates)
-        column.addLayout(self._build_scrubber())
-        column.addLayout(self._build_tools())
+        row.addWidget(self.candidates, 1)
+        controls = QVBoxLayout()
+        controls.setSpacing(2)
+        controls.addLayout(self._build_scrubber())
+        controls.addLayout(self._build_tools())
+        controls.addStretch(1)
+        row.addLayout(controls, 1)
         self.candidates.itemClicked.connect(
             lambda item: editor.apply_candidate(self.candidates.row(item))
         )
@@ -69,7 +79,7 @@ class ResultsPanel(QWidget):
         row.addWidget(self.step_label)
         return row
 
-    def _build_tools(self) -> QHBoxLayout:
+    def _build_tools(self) -> QVBoxLayout:
         row = QHBoxLayout()
         self.heatmap = QCheckBox("Confidence heatmap")
         self.heatmap.setToolTip("Red cells: tokens the model was least sure of (H)")
@@ -98,9 +108,14 @@ class ResultsPanel(QWidget):
         row.addWidget(self.heatmap)
         row.addWidget(self.opacity)
         row.addStretch(1)
-        row.addWidget(self.reroll_count)
-        row.addWidget(self.reroll)
-        return row
+        reroll_row = QHBoxLayout()
+        reroll_row.addStretch(1)
+        reroll_row.addWidget(self.reroll_count)
+        reroll_row.addWidget(self.reroll)
+        column = QVBoxLayout()
+        column.addLayout(row)
+        column.addLayout(reroll_row)
+        return column
 
     def set_heatmap(self, on: bool) -> None:
         """Show or hide the heatmap (the H key and View menu); only when there is a run."""
