@@ -467,12 +467,24 @@ TINY_BUNDLE_TOKENIZER = [
 def test_decoder_fine_tune_from_a_bundle_keeps_its_tokens(
     tiny_bundle_path, photos, tmp_path, caplog
 ):
-    """`train tokenizer --init BUNDLE --decoder-only` then `train export --from-bundle`."""
+    """`train tokenizer --init BUNDLE --decoder-only` then `train export --from-bundle`; the
+    source bundle's classifier head (heads/NAME.npz, a file in a sub-folder) is kept, and the
+    copy's manifest lists and verifies it."""
     import logging
+    import shutil
 
     from engine.modeling.from_bundle import tokenizer_from_bundle
     from engine.runtime.bundle import Bundle
-    from engine.runtime.manifest import sha256_file
+    from engine.runtime.manifest import read_manifest, sha256_file, write_manifest
+
+    src = tmp_path / "src"
+    shutil.copytree(tiny_bundle_path, src)
+    (src / "heads").mkdir()
+    np.savez(src / "heads" / "photos.npz", w=np.ones((2, 3), np.float32))
+    manifest = read_manifest(src)
+    manifest.files = {**manifest.files, "heads/photos.npz": ""}
+    manifest.heads = {"photos": "heads/photos.npz"}
+    write_manifest(src, manifest)
 
     before = tokenizer_from_bundle(tiny_bundle_path).state_dict()
     run = tmp_path / "run"
@@ -513,7 +525,7 @@ def test_decoder_fine_tune_from_a_bundle_keeps_its_tokens(
                 "--tokenizer",
                 str(run / "tokenizer.pt"),
                 "--from-bundle",
-                str(tiny_bundle_path),
+                str(src),
                 "-o",
                 str(out),
                 "--name",
@@ -533,6 +545,9 @@ def test_decoder_fine_tune_from_a_bundle_keeps_its_tokens(
     card = (out / "MODEL_CARD.md").read_text()
     assert card.startswith("# tiny-tuned\n") and "## Tokenizer replaced" in card
     assert "decoder_only True" in card
+    copied = read_manifest(out)  # verifies every listed file's hash
+    assert copied.heads == {"photos": "heads/photos.npz"} and "heads/photos.npz" in copied.files
+    assert sha256_file(out / "heads/photos.npz") == sha256_file(src / "heads/photos.npz")
     # same tokens as the original bundle, new pixels
     original = Bundle(tiny_bundle_path, device="cpu")
     images = np.random.default_rng(0).random((2, 3, 64, 64), dtype=np.float32)
@@ -555,34 +570,6 @@ def test_replacing_a_tokenizer_refuses_one_with_other_tokens(tiny_bundle_path, t
     with pytest.raises(ExportError, match="other tokens"):
         replace_tokenizer(model, tiny_bundle_path, tmp_path / "out", name="x")
     assert not (tmp_path / "out").exists()
-
-
-def test_replacing_a_tokenizer_keeps_files_in_sub_folders(tiny_bundle_path, tmp_path):
-    """A bundle with a classifier head (heads/NAME.npz) keeps it when its tokenizer is
-    replaced, and the copy's manifest lists and verifies it."""
-    import shutil
-
-    from engine.modeling.export import replace_tokenizer
-    from engine.modeling.from_bundle import tokenizer_from_bundle
-    from engine.runtime.manifest import read_manifest, sha256_file, write_manifest
-
-    src = tmp_path / "src"
-    shutil.copytree(tiny_bundle_path, src)
-    (src / "heads").mkdir()
-    np.savez(src / "heads" / "photos.npz", w=np.ones((2, 3), np.float32))
-    manifest = read_manifest(src)
-    manifest.files = {**manifest.files, "heads/photos.npz": ""}
-    manifest.heads = {"photos": "heads/photos.npz"}
-    write_manifest(src, manifest)
-
-    model = tokenizer_from_bundle(src)
-    replace_tokenizer(model, src, tmp_path / "out", name="with-head")
-    out = read_manifest(tmp_path / "out")  # verifies every listed file's hash
-    assert out.heads == {"photos": "heads/photos.npz"}
-    assert "heads/photos.npz" in out.files
-    assert sha256_file(tmp_path / "out" / "heads" / "photos.npz") == sha256_file(
-        src / "heads" / "photos.npz"
-    )
 
 
 def test_bundle_tokenizer_reads_back_exactly(tiny_bundle_path, tmp_path):
