@@ -202,6 +202,7 @@ class RecognitionPanel(QWidget):
         self._thumb_jobs.finished.connect(self._on_thumbs)
         self._thumbs: set[int] = set()  # examples whose own thumbnail is shown
         self.predictions: list[tuple[str, float]] = []
+        self.not_sure = False  # the top class is under the head's "not sure" threshold
         self.fewshot_head: Head | None = None
         self.fewshot_loo: float | None = None
         self.classes: list[ClassBox] = []
@@ -495,18 +496,30 @@ class RecognitionPanel(QWidget):
             best = topk(head, head.predict_proba(self._image_features), TOP)[0]
         except MageError as e:
             return self._show_status(str(e))
-        self._show_status("")
+        self.not_sure = bool(best) and best[0][1] < head.not_sure_below
+        if self.not_sure:
+            # below the head's threshold the first name is no answer: say so, keep the guesses
+            how = "calibrated on held-out photos" if head.calibrated else "uncalibrated head"
+            self._show_status(
+                f"Not sure: no class reaches {100 * head.not_sure_below:.0f}% ({how}). "
+                f"Best guesses: {', '.join(name for name, _ in best[:3])}."
+            )
+        else:
+            self._show_status("")
         self._show_predictions(best)
 
     def _show_predictions(self, best: list[tuple[str, float]]) -> None:
         self.predictions = list(best)
+        if not best:
+            self.not_sure = False
         for i in range(TOP):
             shown = i < len(best)
             self.row_labels[i].setVisible(shown)
             self.row_bars[i].setVisible(shown)
             if shown:
                 name, p = best[i]
-                self.row_labels[i].setText(f"{name}  {100 * p:.1f}%")
+                unsure = "?" if i == 0 and self.not_sure else ""
+                self.row_labels[i].setText(f"{name}{unsure}  {100 * p:.1f}%")
                 self.row_bars[i].setValue(round(1000 * p))
         self.predictionsChanged.emit(self.predictions)
 

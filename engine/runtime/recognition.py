@@ -38,6 +38,10 @@ IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".
 HEAD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
+# a top probability under this reads "not sure" when a head has no threshold of its own
+NOT_SURE_BELOW = 0.5
+
+
 class HeadError(MageError):
     """A classifier head is missing, damaged, or made for another model."""
 
@@ -180,9 +184,29 @@ class Head:
             z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
         return self.scale * (z @ self.weight.T) + self.bias  # (B, C)
 
+    @property
+    def temperature(self) -> float:
+        """Divides the logits before the softmax: fitted on held-out photos
+        (`fit_temperature`, stored in info["temperature"]), 1.0 when never calibrated."""
+        value = self.info.get("temperature", 1.0)
+        return float(value) if isinstance(value, (int, float)) and value > 0 else 1.0
+
+    @property
+    def not_sure_below(self) -> float:
+        """A top probability under this is "not sure" (info["not_sure_below"], chosen with the
+        temperature on held-out photos); NOT_SURE_BELOW when never calibrated."""
+        value = self.info.get("not_sure_below", NOT_SURE_BELOW)
+        return (
+            float(value) if isinstance(value, (int, float)) and 0 <= value <= 1 else NOT_SURE_BELOW
+        )
+
+    @property
+    def calibrated(self) -> bool:
+        return "temperature" in self.info
+
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        """float32 [B, D] -> probabilities [B, C]."""
-        return softmax(self.logits(features))
+        """float32 [B, D] -> probabilities [B, C] (with the calibrated temperature)."""
+        return softmax(self.logits(features) / self.temperature)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         return self.logits(features).argmax(axis=1)
@@ -387,6 +411,57 @@ def topk(head: Head, probs: np.ndarray, k: int = 5) -> list[list[tuple[str, floa
         [(head.class_names[j], float(row[j])) for j in idx]
         for row, idx in zip(probs, order, strict=True)
     ]
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature T that makes softmax(logits / T) most likely on labelled held-out
+    examples (temperature scaling, Guo et al. 2017): one number, so the ranking of classes and
+    the accuracy never change, only how sure the probabilities say the head is."""
+    z = np.asarray(logits, np.float64)
+    y = np.asarray(labels, np.int64)
+    if z.ndim != 2 or len(z) != len(y) or len(y) == 0:
+        raise MageError("fit_temperature needs logits [N, C] and N labels")
+    grid = np.geomspace(0.05, 50.0, 401)
+    losses = [_nll(z / t, y) for t in grid]
+    best = int(np.argmin(losses))
+    low, high = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
+    for _ in range(40):  # golden-section refinement between the grid neighbours
+        a, b = high - (high - low) / 1.618, low + (high - low) / 1.618
+        if _nll(z / a, y) < _nll(z / b, y):
+            high = b
+        else:
+            low = a
+    return float((low + high) / 2)
+
+
+def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> dict:
+    """How far a head's top probability can be trusted on labelled examples: accuracy, mean
+    top probability, expected calibration error (ECE: the gap between the two, averaged over
+    `bins` confidence bins) and the negative log-likelihood of the true class."""
+    p = np.asarray(probs, np.float64)
+    y = np.asarray(labels, np.int64)
+    top, guess = p.max(axis=1), p.argmax(axis=1)
+    right = guess == y
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        inside = (top > lo) & (top <= hi)
+        if inside.any():
+            ece += inside.mean() * abs(right[inside].mean() - top[inside].mean())
+    nll = float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1.0))))
+    return {
+        "n": int(len(y)),
+        "accuracy": float(right.mean()),
+        "mean_confidence": float(top.mean()),
+        "ece": float(ece),
+        "nll": nll,
+    }
+
+
+def _nll(logits: np.ndarray, labels: np.ndarray) -> float:
+    z = logits - logits.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-log_p[np.arange(len(labels)), labels].mean())
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
