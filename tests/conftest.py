@@ -114,6 +114,24 @@ def maskgit_pair(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
+def huge_png(tmp_path_factory) -> Path:
+    """A 12000x9000 (108 MP) gradient PNG, 324 MB decoded: past Pillow's decompression-bomb
+    warning, short of its refusal. Made by a child process, so the test runner never holds the
+    pixels; tests must not write it (they check its digest)."""
+    path = tmp_path_factory.mktemp("huge") / "huge.png"
+    make = (
+        "import numpy as np; from PIL import Image\n"
+        "rgb = np.empty((9000, 12000, 3), np.uint8)\n"
+        "rgb[..., 0] = np.linspace(0, 255, 12000, dtype=np.float32)[None, :]\n"
+        "rgb[..., 1] = np.linspace(0, 255, 9000, dtype=np.float32)[:, None]\n"
+        "rgb[..., 2] = 90\n"
+        f"Image.fromarray(rgb).save({str(path)!r}, compress_level=1)\n"
+    )
+    subprocess.run([sys.executable, "-c", make], check=True, timeout=300)
+    return path
+
+
+@pytest.fixture(scope="session")
 def tiny_bundle(tiny_bundle_path):
     from engine.runtime.bundle import Bundle
 
