@@ -7,8 +7,11 @@ This reads the protobuf wire format directly (engine.runtime may not import `onn
 read-only memory map, skipping weight payloads without copying them, and refuses a file when:
 
 - a tensor stored in it (an initializer or a Constant) declares more than MAX_TENSOR_BYTES,
-  or keeps its data in external files (a bundle is self-contained: external data could name
-  any file on the disk);
+  or keeps its data in another file that is not a plain regular file beside it holding those
+  bytes (a bundle is self-contained: external data could otherwise name any file or device on
+  the disk). Imported bundles keep their weights once, in `transformer.weights` and
+  `tokenizer.weights` beside the graphs that share them; the manifest lists those files with
+  their sha256 like every other;
 - a graph input, output or value_info declares a fixed shape of more than MAX_TENSOR_BYTES;
 - a node that makes a tensor of a given size (ConstantOfShape, Expand, Tile, Resize, EyeLike,
   RandomNormal/Uniform) is given that size as a constant that comes to more than
@@ -105,14 +108,46 @@ def _text(buf, span) -> str:
 
 
 class _Checker:
-    def __init__(self, buf):
+    def __init__(self, buf, folder: str = "."):
         self.buf = buf
+        self.folder = folder  # where external data files must be
         self.small: dict[str, list[int]] = {}  # small int64 constants by name
+        self.data_sizes: dict[str, int] = {}  # external data file -> its size
+
+    def external(self, entries: dict[str, str], size: int, shown: str) -> None:
+        """External data must lie in a regular file beside the model, named plainly, and be
+        exactly the tensor's bytes, inside that file."""
+        where = entries.get("location", "")
+        if (
+            not where
+            or where in (".", "..")
+            or any(c in where for c in "/\\:\0")
+            or where != where.strip()
+        ):
+            raise _Refused(f"{shown} keeps its data in another file outside the model's folder")
+        if where not in self.data_sizes:
+            try:
+                info = os.lstat(os.path.join(self.folder, where))
+            except OSError:
+                raise _Refused(f"{shown} keeps its data in another file that is missing") from None
+            if not stat.S_ISREG(info.st_mode):
+                raise _Refused(f"{shown} keeps its data in another file that is not a plain file")
+            self.data_sizes[where] = info.st_size
+        try:
+            offset = int(entries.get("offset", "0"))
+            length = int(entries.get("length", str(size)))
+        except ValueError:
+            raise _Refused(f"{shown} has a damaged external data entry") from None
+        if offset < 0 or length != size or offset + length > self.data_sizes[where]:
+            raise _Refused(
+                f"{shown} keeps its data in another file, but not whole inside {where[:60]}"
+            )
 
     def tensor(self, span, what: str) -> None:
         buf = self.buf
         dims: list[int] = []
         dtype, name, external = 0, "", False
+        entries: dict[str, str] = {}
         for field, wire, value in _fields(buf, *span):
             if field == 1:
                 dims += _ints(buf, wire, value)
@@ -120,16 +155,20 @@ class _Checker:
                 dtype = value
             elif field == 8 and wire == 2:
                 name = _text(buf, value)
+            elif field == 13 and wire == 2:
+                external = True
+                entry = {k: _text(buf, v) for k, w, v in _fields(buf, *value) if w == 2}
+                entries[entry.get(1, "")] = entry.get(2, "")
             elif field == 13 or (field == 14 and wire == 0 and value == 1):
                 external = True
         shown = f"{what} '{name}'" if name else what
-        if external:
-            raise _Refused(f"{shown} keeps its data in another file")
         if any(d < 0 for d in dims):
             raise _Refused(f"{shown} has a negative dimension")
         size = math.prod(dims) * ITEM_BYTES.get(dtype, 1)
         if size > MAX_TENSOR_BYTES:
             raise _Refused(f"{shown} declares {size / 2**30:.1f} GiB")
+        if external:
+            self.external(entries, size, shown)
         if name and dtype == INT64 and len(dims) <= 1:
             values = self.int64_values(span)
             if values is not None:
@@ -268,7 +307,7 @@ def check_onnx(path: str | os.PathLike) -> None:
             with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as buf:
                 view = memoryview(buf)
                 try:
-                    checker = _Checker(view)
+                    checker = _Checker(view, os.path.dirname(os.path.abspath(path)))
                     for field, wire, value in _fields(view, 0, size):
                         if field == 7 and wire == 2:
                             checker.graph(value)
