@@ -64,9 +64,11 @@ def may_replace_document(window) -> bool:
 
 
 def keep_discarded(window) -> None:
-    """Discard: the session goes to "older sessions" rather than being lost."""
+    """Discard: the session goes to "older sessions" rather than being lost (only when it
+    holds unsaved changes: saved work needs no copy, and copies push the oldest out)."""
     autosaver = window.autosaver
-    if autosaver is None or not autosaver.enabled:
+    doc = window.editor.document
+    if autosaver is None or not autosaver.enabled or doc is None or not doc.modified:
         return
     where = autosaver.keep_discarded()
     if where is not None:

@@ -263,3 +263,15 @@ def test_opening_another_image_after_discard_keeps_the_old_session(qtbot, root, 
             break
     assert SessionStore(root).load()[0].size == (96, 64)
     _leave(window, saver)
+
+
+def test_generate_over_unsaved_edits_keeps_them_in_older_sessions(qtbot, root, monkeypatch):
+    window, saver = _edited(qtbot, root, None)
+    answers = [QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Yes]
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: answers.pop(0))
+    older = root.parent / "older sessions"
+    assert not window._confirm_generate() and not older.exists()  # Cancel: nothing moves
+    assert window._confirm_generate()
+    kept = list(older.glob("*-discarded"))
+    assert len(kept) == 1 and SessionStore(kept[0]).load()[0].history_index == 1
+    _leave(window, saver)
