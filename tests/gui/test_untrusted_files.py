@@ -246,3 +246,22 @@ def test_class_names_that_look_like_html_are_shown_as_text(qtbot):
     panel = RunPanel(Editor())
     qtbot.addWidget(panel)
     assert panel.class_hint.textFormat() == Qt.TextFormat.PlainText
+
+
+def test_a_picker_deleted_while_it_indexes_ends_its_thread_quietly(qtbot, monkeypatch):
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    from app.ui.panels import class_picker
+    from app.ui.panels.class_picker import ClassPicker
+
+    errors: list = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args.exc_value))
+    monkeypatch.setattr(class_picker, "IDLE_SECONDS", 0.2)
+    picker = ClassPicker()
+    picker.set_classes(*_many_classes(5000, 4))
+    thread = picker.searcher._thread
+    picker.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    del picker
+    thread.join(60)
+    assert not thread.is_alive() and errors == []

@@ -23,6 +23,7 @@ SUGGESTIONS = 30  # rows in the suggestion list
 # Up to this many names and synonyms a search takes a few milliseconds and runs on the GUI
 # thread (ImageNet-1k has about 3,000); more are indexed and searched on a worker thread.
 SYNC_TEXTS = 5000
+IDLE_SECONDS = 60  # the search thread ends after this long without work
 FEW_CLASSES = 30  # up to this many classes, a text that matches none lists them all
 
 
@@ -68,10 +69,18 @@ class ClassSearcher(QObject):
         self._cond.notify_all()
 
     def _loop(self) -> None:
+        try:
+            self._serve()
+        except RuntimeError:  # the picker was deleted while this thread worked for it
+            pass
+
+    def _serve(self) -> None:
         while True:
             with self._cond:
                 while self._classes is None and (self._request is None or self._index is None):
-                    self._cond.wait()
+                    if not self._cond.wait(IDLE_SECONDS):
+                        self._thread = None  # idle: the next request starts a new thread
+                        return
                 classes, self._classes = self._classes, None
                 request = None
                 if classes is None:
