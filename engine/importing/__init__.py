@@ -5,7 +5,8 @@
 - `flax_msgpack`: a reader of Flax msgpack checkpoints (data only);
 - `templates`: weight-free ONNX graphs made once by the PyTorch export and shipped here,
   filled with a checkpoint's tensors and written with one copy of each weight;
-- `mage`, `maskgit`: the `import-mage` and `import-maskgit` commands.
+- `mage`, `maskgit` (with `maskgit_names`): the `import-mage` and `import-maskgit` commands;
+- `bundle`, `checks`, `target`: writing, checking (onnxruntime) and installing the bundle.
 
 Never imports torch; the runtime never imports this package (it needs onnx).
 """
