@@ -27,6 +27,11 @@ from app.official_downloads import ModelDownloader, missing_requirement, state_t
 from engine.runtime import official_models as om
 from engine.runtime.downloads import human_size
 
+# what converting a checkpoint takes: nothing beyond the app's own install
+IMPORT_NOTE = (
+    "built in: read, written as a bundle and checked in about a minute, no PyTorch needed "
+    "(the modeling extra is only for training and exporting your own models)"
+)
 # "[2/3] writing the ONNX graphs ..." : a numbered step of the importer's output
 IMPORT_STEP = re.compile(r"^\[(\d+)/(\d+)\] (.+)$")
 
@@ -127,6 +132,7 @@ class OfficialModelsDialog(QDialog):
             ("Source", model.source),
             ("Can do", "<br>".join(html.escape(a) for a in model.abilities)),
             ("Notes", model.notes),
+            ("Import", IMPORT_NOTE if model.importer != "bundle" else ""),
             ("Here", state_text(dir_, model)),
         ]
         why = missing_requirement(model)

@@ -14,7 +14,6 @@ from loopback import LoopbackServer
 from PySide6.QtCore import Qt
 
 from app.ui.official_models_dialog import OfficialModelsDialog
-from conftest import FIXTURES
 from engine.runtime import official_models as om
 from engine.runtime.downloads import ENV_BASE
 from engine.runtime.manifest import read_manifest
@@ -24,14 +23,9 @@ LEFT = Qt.MouseButton.LeftButton
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_the_dialog_downloads_and_imports_maskgit_without_torch(qtbot, tmp_path, monkeypatch):
-    made = tmp_path / "made"
-    subprocess.run(
-        [sys.executable, str(FIXTURES / "official_vectors" / "maskgit_make_ckpt.py"), str(made)],
-        check=True,
-        capture_output=True,
-        timeout=900,
-    )
+def test_the_dialog_downloads_and_imports_maskgit_without_torch(
+    qtbot, maskgit_pair, tmp_path, monkeypatch
+):
     # a `torch` that cannot be imported, first on the child's path: as a plain install
     shim = tmp_path / "no-torch" / "torch"
     shim.mkdir(parents=True)
@@ -45,7 +39,7 @@ def test_the_dialog_downloads_and_imports_maskgit_without_torch(qtbot, tmp_path,
     with LoopbackServer() as server:
         monkeypatch.setenv(ENV_BASE, server.url)
         for remote in model.files.values():
-            server.files["/" + remote.url.split("/", 3)[3]] = made / remote.name
+            server.files["/" + remote.url.split("/", 3)[3]] = maskgit_pair[0].parent / remote.name
         dialog = OfficialModelsDialog(models_dir=tmp_path / "models")
         qtbot.addWidget(dialog)
         dialog.show()
@@ -64,3 +58,15 @@ def test_the_dialog_downloads_and_imports_maskgit_without_torch(qtbot, tmp_path,
     assert "Import: step 3 of 3" in bars and any(" of " in b and "B" in b for b in bars)
     assert dialog.status.text().startswith("Installed in")
     assert not any("PyTorch" in line for line in lines)
+
+
+def test_the_details_say_the_import_needs_no_pytorch(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setattr("app.official_downloads.gdown_available", lambda: True)
+    dialog = OfficialModelsDialog(models_dir=tmp_path)
+    qtbot.addWidget(dialog)
+    for row, model in enumerate(om.OFFICIAL):
+        dialog.list.setCurrentRow(row)
+        shown = dialog.details.text()
+        assert "no PyTorch needed" in shown and "modeling extra" in shown, model.name
+        assert "Needs" not in shown  # nothing to install first (gdown aside)
+        assert dialog.get_button.isEnabled()
