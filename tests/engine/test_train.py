@@ -122,6 +122,16 @@ def tokenizer_run(photos, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def mage_run(tokenizer_run, photos, tmp_path_factory) -> Path:
+    """40 steps of the tiny class-conditional MAGE on the tokenizer run's codes."""
+    out = tmp_path_factory.mktemp("mage")
+    flags = ["--data", str(photos), "--out", str(out)]
+    flags += ["--tokenizer", str(tokenizer_run / "tokenizer.pt"), "--steps", "40"]
+    assert train.main(["mage", *flags, *TINY_MAGE]) == 0
+    return out
+
+
 def _losses(run: Path, kind: str) -> list[float]:
     rows = [json.loads(line) for line in (run / f"log_{kind}.jsonl").read_text().splitlines()]
     by_step = {r["step"]: r["loss"] for r in rows if "loss" in r}  # a resume rewrites a step
@@ -143,32 +153,15 @@ def test_split_and_batches_depend_only_on_seed_and_step(photos):
 
 
 @pytest.mark.slow
-def test_tokenizer_and_mage_losses_fall(tokenizer_run, photos, tmp_path):
+def test_tokenizer_and_mage_losses_fall(tokenizer_run, mage_run):
     tok = _losses(tokenizer_run, "tokenizer")
     assert np.mean(tok[-5:]) < 0.7 * np.mean(tok[:3])
     ckpt = torch.load(tokenizer_run / "tokenizer.pt", weights_only=True)
     assert ckpt["kind"] == "tokenizer" and ckpt["step"] == 30
     assert ckpt["metrics"]["val_psnr"] > 10 and ckpt["metrics"]["train_codes_used"] > 8
-    assert (
-        train.main(
-            [
-                "mage",
-                "--data",
-                str(photos),
-                "--out",
-                str(tmp_path),
-                "--tokenizer",
-                str(tokenizer_run / "tokenizer.pt"),
-                "--steps",
-                "40",
-                *TINY_MAGE,
-            ]
-        )
-        == 0
-    )
-    mage = _losses(tmp_path, "mage")
+    mage = _losses(mage_run, "mage")
     assert np.mean(mage[-5:]) < np.mean(mage[:5]) - 0.08
-    ckpt = torch.load(tmp_path / "mage.pt", weights_only=True)
+    ckpt = torch.load(mage_run / "mage.pt", weights_only=True)
     assert ckpt["class_names"] == ["sea", "sky"] and ckpt["config"]["num_class_slots"] == 3
 
 
@@ -361,26 +354,9 @@ def test_torchrun_two_processes_match_one(kind, tokenizer_run, photos, tmp_path)
 
 
 @pytest.mark.slow
-def test_export_trained_checkpoints_loads_in_onnxruntime(tokenizer_run, photos, tmp_path):
+def test_export_trained_checkpoints_loads_in_onnxruntime(tokenizer_run, mage_run, tmp_path):
     from engine.runtime.bundle import Bundle
 
-    assert (
-        train.main(
-            [
-                "mage",
-                "--data",
-                str(photos),
-                "--out",
-                str(tmp_path / "run"),
-                "--tokenizer",
-                str(tokenizer_run / "tokenizer.pt"),
-                "--steps",
-                "4",
-                *TINY_MAGE,
-            ]
-        )
-        == 0
-    )
     credits = tmp_path / "CREDITS.md"
     credits.write_text("# Credits\n- `sky/1.png` <- `synthetic`: CC0-1.0\n")
     notes = tmp_path / "notes.md"
@@ -393,7 +369,7 @@ def test_export_trained_checkpoints_loads_in_onnxruntime(tokenizer_run, photos, 
                 "--tokenizer",
                 str(tokenizer_run / "tokenizer_best.pt"),
                 "--mage",
-                str(tmp_path / "run" / "mage.pt"),
+                str(mage_run / "mage.pt"),
                 "-o",
                 str(bundle_dir),
                 "--name",
@@ -426,9 +402,9 @@ def test_export_trained_checkpoints_loads_in_onnxruntime(tokenizer_run, photos, 
             [
                 "export",
                 "--tokenizer",
-                str(tmp_path / "run" / "mage.pt"),
+                str(mage_run / "mage.pt"),
                 "--mage",
-                str(tmp_path / "run" / "mage.pt"),
+                str(mage_run / "mage.pt"),
                 "-o",
                 str(tmp_path / "x"),
                 "--name",
