@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
-from PySide6.QtCore import QEventLoop, QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QUndoStack
 
 from app.controller import JobController
@@ -73,6 +73,7 @@ class Editor(QObject):
         self._save_thread: threading.Thread | None = None
         self._opened_at = 0  # history index of the document as opened (a sample: with its mask)
         self._save_path = ""
+        self._snapshotting = False  # a save is copying the pixels: they must not change
         self._plan_timer = QTimer(self, singleShot=True, interval=30)
         self._plan_timer.timeout.connect(self._update_plan)
         self.planner = Planner(self)  # plans off the GUI thread, latest request wins
@@ -174,10 +175,10 @@ class Editor(QObject):
             what = "the original" if read == doc.path else "a file this image was made from"
             self.error.emit(f"Cannot save '{path}': that is {what}; choose a new name")
             return False
-        rgb, alpha, text = doc.rgb.copy(), doc.alpha, self._png_text()
-        alpha = None if alpha is None else alpha.copy()
+        source, source_alpha, text = doc.rgb, doc.alpha, self._png_text()
         index = doc.history_index
         outcome: dict[str, str] = {}
+        copied = threading.Event()
         relay = _SaveRelay()
         loop = QEventLoop()
         relay.done.connect(loop.quit, Qt.ConnectionType.QueuedConnection)
@@ -185,6 +186,13 @@ class Editor(QObject):
 
         def write() -> None:
             try:
+                # the snapshot is taken here (NumPy copies without the GIL): 270 MB of a
+                # 10000x9000 image would otherwise hold the window's thread for a moment
+                try:
+                    rgb = source.copy()
+                    alpha = None if source_alpha is None else source_alpha.copy()
+                finally:
+                    copied.set()
                 save_png(path, rgb, alpha, text, on_write=relay.report)
             except (MageError, ValueError) as error:
                 outcome["error"] = str(error)
@@ -202,6 +210,17 @@ class Editor(QObject):
         self.status.emit(f"Saving {path}...")
         try:
             thread.start()
+            # until the pixels are copied nothing may change them: the window repaints and
+            # its timers run, keys and clicks wait (a few milliseconds; a second at most for
+            # the largest images), and a finished run is applied just after
+            self._snapshotting = True
+            try:
+                while not copied.wait(0.005):
+                    QCoreApplication.processEvents(
+                        QEventLoop.ProcessEventsFlag.ExcludeUserInputEvents, 5
+                    )
+            finally:
+                self._snapshotting = False
             if thread.is_alive():
                 loop.exec()  # returns when written, or early when the application quits
             thread.join()  # quitting mid-save: the file is finished, never abandoned
@@ -465,6 +484,9 @@ class Editor(QObject):
             self.preview_changed.emit(step.preview)
 
     def _on_finished(self, outcome: RunOutcome) -> None:
+        if self._snapshotting:  # applied once the save has its copy of the pixels
+            QTimer.singleShot(5, lambda: self._on_finished(outcome))
+            return
         self._show_bundle_notices()
         if outcome.kind != "generate" and self.document is not self._run_document:
             # the image it was made for was closed meanwhile: never paste it into another
