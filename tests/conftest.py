@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny real bundle exported once per session, isolated user folders."""
+"""Shared fixtures: what is costly is made once per session (a tiny real bundle, the real-size
+MaskGIT checkpoint pair, a 108 MP photo); isolated user folders; the `gui` marker."""
 
 from __future__ import annotations
 
