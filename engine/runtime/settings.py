@@ -13,7 +13,7 @@ from engine.runtime.texture import DEFAULT_OPTIONS, TextureOptions
 
 TEXTURES = ("photo", "model", "classic")
 # the guide term weighs more for "fill as class": the class the model drew shows through
-CLASS_TEXTURE = replace(DEFAULT_OPTIONS, guide_weight=8.0)
+CLASS_TEXTURE = replace(DEFAULT_OPTIONS, guide_weight=16.0)
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,19 @@ the whole square: in the known area it is the model's rendition of the photo, in
 fill, so "looks like the model's fill here" and "looks like the model's rendition there" are
 compared like with like. Without a guide it is plain PatchMatch completion.
 
-Coarse to fine over an image pyramid: the coarsest level starts from the guide (or a smooth
-membrane from the hole's border), each level alternates the nearest-neighbour search and a vote
-(every hole pixel averages what the patches covering it copy), and the matches are carried up
-to the next level. Everything is vectorised over the hole's pixels with NumPy; the cost grows
-with the hole's area, not the image's.
+The model's fill is often a little darker or lighter than the photo around it; its hole part
+is first shifted by the smooth membrane that makes it meet the photo at the hole's edge, so the
+guide brings shapes, not a brightness offset. Then coarse to fine over an image pyramid: the
+coarsest level starts from the guide (or, unguided, a smooth membrane from the hole's border),
+each level alternates the nearest-neighbour search and a vote (every hole pixel averages what
+the patches covering it copy), and the matches are carried up to the next level. The last
+vote averages only the two best-matching patches per pixel, which keeps the photo's grain
+where many equally good matches would average to a blur, and a last membrane removes what seam
+is left. Everything is vectorised over the hole's pixels with NumPy; the cost grows with the
+hole's area, not the image's.
+
+Settings were chosen on the held-out removal set (bench/eval_removal.py): in-mask PSNR and
+detail kept, judged by eye on blind sheets (docs/model-quality.md).
 """
 
 from __future__ import annotations
@@ -34,14 +42,16 @@ class TextureOptions:
     """How the synthesis searches and how strongly the guide steers it."""
 
     patch: int = 7  # patch side in pixels (odd)
-    guide_weight: float = 2.0  # weight of the guide term against the colour term
+    guide_weight: float = 4.0  # weight of the guide term against the colour term
+    guide_meets_photo: bool = True  # shift the guide's hole part to meet the photo at its edge
     coarse_iterations: int = 6  # search + vote rounds at the coarsest level
     fine_iterations: int = 2  # ... and at every finer level
-    guide_blur: int = 2  # box-blur radius (px, at every level) applied to the guide
+    guide_blur: int = 6  # box-blur radius (px, at every level) applied to the guide
     coarsest: int = 24  # stop halving once the hole's box is this small (px)
     search_samples: int = 4  # random-search samples per target and round
     source_margin: int = 1  # px around the hole that no source patch may touch
-    sharp: bool = True  # finest level: each pixel from its best-matching patch, not the mean
+    sharp: bool = True  # finest level: each pixel from its best-matching patches, not all
+    vote_best: int = 2  # ... averaging this many of the best
     blend: bool = True  # remove the seam: a smooth correction so the fill meets the photo
     fine_radius: int = 4  # random-search radius (px) on the levels above the coarsest
 
@@ -102,6 +112,8 @@ def synthesis(
         return photo.copy() if guide is None else _to_uint8(np.asarray(guide, np.float32))
 
     rng = np.random.default_rng(seed)
+    if guide is not None and options.guide_meets_photo:
+        guide = _meeting(photo.astype(np.float32), hole, np.asarray(guide, np.float32))
     levels = _pyramid(photo.astype(np.float32), hole, guide, options)
     estimate: np.ndarray | None = None
     nnf: np.ndarray | None = None
@@ -150,6 +162,16 @@ class _Level:
         membrane = harmonic_membrane(self.photo.transpose(2, 0, 1), self.hole, known)
         est[self.hole] = membrane.transpose(1, 2, 0)[self.hole]
         return est
+
+
+def _meeting(photo: np.ndarray, hole: np.ndarray, guide: np.ndarray) -> np.ndarray:
+    """The guide with its hole part shifted by the smooth membrane that makes it meet the
+    photo on the hole's border: the model's fill keeps its shapes, not a brightness that
+    differs from the surroundings."""
+    ring = _dilate(hole, 1) & ~hole
+    boundary = np.where(ring[..., None], photo - guide, 0.0).astype(np.float32)
+    membrane = harmonic_membrane(boundary.transpose(2, 0, 1), hole, ring).transpose(1, 2, 0)
+    return np.where(hole[..., None], guide + membrane, guide)
 
 
 def _pyramid(
@@ -209,8 +231,16 @@ def _to_uint8(a: np.ndarray) -> np.ndarray:
 
 @dataclass
 class _Patches:
-    values: np.ndarray  # float32 [N, P, C] the targets' patches, flattened
+    """The targets' side of the patch distance, fixed during one search round."""
+
+    values: np.ndarray  # float32 [N, P, 3] the targets' patches, flattened
     weights: np.ndarray  # float32 [N, P] 0 where a patch runs past the image
+    guide: np.ndarray | None  # float32 [N, 3] the guide at the targets
+    area: np.ndarray  # float32 [N] the patches' weight sums
+
+    def subset(self, keep: np.ndarray) -> _Patches:
+        guide = None if self.guide is None else self.guide[keep]
+        return _Patches(self.values[keep], self.weights[keep], guide, self.area[keep])
 
 
 class _Field:
@@ -245,16 +275,16 @@ class _Field:
         self.weight = inside.ravel()
         self.hy, self.hx = np.nonzero(level.hole)
         self.scores: np.ndarray | None = None  # per-target distance after the last search
-        self.guide_scale = np.sqrt(options.guide_weight, dtype=np.float32)
+        self._hole_cover: np.ndarray | None = None
+        self.photo_flat = np.pad(level.photo, [(r, r), (r, r), (0, 0)], mode="edge").reshape(-1, 3)
+        self.guide_weight = np.float32(options.guide_weight)
+        self.guide = None
+        if level.guide is not None and options.guide_weight > 0:
+            self.guide = np.pad(level.guide, [(r, r), (r, r), (0, 0)], mode="edge").reshape(-1, 3)
 
-    # features: colour, and the guide scaled so that squared distances add up with its weight
     def _features(self, estimate: np.ndarray) -> np.ndarray:
-        lv, r = self.level, self.r
-        parts = [estimate]
-        if lv.guide is not None:
-            parts.append(lv.guide * self.guide_scale)
-        f = np.concatenate(parts, axis=2) if len(parts) > 1 else estimate
-        return np.pad(f, [(r, r), (r, r), (0, 0)], mode="edge").reshape(-1, f.shape[2])
+        r = self.r
+        return np.pad(estimate, [(r, r), (r, r), (0, 0)], mode="edge").reshape(-1, 3)
 
     def initial(
         self, coarser: _Field | None, coarse: np.ndarray | None, rng: np.random.Generator
@@ -283,15 +313,23 @@ class _Field:
         return out
 
     def distance(self, features: np.ndarray, patches: _Patches, nnf: np.ndarray) -> np.ndarray:
-        """Weighted squared patch distances between the targets `patches` holds and `nnf`."""
+        """Distances between the targets `patches` holds and the sources `nnf`: the weighted
+        squared colour difference over the patch, plus the guide term. The guide is low-passed,
+        so its difference at the patch centres, counted once per patch pixel, stands for the
+        whole patch at a ninth of the cost."""
         s_flat = (nnf[:, 0] + self.r) * self.pw + (nnf[:, 1] + self.r)
         diff = patches.values - features[s_flat[:, None] + self.d_flat[None, :]]
-        return np.einsum("np,npc,npc->n", patches.weights, diff, diff, optimize=False)
+        total = np.einsum("np,npc,npc->n", patches.weights, diff, diff, optimize=False)
+        if self.guide is not None and patches.guide is not None:
+            g = patches.guide - self.guide[s_flat]
+            total += self.guide_weight * patches.area * np.einsum("nc,nc->n", g, g)
+        return total
 
-    def target_patches(self, features: np.ndarray, which: np.ndarray | None = None) -> _Patches:
-        t = self.t_flat if which is None else self.t_flat[which]
-        idx = t[:, None] + self.d_flat[None, :]
-        return _Patches(features[idx], self.weight[idx])
+    def target_patches(self, features: np.ndarray) -> _Patches:
+        idx = self.t_flat[:, None] + self.d_flat[None, :]
+        weights = self.weight[idx]
+        guide = None if self.guide is None else self.guide[self.t_flat]
+        return _Patches(features[idx], weights, guide, weights.sum(1))
 
     def search(
         self,
@@ -319,7 +357,7 @@ class _Field:
                 return
             cand = np.stack([y, x], 1)
             d = np.full(len(cand), np.inf, np.float32)
-            sub = patches if ok.all() else _Patches(patches.values[ok], patches.weights[ok])
+            sub = patches if ok.all() else patches.subset(ok)
             d[ok] = self.distance(features, sub, cand[ok])
             better = d < best_d
             best = np.where(better[:, None], cand, best)
@@ -375,30 +413,32 @@ class _Field:
         self, nnf: np.ndarray, ys: np.ndarray, xs: np.ndarray, scores: np.ndarray | None
     ) -> np.ndarray:
         """float32 [K, 3]: the vote at pixels (ys, xs) (each within r of the hole)."""
-        lv, r = self.level, self.r
-        photo = np.pad(lv.photo, [(r, r), (r, r), (0, 0)], mode="edge").reshape(-1, 3)
-        s_flat = (nnf[:, 0] + r) * self.pw + (nnf[:, 1] + r)
-        at = (ys + r) * self.pw + (xs + r)  # in the padded target map
-        acc = np.zeros((len(ys), 3), np.float32)
-        count = np.zeros(len(ys), np.float32)
-        best = np.full(len(ys), np.inf, np.float32)
-        for d in self.d_flat:
-            # the target at pixel - d covers the pixel at offset d of its patch
-            t = self.target_map.ravel()[at - d]
-            has = t >= 0
-            value = photo[s_flat[t[has]] + d]
-            if scores is None:
-                acc[has] += value
-                count[has] += 1.0
-            else:
-                score = np.full(len(t), np.inf, np.float32)
-                score[has] = scores[t[has]]
-                win = score < best
-                best[win] = score[win]
-                acc[win] = photo[s_flat[t[win]] + d]
-        if scores is not None:
-            count[:] = 1.0
-        return acc / np.maximum(count, 1.0)[:, None]
+        cover = self._cover(ys, xs)  # [K, P] the target whose patch has the pixel at offset p
+        has = cover >= 0
+        s_flat = (nnf[:, 0] + self.r) * self.pw + (nnf[:, 1] + self.r)
+        values = self.photo_flat[s_flat[np.maximum(cover, 0)] + self.d_flat[None, :]]
+        if scores is None:
+            count = has.sum(1, keepdims=True)
+            return (values * has[..., None]).sum(1) / np.maximum(count, 1)
+        score = np.where(has, scores[np.maximum(cover, 0)], np.inf)
+        k = min(self.options.vote_best, score.shape[1])
+        if k <= 1:
+            return values[np.arange(len(ys)), score.argmin(1)]
+        best = np.argpartition(score, k - 1, axis=1)[:, :k]
+        ok = np.take_along_axis(has, best, 1)
+        picked = np.take_along_axis(values, best[..., None], 1)
+        return (picked * ok[..., None]).sum(1) / np.maximum(ok.sum(1, keepdims=True), 1)
+
+    def _cover(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        if ys is self.hy:  # the hole's own pixels: fixed for the level, so kept
+            if self._hole_cover is None:
+                self._hole_cover = self._cover_of(ys, xs)
+            return self._hole_cover
+        return self._cover_of(ys, xs)
+
+    def _cover_of(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        at = (ys + self.r) * self.pw + (xs + self.r)  # in the padded target map
+        return self.target_map.ravel()[at[:, None] - self.d_flat[None, :]]
 
 
 def _sources(hole: np.ndarray, r: int, margin: int) -> np.ndarray:
