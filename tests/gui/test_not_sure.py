@@ -46,7 +46,9 @@ def test_not_sure_below_the_calibrated_threshold(qtbot, bundle):
     panel.set_bundle(loaded)
     panel.set_image(pattern("vertical", np.random.default_rng(9)), "stripes.png")
     qtbot.waitUntil(lambda: len(panel.predictions) == len(KINDS), timeout=30000)
-    assert panel.predictions[0][0] == "vertical" and panel.predictions[0][1] > 0.6
+    head = panel.current_head()
+    assert not head.calibrated and head.not_sure_below == 0.7  # the uncalibrated default
+    assert panel.predictions[0][0] == "vertical" and panel.predictions[0][1] >= 0.7
     assert not panel.not_sure and not panel.status.isVisible()
     assert panel.load_head_file(calibrated)  # a second head in the chooser, now in use
     qtbot.waitUntil(lambda: panel.not_sure, timeout=10000)
