@@ -150,4 +150,6 @@ def attach_welcome(window) -> WelcomeOverlay:
     """Puts the welcome over the window's canvas; a chosen sample opens in the window."""
     overlay = WelcomeOverlay(window.canvas, load_samples())
     overlay.sample_chosen.connect(lambda sample: open_sample(window, sample))
+    if overlay.buttons and window.editor.document is None:
+        overlay.buttons[0].setFocus()  # Space opens the first sample; Tab moves on
     return overlay
