@@ -84,7 +84,7 @@ class WelcomeOverlay(QWidget):
         self.headline = headline
         if self.samples:
             hint = QLabel(
-                "or try a sample: one click opens it with its mask, ready to Run",
+                "or try a sample: a click (or Space) opens it with its mask, ready to Run",
                 alignment=Qt.AlignmentFlag.AlignCenter,
                 wordWrap=True,
             )
