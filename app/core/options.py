@@ -14,9 +14,14 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from engine.runtime.runs import SIDES
-from engine.runtime.settings import Settings, seeds_from
+from engine.runtime.settings import TEXTURES, Settings, seeds_from
 
 MODES = ("remove", "class", "generate", "extend")
+TEXTURE_TITLES = {
+    "photo": "From the photo",
+    "model": "Model only",
+    "classic": "Classic (no model)",
+}
 MODE_TITLES = {
     "remove": "Remove / fill",
     "class": "Fill as class",
@@ -37,8 +42,9 @@ class EditOptions:
     candidates: int = 1
     ring: int = 1  # extra token ring around the painted tokens
     coverage: float = 0.0
-    feather: float = -1.0  # px at image scale; < 0: the engine's default (3/4 token)
+    feather: float = -1.0  # px at image scale; < 0: the engine's default (1 px)
     seamless: bool = True  # gradient-domain blend of the fill into the photo
+    texture: str = "photo"  # "photo" | "model" | "classic" (engine.runtime.settings.TEXTURES)
     class_name: str = ""
     generate_class: bool = False  # Generate mode: of the chosen class instead of any image
     extend_side: str = "right"
@@ -77,7 +83,15 @@ class EditOptions:
             feather=self.feather if self.feather >= 0 else None,
             seamless=self.seamless,
             class_name=(self.class_name or None) if self.uses_class() else None,
+            # classic texture needs a painted area to complete; extend always uses the model
+            texture="photo"
+            if self.mode == "extend" and self.texture == "classic"
+            else self.texture,
         )
+
+    def run_texture(self) -> str:
+        """Classic texture completes a painted area; extend always uses the model."""
+        return "photo" if self.mode == "extend" and self.texture == "classic" else self.texture
 
     def pick_seeds(self) -> tuple[int, ...]:
         return seeds_from(self.seed if self.fixed_seed else None, max(1, self.candidates))
@@ -107,4 +121,6 @@ class EditOptions:
             options = replace(options, mode="remove")
         if options.extend_side not in SIDES:
             options = replace(options, extend_side="right")
+        if options.texture not in TEXTURES:
+            options = replace(options, texture="photo")
         return options

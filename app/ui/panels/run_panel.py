@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.options import MODE_TITLES, MODES, EditOptions
+from app.core.options import MODE_TITLES, MODES, TEXTURE_TITLES, EditOptions
 from app.editor import Editor
 from app.ui.panels.class_picker import ClassPicker
 from engine.runtime.runs import SIDES, Step
@@ -79,6 +79,18 @@ class RunPanel(QWidget):
         self.side = QComboBox()
         self.side.addItems(SIDES)
         form.addRow(self.side_label, self.side)
+        self.texture_label = QLabel("Texture")
+        self.texture = QComboBox()
+        for texture, title in TEXTURE_TITLES.items():
+            self.texture.addItem(title, texture)
+        self.texture.setToolTip(
+            "From the photo: the model decides what goes where, the photo's own pixels how it\n"
+            "looks up close (sharp grass, bark, stone)\n"
+            "Model only: the model's decoded fill, smoother\n"
+            "Classic (no model): texture synthesis from the surroundings, no model at all"
+        )
+        form.addRow(self.texture_label, self.texture)
+        self.texture.currentIndexChanged.connect(self._commit)
         self.cells_label = QLabel("Tokens")
         self.cells = QSpinBox(minimum=1, maximum=15, toolTip="How many token columns/rows to add")
         form.addRow(self.cells_label, self.cells)
@@ -188,6 +200,7 @@ class RunPanel(QWidget):
         self.ring.setValue(options.ring)
         self.feather.setValue(options.feather if options.feather >= 0 else -1)
         self.seamless.setChecked(options.seamless)
+        self.texture.setCurrentIndex(max(self.texture.findData(options.texture), 0))
         self._syncing = False
         self._show_fields(options)
         self._show_cost()
@@ -210,6 +223,7 @@ class RunPanel(QWidget):
             ring=self.ring.value(),
             feather=self.feather.value() if self.feather.value() >= 0 else -1.0,
             seamless=self.seamless.isChecked(),
+            texture=self.texture.currentData(),
         )
         self.seed.setEnabled(options.fixed_seed)
         self._show_fields(options)
@@ -231,6 +245,10 @@ class RunPanel(QWidget):
         self._show_runnable(options)
         for widget in (self.side_label, self.side, self.cells_label, self.cells):
             widget.setVisible(options.mode == "extend")
+        for widget in (self.texture_label, self.texture):
+            widget.setVisible(options.mode != "generate")  # a new image has no photo to lend
+        # extend continues the photo along the model's layout: there is no classic extend
+        self.texture.view().setRowHidden(self.texture.findData("classic"), options.mode == "extend")
         self.candidates.setEnabled(options.mode != "extend")  # the engine extends one at a time
 
     def _on_bundle(self, *_) -> None:
@@ -288,7 +306,10 @@ class RunPanel(QWidget):
     def _on_progress(self, step: Step) -> None:
         self.progress.setMaximum(step.total)
         self.progress.setValue(step.step)
-        self.progress.setFormat(f"Step {step.step}/{step.total}  ({step.remaining} left)")
+        if step.phase == "texture":
+            self.progress.setFormat("Adding the photo's texture...")
+        else:
+            self.progress.setFormat(f"Step {step.step}/{step.total}  ({step.remaining} left)")
 
     def _on_document(self) -> None:
         """Another image opened: the last run's "Done" was about the one before (a generated
