@@ -88,20 +88,30 @@ class WindowKeys(QObject):
         return False
 
 
+def reading_order(container: QWidget) -> list[QWidget]:
+    """The controls Tab can reach inside `container`, in the order they were made; a compound
+    control (a combo box, a number box) counts once, with its inner field."""
+    found: list[QWidget] = []
+    for child in container.children():
+        if not isinstance(child, QWidget):
+            continue
+        if child.focusPolicy() & Qt.FocusPolicy.TabFocus:
+            found.append(child)
+        else:
+            found += reading_order(child)
+    return found
+
+
 def set_tab_order(window) -> list[QWidget]:
     """Tab goes from the canvas through the Run panel (task, Run, settings), the results,
     the Recognition panel and the toolbar's brush size, and back to the canvas. The sample
     cards of the empty window come first. Returns the chain (for tests and the help)."""
     chain: list[QWidget] = list(window.welcome.buttons) if window.welcome else []
     chain.append(window.canvas)
-    run = window.run_panel
-    chain += [run.mode, run.of_class, run.classes, run.side, run.cells]
-    chain += [run.run_button, run.cancel_button]
-    chain += [run.steps, run.temperature, run.fixed_seed, run.seed, run.candidates]
-    chain += [run.ring, run.feather, run.seamless]
-    results = window.results_panel
-    chain += [results.candidates, results.scrubber, results.heatmap, results.opacity]
-    chain += [results.reroll_count, results.reroll]
+    # the panels' controls in the order they were built, which is their reading order (task,
+    # Run, settings; candidates, step, heatmap, re-roll), so a control added later fits in
+    chain += reading_order(window.run_panel)
+    chain += reading_order(window.results_panel)
     panel = window.recognition_panel
     if panel is not None:
         chain += panel.focus_chain()

@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QEvent, QSize, Qt, QThreadPool, Signal
+from PySide6.QtCore import QCoreApplication, QEvent, QSize, Qt, QThreadPool, Signal
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QAbstractButton,
@@ -201,6 +201,9 @@ class RecognitionPanel(QWidget):
         self._thumb_jobs = JobController(self, self.thumb_pool)
         self._thumb_jobs.finished.connect(self._on_thumbs)
         self._thumbs: set[int] = set()  # examples whose own thumbnail is shown
+        app = QCoreApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.stop_jobs)  # bound: dropped with the panel
         self.predictions: list[tuple[str, float]] = []
         self.not_sure = False  # the top class is under the head's "not sure" threshold
         self.fewshot_head: Head | None = None
@@ -693,12 +696,16 @@ class RecognitionPanel(QWidget):
                 self.fewshot_status.setText(str(e))
 
     def closeEvent(self, event):
-        for jobs in self._jobs.values():
+        self.stop_jobs()
+        super().closeEvent(event)
+
+    def stop_jobs(self) -> None:
+        """Cancel the model calls and thumbnail reads and wait for them (on close, and when the
+        application quits: a thread must not report to a panel that is gone)."""
+        for jobs in (*self._jobs.values(), self._thumb_jobs):
             jobs.cancel()  # a cancelled job that has not started yet ends at once
-        self._thumb_jobs.cancel()
         self.pool.waitForDone(10000)
         self.thumb_pool.waitForDone(10000)
-        super().closeEvent(event)
 
 
 def _encode_examples(bundle, examples: list[Example]) -> tuple[object, dict, dict]:
