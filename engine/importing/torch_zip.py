@@ -161,6 +161,17 @@ _ALLOWED = {
     ("numpy", "dtype"): Inert,
     ("numpy.core.multiarray", "scalar"): Inert,
     ("numpy._core.multiarray", "scalar"): Inert,
+    # more values training scripts keep in their `args`: read as nothing, never built
+    ("numpy.core.multiarray", "_reconstruct"): Inert,
+    ("numpy._core.multiarray", "_reconstruct"): Inert,
+    ("numpy", "ndarray"): Inert,
+    ("pathlib", "PosixPath"): Inert,
+    ("pathlib", "WindowsPath"): Inert,
+    ("pathlib", "PurePosixPath"): Inert,
+    ("pathlib", "PureWindowsPath"): Inert,
+    ("datetime", "datetime"): Inert,
+    ("datetime", "date"): Inert,
+    ("datetime", "timedelta"): Inert,
 }
 for _name in STORAGE_DTYPES:
     _ALLOWED[("torch", _name)] = _StorageType(_name)

@@ -365,3 +365,24 @@ def test_a_payload_in_a_real_cli_process_without_torch(tmp_path):
         "error: evil.pth is refused: it names posix.system, which a state dict never needs"
     )
     assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_training_args_with_paths_and_numpy_values_read_as_inert_data(tmp_path):
+    """What a training script's `args` may hold (paths, NumPy values, dates) is read as
+    nothing rather than refused, and never built."""
+    import argparse
+    import datetime
+
+    args = argparse.Namespace(
+        output_dir=Path("/tmp/run"),
+        lr=np.float64(1.5e-4),
+        mean=np.zeros(3),
+        when=datetime.date.today(),
+    )
+    body = _dict(
+        [(_op("model"), _good_body(wrap=False)), (_op("args"), pickle.dumps(args, 2)[2:-1])]
+    )
+    obj = read_pth(_good(tmp_path / "args.pth", body))
+    assert set(obj["args"]) == {"output_dir", "lr", "mean", "when"}
+    assert not any(isinstance(v, (Path, np.ndarray, np.floating)) for v in obj["args"].values())
+    assert list(read_state_dict(tmp_path / "args.pth")) == ["a", "a_t", "b"]
