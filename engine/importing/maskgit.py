@@ -22,7 +22,7 @@ import numpy as np
 
 from engine.importing.bundle import Steps, model_card, write_bundle
 from engine.importing.errors import CheckpointError, ExportError
-from engine.importing.flax_msgpack import read_flax_checkpoint
+from engine.importing.flax_msgpack import Shape, read_flax_checkpoint
 from engine.importing.maskgit_names import (
     GRIDS,
     NUM_CLASSES,
@@ -85,7 +85,9 @@ def tokenizer_state(path: Path) -> dict[str, np.ndarray]:
     of the file's arrays); its codebook size is left to check_tokenizer."""
     template = load_template("vqgan")
     names = {key: _tokenizer_path(key, LEVELS) for key in template.state}
-    spec = {"params/" + names[k]: _flax_shape_of(s) for k, (_dt, s) in template.state.items()}
+    spec: dict[str, Shape] = {
+        "params/" + names[k]: _flax_shape_of(s) for k, (_dt, s) in template.state.items()
+    }
     spec["params/quantizer/codebook"] = (None, spec["params/quantizer/codebook"][1])
     flax = read_flax_checkpoint(path, spec, TOKENIZER, _swapped(TOKENIZER))
     sd = {}
