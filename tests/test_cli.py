@@ -340,3 +340,42 @@ def test_export_and_train_take_their_own_flags(tiny_bundle_path, tmp_path, caplo
         main(["train", "--help"])
     assert done.value.code == 0
     assert not (tmp_path / "out").exists()
+
+
+def test_texture_choice_is_applied_and_recorded(tiny_bundle_path, photo_files, tmp_path, capsys):
+    image, mask, rgb, painted = photo_files
+    images = {}
+    for texture in ("photo", "model", "classic"):
+        out = tmp_path / f"out-{texture}.png"
+        code, _, err = run(
+            ["edit", image, "--mask", mask, "-o", out, "--model", tiny_bundle_path, "--seed", 4]
+            + ["--texture", texture],
+            capsys,
+        )
+        assert code == 0, err
+        assert read_png_text(out)["mage:texture"] == texture
+        images[texture] = np.asarray(Image.open(out).convert("RGB"))
+        assert np.array_equal(images[texture][~painted], rgb[~painted])  # only the mask changes
+        assert ("adding the photo's texture" in err) == (texture != "model")
+        if texture == "classic":
+            assert "1/1 " in err  # no decoding steps to count
+    for a, b in (("photo", "model"), ("photo", "classic"), ("model", "classic")):
+        assert np.abs(images[a][painted].astype(int) - images[b][painted]).mean() > 1.0
+    code, _, err = run(
+        ["edit", image, "--mask", mask, "-o", tmp_path / "x.png", "--texture", "paint"], capsys
+    )
+    assert code == 2 and "--texture" in err
+
+
+def test_extend_texture_is_recorded(tiny_bundle_path, photo_files, tmp_path, capsys):
+    image, _, _, _ = photo_files
+    for texture in ("photo", "model"):
+        out = tmp_path / f"ext-{texture}.png"
+        code, _, _ = run(
+            ["extend", image, "--tokens", 2, "-o", out, "--model", tiny_bundle_path]
+            + ["--seed", 1, "--texture", texture],
+            capsys,
+        )
+        assert code == 0 and read_png_text(out)["mage:texture"] == texture
+    code, _, err = run(["extend", image, "-o", tmp_path / "c.png", "--texture", "classic"], capsys)
+    assert code == 2

@@ -113,7 +113,8 @@ def _run_with_progress(bundle, request, settings, label: str, total: int):
 
     def on_step(step) -> None:
         bar.total = max(bar.total, step.total)
-        bar.update(step.step, f"{step.remaining} left")
+        texture = step.phase == "texture"
+        bar.update(step.step, "adding the photo's texture" if texture else f"{step.remaining} left")
 
     try:
         return run_to_end(run(bundle, request, settings, preview_interval=math.inf), on_step)
@@ -160,7 +161,8 @@ def cmd_edit(args) -> int:
     plan = plan_or_raise(bundle.manifest, image.rgb, mask, settings)  # errors before any work
     parts = len(plan.parts)
     label = "edit" if parts <= 1 else f"edit {parts} parts"
-    result = _run_with_progress(bundle, Edit(image.rgb, plan), settings, label, plan.run_steps)
+    steps = 1 if settings.texture == "classic" else plan.run_steps  # classic: no model steps
+    result = _run_with_progress(bundle, Edit(image.rgb, plan), settings, label, steps)
     text = settings.describe(bundle.manifest)
     text.update({"mage:mode": "edit", "mage:source": args.image.name})
     _save_all(result.images, result.seeds, paths, image.alpha, text)
