@@ -37,10 +37,6 @@ from engine.runtime.settings import Settings  # noqa: E402
 from engine.runtime.speed import (  # noqa: E402
     EXACT,
     FAST,
-    STATS,
-    TOKENS,
-    decode_with_stats,
-    region_decoders_listed,
 )
 
 OPTIONS = {
@@ -61,8 +57,8 @@ def prime_stats(bundle, rgb: np.ndarray, mask: np.ndarray, settings: Settings) -
     for part in plan_or_raise(bundle.manifest, rgb, mask, settings).parts:
         fill = prepare_fill(bundle.manifest, rgb, part)
         own = bundle.encode(fill.model_pixels[None])
-        _, stats = decode_with_stats(bundle, own)
-        STATS.put(STATS.key(bundle, fill.model_pixels), stats[0])
+        _, stats = bundle.decode_with_stats(own)
+        bundle.caches.stats.put(bundle.caches.stats.key(bundle, fill.model_pixels), stats[0])
 
 
 CASES = [("box", 0.05), ("blob", 0.05), ("box", 0.15), ("blob", 0.15)]
@@ -91,9 +87,8 @@ def main() -> int:
             )
             for name, speed in OPTIONS.items():
                 settings = Settings(seeds=tuple(args.seeds), speed=speed)
-                STATS.clear()
-                TOKENS.clear()
-                if name.endswith("warm)") and region_decoders_listed(bundle):
+                bundle.caches.clear()
+                if name.endswith("warm)") and bundle.has_region_decoders:
                     prime_stats(bundle, rgb, mask, settings)
                 result = edit_image(bundle, rgb, mask, settings)
                 if name == "exact":

@@ -1,16 +1,21 @@
 """A loaded model bundle: manifest + onnxruntime sessions, with NumPy in and out.
 
 Sessions for the tokenizer and the transformer open at load time (so a damaged file is reported
-at once); features.onnx opens on first use. When a CUDA session fails while running, every
-session is reopened on the CPU and the call repeated; the user is told once (see `notices`).
+at once); features.onnx, the region decoders and the int8 transformer open on first use. When a
+CUDA session fails while running, every session is reopened on the CPU and the call repeated;
+the user is told once (see `notices`). Several jobs may share one bundle: opening a session and
+the move to the CPU happen under one lock, and the speed caches (runtime/speed.py) belong to the
+bundle and lock themselves.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +28,17 @@ from engine.runtime.sessions import (
     probe_session,
     provider_name,
 )
+from engine.runtime.speed import (
+    INT8_MODEL,
+    REGION_DECODER_FILE,
+    STATS_DECODER_FILE,
+    ModelCaches,
+    Speed,
+    find_int8,
+)
+
+if TYPE_CHECKING:
+    from engine.runtime.model import Model
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +51,12 @@ class Bundle:
         self.manifest: Manifest = read_manifest(self.path, verify_hashes=verify)
         self.requested_device = device
         self.notices: list[str] = []
-        self._sessions: dict[str, object] = {}
+        self._sessions: dict[str, Any] = {}
+        # Opening sessions, the move to the CPU and the notices: jobs share one bundle.
+        self._lock = threading.RLock()
         # Extra ONNX files by session name (e.g. the int8 transformer, see runtime/speed.py).
         self.model_files: dict[str, Path] = {}
+        self.caches = ModelCaches()  # token and decoder-statistics reuse (runtime/speed.py)
         for name in EAGER:
             self._session(name)
         self._check_signatures()
@@ -53,17 +72,25 @@ class Bundle:
         """'cuda' or 'cpu': where the transformer actually runs."""
         return provider_name(self._session("transformer"))
 
+    def notice(self, text: str) -> None:
+        """Tell the user `text` once (whoever opened the bundle shows `notices`)."""
+        with self._lock:
+            if text not in self.notices:
+                self.notices.append(text)
+                log.info(text)
+
     def _session(self, name: str):
-        if name not in self._sessions:
-            file = self.model_files.get(name, self.path / f"{name}.onnx")
-            if not file.is_file():
-                raise BundleError(f"model '{self.name}' has no {file.name}")
-            sess, notice = create_session(file, self.requested_device)
-            if notice and notice not in self.notices:
-                self.notices.append(notice)
-                log.info(notice)  # shown by whoever opened the bundle (once)
-            self._sessions[name] = sess
-        return self._sessions[name]
+        with self._lock:
+            sess = self._sessions.get(name)
+            if sess is None:
+                file = self.model_files.get(name, self.path / f"{name}.onnx")
+                if not file.is_file():
+                    raise BundleError(f"model '{self.name}' has no {file.name}")
+                sess, notice = create_session(file, self.requested_device)
+                if notice:
+                    self.notice(notice)
+                self._sessions[name] = sess
+            return sess
 
     def _check_signatures(self) -> None:
         m = self.manifest
@@ -210,12 +237,15 @@ class Bundle:
             if provider_name(sess) != "cuda":
                 first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
                 raise BundleError(f"model '{self.name}' failed in {name}.onnx: {first}") from None
-            self.notices.append(
-                f"CUDA failed while running ({type(e).__name__}); switched to the CPU"
-            )
-            log.warning(self.notices[-1])
-            self.requested_device = "cpu"
-            self._sessions.clear()
+            with self._lock:
+                # Jobs failing together move the bundle once; a job whose session was already
+                # replaced by another's move just repeats its call on the CPU.
+                if self._sessions.get(name) is sess:
+                    text = f"CUDA failed while running ({type(e).__name__}); switched to the CPU"
+                    self.notices.append(text)
+                    log.warning(text)
+                    self.requested_device = "cpu"
+                    self._sessions.clear()
             return self._run_all(name, feeds)
 
     # -- model calls ----------------------------------------------------------------------------
@@ -302,3 +332,103 @@ class Bundle:
             return u + (1.0 + guidance) * (c - u)
 
         return fn
+
+    def transformer(self, speed: Speed) -> str:
+        """The transformer session to run under `speed`: the int8 one when asked for and found
+        (in the bundle or the user cache), else fp32 and the user is told once."""
+        if not speed.int8:
+            return "transformer"
+        path = find_int8(self)
+        if path is None:
+            self.notice(
+                f"no int8 transformer for model '{self.name}' (make one with "
+                "`python -m engine.modeling.quantize BUNDLE`): using fp32"
+            )
+            return "transformer"
+        with self._lock:
+            if self.model_files.get(INT8_MODEL) != path:
+                self.model_files[INT8_MODEL] = path
+                self._sessions.pop(INT8_MODEL, None)
+        return INT8_MODEL
+
+    # -- region decode (runtime/speed.py) -------------------------------------------------------
+
+    @property
+    def has_region_decoders(self) -> bool:
+        """True when the bundle ships both region decoders (its manifest lists them)."""
+        files = self.manifest.files
+        return STATS_DECODER_FILE in files and REGION_DECODER_FILE in files
+
+    def _region_session(self, file: str):
+        """The session of one region decoder, its signature checked when it opens (one line)."""
+        name = file.removesuffix(".onnx")
+        with self._lock:
+            fresh = name not in self._sessions
+            sess = self._session(name)
+            if not fresh:
+                return sess
+            ins = {i.name: list(i.shape or []) for i in sess.get_inputs()}
+            outs = {o.name: list(o.shape or []) for o in sess.get_outputs()}
+            if file == STATS_DECODER_FILE:
+                want_in, want_out = {"tokens": 3}, {"image": 4, "stats": 6}
+            else:
+                want_in, want_out = {"tokens": 3, "live": 4, "outside": 4}, {"image": 4}
+            got = ({k: len(v) for k, v in ins.items()}, {k: len(v) for k, v in outs.items()})
+            if got != (want_in, want_out):
+                self._sessions.pop(name, None)
+                raise BundleError(
+                    f"model '{self.name}': {file} does not match the contract (inputs "
+                    f"{sorted(ins)}, outputs {sorted(outs)}; expected {sorted(want_in)} -> "
+                    f"{sorted(want_out)})"
+                )
+            return sess
+
+    def decode_with_stats(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """int64 [B,h,w] -> (float32 [B,3,H,W] in [0,1], float32 [B,L,G,3,h,w]): a full decode
+        that also reports, for each decoder GroupNorm, group and token cell, the count, sum and
+        sum of squares of the GroupNorm's input."""
+        tokens = np.ascontiguousarray(tokens, np.int64)
+        b, h, w = tokens.shape
+        d = self.manifest.downsample
+        self._region_session(STATS_DECODER_FILE)
+        image, stats = self._run_all(STATS_DECODER_FILE.removesuffix(".onnx"), {"tokens": tokens})
+        image = self._checked("tokenizer_decoder_stats", image, (b, 3, h * d, w * d))
+        stats = np.asarray(stats)
+        if stats.ndim != 6 or len(stats) != b or stats.shape[3:] != (3, h, w):
+            raise BundleError(
+                f"model '{self.name}' is broken: {STATS_DECODER_FILE} returned statistics of "
+                f"shape {tuple(stats.shape)}, expected [B, L, G, 3, {h}, {w}]"
+            )
+        return image, self._checked("tokenizer_decoder_stats", stats, stats.shape)
+
+    def decode_with_given_stats(
+        self, tokens: np.ndarray, live: np.ndarray, outside: np.ndarray
+    ) -> np.ndarray:
+        """int64 [B,h',w'] (a crop), float32 [1,1,h',w'] live cells, [L,G,3] sums of the rest
+        -> float32 [B,3,h'*d,w'*d] in [0,1] (the region decoder)."""
+        tokens = np.ascontiguousarray(tokens, np.int64)
+        b, h, w = tokens.shape
+        d = self.manifest.downsample
+        sess = self._region_session(REGION_DECODER_FILE)
+        want = list(next(i for i in sess.get_inputs() if i.name == "outside").shape)
+        outside = np.asarray(outside, np.float32)
+        if outside.ndim != 3 or any(
+            isinstance(n, int) and n != got for n, got in zip(want[1:], outside.shape, strict=True)
+        ):
+            raise BundleError(
+                f"model '{self.name}': statistics of shape {tuple(outside.shape)} do not fit "
+                f"{REGION_DECODER_FILE} (outside {want})"
+            )
+        feeds = {
+            "tokens": tokens,
+            "live": np.ascontiguousarray(np.broadcast_to(live, (b, 1, h, w)), np.float32),
+            "outside": np.ascontiguousarray(np.broadcast_to(outside[None], (b, *outside.shape))),
+        }
+        out = self._run(REGION_DECODER_FILE.removesuffix(".onnx"), feeds)
+        return self._checked("tokenizer_decoder_region", out, (b, 3, h * d, w * d))
+
+
+if TYPE_CHECKING:
+
+    def _implements_model(bundle: Bundle) -> Model:  # the type checker holds Bundle to Model
+        return bundle

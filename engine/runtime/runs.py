@@ -19,7 +19,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from engine.runtime.bundle import Bundle
 from engine.runtime.compose import (
     Patch,
     compose_squares,
@@ -36,6 +35,7 @@ from engine.runtime.decode import (
     reroll_least_confident,
 )
 from engine.runtime.errors import MaskError
+from engine.runtime.model import Model
 from engine.runtime.plan import (
     EditPlan,
     Part,
@@ -50,7 +50,6 @@ from engine.runtime.settings import Settings
 from engine.runtime.speed import (
     decode_square_region,
     encode_with_reuse,
-    transformer_session_name,
 )
 
 SIDES = ("left", "right", "top", "bottom")
@@ -175,7 +174,7 @@ RunGen = Generator[Step, None, RunResult]
 
 
 def run(
-    bundle: Bundle,
+    bundle: Model,
     request: Request,
     settings: Settings = Settings(),
     *,
@@ -212,7 +211,7 @@ def run_to_end(gen: RunGen, on_step: Callable[[Step], None] | None = None) -> Ru
 
 
 def edit_image(
-    bundle: Bundle,
+    bundle: Model,
     rgb: np.ndarray,
     mask: np.ndarray,
     settings: Settings = Settings(),
@@ -241,7 +240,7 @@ def plan_or_raise(manifest, rgb: np.ndarray, mask: np.ndarray, settings: Setting
     return plan
 
 
-def step_image(bundle: Bundle, result: RunResult, candidate: int, step: int) -> Patch:
+def step_image(bundle: Model, result: RunResult, candidate: int, step: int) -> Patch:
     """The image as decided after `step` (0-based): tokens not yet decided show the final
     ones (the editor covers those cells), since a mask id cannot be decoded."""
     tokens = result.history[step][candidate].copy()
@@ -255,7 +254,7 @@ def step_image(bundle: Bundle, result: RunResult, candidate: int, step: int) -> 
     return _preview(bundle, result.fill, square)
 
 
-def decode_images(bundle: Bundle, tokens: np.ndarray) -> np.ndarray:
+def decode_images(bundle: Model, tokens: np.ndarray) -> np.ndarray:
     """int64 [B,N] -> uint8 [B,S,S,3]: the tokenizer's decoder."""
     gh, gw = bundle.manifest.grid
     out = bundle.decode(tokens.reshape(len(tokens), gh, gw))
@@ -265,7 +264,7 @@ def decode_images(bundle: Bundle, tokens: np.ndarray) -> np.ndarray:
 # -- modes ----------------------------------------------------------------------------------
 
 
-def _edit(bundle: Bundle, request: Edit, settings: Settings, previews: _Previews) -> RunGen:
+def _edit(bundle: Model, request: Edit, settings: Settings, previews: _Previews) -> RunGen:
     rgb, plan = request.rgb, request.plan
     check_inputs(rgb)
     if (plan.height, plan.width) != rgb.shape[:2]:
@@ -316,7 +315,7 @@ def _edit(bundle: Bundle, request: Edit, settings: Settings, previews: _Previews
     )
 
 
-def _classic(bundle: Bundle, rgb: np.ndarray, plan: EditPlan, settings: Settings) -> RunGen:
+def _classic(bundle: Model, rgb: np.ndarray, plan: EditPlan, settings: Settings) -> RunGen:
     """Classic completion: every part filled from the photo's own texture, no model."""
     m = bundle.manifest
     step = Step(1, 1, 0, phase="texture")
@@ -348,7 +347,7 @@ def _classic(bundle: Bundle, rgb: np.ndarray, plan: EditPlan, settings: Settings
     )
 
 
-def _reroll(bundle: Bundle, request: Reroll, settings: Settings, previews: _Previews) -> RunGen:
+def _reroll(bundle: Model, request: Reroll, settings: Settings, previews: _Previews) -> RunGen:
     prev, c = request.previous, request.candidate
     if prev.fill is None:
         raise MaskError("re-roll needs a finished one-square refill to work on")
@@ -385,7 +384,7 @@ def _reroll(bundle: Bundle, request: Reroll, settings: Settings, previews: _Prev
     )
 
 
-def _generate(bundle: Bundle, settings: Settings, previews: _Previews) -> RunGen:
+def _generate(bundle: Model, settings: Settings, previews: _Previews) -> RunGen:
     m = bundle.manifest
     tokens = np.full((len(settings.seeds), m.seq_len), m.mask_token_id, np.int64)
     progress = _Progress(0, _run_steps(m, settings, m.seq_len), 0)
@@ -400,7 +399,7 @@ def _generate(bundle: Bundle, settings: Settings, previews: _Previews) -> RunGen
     return RunResult("generate", candidates, settings, last.tokens, last.confidence, history)
 
 
-def _extend(bundle: Bundle, request: Extend, settings: Settings) -> RunGen:
+def _extend(bundle: Model, request: Extend, settings: Settings) -> RunGen:
     """Long edges are covered by overlapping squares, each seeing what the previous one
     generated; each seed extends the image on its own."""
     side, cells = request.side, request.cells
@@ -482,7 +481,7 @@ def prepare_fill(manifest, rgb: np.ndarray, part: Part) -> Fill:
     return Fill(part, rgb[y0:y1, x0:x1].copy(), model_pixels, rgb.shape[:2])
 
 
-def encode_fill(bundle: Bundle, fill: Fill, settings: Settings) -> np.ndarray:
+def encode_fill(bundle: Model, fill: Fill, settings: Settings) -> np.ndarray:
     """Tokenise the context square once, the hole zeroed first as the MAGE authors do; masked
     positions get the mask id. int64 [N]. With speed.reuse_tokens, squares seen before are
     (partly) re-used (runtime/speed.py)."""
@@ -504,7 +503,7 @@ def encode_fill(bundle: Bundle, fill: Fill, settings: Settings) -> np.ndarray:
 
 
 def _run_fill(
-    bundle: Bundle,
+    bundle: Model,
     fill: Fill,
     start: np.ndarray,
     settings: Settings,
@@ -538,7 +537,7 @@ def _run_fill(
 
 
 def _compose(
-    bundle: Bundle, fill: Fill, squares: np.ndarray, settings: Settings, step: Step
+    bundle: Model, fill: Fill, squares: np.ndarray, settings: Settings, step: Step
 ) -> Generator[Step, None, list[Patch]]:
     """compose_fill, yielding `step` between the texture stage's rounds (so that closing the
     run stops it there)."""
@@ -552,13 +551,13 @@ def _compose(
         yield step
 
 
-def _preview(bundle: Bundle, fill: Fill, squares: np.ndarray) -> Patch:
+def _preview(bundle: Model, fill: Fill, squares: np.ndarray) -> Patch:
     """The first decoded square pasted raw: previews cost a decode, not a composition."""
     return preview_patch(fill.part, fill.crop, squares[0])
 
 
 def _decode_steps(
-    bundle: Bundle,
+    bundle: Model,
     start: np.ndarray,
     settings: Settings,
     previews: _Previews,
@@ -582,7 +581,7 @@ def _decode_steps(
 
 
 def compose_fill(
-    bundle: Bundle, fill: Fill, squares: np.ndarray, settings: Settings
+    bundle: Model, fill: Fill, squares: np.ndarray, settings: Settings
 ) -> list[Patch]:
     """Decoded squares (uint8 [B,S,S,3]) of a fill -> one crop-local patch each."""
     return compose_squares(
@@ -590,12 +589,12 @@ def compose_fill(
     )
 
 
-def _decode(bundle: Bundle, tokens: np.ndarray, settings: Settings) -> Iterator[DecodeStep]:
+def _decode(bundle: Model, tokens: np.ndarray, settings: Settings) -> Iterator[DecodeStep]:
     masked = int((tokens[0] == bundle.manifest.mask_token_id).sum())
     s = settings.for_masked(bundle.manifest, masked)
     assert s.steps is not None and s.temperature is not None and s.sample_temperature is not None
     class_id = bundle.manifest.class_id(s.class_name) if s.class_name else None
-    model = transformer_session_name(bundle, s.speed)
+    model = bundle.transformer(s.speed)
     fn = bundle.tokens_to_logits(class_id, s.guidance, model=model)
     return iterative_decode(
         tokens,

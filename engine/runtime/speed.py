@@ -36,13 +36,16 @@ import math
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.runtime.errors import BundleError
 from engine.runtime.masking import grow_token_mask
+
+if TYPE_CHECKING:
+    from engine.runtime.model import Model
 
 INT8_FILE = "transformer.int8.onnx"
 INT8_MODEL = "transformer_int8"  # session name inside a Bundle
@@ -132,7 +135,7 @@ def _to_uint8(images: np.ndarray) -> np.ndarray:
 
 
 def decode_region(
-    bundle,
+    bundle: Model,
     tokens: np.ndarray,
     token_mask: np.ndarray,
     margin: int,
@@ -142,9 +145,9 @@ def decode_region(
     """int64 [B,N] -> uint8 [B,S,S,3] where only the crop around `token_mask` (+ margin tokens)
     is decoded; the rest is `background` (uint8 [S,S,3], e.g. the input square) or black.
     With `stats` (float32 [L,G,3,h,w], the cell sums of a full decode of this square from
-    `decode_with_stats`) the crop's GroupNorms see the statistics of the whole grid: the crop's
-    own activations over the grown mask, the full decode's sums elsewhere (the bundle's region
-    decoder); without, only the crop's own (the plain decoder).
+    `Bundle.decode_with_stats`) the crop's GroupNorms see the statistics of the whole grid:
+    the crop's own activations over the grown mask, the full decode's sums elsewhere (the
+    bundle's region decoder); without, only the crop's own (the plain decoder).
     Callers must only use pixels inside the token mask (paste_back does)."""
     m = bundle.manifest
     gh, gw = m.grid
@@ -165,7 +168,7 @@ def decode_region(
             live[..., a0 - r0 : a1 - r0, b0 - c0 : b1 - c0] = 1.0
             sums = np.asarray(stats, np.float64)
             outside = sums.sum((-2, -1)) - sums[..., a0:a1, b0:b1].sum((-2, -1))
-            crop = decode_with_given_stats(bundle, crop_tokens, live, outside)
+            crop = bundle.decode_with_given_stats(crop_tokens, live, outside)
         size = m.image_size
         out = np.zeros((len(tokens), 3, size, size), np.float32)
         if background is not None:
@@ -175,81 +178,6 @@ def decode_region(
 
 
 # -- region decode with a full decode's statistics ----------------------------------------------
-
-
-def region_decoders_listed(bundle) -> bool:
-    """True when the bundle ships both region decoders (its manifest lists them)."""
-    files = bundle.manifest.files
-    return STATS_DECODER_FILE in files and REGION_DECODER_FILE in files
-
-
-def _region_session(bundle, file: str):
-    """The session of one region decoder, its signature checked on first use (one line)."""
-    name = file.removesuffix(".onnx")
-    fresh = name not in bundle._sessions
-    sess = bundle._session(name)
-    if fresh:
-        ins = {i.name: list(i.shape or []) for i in sess.get_inputs()}
-        outs = {o.name: list(o.shape or []) for o in sess.get_outputs()}
-        if file == STATS_DECODER_FILE:
-            want_in, want_out = {"tokens": 3}, {"image": 4, "stats": 6}
-        else:
-            want_in, want_out = {"tokens": 3, "live": 4, "outside": 4}, {"image": 4}
-        got = ({k: len(v) for k, v in ins.items()}, {k: len(v) for k, v in outs.items()})
-        if got != (want_in, want_out):
-            bundle._sessions.pop(name, None)
-            raise BundleError(
-                f"model '{bundle.name}': {file} does not match the contract (inputs "
-                f"{sorted(ins)}, outputs {sorted(outs)}; expected {sorted(want_in)} -> "
-                f"{sorted(want_out)})"
-            )
-    return sess
-
-
-def decode_with_stats(bundle, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """int64 [B,h,w] -> (float32 [B,3,H,W] in [0,1], float32 [B,L,G,3,h,w]): a full decode
-    that also reports, for each decoder GroupNorm, group and token cell, the count, sum and sum
-    of squares of the GroupNorm's input."""
-    tokens = np.ascontiguousarray(tokens, np.int64)
-    b, h, w = tokens.shape
-    d = bundle.manifest.downsample
-    _region_session(bundle, STATS_DECODER_FILE)
-    image, stats = bundle._run_all(STATS_DECODER_FILE.removesuffix(".onnx"), {"tokens": tokens})
-    image = bundle._checked("tokenizer_decoder_stats", image, (b, 3, h * d, w * d))
-    stats = np.asarray(stats)
-    if stats.ndim != 6 or len(stats) != b or stats.shape[3:] != (3, h, w):
-        raise BundleError(
-            f"model '{bundle.name}' is broken: {STATS_DECODER_FILE} returned statistics of "
-            f"shape {tuple(stats.shape)}, expected [B, L, G, 3, {h}, {w}]"
-        )
-    return image, bundle._checked("tokenizer_decoder_stats", stats, stats.shape)
-
-
-def decode_with_given_stats(
-    bundle, tokens: np.ndarray, live: np.ndarray, outside: np.ndarray
-) -> np.ndarray:
-    """int64 [B,h',w'] (a crop), float32 [1,1,h',w'] live cells, [L,G,3] sums of the rest ->
-    float32 [B,3,h'*d,w'*d] in [0,1] (the region decoder)."""
-    tokens = np.ascontiguousarray(tokens, np.int64)
-    b, h, w = tokens.shape
-    d = bundle.manifest.downsample
-    sess = _region_session(bundle, REGION_DECODER_FILE)
-    want = list(next(i for i in sess.get_inputs() if i.name == "outside").shape)
-    outside = np.asarray(outside, np.float32)
-    if outside.ndim != 3 or any(
-        isinstance(n, int) and n != got for n, got in zip(want[1:], outside.shape, strict=True)
-    ):
-        raise BundleError(
-            f"model '{bundle.name}': statistics of shape {tuple(outside.shape)} do not fit "
-            f"{REGION_DECODER_FILE} (outside {want})"
-        )
-    feeds = {
-        "tokens": tokens,
-        "live": np.ascontiguousarray(np.broadcast_to(live, (b, 1, h, w)), np.float32),
-        "outside": np.ascontiguousarray(np.broadcast_to(outside[None], (b, *outside.shape))),
-    }
-    out = bundle._run(REGION_DECODER_FILE.removesuffix(".onnx"), feeds)
-    return bundle._checked("tokenizer_decoder_region", out, (b, 3, h * d, w * d))
 
 
 class StatsCache:
@@ -291,11 +219,8 @@ class StatsCache:
             self.hits = self.misses = 0
 
 
-STATS = StatsCache()
-
-
 def decode_square_region(
-    bundle,
+    bundle: Model,
     tokens: np.ndarray,
     pixels: np.ndarray,
     token_mask: np.ndarray,
@@ -308,23 +233,21 @@ def decode_square_region(
     full decode of this square. The first time a square is seen, the first candidate is decoded
     whole and its statistics are kept for the other candidates and later edits of the square.
     A bundle without the region decoders decodes everything whole (exact) and says so once."""
-    cache = STATS if cache is None else cache
+    cache = bundle.caches.stats if cache is None else cache
     m = bundle.manifest
     gh, gw = m.grid
-    if not region_decoders_listed(bundle):
-        notice = (
+    if not bundle.has_region_decoders:
+        bundle.notice(
             f"model '{bundle.name}' has no region decoders (add them with `python -m "
             "engine.modeling.region_decode BUNDLE`): decoding whole squares"
         )
-        if notice not in bundle.notices:
-            bundle.notices.append(notice)
         return _to_uint8(bundle.decode(tokens.reshape(len(tokens), gh, gw)))
     key = cache.key(bundle, pixels)
     stats = cache.get(key)
     first = None
     if stats is None:
         cache.misses += 1
-        image, all_stats = decode_with_stats(bundle, tokens[:1].reshape(1, gh, gw))
+        image, all_stats = bundle.decode_with_stats(tokens[:1].reshape(1, gh, gw))
         stats = np.ascontiguousarray(all_stats[0])
         cache.put(key, stats)
         first, tokens = _to_uint8(image), tokens[1:]
@@ -381,11 +304,21 @@ class TokenCache:
             self.hits = self.partial = self.misses = 0
 
 
-TOKENS = TokenCache()
+@dataclass
+class ModelCaches:
+    """What a model remembers between edits for the speed options: the tokens and the
+    decoder statistics of recently edited context squares. Each bundle owns one."""
+
+    tokens: TokenCache = field(default_factory=TokenCache)
+    stats: StatsCache = field(default_factory=StatsCache)
+
+    def clear(self) -> None:
+        self.tokens.clear()
+        self.stats.clear()
 
 
 def encode_with_reuse(
-    bundle,
+    bundle: Model,
     pixels: np.ndarray,
     hole: np.ndarray,
     margin: int,
@@ -399,7 +332,7 @@ def encode_with_reuse(
     (exact), or with `crop` re-encode the token crop around old + new hole grown by `margin`
     and splice its inner part (approximate: the encoder's receptive field and GroupNorm
     statistics reach beyond the crop)."""
-    cache = TOKENS if cache is None else cache
+    cache = bundle.caches.tokens if cache is None else cache
     m = bundle.manifest
     gh, gw = m.grid
     d = m.downsample
@@ -462,21 +395,3 @@ def find_int8(bundle) -> Path | None:
 
 def int8_available(bundle) -> bool:
     return find_int8(bundle) is not None
-
-
-def transformer_session_name(bundle, speed: Speed) -> str:
-    """Session name to use for the transformer under `speed`; tells the user once when int8
-    was asked for but is not available."""
-    if not speed.int8:
-        return "transformer"
-    path = find_int8(bundle)
-    if path is None:
-        notice = (
-            f"no int8 transformer for model '{bundle.name}' (make one with "
-            "`python -m engine.modeling.quantize BUNDLE`): using fp32"
-        )
-        if notice not in bundle.notices:
-            bundle.notices.append(notice)
-        return "transformer"
-    bundle.model_files[INT8_MODEL] = path
-    return INT8_MODEL

@@ -18,12 +18,10 @@ from engine.runtime.speed import REGION_DECODER_FILE, STATS_DECODER_FILE, Speed
 
 
 @pytest.fixture(autouse=True)
-def _empty_caches():
-    sp.TOKENS.clear()
-    sp.STATS.clear()
+def _empty_caches(tiny_bundle):
+    tiny_bundle.caches.clear()
     yield
-    sp.TOKENS.clear()
-    sp.STATS.clear()
+    tiny_bundle.caches.clear()
 
 
 def _image(size: int = 64) -> np.ndarray:
@@ -53,7 +51,7 @@ def _without_region_files(src, dst):
 
 
 def test_exported_bundles_list_the_region_decoders(tiny_bundle):
-    assert sp.region_decoders_listed(tiny_bundle)
+    assert tiny_bundle.has_region_decoders
     for name in (STATS_DECODER_FILE, REGION_DECODER_FILE):
         assert name in tiny_bundle.manifest.files
 
@@ -61,7 +59,7 @@ def test_exported_bundles_list_the_region_decoders(tiny_bundle):
 def test_stats_decoder_gives_the_plain_pixels_and_cell_sums_of_every_groupnorm(tiny_bundle):
     m = tiny_bundle.manifest
     tokens = np.random.default_rng(0).integers(0, m.codebook_size, (2, *m.grid))
-    image, stats = sp.decode_with_stats(tiny_bundle, tokens)
+    image, stats = tiny_bundle.decode_with_stats(tokens)
     assert np.abs(image - tiny_bundle.decode(tokens)).max() < 1e-4
     # the tiny tokenizer: conv_in, mid (2 blocks), 3 levels of 1 block, norm_out: 2*5 + 1
     assert stats.shape == (2, 11, 32, 3, *m.grid)
@@ -75,7 +73,7 @@ def test_stats_decoder_gives_the_plain_pixels_and_cell_sums_of_every_groupnorm(t
     for live in (whole, np.zeros(m.grid, bool)):
         cells = np.ones((1, 1, *m.grid), np.float32) * live
         outside = stats[0].astype(np.float64)[..., ~live].sum(-1)
-        again = sp.decode_with_given_stats(tiny_bundle, tokens[:1], cells, outside)
+        again = tiny_bundle.decode_with_given_stats(tokens[:1], cells, outside)
         assert np.abs(again[0] - image[0]).max() < 1e-4
 
 
@@ -87,7 +85,7 @@ def test_region_decode_with_full_statistics_is_much_closer_than_with_crop_statis
     d = m.downsample
     tokens = np.random.default_rng(1).integers(0, m.codebook_size, (1, m.seq_len))
     full = sp.decode_region(tiny_bundle, tokens, np.ones(m.grid, bool), 0)[0].astype(int)
-    _, stats = sp.decode_with_stats(tiny_bundle, tokens.reshape(1, *m.grid))
+    _, stats = tiny_bundle.decode_with_stats(tokens.reshape(1, *m.grid))
     for r0, c0, margin in ((0, 0, 6), (0, 8, 6), (8, 8, 6), (10, 2, 6)):
         tm = np.zeros(m.grid, bool)
         tm[r0 : r0 + 6, c0 : c0 + 6] = True
@@ -106,11 +104,11 @@ def test_fast_edit_region_decodes_with_cached_statistics(tiny_bundle):
     settings = Settings(seeds=(3, 4), speed=Speed(region_decode=True))
     exact = np.stack(_edit(tiny_bundle, rgb, mask, Settings(seeds=(3, 4))).images).astype(int)
     cold = _edit(tiny_bundle, rgb, mask, settings)
-    assert sp.STATS.misses == 1 and sp.STATS.hits == 0
+    assert tiny_bundle.caches.stats.misses == 1 and tiny_bundle.caches.stats.hits == 0
     # the first candidate of a cold edit is decoded whole (the plain decoder's pixels)
     assert np.abs(cold.images[0].astype(int) - exact[0]).max() <= 1
     warm = _edit(tiny_bundle, rgb, mask, settings)
-    assert sp.STATS.hits == 1 and sp.STATS.misses == 1
+    assert tiny_bundle.caches.stats.hits == 1 and tiny_bundle.caches.stats.misses == 1
     assert np.array_equal(warm.tokens, cold.tokens)
     # both region-decode the second candidate with the statistics of the first one's decode
     assert np.array_equal(warm.images[1], cold.images[1])
@@ -123,7 +121,7 @@ def test_fast_edit_region_decodes_with_cached_statistics(tiny_bundle):
 
 def test_bundle_without_region_decoders_decodes_whole_squares(tiny_bundle_path, tmp_path):
     old = Bundle(_without_region_files(tiny_bundle_path, tmp_path / "old"), device="cpu")
-    assert not sp.region_decoders_listed(old)
+    assert not old.has_region_decoders
     rgb, mask = _image(), _mask()
     exact = _edit(old, rgb, mask, Settings(seeds=(5,)))
     fast = _edit(old, rgb, mask, Settings(seeds=(5,), speed=Speed(region_decode=True)))
@@ -164,8 +162,7 @@ def test_region_decoder_of_another_contract_is_refused_in_one_line(tiny_bundle_p
         sp.decode_region(bundle, tokens, tm, 1, stats=np.ones((11, 32, 3, 16, 16), np.float32))
     assert "does not match the contract" in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(BundleError) as err:  # statistics of another decoder
-        sp.decode_with_given_stats(
-            Bundle(tiny_bundle_path, device="cpu"),
+        Bundle(tiny_bundle_path, device="cpu").decode_with_given_stats(
             tokens.reshape(1, *bundle.manifest.grid),
             np.ones((1, 1, *bundle.manifest.grid), np.float32),
             np.ones((5, 32, 3), np.float32),
@@ -181,7 +178,7 @@ def test_region_decoders_can_be_added_to_an_old_bundle(tiny_bundle_path, tmp_pat
     diff = add_to_bundle(path)
     assert diff < 1e-3
     bundle = Bundle(path, device="cpu")
-    assert sp.region_decoders_listed(bundle)
+    assert bundle.has_region_decoders
     data = json.loads((path / "manifest.json").read_text())
     assert STATS_DECODER_FILE in data["files"] and REGION_DECODER_FILE in data["files"]
 

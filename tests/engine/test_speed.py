@@ -36,10 +36,10 @@ def _edit(bundle, rgb, mask, settings):
 
 
 @pytest.fixture(autouse=True)
-def _empty_token_cache():
-    sp.TOKENS.clear()
+def _empty_token_cache(tiny_bundle):
+    tiny_bundle.caches.tokens.clear()
     yield
-    sp.TOKENS.clear()
+    tiny_bundle.caches.tokens.clear()
 
 
 @pytest.fixture
@@ -143,22 +143,23 @@ def test_token_reuse_is_exact_for_the_same_hole_and_close_for_another(tiny_bundl
     exact1 = tokens_of(_mask(), Settings(seeds=(0,)))
     first = tokens_of(_mask(), reuse)  # miss: full encode
     again = tokens_of(_mask(), reuse)  # same hole: cached
-    assert (sp.TOKENS.misses, sp.TOKENS.hits) == (1, 1)
+    assert (tiny_bundle.caches.tokens.misses, tiny_bundle.caches.tokens.hits) == (1, 1)
     assert np.array_equal(first.tokens, exact1.tokens)
     assert np.array_equal(again.tokens, exact1.tokens)
     other = _mask(a=26, b=42)
     moved = tokens_of(other, reuse)  # other hole: crop re-encoded and spliced
     exact2 = tokens_of(other, Settings(seeds=(0,)))
-    assert sp.TOKENS.partial == 1
+    assert tiny_bundle.caches.tokens.partial == 1
     known = ~moved.token_mask.reshape(-1)
     assert np.array_equal(moved.token_mask, exact2.token_mask)
     agreement = (moved.tokens[known] == exact2.tokens[known]).mean()
     assert agreement > 0.7, agreement
     # without crop_encode another hole is a full encode: exact
-    sp.TOKENS.clear()
+    tiny_bundle.caches.tokens.clear()
     tokens_of(_mask(), Settings(seeds=(0,), speed=Speed(reuse_tokens=True)))
     exact_again = tokens_of(other, Settings(seeds=(0,), speed=Speed(reuse_tokens=True)))
-    assert sp.TOKENS.misses == 2 and np.array_equal(exact_again.tokens, exact2.tokens)
+    assert tiny_bundle.caches.tokens.misses == 2
+    assert np.array_equal(exact_again.tokens, exact2.tokens)
 
 
 def test_int8_falls_back_to_fp32_with_a_notice(tiny_bundle, monkeypatch, tmp_path):
@@ -179,7 +180,7 @@ def test_int8_transformer_agrees_with_fp32(tiny_bundle, int8_in_cache):
     tokens[:, rng.permutation(m.seq_len)[:128]] = m.mask_token_id
     classes = np.array([0, 1, 2, 3])
     ref = tiny_bundle.logits(tokens, classes)
-    int8 = sp.transformer_session_name(tiny_bundle, Speed(int8=True))
+    int8 = tiny_bundle.transformer(Speed(int8=True))
     q = tiny_bundle.logits(tokens, classes, model=int8)
     masked = tokens == m.mask_token_id
     top1 = (ref.argmax(-1) == q.argmax(-1))[masked].mean()

@@ -1,7 +1,7 @@
 """A scripted stand-in for engine.runtime.bundle.Bundle (krita's MockClient idea).
 
-It has the Bundle interface the editing pipeline uses (manifest, encode, decode, logits,
-tokens_to_logits), runs in microseconds, and can be told to sleep per transformer call, to
+It implements `engine.runtime.model.Model` (the type checker holds it to that interface, as it
+holds `Bundle`), runs in microseconds, and can be told to sleep per transformer call, to
 block until released, or to fail at a given call, so job lifecycles can be tested exactly.
 """
 
@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engine.runtime.errors import BundleError
 from engine.runtime.manifest import Manifest
+from engine.runtime.speed import ModelCaches, Speed
+
+if TYPE_CHECKING:
+    from engine.runtime.model import Model
 
 
 def fake_manifest(class_names=("cat", "dog", "boat"), steps: int = 6) -> Manifest:
@@ -47,14 +54,38 @@ class FakeBundle:
         self.device = self.requested_device = "cpu"
         self.notices: list[str] = []
         self.name = self.manifest.name
-        self.path = "fake"
-        self.model_files: dict = {}
+        self.path = Path("fake")
+        self.caches = ModelCaches()
+        self.has_region_decoders = False  # region decode falls back to whole squares
 
     def block(self) -> None:
         self.gate.clear()
 
     def release(self) -> None:
         self.gate.set()
+
+    def notice(self, text: str) -> None:
+        if text not in self.notices:
+            self.notices.append(text)
+
+    def transformer(self, speed: Speed) -> str:
+        if speed.int8:  # no int8 file, as a bundle that was never quantised
+            self.notice(f"no int8 transformer for model '{self.name}': using fp32")
+        return "transformer"
+
+    def _missing(self, file: str) -> BundleError:
+        return BundleError(f"model '{self.name}' has no {file}")
+
+    def features(self, tokens: np.ndarray) -> np.ndarray:
+        raise self._missing("features.onnx")
+
+    def decode_with_stats(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise self._missing("tokenizer_decoder_stats.onnx")
+
+    def decode_with_given_stats(
+        self, tokens: np.ndarray, live: np.ndarray, outside: np.ndarray
+    ) -> np.ndarray:
+        raise self._missing("tokenizer_decoder_region.onnx")
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         gh, gw = self.manifest.grid
@@ -88,10 +119,18 @@ class FakeBundle:
         logits[:, np.arange(n), prefer] = 4.0
         return logits
 
-    def tokens_to_logits(self, class_id=None, guidance: float = 0.0, model: str = "transformer"):
-        def fn(tokens):
+    def tokens_to_logits(
+        self, class_id: int | None = None, guidance: float = 0.0, model: str = "transformer"
+    ) -> Callable[[np.ndarray], np.ndarray]:
+        def fn(tokens: np.ndarray) -> np.ndarray:
             if class_id is None:
                 return self.logits(tokens)
             return self.logits(tokens, np.full(len(tokens), class_id, np.int64))
 
         return fn
+
+
+if TYPE_CHECKING:
+
+    def _implements_model(fake: FakeBundle) -> Model:  # drift from Model fails the type check
+        return fake
