@@ -24,7 +24,7 @@ def _returning(fn: Callable[[], object]) -> Generator:
 class JobController(QObject):
     started = Signal(str)  # kind
     progress = Signal(object)  # whatever the job yields (StepProgress)
-    finished = Signal(object)  # the job's return value (RunOutcome)
+    finished = Signal(object)  # the job's return value (a RunResult for runs)
     cancelled = Signal()
     failed = Signal(str)  # one-line message
     superseded = Signal()

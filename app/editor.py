@@ -19,15 +19,15 @@ from PySide6.QtGui import QUndoStack
 
 from app.controller import JobController
 from app.core import mask_ops
-from app.core.document import RECORDED, REPLACED, Change, Document, patch_between
+from app.core.document import RECORDED, REPLACED, Change, Document, StrokeRecord
 from app.core.options import MODE_TITLES, EditOptions
 from app.model_manager import ModelManager
 from app.planner import EditPlan, Planner
-from app.runs import RunOutcome, edit_run, extend_run, generate_run, reroll_run
+from app.runs import edit_run, extend_run, generate_run, reroll_run
 from app.undo import ChangeCommand
 from engine.runtime.errors import MageError
 from engine.runtime.imageio import load_image, save_png
-from engine.runtime.runs import Step
+from engine.runtime.runs import RunResult, Step
 
 log = logging.getLogger(__name__)
 Box = mask_ops.Box
@@ -41,7 +41,7 @@ class Editor(QObject):
     options_changed = Signal(object)  # EditOptions
     preview_changed = Signal(object)  # Patch | None: pixels shown over the image
     progress = Signal(object)  # Step
-    run_changed = Signal(object)  # RunOutcome | None: the candidates on show
+    run_changed = Signal(object)  # RunResult | None: the candidates on show
     applied_changed = Signal(int)  # index of the applied candidate, -1 for none
     busy_changed = Signal(bool)
     status = Signal(str)  # a transient message for the status bar
@@ -60,7 +60,7 @@ class Editor(QObject):
         self.jobs = JobController(self)
         self.models = ModelManager(self)
         self.plan: EditPlan | None = None  # where the next edit will work
-        self.run: RunOutcome | None = None
+        self.run: RunResult | None = None
         self.applied = -1  # candidate of self.run currently applied
         self._applied_at = -1  # document history_index right after that apply
         self._stack_moving = False  # the undo stack itself is moving the document
@@ -68,8 +68,7 @@ class Editor(QObject):
         self._notices_shown = 0  # bundle notices already shown (CUDA fallback...)
         # asked before a run that would close the open document (Generate); False cancels
         self.confirm_new_document = None
-        self._stroke_before: np.ndarray | None = None
-        self._stroke_box: Box | None = None
+        self._stroke: StrokeRecord | None = None
         self._save_thread: threading.Thread | None = None
         self._opened_at = 0  # history index of the document as opened (a sample: with its mask)
         self._save_path = ""
@@ -115,7 +114,7 @@ class Editor(QObject):
         document = Document(rgb, alpha, path, self.options)  # may raise: nothing changed yet
         self.jobs.cancel()
         self._attach(document)
-        self._stroke_before = None
+        self._stroke = None
         self._forget_run()
         self.document_changed.emit()
         self._schedule_plan()
@@ -124,7 +123,7 @@ class Editor(QObject):
         """Takes over a document with its history (a restored session): the undo stack gets
         one command per change and stands at the document's undo position."""
         self.jobs.cancel()
-        self._stroke_before = None
+        self._stroke = None
         self._attach(document)
         self._forget_run()
         if document.options != self.options:
@@ -254,26 +253,26 @@ class Editor(QObject):
 
     def begin_stroke(self) -> None:
         if self.document is not None:
-            self._stroke_before = self.document.mask.copy()
-            self._stroke_box = None
+            self._stroke = StrokeRecord()
 
     def stroke_segment(self, p0, p1, radius: float, erase: bool = False) -> None:
-        if self.document is None or self._stroke_before is None:
+        if self.document is None or self._stroke is None:
             return
-        box = mask_ops.paint_segment(self.document.mask, p0, p1, radius, not erase)
+        mask = self.document.mask
+        self._stroke.cover(mask, mask_ops.segment_box(mask.shape, p0, p1, radius))
+        box = mask_ops.paint_segment(mask, p0, p1, radius, not erase)
         if box is not None:
-            self._stroke_box = mask_ops.union_box(self._stroke_box, box)
             self.mask_changed.emit(box)
             self._schedule_plan()
 
     def end_stroke(self, label: str) -> None:
-        doc, before = self.document, self._stroke_before
-        self._stroke_before = None
-        if doc is None or before is None or self._stroke_box is None:
+        doc, stroke = self.document, self._stroke
+        self._stroke = None
+        if doc is None or stroke is None:
             return
-        patch = patch_between(before, doc.mask, self._stroke_box)
-        if patch is not None:
-            doc.record(Change(label, mask=patch))
+        region = stroke.change(doc.mask)
+        if region is not None:
+            doc.record(Change(label, mask=region))
 
     def fill_shape(self, kind: str, points, erase: bool = False) -> None:
         """kind "rect" (two corners) or "lasso" (polygon)."""
@@ -457,7 +456,7 @@ class Editor(QObject):
         settings = replace(run.settings, seeds=self.options.pick_seeds())
         self._run_document = self.document
         self.jobs.start(
-            "reroll", lambda: reroll_run(bundle, run.fill, run.result, candidate, count, settings)
+            "reroll", lambda: reroll_run(bundle, run.fill, run, candidate, count, settings)
         )
         self.status.emit(f"Re-rolling the {count} least confident tokens...")
         return True
@@ -483,7 +482,7 @@ class Editor(QObject):
         if step.preview is not None:
             self.preview_changed.emit(step.preview)
 
-    def _on_finished(self, outcome: RunOutcome) -> None:
+    def _on_finished(self, outcome: RunResult) -> None:
         if self._snapshotting:  # applied once the save has its copy of the pixels
             QTimer.singleShot(5, lambda: self._on_finished(outcome))
             return

@@ -12,13 +12,14 @@ from PySide6.QtCore import QObject, Signal
 
 from app.controller import JobController
 from app.editor import Editor
-from app.runs import RunOutcome, step_preview
+from app.runs import step_preview
 from app.ui.canvas_items import confidence_colors, undecided_colors
 from engine.runtime.plan import Part, Square, plan_square
+from engine.runtime.runs import RunResult
 from engine.runtime.settings import Settings
 
 
-def run_part(run: RunOutcome, manifest) -> Part | None:
+def run_part(run: RunResult, manifest) -> Part | None:
     """Where a run's tokens sit on the image (the whole image for a generated one)."""
     if run.fill is not None:
         return run.fill.part
@@ -49,7 +50,7 @@ class RunInspector(QObject):
     @property
     def steps(self) -> int:
         run = self.editor.run
-        return len(run.result.history) if run is not None else 0
+        return len(run.history) if run is not None else 0
 
     def can_inspect(self) -> bool:
         run, bundle = self.editor.run, self.editor.bundle
@@ -79,9 +80,7 @@ class RunInspector(QObject):
         run, bundle = self.editor.run, self.editor.bundle
         candidate = max(self.editor.applied, 0)
         # a newer request supersedes a decode still running: dragging stays responsive
-        self._jobs.call(
-            "scrub", lambda: step_preview(bundle, run.fill, run.result, candidate, step)
-        )
+        self._jobs.call("scrub", lambda: step_preview(bundle, run.fill, run, candidate, step))
         self._refresh()
 
     def _on_step_decoded(self, patch) -> None:
@@ -102,11 +101,11 @@ class RunInspector(QObject):
         candidate = max(self.editor.applied, 0)
         gh, gw = part.token_mask.shape
         if self.step >= 0:
-            tokens = run.result.history[self.step][candidate]
+            tokens = run.history[self.step][candidate]
             undecided = (tokens == bundle.manifest.mask_token_id).reshape(gh, gw)
             self.overlay_changed.emit((part, undecided_colors(undecided)))
         elif self.heatmap:
-            conf = run.result.confidence[candidate].reshape(gh, gw)
+            conf = run.confidence[candidate].reshape(gh, gw)
             self.overlay_changed.emit(
                 (part, confidence_colors(conf, part.token_mask, self.heatmap_opacity))
             )

@@ -1,15 +1,15 @@
-"""The app's side of a run: the engine's one run generator (engine/runtime/runs.py) plus what the
-GUI shows of it, made on the worker thread so the GUI thread only wraps small arrays in
-QImages: a thumbnail per candidate and, for extend, the alpha channel of the grown canvas.
+"""The app's side of a run: the engine's one run generator (engine/runtime/runs.py) with the
+GUI's defaults, and the candidates' thumbnails the results panel shows.
 
-Each run yields the engine's `Step` once per decoding step and returns a `RunOutcome`.
+Each run yields the engine's `Step` once per decoding step and returns the engine's
+`RunResult` (for extend, its `alpha` is the grown canvas's alpha, as the CLI saves it).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 from PIL import Image
@@ -33,63 +33,20 @@ from engine.runtime.settings import Settings
 
 THUMB_SIZE = 160
 
-
-@dataclass
-class Candidate:
-    seed: int
-    patch: Patch  # the changed rectangle (edit) or the whole new image
-    thumbnail: np.ndarray  # uint8 [h, w, 3], long side THUMB_SIZE
-
-
-@dataclass
-class RunOutcome:
-    kind: str  # "edit", "generate", "extend", "reroll"
-    candidates: list[Candidate]
-    result: RunResult
-    alpha: np.ndarray | None = None  # extend: the grown canvas's alpha
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def fill(self) -> Fill | None:
-        """The prepared square of a one-square edit (re-rolls and the step scrubber)."""
-        return self.result.fill
-
-    @property
-    def settings(self) -> Settings:
-        return self.result.settings
-
-    @property
-    def seconds(self) -> float:
-        return self.result.seconds
-
-    @property
-    def resizes_canvas(self) -> bool:
-        return self.result.resizes_canvas
-
-
-EditGen = Generator[Step, None, RunOutcome]
+EditGen = Generator[Step, None, RunResult]
 
 
 def run_request(
     bundle,
     request: Request,
     settings: Settings,
-    alpha: np.ndarray | None = None,
     preview_interval: float = 0.25,
     clock: Callable[[], float] = time.monotonic,
 ) -> EditGen:
-    """The engine run of `request`, then thumbnails (and the extended alpha)."""
-    result = yield from run(
-        bundle, request, settings, preview_interval=preview_interval, clock=clock
+    """The engine run of `request`, with previews at most every `preview_interval` s."""
+    return (
+        yield from run(bundle, request, settings, preview_interval=preview_interval, clock=clock)
     )
-    candidates = [
-        Candidate(c.seed, c.patch, edited_thumbnail(c.patch, result.plan))
-        for c in result.candidates
-    ]
-    new_alpha = None
-    if isinstance(request, Extend) and alpha is not None:
-        new_alpha = _extend_alpha(alpha, result.candidates[0].patch.rgb.shape[:2], request.side)
-    return RunOutcome(result.kind, candidates, result, new_alpha, dict(result.extra))
 
 
 def edit_run(
@@ -108,9 +65,7 @@ def edit_run(
         plan, mask = mask, mask.mask
     if plan is None or plan.mask.shape != mask.shape or not np.array_equal(plan.mask, mask):
         plan = plan_or_raise(bundle.manifest, rgb, mask, settings)
-    return (
-        yield from run_request(bundle, Edit(rgb, plan), settings, None, preview_interval, clock)
-    )
+    return (yield from run_request(bundle, Edit(rgb, plan), settings, preview_interval, clock))
 
 
 def reroll_run(
@@ -127,7 +82,7 @@ def reroll_run(
     (`fill` is previous.fill, the square they sit in)."""
     return (
         yield from run_request(
-            bundle, Reroll(previous, candidate, count), settings, None, preview_interval, clock
+            bundle, Reroll(previous, candidate, count), settings, preview_interval, clock
         )
     )
 
@@ -139,7 +94,7 @@ def generate_run(
     clock: Callable[[], float] = time.monotonic,
 ) -> EditGen:
     """Whole new images, of a class when settings.class_name is set."""
-    return (yield from run_request(bundle, Generate(), settings, None, preview_interval, clock))
+    return (yield from run_request(bundle, Generate(), settings, preview_interval, clock))
 
 
 def extend_run(
@@ -151,9 +106,11 @@ def extend_run(
     settings: Settings,
     clock: Callable[[], float] = time.monotonic,
 ) -> EditGen:
-    """Grow the canvas on one side and fill the strip (one candidate)."""
+    """Grow the canvas on one side and fill the strip (one candidate); the result's alpha is
+    the grown `alpha` when the image has one."""
     settings = replace(settings, seeds=settings.seeds[:1])
-    return (yield from run_request(bundle, Extend(rgb, side, cells), settings, alpha, 0.25, clock))
+    request = Extend(rgb, side, cells, alpha)
+    return (yield from run_request(bundle, request, settings, 0.25, clock))
 
 
 def step_preview(bundle, fill: Fill | None, result: RunResult, candidate: int, step: int) -> Patch:
@@ -194,13 +151,3 @@ def edited_thumbnail(patch, plan, size: int = THUMB_SIZE) -> np.ndarray:
     for image in scaled[1:]:
         row += [divider, image]
     return thumbnail(np.concatenate(row, axis=1), size)
-
-
-def _extend_alpha(alpha: np.ndarray, shape: tuple[int, int], side: str) -> np.ndarray:
-    """Opaque alpha for the new strip, the old alpha where the old image now sits."""
-    out = np.full(shape, 255, dtype=np.uint8)
-    h, w = alpha.shape
-    y0 = shape[0] - h if side == "top" else 0
-    x0 = shape[1] - w if side == "left" else 0
-    out[y0 : y0 + h, x0 : x0 + w] = alpha
-    return out

@@ -25,7 +25,7 @@ Box = mask_ops.Box
 
 
 @dataclass
-class Patch:
+class Region:
     """A rectangle of one array, before and after a change."""
 
     x0: int
@@ -54,11 +54,11 @@ class Canvas:
 
 @dataclass
 class Change:
-    """One undoable step. Exactly one of (mask and/or image patches) or `canvas` is used."""
+    """One undoable step. Exactly one of (mask and/or image regions) or `canvas` is used."""
 
     label: str
-    mask: Patch | None = None
-    image: Patch | None = None
+    mask: Region | None = None
+    image: Region | None = None
     canvas: tuple[Canvas, Canvas] | None = None  # (before, after)
     meta: dict = field(default_factory=dict)  # e.g. seed and run id of an applied result
 
@@ -66,19 +66,19 @@ class Change:
 RECORDED, REPLACED, UNDONE, REDONE = "recorded", "replaced", "undone", "redone"
 
 
-def _cleared(mask: np.ndarray) -> Patch | None:
-    """The patch that clears `mask`: its painted bounding box, before and after."""
+def _cleared(mask: np.ndarray) -> Region | None:
+    """The region that clears `mask`: its painted bounding box, before and after."""
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
         return None
     cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].any(axis=0))
     ys, xs = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
     before = mask[ys, xs].copy()
-    return Patch(int(xs.start), int(ys.start), before, np.zeros_like(before))
+    return Region(int(xs.start), int(ys.start), before, np.zeros_like(before))
 
 
-def patch_between(before: np.ndarray, after: np.ndarray, box: Box | None = None) -> Patch | None:
-    """The smallest patch holding every difference between two same-shape arrays (inside
+def region_between(before: np.ndarray, after: np.ndarray, box: Box | None = None) -> Region | None:
+    """The smallest region holding every difference between two same-shape arrays (inside
     `box` when given), or None when they are equal."""
     if box is None:
         box = (0, 0, before.shape[1], before.shape[0])
@@ -92,7 +92,50 @@ def patch_between(before: np.ndarray, after: np.ndarray, box: Box | None = None)
     cols = np.flatnonzero(diff.any(axis=0))
     ys = slice(y0 + rows[0], y0 + rows[-1] + 1)
     xs = slice(x0 + cols[0], x0 + cols[-1] + 1)
-    return Patch(int(xs.start), int(ys.start), before[ys, xs].copy(), after[ys, xs].copy())
+    return Region(int(xs.start), int(ys.start), before[ys, xs].copy(), after[ys, xs].copy())
+
+
+class StrokeRecord:
+    """What a brush stroke needs to record its change: the mask as it was, kept only over the
+    box the stroke may have touched so far (grown in whole tiles as it moves), never a copy of
+    the whole mask."""
+
+    TILE = 64
+
+    def __init__(self) -> None:
+        self.box: Box | None = None
+        self.before: np.ndarray | None = None
+
+    def cover(self, mask: np.ndarray, box: Box | None) -> None:
+        """Keeps `mask`'s values over `box`; call it before painting there."""
+        if box is None:
+            return
+        if self.box is not None and mask_ops.union_box(self.box, box) == self.box:
+            return
+        t, (height, width) = self.TILE, mask.shape
+        x0, y0, x1, y1 = mask_ops.union_box(self.box, box)  # type: ignore[misc]
+        grown: Box = (
+            x0 // t * t,
+            y0 // t * t,
+            min(-(-x1 // t) * t, width),
+            min(-(-y1 // t) * t, height),
+        )
+        gx0, gy0, gx1, gy1 = grown
+        before = mask[gy0:gy1, gx0:gx1].copy()  # untouched outside the old box: still as it was
+        if self.box is not None and self.before is not None:
+            ox0, oy0, ox1, oy1 = self.box
+            before[oy0 - gy0 : oy1 - gy0, ox0 - gx0 : ox1 - gx0] = self.before
+        self.box, self.before = grown, before
+
+    def change(self, mask: np.ndarray) -> Region | None:
+        """The smallest region the stroke changed in `mask` (None: nothing changed)."""
+        if self.box is None or self.before is None:
+            return None
+        x0, y0, x1, y1 = self.box
+        region = region_between(self.before, mask[y0:y1, x0:x1])
+        if region is None:
+            return None
+        return Region(region.x0 + x0, region.y0 + y0, region.before, region.after)
 
 
 class Document:
@@ -199,7 +242,7 @@ class Document:
 
     def replace_mask(self, new_mask: np.ndarray, label: str) -> Change | None:
         """Sets the whole mask; records only the changed rectangle. None when nothing changed."""
-        patch = patch_between(self.mask, new_mask)
+        patch = region_between(self.mask, new_mask)
         if patch is None:
             return None
         change = Change(label, mask=patch)
@@ -231,7 +274,7 @@ class Document:
             )
         image = None
         if not np.array_equal(region, pixels):
-            image = Patch(x0, y0, region.copy(), np.array(pixels, dtype=np.uint8))
+            image = Region(x0, y0, region.copy(), np.array(pixels, dtype=np.uint8))
         mask = _cleared(self.mask) if clear_mask else None
         change = Change(label, mask=mask, image=image, meta=dict(meta or {}))
         if image is None and mask is None and not replace_last:

@@ -32,6 +32,22 @@ def union_box(a: Box | None, b: Box | None) -> Box | None:
     return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
 
 
+def segment_box(shape: tuple[int, ...], p0: Point, p1: Point, radius: float) -> Box | None:
+    """The box `paint_segment` may change on a mask of `shape` (None: it misses the image)."""
+    height, width = shape[:2]
+    r = max(float(radius), 0.5)
+    return clip_box(
+        (
+            int(np.floor(min(p0[0], p1[0]) - r)),
+            int(np.floor(min(p0[1], p1[1]) - r)),
+            int(np.ceil(max(p0[0], p1[0]) + r)) + 1,
+            int(np.ceil(max(p0[1], p1[1]) + r)) + 1,
+        ),
+        width,
+        height,
+    )
+
+
 def paint_segment(
     mask: np.ndarray, p0: Point, p1: Point, radius: float, value: bool = True
 ) -> Box | None:
@@ -43,20 +59,10 @@ def paint_segment(
     Returns:
         The changed box, or None when the segment misses the image.
     """
-    height, width = mask.shape
-    r = max(float(radius), 0.5)
-    box = clip_box(
-        (
-            int(np.floor(min(p0[0], p1[0]) - r)),
-            int(np.floor(min(p0[1], p1[1]) - r)),
-            int(np.ceil(max(p0[0], p1[0]) + r)) + 1,
-            int(np.ceil(max(p0[1], p1[1]) + r)) + 1,
-        ),
-        width,
-        height,
-    )
+    box = segment_box(mask.shape, p0, p1, radius)
     if box is None:
         return None
+    r = max(float(radius), 0.5)
     x0, y0, x1, y1 = box
     px = np.arange(x0, x1, dtype=np.float32)[None, :] + 0.5
     py = np.arange(y0, y1, dtype=np.float32)[:, None] + 0.5

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from app.core.document import Canvas, Change, Document, Patch
+from app.core.document import Canvas, Change, Document, Region
 from app.core.options import EditOptions
 from engine.runtime.errors import MageError
 from engine.runtime.imageio import file_digest, load_image
@@ -299,7 +299,7 @@ class SessionStore:
                     setattr(
                         change,
                         part,
-                        Patch(
+                        Region(
                             int(p["x0"]),
                             int(p["y0"]),
                             self._needed(p["before"]),

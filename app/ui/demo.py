@@ -21,7 +21,7 @@ from PySide6.QtWidgets import QWidget
 from app.controller import JobController
 from app.core.options import EditOptions
 from app.inspector import run_part
-from app.runs import RunOutcome, edit_run, step_preview
+from app.runs import RunResult, edit_run, step_preview
 from app.samples import Sample, load_samples
 from app.ui.canvas_items import MASK_RGBA, GridItem, confidence_colors, undecided_colors
 from app.ui.qimage import qimage_from_rgb
@@ -57,7 +57,7 @@ TIMING = DemoTiming()  # what View > Demo mode uses
 class DemoRun:
     """What the worker hands back: the finished edit and the image after every step."""
 
-    outcome: RunOutcome
+    outcome: RunResult
     steps: list[np.ndarray]  # full-size image as decided after step k (the last: the result)
 
 
@@ -66,11 +66,11 @@ def demo_job(bundle, rgb: np.ndarray, plan: EditPlan | np.ndarray, options: Edit
     every step for the slow replay."""
     settings = options.settings((seed,))
     outcome = yield from edit_run(bundle, rgb, plan, settings, preview_interval=float("inf"))
-    final = outcome.result.images[0]
+    final = outcome.images[0]
     frames = []
     if outcome.fill is not None:
-        for k in range(len(outcome.result.history) - 1):
-            patch = step_preview(bundle, outcome.fill, outcome.result, 0, k)
+        for k in range(len(outcome.history) - 1):
+            patch = step_preview(bundle, outcome.fill, outcome, 0, k)
             frame = rgb.copy()
             h, w = patch.rgb.shape[:2]
             frame[patch.y0 : patch.y0 + h, patch.x0 : patch.x0 + w] = patch.rgb
@@ -231,9 +231,9 @@ class DemoMode(QWidget):
         self.left = run.steps[k]
         if part is not None:
             gh, gw = part.token_mask.shape
-            tokens = run.outcome.result.history[k][0].reshape(gh, gw)
+            tokens = run.outcome.history[k][0].reshape(gh, gw)
             undecided = tokens == bundle.manifest.mask_token_id
-            conf = run.outcome.result.confidence[0].reshape(gh, gw)
+            conf = run.outcome.confidence[0].reshape(gh, gw)
             colors = confidence_colors(conf, part.token_mask & ~undecided)
             colors[..., 3] = np.minimum(colors[..., 3], HEATMAP_ALPHA)  # the fill shows
             colors[undecided] = undecided_colors(undecided)[undecided]

@@ -187,8 +187,6 @@ def cmd_generate(args) -> int:
 
 
 def cmd_extend(args) -> int:
-    from dataclasses import replace
-
     from engine.runtime.imageio import load_image
     from engine.runtime.runs import Extend
 
@@ -201,39 +199,12 @@ def cmd_extend(args) -> int:
     grow = args.tokens * bundle.manifest.downsample * min(h, w) / bundle.manifest.image_size
     _check_memory(len(settings.seeds), w + round(grow), h + round(grow))
     settings = resolve_class(settings, bundle.manifest)
-    steps = settings.resolved(bundle.manifest).steps
-    images = []
-    for i, seed in enumerate(settings.seeds):
-        label = f"extend {args.side}" + (
-            f" {i + 1}/{len(settings.seeds)}" if len(settings.seeds) > 1 else ""
-        )
-        one = _run_with_progress(
-            bundle,
-            Extend(image.rgb, args.side, args.tokens),
-            replace(settings, seeds=(seed,)),
-            label,
-            steps,
-        )
-        images.append(one.images[0])
-    alpha = None
-    if image.alpha is not None:  # the new strip continues the edge's transparency
-        alpha = extend_alpha(image.alpha, images[0].shape[:2], args.side)
+    seeds = len(settings.seeds)
+    label = f"extend {args.side}" + (f" {seeds}" if seeds > 1 else "")
+    request = Extend(image.rgb, args.side, args.tokens, image.alpha)
+    steps = settings.resolved(bundle.manifest).steps * seeds  # the engine's total replaces it
+    result = _run_with_progress(bundle, request, settings, label, steps)
     text = settings.describe(bundle.manifest)
     text.update({"mage:mode": f"extend-{args.side}", "mage:source": args.image.name})
-    _save_all(images, settings.seeds, paths, alpha, text)
+    _save_all(result.images, result.seeds, paths, result.alpha, text)
     return 0
-
-
-def extend_alpha(alpha, size: tuple[int, int], side: str):
-    """The alpha channel of an extended image of `size` (h, w): the original values where
-    the original is, the edge's values repeated across the new strip."""
-    import numpy as np
-
-    grow_h, grow_w = size[0] - alpha.shape[0], size[1] - alpha.shape[1]
-    pad = {
-        "right": ((0, 0), (0, grow_w)),
-        "left": ((0, 0), (grow_w, 0)),
-        "bottom": ((0, grow_h), (0, 0)),
-        "top": ((grow_h, 0), (0, 0)),
-    }[side]
-    return np.pad(alpha, pad, mode="edge")

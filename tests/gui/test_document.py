@@ -1,7 +1,7 @@
 import numpy as np
 
 from app.core import mask_ops
-from app.core.document import Document, patch_between
+from app.core.document import Document, region_between
 from app.core.options import EditOptions
 
 from .conftest import session_copy
@@ -87,13 +87,13 @@ def test_serialises_with_history_and_restores_identically():
     assert not again.mask.any()
 
 
-def test_patch_between_finds_the_difference():
+def test_region_between_finds_the_difference():
     a = np.zeros((10, 10, 3), np.uint8)
     b = a.copy()
     b[2:4, 5:8] = 1
-    patch = patch_between(a, b)
+    patch = region_between(a, b)
     assert patch.box == (5, 2, 8, 4)
-    assert patch_between(a, a) is None
+    assert region_between(a, a) is None
 
 
 def test_options_round_trip_and_tolerate_junk():

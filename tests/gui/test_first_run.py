@@ -256,7 +256,7 @@ def test_demo_mode_plays_samples_to_the_result_cycles_and_leaves_on_a_key(
     run = demo.run
     assert run is not None and len(run.steps) == steps
     original = np.asarray(Image.open(assets / "block-0.png"))
-    np.testing.assert_array_equal(demo.right, run.outcome.result.images[0])
+    np.testing.assert_array_equal(demo.right, run.outcome.images[0])
     inside = np.zeros((H, W), bool)
     inside[BOX] = True
     assert np.any(demo.right != original, axis=2)[inside].mean() > 0.5

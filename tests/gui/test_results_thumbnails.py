@@ -8,7 +8,7 @@ from PySide6.QtTest import QTest
 
 from app.editor import Editor
 from app.preferences import Preferences
-from app.runs import THUMB_SIZE
+from app.runs import THUMB_SIZE, edited_thumbnail
 from app.ui.main_window import MainWindow
 
 from .conftest import photo
@@ -40,7 +40,7 @@ def test_several_parts_show_their_squares_side_by_side(qtbot, tiny_bundle):
     qtbot.waitUntil(lambda: editor.plan is not None and len(editor.plan.parts) == 2, timeout=10000)
     with qtbot.waitSignal(editor.run_changed, timeout=60000):
         QTest.keyClick(window.canvas, Qt.Key.Key_R, Qt.KeyboardModifier.ShiftModifier)
-    thumb = editor.run.candidates[0].thumbnail
+    thumb = edited_thumbnail(editor.run.candidates[0].patch, editor.run.plan)
     # two square parts and a divider: about twice as wide as high (the photo is 3:2)
     assert thumb.shape[1] == THUMB_SIZE and thumb.shape[1] / thumb.shape[0] > 1.9
     middle = thumb[:, thumb.shape[1] // 2 - 1 : thumb.shape[1] // 2 + 1]

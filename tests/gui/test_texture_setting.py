@@ -42,7 +42,7 @@ def test_texture_choice_reaches_the_run(window, tiny_bundle, qtbot):
         panel.progress.setFormat = lambda text, f=formats, s=set_format: (f.append(text), s(text))
         with qtbot.waitSignal(editor.run_changed, timeout=30000):
             editor.start_run()
-        assert editor.run.result.settings.texture == texture
+        assert editor.run.settings.texture == texture
         runs[texture] = editor.run.candidates[0].patch.rgb.copy()
         del panel.progress.setFormat
         if texture == "photo":

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from app.editor import Editor
 from app.inspector import RunInspector
-from app.runs import RunOutcome
+from app.runs import RunResult, edited_thumbnail
 from app.ui.qimage import qimage_from_rgb
 
 # thumbnails drawn inside this box: a one-part square at 72 px, a row of parts up to 128 wide
@@ -121,11 +121,12 @@ class ResultsPanel(QWidget):
         """Show or hide the heatmap (the H key and View menu); only when there is a run."""
         self.heatmap.setChecked(bool(on) and self.heatmap.isEnabled())
 
-    def show_run(self, run: RunOutcome | None) -> None:
+    def show_run(self, run: RunResult | None) -> None:
         self.candidates.clear()
         if run is not None:
             for candidate in run.candidates:
-                icon = QIcon(QPixmap.fromImage(qimage_from_rgb(candidate.thumbnail)))
+                thumb = edited_thumbnail(candidate.patch, run.plan)
+                icon = QIcon(QPixmap.fromImage(qimage_from_rgb(thumb)))
                 item = QListWidgetItem(icon, f"seed {candidate.seed}")
                 item.setToolTip(f"Seed {candidate.seed}: click to apply")
                 self.candidates.addItem(item)
