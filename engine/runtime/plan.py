@@ -87,6 +87,9 @@ class EditPlan:
     mask: np.ndarray  # bool [H,W] the mask it was planned for (not copied)
     settings_key: tuple  # plan_key() of the settings it was planned with
     coverage: float = 0.0
+    settings: Settings | None = None  # the settings it was planned with
+    resolved: Settings | None = None  # the same, resolved for the manifest (steps, ...)
+    checked: bool = False  # validated with its image by plan_or_raise (a run trusts it)
 
     @property
     def masked_count(self) -> int:
@@ -145,13 +148,15 @@ def plan_edit(
     h, w = mask.shape
     parts = mask_parts(manifest, mask, settings)
     min_side = min(manifest.image_size, max(w, h))
+    resolved = settings.resolved(manifest)
     out = []
     for part in parts:
         bbox = mask_bbox(part)
         assert bbox is not None  # mask_parts returns no empty part
         sq = context_square(bbox, w, h, min_side=min_side, context=settings.context)
-        out.append(plan_square(manifest, part, sq, settings))
-    return EditPlan(tuple(out), w, h, mask, plan_key(settings), settings.coverage)
+        out.append(plan_square(manifest, part, sq, resolved))
+    key = plan_key(settings)
+    return EditPlan(tuple(out), w, h, mask, key, settings.coverage, settings, resolved)
 
 
 def plan_square(manifest: Manifest, mask: np.ndarray, sq: Square, settings: Settings) -> Part:
@@ -164,8 +169,11 @@ def plan_square(manifest: Manifest, mask: np.ndarray, sq: Square, settings: Sett
     painted_sq &= ((ys >= 0) & (ys < h))[:, None] & ((xs >= 0) & (xs < w))[None, :]
     model_mask = mask_to_model(painted_sq, size)
     token_mask = token_mask_from_pixels(model_mask, manifest.grid, settings.ring, settings.coverage)
-    # the step count may depend on how many tokens are masked (speed options)
-    resolved = settings.for_masked(manifest, int(token_mask.sum()))
+    # the step count may depend on how many tokens are masked (speed options); the one place
+    # a part's steps are decided: its run decodes with them
+    if settings.steps is None:
+        settings = settings.resolved(manifest)
+    resolved = settings.scaled_for(manifest, int(token_mask.sum()))
     assert resolved.steps is not None
     x0, y0, x1, y1 = box = sq.clip(w, h)
     return Part(

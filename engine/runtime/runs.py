@@ -90,7 +90,6 @@ class Extend:
     rgb: np.ndarray
     side: str
     cells: int
-    alpha: np.ndarray | None = None  # uint8 [H, W]: the image's alpha, when it has one
 
 
 Request = Edit | Reroll | Generate | Extend
@@ -153,7 +152,6 @@ class RunResult:
     base: np.ndarray | None = None  # the image the patches go over (edits)
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
-    alpha: np.ndarray | None = None  # extend of an image with alpha: the grown canvas's alpha
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -239,7 +237,7 @@ def plan_or_raise(manifest, rgb: np.ndarray, mask: np.ndarray, settings: Setting
     if plan is None:
         raise MaskError("the mask is empty: paint the area to refill")
     plan.check()
-    return plan
+    return replace(plan, checked=True)
 
 
 def step_image(bundle: Model, result: RunResult, candidate: int, step: int) -> Patch:
@@ -268,15 +266,22 @@ def decode_images(bundle: Model, tokens: np.ndarray) -> np.ndarray:
 
 def _edit(bundle: Model, request: Edit, settings: Settings, previews: _Previews) -> RunGen:
     rgb, plan = request.rgb, request.plan
-    check_inputs(rgb)
-    if (plan.height, plan.width) != rgb.shape[:2]:
-        raise MaskError(
-            f"the plan is for a {plan.width}x{plan.height} image but the image is "
-            f"{rgb.shape[1]}x{rgb.shape[0]}"
-        )
-    if plan.settings_key != plan_key(settings):  # options changed since it was drawn
-        plan = plan_or_raise(bundle.manifest, rgb, plan.mask, settings)
-    plan.check()
+    # A plan from plan_or_raise was validated with an image of this size: checked once.
+    if not plan.checked or rgb.dtype != np.uint8 or rgb.shape != (plan.height, plan.width, 3):
+        check_inputs(rgb)
+        if (plan.height, plan.width) != rgb.shape[:2]:
+            raise MaskError(
+                f"the plan is for a {plan.width}x{plan.height} image but the image is "
+                f"{rgb.shape[1]}x{rgb.shape[0]}"
+            )
+    if plan.settings != settings and plan.settings_key != plan_key(settings):
+        plan = plan_or_raise(bundle.manifest, rgb, plan.mask, settings)  # options changed
+    elif not plan.checked:
+        plan.check()
+    # the plan resolved these very settings already (steps, temperatures, guidance)
+    same = plan.settings == settings and plan.resolved is not None
+    resolved = plan.resolved if same else settings.resolved(bundle.manifest)
+    assert resolved is not None
     if settings.texture == "classic":
         return (yield from _classic(bundle, rgb, plan, settings))
     fills = [prepare_fill(bundle.manifest, rgb, part) for part in plan.parts]
@@ -291,9 +296,10 @@ def _edit(bundle: Model, request: Edit, settings: Settings, previews: _Previews)
             bundle,
             fill,
             encode_fill(bundle, fill, settings),
-            settings,
+            resolved,
             previews,
             _Progress(done, total, later),
+            part_steps=True,
         )
         done += fill.part.run_steps
         per_part.append(patches)
@@ -410,11 +416,6 @@ def _extend(bundle: Model, request: Extend, settings: Settings) -> RunGen:
     if cells < 1:
         raise ValueError("extend by at least one token")
     check_inputs(request.rgb)
-    if request.alpha is not None and request.alpha.shape != request.rgb.shape[:2]:
-        raise ValueError(
-            f"the alpha is {request.alpha.shape[1]}x{request.alpha.shape[0]}, "
-            f"the image {request.rgb.shape[1]}x{request.rgb.shape[0]}"
-        )
     m = bundle.manifest
     # rotate so the extension is always on the right, then rotate back
     turns = {"right": 0, "bottom": 1, "left": 2, "top": 3}[side]  # np.rot90 turns counter-clockwise
@@ -454,20 +455,7 @@ def _extend(bundle: Model, request: Extend, settings: Settings) -> RunGen:
         last.confidence,
         history,
         extra={"side": side, "cells": cells},
-        alpha=None if request.alpha is None else extend_alpha(request.alpha, side, strip),
     )
-
-
-def extend_alpha(alpha: np.ndarray, side: str, strip: int) -> np.ndarray:
-    """The alpha of an image grown by `strip` pixels on `side`: the original values where the
-    original is, the edge's values repeated across the new strip (a cut-out stays cut out)."""
-    pad = {
-        "right": ((0, 0), (0, strip)),
-        "left": ((0, 0), (strip, 0)),
-        "bottom": ((0, strip), (0, 0)),
-        "top": ((strip, 0), (0, 0)),
-    }[side]
-    return np.pad(alpha, pad, mode="edge")
 
 
 def _merge(rgb: np.ndarray, patches: list[Patch]) -> Patch:
@@ -529,7 +517,10 @@ def _run_fill(
     settings: Settings,
     previews: _Previews,
     progress: _Progress,
+    part_steps: bool = False,
 ) -> Generator[Step, None, tuple[DecodeStep, list[np.ndarray], list[Patch]]]:
+    """Decode and compose one fill. With `part_steps` the part's own steps (its plan decided
+    them) and `settings` already resolved; else the steps for what `start` leaves masked."""
     start = np.broadcast_to(start, (len(settings.seeds), start.shape[-1])).copy()
     last, history = yield from _decode_steps(
         bundle,
@@ -538,6 +529,7 @@ def _run_fill(
         previews,
         progress,
         lambda squares: _preview(bundle, fill, squares),
+        fill.part if part_steps else None,
     )
     if settings.speed.region_decode:
         background = (fill.model_pixels.transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
@@ -583,13 +575,14 @@ def _decode_steps(
     previews: _Previews,
     progress: _Progress,
     preview_of: Callable[[np.ndarray], Patch],
+    part: Part | None = None,
 ) -> Generator[Step, None, tuple[DecodeStep, list[np.ndarray]]]:
     """The decoding loop of one square: a `Step` per decoding step, with a preview of the
     first candidate (`preview_of` its decoded square, uint8 [1,S,S,3]) when one is due.
     Returns the last step and the tokens after every step."""
     last: DecodeStep | None = None
     history: list[np.ndarray] = []
-    for step in _decode(bundle, start, settings):
+    for step in _decode(bundle, start, settings, part):
         history.append(step.tokens.copy())
         last = step
         preview = None
@@ -600,19 +593,26 @@ def _decode_steps(
     return last, history
 
 
-def compose_fill(
-    bundle: Model, fill: Fill, squares: np.ndarray, settings: Settings
-) -> list[Patch]:
+def compose_fill(bundle: Model, fill: Fill, squares: np.ndarray, settings: Settings) -> list[Patch]:
     """Decoded squares (uint8 [B,S,S,3]) of a fill -> one crop-local patch each."""
     return compose_squares(
         bundle.manifest, fill.part, fill.crop, fill.model_pixels, squares, settings, fill.shape
     )
 
 
-def _decode(bundle: Model, tokens: np.ndarray, settings: Settings) -> Iterator[DecodeStep]:
-    masked = int((tokens[0] == bundle.manifest.mask_token_id).sum())
-    s = settings.for_masked(bundle.manifest, masked)
-    assert s.steps is not None and s.temperature is not None and s.sample_temperature is not None
+def _decode(
+    bundle: Model, tokens: np.ndarray, settings: Settings, part: Part | None = None
+) -> Iterator[DecodeStep]:
+    """The decoding loop over `tokens`: with a `part`, its steps and `settings` resolved (an
+    edit's plan decided both); without, the settings resolved for what `tokens` leave masked."""
+    if part is None:
+        masked = int((tokens[0] == bundle.manifest.mask_token_id).sum())
+        s = settings.for_masked(bundle.manifest, masked)
+        assert s.steps is not None
+        steps, start_step = s.steps, s.start_step
+    else:
+        s, steps, start_step = settings, part.steps, part.start_step
+    assert s.temperature is not None and s.sample_temperature is not None
     class_id = bundle.manifest.class_id(s.class_name) if s.class_name else None
     model = bundle.transformer(s.speed)
     fn = bundle.tokens_to_logits(class_id, s.guidance, model=model)
@@ -620,10 +620,10 @@ def _decode(bundle: Model, tokens: np.ndarray, settings: Settings) -> Iterator[D
         tokens,
         fn,
         mask_token_id=bundle.manifest.mask_token_id,
-        steps=s.steps,
+        steps=steps,
         choice_temperature=s.temperature,
         rngs=make_rngs(s.seeds),
-        start_step=s.start_step,
+        start_step=start_step,
         sample_temperature=s.sample_temperature,
     )
 

@@ -52,10 +52,15 @@ class Settings:
     def for_masked(self, manifest: Manifest, masked: int) -> Settings:
         """Resolved settings with the speed options' step scaling applied for `masked` unknown
         tokens (unchanged unless speed.scale_steps; never with a start_step)."""
-        s = self.resolved(manifest)
-        if not s.speed.scale_steps or s.start_step or s.steps is None:
-            return s
-        return replace(s, steps=scaled_steps(s.steps, masked, manifest.seq_len, s.speed.min_steps))
+        return self.resolved(manifest).scaled_for(manifest, masked)
+
+    def scaled_for(self, manifest: Manifest, masked: int) -> Settings:
+        """These settings (their steps resolved) with the speed options' step scaling applied
+        for `masked` unknown tokens."""
+        if not self.speed.scale_steps or self.start_step or self.steps is None:
+            return self
+        steps = scaled_steps(self.steps, masked, manifest.seq_len, self.speed.min_steps)
+        return replace(self, steps=steps)
 
     def resolved(self, manifest: Manifest) -> Settings:
         d = manifest.decoding
