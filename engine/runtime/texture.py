@@ -46,6 +46,8 @@ class TextureOptions:
     guide_meets_photo: bool = True  # shift the guide's hole part to meet the photo at its edge
     coarse_iterations: int = 6  # search + vote rounds at the coarsest level
     fine_iterations: int = 2  # ... and at every finer level
+    guide_decay: float = 1.0  # the guide's weight is multiplied by this on every finer level
+    fine_steps: tuple[int, ...] = (1,)  # propagation distances on the finer levels
     guide_blur: int = 6  # box-blur radius (px, at every level) applied to the guide
     coarsest: int = 24  # stop halving once the hole's box is this small (px)
     search_samples: int = 4  # random-search samples per target and round
@@ -122,7 +124,8 @@ def synthesis(
         if estimate is None:
             estimate = level.start()
         iterations = options.coarse_iterations if depth == 0 else options.fine_iterations
-        coarser, field = field, _Field(level, options)
+        weight = options.guide_weight * options.guide_decay**depth
+        coarser, field = field, _Field(level, options, weight)
         nnf = field.initial(coarser, nnf, rng)
         if depth > 0:  # the carried-up matches give this level's first estimate
             estimate = field.vote(nnf)
@@ -130,7 +133,7 @@ def synthesis(
             if depth == 0:  # coarsest: search everywhere, propagate far
                 nnf = field.search(nnf, estimate, rng, max(level.hole.shape), (1, 2, 4))
             else:  # finer: the carried-up matches are close; refine them locally
-                nnf = field.search(nnf, estimate, rng, options.fine_radius)
+                nnf = field.search(nnf, estimate, rng, options.fine_radius, options.fine_steps)
             estimate = field.vote(nnf)
             yield
     assert estimate is not None and field is not None and nnf is not None
@@ -247,7 +250,7 @@ class _Field:
     """Targets (pixels whose patch overlaps the hole), valid sources (patches entirely in the
     known area) and the search and vote over them, on flat indices into padded arrays."""
 
-    def __init__(self, level: _Level, options: TextureOptions):
+    def __init__(self, level: _Level, options: TextureOptions, guide_weight: float):
         self.level, self.options = level, options
         h, w = level.hole.shape
         r = options.patch // 2
@@ -277,9 +280,9 @@ class _Field:
         self.scores: np.ndarray | None = None  # per-target distance after the last search
         self._hole_cover: np.ndarray | None = None
         self.photo_flat = np.pad(level.photo, [(r, r), (r, r), (0, 0)], mode="edge").reshape(-1, 3)
-        self.guide_weight = np.float32(options.guide_weight)
+        self.guide_weight = np.float32(guide_weight)
         self.guide = None
-        if level.guide is not None and options.guide_weight > 0:
+        if level.guide is not None and guide_weight > 0:
             self.guide = np.pad(level.guide, [(r, r), (r, r), (0, 0)], mode="edge").reshape(-1, 3)
 
     def _features(self, estimate: np.ndarray) -> np.ndarray:
