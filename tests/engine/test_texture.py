@@ -249,3 +249,20 @@ def test_classic_needs_no_model(tiny_bundle, monkeypatch):
 def test_unknown_texture_is_refused():
     with pytest.raises(ValueError, match="texture must be one of"):
         Settings(texture="paint")
+
+
+def test_extend_continues_the_photos_texture(tiny_bundle):
+    from engine.runtime.runs import Extend, run_to_end
+
+    rgb = noise_texture(64, 80, (100, 150, 80), seed=10)
+    out = {}
+    for texture in ("photo", "model"):
+        s = Settings(seeds=(1,), texture=texture)
+        result = run_to_end(run(tiny_bundle, Extend(rgb, "right", 2), s))
+        out[texture] = result.images[0]
+        assert np.array_equal(out[texture][:, :80], rgb)
+    strip = np.zeros(out["photo"].shape[:2], bool)
+    strip[2:-2, 82:-2] = True
+    grain = {t: laplacian_energy(img, strip) for t, img in out.items()}
+    assert grain["photo"] > 0.6 * laplacian_energy(rgb, np.ones(rgb.shape[:2], bool))
+    assert grain["photo"] > 2 * grain["model"]
