@@ -108,8 +108,9 @@ def _add_decode_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--guidance",
         type=float_in(0, MAX_GUIDANCE),
-        default=0.0,
-        help=f"classifier-free guidance strength with --class (0 = off, at most {MAX_GUIDANCE:g})",
+        default=None,
+        help="classifier-free guidance strength with --class (0 = off, at most "
+        f"{MAX_GUIDANCE:g}; default: the class fill's, on a model with an unconditional class)",
     )
 
 

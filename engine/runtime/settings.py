@@ -14,6 +14,9 @@ from engine.runtime.texture import DEFAULT_OPTIONS, TextureOptions
 TEXTURES = ("photo", "model", "classic")
 # the guide term weighs more for "fill as class": the class the model drew shows through
 CLASS_TEXTURE = replace(DEFAULT_OPTIONS, guide_weight=16.0)
+# classifier-free guidance of a class run (fill as class, generate a class) unless the user
+# sets one; a model without an unconditional class has no guidance (bench/class_fill.py)
+CLASS_GUIDANCE = 25.0
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,9 @@ class Settings:
     feather: float | None = None  # px at image scale; None = 3/4 of a token
     start_step: int = 0
     class_name: str | None = None  # "fill as class X" / class-conditional generation
-    guidance: float = 0.0  # classifier-free guidance strength (class models)
+    # classifier-free guidance strength (class models); None: CLASS_GUIDANCE for a class run
+    # on a model with an unconditional class, else 0
+    guidance: float | None = None
     context: float = 2.0  # context square side / mask bounding-box side
     speed: Speed = EXACT  # speed options (runtime/speed.py); default exact
     sample_temperature: float | None = None  # softmax temperature of the token sampling
@@ -66,6 +71,9 @@ class Settings:
         d = manifest.decoding
         return replace(
             self,
+            guidance=self.guidance
+            if self.guidance is not None
+            else default_guidance(self, manifest),
             steps=self.steps or int(d.get("steps", DEFAULT_STEPS)),
             temperature=(
                 self.temperature
@@ -95,6 +103,14 @@ class Settings:
             "mage:texture": s.texture,
             **({} if s.speed.exact else {"mage:speed": s.speed.name}),
         }
+
+
+def default_guidance(settings: Settings, manifest: Manifest) -> float:
+    """The guidance a run gets when the user set none: CLASS_GUIDANCE with a class on a model
+    that has an unconditional class (guidance mixes in its logits), else 0."""
+    if settings.class_name and manifest.class_conditional and not manifest.needs_class:
+        return CLASS_GUIDANCE
+    return 0.0
 
 
 def seeds_from(
