@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -26,7 +27,7 @@ from app.planner import EditPlan, Planner
 from app.runs import edit_run, extend_run, generate_run, reroll_run
 from app.undo import ChangeCommand
 from engine.runtime.errors import MageError
-from engine.runtime.imageio import load_image, save_png
+from engine.runtime.imageio import load_image, load_mask, save_png
 from engine.runtime.runs import RunResult, Step
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class Editor(QObject):
     status = Signal(str)  # a transient message for the status bar
     error = Signal(str)  # a one-line problem to show the user
     notice = Signal(str)  # a one-line notice to show until dismissed
+    file_notice = Signal(str)  # about the file just opened: gone when another image opens
     saved = Signal(str)  # path the image was saved to
     saving_changed = Signal(bool)  # a save is being written in the background
     save_progress = Signal(int)  # bytes of the PNG written so far
@@ -94,20 +96,42 @@ class Editor(QObject):
 
     # -- documents ------------------------------------------------------------------------
 
-    def open_file(self, path: str) -> bool:
-        """Loads an image; on failure emits one line in `error` and keeps the open document."""
+    def open_file(self, path: str, confirm: Callable[[], bool] | None = None) -> bool:
+        """Loads an image; on failure emits one line in `error` and keeps the open document.
+        The file is read first: `confirm` (e.g. "discard unsaved changes?") is asked only
+        once it has opened, and False from it keeps the open document too."""
         try:
             loaded = load_image(path)
-            self.set_image(loaded.rgb, loaded.alpha, loaded.path)
         except MageError as error:
             self.error.emit(str(error))
             return False
         except MemoryError:
             self.error.emit(f"Cannot load image '{path}': not enough memory to edit it")
             return False
+        if confirm is not None and not confirm():
+            return False
+        try:
+            self.set_image(loaded.rgb, loaded.alpha, loaded.path)
+        except MageError as error:
+            self.error.emit(str(error))
+            return False
         if loaded.notices:
             name = os.path.basename(path)
-            self.notice.emit(f"{name}: " + "; ".join(loaded.notices))
+            self.file_notice.emit(f"{name}: " + "; ".join(loaded.notices))
+        return True
+
+    def load_mask_file(self, path: str) -> bool:
+        """Loads a mask file (scaled to the image when its size differs) as one undo step;
+        False with an `error` when it cannot be used."""
+        if self.document is None:
+            return False
+        try:
+            mask = load_mask(path, self.document.size, scale=True)
+        except MageError as error:
+            self.error.emit(str(error))
+            return False
+        self.set_mask(mask)
+        self.note_input(path)
         return True
 
     def set_image(self, rgb: np.ndarray, alpha: np.ndarray | None = None, path: str = "") -> None:

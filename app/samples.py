@@ -16,6 +16,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from engine.runtime.imageio import load_image, load_mask
 from engine.runtime.locations import shipped_dir
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,13 @@ class Sample:
     @property
     def name(self) -> str:
         return self.image.stem
+
+
+def read_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+    """The sample's photo (uint8 RGB) and its mask (bool, scaled to the photo); MageError
+    when either cannot be read."""
+    rgb = load_image(sample.image).rgb
+    return rgb, load_mask(sample.mask, (rgb.shape[1], rgb.shape[0]), scale=True)
 
 
 def assets_dir() -> Path:

@@ -213,25 +213,3 @@ class GridItem(QGraphicsItem):
                 painter.drawLine(QPointF(x0, y0), QPointF(x0, y1))
             if not tm[r, c + 1]:
                 painter.drawLine(QPointF(x1, y0), QPointF(x1, y1))
-
-
-def confidence_colors(
-    confidence: np.ndarray, token_mask: np.ndarray, opacity: float = 0.5
-) -> np.ndarray:
-    """RGBA per cell: regenerated cells from red (unsure) to clear (sure), at most `opacity`
-    opaque so the fill stays visible underneath."""
-    opacity = float(np.clip(opacity, 0.0, 1.0))
-    conf = np.clip(confidence.astype(np.float32), 0, 1)
-    colors = np.zeros(conf.shape + (4,), np.uint8)
-    colors[..., 0] = 255
-    colors[..., 1] = (conf * 220).astype(np.uint8)
-    colors[..., 2] = 40
-    alpha = opacity * (235 * (1 - conf) + 20)
-    colors[..., 3] = np.where(token_mask, np.round(alpha).astype(np.uint8), 0)
-    return colors
-
-
-def undecided_colors(undecided: np.ndarray) -> np.ndarray:
-    colors = np.zeros(undecided.shape + (4,), np.uint8)
-    colors[undecided] = (40, 40, 46, 235)
-    return colors

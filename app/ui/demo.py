@@ -20,13 +20,12 @@ from PySide6.QtWidgets import QWidget
 
 from app.controller import JobController
 from app.core.options import EditOptions
-from app.inspector import run_part
+from app.inspector import confidence_colors, run_part, undecided_colors
 from app.runs import RunResult, edit_run, step_preview
-from app.samples import Sample, load_samples
-from app.ui.canvas_items import MASK_RGBA, GridItem, confidence_colors, undecided_colors
+from app.samples import Sample, load_samples, read_sample
+from app.ui.canvas_items import MASK_RGBA, GridItem
 from app.ui.qimage import qimage_from_rgb
 from engine.runtime.errors import MageError
-from engine.runtime.imageio import load_image, load_mask
 from engine.runtime.plan import EditPlan, Part, plan_edit
 
 log = logging.getLogger(__name__)
@@ -158,8 +157,7 @@ class DemoMode(QWidget):
             return
         sample = self.samples[self.index]
         try:
-            rgb = load_image(sample.image).rgb
-            mask = load_mask(sample.mask, (rgb.shape[1], rgb.shape[0]), scale=True)
+            rgb, mask = read_sample(sample)
         except MageError as error:
             log.warning("demo: %s", error)
             self._next_sample()

@@ -40,8 +40,6 @@ from app.ui.save_progress import SaveProgress
 from app.ui.theme import THEMES, apply_theme
 from app.ui.unsaved import keep_discarded, may_replace_document
 from app.ui.welcome import attach_welcome
-from engine.runtime.errors import MageError
-from engine.runtime.imageio import load_image, load_mask
 from engine.runtime.locations import user_models_dir
 
 log = logging.getLogger(__name__)
@@ -193,6 +191,8 @@ class MainWindow(QMainWindow):
         # a problem with what the user just did goes away once it is resolved
         e.error.connect(lambda text: self.banner.show_message(text, "error", "action"))
         e.notice.connect(lambda text: self.banner.show_message(text, "info", "notice"))
+        # about this file only: it goes when another image opens
+        e.file_notice.connect(lambda text: self.banner.show_message(text, "info", "image"))
         e.document_changed.connect(self._clear_action_banner)
         e.document_changed.connect(self._clear_image_banner)
         e.saved.connect(self._clear_action_banner)
@@ -259,26 +259,8 @@ class MainWindow(QMainWindow):
     def open_path(self, path: str) -> bool:
         """Open an image file. The file is read first: a file that cannot be opened is
         reported without asking about the open image's unsaved changes."""
-        try:
-            loaded = load_image(path)
-        except MageError as error:
-            self.editor.report_error(str(error))
+        if not self.editor.open_file(path, confirm=self._may_discard):
             return False
-        except MemoryError:
-            self.editor.report_error(f"Cannot load image '{path}': not enough memory to edit it")
-            return False
-        if not self._may_discard():
-            return False
-        try:
-            self.editor.set_image(loaded.rgb, loaded.alpha, loaded.path)
-        except MageError as error:
-            self.editor.report_error(str(error))
-            return False
-        if loaded.notices:
-            # about this file only: it goes when another image opens
-            self.banner.show_message(
-                f"{Path(path).name}: " + "; ".join(loaded.notices), "info", "image"
-            )
         self.prefs.set_folder("open", str(Path(path).parent))
         self.prefs.add_recent(str(Path(path).resolve()))
         self.output_path = ""
@@ -305,14 +287,7 @@ class MainWindow(QMainWindow):
             self.load_mask_file(path)
 
     def load_mask_file(self, path: str) -> bool:
-        try:
-            mask = load_mask(path, self.editor.document.size, scale=True)
-        except MageError as error:
-            self.editor.report_error(str(error))
-            return False
-        self.editor.set_mask(mask)
-        self.editor.note_input(path)
-        return True
+        return self.editor.load_mask_file(path)
 
     def save(self) -> None:
         if self.output_path:

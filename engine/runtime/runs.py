@@ -90,6 +90,7 @@ class Extend:
     rgb: np.ndarray
     side: str
     cells: int
+    alpha: np.ndarray | None = None  # uint8 [H, W]: the image's alpha, when it has one
 
 
 Request = Edit | Reroll | Generate | Extend
@@ -152,6 +153,7 @@ class RunResult:
     base: np.ndarray | None = None  # the image the patches go over (edits)
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    alpha: np.ndarray | None = None  # extend of an image with alpha: the grown canvas's alpha
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -416,6 +418,11 @@ def _extend(bundle: Model, request: Extend, settings: Settings) -> RunGen:
     if cells < 1:
         raise ValueError("extend by at least one token")
     check_inputs(request.rgb)
+    if request.alpha is not None and request.alpha.shape != request.rgb.shape[:2]:
+        raise ValueError(
+            f"the alpha is {request.alpha.shape[1]}x{request.alpha.shape[0]}, "
+            f"the image {request.rgb.shape[1]}x{request.rgb.shape[0]}"
+        )
     m = bundle.manifest
     # rotate so the extension is always on the right, then rotate back
     turns = {"right": 0, "bottom": 1, "left": 2, "top": 3}[side]  # np.rot90 turns counter-clockwise
@@ -455,7 +462,20 @@ def _extend(bundle: Model, request: Extend, settings: Settings) -> RunGen:
         last.confidence,
         history,
         extra={"side": side, "cells": cells},
+        alpha=None if request.alpha is None else extend_alpha(request.alpha, side, strip),
     )
+
+
+def extend_alpha(alpha: np.ndarray, side: str, strip: int) -> np.ndarray:
+    """The alpha of an image grown by `strip` pixels on `side`: the original values where the
+    original is, the edge's values repeated across the new strip (a cut-out stays cut out)."""
+    pad = {
+        "right": ((0, 0), (0, strip)),
+        "left": ((0, 0), (strip, 0)),
+        "bottom": ((0, strip), (0, 0)),
+        "top": ((strip, 0), (0, 0)),
+    }[side]
+    return np.pad(alpha, pad, mode="edge")
 
 
 def _merge(rgb: np.ndarray, patches: list[Patch]) -> Patch:

@@ -1,5 +1,6 @@
 """RecognitionPanel offscreen: top-5 from a bundle head, few-shot classes built from dropped
-examples, save/load, refusal of a head for another model, and no model call on the GUI thread."""
+examples, save/load, refusal of a head for another model, no model call on the GUI thread, and
+no features while the panel is hidden."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from PIL import Image
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
-import app.ui.recognition_panel as rp
+import app.recognition as rp
 from app.ui.recognition_panel import RecognitionPanel
 from engine.runtime.bundle import Bundle
 from engine.runtime.recognition import (
@@ -57,6 +58,7 @@ def examples(tmp_path) -> dict[str, list[Path]]:
 def panel(qtbot):
     widget = RecognitionPanel()
     qtbot.addWidget(widget)
+    widget.show()  # features are computed only while the panel is on screen
     yield widget
     widget.wait_idle()
 
@@ -211,3 +213,32 @@ def test_head_for_another_model_is_refused(qtbot, panel, tiny_bundle, tmp_path):
         panel.set_image(pattern("flat", np.random.default_rng(0)))
         assert panel.load_head_file(tmp_path / "good.npz")
     assert panel.head_combo.currentText() == "File: good.npz"
+
+
+def test_no_features_while_the_panel_is_hidden(qtbot, headed_bundle, monkeypatch):
+    calls = []
+    real = rp.image_features
+
+    def spy(*args, **kwargs):
+        calls.append(len(args[1]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rp, "image_features", spy)
+    panel = RecognitionPanel()
+    qtbot.addWidget(panel)
+    panel.set_bundle(headed_bundle)
+    rng = np.random.default_rng(4)
+    for kind in KINDS:  # image changes while the tab is hidden: no model call
+        panel.set_image(pattern(kind, rng))
+    settle(qtbot, panel)
+    assert calls == [] and panel.predictions == []
+    with qtbot.waitSignal(
+        panel.predictionsChanged, timeout=30000, check_params_cb=lambda best: len(best) == 3
+    ):
+        panel.show()  # one call, for the image on show now
+    assert calls == [1] and panel.predictions[0][0] == "flat"
+    panel.hide()
+    panel.set_image(pattern("vertical", rng))
+    settle(qtbot, panel)
+    assert calls == [1]
+    panel.wait_idle()
