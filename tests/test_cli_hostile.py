@@ -387,6 +387,7 @@ def test_overwrite_refuses_anything_but_a_bundle(tiny_bundle_path, tmp_path, mon
     assert (tmp_path / "bundle" / "manifest.json").is_file()
 
 
+@pytest.mark.slow  # a whole export of the tiny models
 def test_overwrite_swaps_a_bundle_atomically(tiny_bundle_path, tmp_path):
     from conftest import make_tiny_models
 
