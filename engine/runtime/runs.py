@@ -48,6 +48,7 @@ from engine.runtime.plan import (
 )
 from engine.runtime.settings import Settings
 from engine.runtime.speed import (
+    decode_region,
     decode_square_region,
     encode_with_reuse,
 )
@@ -253,7 +254,7 @@ def step_image(bundle: Model, result: RunResult, candidate: int, step: int) -> P
     square = decode_images(bundle, tokens[None])
     if result.fill is None:
         return Patch(0, 0, square[0])
-    return _preview(bundle, result.fill, square)
+    return preview_patch(result.fill.part, result.fill.crop, square[0])
 
 
 def decode_images(bundle: Model, tokens: np.ndarray) -> np.ndarray:
@@ -399,7 +400,12 @@ def _generate(bundle: Model, settings: Settings, previews: _Previews) -> RunGen:
     tokens = np.full((len(settings.seeds), m.seq_len), m.mask_token_id, np.int64)
     progress = _Progress(0, _run_steps(m, settings, m.seq_len), 0)
     last, history = yield from _decode_steps(
-        bundle, tokens, settings, previews, progress, lambda squares: Patch(0, 0, squares[0])
+        bundle,
+        tokens,
+        settings,
+        previews,
+        progress,
+        lambda first: Patch(0, 0, decode_images(bundle, first)[0]),
     )
     images = decode_images(bundle, last.tokens)
     candidates = [
@@ -548,7 +554,7 @@ def _run_fill(
         settings,
         previews,
         progress,
-        lambda squares: _preview(bundle, fill, squares),
+        lambda tokens: _preview(bundle, fill, tokens, settings),
         fill.part if part_steps else None,
     )
     if settings.speed.region_decode:
@@ -583,9 +589,13 @@ def _compose(
         yield step
 
 
-def _preview(bundle: Model, fill: Fill, squares: np.ndarray) -> Patch:
-    """The first decoded square pasted raw: previews cost a decode, not a composition."""
-    return preview_patch(fill.part, fill.crop, squares[0])
+def _preview(bundle: Model, fill: Fill, tokens: np.ndarray, settings: Settings) -> Patch:
+    """The first candidate's tokens (int64 [1,N]) decoded around the hole only (its token crop
+    and `decode_margin` tokens, the plain decoder) and pasted raw over the painted area: a
+    preview costs part of a decode and no composition. Only the painted pixels are shown, all
+    inside the crop; they differ slightly from a whole decode (the final result is exact)."""
+    square = decode_region(bundle, tokens, fill.part.token_mask, settings.speed.decode_margin)
+    return preview_patch(fill.part, fill.crop, square[0])
 
 
 def _decode_steps(
@@ -598,7 +608,7 @@ def _decode_steps(
     part: Part | None = None,
 ) -> Generator[Step, None, tuple[DecodeStep, list[np.ndarray]]]:
     """The decoding loop of one square: a `Step` per decoding step, with a preview of the
-    first candidate (`preview_of` its decoded square, uint8 [1,S,S,3]) when one is due.
+    first candidate (`preview_of` its tokens, int64 [1,N]) when one is due.
     Returns the last step and the tokens after every step."""
     last: DecodeStep | None = None
     history: list[np.ndarray] = []
@@ -607,7 +617,7 @@ def _decode_steps(
         last = step
         preview = None
         if previews.due(step):
-            preview = preview_of(decode_images(bundle, step.candidates[:1]))
+            preview = preview_of(step.candidates[:1])
         yield progress.step(step, preview)
     assert last is not None  # a run has at least one step
     return last, history

@@ -197,3 +197,29 @@ def test_a_run_without_previews_decodes_once(tiny_bundle, monkeypatch):
     steps = list(run(tiny_bundle, Edit(_image(), plan), settings, preview_interval=float("inf")))
     assert all(step.preview is None for step in steps[:-1] if hasattr(step, "preview"))
     assert calls.count("tokenizer_decoder") == 1 and calls.count("tokenizer_encoder") == 1
+
+
+def test_previews_decode_the_hole_crop_and_show_only_painted_pixels(tiny_bundle, monkeypatch):
+    shapes = []
+    original = tiny_bundle.decode
+
+    def spying(tokens):
+        shapes.append(tuple(tokens.shape[1:]))
+        return original(tokens)
+
+    monkeypatch.setattr(tiny_bundle, "decode", spying)
+    rgb, mask = _image(), _mask()
+    settings = Settings(seeds=(1,))
+    plan = plan_or_raise(tiny_bundle.manifest, rgb, mask, settings)
+    steps = list(run(tiny_bundle, Edit(rgb, plan), settings, preview_interval=0.0))
+    previews = [s.preview for s in steps if s.preview is not None]
+    assert len(previews) == sum(s.phase == "decode" for s in steps) - 1  # all but the last
+    grid = tuple(tiny_bundle.manifest.grid)
+    crops = [shape for shape in shapes if shape != grid]
+    assert len(crops) == len(previews) and all(h * w < grid[0] * grid[1] for h, w in crops)
+    part = plan.parts[0]
+    x0, y0, x1, y1 = part.box
+    for patch in previews:  # the raw decode over the painted area, the photo elsewhere
+        assert (patch.x0, patch.y0) == (x0, y0)
+        assert np.array_equal(patch.rgb[~part.painted], rgb[y0:y1, x0:x1][~part.painted])
+        assert not np.array_equal(patch.rgb[part.painted], rgb[y0:y1, x0:x1][part.painted])
