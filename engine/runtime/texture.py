@@ -131,9 +131,10 @@ def synthesis(
             estimate = field.vote(nnf)
         for _ in range(iterations):
             if depth == 0:  # coarsest: search everywhere, propagate far
-                nnf = field.search(nnf, estimate, rng, max(level.hole.shape), (1, 2, 4))
+                search = field.search(nnf, estimate, rng, max(level.hole.shape), (1, 2, 4))
             else:  # finer: the carried-up matches are close; refine them locally
-                nnf = field.search(nnf, estimate, rng, options.fine_radius, options.fine_steps)
+                search = field.search(nnf, estimate, rng, options.fine_radius, options.fine_steps)
+            nnf = yield from search
             estimate = field.vote(nnf)
             yield
     assert estimate is not None and field is not None and nnf is not None
@@ -341,9 +342,10 @@ class _Field:
         rng: np.random.Generator,
         radius: int,
         steps: tuple[int, ...] = (1,),
-    ) -> np.ndarray:
+    ) -> Generator[None, None, np.ndarray]:
         """One round of propagation from the four neighbours (`steps` px away) and a random
-        search around the best match at radii `radius`, `radius`/2, ... 1."""
+        search around the best match at radii `radius`, `radius`/2, ... 1; yields after every
+        batch of candidates (a caller may stop there) and returns the new field."""
         features = self._features(estimate)
         patches = self.target_patches(features)
         best = nnf.copy()
@@ -373,10 +375,12 @@ class _Field:
                 cand = best.copy()
                 cand[has] = best[neighbour[has]] - np.array([dy * step, dx * step])
                 consider(cand)
+                yield
         while radius >= 1:
             for _ in range(max(1, self.options.search_samples // 2)):
                 jump = rng.integers(-radius, radius + 1, size=best.shape)
                 consider(best + jump)
+                yield
             radius //= 2
         self.scores = best_d / np.maximum(patches.weights.sum(1), 1.0)
         return best
