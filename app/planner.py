@@ -17,6 +17,8 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from engine.runtime.manifest import Manifest
 from engine.runtime.plan import EditPlan, plan_edit
+from engine.runtime.plan import Part as Part  # what the token grid draws
+from engine.runtime.schedule import masked_counts as masked_counts  # the cost line
 from engine.runtime.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -16,6 +16,7 @@ from PIL import Image
 
 from engine.runtime.compose import Patch
 from engine.runtime.plan import EditPlan
+from engine.runtime.runs import SIDES as SIDES  # the widgets' choice of side
 from engine.runtime.runs import (
     Edit,
     Extend,

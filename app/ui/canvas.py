@@ -22,9 +22,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.editor import Editor
+from app.runs import Patch
 from app.ui.canvas_items import GridItem, ImageItem, MaskItem
 from app.ui.qimage import qimage_from_rgb
-from engine.runtime.compose import Patch
 
 TOOLS = ("brush", "eraser", "rect", "lasso")
 MIN_ZOOM, MAX_ZOOM = 0.02, 32.0

@@ -12,8 +12,8 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem
 
+from app.planner import Part
 from app.ui.qimage import qimage_over, rgb_to_argb32
-from engine.runtime.plan import Part
 
 MASK_RGBA = (255, 64, 129, 120)  # translucent pink: visible on skies, skin and foliage
 

@@ -21,12 +21,12 @@ from PySide6.QtWidgets import QWidget
 from app.controller import JobController
 from app.core.options import EditOptions
 from app.inspector import confidence_colors, run_part, undecided_colors
+from app.planner import EditPlan, Part, plan_edit
 from app.runs import RunResult, edit_run, step_preview
 from app.samples import Sample, load_samples, read_sample
 from app.ui.canvas_items import MASK_RGBA, GridItem
 from app.ui.qimage import qimage_from_rgb
 from engine.runtime.errors import MageError
-from engine.runtime.plan import EditPlan, Part, plan_edit
 
 log = logging.getLogger(__name__)
 BACKGROUND = QColor(18, 18, 22)

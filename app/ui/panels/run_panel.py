@@ -24,9 +24,9 @@ from PySide6.QtWidgets import (
 
 from app.core.options import MODE_TITLES, MODES, TEXTURE_TITLES, EditOptions
 from app.editor import Editor
+from app.planner import masked_counts
+from app.runs import SIDES, Step
 from app.ui.panels.class_picker import ClassPicker
-from engine.runtime.runs import SIDES, Step
-from engine.runtime.schedule import masked_counts
 
 
 class RunPanel(QWidget):
