@@ -54,6 +54,7 @@ from engine.runtime.speed import (
 )
 
 SIDES = ("left", "right", "top", "bottom")
+PREVIEW_SHARE = 0.05  # of a run's time, at most, spent on previews
 
 
 # -- requests -------------------------------------------------------------------------------
@@ -617,7 +618,7 @@ def _decode_steps(
         last = step
         preview = None
         if previews.due(step):
-            preview = preview_of(step.candidates[:1])
+            preview = previews.make(preview_of, step.candidates[:1])
         yield progress.step(step, preview)
     assert last is not None  # a run has at least one step
     return last, history
@@ -643,6 +644,7 @@ def _decode(
     else:
         s, steps, start_step = settings, part.steps, part.start_step
     assert s.temperature is not None and s.sample_temperature is not None
+    assert s.guidance is not None  # resolved: the class run's default or 0
     class_id = bundle.manifest.class_id(s.class_name) if s.class_name else None
     model = bundle.transformer(s.speed)
     fn = bundle.tokens_to_logits(class_id, s.guidance, model=model)
@@ -666,17 +668,36 @@ def _run_steps(manifest, settings: Settings, masked: int) -> int:
 
 
 class _Previews:
-    """At most one preview every `interval` seconds (a decode costs about a transformer step),
-    never on the last step, and none with an infinite interval."""
+    """At most one preview every `interval` seconds, never on the last step, none with an
+    infinite interval, and previews take at most `share` of the run's time so far (a crop
+    decode costs a fraction of a transformer step, but a slow machine would otherwise spend
+    more of its time on them: measured in bench/preview_cost.py)."""
 
-    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        interval: float,
+        clock: Callable[[], float] = time.monotonic,
+        share: float = PREVIEW_SHARE,
+    ):
         self.interval, self.clock, self.last = interval, clock, -math.inf
+        self.share, self.spent, self.start = share, 0.0, clock()
 
     def due(self, step: DecodeStep) -> bool:
-        if step.done or math.isinf(self.interval) or self.clock() - self.last < self.interval:
+        if step.done or math.isinf(self.interval):
             return False
-        self.last = self.clock()
+        now = self.clock()
+        if now - self.last < self.interval or self.spent > self.share * (now - self.start):
+            return False
+        self.last = now
         return True
+
+    def make(self, preview_of: Callable[[np.ndarray], Patch], tokens: np.ndarray) -> Patch:
+        """The preview of `tokens`, its time counted against the share."""
+        start = self.clock()
+        try:
+            return preview_of(tokens)
+        finally:
+            self.spent += self.clock() - start
 
 
 @dataclass

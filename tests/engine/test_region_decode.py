@@ -10,6 +10,7 @@ import pytest
 
 from engine.runtime import speed as sp
 from engine.runtime.bundle import Bundle
+from engine.runtime.decode import DecodeStep
 from engine.runtime.errors import BundleError
 from engine.runtime.manifest import read_manifest, write_manifest
 from engine.runtime.runs import Edit, plan_or_raise, run, run_to_end
@@ -211,7 +212,8 @@ def test_previews_decode_the_hole_crop_and_show_only_painted_pixels(tiny_bundle,
     rgb, mask = _image(), _mask()
     settings = Settings(seeds=(1,))
     plan = plan_or_raise(tiny_bundle.manifest, rgb, mask, settings)
-    steps = list(run(tiny_bundle, Edit(rgb, plan), settings, preview_interval=0.0))
+    # a clock that stands still: every step is due, previews never exceed their share
+    steps = list(run(tiny_bundle, Edit(rgb, plan), settings, preview_interval=0.0, clock=float))
     previews = [s.preview for s in steps if s.preview is not None]
     assert len(previews) == sum(s.phase == "decode" for s in steps) - 1  # all but the last
     grid = tuple(tiny_bundle.manifest.grid)
@@ -223,3 +225,22 @@ def test_previews_decode_the_hole_crop_and_show_only_painted_pixels(tiny_bundle,
         assert (patch.x0, patch.y0) == (x0, y0)
         assert np.array_equal(patch.rgb[~part.painted], rgb[y0:y1, x0:x1][~part.painted])
         assert not np.array_equal(patch.rgb[part.painted], rgb[y0:y1, x0:x1][part.painted])
+
+
+def test_previews_take_at_most_their_share_of_the_run():
+    from engine.runtime.runs import PREVIEW_SHARE, _Previews
+
+    now = [0.0]
+    previews = _Previews(0.0, clock=lambda: now[0])
+
+    def slow(tokens):
+        now[0] += 1.0  # a preview takes one second
+        return tokens
+
+    shown = []
+    for step in range(100):
+        now[0] += 1.0  # and so does a decoding step
+        if previews.due(DecodeStep(step, 1000, *([np.zeros(1)] * 4))):
+            shown.append(previews.make(slow, step))
+    assert previews.spent <= PREVIEW_SHARE * now[0] + 1.0  # the share, and one preview over
+    assert len(shown) >= 4 and shown[0] == 0  # the first step is shown at once
