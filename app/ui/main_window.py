@@ -167,6 +167,8 @@ class MainWindow(QMainWindow):
                 "Recognition", self.recognition_panel, Qt.DockWidgetArea.RightDockWidgetArea
             )
             self.tabifyDockWidget(self.run_dock, self.recognition_dock)
+            # features are computed only while the Recognition tab is the one on show
+            self.recognition_dock.visibilityChanged.connect(self.recognition_panel.set_in_view)
             self.run_dock.raise_()
 
     def _dock(self, title: str, widget: QWidget, area) -> QDockWidget:

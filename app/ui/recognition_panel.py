@@ -176,6 +176,7 @@ class RecognitionPanel(QWidget):
         examples are kept between sessions."""
         super().__init__(parent)
         self.model = Recognition(self, store)
+        self._in_view = True  # until a dock says its tab is behind another
         self.classes: list[ClassBox] = []
         self._icons: dict[int, QIcon] = {}  # example id -> its own picture
         self._build()
@@ -362,9 +363,15 @@ class RecognitionPanel(QWidget):
 
     # -- on screen or not --------------------------------------------------------------------
 
+    def set_in_view(self, in_view: bool) -> None:
+        """Whether the panel's tab is the one on show (a dock's `visibilityChanged`: a tab
+        behind another stays "visible" to Qt, only moved out of sight)."""
+        self._in_view = in_view
+        self.model.set_active(in_view and self.isVisible())
+
     def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
         super().showEvent(event)
-        self.model.set_active(True)
+        self.model.set_active(self._in_view)
 
     def hideEvent(self, event) -> None:  # noqa: N802 - Qt's name
         super().hideEvent(event)
