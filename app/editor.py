@@ -479,9 +479,7 @@ class Editor(QObject):
         candidate = max(self.applied, 0)
         settings = replace(run.settings, seeds=self.options.pick_seeds())
         self._run_document = self.document
-        self.jobs.start(
-            "reroll", lambda: reroll_run(bundle, run.fill, run, candidate, count, settings)
-        )
+        self.jobs.start("reroll", lambda: reroll_run(bundle, run, candidate, count, settings))
         self.status.emit(f"Re-rolling the {count} least confident tokens...")
         return True
 

@@ -12,7 +12,7 @@ from PySide6.QtCore import QObject, Signal
 
 from app.controller import JobController
 from app.editor import Editor
-from app.runs import step_preview
+from app.runs import step_image
 from engine.runtime.plan import Part, Square, plan_square
 from engine.runtime.runs import RunResult
 from engine.runtime.settings import Settings
@@ -79,7 +79,7 @@ class RunInspector(QObject):
         run, bundle = self.editor.run, self.editor.bundle
         candidate = max(self.editor.applied, 0)
         # a newer request supersedes a decode still running: dragging stays responsive
-        self._jobs.call("scrub", lambda: step_preview(bundle, run.fill, run, candidate, step))
+        self._jobs.call("scrub", lambda: step_image(bundle, run, candidate, step))
         self._refresh()
 
     def _on_step_decoded(self, patch) -> None:

@@ -14,13 +14,12 @@ from dataclasses import replace
 import numpy as np
 from PIL import Image
 
-from engine.runtime.compose import Patch
+from engine.runtime.compose import Patch as Patch  # what a preview shows
 from engine.runtime.plan import EditPlan
 from engine.runtime.runs import SIDES as SIDES  # the widgets' choice of side
 from engine.runtime.runs import (
     Edit,
     Extend,
-    Fill,
     Generate,
     Request,
     Reroll,
@@ -28,8 +27,8 @@ from engine.runtime.runs import (
     Step,
     plan_or_raise,
     run,
-    step_image,
 )
+from engine.runtime.runs import step_image as step_image  # the step scrubber's image
 from engine.runtime.settings import Settings
 
 THUMB_SIZE = 160
@@ -71,7 +70,6 @@ def edit_run(
 
 def reroll_run(
     bundle,
-    fill: Fill | None,
     previous: RunResult,
     candidate: int,
     count: int,
@@ -79,8 +77,7 @@ def reroll_run(
     preview_interval: float = 0.25,
     clock: Callable[[], float] = time.monotonic,
 ) -> EditGen:
-    """Re-mask the `count` least confident tokens of one candidate and decode them again
-    (`fill` is previous.fill, the square they sit in)."""
+    """Re-mask the `count` least confident tokens of one candidate and decode them again."""
     return (
         yield from run_request(
             bundle, Reroll(previous, candidate, count), settings, preview_interval, clock
@@ -112,11 +109,6 @@ def extend_run(
     settings = replace(settings, seeds=settings.seeds[:1])
     request = Extend(rgb, side, cells, alpha)
     return (yield from run_request(bundle, request, settings, 0.25, clock))
-
-
-def step_preview(bundle, fill: Fill | None, result: RunResult, candidate: int, step: int) -> Patch:
-    """The image as decided after `step` (0-based), crop-local (engine step_image)."""
-    return step_image(bundle, result, candidate, step)
 
 
 def thumbnail(rgb: np.ndarray, size: int = THUMB_SIZE) -> np.ndarray:

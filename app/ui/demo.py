@@ -22,7 +22,7 @@ from app.controller import JobController
 from app.core.options import EditOptions
 from app.inspector import confidence_colors, run_part, undecided_colors
 from app.planner import EditPlan, Part, plan_edit
-from app.runs import RunResult, edit_run, step_preview
+from app.runs import RunResult, edit_run, step_image
 from app.samples import Sample, load_samples, read_sample
 from app.ui.canvas_items import MASK_RGBA, GridItem
 from app.ui.qimage import qimage_from_rgb
@@ -69,7 +69,7 @@ def demo_job(bundle, rgb: np.ndarray, plan: EditPlan | np.ndarray, options: Edit
     frames = []
     if outcome.fill is not None:
         for k in range(len(outcome.history) - 1):
-            patch = step_preview(bundle, outcome.fill, outcome, 0, k)
+            patch = step_image(bundle, outcome, 0, k)
             frame = rgb.copy()
             h, w = patch.rgb.shape[:2]
             frame[patch.y0 : patch.y0 + h, patch.x0 : patch.x0 + w] = patch.rgb

@@ -3,7 +3,7 @@ bundle."""
 
 import numpy as np
 
-from app.runs import edit_run, extend_run, generate_run, reroll_run, step_preview
+from app.runs import edit_run, extend_run, generate_run, reroll_run, step_image
 from engine.runtime.runs import Step
 from engine.runtime.settings import Settings
 
@@ -77,9 +77,7 @@ def test_same_seed_same_result_on_the_real_bundle(tiny_bundle):
 def test_reroll_changes_only_masked_tokens(tiny_bundle):
     rgb, mask = _image_and_mask()
     _, outcome = _drain(edit_run(tiny_bundle, rgb, mask, Settings(seeds=(3,))))
-    _, rerolled = _drain(
-        reroll_run(tiny_bundle, outcome.fill, outcome, 0, 10, Settings(seeds=(9,)))
-    )
+    _, rerolled = _drain(reroll_run(tiny_bundle, outcome, 0, 10, Settings(seeds=(9,))))
     before, after = outcome.tokens[0], rerolled.tokens[0]
     changed = before != after
     assert changed.sum() <= 10
@@ -91,8 +89,8 @@ def test_generate_and_history_preview(tiny_bundle):
     steps, outcome = _drain(generate_run(tiny_bundle, settings))
     assert outcome.resizes_canvas and outcome.candidates[0].patch.rgb.shape == (64, 64, 3)
     assert len(outcome.history) == len(steps)
-    first = step_preview(tiny_bundle, None, outcome, 0, 0)
-    last = step_preview(tiny_bundle, None, outcome, 0, len(steps) - 1)
+    first = step_image(tiny_bundle, outcome, 0, 0)
+    last = step_image(tiny_bundle, outcome, 0, len(steps) - 1)
     np.testing.assert_array_equal(last.rgb, outcome.candidates[0].patch.rgb)
     assert first.rgb.shape == last.rgb.shape
 
