@@ -62,6 +62,11 @@ class Editor(QObject):
         self.jobs = JobController(self)
         self.models = ModelManager(self)
         self.plan: EditPlan | None = None  # where the next edit will work
+        # Every change of the mask or the options schedules a plan and counts here; a plan is
+        # fresh while the count is the one it was requested at (no whole-mask comparison).
+        self._mask_revision = 0
+        self._requested = (0, -1)  # (planner request number, revision it was asked at)
+        self._plan_revision = -1  # revision the shown plan was made at
         self.run: RunResult | None = None
         self.applied = -1  # candidate of self.run currently applied
         self._applied_at = -1  # document history_index right after that apply
@@ -416,6 +421,7 @@ class Editor(QObject):
         self._schedule_plan()
 
     def _schedule_plan(self) -> None:
+        self._mask_revision += 1
         if not self._plan_timer.isActive():
             self._plan_timer.start()
 
@@ -427,7 +433,8 @@ class Editor(QObject):
         ):
             settings = self.options.settings((0,))
             # the overlay follows when the plan arrives; the window never waits for it
-            self.planner.request(self.bundle.manifest, self.document.mask.copy(), settings)
+            number = self.planner.request(self.bundle.manifest, self.document.mask.copy(), settings)
+            self._requested = (number, self._mask_revision)
             return
         self.planner.forget()
         self.plan = None
@@ -436,6 +443,8 @@ class Editor(QObject):
     def _on_plan(self, number: int, plan: EditPlan | None) -> None:
         if number == self.planner.latest:
             self.plan = plan
+            asked, revision = self._requested
+            self._plan_revision = revision if asked == number else -1
             self.plan_changed.emit(plan)
 
     # -- runs ---------------------------------------------------------------------------
@@ -464,7 +473,9 @@ class Editor(QObject):
             side, cells = options.extend_side, options.extend_cells
             self.jobs.start("extend", lambda: extend_run(bundle, rgb, alpha, side, cells, settings))
         else:
-            rgb, mask, plan = doc.rgb.copy(), doc.mask.copy(), self.plan
+            # the plan the grid shows, when nothing changed since it was asked for
+            fresh = self.plan is not None and self._plan_revision == self._mask_revision
+            rgb, mask, plan = doc.rgb.copy(), doc.mask.copy(), self.plan if fresh else None
             self.jobs.start("edit", lambda: edit_run(bundle, rgb, mask, settings, plan=plan))
         self.status.emit(f"{MODE_TITLES[options.mode]}: running on {bundle.device.upper()}...")
         return True

@@ -59,11 +59,12 @@ def edit_run(
     plan: EditPlan | None = None,
 ) -> EditGen:
     """Refill the mask (with a class when settings.class_name is set). `plan` is the one the
-    token grid shows: it runs as it is when it was made for this very mask; `mask` may also
-    be the plan itself."""
+    token grid shows, made for this very mask (the editor passes it only while the mask is
+    unchanged since the plan was asked for); without one the mask is planned here. `mask` may
+    also be the plan itself."""
     if isinstance(mask, EditPlan):
         plan, mask = mask, mask.mask
-    if plan is None or plan.mask.shape != mask.shape or not np.array_equal(plan.mask, mask):
+    if plan is None or plan.mask.shape != mask.shape:
         plan = plan_or_raise(bundle.manifest, rgb, mask, settings)
     return (yield from run_request(bundle, Edit(rgb, plan), settings, preview_interval, clock))
 
