@@ -275,7 +275,7 @@ def test_scale_mask_on_request(tiny_bundle_path, photo_files, tmp_path, capsys):
     [
         ("missing-file", "model file missing"),
         ("hash-mismatch", "sha256 does not match"),
-        ("truncated-onnx", "cannot be loaded"),
+        ("truncated-onnx", "is refused: damaged"),
         ("newer-version", "newer than this app"),
         ("shapes", "predicts 64 codes but the manifest says codebook_size 128"),
         ("no-manifest", "manifest.json is missing"),
