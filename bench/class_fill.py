@@ -18,7 +18,8 @@ removal.
 compared on the same cases and classes): ``guidance`` (classifier-free guidance), ``weight``
 (the texture stage's guide weight for class fills), ``texture`` (photo|model|classic),
 ``ring``, ``temperature`` (choice temperature), ``sample`` (sampling temperature),
-``colour`` and ``seamless`` (on|off: the colour match and the seamless blend) and
+``colour`` and ``seamless`` (on|off: the colour match and the seamless blend), ``context``
+(context square side over the mask's box side; the head always sees the removal's square) and
 ``default`` (the settings a "Fill as class" run uses today; the other keys override them).
 
 Every edit is cached under bench/out/class_fill/cache (keyed by case, seed, class and config),
@@ -62,6 +63,7 @@ KEYS = (
     "sample",
     "colour",
     "seamless",
+    "context",
 )
 
 
@@ -101,6 +103,8 @@ def class_settings(config: dict, class_name: str, seed: int) -> Settings:
         changes["temperature"] = config["temperature"]
     if "sample" in config:
         changes["sample_temperature"] = config["sample"]
+    if "context" in config:
+        changes["context"] = config["context"]
     if "colour" in config:
         changes["colour_match"] = config["colour"]
     if "seamless" in config:
