@@ -20,7 +20,8 @@ compared on the same cases and classes): ``guidance`` (classifier-free guidance)
 ``ring``, ``temperature`` (choice temperature), ``sample`` (sampling temperature),
 ``colour`` and ``seamless`` (on|off: the colour match and the seamless blend), ``context``
 (context square side over the mask's box side; the head always sees the removal's square) and
-``default`` (the settings a "Fill as class" run uses today; the other keys override them).
+``default`` (the settings a "Fill as class" run uses today; the other keys override them;
+without it the guidance is 0 unless given).
 
 Every edit is cached under bench/out/class_fill/cache (keyed by case, seed, class and config),
 so a rerun or a longer run picks up where the last one stopped. Cases are taken in order, all
@@ -81,10 +82,17 @@ def parse_config(spec: str) -> dict:
         elif key in ("colour", "seamless"):
             out[key] = value in ("1", "on", "yes", "true")
         elif key == "ring":
-            out[key] = int(value)
+            out[key] = _number(int, key, value)
         else:
-            out[key] = float(value)
+            out[key] = _number(float, key, value)
     return out
+
+
+def _number(kind, key: str, value: str):
+    try:
+        return kind(value)
+    except ValueError:
+        raise SystemExit(f"--config: {key}={value!r} is not a number") from None
 
 
 def class_settings(config: dict, class_name: str, seed: int) -> Settings:
