@@ -16,7 +16,7 @@ TEXTURES = ("photo", "model", "classic")
 CLASS_TEXTURE = replace(DEFAULT_OPTIONS, guide_weight=16.0)
 # classifier-free guidance of a class run (fill as class, generate a class) unless the user
 # sets one; a model without an unconditional class has no guidance (bench/class_fill.py)
-CLASS_GUIDANCE = 25.0
+CLASS_GUIDANCE = 3.0
 
 
 @dataclass(frozen=True)
