@@ -31,6 +31,7 @@ import math
 import mmap
 import os
 import stat
+import struct
 
 from engine.runtime.errors import BundleError
 
@@ -42,6 +43,7 @@ MAX_SMALL = 16  # int64 constants remembered as possible shapes (a shape has a f
 ITEM_BYTES = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 8: 1, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8}
 ITEM_BYTES.update({14: 8, 15: 16, 16: 2, 17: 1, 18: 1, 19: 1, 20: 1, 21: 1, 22: 1, 23: 1})
 INT64 = 7
+FLOAT = 1
 # op type -> index of the input that holds the size of the tensor it makes
 SIZE_INPUT = {"ConstantOfShape": 0, "Expand": 1, "Tile": 1, "Resize": 3}
 SHAPE_ATTRIBUTE = ("RandomNormal", "RandomUniform", "EyeLike")
@@ -112,6 +114,7 @@ class _Checker:
         self.buf = buf
         self.folder = folder  # where external data files must be
         self.small: dict[str, list[int]] = {}  # small int64 constants by name
+        self.scales: dict[str, list[float]] = {}  # small float constants (Resize scales)
         self.data_sizes: dict[str, int] = {}  # external data file -> its size
 
     def external(self, entries: dict[str, str], size: int, shown: str) -> None:
@@ -173,6 +176,22 @@ class _Checker:
             values = self.int64_values(span)
             if values is not None:
                 self.small[name] = values
+        if name and dtype == FLOAT and len(dims) == 1 and 0 < dims[0] <= MAX_SMALL:
+            floats = self.float_values(span)
+            if floats is not None:
+                self.scales[name] = floats
+
+    def float_values(self, span) -> list[float] | None:
+        """The values of a small float tensor (packed float_data or raw_data)."""
+        raw = b""
+        for field, wire, value in _fields(self.buf, *span):
+            if wire == 2 and field in (4, 9):
+                start, stop = value
+                if stop - start > 4 * MAX_SMALL:
+                    return None
+                raw += bytes(self.buf[start:stop])
+        count = len(raw) // 4
+        return list(struct.unpack(f"<{count}f", raw[: 4 * count])) if count else None
 
     def int64_values(self, span) -> list[int] | None:
         """The values of a small int64 tensor (a shape); None when it holds more."""
@@ -279,6 +298,12 @@ class _Checker:
         return any(f == 2 and w == 0 and v == INT64 for f, w, v in _fields(self.buf, *span))
 
     def sizes(self, op: str, inputs: list[str], shape_attr: list[int]) -> None:
+        if op == "Resize" and len(inputs) > 2 and inputs[2] in self.scales:
+            # every input has at least one element, so the output has at least this many
+            growth = math.prod(max(v, 1.0) for v in self.scales[inputs[2]])
+            if not growth <= MAX_TENSOR_ELEMENTS:
+                shown = "x".join(f"{v:g}" for v in self.scales[inputs[2]][:6])
+                raise _Refused(f"its Resize scales a tensor up by {shown} ({growth:,.0f} times)")
         values: list[int] | None = None
         if op in SIZE_INPUT and len(inputs) > SIZE_INPUT[op]:
             values = self.small.get(inputs[SIZE_INPUT[op]])

@@ -411,19 +411,24 @@ def test_the_onnx_check_never_waits_on_a_fifo(tmp_path):
     check_onnx(tmp_path / "model.onnx")  # returns at once; onnxruntime reports it
 
 
-def _resize_bomb_decoder():
+def _resize_bomb_decoder(computed_scales: bool = True):
     """A decoder whose sizes are all dynamic, so only running it shows what it does: one
-    token becomes a 3 x 20000 x 20000 image (4.8 GB)."""
+    token becomes a 3 x 20000 x 20000 image (4.8 GB). With `computed_scales` its Resize scales
+    come out of a node, so no file check can read them; without, they are a constant."""
     import onnx
     from onnx import TensorProto, helper
 
     tokens = helper.make_tensor_value_info("tokens", TensorProto.INT64, ["B", "h", "w"])
     image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["B", 3, "H", "W"])
+    half = [0.5, 1.5, 10000, 10000] if computed_scales else [1, 3, 20000, 20000]
     inits = [
-        helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 3, 20000, 20000]),
+        helper.make_tensor("half" if computed_scales else "scales", TensorProto.FLOAT, [4], half),
+        helper.make_tensor("two", TensorProto.FLOAT, [1], [2.0]),
         helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
     ]
+    doubled = [helper.make_node("Mul", ["half", "two"], ["scales"])] if computed_scales else []
     nodes = [
+        *doubled,
         helper.make_node("Cast", ["tokens"], ["f"], to=TensorProto.FLOAT),
         helper.make_node("Unsqueeze", ["f", "axes"], ["f4"]),
         helper.make_node("Resize", ["f4", "", "scales"], ["image"], mode="nearest"),
@@ -432,6 +437,17 @@ def _resize_bomb_decoder():
     model = onnx.helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8  # what this onnxruntime reads
     return model
+
+
+def test_a_constant_resize_bomb_is_refused_before_any_session(tiny_bundle_path, tmp_path):
+    import onnx
+
+    from engine.runtime.bundle import Bundle
+
+    folder = Path(shutil.copytree(tiny_bundle_path, tmp_path / "b"))
+    onnx.save(_resize_bomb_decoder(computed_scales=False), folder / "tokenizer_decoder.onnx")
+    with pytest.raises(BundleError, match="its Resize scales a tensor up by 1x3x20000x20000"):
+        Bundle(folder, device="cpu", verify=False)
 
 
 def test_a_decoder_that_blows_one_token_up_fails_its_capped_probe(tiny_bundle_path, tmp_path):
