@@ -12,7 +12,7 @@ dev=0
 qt_libs="libegl1 libgl1 libx11-6 libdbus-1-3 libfontconfig1 libfreetype6 libglib2.0-0 libxkbcommon0
   fonts-dejavu-core libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libxcb-image0
   libxcb-render-util0 libxcb-randr0 libxcb-shape0 libxcb-xkb1 libxcb-xinerama0"
-[ "$dev" = 1 ] && qt_libs="$qt_libs xvfb xauth"
+[ "$dev" = 1 ] && qt_libs="$qt_libs xvfb xauth openssl"
 if command -v apt-get >/dev/null 2>&1 && command -v dpkg-query >/dev/null 2>&1; then
   missing=$(for p in $qt_libs; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || echo "$p"; done)
   if [ -n "$missing" ]; then

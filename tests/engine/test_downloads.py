@@ -548,8 +548,7 @@ def test_only_https_or_loopback_http_and_known_hosts():
 @pytest.fixture
 def certificate(tmp_path):
     """A self-signed certificate for 127.0.0.1 (openssl), trusted only where a test says so."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
+    assert shutil.which("openssl"), "openssl is a test dependency (setup.sh --dev installs it)"
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert]

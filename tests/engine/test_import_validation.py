@@ -77,7 +77,8 @@ def test_what_loading_refuses_is_refused_before_writing(tmp_path, changes, why):
 
 
 def test_the_parity_check_fails_on_nan():
-    torch = pytest.importorskip("torch")  # the PyTorch export path (training's `export`)
+    import torch  # the dev setup always has it  # the PyTorch export path (training's `export`)
+
     del torch
     from engine.modeling.export import ExportError, ParityReport, refuse_disagreement
 

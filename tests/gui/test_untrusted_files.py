@@ -33,7 +33,9 @@ def _bounded(fn, seconds: float = 10.0):
     return out[0]
 
 
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+@pytest.mark.skipif(
+    not hasattr(os, "mkfifo"), reason="no FIFOs on this OS (Windows); CI on Linux runs it"
+)
 def test_a_model_card_fifo_is_refused_without_waiting(tmp_path):
     os.mkfifo(tmp_path / CARD_FILE)
     text = _bounded(lambda: _card_of(tmp_path))
