@@ -23,7 +23,7 @@ from engine.runtime.manifest import Manifest
 from engine.runtime.masking import composite, dilate_pixels
 from engine.runtime.plan import Part
 from engine.runtime.settings import Settings
-from engine.runtime.texture import synthesis
+from engine.runtime.texture import finish, synthesis
 
 # px: the fill fades in over this many pixels inside the painted area
 DEFAULT_FEATHER = 1.0
@@ -83,12 +83,7 @@ def compose_squares(
         model_pixels: float32 [3,S,S] in [0,1], the context square at model size.
         shape: (height, width) of the image.
     """
-    gen = composition(manifest, part, crop, model_pixels, squares, settings, shape)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as done:
-            return done.value
+    return finish(composition(manifest, part, crop, model_pixels, squares, settings, shape))
 
 
 def composition(

@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import numpy as np
 
@@ -54,6 +55,7 @@ from engine.runtime.speed import (
 )
 
 SIDES = ("left", "right", "top", "bottom")
+_T = TypeVar("_T")
 PREVIEW_SHARE = 0.05  # of a run's time, at most, spent on previews
 
 
@@ -337,14 +339,9 @@ def _classic(bundle: Model, rgb: np.ndarray, plan: EditPlan, settings: Settings)
         crop = rgb[y0:y1, x0:x1]
         patches = []
         for seed in settings.seeds:
-            gen = texture_fill(crop, part.painted, None, seed, settings)
-            while True:
-                try:
-                    next(gen)
-                except StopIteration as finished:
-                    patches.append(Patch(x0, y0, finished.value))
-                    break
-                yield step
+            filling = texture_fill(crop, part.painted, None, seed, settings)
+            filled = yield from _reporting(filling, step)
+            patches.append(Patch(x0, y0, filled))
         per_part.append(patches)
     candidates = [
         Candidate(seed, _merge(rgb, [p[i] for p in per_part]))
@@ -582,6 +579,11 @@ def _compose(
     run stops it there)."""
     m = bundle.manifest
     gen = composition(m, fill.part, fill.crop, fill.model_pixels, squares, settings, fill.shape)
+    return (yield from _reporting(gen, step))
+
+
+def _reporting(gen: Generator[None, None, _T], step: Step) -> Generator[Step, None, _T]:
+    """`gen`'s result, yielding `step` wherever `gen` yields (where the run may be stopped)."""
     while True:
         try:
             next(gen)

@@ -31,10 +31,12 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from engine.runtime.blending import harmonic_membrane
+from engine.runtime.masking import dilate_pixels
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class TextureOptions:
 
 
 DEFAULT_OPTIONS = TextureOptions()
+_T = TypeVar("_T")
 
 
 def synthesize(
@@ -82,10 +85,14 @@ def synthesize(
     Returns:
         uint8 [H, W, 3]: `photo` outside the hole (bit-identical), the synthesis inside.
     """
-    rounds = synthesis(photo, hole, guide, seed=seed, options=options)
+    return finish(synthesis(photo, hole, guide, seed=seed, options=options))
+
+
+def finish(gen: Generator[None, None, _T]) -> _T:
+    """The return value of a generator that yields only to offer its caller a place to stop."""
     while True:
         try:
-            next(rounds)
+            next(gen)
         except StopIteration as done:
             return done.value
 
@@ -172,7 +179,7 @@ def _meeting(photo: np.ndarray, hole: np.ndarray, guide: np.ndarray) -> np.ndarr
     """The guide with its hole part shifted by the smooth membrane that makes it meet the
     photo on the hole's border: the model's fill keeps its shapes, not a brightness that
     differs from the surroundings."""
-    ring = _dilate(hole, 1) & ~hole
+    ring = dilate_pixels(hole, 1) & ~hole
     boundary = np.where(ring[..., None], photo - guide, 0.0).astype(np.float32)
     membrane = harmonic_membrane(boundary.transpose(2, 0, 1), hole, ring).transpose(1, 2, 0)
     return np.where(hole[..., None], guide + membrane, guide)
@@ -266,7 +273,7 @@ class _Field:
         self.valid = valid
         vy, vx = np.nonzero(valid)
         self.source_list = np.stack([vy, vx], 1)
-        near = _dilate(level.hole, r) if r else level.hole
+        near = dilate_pixels(level.hole, r) if r else level.hole
         ty, tx = np.nonzero(near)
         self.targets = np.stack([ty, tx], 1)
         self.target_map = np.full((h + 2 * r, w + 2 * r), -1, np.int64)
@@ -400,7 +407,7 @@ class _Field:
         cloning of the synthesis; the ring's synthesis is the mean vote there). The image
         border imposes nothing."""
         lv = self.level
-        ring = _dilate(lv.hole, 1) & ~lv.hole
+        ring = dilate_pixels(lv.hole, 1) & ~lv.hole
         ry, rx = np.nonzero(ring)
         synthetic = self._vote_at(nnf, ry, rx, None)
         boundary = np.zeros_like(lv.photo)
@@ -452,22 +459,8 @@ def _sources(hole: np.ndarray, r: int, margin: int) -> np.ndarray:
     """bool [h, w]: centres whose (2r+1)^2 patch lies inside the image and `margin` px clear
     of the hole."""
     h, w = hole.shape
-    blocked = _dilate(hole, r + margin)
+    blocked = dilate_pixels(hole, r + margin)
     ok = ~blocked
     if r:
         ok[:r], ok[h - r :], ok[:, :r], ok[:, w - r :] = False, False, False, False
     return ok
-
-
-def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    if radius <= 0:
-        return mask.copy()
-    out = mask
-    for axis in (0, 1):
-        c = np.cumsum(out, axis=axis, dtype=np.int32)
-        c = np.concatenate([np.zeros_like(c.take([0], axis=axis)), c], axis=axis)
-        n = out.shape[axis]
-        hi = np.minimum(np.arange(n) + radius + 1, n)
-        lo = np.maximum(np.arange(n) - radius, 0)
-        out = (c.take(hi, axis=axis) - c.take(lo, axis=axis)) > 0
-    return out
