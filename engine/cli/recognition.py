@@ -359,7 +359,7 @@ def cmd_probe(args) -> int:
             "data": str(args.data),
             "val_fraction": args.val,
             "seed": args.seed,
-            "val_size": int(len(va)),
+            "val_size": len(va),
             "val_accuracy": accuracy(head, x[va], y[va]),
         }
     )

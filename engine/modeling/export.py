@@ -256,12 +256,15 @@ def export_bundle(
     `inputs` are the command's input files: a folder holding one is never replaced."""
     out_dir = Path(out_dir)
     check_target(out_dir, overwrite, [*inputs, *(extra_files or {}).values()])
-    if mage.cfg.fixed_class_slot is None and class_names is not None:
-        if len(class_names) != mage.cfg.num_class_slots - 1:
-            raise ExportError(
-                f"{len(class_names)} class names for a model with "
-                f"{mage.cfg.num_class_slots - 1} classes"
-            )
+    if (
+        mage.cfg.fixed_class_slot is None
+        and class_names is not None
+        and len(class_names) != mage.cfg.num_class_slots - 1
+    ):
+        raise ExportError(
+            f"{len(class_names)} class names for a model with "
+            f"{mage.cfg.num_class_slots - 1} classes"
+        )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     sweep(out_dir.parent)  # work folders of exports that were killed
     with work_dir(out_dir) as tmp:  # removed however it ends (SIGTERM and SIGHUP included)

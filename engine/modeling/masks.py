@@ -129,7 +129,7 @@ def painted_batch(
 def distance_to(mask: torch.Tensor) -> torch.Tensor:
     """Chessboard distance in tokens of every position to the nearest masked one (0 inside).
     (B,h,w) bool -> (B,h,w) float"""
-    b, h, w = mask.shape
+    _b, h, w = mask.shape
     dist = torch.where(mask, 0.0, float(h + w))
     grown = mask.float()[:, None]
     for d in range(1, max(h, w)):

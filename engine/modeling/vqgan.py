@@ -68,7 +68,7 @@ class Encoder(nn.Module):
         super().__init__()
         widths = [cfg.ch * m for m in cfg.ch_mult]
         self.conv_in = nn.Conv2d(3, cfg.ch, 3, padding=1, bias=False)
-        ins = [cfg.ch] + widths[:-1]
+        ins = [cfg.ch, *widths[:-1]]
         self.down = nn.ModuleList(
             Level(i, o, cfg.num_res_blocks) for i, o in zip(ins, widths, strict=True)
         )
@@ -94,7 +94,7 @@ class Decoder(nn.Module):
         self.conv_in = nn.Conv2d(cfg.z_channels, widths[-1], 3, padding=1)
         self.mid = Mid(widths[-1])
         # Stored as up.0 (full resolution) ... up.L-1 (coarsest), run coarsest first.
-        ins = widths[1:] + [widths[-1]]
+        ins = [*widths[1:], widths[-1]]
         self.up = nn.ModuleList(
             Level(ins[level], widths[level], cfg.num_res_blocks, upsample=level > 0)
             for level in range(len(widths))

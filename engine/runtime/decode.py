@@ -252,7 +252,7 @@ def _call_model(tokens_to_logits: TokensToLogits, ids: np.ndarray) -> np.ndarray
     logits = np.asarray(tokens_to_logits(ids.copy()))
     if logits.ndim != 3 or logits.shape[:2] != ids.shape or logits.shape[2] < 1:
         raise ValueError(
-            f"tokens_to_logits returned shape {logits.shape}; expected {ids.shape + ('K',)}"
+            f"tokens_to_logits returned shape {logits.shape}; expected {(*ids.shape, 'K')}"
         )
     return logits
 

@@ -33,6 +33,7 @@ request to another host, such as a mirror.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import http.client
@@ -373,10 +374,9 @@ class _Watchdog:
 
     @staticmethod
     def _shut(sock: socket.socket) -> None:
-        try:  # the plain socket's shutdown: wakes a read blocked in another thread
+        # the plain socket's shutdown: wakes a read blocked in another thread
+        with contextlib.suppress(OSError):
             socket.socket.shutdown(sock, socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 def _lookup(host: str, port: int, cancel: threading.Event | None, deadline: float) -> list:

@@ -8,6 +8,7 @@ image and the NumPy result), so very large photos still load.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -550,7 +551,5 @@ def _write_message(name: str, folder: str, error: OSError) -> str:
 
 def _remove_quietly(path: str) -> None:
     """Deletes a temporary file, ignoring errors (it may not exist)."""
-    try:
+    with contextlib.suppress(OSError):  # already gone, or its folder vanished
         os.remove(path)
-    except OSError:
-        pass  # already gone, or the folder vanished: nothing more we can do

@@ -202,16 +202,15 @@ def _check_fields(data: dict, where: Path) -> None:
         )
     names = data.get("class_names")
     null_id = data.get("null_class_id")
-    if names is not None:
-        if (
-            not isinstance(names, list)
-            or not 1 <= len(names) <= MAX_CLASSES
-            or not all(_shown_text(n) for n in names)
-        ):
-            raise BundleError(
-                f"{where}: field 'class_names' must be a list of 1..{MAX_CLASSES} "
-                "non-empty printable texts, or null"
-            )
+    if names is not None and (
+        not isinstance(names, list)
+        or not 1 <= len(names) <= MAX_CLASSES
+        or not all(_shown_text(n) for n in names)
+    ):
+        raise BundleError(
+            f"{where}: field 'class_names' must be a list of 1..{MAX_CLASSES} "
+            "non-empty printable texts, or null"
+        )
     if null_id is not None:
         null_id = _int_in(data, "null_class_id", 0, MAX_ID, where)
         if names is not None and null_id < len(names):

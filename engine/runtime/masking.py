@@ -265,7 +265,7 @@ def _ramp(region: np.ndarray, radius: float) -> np.ndarray:
     """
     if radius <= 0:
         return region.astype(np.float32)
-    half = min(max(int(round(radius)), 1), max(region.shape))
+    half = min(max(round(radius), 1), max(region.shape))
     width = 2 * half + 1
     # Bound of the running sums: row length x the largest value being summed (width).
     bound = (max(region.shape) + width) * width

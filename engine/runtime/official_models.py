@@ -87,7 +87,7 @@ class OfficialModel:
             argv = ["import-maskgit", p["tokenizer"], p["transformer"]]
         else:
             raise MageError(f"{self.name}: '{self.importer}' is not a command-line importer")
-        return argv + ["-o", str(out_dir), "--name", self.name]
+        return [*argv, "-o", str(out_dir), "--name", self.name]
 
 
 def _drive(name: str, file_id: str, approx: int) -> RemoteFile:

@@ -214,7 +214,7 @@ def context_square(
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
 
     def place(center: float, extent: int) -> int:
-        start = int(round(center - side / 2))
+        start = round(center - side / 2)
         if side <= extent:
             return min(max(start, 0), extent - side)
         return (extent - side) // 2  # larger than the image: centre it, pad both sides
@@ -311,7 +311,7 @@ def mask_parts(
 def _part_boxes(cells: np.ndarray, labels: np.ndarray, count: int, block: int) -> np.ndarray:
     """int64 [count, 4]: the exact pixel bounding box (x0, y0, x1, y1) of each labelled part,
     from `cells` (the mask as [gh, block, gw, block]) in one pass."""
-    gh, _, gw, _ = cells.shape
+    _gh, _, _gw, _ = cells.shape
     rows = np.asarray(cells.any(axis=3)).transpose(0, 2, 1)  # [gh, gw, block]: row has a pixel
     cols = np.asarray(cells.any(axis=1))  # [gh, gw, block]: column has one
     gy, gx = np.nonzero(labels)

@@ -18,6 +18,7 @@ model it was made for, so a head for another model is refused with a clear messa
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -446,13 +447,13 @@ def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> dict:
     right = guess == y
     edges = np.linspace(0.0, 1.0, bins + 1)
     ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         inside = (top > lo) & (top <= hi)
         if inside.any():
             ece += inside.mean() * abs(right[inside].mean() - top[inside].mean())
     nll = float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1.0))))
     return {
-        "n": int(len(y)),
+        "n": len(y),
         "accuracy": float(right.mean()),
         "mean_confidence": float(top.mean()),
         "ece": float(ece),
@@ -616,7 +617,7 @@ def fit_linear_probe(
             "epochs": epochs,
             "lr": lr,
             "weight_decay": weight_decay,
-            "train_size": int(len(y)),
+            "train_size": len(y),
         },
     )
     head.info["train_accuracy"] = accuracy(head, x, y)
@@ -737,9 +738,7 @@ def fit_fewshot(
         head = fit_centroid(x, y, class_names, temperature, bundle)
     else:
         head = fit_logistic(x, y, class_names, bundle, seed)
-    head.info.update(
-        {"shots": k_min, "train_size": int(len(y)), "train_accuracy": accuracy(head, x, y)}
-    )
+    head.info.update({"shots": k_min, "train_size": len(y), "train_accuracy": accuracy(head, x, y)})
     if scores:
         head.info["cv_accuracy"] = scores
     return head

@@ -645,7 +645,8 @@ def _decode(
         steps, start_step = s.steps, s.start_step
     else:
         s, steps, start_step = settings, part.steps, part.start_step
-    assert s.temperature is not None and s.sample_temperature is not None
+    assert s.temperature is not None
+    assert s.sample_temperature is not None
     assert s.guidance is not None  # resolved: the class run's default or 0
     class_id = bundle.manifest.class_id(s.class_name) if s.class_name else None
     model = bundle.transformer(s.speed)

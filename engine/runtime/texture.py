@@ -144,7 +144,9 @@ def synthesis(
             nnf = yield from search
             estimate = field.vote(nnf)
             yield
-    assert estimate is not None and field is not None and nnf is not None
+    assert estimate is not None
+    assert field is not None
+    assert nnf is not None
     if options.sharp and field.scores is not None:
         estimate = field.vote(nnf, field.scores)
     if options.blend:
