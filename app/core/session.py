@@ -18,6 +18,7 @@ This is the one serialisation of a document.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -227,10 +228,8 @@ class SessionStore:
         target = self.blobs / f"{key}.npy"
         if not target.is_file():
             _atomic_write(target, lambda stream: np.save(stream, data, allow_pickle=False))
-        try:
+        with contextlib.suppress(TypeError):  # not weak-referenceable: hashed again next time
             self._keys[id(array)] = (weakref.ref(array), key)
-        except TypeError:
-            pass  # not weak-referenceable: hashed again next time
         return key
 
     def _file_digest(self, path: str) -> str:
@@ -250,10 +249,8 @@ class SessionStore:
         """Deletes blobs session.json no longer names (undone-and-replaced history)."""
         for blob in self.blobs.glob("*.npy"):
             if blob.stem not in used:
-                try:
+                with contextlib.suppress(OSError):  # removed next time
                     blob.unlink()
-                except OSError:
-                    pass  # removed next time
         for temp in [*self.blobs.glob(".*.tmp"), *self.folder.glob(".*.tmp")]:
             # left by a write that a crash cut short
             if time.time() - _mtime(temp) > 60:

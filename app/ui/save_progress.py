@@ -47,12 +47,15 @@ class SaveProgress(QObject):
             )
 
     def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
-        if watched is self.window and event.type() == QEvent.Type.Close:
-            if self.window.editor.saving:
-                self.close_pending = True
-                self.window.statusBar().showMessage(
-                    f"Finishing the save of {self._name()}; the window closes when it is written"
-                )
-                event.ignore()
-                return True
+        if (
+            watched is self.window
+            and event.type() == QEvent.Type.Close
+            and self.window.editor.saving
+        ):
+            self.close_pending = True
+            self.window.statusBar().showMessage(
+                f"Finishing the save of {self._name()}; the window closes when it is written"
+            )
+            event.ignore()
+            return True
         return False
