@@ -64,16 +64,20 @@ def test_edit_writes_png_with_settings(tiny_bundle_path, photo_files, tmp_path, 
         ],
         capsys,
     )
-    assert code == 0 and str(out) in stdout
+    assert code == 0
+    assert str(out) in stdout
     assert (file_digest(image), file_digest(mask)) == before  # inputs untouched
     result = np.asarray(Image.open(out).convert("RGB"))
     assert result.shape == rgb.shape
     changed = (result != rgb).any(-1)
     assert changed[painted].mean() > 0.5
-    assert not changed[:40].any() and not changed[:, :60].any()  # far from the mask: identical
+    assert not changed[:40].any()
+    assert not changed[:, :60].any()
     text = read_png_text(out)
-    assert text["mage:model"] == "tiny" and text["mage:seed"] == "11"
-    assert text["mage:steps"] == "6" and text["mage:temperature"] == "3"
+    assert text["mage:model"] == "tiny"
+    assert text["mage:seed"] == "11"
+    assert text["mage:steps"] == "6"
+    assert text["mage:temperature"] == "3"
     again = tmp_path / "again.png"
     run(
         [
@@ -134,7 +138,8 @@ def test_edit_keeps_alpha(tiny_bundle_path, photo_files, tmp_path, capsys):
     code, _, _ = run(["edit", rgba, "--mask", mask, "-o", out, "--model", tiny_bundle_path], capsys)
     assert code == 0
     result = np.asarray(Image.open(out))
-    assert result.shape == (200, 300, 4) and np.array_equal(result[..., 3], alpha)
+    assert result.shape == (200, 300, 4)
+    assert np.array_equal(result[..., 3], alpha)
 
 
 def test_generate_candidates_and_classes(tiny_bundle_path, tmp_path, capsys):
@@ -164,7 +169,8 @@ def test_generate_candidates_and_classes(tiny_bundle_path, tmp_path, capsys):
         ["generate", "-o", tmp_path / "x.png", "--class", "zebra", "--model", tiny_bundle_path],
         capsys,
     )
-    assert code == 2 and "unknown class 'zebra'" in last_line(err)
+    assert code == 2
+    assert "unknown class 'zebra'" in last_line(err)
 
 
 def test_extend(tiny_bundle_path, photo_files, tmp_path, capsys):
@@ -189,7 +195,8 @@ def test_extend(tiny_bundle_path, photo_files, tmp_path, capsys):
     )
     assert code == 0
     wide = np.asarray(Image.open(out).convert("RGB"))
-    assert wide.shape[0] == 200 and wide.shape[1] > 300
+    assert wide.shape[0] == 200
+    assert wide.shape[1] > 300
     assert np.array_equal(wide[:, :250], rgb[:, :250])
 
 
@@ -312,7 +319,8 @@ def test_help(command):
         text=True,
         timeout=60,
     )
-    assert proc.returncode == 0 and "usage:" in proc.stdout
+    assert proc.returncode == 0
+    assert "usage:" in proc.stdout
 
 
 def test_export_and_train_take_their_own_flags(tiny_bundle_path, tmp_path, caplog):
@@ -364,7 +372,8 @@ def test_texture_choice_is_applied_and_recorded(tiny_bundle_path, photo_files, t
     code, _, err = run(
         ["edit", image, "--mask", mask, "-o", tmp_path / "x.png", "--texture", "paint"], capsys
     )
-    assert code == 2 and "--texture" in err
+    assert code == 2
+    assert "--texture" in err
 
 
 def test_extend_texture_is_recorded(tiny_bundle_path, photo_files, tmp_path, capsys):
@@ -376,6 +385,7 @@ def test_extend_texture_is_recorded(tiny_bundle_path, photo_files, tmp_path, cap
             + ["--seed", 1, "--texture", texture],
             capsys,
         )
-        assert code == 0 and read_png_text(out)["mage:texture"] == texture
+        assert code == 0
+        assert read_png_text(out)["mage:texture"] == texture
     code, _, err = run(["extend", image, "-o", tmp_path / "c.png", "--texture", "classic"], capsys)
     assert code == 2

@@ -104,19 +104,22 @@ def test_generate_class_number_and_name_give_the_same_image(tiny_bundle_path, tm
     assert generate(tiny_bundle_path, b, "Boat", capsys)[0] == 0
     assert generate(tiny_bundle_path, c, "cat", capsys)[0] == 0
     pa, pb, pc = (np.asarray(Image.open(p)) for p in (a, b, c))
-    assert np.array_equal(pa, pb) and not np.array_equal(pa, pc)
+    assert np.array_equal(pa, pb)
+    assert not np.array_equal(pa, pc)
 
 
 def test_class_only_model_uses_manifest_synonyms(cat_dog_boat, photo, tmp_path, capsys):
     out = tmp_path / "kitty.png"
     code, _, err = generate(cat_dog_boat, out, "kitty", capsys)
-    assert code == 0 and "class: 0 cat (matched synonym 'kitty')" in err_lines(err)
+    assert code == 0
+    assert "class: 0 cat (matched synonym 'kitty')" in err_lines(err)
     assert read_png_text(out)["mage:class"] == "cat"
     image, mask = photo
     edited = tmp_path / "edited.png"
     args = ["edit", image, "--mask", mask, "-o", edited, "--model", cat_dog_boat, "--steps", 2]
     code, _, err = run([*args, "--class", "my old hound"], capsys)
-    assert code == 0 and "class: 1 dog (matched words 'hound')" in err_lines(err)
+    assert code == 0
+    assert "class: 1 dog (matched words 'hound')" in err_lines(err)
     assert read_png_text(edited)["mage:class"] == "dog"
 
 
@@ -134,12 +137,17 @@ def test_class_only_model_refuses_in_one_line_before_any_work(
 ):
     out = tmp_path / "never.png"
     code, stdout, err = generate(cat_dog_boat, out, cls, capsys)
-    assert code == 2 and message in err_lines(err)[-1] and "Traceback" not in err
-    assert not out.exists() and stdout == ""
+    assert code == 2
+    assert message in err_lines(err)[-1]
+    assert "Traceback" not in err
+    assert not out.exists()
+    assert stdout == ""
     image, mask = photo
     args = ["edit", image, "--mask", mask, "-o", out, "--model", cat_dog_boat]
     code, _, err = run(args + (["--class", cls] if cls is not None else []), capsys)
-    assert code == 2 and message in err_lines(err)[-1] and not out.exists()
+    assert code == 2
+    assert message in err_lines(err)[-1]
+    assert not out.exists()
 
 
 def test_unconditional_model_refuses_a_class(tiny_bundle):
@@ -176,7 +184,8 @@ def test_imagenet_classes_by_number_name_synonym_and_free_text(
     out = tmp_path / "e.png"
     args = ["edit", image, "--mask", mask, "-o", out, "--model", imagenet_bundle, "--steps", 2]
     code, _, err = run([*args, "--class", "Lighthouse"], capsys)
-    assert code == 0 and "class: 437 beacon (matched synonym 'lighthouse')" in err_lines(err)
+    assert code == 0
+    assert "class: 437 beacon (matched synonym 'lighthouse')" in err_lines(err)
     code, _, err = generate(imagenet_bundle, tmp_path / "x.png", "crane", capsys)
     assert code == 2
     assert "ambiguous: it could be 134 crane (bird), 517 crane (machine)" in err_lines(err)[-1]

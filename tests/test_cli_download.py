@@ -59,7 +59,9 @@ def test_download_imports_into_the_models_folder(tiny_catalog, server, tmp_path,
     # a second call finds it installed and fetches nothing
     n = len(server.requests)
     code, out, _ = run(["download", "tiny-official", "--models-dir", models], capsys)
-    assert code == 0 and "already installed" in out and len(server.requests) == n
+    assert code == 0
+    assert "already installed" in out
+    assert len(server.requests) == n
 
 
 def test_keep_files_and_resume_of_a_partial_download(tiny_catalog, server, tmp_path, capsys):
@@ -81,7 +83,8 @@ def test_keep_files_and_resume_of_a_partial_download(tiny_catalog, server, tmp_p
 def test_without_yes_and_no_terminal_it_asks_for_yes(tiny_catalog, server, tmp_path, capsys):
     code, _, err = run(["download", "tiny-official", "--models-dir", tmp_path], capsys)
     assert code == 2
-    assert err.strip().startswith("error: tiny-official needs") and "add --yes" in err
+    assert err.strip().startswith("error: tiny-official needs")
+    assert "add --yes" in err
     assert server.requests == []
 
 
@@ -106,9 +109,11 @@ def test_list_shows_sizes_licences_and_abilities(capsys):
 
 def test_unknown_name_and_missing_name(capsys):
     code, _, err = run(["download", "stable-diffusion"], capsys)
-    assert code == 2 and "no official model named 'stable-diffusion'" in err
+    assert code == 2
+    assert "no official model named 'stable-diffusion'" in err
     code, _, err = run(["download"], capsys)
-    assert code == 2 and "name a model" in err
+    assert code == 2
+    assert "name a model" in err
 
 
 def test_without_torch_the_download_runs_and_the_import_judges_the_files(server, tmp_path):
@@ -123,9 +128,11 @@ def test_without_torch_the_download_runs_and_the_import_judges_the_files(server,
         "download", "maskgit-imagenet-256", "--yes", "--models-dir", models, timeout=120
     )
     assert run_.returncode == 2, run_.stderr
-    assert "PyTorch" not in run_.stderr and "Traceback" not in run_.stderr
+    assert "PyTorch" not in run_.stderr
+    assert "Traceback" not in run_.stderr
     line = run_.stderr.strip().splitlines()[-1]
-    assert line.startswith("error: import failed: ") and "not a Flax checkpoint" in line
+    assert line.startswith("error: import failed: ")
+    assert "not a Flax checkpoint" in line
     assert len(server.requests) >= 2
     assert not (models / "maskgit-imagenet-256").exists()
 
@@ -134,7 +141,8 @@ def test_missing_gdown_is_one_line_for_drive_models(server, tmp_path, capsys, mo
     monkeypatch.setattr(cli_download, "gdown_available", lambda: False)
     code, _, err = run(["download", "mage-vit-b", "--yes", "--models-dir", tmp_path], capsys)
     assert code == 2
-    assert "needs the gdown package" in err and len(err.strip().splitlines()) == 1
+    assert "needs the gdown package" in err
+    assert len(err.strip().splitlines()) == 1
     assert server.requests == []
 
 
@@ -175,7 +183,8 @@ def test_ctrl_c_leaves_a_part_that_the_same_command_resumes(server, tmp_path, ca
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert "resume with the same command" in err and "Traceback" not in err
+    assert "resume with the same command" in err
+    assert "Traceback" not in err
     kept = part.stat().st_size
     assert 0 < kept < 340_000
     assert not part.with_suffix("").with_name("mage-vitb-1600.pth").exists()
@@ -211,8 +220,10 @@ def test_the_synthetic_maskgit_pair_downloads_resumes_and_imports(
     target = models / model.name
     assert out.strip().splitlines()[-1] == str(target)
     manifest = read_manifest(target, verify_hashes=True)
-    assert len(manifest.class_names) == 1000 and manifest.null_class_id is None
-    assert manifest.grid == [16, 16] and manifest.codebook_size == 1024
+    assert len(manifest.class_names) == 1000
+    assert manifest.null_class_id is None
+    assert manifest.grid == [16, 16]
+    assert manifest.codebook_size == 1024
     assert not om.downloads_dir(models, model).exists()
 
 
@@ -249,7 +260,8 @@ def test_an_unreachable_host_is_one_line_at_once(tiny_catalog, tmp_path, capsys,
     code, out, err = run(["download", "tiny-official", "--yes", "--models-dir", tmp_path], capsys)
     assert code == 2
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and "cannot reach 127.0.0.1 (no connection?)" in lines[0]
+    assert len(lines) == 1
+    assert "cannot reach 127.0.0.1 (no connection?)" in lines[0]
     assert "retrying" not in out
 
 
@@ -261,8 +273,10 @@ def test_a_planted_link_in_the_download_folder_is_refused(tiny_catalog, server, 
     raw.mkdir(parents=True)
     part_path(raw / "transformer.onnx").symlink_to(precious)
     code, _, err = run(["download", "tiny-official", "--yes", "--models-dir", models], capsys)
-    assert code == 2 and "Traceback" not in err
-    assert err.strip().splitlines()[-1].startswith("error: ") and "is a symbolic link" in err
+    assert code == 2
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("error: ")
+    assert "is a symbolic link" in err
     assert precious.read_text() == "mine"
     # a linked download folder: nothing is written or deleted through it
     shutil.rmtree(raw)
@@ -270,5 +284,6 @@ def test_a_planted_link_in_the_download_folder_is_refused(tiny_catalog, server, 
     elsewhere.mkdir()
     raw.symlink_to(elsewhere)
     code, _, err = run(["download", "tiny-official", "--yes", "--models-dir", models], capsys)
-    assert code == 2 and "not a plain folder" in err
+    assert code == 2
+    assert "not a plain folder" in err
     assert list(elsewhere.iterdir()) == []

@@ -89,8 +89,10 @@ def test_bad_flags_are_refused_at_parse_time(flags, photo, tmp_path, capsys):
     out = tmp_path / "out.png"
     start = time.monotonic()
     code, _, err = run(["edit", image, "--mask", mask, "-o", out, *flags], capsys)
-    assert code == 2 and one_error(err).startswith("error: argument")
-    assert time.monotonic() - start < 5 and not out.exists()
+    assert code == 2
+    assert one_error(err).startswith("error: argument")
+    assert time.monotonic() - start < 5
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(
@@ -112,7 +114,8 @@ def test_bad_flags_are_refused_at_parse_time(flags, photo, tmp_path, capsys):
 def test_bad_flags_of_every_command(argv, photo, capsys):
     image, _ = photo
     code, _, err = run([str(image) if a == "IMG" else a for a in argv], capsys)
-    assert code == 2 and one_error(err)
+    assert code == 2
+    assert one_error(err)
 
 
 NUMERIC = {
@@ -150,7 +153,8 @@ def test_flag_space_parses_within_bounds_or_refuses(flag, value, capsys):
         return
     got = getattr(args, DEST.get(flag, flag.lstrip("-").replace("-", "_")))
     low, high = NUMERIC[flag]
-    assert np.isfinite(got) and low <= got <= high
+    assert np.isfinite(got)
+    assert low <= got <= high
 
 
 def test_candidate_names_never_overwrite_an_input(photo, tiny_bundle_path, tmp_path, capsys):
@@ -177,8 +181,10 @@ def test_candidate_names_never_overwrite_an_input(photo, tiny_bundle_path, tmp_p
             ],
             capsys,
         )
-        assert code == 2 and "out-6.png" in one_error(err)
-        assert file_digest(victim) == before and not (tmp_path / "out-5.png").exists()
+        assert code == 2
+        assert "out-6.png" in one_error(err)
+        assert file_digest(victim) == before
+        assert not (tmp_path / "out-5.png").exists()
 
 
 def test_output_names_are_checked_before_any_work(photo, tmp_path, capsys):
@@ -201,17 +207,20 @@ def test_output_names_are_checked_before_any_work(photo, tmp_path, capsys):
         ],
         capsys,
     )
-    assert code == 2 and "too long" in one_error(err)
+    assert code == 2
+    assert "too long" in one_error(err)
     code, _, err = run(
         ["generate", "-o", tmp_path / ("y" * 260 + ".png"), "--model", missing_model], capsys
     )
-    assert code == 2 and "too long" in one_error(err)
+    assert code == 2
+    assert "too long" in one_error(err)
     (tmp_path / "taken-3.png").write_bytes(b"mine")
     code, _, err = run(
         ["generate", "-o", tmp_path / "taken.png", "-n", 3, "--seed", 1, "--model", missing_model],
         capsys,
     )
-    assert code == 2 and "taken-3.png exists" in one_error(err)
+    assert code == 2
+    assert "taken-3.png exists" in one_error(err)
     assert (tmp_path / "taken-3.png").read_bytes() == b"mine"
 
 
@@ -242,9 +251,12 @@ def test_non_utf8_file_names(tiny_bundle_path, photo, tmp_path, capsys):
     code, stdout, err = run(
         ["generate", "-o", odd_out, "--model", tiny_bundle_path, "--class", "d\udcffg"], capsys
     )
-    assert code == 2 and "unknown class" in one_error(err)
+    assert code == 2
+    assert "unknown class" in one_error(err)
     code, stdout, err = run(["generate", "-o", odd_out, "--model", tiny_bundle_path], capsys)
-    assert code == 0 and os.path.exists(odd_out) and "\ufffd" in stdout
+    assert code == 0
+    assert os.path.exists(odd_out)
+    assert "\ufffd" in stdout
 
 
 def test_no_exception_escapes_as_a_traceback(monkeypatch, tmp_path, capsys):
@@ -253,7 +265,9 @@ def test_no_exception_escapes_as_a_traceback(monkeypatch, tmp_path, capsys):
 
     monkeypatch.setitem(cli.COMMANDS, "generate", boom)
     code, _, err = run(["generate", "-o", tmp_path / "g.png"], capsys)
-    assert code == 1 and "internal error (KeyError" in one_error(err) and "report" in err
+    assert code == 1
+    assert "internal error (KeyError" in one_error(err)
+    assert "report" in err
 
     def recursion(args):
         raise RecursionError("maximum recursion depth exceeded")
@@ -274,7 +288,10 @@ def test_stale_temp_files_of_killed_runs_are_cleaned(tiny_bundle_path, tmp_path,
     os.utime(other, (hour_ago, hour_ago))
     code, _, err = run(["generate", "-o", out, "--model", tiny_bundle_path], capsys)
     assert code == 0, err
-    assert not old.exists() and fresh.exists() and other.exists() and out.exists()
+    assert not old.exists()
+    assert fresh.exists()
+    assert other.exists()
+    assert out.exists()
 
 
 def test_extend_keeps_transparency_and_makes_n_candidates(tiny_bundle_path, tmp_path, capsys):
@@ -306,7 +323,8 @@ def test_extend_keeps_transparency_and_makes_n_candidates(tiny_bundle_path, tmp_
     assert code == 0, err
     results = [np.asarray(Image.open(tmp_path / f"wide-{s}.png")) for s in (4, 5)]
     for result in results:
-        assert result.shape[2] == 4 and result.shape[1] > 64
+        assert result.shape[2] == 4
+        assert result.shape[1] > 64
         grow = result.shape[1] - 64
         assert np.array_equal(result[:, grow:, 3], alpha)  # original alpha where it was
         assert np.array_equal(result[:, :grow, 3], np.repeat(alpha[:, :1], grow, axis=1))
@@ -349,7 +367,8 @@ def test_cuda_notice_is_printed_once(tiny_bundle_path, tmp_path):
     )
     # without a GPU the notice says so once; with one, no notice at all
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.count("notice:") <= 1 and "\x1b[" not in proc.stderr
+    assert proc.stderr.count("notice:") <= 1
+    assert "\x1b[" not in proc.stderr
 
 
 # -- export / import-mage targets --------------------------------------------------------------
@@ -365,13 +384,15 @@ def test_overwrite_refuses_anything_but_a_bundle(tiny_bundle_path, tmp_path, mon
         with pytest.raises(ExportError, match="refusing|exists and is not"):
             check_target(target, overwrite=True)
     code, _, err = run(["import-mage", ckpt, "-o", photos, "--overwrite"], capsys)
-    assert code == 2 and "not a model bundle" in one_error(err)
+    assert code == 2
+    assert "not a model bundle" in one_error(err)
     assert (photos / "holiday.jpg").read_bytes() == b"precious"
     bundle = Path(__import__("shutil").copytree(tiny_bundle_path, tmp_path / "bundle"))
     big_input = bundle / "mage.pth"  # the checkpoint sits in the output folder
     big_input.write_bytes(b"800 MB of weights")
     code, _, err = run(["import-mage", big_input, "-o", bundle, "--overwrite"], capsys)
-    assert code == 2 and "holds the input" in one_error(err)
+    assert code == 2
+    assert "holds the input" in one_error(err)
     big_input.unlink()
     (bundle / "notes.txt").write_text("mine")
     with pytest.raises(ExportError, match="holds notes.txt"):
@@ -443,9 +464,13 @@ def test_export_refuses_bad_checkpoints_with_one_error(payload, tiny_bundle_path
     ckpt = _bad_checkpoint(payload, tmp_path)
     code = main(_export_argv(ckpt, tiny_bundle_path, tmp_path))
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert code == 2 and len(errors) == 1 and errors[0].exc_info is None
-    assert "tok.pth" in errors[0].getMessage() and "\n" not in errors[0].getMessage()
-    assert not (tmp_path / "pwned").exists() and not (tmp_path / "out").exists()
+    assert code == 2
+    assert len(errors) == 1
+    assert errors[0].exc_info is None
+    assert "tok.pth" in errors[0].getMessage()
+    assert "\n" not in errors[0].getMessage()
+    assert not (tmp_path / "pwned").exists()
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow  # a process that imports torch
@@ -459,5 +484,7 @@ def test_export_of_a_hostile_pickle_prints_one_line(tiny_bundle_path, tmp_path):
         timeout=120,
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and "tok.pth" in proc.stderr
-    assert not (tmp_path / "pwned").exists() and not (tmp_path / "out").exists()
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "tok.pth" in proc.stderr
+    assert not (tmp_path / "pwned").exists()
+    assert not (tmp_path / "out").exists()

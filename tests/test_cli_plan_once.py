@@ -51,7 +51,8 @@ def test_one_cli_edit_validates_and_resolves_once(tiny_bundle_path, tmp_path, mo
     _spy(monkeypatch, calls)
     out = tmp_path / "out.png"
     argv = ["edit", image, "--mask", mask_path, "-o", out, "--model", tiny_bundle_path]
-    assert main([str(a) for a in argv]) == 0 and out.is_file()
+    assert main([str(a) for a in argv]) == 0
+    assert out.is_file()
     assert calls["check_inputs"] == 1
     assert calls["plan_key"] == 1
     assert calls["EditPlan.check"] == 1
@@ -64,11 +65,13 @@ def test_a_plan_made_elsewhere_is_still_checked_by_its_run(tiny_bundle, monkeypa
     mask = np.zeros((64, 64), bool)
     mask[20:36, 20:36] = True
     plan = plan_module.plan_edit(tiny_bundle.manifest, mask, Settings(seeds=(1,)))
-    assert plan is not None and not plan.checked
+    assert plan is not None
+    assert not plan.checked
     calls: Counter = Counter()
     _spy(monkeypatch, calls)
     run_to_end(run(tiny_bundle, Edit(rgb, plan), Settings(seeds=(1,))))
-    assert calls["check_inputs"] == 1 and calls["EditPlan.check"] == 1
+    assert calls["check_inputs"] == 1
+    assert calls["EditPlan.check"] == 1
     assert calls["plan_key"] == 0  # made with these very settings
     # and a checked plan given another image is refused in one line
     checked = plan_or_raise(tiny_bundle.manifest, rgb, mask, Settings(seeds=(1,)))
@@ -88,4 +91,5 @@ def test_the_decode_makes_the_steps_its_part_was_planned_with(tiny_bundle):
     fewer = replace(plan, parts=(replace(plan.parts[0], steps=3),))
     steps = list(run(tiny_bundle, Edit(rgb, fewer), settings, preview_interval=float("inf")))
     decoding = [s for s in steps if s.phase == "decode"]
-    assert len(decoding) == 3 and decoding[-1].total == 3
+    assert len(decoding) == 3
+    assert decoding[-1].total == 3

@@ -29,7 +29,8 @@ def test_download_and_import_maskgit_without_torch(maskgit_pair, tmp_path, monke
             "download", model.name, "--yes", "--models-dir", models, timeout=1500
         )
     assert run.returncode == 0, run.stderr
-    assert "[1/3] reading" in run.stdout and "[3/3] checking the bundle" in run.stdout
+    assert "[1/3] reading" in run.stdout
+    assert "[3/3] checking the bundle" in run.stdout
     target = models / model.name
     assert run.stdout.strip().splitlines()[-1] == str(target)
     assert not om.downloads_dir(models, model).exists()

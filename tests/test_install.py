@@ -58,7 +58,8 @@ def test_pyproject_lists_every_package_and_ships_the_data_folders():
         "mage_studio.exported_models": "exported_models",
     }
     project = config["project"]
-    assert project["license"] == "MIT" and (REPO / "LICENSE").is_file()
+    assert project["license"] == "MIT"
+    assert (REPO / "LICENSE").is_file()
     assert project["scripts"]["mage-studio"] == "mage_studio.entry:main"
     assert project["gui-scripts"]["mage-studio-gui"] == "mage_studio.entry:gui_main"
 
@@ -106,13 +107,17 @@ def test_sub_commands_run_the_cli_and_unknown_words_are_refused(editor_calls, ca
 
     assert main(["generate", "--candidates", "0", "-o", "x.png"]) == 2
     err = capsys.readouterr().err  # the CLI's own one-line refusal
-    assert err.startswith("error: ") and "--candidates" in err and len(err.splitlines()) == 1
+    assert err.startswith("error: ")
+    assert "--candidates" in err
+    assert len(err.splitlines()) == 1
     assert main(["-v", "generate", "--candidates", "0", "-o", "x.png"]) == 2
     assert "--candidates" in capsys.readouterr().err
     assert main(["gnerate"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "'gnerate' is neither a command" in err
-    assert main(["--version"]) == 0 and capsys.readouterr().out.startswith("mage-studio ")
+    assert len(err.splitlines()) == 1
+    assert "'gnerate' is neither a command" in err
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("mage-studio ")
     assert editor_calls == []
 
 
@@ -145,8 +150,10 @@ def test_install_desktop_writes_entry_and_icons_and_uninstall_removes_them(tmp_p
     assert done.returncode == 0, done.stderr
     entry = data_home / "applications" / "mage-studio.desktop"
     keys = _desktop_keys(entry)
-    assert keys["Type"] == "Application" and keys["Name"] == "MAGE Studio"
-    assert keys["Icon"] == "mage-studio" and "Graphics" in keys["Categories"].split(";")
+    assert keys["Type"] == "Application"
+    assert keys["Name"] == "MAGE Studio"
+    assert keys["Icon"] == "mage-studio"
+    assert "Graphics" in keys["Categories"].split(";")
     command = keys["Exec"].split(" ")
     assert command[-1] == "%f"
     assert Path(command[0]).is_file() and os.access(command[0], os.X_OK), keys["Exec"]
@@ -165,7 +172,8 @@ def test_install_desktop_writes_entry_and_icons_and_uninstall_removes_them(tmp_p
         env=env,
         timeout=120,
     )
-    assert done.returncode == 0 and not entry.exists()
+    assert done.returncode == 0
+    assert not entry.exists()
     assert not any(p.is_file() for p in data_home.rglob("*"))
 
 
@@ -206,7 +214,8 @@ def test_install_desktop_never_writes_through_a_planted_link(tmp_path):
     (apps / "mage-studio.desktop.tmp").symlink_to(victim)
     (apps / "mage-studio.desktop").symlink_to(other)
     outcome = desktop.install(home=home)
-    assert victim.read_text() == "precious" and other.read_text() == "also precious"
+    assert victim.read_text() == "precious"
+    assert other.read_text() == "also precious"
     assert (apps / "mage-studio.desktop").is_symlink()  # a link is not ours: left alone
     assert any("mage-studio.desktop alone: it is not a regular file" in n for n in outcome.notices)
     assert len(outcome.done) == len(ICON_SIZES) + 1  # every icon still went in
@@ -247,9 +256,11 @@ def test_desktop_install_keeps_a_users_own_files_and_uninstall_removes_only_ours
     outcome = desktop.uninstall(home=home)
     assert entry.read_text().startswith("[Desktop Entry]\nName=My own launcher")
     assert icon.read_bytes() == b"the user's own drawing"
-    assert entry not in outcome.done and icon not in outcome.done
+    assert entry not in outcome.done
+    assert icon not in outcome.done
     assert len(outcome.done) == len(ICON_SIZES)  # the other icons and the SVG
-    assert len(outcome.notices) == 2 and all(n.startswith("left ") for n in outcome.notices)
+    assert len(outcome.notices) == 2
+    assert all(n.startswith("left ") for n in outcome.notices)
     assert _desktop_files(home) == sorted([entry, icon])
 
 
@@ -262,9 +273,11 @@ def test_desktop_install_replaces_an_earlier_installs_entry(tmp_path):
     template = (ASSETS / "mage-studio.desktop").read_text(encoding="utf-8")
     entry.write_text(desktop.entry_text(template, ["/old/venv/bin/mage-studio-gui"]))
     outcome = desktop.install(home=home)
-    assert entry in outcome.done and not outcome.notices
+    assert entry in outcome.done
+    assert not outcome.notices
     assert "/old/venv" not in entry.read_text()
-    assert entry in desktop.uninstall(home=home).done and not entry.exists()
+    assert entry in desktop.uninstall(home=home).done
+    assert not entry.exists()
 
 
 def test_a_relative_xdg_data_home_is_ignored(tmp_path, monkeypatch):
@@ -289,9 +302,11 @@ def test_a_relative_xdg_data_home_is_ignored(tmp_path, monkeypatch):
 def test_icon_pngs_are_renderings_of_every_size():
     for size in ICON_SIZES:
         with Image.open(ASSETS / "icons" / f"mage-studio-{size}.png") as im:
-            assert im.size == (size, size) and im.mode == "RGBA"
+            assert im.size == (size, size)
+            assert im.mode == "RGBA"
             alpha = im.getchannel("A")
-            assert alpha.getpixel((0, 0)) == 0 and alpha.getpixel((size // 2, size // 2)) == 255
+            assert alpha.getpixel((0, 0)) == 0
+            assert alpha.getpixel((size // 2, size // 2)) == 255
 
 
 def test_window_icon_has_every_size(qapp):
@@ -311,9 +326,11 @@ def test_samples_have_masks_sources_and_free_licences():
         assert s["title"].startswith("Try: remove the ")
         assert s["source"] and s["licence"].startswith(FREE_LICENCES), s
         image_path, mask_path = ASSETS / s["file"], ASSETS / s["mask"]
-        assert image_path.stat().st_size < 400_000 and s["file"] in credits
+        assert image_path.stat().st_size < 400_000
+        assert s["file"] in credits
         with Image.open(image_path) as image, Image.open(mask_path) as mask:
-            assert max(image.size) <= 640 and image.mode == "RGB"
+            assert max(image.size) <= 640
+            assert image.mode == "RGB"
             assert mask.size == image.size
             values = set(mask.convert("L").getdata())
             assert values == {0, 255}  # ready to use: white = remove, black = keep
@@ -337,11 +354,14 @@ def test_classify_a_sample_photo_with_the_default_model(capsys):
     photo = ASSETS / "samples" / "coffee.jpg"
     assert main(["classify", str(photo), "--device", "cpu"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 1 and out[0].startswith(f"{photo}: ")
+    assert len(out) == 1
+    assert out[0].startswith(f"{photo}: ")
     top = [item.rsplit(" ", 1) for item in out[0].split(": ", 1)[1].split(" | ")]
-    assert len(top) == 5 and {name for name, _ in top} <= set(manifest.class_names)
+    assert len(top) == 5
+    assert {name for name, _ in top} <= set(manifest.class_names)
     percents = [float(p.rstrip("%")) for _, p in top]
-    assert percents == sorted(percents, reverse=True) and 0 < sum(percents) <= 100.1
+    assert percents == sorted(percents, reverse=True)
+    assert 0 < sum(percents) <= 100.1
 
 
 def test_default_bundle_card_reports_the_head_accuracy():
@@ -351,9 +371,11 @@ def test_default_bundle_card_reports_the_head_accuracy():
     path = default_bundle_path()
     manifest = read_manifest(path, verify_hashes=False)
     card = (path / "MODEL_CARD.md").read_text(encoding="utf-8")
-    assert "## Classifier head" in card and "held-out accuracy" in card
+    assert "## Classifier head" in card
+    assert "held-out accuracy" in card
     for name, rel in manifest.heads.items():
-        assert f"`{rel}`" in card and f"--into-bundle {name}" in card
+        assert f"`{rel}`" in card
+        assert f"--into-bundle {name}" in card
 
 
 # -- the wheel ------------------------------------------------------------------------------------
@@ -463,7 +485,8 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_from_another_folder(tmp_path)
         assert im.size == (size, size)
 
     done = _run([python, "-m", "mage_studio", "--version"], cwd=elsewhere, env=env, timeout=120)
-    assert done.returncode == 0 and done.stdout.startswith("mage-studio ")
+    assert done.returncode == 0
+    assert done.stdout.startswith("mage-studio ")
 
     gui_env = {**env, "QT_QPA_PLATFORM": "offscreen"}
     sample = json.loads((bundle.parents[1] / "assets" / "samples.json").read_text())["samples"][0]
@@ -484,4 +507,5 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_from_another_folder(tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (elsewhere / "window.png").stat().st_size > 10_000
     with Image.open(elsewhere / "window.png") as im:
-        assert im.size[0] > 600 and im.size[1] > 400
+        assert im.size[0] > 600
+        assert im.size[1] > 400

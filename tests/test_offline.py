@@ -188,4 +188,5 @@ def test_a_long_run_uploads_nothing(tiny_bundle_path, tmp_path, listener):
     env = offline_env(tmp_path, listener)
     subprocess.run([sys.executable, "-c", code, model], cwd=REPO, env=env, check=True, timeout=120)
     time.sleep(0.5)
-    assert listener.seen == [] and traces(tmp_path) == []
+    assert listener.seen == []
+    assert traces(tmp_path) == []

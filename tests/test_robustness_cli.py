@@ -57,7 +57,8 @@ def test_cli_on_every_corpus_file(corpus, centre_mask, tiny_bundle_path, tmp_pat
             assert code == 0, (case.name, err)
             assert out.exists(), case.name
             with Image.open(out) as result:
-                assert result.size[0] >= 1 and result.format == "PNG"
+                assert result.size[0] >= 1
+                assert result.format == "PNG"
             if case.expect:
                 assert any(case.expect in ln for ln in lines if ln.startswith("notice:")), err
         else:
@@ -118,11 +119,14 @@ def test_mask_cases(tiny_bundle_path, tmp_path, capsys):
     grey[30:40, 40:60] = 60  # below the threshold: not part of the mask
     assert edit(grey)[0] == 0
     code, err = edit(np.zeros((48, 64), np.uint8))
-    assert code == 2 and "mask is empty" in err
+    assert code == 2
+    assert "mask is empty" in err
     code, err = edit(np.full((48, 64), 255, np.uint8))
-    assert code == 0 and "whole image is masked" in err
+    assert code == 0
+    assert "whole image is masked" in err
     code, err = edit(np.full((10, 10), 255, np.uint8))
-    assert code == 2 and "turn on mask scaling" in err
+    assert code == 2
+    assert "turn on mask scaling" in err
 
 
 @pytest.mark.slow

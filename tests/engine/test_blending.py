@@ -69,7 +69,8 @@ def test_hole_part_without_known_neighbours_stays_uncorrected():
     hole[4:10, 4:10] = True
     known = np.zeros_like(hole)  # nothing known at all
     got = harmonic_membrane(np.full((3, 32, 32), 80.0, np.float32), hole, known)
-    assert np.isfinite(got).all() and np.abs(got).max() < 1e-3
+    assert np.isfinite(got).all()
+    assert np.abs(got).max() < 1e-3
 
 
 def test_empty_hole_is_a_no_op():
@@ -85,7 +86,8 @@ def test_seamless_fill_removes_a_colour_offset_and_keeps_texture(offset):
     texture = rng.normal(0, 10, (64, 64, 3))
     fill = np.clip(original.astype(float) + offset + texture, 0, 255).astype(np.uint8)[None]
     out = seamless_fill(fill, original.transpose(2, 0, 1) / 255.0, hole, ~hole)[0]
-    assert out.dtype == np.uint8 and out.shape == (64, 64, 3)
+    assert out.dtype == np.uint8
+    assert out.shape == (64, 64, 3)
     assert np.array_equal(out[~hole], original[~hole])  # outside: the original, exactly
     before = np.abs(fill[0][hole].astype(float) - original[hole]).mean()
     after = np.abs(out[hole].astype(float) - original[hole]).mean()

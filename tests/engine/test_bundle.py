@@ -14,14 +14,19 @@ def test_outputs_follow_the_contract(tiny_bundle):
     m = tiny_bundle.manifest
     images = np.random.default_rng(0).random((2, 3, m.image_size, m.image_size), np.float32)
     tokens = tiny_bundle.encode(images)
-    assert tokens.shape == (2, *m.grid) and tokens.dtype == np.int64
-    assert tokens.min() >= 0 and tokens.max() < m.codebook_size
+    assert tokens.shape == (2, *m.grid)
+    assert tokens.dtype == np.int64
+    assert tokens.min() >= 0
+    assert tokens.max() < m.codebook_size
     pixels = tiny_bundle.decode(tokens)
-    assert pixels.shape == images.shape and pixels.min() >= 0 and pixels.max() <= 1
+    assert pixels.shape == images.shape
+    assert pixels.min() >= 0
+    assert pixels.max() <= 1
     seq = tokens.reshape(2, -1).copy()
     seq[:, ::3] = m.mask_token_id
     logits = tiny_bundle.logits(seq, np.array([0, m.null_class_id]))
-    assert logits.shape == (2, m.seq_len, m.codebook_size) and np.isfinite(logits).all()
+    assert logits.shape == (2, m.seq_len, m.codebook_size)
+    assert np.isfinite(logits).all()
     assert tiny_bundle.features(seq).shape == (2, m.features_dim)
 
 
@@ -38,9 +43,11 @@ def test_cuda_requested_without_gpu_falls_back_with_one_notice(tiny_bundle_path,
     monkeypatch.setattr(sessions, "cuda_driver_present", lambda: False)
     bundle = Bundle(tiny_bundle_path, device="cuda")
     assert bundle.device == "cpu"
-    assert len(bundle.notices) == 1 and "running on the CPU" in bundle.notices[0]
+    assert len(bundle.notices) == 1
+    assert "running on the CPU" in bundle.notices[0]
     auto = Bundle(tiny_bundle_path, device="auto")
-    assert auto.device == "cpu" and auto.notices == []
+    assert auto.device == "cpu"
+    assert auto.notices == []
 
 
 class FailingCudaSession:
@@ -76,7 +83,8 @@ def test_cuda_failing_at_run_time_switches_to_cpu(tiny_bundle_path, monkeypatch)
     m = bundle.manifest
     logits = bundle.logits(np.full((1, m.seq_len), m.mask_token_id, np.int64))
     assert logits.shape == (1, m.seq_len, m.codebook_size)
-    assert bundle.device == "cpu" and "switched to the CPU" in bundle.notices[-1]
+    assert bundle.device == "cpu"
+    assert "switched to the CPU" in bundle.notices[-1]
     assert calls.count("cpu") >= 1
 
 

@@ -25,7 +25,8 @@ def test_fitted_temperature_makes_confidence_match_accuracy():
     after = calibration(softmax(logits / t), labels)
     assert t > 2.0  # it was overconfident: the fitted temperature softens it
     assert after["accuracy"] == before["accuracy"]  # the answers do not change
-    assert after["nll"] < before["nll"] and after["ece"] < before["ece"] / 3
+    assert after["nll"] < before["nll"]
+    assert after["ece"] < before["ece"] / 3
     assert abs(after["mean_confidence"] - after["accuracy"]) < 0.1  # was about 0.5
 
 

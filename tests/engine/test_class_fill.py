@@ -39,7 +39,8 @@ def test_class_defaults_resolve_on_a_model_with_a_null_class(tiny_bundle):
     assert manifest.null_class_id is not None
     plain = Settings().resolved(manifest)
     as_class = Settings(class_name="dog").resolved(manifest)
-    assert plain.guidance == 0.0 and Settings().texture_options == DEFAULT_OPTIONS
+    assert plain.guidance == 0.0
+    assert Settings().texture_options == DEFAULT_OPTIONS
     assert as_class.guidance == CLASS_GUIDANCE > 0
     assert Settings(class_name="dog").texture_options == CLASS_TEXTURE
     assert CLASS_TEXTURE.guide_weight > DEFAULT_OPTIONS.guide_weight

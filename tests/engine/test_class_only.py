@@ -37,7 +37,9 @@ def class_only(tiny_bundle_path, tmp_path_factory) -> Bundle:
 
 def test_class_names_without_null_class_are_valid(class_only):
     m = class_only.manifest
-    assert m.class_conditional and m.needs_class and m.null_class_id is None
+    assert m.class_conditional
+    assert m.needs_class
+    assert m.null_class_id is None
     assert m.class_synonyms == SYNONYMS
     assert m.class_id("dog") == 1
 
@@ -101,7 +103,8 @@ def test_synonyms_without_class_names_are_refused(tiny_bundle_path, tmp_path):
 
 def test_bundles_without_synonyms_read_as_before(tiny_bundle):
     m = tiny_bundle.manifest
-    assert m.class_synonyms is None and not m.needs_class
+    assert m.class_synonyms is None
+    assert not m.needs_class
     assert m.class_id(None) == m.null_class_id
 
 
@@ -141,7 +144,10 @@ def test_a_32x32_grid_edits_and_generates(grid32, preset):
     from engine.runtime.speed import PRESETS
 
     m = grid32.manifest
-    assert m.grid == [32, 32] and m.seq_len == 1024 and m.downsample == 4 and m.needs_class
+    assert m.grid == [32, 32]
+    assert m.seq_len == 1024
+    assert m.downsample == 4
+    assert m.needs_class
     rng = np.random.default_rng(0)
     photo = (rng.random((150, 200, 3)) * 255).astype(np.uint8)
     mask = np.zeros((150, 200), bool)
@@ -154,7 +160,14 @@ def test_a_32x32_grid_edits_and_generates(grid32, preset):
         assert result.tokens.shape == (1, 1024)
         patch = result.candidates[0].patch
         x0, y0, x1, y1 = patch.box
-        assert x0 <= 60 and y0 <= 40 and x1 >= 110 and y1 >= 70
-        assert 0 <= x0 and 0 <= y0 and x1 <= 200 and y1 <= 150
+        assert x0 <= 60
+        assert y0 <= 40
+        assert x1 >= 110
+        assert y1 >= 70
+        assert 0 <= x0
+        assert 0 <= y0
+        assert x1 <= 200
+        assert y1 <= 150
     made = run_to_end(run(grid32, Generate(), Settings(seeds=(1,), steps=2, class_name="cat")))
-    assert made.tokens.shape == (1, 1024) and (made.tokens < m.codebook_size).all()
+    assert made.tokens.shape == (1, 1024)
+    assert (made.tokens < m.codebook_size).all()

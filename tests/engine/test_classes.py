@@ -16,19 +16,23 @@ from engine.runtime.errors import MageError
 def test_imagenet_list_is_the_standard_order_with_unique_names():
     names, synonyms = classes.imagenet_classes()
     assert len(names) == len(synonyms) == 1000
-    assert (
-        names[0] == "tench" and names[207] == "golden retriever" and names[999] == "toilet tissue"
-    )
+    assert names[0] == "tench"
+    assert names[207] == "golden retriever"
+    assert names[999] == "toilet tissue"
     assert len({n.casefold() for n in names}) == 1000  # unique, also ignoring case
     assert {names[134], names[517]} == {"crane (bird)", "crane (machine)"}
     assert {names[638], names[639]} == {"maillot (tights)", "maillot (swimsuit)"}
-    assert names[264] == "Cardigan Welsh corgi" and names[474] == "cardigan"
-    assert "lighthouse" in synonyms[437] and "beacon" in synonyms[437]
+    assert names[264] == "Cardigan Welsh corgi"
+    assert names[474] == "cardigan"
+    assert "lighthouse" in synonyms[437]
+    assert "beacon" in synonyms[437]
     assert all(s and all(w.strip() == w and w for w in s) for s in synonyms)
     data = json.loads((locations.ASSETS / classes.IMAGENET_FILE).read_text(encoding="utf-8"))
     wnids = [c["wnid"] for c in data["classes"]]
-    assert wnids == sorted(wnids) and wnids[207] == "n02099601"
-    assert data["source"]["package"] == "timm" and "Apache-2.0" in data["source"]["licence"]
+    assert wnids == sorted(wnids)
+    assert wnids[207] == "n02099601"
+    assert data["source"]["package"] == "timm"
+    assert "Apache-2.0" in data["source"]["licence"]
 
 
 def test_imagenet_lists_are_fresh_copies():
@@ -36,7 +40,8 @@ def test_imagenet_lists_are_fresh_copies():
     names[0] = "changed"
     synonyms[0].append("changed")
     again, again_syn = classes.imagenet_classes()
-    assert again[0] == "tench" and "changed" not in again_syn[0]
+    assert again[0] == "tench"
+    assert "changed" not in again_syn[0]
 
 
 # -- find_class ---------------------------------------------------------------------------------
@@ -100,7 +105,8 @@ def test_find_class_refuses_in_one_line_with_candidates(query, message, named):
     with pytest.raises(MageError) as e:
         find(query)
     text = str(e.value)
-    assert "\n" not in text and message in text
+    assert "\n" not in text
+    assert message in text
     for n in named:
         assert n in text
 
@@ -133,10 +139,13 @@ def test_search_ranks_what_is_being_typed():
     assert search("lighthose")[0] == (437, "spelling")
     assert search("207")[0] == (207, "number")
     assert {i for i, _ in search("crane")[:2]} == {134, 517}
-    assert search("") == [] and search("   ") == []
-    assert len(search("a", limit=None)) > 10 and len(search("a", limit=3)) == 3
+    assert search("") == []
+    assert search("   ") == []
+    assert len(search("a", limit=None)) > 10
+    assert len(search("a", limit=3)) == 3
     first = classes.search_classes("lighthou", *IMAGENET)[0]
-    assert first.matched == "lighthouse" and first.name == "beacon"
+    assert first.matched == "lighthouse"
+    assert first.name == "beacon"
 
 
 def test_search_is_fast_over_a_thousand_classes():
@@ -152,11 +161,14 @@ def test_search_is_fast_over_a_thousand_classes():
 def test_find_and_search_never_crash(text):
     try:
         m = classes.find_class(text, *IMAGENET)
-        assert 0 <= m.index < 1000 and m.how in classes.HOWS
+        assert 0 <= m.index < 1000
+        assert m.how in classes.HOWS
     except MageError as e:
-        assert str(e) and str(e).isprintable()
+        assert str(e)
+        assert str(e).isprintable()
     for m in classes.search_classes(text, *IMAGENET, limit=5):
-        assert 0 <= m.index < 1000 and m.how in classes.HOWS
+        assert 0 <= m.index < 1000
+        assert m.how in classes.HOWS
 
 
 def test_the_build_script_rebuilds_the_shipped_list(tmp_path):

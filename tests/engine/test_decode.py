@@ -75,9 +75,11 @@ def test_full_masking_follows_official_12_step_counts():
         33,
     ]
     assert out[-1].remaining.tolist() == [0]
-    assert out[-1].done and not out[-2].done
+    assert out[-1].done
+    assert not out[-2].done
     assert (out[-1].tokens != MASK).all()
-    assert out[-1].tokens.min() >= 0 and out[-1].tokens.max() < K
+    assert out[-1].tokens.min() >= 0
+    assert out[-1].tokens.max() < K
 
 
 def test_full_masking_20_steps():
@@ -186,7 +188,8 @@ def test_start_step_runs_remaining_steps():
     assert [s.step for s in out] == list(range(10))
     assert all(s.total_steps == 10 for s in out)
     assert entering_counts(tokens, out) == masked_counts(100, 12, start_step=2)
-    assert out[-1].done and (out[-1].tokens != MASK).all()
+    assert out[-1].done
+    assert (out[-1].tokens != MASK).all()
 
 
 def test_temperature_zero_remasks_least_confident():
@@ -295,12 +298,17 @@ def test_output_dtypes_and_shapes():
     out = collect(all_masked(2, 16), fixed_logits(n=16, k=8), [0, 1], steps=3)
     step = out[0]
     assert isinstance(step, DecodeStep)
-    assert step.tokens.dtype == np.int64 and step.tokens.shape == (2, 16)
-    assert step.candidates.dtype == np.int64 and step.candidates.shape == (2, 16)
-    assert step.confidence.dtype == np.float32 and step.confidence.shape == (2, 16)
-    assert step.remaining.dtype == np.int64 and step.remaining.shape == (2,)
+    assert step.tokens.dtype == np.int64
+    assert step.tokens.shape == (2, 16)
+    assert step.candidates.dtype == np.int64
+    assert step.candidates.shape == (2, 16)
+    assert step.confidence.dtype == np.float32
+    assert step.confidence.shape == (2, 16)
+    assert step.remaining.dtype == np.int64
+    assert step.remaining.shape == (2,)
     # Every candidate is a codebook id, including at still-masked positions.
-    assert step.candidates.min() >= 0 and step.candidates.max() < 8
+    assert step.candidates.min() >= 0
+    assert step.candidates.max() < 8
 
 
 def test_steps_yielded_are_independent_copies():

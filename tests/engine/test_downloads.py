@@ -52,10 +52,12 @@ def test_download_checks_size_and_sha256_and_reports_progress(server, tmp_path):
         lambda d, t: seen.append((d, t)),
         **FAST,
     )
-    assert out == target and target.read_bytes() == DATA
+    assert out == target
+    assert target.read_bytes() == DATA
     assert not part_path(target).exists()
     assert seen[-1] == (len(DATA), len(DATA))
-    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and len(seen) > 3
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert len(seen) > 3
     # a finished file is not fetched again
     n = len(server.requests)
     download_file(remote(server, size=len(DATA)), target, **FAST)
@@ -107,7 +109,8 @@ def test_a_complete_part_is_finished_without_downloading_again(server, tmp_path)
     target = tmp_path / "model.bin"
     part_path(target).write_bytes(DATA)
     download_file(remote(server), target, **FAST)  # size unknown: the server says 416 */N
-    assert target.read_bytes() == DATA and not part_path(target).exists()
+    assert target.read_bytes() == DATA
+    assert not part_path(target).exists()
 
 
 def test_404_is_one_line_and_leaves_nothing(server, tmp_path):
@@ -115,7 +118,8 @@ def test_404_is_one_line_and_leaves_nothing(server, tmp_path):
     target = tmp_path / "model.bin"
     with pytest.raises(DownloadError) as err:
         download_file(remote(server), target, **FAST)
-    assert "not found (HTTP 404)" in str(err.value) and "\n" not in str(err.value)
+    assert "not found (HTTP 404)" in str(err.value)
+    assert "\n" not in str(err.value)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -123,7 +127,8 @@ def test_wrong_size_from_the_server_is_refused(server, tmp_path):
     target = tmp_path / "model.bin"
     with pytest.raises(DownloadError, match=r"wrong size: the server has 307200 bytes, expected"):
         download_file(remote(server, size=len(DATA) + 1), target, **FAST)
-    assert not target.exists() and not part_path(target).exists()
+    assert not target.exists()
+    assert not part_path(target).exists()
 
 
 def test_a_server_announcing_more_than_it_sends_is_not_accepted(server, tmp_path):
@@ -147,7 +152,8 @@ def test_a_stalled_server_gives_up_in_one_line_and_keeps_what_came(server, tmp_p
     with pytest.raises(DownloadError) as err:
         download_file(remote(server), target, retries=1, backoff=0.01, timeout=0.2)
     message = str(err.value)
-    assert "connection to 127.0.0.1 stalled" in message and "run again to resume" in message
+    assert "connection to 127.0.0.1 stalled" in message
+    assert "run again to resume" in message
     assert "\n" not in message
     assert not target.exists()
     assert len(server.requests) == 1
@@ -212,7 +218,8 @@ def test_drive_without_gdown_says_what_to_install(server, tmp_path, monkeypatch)
     drive = RemoteFile("m.pth", "https://drive.google.com/uc?export=download&id=1AbC", drive=True)
     with pytest.raises(DownloadError) as err:
         download_file(drive, tmp_path / "m.pth", base=server.url, **FAST)
-    assert "needs the gdown package" in str(err.value) and "pip install" in str(err.value)
+    assert "needs the gdown package" in str(err.value)
+    assert "pip install" in str(err.value)
     assert not (tmp_path / "m.pth").exists()
 
 
@@ -243,7 +250,8 @@ def test_a_planted_part_symlink_never_touches_its_target(server, tmp_path):
             download_file(remote(server), target, **FAST)
         assert "\n" not in str(err.value)
         assert precious.read_bytes() == b"the user's own words"
-        assert part_path(target).is_symlink() and not target.exists()
+        assert part_path(target).is_symlink()
+        assert not target.exists()
     assert server.requests == []
 
 
@@ -280,7 +288,8 @@ def test_a_link_at_the_final_name_or_folder_is_refused(server, tmp_path):
     (tmp_path / "linked").symlink_to(elsewhere)
     with pytest.raises(DownloadError, match="not a plain folder"):
         download_file(remote(server), tmp_path / "linked" / "model.bin", **FAST)
-    assert list(elsewhere.iterdir()) == [] and precious.read_bytes() == b"keep"
+    assert list(elsewhere.iterdir()) == []
+    assert precious.read_bytes() == b"keep"
 
 
 def test_a_part_swapped_for_a_link_during_the_download_is_not_renamed(server, tmp_path):
@@ -295,7 +304,8 @@ def test_a_part_swapped_for_a_link_during_the_download_is_not_renamed(server, tm
 
     with pytest.raises(DownloadError, match="replaced during the download"):
         download_file(remote(server), target, swap, **FAST)
-    assert not target.exists() and precious.read_bytes() == b"keep"
+    assert not target.exists()
+    assert precious.read_bytes() == b"keep"
 
 
 def test_a_206_claiming_a_smaller_file_is_one_line_and_reads_nothing(server, tmp_path):
@@ -307,7 +317,8 @@ def test_a_206_claiming_a_smaller_file_is_one_line_and_reads_nothing(server, tmp
     with pytest.raises(DownloadError) as err:
         download_file(remote(server), target, **FAST)
     assert "fewer than the 100000 already downloaded" in str(err.value)
-    assert "\n" not in str(err.value) and not target.exists()
+    assert "\n" not in str(err.value)
+    assert not target.exists()
 
 
 @pytest.mark.parametrize(
@@ -327,7 +338,8 @@ def test_bogus_content_ranges_never_grow_the_file_past_its_size(server, tmp_path
     with pytest.raises(DownloadError) as err:
         download_file(remote(server, size=len(DATA)), target, retries=1, **FAST)
     assert "\n" not in str(err.value)
-    assert regular_size(part_path(target)) <= len(DATA) and not target.exists()
+    assert regular_size(part_path(target)) <= len(DATA)
+    assert not target.exists()
 
 
 def test_a_200_without_length_stops_at_the_files_limit_and_blocks_nothing(server, tmp_path):
@@ -338,7 +350,8 @@ def test_a_200_without_length_stops_at_the_files_limit_and_blocks_nothing(server
         with pytest.raises(DownloadError, match="more than the .* this file can have") as err:
             download_file(remote(server, **size), target, **FAST)
         assert "\n" not in str(err.value)
-        assert not part_path(target).exists() and not target.exists()
+        assert not part_path(target).exists()
+        assert not target.exists()
     # a full or oversized .part left by anything else does not block the next try
     part_path(target).write_bytes(bytes(3 * len(DATA)))
     server.extra.clear()
@@ -375,7 +388,8 @@ def test_without_a_published_size_only_the_import_can_judge_a_file(server, tmp_p
     download_file(loose, tmp_path / "model.bin", **FAST)
     assert regular_size(tmp_path / "model.bin") == 40_000
     assert not loose.verifiable
-    assert remote(server, size=1).verifiable and remote(server, sha256="0" * 64).verifiable
+    assert remote(server, size=1).verifiable
+    assert remote(server, sha256="0" * 64).verifiable
 
 
 def test_a_dripping_body_gives_up_at_the_progress_deadline(server, tmp_path):
@@ -444,7 +458,8 @@ def test_an_unreachable_host_is_one_line_without_retries(tmp_path):
             **FAST,
         )
     assert str(err.value).startswith("model.bin: cannot reach 127.0.0.1 (no connection?)")
-    assert lines == [] and list(tmp_path.iterdir()) == []
+    assert lines == []
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_host_that_never_answers_the_connection_gives_up_quickly(tmp_path, monkeypatch):
@@ -489,7 +504,8 @@ def test_redirects_go_only_to_allowed_hosts_and_schemes(server, tmp_path, locati
     with pytest.raises(DownloadError, match="refused (to fetch from|the address)") as err:
         download_file(remote(server), tmp_path / "model.bin", **FAST)
     assert "\n" not in str(err.value)
-    assert list(tmp_path.iterdir()) == [] and len(server.requests) == 1
+    assert list(tmp_path.iterdir()) == []
+    assert len(server.requests) == 1
 
 
 def test_a_redirect_to_an_allowed_place_is_followed(server, tmp_path):
@@ -569,7 +585,8 @@ def test_https_resumes_and_refuses_an_untrusted_certificate(certificate, tmp_pat
         target = tmp_path / "model.bin"
         with pytest.raises(DownloadError, match="secure connection to 127.0.0.1 failed") as err:
             download_file(remote(tls_server), target, **FAST)
-        assert "\n" not in str(err.value) and not target.exists()
+        assert "\n" not in str(err.value)
+        assert not target.exists()
         trusted = ssl.create_default_context(cafile=str(cert))
         monkeypatch.setattr(ssl, "create_default_context", lambda *a, **k: trusted)
         download_file(remote(tls_server, size=len(DATA)), target, **FAST)
@@ -612,7 +629,8 @@ def test_a_server_that_drops_every_connection_after_a_few_bytes_runs_out_of_retr
     with pytest.raises(DownloadError, match="gave up after 3 retries") as err:
         download_file(remote(server), tmp_path / "model.bin", retries=3, say=lines.append, **FAST)
     assert "\n" not in str(err.value)
-    assert len(server.requests) == 4 and len(lines) == 3
+    assert len(server.requests) == 4
+    assert len(lines) == 3
 
 
 def test_cancel_is_answered_while_a_connection_waits(tmp_path, monkeypatch):

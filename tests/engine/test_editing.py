@@ -68,7 +68,8 @@ def test_only_grown_mask_changes(tiny_bundle, h, w, box):
     plan, part = prepare(tiny_bundle.manifest, rgb, mask, settings)
     result = run_to_end(run(tiny_bundle, Edit(rgb, plan), settings))
     out = result.images[0]
-    assert out.shape == rgb.shape and out.dtype == np.uint8
+    assert out.shape == rgb.shape
+    assert out.dtype == np.uint8
     region = grown_region(tiny_bundle.manifest, part, (h, w))
     assert region[mask].all()  # the grown area covers every painted pixel
     assert np.array_equal(out[~region], rgb[~region])  # bit-identical outside
@@ -102,7 +103,8 @@ def test_same_seed_same_result_and_batch_independence(tiny_bundle):
     assert np.array_equal(a.tokens[0], b.tokens[1])
     assert np.array_equal(a.images[0], b.images[1])
     assert not np.array_equal(a.tokens[0], c.tokens[0])
-    assert len(b.history) == 8 and b.history[-1].shape == (3, 256)
+    assert len(b.history) == 8
+    assert b.history[-1].shape == (3, 256)
 
 
 def test_known_tokens_kept_and_history_monotone(tiny_bundle):
@@ -115,7 +117,8 @@ def test_known_tokens_kept_and_history_monotone(tiny_bundle):
     assert np.array_equal(result.tokens[0][known], result.fill.tokens[known])
     mask_id = tiny_bundle.manifest.mask_token_id
     remaining = [int((h[0] == mask_id).sum()) for h in result.history]
-    assert remaining == sorted(remaining, reverse=True) and remaining[-1] == 0
+    assert remaining == sorted(remaining, reverse=True)
+    assert remaining[-1] == 0
     assert remaining[0] < part.masked_count
 
 
@@ -155,7 +158,8 @@ def test_everything_masked_is_generation(tiny_bundle):
 
 def test_generate_candidates(tiny_bundle):
     result = run_to_end(run(tiny_bundle, Generate(), Settings(seeds=(1, 2), class_name="cat")))
-    assert len(result.images) == 2 and result.images[0].shape == (64, 64, 3)
+    assert len(result.images) == 2
+    assert result.images[0].shape == (64, 64, 3)
     assert not np.array_equal(result.images[0], result.images[1])
     assert (tiny_bundle.manifest.mask_token_id != result.tokens).all()
 
@@ -190,7 +194,9 @@ def test_extend_keeps_original_pixels(tiny_bundle, side):
 
 def test_context_square_stays_inside_large_images():
     sq = context_square((900, 10, 1000, 60), 1000, 800, min_side=256)
-    assert sq.side == 256 and sq.x0 + sq.side <= 1000 and sq.y0 == 0
+    assert sq.side == 256
+    assert sq.x0 + sq.side <= 1000
+    assert sq.y0 == 0
     sq = context_square((0, 0, 30, 20), 40, 30, min_side=256)
     assert sq.side == 60 or sq.side >= 40  # larger than the image: padded, centred
 
@@ -249,11 +255,13 @@ def test_separate_mask_parts_get_their_own_squares(tiny_bundle):
     mask[30:45, 50:60] = True  # near the first: edited together with it
     parts = mask_parts(tiny_bundle.manifest, mask)
     assert len(parts) == 2
-    assert np.array_equal(parts[0] | parts[1], mask) and not (parts[0] & parts[1]).any()
+    assert np.array_equal(parts[0] | parts[1], mask)
+    assert not (parts[0] & parts[1]).any()
     result = edit_image(tiny_bundle, rgb, mask, Settings(seeds=(1, 2)))
     for image in result.images:
         changed = (image != rgb).any(-1)
-        assert changed[20:40, 20:40].mean() > 0.5 and changed[350:380, 550:580].mean() > 0.5
+        assert changed[20:40, 20:40].mean() > 0.5
+        assert changed[350:380, 550:580].mean() > 0.5
         assert not changed[150:250, 200:400].any()  # between the parts: untouched
 
 
@@ -367,7 +375,9 @@ def _check_parts(manifest, mask, parts, settings=None):
         return
     total = np.zeros_like(mask)
     for part in parts:
-        assert part.shape == mask.shape and part.dtype == bool and part.any()
+        assert part.shape == mask.shape
+        assert part.dtype == bool
+        assert part.any()
         assert not (total & part).any()
         total |= part
     assert np.array_equal(total, mask)
@@ -455,5 +465,6 @@ def test_mask_parts_of_scattered_far_spots_stay_apart():
     parts = mask_parts(manifest, mask)
     assert len(parts) == len(centres)
     for part, (y, x) in zip(parts, centres, strict=True):
-        assert part[y : y + 5, x : x + 5].all() and part.sum() == 25
+        assert part[y : y + 5, x : x + 5].all()
+        assert part.sum() == 25
     _check_parts(manifest, mask, parts)

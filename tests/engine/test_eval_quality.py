@@ -96,7 +96,8 @@ def test_ssim_orders_degradations_and_ignores_channels_via_luma():
 def test_masks_have_the_asked_area_and_are_seeded(kind, frac, size):
     for s in range(5):
         m = eq.make_mask(kind, size, frac, np.random.default_rng(s))
-        assert m.shape == (size, size) and m.dtype == bool
+        assert m.shape == (size, size)
+        assert m.dtype == bool
         assert m.mean() == pytest.approx(frac, rel=0.12, abs=2 / size)
         again = eq.make_mask(kind, size, frac, np.random.default_rng(s))
         np.testing.assert_array_equal(m, again)
@@ -148,7 +149,8 @@ def test_removal_tables_list_every_method():
     assert len(blanks) == 2
     psnr_head, ssim_head, detail_head = lines[0], lines[blanks[0] + 1], lines[blanks[1] + 1]
     for name in eq.METHOD_NAMES.values():
-        assert f"| {name} PSNR |" in psnr_head and f"| {name} SSIM" in ssim_head
+        assert f"| {name} PSNR |" in psnr_head
+        assert f"| {name} SSIM" in ssim_head
         assert f"| {name} detail" in detail_head
     rows = [
         x
@@ -184,7 +186,8 @@ def test_detail_counts_texture_inside_the_hole_not_the_seam():
     assert eq.detail(a, a, mask) == pytest.approx(1.0)
     # smooth fills keep almost none of the texture, though harmonic wins PSNR over noise
     harmonic, flat = eq.harmonic_fill(a, mask), eq.flat_fill(a, mask)
-    assert eq.detail(a, harmonic, mask) < 0.15 and eq.detail(a, flat, mask) < 0.05
+    assert eq.detail(a, harmonic, mask) < 0.15
+    assert eq.detail(a, flat, mask) < 0.05
     # another texture of the same strength counts as detail, though its PSNR is worse
     other = a.copy()
     other[mask] = textured_image(seed=5)[mask]
@@ -228,7 +231,8 @@ def test_removal_goal_needs_psnr_and_detail():
     assert not eq.removal_goal(result(18.5, 0.4))[0]  # sharp enough PSNR, but a blur
     assert not eq.removal_goal(result(17.5, 0.9))[0]  # detailed, but worse than Telea
     met, account = eq.removal_goal(result(18.5, 0.6))
-    assert "18.50 dB vs Telea 18.00 dB" in account and "detail 60%" in account
+    assert "18.50 dB vs Telea 18.00 dB" in account
+    assert "detail 60%" in account
 
 
 @pytest.mark.parametrize("fit", list(eq.CLASSIFIERS.values()))
@@ -266,11 +270,13 @@ def test_a_run_without_class_samples_keeps_the_last_judged_section():
         "# Q2\n<!-- CLASSES -->\nNot run this time (`--no-classes`): kept.\n\n<!-- /CLASSES -->\n"
     )
     once = eq.keep_section(judged, skipped, "CLASSES")
-    assert once.startswith("# Q2\n") and "Not run this time" in once
+    assert once.startswith("# Q2\n")
+    assert "Not run this time" in once
     assert "| fish | 40% |\n\n![sheet](s.png)\n<!-- /CLASSES -->" in once
     # a second skipped run keeps the judged table once, not the first note twice
     twice = eq.keep_section(once, skipped, "CLASSES")
     assert twice == once
-    assert twice.count("Not run this time") == 1 and twice.count("| fish | 40% |") == 1
+    assert twice.count("Not run this time") == 1
+    assert twice.count("| fish | 40% |") == 1
     # nothing to keep: unchanged
     assert eq.keep_section("# old without markers\n", skipped, "CLASSES") == skipped

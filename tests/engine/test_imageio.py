@@ -30,7 +30,9 @@ def sha(path):
 
 def one_line(error):
     text = str(error.value)
-    assert text and "\n" not in text and "Traceback" not in text
+    assert text
+    assert "\n" not in text
+    assert "Traceback" not in text
     return text
 
 
@@ -78,10 +80,14 @@ def test_png_rgb_roundtrip(tmp_path):
     Image.fromarray(rgb).save(path)
     loaded = load_image(path)
     assert isinstance(loaded, LoadedImage)
-    assert loaded.rgb.dtype == np.uint8 and loaded.rgb.shape == (24, 32, 3)
+    assert loaded.rgb.dtype == np.uint8
+    assert loaded.rgb.shape == (24, 32, 3)
     assert np.array_equal(loaded.rgb, rgb)
-    assert loaded.alpha is None and loaded.format == "PNG" and loaded.notices == []
-    assert loaded.path == str(path) and loaded.size == (32, 24)
+    assert loaded.alpha is None
+    assert loaded.format == "PNG"
+    assert loaded.notices == []
+    assert loaded.path == str(path)
+    assert loaded.size == (32, 24)
     loaded.rgb[0, 0] = 1  # the result is writable
 
 
@@ -89,7 +95,8 @@ def test_jpeg_load(tmp_path):
     path = tmp_path / "a.jpg"
     Image.new("RGB", (40, 30), (200, 100, 50)).save(path, quality=95)
     loaded = load_image(str(path))
-    assert loaded.format == "JPEG" and loaded.notices == []
+    assert loaded.format == "JPEG"
+    assert loaded.notices == []
     assert np.abs(loaded.rgb.astype(int) - [200, 100, 50]).max() <= 3
 
 
@@ -108,7 +115,9 @@ def test_content_wins_over_extension(tmp_path):
     loaded = load_image(path)
     assert loaded.format == "PNG"
     assert np.array_equal(loaded.rgb, gradient())
-    assert len(loaded.notices) == 1 and ".jpg" in loaded.notices[0] and "PNG" in loaded.notices[0]
+    assert len(loaded.notices) == 1
+    assert ".jpg" in loaded.notices[0]
+    assert "PNG" in loaded.notices[0]
 
 
 def test_unknown_extension_gives_no_notice(tmp_path):
@@ -175,7 +184,8 @@ def test_cmyk_to_rgb(tmp_path):
     path = tmp_path / "c.tif"
     Image.new("CMYK", (4, 4), (0, 255, 255, 0)).save(path)
     loaded = load_image(path)
-    assert (loaded.rgb == [255, 0, 0]).all() and loaded.alpha is None
+    assert (loaded.rgb == [255, 0, 0]).all()
+    assert loaded.alpha is None
 
 
 def test_cmyk_jpeg(tmp_path):
@@ -193,7 +203,9 @@ def test_palette_with_transparency(tmp_path):
     image.save(path, transparency=0)
     loaded = load_image(path)
     assert loaded.alpha is not None
-    assert loaded.alpha[0, 1] == 255 and loaded.alpha[0, 0] == 0 and loaded.alpha[1, 3] == 0
+    assert loaded.alpha[0, 1] == 255
+    assert loaded.alpha[0, 0] == 0
+    assert loaded.alpha[1, 3] == 0
     assert loaded.rgb[0, 1].tolist() == [200, 100, 50]
 
 
@@ -203,7 +215,8 @@ def test_palette_without_transparency(tmp_path):
     path = tmp_path / "p.png"
     image.save(path)
     loaded = load_image(path)
-    assert loaded.alpha is None and (loaded.rgb == [9, 8, 7]).all()
+    assert loaded.alpha is None
+    assert (loaded.rgb == [9, 8, 7]).all()
 
 
 def test_la_gives_rgb_and_alpha(tmp_path):
@@ -226,7 +239,9 @@ def test_rgba_opaque_has_no_alpha_and_transparent_has(tmp_path):
     rgba[0, 0, 3] = 10
     Image.fromarray(rgba).save(path)
     loaded = load_image(path)
-    assert loaded.alpha is not None and loaded.alpha[0, 0] == 10 and loaded.alpha[3, 3] == 255
+    assert loaded.alpha is not None
+    assert loaded.alpha[0, 0] == 10
+    assert loaded.alpha[3, 3] == 255
     assert (loaded.rgb == 50).all()
 
 
@@ -433,10 +448,12 @@ def test_mask_size_mismatch_and_scaling(tmp_path):
     with pytest.raises(MaskError) as error:
         load_mask(path, size=(16, 8))
     text = one_line(error)
-    assert "8x4" in text and "16x8" in text
+    assert "8x4" in text
+    assert "16x8" in text
     scaled = load_mask(path, size=(16, 8), scale=True)
     assert scaled.shape == (8, 16)
-    assert scaled[:, :8].all() and not scaled[:, 8:].any()
+    assert scaled[:, :8].all()
+    assert not scaled[:, 8:].any()
 
 
 # --- saving ----------------------------------------------------------------------------------
@@ -449,7 +466,8 @@ def test_save_roundtrip_with_alpha_and_text(tmp_path):
     text = {"seed": "42", "prompt": "naïve café", "note": "snow ☃ unicode"}
     save_png(path, rgb, alpha, text)
     loaded = load_image(path)
-    assert np.array_equal(loaded.rgb, rgb) and np.array_equal(loaded.alpha, alpha)
+    assert np.array_equal(loaded.rgb, rgb)
+    assert np.array_equal(loaded.alpha, alpha)
     assert read_png_text(path) == text
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
 
@@ -612,7 +630,9 @@ def test_fifos_devices_and_sockets_are_refused_in_one_line_without_blocking(tmp_
                 assert finished, f"{loader.__name__}({path}) blocked"
                 assert isinstance(outcome, cls), (loader.__name__, path, outcome)
                 text = str(outcome)
-                assert kind in text and "not a regular file" in text and "\n" not in text
+                assert kind in text
+                assert "not a regular file" in text
+                assert "\n" not in text
                 assert "empty" not in text  # /dev/zero is a device, not an empty file
     finally:
         sock.close()
@@ -681,7 +701,8 @@ def test_the_size_limit_the_readme_states_is_the_real_one(tmp_path):
 
     limit = 2 * Image.MAX_IMAGE_PIXELS
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert f"{limit:,} pixels" in readme and "20000x15000" in readme
+    assert f"{limit:,} pixels" in readme
+    assert "20000x15000" in readme
     path = tmp_path / "huge.png"
     path.write_bytes(header_only_png(20000, 15000))
     text = expect_error(path, f"over the safety limit of {limit:,} pixels")

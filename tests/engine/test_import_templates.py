@@ -25,7 +25,8 @@ def test_templates_are_complete_and_weight_free(name):
         names = {w["name"] for w in info["weights"]}
         for w in info["weights"]:
             dtype, shape = template.state[w["key"]]
-            assert dtype == "float32" and np.prod(w["dims"]) <= np.prod(shape)
+            assert dtype == "float32"
+            assert np.prod(w["dims"]) <= np.prod(shape)
         # every input of every node is a graph input, a node output, a kept constant or a
         # weight the recipe fills
         known = {i.name for i in graph.graph.input} | {i.name for i in graph.graph.initializer}
@@ -78,11 +79,13 @@ def test_filling_writes_each_weight_once(tmp_path):
     assert unique <= data < unique * 1.05
     decoder = onnx.load(str(tmp_path / "tokenizer_decoder.onnx"))
     meta = {p.key: p.value for p in decoder.metadata_props}
-    assert len(meta["weights_sha256"]) == 64 and meta["template"] == "vqgan"
+    assert len(meta["weights_sha256"]) == 64
+    assert meta["template"] == "vqgan"
     # onnxruntime reads the shared file; the constant weights give a constant image
     session = create_session(tmp_path / "tokenizer_decoder.onnx", "cpu")[0]
     image = session.run(None, {"tokens": np.zeros((1, 4, 4), np.int64)})[0]
-    assert image.shape == (1, 3, 64, 64) and np.isfinite(image).all()
+    assert image.shape == (1, 3, 64, 64)
+    assert np.isfinite(image).all()
     # a graph's weights are views into the file: the graph itself stays small
     assert (tmp_path / "tokenizer_decoder.onnx").stat().st_size < 1_000_000
 

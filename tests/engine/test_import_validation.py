@@ -73,7 +73,8 @@ def test_what_loading_refuses_is_refused_before_writing(tmp_path, changes, why):
             card=lambda report: "",
             steps=Steps(lines.append, ["read", "write", "check"]),
         )
-    assert not (tmp_path / "models").exists() and lines == []
+    assert not (tmp_path / "models").exists()
+    assert lines == []
 
 
 def test_the_parity_check_fails_on_nan():
@@ -134,7 +135,8 @@ def test_a_name_loading_would_refuse_is_refused_before_reading(tmp_path, capsys,
     code = main([command, *map(str, files), "-o", str(out), "--name", name])
     err = capsys.readouterr().err
     assert code == 2
-    assert "model name" in err and "not printable" in err and len(err.strip().splitlines()) == 1
-    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        f.name for f in files
-    )
+    assert "model name" in err
+    assert "not printable" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f.name for f in files)

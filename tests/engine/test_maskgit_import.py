@@ -66,7 +66,8 @@ def refused(path, spec=SMALL_SPEC, what="tokenizer") -> str:
     with pytest.raises(CheckpointError) as e:
         read_flax_checkpoint(path, spec, what)
     message = str(e.value)
-    assert "\n" not in message and "Traceback" not in message
+    assert "\n" not in message
+    assert "Traceback" not in message
     return message
 
 
@@ -244,7 +245,9 @@ def test_cli_refuses_bad_files_in_one_line_and_writes_nothing(tmp_path, capsys, 
     out = tmp_path / "out" / "bundle"
     args = (tok, tr) if which == "tokenizer" else (tr, tok)
     code, err = _cli(capsys, *args, "-o", out)
-    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
     if which == "tokenizer":
         assert "tensor 'params/decoder/Conv_0/bias' has shape [7], expected [512]" in err
     else:
@@ -260,15 +263,19 @@ def test_cli_never_replaces_inputs_or_folders_that_are_not_bundles(tmp_path, cap
     flax_file(tok, small_tree())
     flax_file(tr, small_tree())
     code, err = _cli(capsys, tok, tr, "-o", inputs, "--overwrite")
-    assert code == 2 and "holds the input" in err
-    assert tok.read_bytes() and tr.read_bytes()
+    assert code == 2
+    assert "holds the input" in err
+    assert tok.read_bytes()
+    assert tr.read_bytes()
     other = tmp_path / "photos"
     other.mkdir()
     (other / "keep.jpg").write_bytes(b"x")
     code, err = _cli(capsys, tok, tr, "-o", other)
-    assert code == 2 and "exists and is not empty" in err
+    assert code == 2
+    assert "exists and is not empty" in err
     code, err = _cli(capsys, tok, tr, "-o", other, "--overwrite")
-    assert code == 2 and "not a model bundle" in err
+    assert code == 2
+    assert "not a model bundle" in err
     assert (other / "keep.jpg").read_bytes() == b"x"
 
 
@@ -277,4 +284,6 @@ def test_cli_help_explains_the_command(capsys):
         cli_main(["import-maskgit", "--help"])
     assert done.value.code == 0
     text = capsys.readouterr().out
-    assert "TOKENIZER" in text.upper() and "--overwrite" in text and "no licence" in text
+    assert "TOKENIZER" in text.upper()
+    assert "--overwrite" in text
+    assert "no licence" in text

@@ -42,7 +42,8 @@ def test_grid_as_sequence():
     mask = block((256, 256), 64, 191, 64, 191)
     assert np.array_equal(token_mask_from_pixels(mask, [16, 16]), token_mask_from_pixels(mask, 16))
     rect = token_mask_from_pixels(np.ones((32, 64), bool), (2, 4), ring=0)
-    assert rect.shape == (2, 4) and rect.all()
+    assert rect.shape == (2, 4)
+    assert rect.all()
 
 
 def test_single_pixel_at_cell_corner():
@@ -113,7 +114,8 @@ def test_pixel_mask_from_tokens():
     assert np.array_equal(pixels, block((256, 256), 48, 207, 48, 207))
     wide = pixel_mask_from_tokens(np.array([[True, False]]), (8, 2))  # size is (width, height)
     assert wide.shape == (2, 8)
-    assert wide[:, :4].all() and not wide[:, 4:].any()
+    assert wide[:, :4].all()
+    assert not wide[:, 4:].any()
     with pytest.raises(ValueError):
         pixel_mask_from_tokens(tokens, (0, 256))
 
@@ -128,8 +130,10 @@ def test_pixel_mask_from_tokens_at_non_multiple_size():
     big = pixel_mask_from_tokens(tokens, (1000, 750))
     # Same box as the 256 px case, scaled: 48/256 and 208/256 of each side (edges +-1 px).
     ys, xs = np.nonzero(big)
-    assert abs(ys.min() - 48 / 256 * 750) <= 1 and abs(ys.max() + 1 - 208 / 256 * 750) <= 1
-    assert abs(xs.min() - 48 / 256 * 1000) <= 1 and abs(xs.max() + 1 - 208 / 256 * 1000) <= 1
+    assert abs(ys.min() - 48 / 256 * 750) <= 1
+    assert abs(ys.max() + 1 - 208 / 256 * 750) <= 1
+    assert abs(xs.min() - 48 / 256 * 1000) <= 1
+    assert abs(xs.max() + 1 - 208 / 256 * 1000) <= 1
 
 
 @given(st.integers(1, 8), st.integers(1, 8), st.integers(1, 5), st.integers(1, 5))
@@ -308,7 +312,8 @@ def test_feather_and_composite_properties(case, ring, radius, seed):
     region = pixel_mask_from_tokens(tokens, (painted.shape[1], painted.shape[0]))
     alpha = feather_alpha(region, painted, radius)
     assert alpha.shape == painted.shape
-    assert alpha.min() >= 0.0 and alpha.max() <= 1.0
+    assert alpha.min() >= 0.0
+    assert alpha.max() <= 1.0
     assert (alpha[~region] == 0).all()
     assert (alpha[painted] == 1).all()
     rng = np.random.default_rng(seed)

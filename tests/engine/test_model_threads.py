@@ -101,5 +101,6 @@ def test_cuda_failing_in_parallel_jobs_moves_the_bundle_to_the_cpu_once(
     for name in list(bundle._sessions):
         bundle._sessions[name] = _FailingCuda(bundle._sessions[name], failed)
     _same(_parallel(lambda s: _job(bundle, s), seeds), serial)
-    assert bundle.requested_device == "cpu" and bundle.device == "cpu"
+    assert bundle.requested_device == "cpu"
+    assert bundle.device == "cpu"
     assert sum("switched to the CPU" in n for n in bundle.notices) == 1

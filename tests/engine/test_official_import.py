@@ -101,7 +101,8 @@ def test_vitl_detected_and_loaded(tmp_path):
     sd = fake_state_dict(vitl_keys(), fill=False)
     variant, _, mage = build_official(sd)
     assert variant == "mage_vit_large_patch16"
-    assert mage.cfg.depth == 24 and mage.cfg.embed_dim == 1024
+    assert mage.cfg.depth == 24
+    assert mage.cfg.embed_dim == 1024
 
 
 @pytest.mark.slow

@@ -40,7 +40,8 @@ def official_bundle(tmp_path_factory):
     out = work / "bundle"
     run = run_main_without_torch("import-mage", ckpt, "-o", out, timeout=900)
     assert run.returncode == 0, run.stderr
-    assert "[3/3] checking the bundle" in run.stdout and "finite" in run.stdout
+    assert "[3/3] checking the bundle" in run.stdout
+    assert "finite" in run.stdout
     ckpt.unlink()  # 800 MB
     return Bundle(out, device="cpu")
 
@@ -53,9 +54,11 @@ def vectors():
 def test_manifest_follows_the_contract(official_bundle):
     m = official_bundle.manifest
     assert (m.image_size, m.grid, m.codebook_size, m.mask_token_id) == (256, [16, 16], 1024, 2024)
-    assert m.class_names is None and m.null_class_id is None
+    assert m.class_names is None
+    assert m.null_class_id is None
     data = json.loads((official_bundle.path / "manifest.json").read_text())
-    assert data["format"] == "mage-bundle" and data["format_version"] == 1
+    assert data["format"] == "mage-bundle"
+    assert data["format_version"] == 1
     assert set(data["files"]) >= {
         "tokenizer_encoder.onnx",
         "tokenizer_decoder.onnx",
@@ -68,7 +71,8 @@ def test_manifest_follows_the_contract(official_bundle):
 
 def test_tokens_match_official(official_bundle, vectors):
     tokens = official_bundle.encode(vectors["images"])
-    assert tokens.shape == (2, 16, 16) and tokens.dtype == np.int64
+    assert tokens.shape == (2, 16, 16)
+    assert tokens.dtype == np.int64
     assert (tokens != vectors["image_tokens"]).sum() <= 2  # of 512: near-tie flips only
 
 

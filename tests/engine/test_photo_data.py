@@ -86,7 +86,8 @@ def test_dep5_last_matching_stanza_wins_and_matches_webp():
         "url": "https://example.org/fish",
     }
     other = fetch.licence_from_dep5(stanzas, "gcompris/src/activities/erase/resource/cat.webp")
-    assert other["licence"] == "GPL-3+" and "author" not in other
+    assert other["licence"] == "GPL-3+"
+    assert "author" not in other
 
 
 def test_split_key_is_fixed_by_content():

@@ -42,7 +42,8 @@ def test_far_apart_parts_get_their_own_finer_squares(tiny_bundle):
     assert plan.cell_side < whole.side / manifest.grid[1]
     for part in plan.parts:  # each square holds its own spot
         x0, y0, x1, y1 = part.box
-        assert part.painted.any() and part.painted.sum() == mask[y0:y1, x0:x1].sum()
+        assert part.painted.any()
+        assert part.painted.sum() == mask[y0:y1, x0:x1].sum()
     single = plan_edit(manifest, mask & (np.arange(450) < 225)[None, :], Settings())
     assert len(single.parts) == 1
 
@@ -57,7 +58,8 @@ def test_the_run_fills_the_plan_it_is_given(tiny_bundle):
     steps = []
     result = run_to_end(run(tiny_bundle, Edit(rgb, plan), settings), steps.append)
     part = plan.parts[0]
-    assert result.fill.part is part and result.plan is plan  # not planned again
+    assert result.fill.part is part
+    assert result.plan is plan
     assert {s.phase for s in steps} == {"decode", "texture"}
     steps = [s for s in steps if s.phase == "decode"]  # then the texture stage's rounds
     assert len(steps) == part.run_steps

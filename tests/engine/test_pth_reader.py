@@ -96,7 +96,8 @@ def _good(path: Path, body: bytes | None = None) -> Path:
 
 def test_reads_a_state_dict_as_read_only_views(tmp_path):
     obj = read_pth(_good(tmp_path / "ok.pth"))
-    assert obj["epoch"] == 3 and obj["args"] == {"lr": 0.5}  # Namespace read as a dict
+    assert obj["epoch"] == 3
+    assert obj["args"] == {"lr": 0.5}
     sd = read_state_dict(tmp_path / "ok.pth")
     assert list(sd) == ["a", "a_t", "b"]
     np.testing.assert_array_equal(sd["a"], A)
@@ -139,7 +140,8 @@ def _refused(path: Path, match: str) -> str:
     with pytest.raises(CheckpointError, match=match) as info:
         read_state_dict(path)
     message = str(info.value)
-    assert "\n" not in message and len(message) < 300
+    assert "\n" not in message
+    assert len(message) < 300
     return message
 
 
@@ -365,7 +367,8 @@ def test_a_payload_in_a_real_cli_process_without_torch(tmp_path):
     assert result.stderr.strip() == (
         "error: evil.pth is refused: it names posix.system, which a state dict never needs"
     )
-    assert not marker.exists() and not (tmp_path / "out").exists()
+    assert not marker.exists()
+    assert not (tmp_path / "out").exists()
 
 
 def test_training_args_with_paths_and_numpy_values_read_as_inert_data(tmp_path):

@@ -44,6 +44,7 @@ def test_an_edit_through_the_public_api(tiny_bundle):
     result = runtime.run_to_end(runtime.run(tiny_bundle, runtime.Edit(rgb, plan), settings))
     assert [c.seed for c in result.candidates] == [7, 8]
     patch = result.candidates[0].patch
-    assert isinstance(patch, runtime.Patch) and patch.box == plan.parts[0].box
+    assert isinstance(patch, runtime.Patch)
+    assert patch.box == plan.parts[0].box
     with pytest.raises(runtime.MaskError, match="empty"):
         runtime.plan_or_raise(tiny_bundle.manifest, rgb, np.zeros((80, 100), bool), settings)

@@ -101,8 +101,10 @@ def test_preprocess_resizes_short_side_and_centre_crops():
     rgb = np.zeros((100, 300, 3), np.uint8)
     rgb[:, 100:200] = 255  # white middle third: all that survives a centre crop
     x = preprocess(rgb, 32)
-    assert x.shape == (3, 32, 32) and x.dtype == np.float32
-    assert x.min() >= 0 and x.max() <= 1
+    assert x.shape == (3, 32, 32)
+    assert x.dtype == np.float32
+    assert x.min() >= 0
+    assert x.max() <= 1
     assert x[:, :, 2:-2].mean() > 0.95
 
 
@@ -118,8 +120,10 @@ def test_split_is_deterministic_and_stratified():
     labels = np.repeat(np.arange(3), [10, 5, 2])
     tr, va = split_indices(labels, 0.2, seed=3)
     tr2, va2 = split_indices(labels, 0.2, seed=3)
-    assert np.array_equal(tr, tr2) and np.array_equal(va, va2)
-    assert set(tr).isdisjoint(va) and len(tr) + len(va) == len(labels)
+    assert np.array_equal(tr, tr2)
+    assert np.array_equal(va, va2)
+    assert set(tr).isdisjoint(va)
+    assert len(tr) + len(va) == len(labels)
     assert sorted(np.bincount(labels[va], minlength=3)) == [1, 1, 2]
     assert len(split_indices(labels, 0.0)[1]) == 0
 
@@ -168,8 +172,10 @@ def test_head_save_load_round_trip_is_exact(tiny_features, tiny_bundle, tmp_path
     head = fit_fewshot(x[::4], y[::4], KINDS, kind=kind, bundle=tiny_bundle)
     head.save(tmp_path / "h.npz")
     back = load_head(tmp_path / "h.npz")
-    assert back.class_names == list(KINDS) and back.kind == head.kind
-    assert back.bundle_name == "tiny" and back.feature_dim == x.shape[1]
+    assert back.class_names == list(KINDS)
+    assert back.kind == head.kind
+    assert back.bundle_name == "tiny"
+    assert back.feature_dim == x.shape[1]
     assert np.array_equal(back.predict_proba(x), head.predict_proba(x))
     assert back.check_bundle(tiny_bundle) == []
 
@@ -194,7 +200,8 @@ def test_topk_orders_and_clamps(tiny_features):
     x, y = tiny_features
     head = fit_centroid(x, y, KINDS)
     rows = topk(head, head.predict_proba(x[:2]), k=10)
-    assert len(rows) == 2 and len(rows[0]) == len(KINDS)
+    assert len(rows) == 2
+    assert len(rows[0]) == len(KINDS)
     probs = [p for _, p in rows[0]]
     assert probs == sorted(probs, reverse=True)
 
@@ -234,16 +241,20 @@ def test_probe_cli_prints_accuracies_and_writes_head(capsys, data_dir, tiny_bund
         "200",
     )
     assert code == 0
-    assert "train accuracy:" in out and "held-out accuracy:" in out
+    assert "train accuracy:" in out
+    assert "held-out accuracy:" in out
     held = float(out.split("held-out accuracy:")[1].split("%")[0])
     assert held >= 75.0
     head = load_head(out_file)
-    assert head.class_names == sorted(KINDS) and head.info["val_size"] == 8
+    assert head.class_names == sorted(KINDS)
+    assert head.info["val_size"] == 8
 
 
 def test_probe_into_bundle_makes_the_default_classifier(capsys, data_dir, own_bundle, tmp_path):
     code, _, err = run_cli(capsys, "classify", data_dir, "--model", own_bundle)
-    assert code == 2 and "has no classifier" in last_error(err) and "probe" in err
+    assert code == 2
+    assert "has no classifier" in last_error(err)
+    assert "probe" in err
     code, out, _ = run_cli(
         capsys,
         "probe",
@@ -256,14 +267,16 @@ def test_probe_into_bundle_makes_the_default_classifier(capsys, data_dir, own_bu
         "--device",
         "cpu",
     )
-    assert code == 0 and "stored in the model" in out
+    assert code == 0
+    assert "stored in the model" in out
     bundle = Bundle(own_bundle, device="cpu", verify=True)  # hashes still valid
     assert bundle.manifest.heads == {"stripes": "heads/stripes.npz"}
     assert "heads/stripes.npz" in bundle.manifest.files
     code, out, _ = run_cli(
         capsys, "classify", data_dir / "vertical", "--model", own_bundle, "-k", "2"
     )
-    assert code == 0 and len(out.strip().splitlines()) == 12
+    assert code == 0
+    assert len(out.strip().splitlines()) == 12
     head_file = own_bundle / "heads" / "stripes.npz"
     before = head_file.read_bytes()
     code, _, err = run_cli(
@@ -280,7 +293,8 @@ def test_probe_into_bundle_makes_the_default_classifier(capsys, data_dir, own_bu
         "--epochs",
         "3",
     )
-    assert code == 2 and "already has a head 'stripes'" in last_error(err)
+    assert code == 2
+    assert "already has a head 'stripes'" in last_error(err)
     assert head_file.read_bytes() == before  # never replaced without --overwrite
     code, _, err = run_cli(
         capsys,
@@ -298,7 +312,8 @@ def test_probe_into_bundle_makes_the_default_classifier(capsys, data_dir, own_bu
         "--overwrite",
     )
     assert code == 0, err
-    assert head_file.read_bytes() != before and Bundle(own_bundle, device="cpu", verify=True)
+    assert head_file.read_bytes() != before
+    assert Bundle(own_bundle, device="cpu", verify=True)
 
 
 def test_classify_folder_prints_topk(capsys, data_dir, tiny_bundle, tiny_bundle_path, tmp_path):
@@ -325,9 +340,11 @@ def test_classify_folder_prints_topk(capsys, data_dir, tiny_bundle, tiny_bundle_
     for line in lines:
         path, rest = line.split(": ", 1)
         parts = rest.split(" | ")
-        assert len(parts) == 3 and Path(path).is_file()
+        assert len(parts) == 3
+        assert Path(path).is_file()
         probs = [float(p.rsplit(" ", 1)[1].rstrip("%")) for p in parts]
-        assert probs == sorted(probs, reverse=True) and sum(probs) <= 100.0 + 0.05 * len(probs)
+        assert probs == sorted(probs, reverse=True)
+        assert sum(probs) <= 100.0 + 0.05 * len(probs)
     correct = sum(
         line.split(": ")[1].split(" ")[0] == Path(line.split(": ")[0]).parent.name for line in lines
     )
@@ -348,9 +365,12 @@ def test_fewshot_cli_writes_head(capsys, data_dir, tiny_bundle_path, tmp_path):
         tiny_bundle_path,
         "--eval-rest",
     )
-    assert code == 0 and "kind: centroid" in out and "other 36 images" in out
+    assert code == 0
+    assert "kind: centroid" in out
+    assert "other 36 images" in out
     head = load_head(tmp_path / "f.npz")
-    assert head.info["shots"] == 3 and head.bundle_name == "tiny"
+    assert head.info["shots"] == 3
+    assert head.bundle_name == "tiny"
 
 
 def bad_cases(data_dir, tmp_path, bundle, good_head):
@@ -425,8 +445,10 @@ def test_classify_skips_unreadable_files_inside_folders(
     code, out, err = run_cli(
         capsys, "classify", folder, "--head", tmp_path / "h.npz", "--model", tiny_bundle_path
     )
-    assert code == 0 and len(out.strip().splitlines()) == 12
-    assert "skipped" in err and "zz-broken.png" in err
+    assert code == 0
+    assert len(out.strip().splitlines()) == 12
+    assert "skipped" in err
+    assert "zz-broken.png" in err
 
 
 # -- the shipped model ----------------------------------------------------------------------------

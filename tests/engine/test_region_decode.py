@@ -65,7 +65,8 @@ def test_stats_decoder_gives_the_plain_pixels_and_cell_sums_of_every_groupnorm(t
     # the tiny tokenizer: conv_in, mid (2 blocks), 3 levels of 1 block, norm_out: 2*5 + 1
     assert stats.shape == (2, 11, 32, 3, *m.grid)
     count, total, squares = stats[:, :, :, 0], stats[:, :, :, 1], stats[:, :, :, 2]
-    assert (count > 0).all() and (squares >= 0).all()
+    assert (count > 0).all()
+    assert (squares >= 0).all()
     mean = total.sum((-2, -1)) / count.sum((-2, -1))
     assert (squares.sum((-2, -1)) / count.sum((-2, -1)) >= mean**2 - 1e-3).all()
     # the region decoder fed the whole grid reproduces the plain decoder, whether the crop's
@@ -105,11 +106,13 @@ def test_fast_edit_region_decodes_with_cached_statistics(tiny_bundle):
     settings = Settings(seeds=(3, 4), speed=Speed(region_decode=True))
     exact = np.stack(_edit(tiny_bundle, rgb, mask, Settings(seeds=(3, 4))).images).astype(int)
     cold = _edit(tiny_bundle, rgb, mask, settings)
-    assert tiny_bundle.caches.stats.misses == 1 and tiny_bundle.caches.stats.hits == 0
+    assert tiny_bundle.caches.stats.misses == 1
+    assert tiny_bundle.caches.stats.hits == 0
     # the first candidate of a cold edit is decoded whole (the plain decoder's pixels)
     assert np.abs(cold.images[0].astype(int) - exact[0]).max() <= 1
     warm = _edit(tiny_bundle, rgb, mask, settings)
-    assert tiny_bundle.caches.stats.hits == 1 and tiny_bundle.caches.stats.misses == 1
+    assert tiny_bundle.caches.stats.hits == 1
+    assert tiny_bundle.caches.stats.misses == 1
     assert np.array_equal(warm.tokens, cold.tokens)
     # both region-decode the second candidate with the statistics of the first one's decode
     assert np.array_equal(warm.images[1], cold.images[1])
@@ -137,7 +140,8 @@ def test_damaged_region_decoder_is_refused_in_one_line(tiny_bundle_path, tmp_pat
     (path / REGION_DECODER_FILE).write_bytes(b"not an onnx file")
     with pytest.raises(BundleError) as err:
         Bundle(path, device="cpu")
-    assert "damaged" in str(err.value) and "\n" not in str(err.value)
+    assert "damaged" in str(err.value)
+    assert "\n" not in str(err.value)
     # the same file with a matching hash (a broken export) is refused when first used
     manifest = read_manifest(path, verify_hashes=False)
     write_manifest(path, manifest)
@@ -147,7 +151,8 @@ def test_damaged_region_decoder_is_refused_in_one_line(tiny_bundle_path, tmp_pat
     tm[4:6, 4:6] = True
     with pytest.raises(BundleError) as err:
         sp.decode_region(bundle, tokens, tm, 1, stats=np.ones((11, 32, 3, 16, 16), np.float32))
-    assert REGION_DECODER_FILE in str(err.value) and "\n" not in str(err.value)
+    assert REGION_DECODER_FILE in str(err.value)
+    assert "\n" not in str(err.value)
 
 
 def test_region_decoder_of_another_contract_is_refused_in_one_line(tiny_bundle_path, tmp_path):
@@ -161,7 +166,8 @@ def test_region_decoder_of_another_contract_is_refused_in_one_line(tiny_bundle_p
     tm[4:6, 4:6] = True
     with pytest.raises(BundleError) as err:
         sp.decode_region(bundle, tokens, tm, 1, stats=np.ones((11, 32, 3, 16, 16), np.float32))
-    assert "does not match the contract" in str(err.value) and "\n" not in str(err.value)
+    assert "does not match the contract" in str(err.value)
+    assert "\n" not in str(err.value)
     with pytest.raises(BundleError) as err:  # statistics of another decoder
         Bundle(tiny_bundle_path, device="cpu").decode_with_given_stats(
             tokens.reshape(1, *bundle.manifest.grid),
@@ -181,7 +187,8 @@ def test_region_decoders_can_be_added_to_an_old_bundle(tiny_bundle_path, tmp_pat
     bundle = Bundle(path, device="cpu")
     assert bundle.has_region_decoders
     data = json.loads((path / "manifest.json").read_text())
-    assert STATS_DECODER_FILE in data["files"] and REGION_DECODER_FILE in data["files"]
+    assert STATS_DECODER_FILE in data["files"]
+    assert REGION_DECODER_FILE in data["files"]
 
 
 def test_a_run_without_previews_decodes_once(tiny_bundle, monkeypatch):
@@ -197,7 +204,8 @@ def test_a_run_without_previews_decodes_once(tiny_bundle, monkeypatch):
     plan = plan_or_raise(tiny_bundle.manifest, _image(), _mask(), settings)
     steps = list(run(tiny_bundle, Edit(_image(), plan), settings, preview_interval=float("inf")))
     assert all(step.preview is None for step in steps[:-1] if hasattr(step, "preview"))
-    assert calls.count("tokenizer_decoder") == 1 and calls.count("tokenizer_encoder") == 1
+    assert calls.count("tokenizer_decoder") == 1
+    assert calls.count("tokenizer_encoder") == 1
 
 
 def test_previews_decode_the_hole_crop_and_show_only_painted_pixels(tiny_bundle, monkeypatch):
@@ -218,7 +226,8 @@ def test_previews_decode_the_hole_crop_and_show_only_painted_pixels(tiny_bundle,
     assert len(previews) == sum(s.phase == "decode" for s in steps) - 1  # all but the last
     grid = tuple(tiny_bundle.manifest.grid)
     crops = [shape for shape in shapes if shape != grid]
-    assert len(crops) == len(previews) and all(h * w < grid[0] * grid[1] for h, w in crops)
+    assert len(crops) == len(previews)
+    assert all(h * w < grid[0] * grid[1] for h, w in crops)
     part = plan.parts[0]
     x0, y0, x1, y1 = part.box
     for patch in previews:  # the raw decode over the painted area, the photo elsewhere
@@ -243,4 +252,5 @@ def test_previews_take_at_most_their_share_of_the_run():
         if previews.due(DecodeStep(step, 1000, *([np.zeros(1)] * 4))):
             shown.append(previews.make(slow, step))
     assert previews.spent <= PREVIEW_SHARE * now[0] + 1.0  # the share, and one preview over
-    assert len(shown) >= 4 and shown[0] == 0  # the first step is shown at once
+    assert len(shown) >= 4
+    assert shown[0] == 0

@@ -51,7 +51,9 @@ def test_composite_uses_alpha():
     obj[..., 0] = 200
     obj[0, 0, 3], obj[0, 1, 3] = 255, 128
     out = composite(truth, obj, (1, 2))
-    assert out[2, 1, 0] == 200 and out[2, 2, 0] == 150 and out[3, 1, 0] == 100
+    assert out[2, 1, 0] == 200
+    assert out[2, 2, 0] == 150
+    assert out[3, 1, 0] == 100
     assert (out[:2] == 100).all()
 
 
@@ -92,8 +94,14 @@ def test_zoom_box_stays_inside_and_covers_the_mask():
     mask = np.zeros((100, 120), bool)
     mask[80:100, 0:30] = True
     x0, y0, side = er.zoom_box(mask)
-    assert 0 <= x0 and 0 <= y0 and x0 + side <= 120 and y0 + side <= 100
-    assert x0 <= 0 and y0 <= 80 and x0 + side >= 30 and y0 + side >= 100
+    assert 0 <= x0
+    assert 0 <= y0
+    assert x0 + side <= 120
+    assert y0 + side <= 100
+    assert x0 <= 0
+    assert y0 <= 80
+    assert x0 + side >= 30
+    assert y0 + side >= 100
 
 
 def test_sheets_are_shuffled_per_row_and_keyed(tmp_path, cases):
@@ -127,7 +135,8 @@ KEY = {
 
 def test_unblind_counts_kept_fills_ties_and_pairs():
     res = js.unblind(KEY, {"1": "A", "2": "A>B=C", "3": ["B", "C"]})
-    assert res["judged"] == 3 and res["missing"] == []
+    assert res["judged"] == 3
+    assert res["missing"] == []
     assert res["kept"] == {"model": 0.0, "texture": 1.5, "patchmatch": 1.5}
     # row 1: texture over both; row 2: patchmatch over both, texture = model; row 3: tie
     # between patchmatch and texture, both over model
@@ -138,7 +147,8 @@ def test_unblind_counts_kept_fills_ties_and_pairs():
 
 def test_unblind_leaves_out_missing_rows_and_refuses_bad_letters():
     res = js.unblind(KEY, {"2": "B"})
-    assert res["missing"] == [1, 3] and res["kept"]["texture"] == 1.0
+    assert res["missing"] == [1, 3]
+    assert res["kept"]["texture"] == 1.0
     assert "model over patchmatch" not in res["pairs"]  # neither was ranked against the other
     with pytest.raises(ValueError, match="row 1: unknown letter 'D'"):
         js.unblind(KEY, {"1": "D"})
@@ -164,12 +174,16 @@ def test_doc_section_is_replaced_and_the_judgement_kept(tmp_path):
     er.update_doc(doc, "tables one")
     text = doc.read_text()
     assert text.index("## 4. Removal") < text.index("tables one") < text.index("## What the")
-    assert "Not judged yet." in text and text.endswith("summary\n")
+    assert "Not judged yet." in text
+    assert text.endswith("summary\n")
     doc.write_text(text.replace("Not judged yet.", "my picks"))
     er.update_doc(doc, "tables two")
     text = doc.read_text()
-    assert "tables two" in text and "tables one" not in text and "my picks" in text
-    assert text.count("## 4. Removal") == 1 and text.endswith("summary\n")
+    assert "tables two" in text
+    assert "tables one" not in text
+    assert "my picks" in text
+    assert text.count("## 4. Removal") == 1
+    assert text.endswith("summary\n")
 
 
 def test_luma_bias_is_signed_and_only_inside_the_hole():

@@ -47,14 +47,18 @@ def int8_in_cache(tiny_bundle):
     from engine.modeling.quantize import quantize_bundle
 
     path = quantize_bundle(tiny_bundle.path)  # the user cache, isolated by conftest
-    assert path == sp.int8_cache_path(tiny_bundle) and sp.find_int8(tiny_bundle) == path
+    assert path == sp.int8_cache_path(tiny_bundle)
+    assert sp.find_int8(tiny_bundle) == path
     return path
 
 
 def test_presets_and_exactness_flags():
-    assert Settings().speed == Speed() and Settings().speed.exact
-    assert Speed.preset("exact").exact and not FAST.exact
-    assert FAST.name == "fast" and Speed(int8=True).name == "custom"
+    assert Settings().speed == Speed()
+    assert Settings().speed.exact
+    assert Speed.preset("exact").exact
+    assert not FAST.exact
+    assert FAST.name == "fast"
+    assert Speed(int8=True).name == "custom"
     with pytest.raises(ValueError):
         Speed.preset("warp")
 
@@ -129,13 +133,15 @@ def test_default_settings_are_unchanged_by_the_speed_module(tiny_bundle):
     rgb, mask = _image(), _mask()
     a = _edit(tiny_bundle, rgb, mask, Settings(seeds=(5,)))
     b = _edit(tiny_bundle, rgb, mask, Settings(seeds=(5,), speed=Speed.preset("exact")))
-    assert np.array_equal(a.tokens, b.tokens) and np.array_equal(a.images[0], b.images[0])
+    assert np.array_equal(a.tokens, b.tokens)
+    assert np.array_equal(a.images[0], b.images[0])
 
 
 def test_token_reuse_is_exact_for_the_same_hole_and_close_for_another(tiny_bundle):
     rgb = _image()
     reuse = Settings(seeds=(0,), speed=Speed(reuse_tokens=True, crop_encode=True))
-    assert Speed(reuse_tokens=True).exact and not reuse.speed.exact
+    assert Speed(reuse_tokens=True).exact
+    assert not reuse.speed.exact
 
     def tokens_of(mask, settings) -> Fill:
         return _edit(tiny_bundle, rgb, mask, settings).fill

@@ -35,7 +35,8 @@ def test_same_seed_same_pixels_other_seed_other_pixels():
     c = synthesize(rgb, hole, guide, seed=4)
     assert np.array_equal(a, b)
     assert not np.array_equal(a, c)
-    assert np.array_equal(a[~hole], rgb[~hole]) and np.array_equal(c[~hole], rgb[~hole])
+    assert np.array_equal(a[~hole], rgb[~hole])
+    assert np.array_equal(c[~hole], rgb[~hole])
 
 
 def test_the_fill_keeps_the_photos_grain_and_colour():
@@ -194,7 +195,8 @@ def test_texture_modes_give_visibly_different_fills(tiny_bundle):
     grain = {
         t: laplacian_energy(img, inner) / laplacian_energy(rgb, inner) for t, img in out.items()
     }
-    assert grain["photo"] > 0.6 and grain["classic"] > 0.6  # the photo's grain
+    assert grain["photo"] > 0.6
+    assert grain["classic"] > 0.6
     assert grain["model"] < 0.5 * grain["photo"]  # the tiny model's decode is smooth
     assert np.abs(out["photo"].astype(int) - out["model"]).mean() > 1.0
 
@@ -228,7 +230,8 @@ def test_the_texture_stage_reports_rounds_and_stops_when_closed(tiny_bundle, mon
         if step.phase == "texture":
             break
     gen.close()  # what Cancel does between steps
-    assert phases[-1] == "texture" and phases.count("texture") == 1
+    assert phases[-1] == "texture"
+    assert phases.count("texture") == 1
     assert len(rounds) == 1  # stopped after the first round; nothing ran on
 
 

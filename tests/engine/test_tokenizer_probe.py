@@ -74,7 +74,8 @@ def test_a_decoder_that_does_not_take_int64_tokens_alone_is_refused(
     with pytest.raises(BundleError, match="tokenizer_decoder.onnx takes") as refused:
         Bundle(path, device="cpu")
     message = str(refused.value)
-    assert said in message and "\n" not in message
+    assert said in message
+    assert "\n" not in message
 
 
 @pytest.mark.parametrize("node", ["reshape", "conv"])

@@ -19,6 +19,8 @@ from PIL import Image, ImageDraw
 
 from engine.modeling import data as data_mod
 from engine.modeling import train
+from engine.modeling.training.checkpoints import load_checkpoint
+from engine.modeling.training.tokenizer_task import TokenizerTask
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_TOKENIZER = [
@@ -145,7 +147,9 @@ def test_split_and_batches_depend_only_on_seed_and_step(photos):
     a = data_mod.random_params(3, 17, 8, len(ds.train))
     b = data_mod.random_params(3, 17, 8, len(ds.train))
     x = data_mod.crops(ds.train, a, 32)
-    assert x.shape == (8, 3, 32, 32) and 0 <= x.min() and x.max() <= 1
+    assert x.shape == (8, 3, 32, 32)
+    assert 0 <= x.min()
+    assert x.max() <= 1
     assert torch.equal(x, data_mod.crops(ds.train, b, 32))
     # one epoch of steps visits every training image exactly once
     seen = torch.cat([data_mod.batch_indices(0, s, 6, 18) for s in range(3)])
@@ -157,12 +161,15 @@ def test_tokenizer_and_mage_losses_fall(tokenizer_run, mage_run):
     tok = _losses(tokenizer_run, "tokenizer")
     assert np.mean(tok[-5:]) < 0.7 * np.mean(tok[:3])
     ckpt = torch.load(tokenizer_run / "tokenizer.pt", weights_only=True)
-    assert ckpt["kind"] == "tokenizer" and ckpt["step"] == 30
-    assert ckpt["metrics"]["val_psnr"] > 10 and ckpt["metrics"]["train_codes_used"] > 8
+    assert ckpt["kind"] == "tokenizer"
+    assert ckpt["step"] == 30
+    assert ckpt["metrics"]["val_psnr"] > 10
+    assert ckpt["metrics"]["train_codes_used"] > 8
     mage = _losses(mage_run, "mage")
     assert np.mean(mage[-5:]) < np.mean(mage[:5]) - 0.08
     ckpt = torch.load(mage_run / "mage.pt", weights_only=True)
-    assert ckpt["class_names"] == ["sea", "sky"] and ckpt["config"]["num_class_slots"] == 3
+    assert ckpt["class_names"] == ["sea", "sky"]
+    assert ckpt["config"]["num_class_slots"] == 3
 
 
 @pytest.mark.slow
@@ -242,13 +249,15 @@ def test_adversarial_decoder_fine_tune_resumes_exactly(tokenizer_run, photos, tm
     assert all(steps[s]["adv_weight"] > 0 for s in (4, 5))
     assert all(0 < steps[s]["d_loss"] < 2 and steps[s]["fft"] > 0 for s in steps)
     evals = [r["eval"] for r in rows if "eval" in r]
-    assert len(evals) == 2 and 0 < evals[-1]["val_hf_kept"] < 2
+    assert len(evals) == 2
+    assert 0 < evals[-1]["val_hf_kept"] < 2
     # evaluated at step 4 (no adversarial term yet) and 6: the best is the one trained with it
     assert torch.load(whole / "tokenizer_best.pt", weights_only=True)["step"] == 6
 
     before = torch.load(tokenizer_run / "tokenizer.pt", weights_only=True)["model"]
     after = torch.load(whole / "tokenizer.pt", weights_only=True)
-    assert "disc" in after["task_state"] and "disc_opt" in after["task_state"]
+    assert "disc" in after["task_state"]
+    assert "disc_opt" in after["task_state"]
     for key, value in before.items():
         if key.startswith(("encoder.", "quantize.")):
             torch.testing.assert_close(after["model"][key], value, atol=0, rtol=0)
@@ -283,7 +292,8 @@ def test_mage_trains_on_painted_holes_and_reports_them(tokenizer_run, photos, tm
     ckpt = torch.load(whole / "mage.pt", weights_only=True)
     assert ckpt["train_args"]["user_masks"] == 1.0
     m = ckpt["metrics"]
-    assert m["val_painted_loss"] > 0 and 0 <= m["val_painted_acc"] <= 1
+    assert m["val_painted_loss"] > 0
+    assert 0 <= m["val_painted_acc"] <= 1
     assert m["val_painted_loss"] != m["val_loss"]
     assert train.main([*flags, "--out", str(parts), "--steps", "6", "--stop-after", "3"]) == 0
     assert train.main([*flags, "--out", str(parts), "--steps", "6", "--resume"]) == 0
@@ -302,7 +312,7 @@ def test_best_tokenizer_with_the_adversarial_term_is_one_trained_with_it():
         args = SimpleNamespace(adv_start=4)
         return SimpleNamespace(disc=object() if adv else None, args=args, last_step=last_step)
 
-    better = train.TokenizerTask.better
+    better = TokenizerTask.better
     blurry_best = {"val_psnr": 22.0, "step": 4}  # trained steps 0-3: no adversarial term
     sharp = {"val_psnr": 21.5}
     assert better(task(5), sharp, blurry_best)  # lower PSNR, but with the term
@@ -384,17 +394,24 @@ def test_export_trained_checkpoints_loads_in_onnxruntime(tokenizer_run, mage_run
     )
     bundle = Bundle(bundle_dir, device="cpu")
     m = bundle.manifest
-    assert m.class_names == ["sea", "sky"] and m.null_class_id == 2 and m.grid == [8, 8]
+    assert m.class_names == ["sea", "sky"]
+    assert m.null_class_id == 2
+    assert m.grid == [8, 8]
     tokens = bundle.encode(np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32))
     assert tokens.shape == (1, 8, 8)
     image = bundle.decode(tokens)
-    assert image.shape == (1, 3, 32, 32) and 0 <= image.min() and image.max() <= 1
+    assert image.shape == (1, 3, 32, 32)
+    assert 0 <= image.min()
+    assert image.max() <= 1
     seq = tokens.reshape(1, -1).copy()
     seq[:, :32] = m.mask_token_id
     logits = bundle.logits(seq, np.array([1]))
-    assert logits.shape == (1, 64, 64) and np.isfinite(logits).all()
+    assert logits.shape == (1, 64, 64)
+    assert np.isfinite(logits).all()
     card = (bundle_dir / "MODEL_CARD.md").read_text()
-    assert "Training data" in card and "val_psnr" in card and "CC0-1.0 1" in card
+    assert "Training data" in card
+    assert "val_psnr" in card
+    assert "CC0-1.0 1" in card
     assert card.rstrip().endswith("fast enough")
     assert (bundle_dir / "CREDITS.md").read_text() == credits.read_text()
     assert (
@@ -519,10 +536,12 @@ def test_decoder_fine_tune_from_a_bundle_keeps_its_tokens(
         tiny_bundle_path / "tokenizer_decoder.onnx"
     )
     card = (out / "MODEL_CARD.md").read_text()
-    assert card.startswith("# tiny-tuned\n") and "## Tokenizer replaced" in card
+    assert card.startswith("# tiny-tuned\n")
+    assert "## Tokenizer replaced" in card
     assert "decoder_only True" in card
     copied = read_manifest(out)  # verifies every listed file's hash
-    assert copied.heads == {"photos": "heads/photos.npz"} and "heads/photos.npz" in copied.files
+    assert copied.heads == {"photos": "heads/photos.npz"}
+    assert "heads/photos.npz" in copied.files
     assert sha256_file(out / "heads/photos.npz") == sha256_file(src / "heads/photos.npz")
     # same tokens as the original bundle, new pixels
     original = Bundle(tiny_bundle_path, device="cpu")
@@ -560,8 +579,9 @@ def test_bundle_tokenizer_reads_back_exactly(tiny_bundle_path, tmp_path):
     assert cfg == vqgan.cfg
     for key, value in vqgan.state_dict().items():
         torch.testing.assert_close(state[key], value, atol=0, rtol=0)
-    ckpt = train.load_checkpoint(tiny_bundle_path, "tokenizer")
-    assert ckpt["kind"] == "tokenizer" and ckpt["config"] == vqgan.cfg.to_dict()
+    ckpt = load_checkpoint(tiny_bundle_path, "tokenizer")
+    assert ckpt["kind"] == "tokenizer"
+    assert ckpt["config"] == vqgan.cfg.to_dict()
     # a bundle whose "encoder" is some other network gives one clear error
     odd = tmp_path / "odd"
     shutil.copytree(tiny_bundle_path, odd)

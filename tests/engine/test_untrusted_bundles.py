@@ -31,7 +31,8 @@ def test_hostile_manifests_are_refused_in_one_line(how, tiny_bundle_path, tmp_pa
     with pytest.raises(BundleError) as refused:
         Bundle(broken, device="cpu")
     message = str(refused.value)
-    assert HOSTILE_MANIFESTS[how] in message and "\n" not in message
+    assert HOSTILE_MANIFESTS[how] in message
+    assert "\n" not in message
     assert "private" not in message  # nothing read from outside the bundle is shown
 
 
@@ -86,17 +87,21 @@ def test_any_manifest_is_read_or_refused_with_bundle_error(
         assert "\n" not in str(e)
         return
     assert 8 <= m.image_size <= manifest_mod.MAX_IMAGE_SIZE
-    assert m.image_size % m.grid[0] == 0 and m.grid[0] == m.grid[1]
+    assert m.image_size % m.grid[0] == 0
+    assert m.grid[0] == m.grid[1]
     assert m.mask_token_id >= m.codebook_size
     assert m.seq_len * m.codebook_size <= manifest_mod.MAX_LOGITS_PER_IMAGE
     steps = m.decoding.get("steps", 12)
-    assert isinstance(steps, int) and 1 <= steps <= manifest_mod.MAX_STEPS
+    assert isinstance(steps, int)
+    assert 1 <= steps <= manifest_mod.MAX_STEPS
     for name in m.files:
-        assert not name.startswith("/") and ".." not in name.split("/")
+        assert not name.startswith("/")
+        assert ".." not in name.split("/")
     if m.class_names is not None and m.null_class_id is not None:
         assert m.null_class_id >= len(m.class_names)
     if m.class_synonyms is not None:
-        assert m.class_names is not None and len(m.class_synonyms) == len(m.class_names)
+        assert m.class_names is not None
+        assert len(m.class_synonyms) == len(m.class_names)
 
 
 def test_a_well_formed_head_entry_is_accepted(tiny_bundle_path, tmp_path):
@@ -230,7 +235,8 @@ def test_hostile_head_files_are_refused(case, expect, tmp_path):
         path.mkdir()
     with pytest.raises(HeadError) as refused:
         load_head(path)
-    assert expect in str(refused.value) and "\n" not in str(refused.value)
+    assert expect in str(refused.value)
+    assert "\n" not in str(refused.value)
 
 
 def test_head_save_never_follows_planted_files_and_keeps_permissions(tmp_path):
@@ -390,7 +396,8 @@ def test_a_decoder_that_would_allocate_gigabytes_is_refused_before_any_session(
         Bundle(folder, device="cpu", verify=False)
     message = str(refused.value)
     assert message.startswith("model file tokenizer_decoder.onnx is refused: ")
-    assert HUGE_ONNX[how] in message and "\n" not in message
+    assert HUGE_ONNX[how] in message
+    assert "\n" not in message
     assert "tokenizer_decoder.onnx" not in opened  # refused before onnxruntime saw it
 
 

@@ -31,7 +31,9 @@ def test_each_kind_is_a_hole_of_about_the_asked_area(kind):
     for seed in range(20):
         for area in (0.05, 0.2, 0.45):
             m = user_mask(gen(seed), 16, area, kind)
-            assert m.shape == (16, 16) and m.dtype == torch.bool and m.any()
+            assert m.shape == (16, 16)
+            assert m.dtype == torch.bool
+            assert m.any()
             cover = m.float().mean().item()
             # a token counts when the shape touches it, so the token cover is a little larger
             assert 0.4 * area <= cover <= 2.2 * area + 0.08, (kind, seed, area, cover)
@@ -47,7 +49,8 @@ def test_masks_depend_only_on_the_generator():
     a, kinds_a = user_masks(gen(7), 8, 16, 0.2)
     b, kinds_b = user_masks(gen(7), 8, 16, 0.2)
     c, _ = user_masks(gen(8), 8, 16, 0.2)
-    assert torch.equal(a, b) and kinds_a == kinds_b
+    assert torch.equal(a, b)
+    assert kinds_a == kinds_b
     assert not torch.equal(a, c)
     _, kinds = user_masks(gen(0), 64, 16, 0.2)
     assert set(kinds) == set(KINDS)  # every kind is drawn
@@ -57,13 +60,19 @@ def test_distance_to_known_values():
     m = torch.zeros(1, 5, 5, dtype=torch.bool)
     m[0, 2, 2] = True
     d = distance_to(m)[0]
-    assert d[2, 2] == 0 and d[1, 1] == 1 and d[2, 3] == 1 and d[0, 0] == 2 and d[4, 2] == 2
+    assert d[2, 2] == 0
+    assert d[1, 1] == 1
+    assert d[2, 3] == 1
+    assert d[0, 0] == 2
+    assert d[4, 2] == 2
 
 
 def test_noise_puts_the_painted_hole_first_then_its_ring():
     masks, _ = user_masks(gen(1), 6, 16, 0.15)
     noise = masking_noise(masks, gen(2))
-    assert noise.shape == (6, 256) and (0 <= noise).all() and (noise < 1).all()
+    assert noise.shape == (6, 256)
+    assert (0 <= noise).all()
+    assert (noise < 1).all()
     rank = noise.argsort(1).argsort(1)
     for b in range(6):
         m = masks[b].flatten()
@@ -73,14 +82,16 @@ def test_noise_puts_the_painted_hole_first_then_its_ring():
         # a few more: taken from the 1-token ring around the hole, so one region still
         ring = (distance_to(masks[b : b + 1])[0] == 1).flatten()
         extra = (rank[b] < k + 5) & ~m
-        assert extra.sum() == 5 and (extra & ~ring).sum() == 0
+        assert extra.sum() == 5
+        assert (extra & ~ring).sum() == 0
         # fewer: a subset of the hole
         assert ((rank[b] < k // 2) & ~m).sum() == 0
 
 
 def test_painted_batch_ratio_is_the_mean_cover():
     ratio, noise = painted_batch(gen(4), 8, 16)
-    assert 0.03 < ratio < 0.9 and noise.shape == (8, 256)
+    assert 0.03 < ratio < 0.9
+    assert noise.shape == (8, 256)
     # every image's painted tokens rank first: masking ceil(ratio * n) keeps holes contiguous
     k = int(np.ceil(ratio * 256))
     masked = noise.argsort(1).argsort(1) < k

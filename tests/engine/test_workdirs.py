@@ -48,7 +48,8 @@ def _ours(folder):
 
 def test_a_work_folder_is_removed_after_the_block_and_on_error(tmp_path):
     with work_dir(tmp_path / "bundle") as tmp:
-        assert tmp.parent == tmp_path and tmp.is_dir()
+        assert tmp.parent == tmp_path
+        assert tmp.is_dir()
         (tmp / "a.onnx").write_bytes(b"x")
     assert _ours(tmp_path) == []
     with pytest.raises(RuntimeError), work_dir(tmp_path / "bundle") as tmp:
@@ -56,13 +57,15 @@ def test_a_work_folder_is_removed_after_the_block_and_on_error(tmp_path):
     assert _ours(tmp_path) == []
     with work_dir(tmp_path / "bundle") as tmp:  # moved into place: the bundle stays
         os.replace(tmp, tmp_path / "bundle")
-    assert (tmp_path / "bundle").is_dir() and _ours(tmp_path) == []
+    assert (tmp_path / "bundle").is_dir()
+    assert _ours(tmp_path) == []
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_sigterm_sighup_and_ctrl_c_remove_the_work_folder(tmp_path, sig):
     proc, tmp = _start(tmp_path)
-    assert os.path.isdir(tmp) and _ours(tmp_path)
+    assert os.path.isdir(tmp)
+    assert _ours(tmp_path)
     proc.send_signal(sig)
     proc.communicate(timeout=30)
     assert proc.returncode != 0
@@ -85,7 +88,8 @@ def test_after_kill_9_the_next_start_sweeps_only_stale_folders_of_ours(tmp_path)
     try:
         removed = sweep(tmp_path)
         assert [str(p) for p in removed] == [stale]
-        assert not os.path.exists(stale) and not os.path.exists(stale + ".lock")
+        assert not os.path.exists(stale)
+        assert not os.path.exists(stale + ".lock")
         assert os.path.isdir(live)  # its import still runs
         assert (tmp_path / ".bundle.abcdefgh.work").is_dir()
         assert (elsewhere / "keep.txt").read_text() == "keep"
@@ -137,4 +141,5 @@ def test_a_stopped_import_leaves_no_work_folder(tmp_path, sig):
     if sig == signal.SIGKILL:
         assert os.path.isdir(work)
         sweep(tmp_path)  # what the next import, download or Get official models does first
-    assert _ours(tmp_path) == [] and not (tmp_path / "bundle").exists()
+    assert _ours(tmp_path) == []
+    assert not (tmp_path / "bundle").exists()

@@ -56,7 +56,8 @@ def assert_same_document(a, b) -> None:
     assert (a.alpha is None) == (b.alpha is None)
     if a.alpha is not None:
         np.testing.assert_array_equal(a.alpha, b.alpha)
-    assert a.path == b.path and a.options == b.options
+    assert a.path == b.path
+    assert a.options == b.options
     assert (a.history_index, a.saved_index) == (b.history_index, b.saved_index)
     assert len(a.history) == len(b.history)
     for x, y in zip(a.history, b.history, strict=True):
@@ -134,20 +135,25 @@ def test_round_trip_restores_the_document_exactly(qtbot, root, tmp_path):
     editor, saver = _editor_with_autosave(qtbot, root)
     path, digest = _busy_session(editor, saver, qtbot, tmp_path)
     doc = editor.document
-    assert doc.size[0] > 128 and doc.size[1] == 96 and doc.alpha is not None
-    assert editor.undo_stack.count() == 5 and editor.undo_stack.index() == 4
+    assert doc.size[0] > 128
+    assert doc.size[1] == 96
+    assert doc.alpha is not None
+    assert editor.undo_stack.count() == 5
+    assert editor.undo_stack.index() == 4
     saver.close(clean=False)  # like a crash: the session stays
 
     editor2, saver2 = _editor_with_autosave(qtbot, root)
     assert saver2.folder == root  # the crashed folder is free again
     info = saver2.pending()
-    assert info["history_index"] == 4 and info["path"] == str(path)
+    assert info["history_index"] == 4
+    assert info["path"] == str(path)
     assert info["original"]["sha256"] == digest
     assert saver2.restore() == ""
     again = editor2.document
     assert_same_document(again, doc)
     assert editor2.options == editor.options
-    assert editor2.undo_stack.count() == 5 and editor2.undo_stack.index() == 4
+    assert editor2.undo_stack.count() == 5
+    assert editor2.undo_stack.index() == 4
     assert [editor2.undo_stack.text(i) for i in range(5)] == [
         editor.undo_stack.text(i) for i in range(5)
     ]
@@ -186,7 +192,8 @@ def test_only_new_blobs_are_written_and_writes_are_debounced(qtbot, root):
     for name, mtime in first.items():
         assert after[name] == mtime  # nothing written twice
     meta = json.loads((root / "session.json").read_text())
-    assert meta["history_index"] == 20 and len(after) <= 1 + 2 * 20
+    assert meta["history_index"] == 20
+    assert len(after) <= 1 + 2 * 20
     # undo then a new edit drops the redo tail: its blobs are collected
     for _ in range(10):
         editor.undo_stack.undo()
@@ -215,9 +222,11 @@ def test_clean_close_removes_the_session_and_nothing_is_offered(qtbot, root):
     editor.set_image(photo())
     saver.start()
     editor.set_mask(_mask(120, 160, (5, 5, 30, 30)))
-    assert saver.flush() and (root / "session.json").is_file()
+    assert saver.flush()
+    assert (root / "session.json").is_file()
     saver.close(clean=True)
-    assert not (root / "session.json").exists() and not (root / "blobs").exists()
+    assert not (root / "session.json").exists()
+    assert not (root / "blobs").exists()
     _, saver2 = _editor_with_autosave(qtbot, root)
     assert saver2.pending() is None
     saver2.close()
@@ -234,7 +243,8 @@ def test_window_close_is_a_clean_exit(qtbot, root, tmp_path):
         saver.start()
         editor.set_mask(_mask(120, 160, (5, 5, 30, 30)))
         editor.save(str(tmp_path / "saved.png"))
-        assert saver.flush() and (root / "session.json").is_file()
+        assert saver.flush()
+        assert (root / "session.json").is_file()
         window.close()
         assert (root / "session.json").exists() == (not interactive)
 
@@ -269,7 +279,8 @@ def test_very_large_images_are_referenced_not_copied(qtbot, root, tmp_path, monk
     editor.set_mask(_mask(90, 120, (10, 10, 50, 50)))
     saver.close(clean=False)
     meta = json.loads((root / "session.json").read_text())
-    assert "pixels" not in meta["original"] and meta["original"]["file"] == str(path)
+    assert "pixels" not in meta["original"]
+    assert meta["original"]["file"] == str(path)
     editor2, saver2 = _editor_with_autosave(qtbot, root)
     assert saver2.restore() == ""
     assert_same_document(editor2.document, editor.document)
@@ -278,7 +289,8 @@ def test_very_large_images_are_referenced_not_copied(qtbot, root, tmp_path, monk
     Image.fromarray(photo(90, 120)[::-1].copy()).save(path)
     editor3, saver3 = _editor_with_autosave(qtbot, root)
     message = saver3.restore()
-    assert "changed since it was opened" in message and "\n" not in message
+    assert "changed since it was opened" in message
+    assert "\n" not in message
     assert editor3.document is None
     assert list((root.parent / "older sessions").glob("*-unrestorable/session.json"))
     saver3.close()
@@ -305,12 +317,14 @@ def test_a_damaged_session_is_one_line_and_set_aside(qtbot, root, damage):
     editor2, saver2 = _editor_with_autosave(qtbot, root)
     assert saver2.pending() is not None
     message = saver2.restore()
-    assert message.startswith("Could not restore the last session: ") and "\n" not in message
+    assert message.startswith("Could not restore the last session: ")
+    assert "\n" not in message
     assert editor2.document is None
     assert saver2.pending() is None  # set aside, not offered again
     saver2.start()
     editor2.set_image(photo())  # and autosave goes on working
-    assert saver2.flush() and (root / "session.json").is_file()
+    assert saver2.flush()
+    assert (root / "session.json").is_file()
     saver2.close()
 
 
@@ -330,7 +344,8 @@ def test_autosave_failure_is_reported_once_and_does_not_crash(qtbot, root, monke
         assert saver.flush()
     qtbot.waitUntil(lambda: bool(messages), timeout=2000)
     qtbot.wait(50)
-    assert len(messages) == 1 and "No space left" in messages[0]
+    assert len(messages) == 1
+    assert "No space left" in messages[0]
     monkeypatch.undo()
     saver.close()
 
@@ -355,14 +370,18 @@ def test_offer_restore_choices(qtbot, root, monkeypatch):
     asked = []
     monkeypatch.setattr(launch, "ask_restore", lambda parent, info: asked.append(info) or True)
     window, saver, restored = start("ask")
-    assert restored and asked and asked[0]["history_index"] == 1
+    assert restored
+    assert asked
+    assert asked[0]["history_index"] == 1
     assert_same_document(window.editor.document, before)
     assert window.windowTitle().startswith("untitled *")
     saver.close(clean=False)
     window, saver, restored = start("no")  # declined: the session is set aside
-    assert not restored and window.editor.document is None
+    assert not restored
+    assert window.editor.document is None
     aside = list((root.parent / "older sessions").glob("*-declined"))
-    assert len(aside) == 1 and (aside[0] / "session.json").is_file()
+    assert len(aside) == 1
+    assert (aside[0] / "session.json").is_file()
     restored_aside, _ = SessionStore(aside[0]).load()
     assert_same_document(restored_aside, before)
     saver.close(clean=False)
@@ -437,7 +456,8 @@ def test_kill_9_mid_edit_then_restart_restores_the_session(tmp_path, tiny_bundle
     assert (data_home / "MAGE Studio" / "session" / "lock").exists()  # stale, not removed
     # what was autosaved is the document at the kill
     crashed, _ = SessionStore(data_home / "MAGE Studio" / "session").load()
-    assert crashed.history_index == 2 and not crashed.mask.any()
+    assert crashed.history_index == 2
+    assert not crashed.mask.any()
     assert not np.array_equal(crashed.rgb[60:120, 100:170], rgb[60:120, 100:170])
     crashed.undo()
     np.testing.assert_array_equal(crashed.mask, mask)
@@ -487,13 +507,15 @@ def test_declined_sessions_are_set_aside_and_only_the_newest_are_kept(qtbot, roo
         editor, saver = _editor_with_autosave(qtbot, root)
         assert saver.pending() is not None
         saver.discard()  # what --restore no and the Discard button do
-        assert not (root / "session.json").exists() and saver.pending() is None
+        assert not (root / "session.json").exists()
+        assert saver.pending() is None
         newest = max(older.iterdir(), key=lambda p: p.stat().st_mtime)
         assert (newest / "session.json").read_bytes() == text
         assert len(list(older.iterdir())) == min(i + 1, 3)
         saver.start()  # the folder is ready for this run's session
         editor.set_image(photo())
-        assert saver.flush() and (root / "session.json").is_file()
+        assert saver.flush()
+        assert (root / "session.json").is_file()
         saver.close()
 
 
@@ -503,7 +525,8 @@ def test_an_unwritable_session_folder_turns_autosave_off_with_a_reason(qtbot, tm
     editor, saver = _editor_with_autosave(qtbot, blocker / "session")
     assert not saver.enabled
     assert saver.problem.startswith("Autosave is off: cannot write to ")
-    assert "backed up" in saver.problem and "\n" not in saver.problem
+    assert "backed up" in saver.problem
+    assert "\n" not in saver.problem
     assert blocker.read_text() == "a file where the data folder should be"
     saver.start()  # harmless
     saver.close()
@@ -518,8 +541,10 @@ def test_the_app_shows_why_autosave_is_off(tmp_path):
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_DATA_HOME=str(data))
     run = run_main("--screenshot", str(shot), "--restore", "no", env=env)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "Autosave is off: cannot write to" in run.stderr and "Traceback" not in run.stderr
-    assert shot.is_file() and data.read_text() == "not a folder"
+    assert "Autosave is off: cannot write to" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert shot.is_file()
+    assert data.read_text() == "not a folder"
 
 
 def test_instances_claim_one_folder_each_and_a_crashed_one_first(qtbot, root):
@@ -535,7 +560,8 @@ def test_instances_claim_one_folder_each_and_a_crashed_one_first(qtbot, root):
     crashed = root.with_name("session-4")
     _crashed(qtbot, crashed)
     editor3, saver3 = _editor_with_autosave(qtbot, root)
-    assert saver3.folder == crashed and saver3.pending() is not None
+    assert saver3.folder == crashed
+    assert saver3.pending() is not None
     saver3.close(clean=False)
 
 
@@ -576,7 +602,8 @@ def _check_nothing_lost(root, text: bytes, restored: bool, choice: str, window) 
     older = root.parent / "older sessions"
     kept = [p for p in older.glob("*/session.json") if p.read_bytes() == text]
     if restored:
-        assert window.editor.document is not None and choice in ("yes", "ask")
+        assert window.editor.document is not None
+        assert choice in ("yes", "ask")
     else:
         assert window.editor.document is None
         assert len(kept) == 1  # set aside byte for byte, not deleted
@@ -592,13 +619,15 @@ def test_a_damaged_session_json_is_set_aside_in_every_restore_mode(
 ):
     data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
     window, saver, restored, questions = _start_with_session(qtbot, root, data, choice, monkeypatch)
-    assert not restored and not questions  # never asked about a damaged session
+    assert not restored
+    assert not questions
     _check_nothing_lost(root, data, restored, choice, window)
     if choice != "no":
         assert window.banner.text.text().startswith("Could not restore the last session: ")
     saver.start()  # and autosave goes on in the same folder
     window.editor.set_image(photo())
-    assert saver.flush() and (root / "session.json").is_file()
+    assert saver.flush()
+    assert (root / "session.json").is_file()
     saver.close()
 
 

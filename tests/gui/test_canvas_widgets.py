@@ -30,10 +30,13 @@ def test_brush_stroke_paints_the_mask_and_undoes(window, qtbot):
     _drag(window, [(20, 30), (60, 30), (100, 30)])
     mask = editor.document.mask
     assert mask[30, 22:98].all()  # the whole path is painted, no gaps
-    assert mask[24:36, 60].sum() >= 9 and not mask[45:, :].any()
-    assert editor.undo_stack.count() == 1 and editor.undo_stack.undoText() == "Brush"
+    assert mask[24:36, 60].sum() >= 9
+    assert not mask[45:, :].any()
+    assert editor.undo_stack.count() == 1
+    assert editor.undo_stack.undoText() == "Brush"
     # the overlay shows what the array holds
-    assert window.canvas._mask._buffer[30, 50] != 0 and window.canvas._mask._buffer[80, 50] == 0
+    assert window.canvas._mask._buffer[30, 50] != 0
+    assert window.canvas._mask._buffer[80, 50] == 0
     window.canvas.setFocus()
     QTest.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert not editor.document.mask.any()
@@ -51,11 +54,13 @@ def test_right_button_erases_and_rectangle_fills(window):
     window.actions_["tool_rect"].trigger()
     _drag(window, [(10, 10), (50, 40), (80, 60)])
     mask = editor.document.mask
-    assert mask[10:60, 10:80].all() and mask.sum() == 50 * 70
+    assert mask[10:60, 10:80].all()
+    assert mask.sum() == 50 * 70
     window.actions_["tool_brush"].trigger()
     window.canvas.set_brush_size(6)
     _drag(window, [(10, 35), (90, 35)], Qt.MouseButton.RightButton)
-    assert not editor.document.mask[35, 12:78].any() and editor.document.mask[15, 40]
+    assert not editor.document.mask[35, 12:78].any()
+    assert editor.document.mask[15, 40]
 
 
 def test_lasso_invert_clear_and_grow(window):
@@ -63,13 +68,15 @@ def test_lasso_invert_clear_and_grow(window):
     editor.set_image(photo())
     window.actions_["tool_lasso"].trigger()
     _drag(window, [(30, 30), (90, 30), (90, 90), (30, 90)])
-    assert editor.document.mask[60, 60] and not editor.document.mask[10, 10]
+    assert editor.document.mask[60, 60]
+    assert not editor.document.mask[10, 10]
     before = editor.document.mask.sum()
     window.actions_["grow"].trigger()
     assert editor.document.mask.sum() > before
     window.actions_["shrink"].trigger()
     window.actions_["invert"].trigger()
-    assert editor.document.mask[5, 5] and not editor.document.mask[60, 60]
+    assert editor.document.mask[5, 5]
+    assert not editor.document.mask[60, 60]
     window.actions_["clear"].trigger()
     assert not editor.document.mask.any()
 
@@ -79,7 +86,8 @@ def test_brush_size_keys_and_backslash_shows_original(window):
     editor.set_image(photo())
     window.canvas.set_brush_size(40)
     window.actions_["larger"].trigger()
-    assert window.canvas.brush_size > 40 and window.brush_spin.value() == window.canvas.brush_size
+    assert window.canvas.brush_size > 40
+    assert window.brush_spin.value() == window.canvas.brush_size
     window.actions_["smaller"].trigger()
     window.actions_["smaller"].trigger()
     assert window.canvas.brush_size < 40
@@ -129,7 +137,8 @@ def test_far_apart_strokes_get_a_square_each_and_one_undoable_result(window, tin
     with qtbot.waitSignal(editor.run_changed, timeout=30000):
         editor.start_run()
     changed = (editor.document.rgb != original).any(axis=2)
-    assert changed[30:60, 30:70].any() and changed[330:370, 520:570].any()
+    assert changed[30:60, 30:70].any()
+    assert changed[330:370, 520:570].any()
     assert not window.results_panel.reroll.isEnabled()  # no single token grid to work on
     assert not window.results_panel.scrubber.isEnabled()
     editor.undo_stack.undo()
@@ -156,7 +165,8 @@ def test_run_applies_candidates_and_undo_restores(window, tiny_bundle, qtbot):
     first = editor.document.rgb.copy()
     sq = editor.run.fill.square
     changed = np.argwhere((first != original).any(axis=2))
-    assert changed.size and changed[:, 0].min() >= max(sq.y0, 0)
+    assert changed.size
+    assert changed[:, 0].min() >= max(sq.y0, 0)
     assert not editor.document.mask.any()  # applying a result clears the mask
     item = window.results_panel.candidates.item(2)
     rect = window.results_panel.candidates.visualItemRect(item)
@@ -166,7 +176,8 @@ def test_run_applies_candidates_and_undo_restores(window, tiny_bundle, qtbot):
         Qt.KeyboardModifier.NoModifier,
         rect.center(),
     )
-    assert editor.applied == 2 and not np.array_equal(editor.document.rgb, first)
+    assert editor.applied == 2
+    assert not np.array_equal(editor.document.rgb, first)
     assert editor.undo_stack.count() == 2  # the stroke and one applied result
     editor.undo_stack.undo()
     np.testing.assert_array_equal(editor.document.rgb, original)
@@ -184,7 +195,8 @@ def test_scrubber_and_heatmap_cover_the_run(window, tiny_bundle, qtbot):
     window.inspector.overlay_changed.connect(overlays.append)
     window.results_panel.heatmap.setChecked(True)
     part, colors = overlays[-1]
-    assert colors[..., 3][part.token_mask].all() and not colors[..., 3][~part.token_mask].any()
+    assert colors[..., 3][part.token_mask].all()
+    assert not colors[..., 3][~part.token_mask].any()
     with qtbot.waitSignal(editor.preview_changed, timeout=10000) as shown:
         window.results_panel.scrubber.setValue(1)
     assert shown.args[0] is not None
@@ -196,7 +208,8 @@ def test_scrubber_and_heatmap_cover_the_run(window, tiny_bundle, qtbot):
 def test_error_shows_in_the_banner_not_a_traceback(window, qtbot):
     window.editor.set_image(photo())
     window.editor.start_run()  # no model loaded
-    assert window.banner.isVisible() and window.banner.text.text()
+    assert window.banner.isVisible()
+    assert window.banner.text.text()
     assert window.editor.open_file("/nonexistent/photo.jpg") is False
     assert "file not found" in window.banner.text.text()
 

@@ -51,8 +51,10 @@ def test_free_text_finds_a_synonym_and_shows_what_matched(qtbot, picker):
         assert picker.popup_shown()
         assert rows(picker)[0] == "beacon — matched 'lighthouse'"
         press_enter(qtbot, picker)
-    assert chosen.args == ["beacon"] and picker.chosen() == "beacon"
-    assert picker.currentIndex() == 437 and picker.lineEdit().text() == "beacon"
+    assert chosen.args == ["beacon"]
+    assert picker.chosen() == "beacon"
+    assert picker.currentIndex() == 437
+    assert picker.lineEdit().text() == "beacon"
     assert picker.hint.startswith("Matched 'lighthouse'. Class 437: beacon (also: lighthouse")
     assert not picker.popup_shown()
 
@@ -89,9 +91,11 @@ def test_arrow_keys_pick_another_suggestion(qtbot, picker):
 def test_nothing_matching_keeps_the_class_and_says_why(qtbot, picker):
     picker.select("tench")
     type_into(qtbot, picker, "xyzzy")
-    assert not picker.popup_shown() and picker.hint == "No class matches 'xyzzy'"
+    assert not picker.popup_shown()
+    assert picker.hint == "No class matches 'xyzzy'"
     press_enter(qtbot, picker)
-    assert picker.chosen() == "tench" and picker.hint.startswith("Unknown class 'xyzzy'")
+    assert picker.chosen() == "tench"
+    assert picker.hint.startswith("Unknown class 'xyzzy'")
     assert picker.lineEdit().text() == "xyzzy"  # still there to correct
     picker.eventFilter(
         picker.lineEdit(), QFocusEvent(QEvent.Type.FocusOut, Qt.FocusReason.MouseFocusReason)
@@ -122,7 +126,8 @@ def test_class_only_model_needs_a_class_and_says_so(window, qtbot):
     editor.set_options(replace(editor.options, mode="remove", generate_class=False))
     editor.models.use(FakeBundle(class_only_manifest()))
     # Remove cannot run without a class: the panel offers Fill as class, nothing preselected
-    assert editor.options.mode == "class" and editor.options.class_name == ""
+    assert editor.options.mode == "class"
+    assert editor.options.class_name == ""
     assert not panel.run_button.isEnabled()
     assert panel.cost.text().startswith("Pick a class first")
     panel.classes.lineEdit().setFocus()
@@ -133,19 +138,23 @@ def test_class_only_model_needs_a_class_and_says_so(window, qtbot):
     assert panel.class_hint.isVisible()
     assert panel.run_button.isEnabled()
     panel.mode.setCurrentIndex(0)  # Remove / fill
-    assert editor.options.mode == "remove" and not panel.run_button.isEnabled()
+    assert editor.options.mode == "remove"
+    assert not panel.run_button.isEnabled()
     assert "cannot remove or fill from the surroundings" in panel.cost.text()
     assert editor.start_run() is False
     panel.mode.setCurrentIndex(2)  # Generate: always of the chosen class
-    assert panel.of_class.isChecked() and not panel.of_class.isEnabled()
-    assert panel.run_button.isEnabled() and editor.options.settings((1,)).class_name == "cat"
+    assert panel.of_class.isChecked()
+    assert not panel.of_class.isEnabled()
+    assert panel.run_button.isEnabled()
+    assert editor.options.settings((1,)).class_name == "cat"
 
 
 def test_a_model_with_a_null_class_keeps_remove(window):
     panel, editor = window.run_panel, window.editor
     editor.set_options(replace(editor.options, mode="remove", generate_class=False))
     editor.models.use(FakeBundle(fake_manifest()))
-    assert editor.options.mode == "remove" and panel.run_button.isEnabled()
+    assert editor.options.mode == "remove"
+    assert panel.run_button.isEnabled()
     assert panel.of_class.isEnabled()
 
 
@@ -162,7 +171,8 @@ def test_generate_with_a_class_only_bundle_runs(window, qtbot, tiny_bundle_path,
     panel.classes.lineEdit().setFocus()
     type_into(qtbot, panel.classes, "dinghy")
     press_enter(qtbot, panel.classes)
-    assert editor.options.class_name == "boat" and panel.run_button.isEnabled()
+    assert editor.options.class_name == "boat"
+    assert panel.run_button.isEnabled()
     editor.set_options(replace(editor.options, steps=2))
     with qtbot.waitSignal(editor.run_changed, timeout=30000):
         qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
@@ -175,7 +185,9 @@ def test_a_class_the_new_model_lacks_is_not_kept(window):
     editor.models.use(FakeBundle(fake_manifest()))
     editor.set_options(replace(editor.options, mode="class", class_name="dog"))
     editor.models.use(FakeBundle(fake_manifest(["ship", "dog"])))
-    assert editor.options.class_name == "dog" and window.run_panel.classes.chosen() == "dog"
+    assert editor.options.class_name == "dog"
+    assert window.run_panel.classes.chosen() == "dog"
     editor.models.use(FakeBundle(fake_manifest(["ship", "car"])))
-    assert editor.options.class_name == "" and not window.run_panel.run_button.isEnabled()
+    assert editor.options.class_name == ""
+    assert not window.run_panel.run_button.isEnabled()
     assert window.run_panel.cost.text().startswith("Pick a class first")

@@ -65,7 +65,8 @@ def test_cancel_stops_at_the_next_step(qtbot, controller):
     assert controller.wait_idle(5)
     steps = [e[1].step for e in events if e[0] == "progress"]
     assert steps == [1, 2]  # nothing is reported after Cancel
-    assert bundle.calls <= 4 and "finished" not in [e[0] for e in events]
+    assert bundle.calls <= 4
+    assert "finished" not in [e[0] for e in events]
 
 
 def test_engine_error_becomes_one_line(qtbot, controller):
@@ -99,8 +100,10 @@ def test_new_job_supersedes_the_running_one(qtbot, controller):
         slow.release()
     assert controller.wait_idle(5)
     names = [e[0] for e in events]
-    assert "superseded" in names and "cancelled" not in names
-    assert names.count("finished") == 1 and done.args[0].candidates[0].seed == 2
+    assert "superseded" in names
+    assert "cancelled" not in names
+    assert names.count("finished") == 1
+    assert done.args[0].candidates[0].seed == 2
     assert names.count("busy_changed") == 2  # busy stayed on across the switch
     assert slow.calls == 1  # the old job stopped at its next step
 
@@ -125,5 +128,6 @@ def test_real_bundle_lifecycle(qtbot, controller, tiny_bundle):
             "edit", lambda: edit_run(tiny_bundle, rgb, mask, Settings(seeds=(1, 2, 3)))
         )
     decoding = [p for p in progress if p.phase == "decode"]
-    assert len(decoding) == 8 and progress[0].preview is not None
+    assert len(decoding) == 8
+    assert progress[0].preview is not None
     assert [c.seed for c in done.args[0].candidates] == [1, 2, 3]

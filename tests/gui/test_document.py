@@ -30,7 +30,8 @@ def test_undo_redo_mask_and_applied_result():
     doc.replace_mask(painted, "Brush")
     before = doc.rgb.copy()
     doc.apply_image_patch(4, 4, np.full((12, 12, 3), 7, np.uint8), "Refill")
-    assert (doc.rgb[4:16, 4:16] == 7).all() and not doc.mask.any()
+    assert (doc.rgb[4:16, 4:16] == 7).all()
+    assert not doc.mask.any()
     doc.undo()
     np.testing.assert_array_equal(doc.rgb, before)
     np.testing.assert_array_equal(doc.mask, painted)
@@ -52,14 +53,16 @@ def test_new_change_drops_the_redo_tail():
     m2 = doc.mask.copy()
     m2[2, 2] = True
     doc.replace_mask(m2, "b")
-    assert [c.label for c in doc.history] == ["b"] and doc.redo() is None
+    assert [c.label for c in doc.history] == ["b"]
+    assert doc.redo() is None
 
 
 def test_canvas_change_resizes_and_undoes():
     doc = _doc()
     bigger = np.zeros((40, 80, 3), np.uint8)
     doc.replace_canvas(bigger, None, "Extend")
-    assert doc.size == (80, 40) and doc.mask.shape == (40, 80)
+    assert doc.size == (80, 40)
+    assert doc.mask.shape == (40, 80)
     doc.undo()
     assert doc.size == (60, 40)
 
@@ -74,12 +77,15 @@ def test_serialises_with_history_and_restores_identically():
     doc.replace_canvas(np.zeros((10, 10, 3), np.uint8), np.full((10, 10), 9, np.uint8), "Gen")
     doc.undo()
     again = session_copy(doc)
-    assert again.options == doc.options and again.path == "photo.jpg"
+    assert again.options == doc.options
+    assert again.path == "photo.jpg"
     np.testing.assert_array_equal(again.rgb, doc.rgb)
     np.testing.assert_array_equal(again.mask, doc.mask)
-    assert again.history_index == 2 and again.history[1].meta == {"seed": 7}
+    assert again.history_index == 2
+    assert again.history[1].meta == {"seed": 7}
     again.redo()
-    assert again.size == (10, 10) and again.alpha[0, 0] == 9
+    assert again.size == (10, 10)
+    assert again.alpha[0, 0] == 9
     again.undo()
     again.undo()
     again.undo()
@@ -101,6 +107,9 @@ def test_options_round_trip_and_tolerate_junk():
         mode="extend", extend_side="top", candidates=3, feather=2.5, seamless=False
     )
     assert EditOptions.from_dict(options.to_dict()) == options
-    assert not options.settings((1,)).seamless and EditOptions().settings((1,)).seamless
+    assert not options.settings((1,)).seamless
+    assert EditOptions().settings((1,)).seamless
     odd = EditOptions.from_dict({"mode": "nonsense", "steps": "x", "unknown": 1, "seed": "5"})
-    assert odd.mode == "remove" and odd.steps == 0 and odd.seed == 5
+    assert odd.mode == "remove"
+    assert odd.steps == 0
+    assert odd.seed == 5

@@ -30,7 +30,8 @@ def panel(window, qtbot, manifest):
     run = window.run_panel
     run.mode.setFocus()
     QTest.keyClick(run.mode, Qt.Key.Key_Down)  # Remove / fill -> Fill as class
-    assert window.editor.options.mode == "class" and run.classes.isVisible()
+    assert window.editor.options.mode == "class"
+    assert run.classes.isVisible()
     run.classes.lineEdit().setFocus()
     return run
 
@@ -80,7 +81,8 @@ def test_everyday_words_find_a_class_and_say_what_matched(
     assert panel.class_hint.text().endswith(f"Enter takes {chosen}")
     enter(panel)
     assert window.editor.options.class_name == chosen
-    assert panel.class_hint.isVisible() and "Matched '" in panel.class_hint.text()
+    assert panel.class_hint.isVisible()
+    assert "Matched '" in panel.class_hint.text()
     assert f": {chosen} (also: " in panel.class_hint.text()
 
 
@@ -104,7 +106,8 @@ def test_the_hint_never_speaks_of_an_earlier_text(window, qtbot, panel):
     field = panel.classes.lineEdit()
     for _ in range(len("anmials")):
         QTest.keyClick(field, Qt.Key.Key_Backspace)
-    assert field.text() == "" and panel.class_hint.text() == ""
+    assert field.text() == ""
+    assert panel.class_hint.text() == ""
     type_in(panel, "qwxz")
     for _ in range(4):
         QTest.keyClick(field, Qt.Key.Key_Backspace)

@@ -35,7 +35,9 @@ def test_editor_and_cli_extend_write_the_same_file(
     assert editor.save(str(gui_out))
 
     cli, gui = Image.open(cli_out), Image.open(gui_out)
-    assert cli.mode == gui.mode == "RGBA" and cli.size == gui.size and cli.width > 128
+    assert cli.mode == gui.mode == "RGBA"
+    assert cli.size == gui.size
+    assert cli.width > 128
     np.testing.assert_array_equal(np.asarray(cli), np.asarray(gui))
     grown = np.asarray(gui)[..., 3]
     strip = grown.shape[1] - 128

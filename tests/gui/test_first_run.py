@@ -131,7 +131,8 @@ def test_clicking_a_sample_opens_it_with_its_mask_ready_to_run(qtbot, assets, ti
     assert not welcome.buttons[1].icon().isNull()
     qtbot.mouseClick(welcome.buttons[1], Qt.MouseButton.LeftButton)
     doc = editor.document
-    assert doc is not None and doc.path.endswith("block-1.png")
+    assert doc is not None
+    assert doc.path.endswith("block-1.png")
     np.testing.assert_array_equal(doc.rgb, np.roll(photo(H, W), 7, axis=1))
     expected = np.zeros((H, W), bool)
     expected[BOX[0], BOX[1].start + 7 : BOX[1].stop + 7] = True
@@ -188,8 +189,10 @@ def test_help_about_shows_version_model_card_explanation_and_citation(
     assert card_line.replace("`", "") in text.replace("`", "")  # the card, rendered
     assert "# " not in text  # markdown, not source
     assert "tiny: 64 px, 16 x 16 tokens, codebook 64, 3 classes" in text
-    assert "16 x 16 grid of tokens" in text and "64-word codebook" in text
-    assert "most confident" in text and "8 steps" in text
+    assert "16 x 16 grid of tokens" in text
+    assert "64-word codebook" in text
+    assert "most confident" in text
+    assert "8 steps" in text
     assert (
         "Tianhong Li, Huiwen Chang, Shlok Kumar Mishra, Han Zhang, Dina Katabi, "
         "Dilip Krishnan" in text
@@ -198,7 +201,8 @@ def test_help_about_shows_version_model_card_explanation_and_citation(
         "MAGE: MAsked Generative Encoder to Unify Representation Learning and Image "
         "Synthesis" in text
     )
-    assert "CVPR 2023" in text and "2211.09117" in text
+    assert "CVPR 2023" in text
+    assert "2211.09117" in text
     qtbot.keyClick(win.about_dialog, Qt.Key.Key_Escape)
     qtbot.waitUntil(lambda: not win.about_dialog.isVisible(), timeout=3000)
     close(win)
@@ -207,7 +211,8 @@ def test_help_about_shows_version_model_card_explanation_and_citation(
 def test_about_without_a_model_says_why_and_still_explains():
     text = about_markdown(None, "model folder not found: /x")
     assert "No model loaded: model folder not found: /x." in text
-    assert "16 x 16 grid of tokens" in text and "arXiv:2211.09117" in text
+    assert "16 x 16 grid of tokens" in text
+    assert "arXiv:2211.09117" in text
     assert "## Model card" not in text
 
 
@@ -221,7 +226,8 @@ def test_demo_mode_plays_samples_to_the_result_cycles_and_leaves_on_a_key(
     win = make_window(qtbot, tiny_bundle_path)
     qtbot.keyClick(win.canvas, Qt.Key.Key_F5)  # View > Demo mode
     demo = win.demo_mode
-    assert demo is not None and demo.isVisible()
+    assert demo is not None
+    assert demo.isVisible()
     assert demo.isFullScreen()
     seen, grids = [], []
 
@@ -247,14 +253,17 @@ def test_demo_mode_plays_samples_to_the_result_cycles_and_leaves_on_a_key(
     assert first[-1] == ("result", -1)
     # the decode replay: fewer cells hidden each step, none at the end; heatmap on the rest
     hidden = [h for h, _ in grids[:steps]]
-    assert hidden == sorted(hidden, reverse=True) and hidden[0] > 0 and hidden[-1] == 0
+    assert hidden == sorted(hidden, reverse=True)
+    assert hidden[0] > 0
+    assert hidden[-1] == 0
     assert all(coloured > 0 for _, coloured in grids[:steps])
     # back to the first sample: it cycles
     assert seen[-1][2] == 0
     demo.hold = ("result", -1)
     qtbot.waitUntil(lambda: demo.phase == "result", timeout=30000)
     run = demo.run
-    assert run is not None and len(run.steps) == steps
+    assert run is not None
+    assert len(run.steps) == steps
     original = np.asarray(Image.open(assets / "block-0.png"))
     np.testing.assert_array_equal(demo.right, run.outcome.images[0])
     inside = np.zeros((H, W), bool)
@@ -281,7 +290,8 @@ def test_demo_mode_without_samples_says_so_and_esc_leaves(
     monkeypatch.setenv(ENV_ASSETS, str(tmp_path / "no-assets"))
     win = make_window(qtbot, tiny_bundle_path)
     demo = demo_module.start_demo(win, full_screen=False)
-    assert demo.phase == "message" and demo.title == "No sample photos found"
+    assert demo.phase == "message"
+    assert demo.title == "No sample photos found"
     qtbot.keyClick(demo, Qt.Key.Key_Escape)
     qtbot.waitUntil(lambda: win.demo_mode is None, timeout=3000)
     close(win)
@@ -292,7 +302,8 @@ def test_demo_mode_waits_for_the_model(qtbot, assets, monkeypatch):
     win = make_window(qtbot)
     win.editor.models.load(assets / "not-a-model", "cpu", wait=True)
     demo = demo_module.start_demo(win, full_screen=False)
-    assert demo.phase == "message" and demo.title == "No model loaded"
+    assert demo.phase == "message"
+    assert demo.title == "No model loaded"
     assert "not-a-model" in demo.caption
     demo.leave()
     assert not demo.isVisible()
@@ -345,7 +356,8 @@ def test_saving_a_sample_suggests_the_pictures_folder_not_the_samples(
     qtbot.mouseClick(win.welcome.buttons[0], Qt.MouseButton.LeftButton)
     assert win.editor.document.path.startswith(str(assets))
     qtbot.keyClick(win, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
-    assert asked and Path(asked[-1]).parent == pictures
+    assert asked
+    assert Path(asked[-1]).parent == pictures
     assert Path(asked[-1]).name == "block-0-edited.png"
     own = tmp_path / "mine"
     own.mkdir()

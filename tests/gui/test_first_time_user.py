@@ -141,14 +141,16 @@ def test_wheel_zooms_at_the_cursor_and_keys_at_the_view_centre(win, qtbot):
         assert canvas.zoom == pytest.approx(zoom * 1.25**notches)
         after = canvas.mapToScene(pos)
         tolerance = 1.5 / canvas.zoom + 0.5
-        assert abs(after.x() - before.x()) < tolerance and abs(after.y() - before.y()) < tolerance
+        assert abs(after.x() - before.x()) < tolerance
+        assert abs(after.y() - before.y()) < tolerance
     centre = viewport.rect().center()
     for key, mods in ((Qt.Key.Key_Equal, CTRL), (Qt.Key.Key_Minus, CTRL), (Qt.Key.Key_1, CTRL)):
         before, zoom = canvas.mapToScene(centre), canvas.zoom
         QTest.keyClick(win, key, mods)
         assert canvas.zoom != zoom
         after = canvas.mapToScene(centre)
-        assert abs(after.x() - before.x()) < 2 and abs(after.y() - before.y()) < 2
+        assert abs(after.x() - before.x()) < 2
+        assert abs(after.y() - before.y()) < 2
     assert canvas.zoom == 1.0
 
 
@@ -161,18 +163,21 @@ def test_h_toggles_a_translucent_heatmap_with_adjustable_opacity(win, qtbot, tin
     _run(win, qtbot)
     win.canvas.setFocus()
     QTest.keyClick(win.canvas, Qt.Key.Key_H)
-    assert win.results_panel.heatmap.isChecked() and win.actions_["heatmap"].isChecked()
+    assert win.results_panel.heatmap.isChecked()
+    assert win.actions_["heatmap"].isChecked()
     assert not win.banner.isVisible(), win.banner.text.text()
     part, colors = win.canvas._override
     alpha = colors[..., 3][part.token_mask]
-    assert alpha.max() <= 128 and alpha.min() > 0  # translucent at the default 50%
+    assert alpha.max() <= 128
+    assert alpha.min() > 0
     QTest.keyClick(win.results_panel.opacity, Qt.Key.Key_End)  # slider to 100%
     _, stronger = win.canvas._override
     assert stronger[..., 3][part.token_mask].max() > alpha.max()
     QTest.keyClick(win.results_panel.opacity, Qt.Key.Key_Home)  # slider to 10%
     assert win.canvas._override[1][..., 3].max() <= 26
     QTest.keyClick(win.canvas, Qt.Key.Key_H)
-    assert not win.results_panel.heatmap.isChecked() and win.canvas._override is None
+    assert not win.results_panel.heatmap.isChecked()
+    assert win.canvas._override is None
 
 
 # -- banners ----------------------------------------------------------------------------------
@@ -182,10 +187,12 @@ def test_banners_go_away_with_their_cause(win, qtbot, tiny_bundle, tmp_path, mon
     editor = win.editor
     editor.models.use(tiny_bundle)
     QTest.keyClick(win, Qt.Key.Key_R, SHIFT)
-    assert win.banner.isVisible() and "Open an image first" in win.banner.text.text()
+    assert win.banner.isVisible()
+    assert "Open an image first" in win.banner.text.text()
     QGuiApplication.clipboard().setImage(_qimage(photo()))
     QTest.keyClick(win, Qt.Key.Key_V, CTRL)
-    assert editor.document is not None and not win.banner.isVisible()
+    assert editor.document is not None
+    assert not win.banner.isVisible()
     QTest.keyClick(win, Qt.Key.Key_R, SHIFT)
     assert "Paint over the area" in win.banner.text.text()
     win.canvas.set_brush_size(16)
@@ -203,17 +210,20 @@ def test_banners_go_away_with_their_cause(win, qtbot, tiny_bundle, tmp_path, mon
     )
     monkeypatch.setattr(win, "choose_file", lambda *a, **k: next(choices))
     QTest.keyClick(win, Qt.Key.Key_S, CTRL)
-    assert win.banner.isVisible() and "Cannot save" in win.banner.text.text()
+    assert win.banner.isVisible()
+    assert "Cannot save" in win.banner.text.text()
     assert win.windowTitle().startswith("untitled *")
     QTest.keyClick(win, Qt.Key.Key_S, CTRL)
-    assert (tmp_path / "out.png").is_file() and not win.banner.isVisible()
+    assert (tmp_path / "out.png").is_file()
+    assert not win.banner.isVisible()
     assert win.windowTitle() == "untitled - MAGE Studio"  # no "*" after Save
     _drag(win, [(20, 20), (30, 20)])
     QTest.keyClick(win, Qt.Key.Key_S, CTRL | SHIFT)
     assert "Cannot save" in win.banner.text.text()
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Discard)
     _drop(win, _save_photo(tmp_path))
-    assert editor.document.path.endswith("photo.png") and not win.banner.isVisible()
+    assert editor.document.path.endswith("photo.png")
+    assert not win.banner.isVisible()
 
 
 def _qimage(rgb):
@@ -237,9 +247,11 @@ def test_a_bad_file_is_reported_before_asking_about_unsaved_changes(win, tmp_pat
     _drop(win, notes)
     assert not asked, "asked about unsaved changes for a file that cannot be opened"
     assert "Cannot load image" in win.banner.text.text()
-    assert win.editor.document.path.endswith("photo.png") and win.editor.document.mask.any()
+    assert win.editor.document.path.endswith("photo.png")
+    assert win.editor.document.mask.any()
     _drop(win, _save_photo(tmp_path, "other.png"))  # a good file: now it asks (Cancel)
-    assert len(asked) == 1 and win.editor.document.path.endswith("photo.png")
+    assert len(asked) == 1
+    assert win.editor.document.path.endswith("photo.png")
 
 
 # -- first launch -------------------------------------------------------------------------------
@@ -250,10 +262,12 @@ def test_first_launch_fills_a_share_of_the_screen_and_saves_geometry_early(qtbot
     area = window.screen().availableGeometry()
     assert window.width() >= min(area.width(), 1000) * 0.95
     assert window.height() >= min(area.height(), 680) * 0.95
-    assert window.width() <= area.width() and window.height() <= area.height()
+    assert window.width() <= area.width()
+    assert window.height() <= area.height()
     QTest.qWait(GEOMETRY_SAVE_MS + 300)
     geometry, state = Preferences().window_state()  # saved without closing the window
-    assert geometry is not None and state is not None
+    assert geometry is not None
+    assert state is not None
     QTest.mouseDClick(window.results_dock, Qt.MouseButton.LeftButton)  # undock Results
     window.resize(700, 520)
     QTest.qWait(GEOMETRY_SAVE_MS + 300)
@@ -293,7 +307,8 @@ def test_compare_and_brush_keys_work_wherever_focus_is_except_text(win, qtbot, t
     spin.setFocus()
     size = win.canvas.brush_size
     QTest.keyClick(spin, Qt.Key.Key_BracketLeft, Qt.KeyboardModifier.NoModifier)
-    assert win.canvas.brush_size < size and spin.value() == win.canvas.brush_size
+    assert win.canvas.brush_size < size
+    assert spin.value() == win.canvas.brush_size
     QTest.keyClick(spin, Qt.Key.Key_BracketRight, Qt.KeyboardModifier.NoModifier)
     assert win.canvas.brush_size >= size
     # typing text: the keys are characters there
@@ -305,7 +320,8 @@ def test_compare_and_brush_keys_work_wherever_focus_is_except_text(win, qtbot, t
     field.clear()
     size = win.canvas.brush_size
     QTest.keyClicks(field, "a[b]\\")
-    assert field.text() == "a[b]\\" and win.canvas.brush_size == size
+    assert field.text() == "a[b]\\"
+    assert win.canvas.brush_size == size
     assert not win.canvas.original_label.isVisible()
 
 
@@ -331,10 +347,8 @@ def test_1280x720_shows_run_and_cost_without_scrolling_sideways(qtbot, tiny_bund
     QTest.qWait(50)
     label = window.statusBar().message_label
     assert label.geometry().right() < window.size_label.geometry().left()
-    assert (
-        label.text().endswith("…")
-        and label.fontMetrics().horizontalAdvance(label.text()) <= label.width()
-    )
+    assert label.text().endswith("…")
+    assert label.fontMetrics().horizontalAdvance(label.text()) <= label.width()
 
 
 # -- light theme -------------------------------------------------------------------------------
@@ -372,7 +386,8 @@ def test_cost_label_numbers_add_up(win, qtbot, tiny_bundle):
     )
     part = win.editor.plan.parts[0]
     counts = masked_counts(part.masked_count, part.steps, part.start_step)
-    assert tokens == part.masked_count == counts[0] and steps == len(counts)
+    assert tokens == part.masked_count == counts[0]
+    assert steps == len(counts)
     assert predictions == sum(counts) <= tokens * steps
     assert f"{counts[0]} + {counts[1]} + ... + {counts[-1]}" in text
 
@@ -392,11 +407,14 @@ def test_generate_asks_and_opens_a_new_document(win, qtbot, tiny_bundle, tmp_pat
     answers.append(QMessageBox.StandardButton.Cancel)
     QTest.keyClick(win, Qt.Key.Key_R, SHIFT)
     QTest.qWait(100)
-    assert not answers and not editor.jobs.busy
-    assert editor.document is photo_doc and editor.undo_stack.count() == 1  # history kept
+    assert not answers
+    assert not editor.jobs.busy
+    assert editor.document is photo_doc
+    assert editor.undo_stack.count() == 1
     answers.append(QMessageBox.StandardButton.Yes)
     _run(win, qtbot)
-    assert editor.document is not photo_doc and editor.document.path == ""
+    assert editor.document is not photo_doc
+    assert editor.document.path == ""
     assert editor.document.size == (64, 64)
     assert win.windowTitle().startswith("untitled *")
     assert photo_doc.rgb.shape == (120, 160, 3)  # the photo itself was not replaced
@@ -458,7 +476,8 @@ def test_open_dialog_columns_are_readable(win, qtbot, tmp_path):
     QTest.keyClick(win, Qt.Key.Key_O, CTRL)
     area = win.screen().availableGeometry()
     assert seen["width"] >= min(900, area.width() - 40)
-    assert seen["name"] >= seen["width"] // 2 - 1 and seen["others_fit"]
+    assert seen["name"] >= seen["width"] // 2 - 1
+    assert seen["others_fit"]
 
 
 def test_save_as_never_writes_over_the_loaded_mask_or_the_photo(win, tmp_path, monkeypatch):
@@ -478,4 +497,5 @@ def test_save_as_never_writes_over_the_loaded_mask_or_the_photo(win, tmp_path, m
     assert "that is the original" in win.banner.text.text()
     assert {p: p.read_bytes() for p in before} == before
     QTest.keyClick(win, Qt.Key.Key_S, CTRL | SHIFT)
-    assert (tmp_path / "new.png").is_file() and not win.banner.isVisible()
+    assert (tmp_path / "new.png").is_file()
+    assert not win.banner.isVisible()

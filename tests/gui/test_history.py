@@ -53,10 +53,12 @@ def test_direct_document_changes_reach_the_undo_stack(editor, qtbot):
     assert images == [(0, 0, 8, 8)]
     editor.document.undo()  # the stack follows the document
     _in_step(editor)
-    assert not (editor.document.rgb[:8, :8] == 9).all() and editor.document.mask.any()
+    assert not (editor.document.rgb[:8, :8] == 9).all()
+    assert editor.document.mask.any()
     editor.undo_stack.redo()  # and the document the stack
     _in_step(editor)
-    assert (editor.document.rgb[:8, :8] == 9).all() and not editor.document.mask.any()
+    assert (editor.document.rgb[:8, :8] == 9).all()
+    assert not editor.document.mask.any()
     editor.undo_stack.setIndex(0)
     _in_step(editor)
     np.testing.assert_array_equal(editor.document.rgb, photo())
@@ -70,7 +72,8 @@ def test_another_candidate_replaces_the_applied_one_through_the_document(editor,
     before = editor.document.rgb.copy()
     _run(editor, qtbot)
     _in_step(editor)
-    assert editor.undo_stack.count() == 2 and editor.undo_stack.undoText() == "Edit (seed 4)"
+    assert editor.undo_stack.count() == 2
+    assert editor.undo_stack.undoText() == "Edit (seed 4)"
     events = []
     editor.document.listeners.append(lambda event, change: events.append(event))
     undone = []
@@ -85,7 +88,8 @@ def test_another_candidate_replaces_the_applied_one_through_the_document(editor,
         _in_step(editor)
         assert editor.undo_stack.undoText() == f"Edit (seed {candidate.seed})"
     assert events == [REPLACED, REPLACED]  # never undone through the stack
-    assert editor.undo_stack.index() == 2 and all(i == 2 for i in undone)
+    assert editor.undo_stack.index() == 2
+    assert all(i == 2 for i in undone)
     editor.undo_stack.undo()
     np.testing.assert_array_equal(editor.document.rgb, before)
     assert editor.document.mask.any()
@@ -102,7 +106,8 @@ def test_restored_history_stands_at_its_undo_position(editor, qtbot):
     expected = doc.mask.copy()
     editor.adopt_document(doc)
     _in_step(editor)
-    assert editor.undo_stack.index() == 2 and editor.undo_stack.redoText() == "Brush 2"
+    assert editor.undo_stack.index() == 2
+    assert editor.undo_stack.redoText() == "Brush 2"
     np.testing.assert_array_equal(editor.document.mask, expected)
     editor.undo_stack.redo()
     assert editor.document.mask[20:25].any()
@@ -128,7 +133,8 @@ def test_document_tells_its_listeners_every_move():
         (REDONE, "Edit (seed 2)"),
     ]
     assert [c.label for c in doc.history] == ["Brush", "Edit (seed 2)"]
-    assert (doc.rgb[4:10, 4:10] == 1).all() and not doc.mask.any()
+    assert (doc.rgb[4:10, 4:10] == 1).all()
+    assert not doc.mask.any()
     doc.undo()
     np.testing.assert_array_equal(doc.rgb, photo())  # seed 1 left no trace
     np.testing.assert_array_equal(doc.mask, mask)

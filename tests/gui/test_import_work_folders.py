@@ -38,5 +38,7 @@ def test_the_work_folder_of_a_killed_import_is_swept_when_the_next_one_ends(qtbo
             tmp_path / "mage-vitb",
         )
     ok, message = done.args
-    assert not ok and message.startswith("Import failed: ")
-    assert not os.path.exists(stale) and not os.path.exists(stale + ".lock")
+    assert not ok
+    assert message.startswith("Import failed: ")
+    assert not os.path.exists(stale)
+    assert not os.path.exists(stale + ".lock")

@@ -66,7 +66,8 @@ def test_tab_moves_focus_through_the_controls_in_reading_order(win, qtbot):
     assert backward[-1] is win.canvas  # Shift+Tab walks the same way back
     # the whole loop: canvas -> Run panel -> results -> Recognition -> brush size -> canvas
     loop = tab_through(60)
-    assert win.canvas in loop and win.brush_spin in loop
+    assert win.canvas in loop
+    assert win.brush_spin in loop
     assert loop.index(run.seamless) < loop.index(win.recognition_panel.head_combo)
     assert loop.index(win.recognition_panel.head_combo) < loop.index(win.brush_spin)
     assert results.reroll not in loop  # disabled before a run: Tab skips it
@@ -78,7 +79,8 @@ def test_backslash_shows_the_original_from_a_number_box(win, qtbot):
     editor.document.apply_image_patch(0, 0, np.zeros((8, 8, 3), np.uint8), "dark corner")
     win.run_panel.steps.setFocus()
     QTest.keyPress(win.run_panel.steps, Qt.Key.Key_Backslash)
-    assert win.canvas.original_label.isVisible() and win.actions_["original"].isChecked()
+    assert win.canvas.original_label.isVisible()
+    assert win.actions_["original"].isChecked()
     assert win.canvas._image._buffer[2, 2] == rgb_to_argb32(np.full((1, 1, 3), 90, np.uint8))[0, 0]
     QTest.keyRelease(win.run_panel.steps, Qt.Key.Key_Backslash)
     assert not win.canvas.original_label.isVisible()
@@ -96,7 +98,8 @@ def test_menu_shortcuts_work_from_number_boxes_but_not_in_text(win, qtbot):
     seed.setFocus()
     with qtbot.waitSignal(editor.run_changed, timeout=60000):
         key(Qt.Key.Key_R, SHIFT)  # Run, from a number box
-    assert editor.run is not None and editor.undo_stack.count() == 2
+    assert editor.run is not None
+    assert editor.undo_stack.count() == 2
     key(Qt.Key.Key_Z, CTRL)  # Undo, from the same box
     assert editor.undo_stack.index() == 1
     # Delete still edits the number instead of clearing the mask
@@ -114,7 +117,8 @@ def test_menu_shortcuts_work_from_number_boxes_but_not_in_text(win, qtbot):
     QTest.keyClick(field, Qt.Key.Key_R, SHIFT)
     QTest.keyClick(field, Qt.Key.Key_Z, CTRL)  # the field's own undo
     QTest.keyClicks(field, "ed")
-    assert field.text() == "ed" and not editor.jobs.busy
+    assert field.text() == "ed"
+    assert not editor.jobs.busy
     assert editor.undo_stack.index() == 1
 
 
@@ -123,14 +127,16 @@ def test_remove_compare_save_and_quit_with_the_keyboard_alone(win, qtbot, tmp_pa
     """A sample card, Run, hold backslash, Ctrl+S with the file dialog answered by keys,
     Ctrl+Q: no mouse and no method calls."""
     editor = win.editor
-    assert win.welcome.isVisible() and len(win.welcome.buttons) >= 2
+    assert win.welcome.isVisible()
+    assert len(win.welcome.buttons) >= 2
     assert QApplication.focusWidget() is win.welcome.buttons[0]  # the first card to start
     key(Qt.Key.Key_Tab)
     assert QApplication.focusWidget() is win.welcome.buttons[1]
     key(Qt.Key.Key_Tab, SHIFT)  # back to the first sample card
     assert QApplication.focusWidget() is win.welcome.buttons[0]
     key(Qt.Key.Key_Space)
-    assert editor.document is not None and editor.document.mask.any()
+    assert editor.document is not None
+    assert editor.document.mask.any()
     assert not win.welcome.isVisible()
     qtbot.waitUntil(lambda: editor.plan is not None, timeout=10000)
     with qtbot.waitSignal(editor.run_changed, timeout=60000):
@@ -162,7 +168,8 @@ def test_remove_compare_save_and_quit_with_the_keyboard_alone(win, qtbot, tmp_pa
     QTimer.singleShot(30, answer)
     with qtbot.waitSignal(editor.saved, timeout=30000):
         key(Qt.Key.Key_S, CTRL)
-    assert answered and target.is_file()
+    assert answered
+    assert target.is_file()
     saved = np.asarray(Image.open(target).convert("RGB"))
     assert np.array_equal(saved, doc.rgb)
     assert not doc.modified

@@ -52,7 +52,8 @@ def test_1280x720_after_a_run_keeps_the_image_big_and_the_run_panel_whole(qtbot,
     scroll = window.run_dock.widget()
     assert scroll.verticalScrollBar().maximum() == 0  # the Run panel fits without scrolling
     bar = window.statusBar()
-    assert bar.isVisible() and bar.geometry().bottom() < window.height()
+    assert bar.isVisible()
+    assert bar.geometry().bottom() < window.height()
     assert bar.height() >= bar.sizeHint().height()  # not squeezed
 
 

@@ -92,7 +92,8 @@ def test_generate_asks_only_when_there_are_edits_to_lose(win, qtbot, monkeypatch
     monkeypatch.setattr(QMessageBox, "question", question)
     # a sample opened with one click holds no edit of the user's
     QTest.mouseClick(win.welcome.buttons[0], Qt.MouseButton.LeftButton)
-    assert win.editor.document is not None and win.editor.document.mask.any()
+    assert win.editor.document is not None
+    assert win.editor.document.mask.any()
     choose_mode(win, "Generate new image")
     run(win, qtbot)
     assert asked == []
@@ -101,7 +102,8 @@ def test_generate_asks_only_when_there_are_edits_to_lose(win, qtbot, monkeypatch
     win.canvas.set_brush_size(8)
     stroke(win, [(10, 10), (30, 20)])  # an edit: now Generate asks
     run(win, qtbot)
-    assert len(asked) == 1 and "unsaved edits and undo history are lost" in asked[0]
+    assert len(asked) == 1
+    assert "unsaved edits and undo history are lost" in asked[0]
 
 
 def test_done_bar_and_a_files_notice_go_when_another_image_opens(win, qtbot, tmp_path, monkeypatch):
@@ -109,7 +111,8 @@ def test_done_bar_and_a_files_notice_go_when_another_image_opens(win, qtbot, tmp
     animated = tmp_path / "animated.gif"
     frames[0].save(animated, save_all=True, append_images=frames[1:])
     drop(win, animated)
-    assert win.banner.isVisible() and "animated.gif" in win.banner.text.text()
+    assert win.banner.isVisible()
+    assert "animated.gif" in win.banner.text.text()
     plain = tmp_path / "plain.png"
     Image.fromarray(photo(120, 160)).save(plain)
     drop(win, plain)
@@ -124,5 +127,6 @@ def test_done_bar_and_a_files_notice_go_when_another_image_opens(win, qtbot, tmp
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Discard)
     drop(win, animated)
     assert win.editor.document.path.endswith("animated.gif")
-    assert progress.format() == "Idle" and progress.value() == 0
+    assert progress.format() == "Idle"
+    assert progress.value() == 0
     assert np.asarray(win.editor.document.rgb).shape == (60, 80, 3)

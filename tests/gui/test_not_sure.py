@@ -47,19 +47,25 @@ def test_not_sure_below_the_calibrated_threshold(qtbot, bundle):
     panel.set_image(pattern("vertical", np.random.default_rng(9)), "stripes.png")
     qtbot.waitUntil(lambda: len(panel.predictions) == len(KINDS), timeout=30000)
     head = panel.current_head()
-    assert not head.calibrated and head.not_sure_below == 0.7  # the uncalibrated default
-    assert panel.predictions[0][0] == "vertical" and panel.predictions[0][1] >= 0.7
-    assert not panel.not_sure and not panel.status.isVisible()
+    assert not head.calibrated
+    assert head.not_sure_below == 0.7
+    assert panel.predictions[0][0] == "vertical"
+    assert panel.predictions[0][1] >= 0.7
+    assert not panel.not_sure
+    assert not panel.status.isVisible()
     assert panel.load_head_file(calibrated)  # a second head in the chooser, now in use
     qtbot.waitUntil(lambda: panel.not_sure, timeout=10000)
     top_name, top_p = panel.predictions[0]
-    assert top_name == "vertical" and top_p < 0.6  # same answer, honest confidence
-    assert panel.status.isVisible() and panel.status.text().startswith("Not sure:")
+    assert top_name == "vertical"
+    assert top_p < 0.6
+    assert panel.status.isVisible()
+    assert panel.status.text().startswith("Not sure:")
     assert "calibrated on held-out photos" in panel.status.text()
     assert panel.row_labels[0].text().startswith("vertical?")
     # back to the first head with the keyboard: a plain answer again
     panel.head_combo.setFocus()
     QTest.keyClick(panel.head_combo, Qt.Key.Key_Up)
     qtbot.waitUntil(lambda: not panel.not_sure, timeout=10000)
-    assert not panel.status.isVisible() and panel.row_labels[0].text().startswith("vertical ")
+    assert not panel.status.isVisible()
+    assert panel.row_labels[0].text().startswith("vertical ")
     panel.wait_idle()

@@ -34,7 +34,8 @@ def test_the_dialog_downloads_and_imports_maskgit_without_torch(
         "PYTHONPATH", os.pathsep.join([str(shim.parent), os.environ.get("PYTHONPATH", "")])
     )
     blocked = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True, text=True)
-    assert blocked.returncode != 0 and "PyTorch is not installed" in blocked.stderr
+    assert blocked.returncode != 0
+    assert "PyTorch is not installed" in blocked.stderr
     model = om.find_model("maskgit-imagenet-256")
     with LoopbackServer() as server:
         monkeypatch.setenv(ENV_BASE, server.url)
@@ -52,10 +53,12 @@ def test_the_dialog_downloads_and_imports_maskgit_without_torch(
     target = tmp_path / "models" / model.name
     assert Path(ready.args[0]) == target
     manifest = read_manifest(target, verify_hashes=True)
-    assert len(manifest.class_names) == 1000 and manifest.grid == [16, 16]
+    assert len(manifest.class_names) == 1000
+    assert manifest.grid == [16, 16]
     assert {"transformer.weights", "tokenizer.weights"} <= set(manifest.files)
     assert any(line.startswith("[3/3] checking the bundle") for line in lines), lines
-    assert "Import: step 3 of 3" in bars and any(" of " in b and "B" in b for b in bars)
+    assert "Import: step 3 of 3" in bars
+    assert any(" of " in b and "B" in b for b in bars)
     assert dialog.status.text().startswith("Installed in")
     assert not any("PyTorch" in line for line in lines)
 

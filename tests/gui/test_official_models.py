@@ -34,8 +34,11 @@ def test_the_list_shows_size_licence_source_and_abilities(qtbot, server, tmp_pat
     for row, model in enumerate(om.OFFICIAL):
         dialog.list.setCurrentRow(row)
         shown = dialog.details.text()
-        assert model.title in shown and "Licence" in shown and "Can do" in shown
-        assert model.size_text() in shown and "not downloaded" in shown
+        assert model.title in shown
+        assert "Licence" in shown
+        assert "Can do" in shown
+        assert model.size_text() in shown
+        assert "not downloaded" in shown
     dialog.list.setCurrentRow(2)
     assert "no licence stated" in dialog.details.text()
     assert "1000 ImageNet classes" in dialog.details.text()
@@ -52,18 +55,22 @@ def test_download_cancel_resume_import_and_select(qtbot, server, tiny_bundle_pat
 
     with qtbot.waitSignal(dialog.downloader.finished, timeout=20_000) as stopped:
         qtbot.mouseClick(dialog.get_button, LEFT)
-        assert dialog.cancel_button.isEnabled() and not dialog.get_button.isEnabled()
+        assert dialog.cancel_button.isEnabled()
+        assert not dialog.get_button.isEnabled()
         qtbot.waitUntil(lambda: dialog.progress.value() > 0, timeout=10_000)
         qtbot.mouseClick(dialog.cancel_button, LEFT)
-    assert stopped.args[0] is False and stopped.args[1].startswith("Cancelled;")
+    assert stopped.args[0] is False
+    assert stopped.args[1].startswith("Cancelled;")
     assert dialog.status.text().startswith("Cancelled;")
     raw = om.downloads_dir(tmp_path / "models", entry)
     parts = list(raw.glob("*.part"))
-    assert len(parts) == 1 and parts[0].stat().st_size > 0
+    assert len(parts) == 1
+    assert parts[0].stat().st_size > 0
     assert not (tmp_path / "models" / entry.name).exists()
     assert "continues where it stopped" in dialog.details.text()
     before_cancel = list(values)
-    assert before_cancel and 0 < before_cancel[-1] < 1000
+    assert before_cancel
+    assert 0 < before_cancel[-1] < 1000
     assert before_cancel == sorted(before_cancel)  # the bar only moves forward
     assert dialog.get_button.isEnabled()
     kept = {p.name.removesuffix(".part"): p.stat().st_size for p in parts}
@@ -76,7 +83,8 @@ def test_download_cancel_resume_import_and_select(qtbot, server, tiny_bundle_pat
     assert (f"/tiny/{name}", f"bytes={size}-") in server.requests[n:]
     target = tmp_path / "models" / entry.name
     assert Path(ready.args[0]) == target
-    assert (target / "manifest.json").is_file() and not raw.exists()
+    assert (target / "manifest.json").is_file()
+    assert not raw.exists()
     assert dialog.progress.value() == 1000
     assert dialog.get_button.text() == "Use this model"
 
@@ -114,7 +122,8 @@ def test_official_checkpoint_import_runs_in_a_child_process_and_fails_in_one_lin
         downloader.start(model)
     ok, message = done.args
     assert not ok
-    assert message.startswith("Import failed: ") and "\n" not in message
+    assert message.startswith("Import failed: ")
+    assert "\n" not in message
     assert "will be downloaded again on the next try" in message
     assert any(line.startswith(f"Importing {name}") for line in lines)
     raw = om.downloads_dir(tmp_path / "models", model)

@@ -50,7 +50,8 @@ def test_the_shown_plan_runs_as_it_is(editor, qtbot, planned):
     qtbot.waitUntil(lambda: editor.plan is not None, timeout=5000)
     shown = editor.plan
     result = _run(editor, qtbot)
-    assert planned == [] and result.plan.parts == shown.parts
+    assert planned == []
+    assert result.plan.parts == shown.parts
 
 
 def test_a_change_after_the_plan_was_asked_for_plans_again(editor, qtbot, planned):
@@ -62,6 +63,7 @@ def test_a_change_after_the_plan_was_asked_for_plans_again(editor, qtbot, planne
     editor.stroke_segment((20.0, 20.0), (30.0, 20.0), 4.0)
     painted = editor.document.mask.copy()
     result = _run(editor, qtbot)
-    assert len(planned) == 1 and np.array_equal(planned[0], painted)
+    assert len(planned) == 1
+    assert np.array_equal(planned[0], painted)
     assert np.array_equal(result.plan.mask, painted)
     editor.end_stroke("Brush")

@@ -20,7 +20,8 @@ def _window(qtbot) -> MainWindow:
 def test_every_window_has_the_recognition_dock(qtbot):
     win = _window(qtbot)
     assert isinstance(win.recognition_panel, recognition_panel.RecognitionPanel)
-    assert win.recognition_dock is not None and win.recognition_dock.widget() is not None
+    assert win.recognition_dock is not None
+    assert win.recognition_dock.widget() is not None
 
 
 def test_a_panel_that_fails_to_start_leaves_the_editor_without_its_dock(qtbot, monkeypatch, caplog):
@@ -30,6 +31,7 @@ def test_a_panel_that_fails_to_start_leaves_the_editor_without_its_dock(qtbot, m
     monkeypatch.setattr(recognition_panel, "RecognitionPanel", broken)
     with caplog.at_level(logging.ERROR):
         win = _window(qtbot)
-    assert win.recognition_panel is None and win.recognition_dock is None
+    assert win.recognition_panel is None
+    assert win.recognition_dock is None
     assert "recognition panel failed to load" in caplog.text
     assert "recognition settings unreadable" in caplog.text

@@ -85,7 +85,8 @@ def test_without_model_or_head_says_what_to_do(qtbot, panel, tiny_bundle):
     panel.set_bundle(tiny_bundle)
     panel.set_image(pattern("flat", np.random.default_rng(0)))
     settle(qtbot, panel)
-    assert "has no classifier" in panel.status.text() and panel.predictions == []
+    assert "has no classifier" in panel.status.text()
+    assert panel.predictions == []
     assert panel.head_combo.count() == 0
 
 
@@ -112,11 +113,13 @@ def test_top_classes_come_from_the_bundle_head_off_the_gui_thread(
     assert [p for _, p in best] == sorted((p for _, p in best), reverse=True)
     assert abs(sum(p for _, p in best) - 1) < 1e-4
     assert best[0][0] == "vertical"
-    assert threads and not any(threads)  # every model call ran on a pool thread
+    assert threads
+    assert not any(threads)
     assert panel.row_labels[0].text().startswith("vertical")
     panel.set_image(None)
     settle(qtbot, panel)
-    assert panel.predictions == [] and "Open an image" in panel.status.text()
+    assert panel.predictions == []
+    assert "Open an image" in panel.status.text()
 
 
 def test_fewshot_classes_build_a_classifier_with_loo(qtbot, panel, tiny_bundle, examples, tmp_path):
@@ -127,7 +130,8 @@ def test_fewshot_classes_build_a_classifier_with_loo(qtbot, panel, tiny_bundle, 
     qtbot.waitUntil(lambda: panel.fewshot_loo is not None, timeout=30000)
     settle(qtbot, panel)
     head = panel.fewshot_head
-    assert head.class_names == list(KINDS) and head.info["train_size"] == 12
+    assert head.class_names == list(KINDS)
+    assert head.info["train_size"] == 12
     assert panel.fewshot_loo >= 0.5  # chance is 1/3
     assert "Leave-one-out accuracy" in panel.fewshot_status.text()
     assert panel.head_combo.currentData() == rp.FEWSHOT
@@ -141,7 +145,8 @@ def test_fewshot_classes_build_a_classifier_with_loo(qtbot, panel, tiny_bundle, 
     panel.remove_class(panel.classes[0])
     panel.remove_class(panel.classes[0])
     settle(qtbot, panel)
-    assert panel.fewshot_head is None and panel.head_combo.findData(rp.FEWSHOT) < 0
+    assert panel.fewshot_head is None
+    assert panel.head_combo.findData(rp.FEWSHOT) < 0
     assert not panel.save_button.isEnabled()
 
 
@@ -164,7 +169,9 @@ def test_dropping_files_adds_examples_and_skips_unreadable(
     )
     b.list.dropEvent(event)
     qtbot.waitUntil(lambda: panel.fewshot_head is not None and not panel.busy(), timeout=30000)
-    assert len(a.examples) == 2 and len(b.examples) == 2 and b.list.count() == 2
+    assert len(a.examples) == 2
+    assert len(b.examples) == 2
+    assert b.list.count() == 2
     assert panel.fewshot_head.info["train_size"] == 4
     assert "Skipped 1 unreadable" in panel.fewshot_status.text()
 
@@ -180,7 +187,8 @@ def test_current_image_can_be_an_example(qtbot, panel, tiny_bundle):
     panel.set_image(pattern("vertical", rng))
     panel.add_current_image(b)
     qtbot.waitUntil(lambda: panel.fewshot_head is not None and not panel.busy(), timeout=30000)
-    assert panel.predictions and panel.predictions[0][0] == "vertical"
+    assert panel.predictions
+    assert panel.predictions[0][0] == "vertical"
     assert "Add 2 or more examples" in panel.fewshot_status.text()
 
 
@@ -189,7 +197,8 @@ def test_duplicate_class_names_are_refused(qtbot, panel, tiny_bundle, examples):
     panel.add_class("same", examples["flat"][:1])
     panel.add_class("same", examples["vertical"][:1])
     settle(qtbot, panel)
-    assert panel.fewshot_head is None and "own name" in panel.fewshot_status.text()
+    assert panel.fewshot_head is None
+    assert "own name" in panel.fewshot_status.text()
 
 
 def test_head_for_another_model_is_refused(qtbot, panel, tiny_bundle, tmp_path):
@@ -231,12 +240,14 @@ def test_no_features_while_the_panel_is_hidden(qtbot, headed_bundle, monkeypatch
     for kind in KINDS:  # image changes while the tab is hidden: no model call
         panel.set_image(pattern(kind, rng))
     settle(qtbot, panel)
-    assert calls == [] and panel.predictions == []
+    assert calls == []
+    assert panel.predictions == []
     with qtbot.waitSignal(
         panel.predictionsChanged, timeout=30000, check_params_cb=lambda best: len(best) == 3
     ):
         panel.show()  # one call, for the image on show now
-    assert calls == [1] and panel.predictions[0][0] == "flat"
+    assert calls == [1]
+    assert panel.predictions[0][0] == "flat"
     panel.hide()
     panel.set_image(pattern("vertical", rng))
     settle(qtbot, panel)

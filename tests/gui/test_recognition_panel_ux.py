@@ -94,7 +94,10 @@ def test_dropped_examples_show_their_thumbnails_without_a_model(qtbot, tmp_path)
     assert box.list.count() == 2
     qtbot.waitUntil(lambda: len(panel._thumbs) == 2, timeout=5000)
     red, blue = (centre_colour(box.list.item(i).icon()) for i in range(2))
-    assert red[0] > 180 and red[2] < 60 and blue[2] > 180 and blue[0] < 60
+    assert red[0] > 180
+    assert red[2] < 60
+    assert blue[2] > 180
+    assert blue[0] < 60
 
 
 def test_examples_move_out_of_the_doubled_data_folder(qtbot):
@@ -108,9 +111,12 @@ def test_examples_move_out_of_the_doubled_data_folder(qtbot):
     )
     window = make_window(qtbot)
     box = window.recognition_panel.classes[0]
-    assert box.name == "lawn" and box.list.count() == 1
+    assert box.name == "lawn"
+    assert box.list.count() == 1
     moved = fewshot_folder() / kept.name
-    assert moved.is_file() and not old.exists() and not old.parent.exists()
+    assert moved.is_file()
+    assert not old.exists()
+    assert not old.parent.exists()
     assert Path(box.examples[0].source) == moved
     saved = Preferences().fewshot_classes()
     assert saved[0]["examples"][0]["file"] == str(moved)

@@ -42,7 +42,8 @@ def test_several_parts_show_their_squares_side_by_side(qtbot, tiny_bundle):
         QTest.keyClick(window.canvas, Qt.Key.Key_R, Qt.KeyboardModifier.ShiftModifier)
     thumb = edited_thumbnail(editor.run.candidates[0].patch, editor.run.plan)
     # two square parts and a divider: about twice as wide as high (the photo is 3:2)
-    assert thumb.shape[1] == THUMB_SIZE and thumb.shape[1] / thumb.shape[0] > 1.9
+    assert thumb.shape[1] == THUMB_SIZE
+    assert thumb.shape[1] / thumb.shape[0] > 1.9
     middle = thumb[:, thumb.shape[1] // 2 - 1 : thumb.shape[1] // 2 + 1]
     assert middle.mean() < 60  # the dark line between the parts
     # the left square is the top-left of the photo, the right one the bottom-right

@@ -76,9 +76,12 @@ def test_corpus_through_the_app_loader(window, corpus):
         assert "Traceback" not in text and "\n" not in text, (case.name, text)
         if case.ok:
             assert ok, (case.name, text)
-            assert editor.document is not doc and editor.document.path == str(case.path)
+            assert editor.document is not doc
+            assert editor.document.path == str(case.path)
             w, h = editor.document.size
-            assert w >= 1 and h >= 1 and editor.undo_stack.count() == 0
+            assert w >= 1
+            assert h >= 1
+            assert editor.undo_stack.count() == 0
             assert not editor.document.modified
             if case.expect:
                 assert case.expect in text, (case.name, text)
@@ -146,7 +149,8 @@ def test_save_never_writes_the_original(window, tmp_path):
         assert "that is the original" in _banner(window)
         assert file_digest(path) == digest
     window.editor.save(str(tmp_path / "out.png"))
-    assert (tmp_path / "out.png").is_file() and file_digest(path) == digest
+    assert (tmp_path / "out.png").is_file()
+    assert file_digest(path) == digest
 
 
 # -- models ---------------------------------------------------------------------------------
@@ -175,9 +179,11 @@ def test_broken_models_are_one_line_and_the_window_keeps_working(
     kept = session_copy(doc)
     with qtbot.waitSignal(window.editor.models.failed, timeout=30000) as failed:
         window.load_model(path, "cpu")
-    assert expect in failed.args[0] and "\n" not in failed.args[0]
+    assert expect in failed.args[0]
+    assert "\n" not in failed.args[0]
     assert "Traceback" not in failed.args[0]
-    assert _banner(window).startswith("No model loaded: ") and expect in _banner(window)
+    assert _banner(window).startswith("No model loaded: ")
+    assert expect in _banner(window)
     assert window.model_label.text() == "No model"
     assert_same_document(window.editor.document, kept)
     window.banner.hide()
@@ -200,7 +206,8 @@ def test_cuda_fallback_during_a_run_is_told_once(window, qtbot):
             editor.start_run()
         editor.jobs.wait_idle(5)
         editor.undo_stack.undo()
-    assert len(shown) == 1 and "CUDA failed" in shown[0]
+    assert len(shown) == 1
+    assert "CUDA failed" in shown[0]
     assert "CUDA failed" in _banner(window)
 
 
@@ -226,7 +233,8 @@ def test_a_failing_job_leaves_the_document_as_it_was(window, qtbot):
     assert_same_document(doc, kept)
     assert (editor.undo_stack.count(), editor.undo_stack.index()) == undo
     assert "failed in transformer.onnx" in _banner(window)
-    assert editor.run is None and editor.applied == -1
+    assert editor.run is None
+    assert editor.applied == -1
 
 
 @pytest.mark.parametrize("mode", ["remove", "extend"])
@@ -266,7 +274,8 @@ def test_a_result_never_lands_in_another_image(window, qtbot):
     assert editor.jobs.wait_idle(10)
     qtbot.wait(50)
     np.testing.assert_array_equal(editor.document.rgb, other)
-    assert editor.undo_stack.count() == 0 and editor.run is None
+    assert editor.undo_stack.count() == 0
+    assert editor.run is None
 
 
 def test_unexpected_errors_in_slots_become_one_line(window, monkeypatch):
@@ -277,7 +286,9 @@ def test_unexpected_errors_in_slots_become_one_line(window, monkeypatch):
     except KeyError:
         sys.excepthook(*sys.exc_info())
     text = _banner(window)
-    assert text.startswith("Unexpected error: ") and "boom" in text and "\n" not in text
+    assert text.startswith("Unexpected error: ")
+    assert "boom" in text
+    assert "\n" not in text
 
 
 @pytest.mark.slow
@@ -322,8 +333,10 @@ def test_huge_but_legal_image_opens_in_the_app_and_autosaves_by_reference(huge_p
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["size"] == [12000, 9000] and "very large image" in out["notice"]
-    assert out["history"] == 1 and "pixels" not in out["original"]
+    assert out["size"] == [12000, 9000]
+    assert "very large image" in out["notice"]
+    assert out["history"] == 1
+    assert "pixels" not in out["original"]
     assert out["original"]["sha256"] == digest
     assert out["blob_bytes"] < 5_000_000  # the mask patch only
     assert out["peak_mb"] < 4000, out
@@ -395,8 +408,10 @@ def test_gui_save_over_the_mask_or_into_a_missing_folder_fails_loudly(tmp_path):
         )
         assert run.returncode == 2, run.stderr[-2000:]
         lines = run.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("main.py: cannot write --save")
-        assert not shot.exists() and not (tmp_path / "missing").exists()
+        assert len(lines) == 1
+        assert lines[0].startswith("main.py: cannot write --save")
+        assert not shot.exists()
+        assert not (tmp_path / "missing").exists()
         assert {p: file_digest(p) for p in (image, mask)} == before
 
 
@@ -433,7 +448,8 @@ def test_a_failed_save_keeps_the_restored_session(tmp_path, tiny_bundle_path):
     assert "Traceback" not in run.stderr
     assert [ln for ln in run.stderr.splitlines() if ln.startswith("Cannot save")]
     doc, _ = SessionStore(root).load()  # still there, as the crash left it
-    assert doc.mask[10:40, 10:60].all() and doc.history_index == 1
+    assert doc.mask[10:40, 10:60].all()
+    assert doc.history_index == 1
 
 
 @pytest.mark.slow
@@ -487,13 +503,15 @@ def test_the_gui_thread_never_waits_for_the_token_plan(window, qtbot, monkeypatc
     qtbot.waitUntil(lambda: len(threads) == 1, timeout=3000)
     editor.set_mask(second)  # overtakes the first while it is still being planned
     qtbot.wait(400)
-    assert editor.plan is None and not plans  # nothing landed yet
+    assert editor.plan is None
+    assert not plans
     gate.set()
     qtbot.waitUntil(lambda: bool(plans), timeout=10000)
     qtbot.wait(100)
     timer.stop()
     assert all(t is not threading.main_thread() for t in threads)
-    assert len(plans) == 1 and editor.plan is plans[0]  # only the latest plan is shown
+    assert len(plans) == 1
+    assert editor.plan is plans[0]
     settings = editor.options.settings((0,))
     expected = real(editor.bundle.manifest, second, settings).parts
     assert [x.square for x in editor.plan.parts] == [x.square for x in expected]

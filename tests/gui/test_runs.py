@@ -87,7 +87,8 @@ def test_reroll_changes_only_masked_tokens(tiny_bundle):
 def test_generate_and_history_preview(tiny_bundle):
     settings = Settings(seeds=(1,), class_name="dog")
     steps, outcome = _drain(generate_run(tiny_bundle, settings))
-    assert outcome.resizes_canvas and outcome.candidates[0].patch.rgb.shape == (64, 64, 3)
+    assert outcome.resizes_canvas
+    assert outcome.candidates[0].patch.rgb.shape == (64, 64, 3)
     assert len(outcome.history) == len(steps)
     first = step_image(tiny_bundle, outcome, 0, 0)
     last = step_image(tiny_bundle, outcome, 0, len(steps) - 1)
@@ -104,9 +105,11 @@ def test_extend_reports_every_step(tiny_bundle):
     image = outcome.candidates[0].patch.rgb
     assert image.shape == (64, 88, 3)
     # the new strip continues the edge's alpha, as the CLI saves it
-    assert outcome.alpha.shape == (64, 88) and (outcome.alpha == 50).all()
+    assert outcome.alpha.shape == (64, 88)
+    assert (outcome.alpha == 50).all()
     assert [c.seed for c in outcome.candidates] == [4]  # extend makes one candidate
-    assert reports and [r.step for r in reports] == list(range(1, len(reports) + 1))
+    assert reports
+    assert [r.step for r in reports] == list(range(1, len(reports) + 1))
     assert all(r.total == len(reports) for r in reports)
 
 
@@ -118,10 +121,13 @@ def test_far_apart_parts_are_edited_in_their_own_squares(tiny_bundle):
     mask[250:280, 340:380] = True
     settings = Settings(seeds=(4, 5))
     steps, outcome = _drain(edit_run(tiny_bundle, rgb, mask, settings))
-    assert outcome.fill is None and outcome.extra["parts"] == 2  # no single grid to inspect
+    assert outcome.fill is None
+    assert outcome.extra["parts"] == 2
     assert [s.step for s in steps] == list(range(1, len(steps) + 1))
-    assert len({s.total for s in steps}) == 1 and steps[-1].step == steps[-1].total
-    assert steps[-1].remaining == 0 and steps[0].remaining > 0
+    assert len({s.total for s in steps}) == 1
+    assert steps[-1].step == steps[-1].total
+    assert steps[-1].remaining == 0
+    assert steps[0].remaining > 0
     # each candidate's patch is its full image over the union of the squares, the rest kept
     for candidate, image in zip(outcome.candidates, outcome.images, strict=True):
         p = candidate.patch

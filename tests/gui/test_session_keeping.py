@@ -135,7 +135,8 @@ def test_scripted_main_runs_keep_the_crashed_session(tmp_path):
     done = run_main(
         "--restore", "ask", "--screenshot", shot, "--model", no_model, env=env, timeout=60
     )
-    assert done.returncode == 0 and "a scripted run never asks" in done.stderr
+    assert done.returncode == 0
+    assert "a scripted run never asks" in done.stderr
     assert (folder / "session.json").read_bytes() == before
 
 
@@ -170,7 +171,8 @@ def _edited(qtbot, root, output: Path | None):
     window.editor.set_image(photo())
     saver.start()
     window.editor.set_mask(_mask(120, 160, (5, 5, 30, 30)))
-    assert window.editor.document.modified and saver.flush()
+    assert window.editor.document.modified
+    assert saver.flush()
     if output is not None:
         window.output_path = str(output)
     return window, saver
@@ -194,7 +196,8 @@ def test_enter_in_the_close_question_saves_and_then_closes(qtbot, root, tmp_path
     _answer(Qt.Key.Key_Return, seen)
     assert window.close()
     save_is_default, text = _asked(seen)
-    assert save_is_default and "unsaved changes" in text
+    assert save_is_default
+    assert "unsaved changes" in text
     np.testing.assert_array_equal(load_image(out).rgb, window.editor.document.rgb)
     assert not window.isVisible()
     assert not (root / "session.json").exists()  # saved, then closed on purpose
@@ -208,13 +211,15 @@ def test_a_save_that_does_not_happen_keeps_the_window_open(qtbot, root, tmp_path
     _answer(Qt.Key.Key_Return, seen)
     assert not window.close()
     _asked(seen)
-    assert window.isVisible() and window.editor.document.modified
+    assert window.isVisible()
+    assert window.editor.document.modified
     # a save that fails (the folder is gone): still open, nothing lost
     window.output_path = str(tmp_path / "gone" / "out.png")
     seen.clear()
     _answer(Qt.Key.Key_Return, seen)
     assert not window.close()
-    assert window.isVisible() and window.editor.document.modified
+    assert window.isVisible()
+    assert window.editor.document.modified
     assert (root / "session.json").is_file()
     _leave(window, saver)
 
@@ -225,7 +230,8 @@ def test_escape_in_the_close_question_cancels(qtbot, root, tmp_path):
     _answer(Qt.Key.Key_Escape, seen)
     assert not window.close()
     _asked(seen)
-    assert window.isVisible() and not (tmp_path / "out.png").exists()
+    assert window.isVisible()
+    assert not (tmp_path / "out.png").exists()
     _leave(window, saver)
 
 
@@ -241,7 +247,8 @@ def test_discard_keeps_the_session_in_older_sessions(qtbot, root, tmp_path):
     again = SessionStore(kept[0]).load()[0]
     np.testing.assert_array_equal(again.mask, doc.mask)
     assert again.history_index == doc.history_index == 1
-    assert not (root / "session.json").exists() and not (tmp_path / "out.png").exists()
+    assert not (root / "session.json").exists()
+    assert not (tmp_path / "out.png").exists()
 
 
 def test_opening_another_image_after_discard_keeps_the_old_session(qtbot, root, tmp_path):
@@ -254,7 +261,8 @@ def test_opening_another_image_after_discard_keeps_the_old_session(qtbot, root, 
     _asked(seen)
     assert window.editor.document.size == (96, 64)
     kept = list((root.parent / "older sessions").glob("*-discarded"))
-    assert len(kept) == 1 and SessionStore(kept[0]).load()[0].size == (160, 120)
+    assert len(kept) == 1
+    assert SessionStore(kept[0]).load()[0].size == (160, 120)
     # autosave goes on with the new image in the session folder
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
@@ -270,8 +278,10 @@ def test_generate_over_unsaved_edits_keeps_them_in_older_sessions(qtbot, root, m
     answers = [QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Yes]
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: answers.pop(0))
     older = root.parent / "older sessions"
-    assert not window._confirm_generate() and not older.exists()  # Cancel: nothing moves
+    assert not window._confirm_generate()
+    assert not older.exists()
     assert window._confirm_generate()
     kept = list(older.glob("*-discarded"))
-    assert len(kept) == 1 and SessionStore(kept[0]).load()[0].history_index == 1
+    assert len(kept) == 1
+    assert SessionStore(kept[0]).load()[0].history_index == 1
     _leave(window, saver)

@@ -20,7 +20,8 @@ def test_preferences_round_trip(qapp, tmp_path):
     prefs.save_options(EditOptions(mode="generate", candidates=4))
     prefs.sync()
     again = Preferences()
-    assert again.brush_size == 77 and again.folder("open") == str(tmp_path)
+    assert again.brush_size == 77
+    assert again.folder("open") == str(tmp_path)
     assert again.recent_files() == ["a.png", "b.png"]
     assert again.options() == EditOptions(mode="generate", candidates=4)
 
@@ -33,5 +34,6 @@ def test_import_target_never_reuses_a_folder(tmp_path):
 
 
 def test_dark_theme_when_asked(qapp):
-    assert wants_dark("dark") and not wants_dark("light")
+    assert wants_dark("dark")
+    assert not wants_dark("light")
     assert dark_palette().window().color().lightness() < 80

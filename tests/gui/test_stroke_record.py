@@ -27,7 +27,8 @@ def test_stroke_record_matches_a_whole_mask_comparison():
         if want is None:
             assert got is None
             continue
-        assert got is not None and got.box == want.box
+        assert got is not None
+        assert got.box == want.box
         np.testing.assert_array_equal(got.before, want.before)
         np.testing.assert_array_equal(got.after, want.after)
 
@@ -36,9 +37,11 @@ def test_a_short_stroke_on_a_large_mask_keeps_a_small_copy():
     mask = np.zeros((3000, 4000), bool)
     record = StrokeRecord()
     _paint(mask, record, [(1000.0, 1000.0), (1030.0, 1010.0), (1060.0, 1000.0)], 8.0, True)
-    assert record.before is not None and record.before.size <= 4 * StrokeRecord.TILE**2
+    assert record.before is not None
+    assert record.before.size <= 4 * StrokeRecord.TILE**2
     change = record.change(mask)
-    assert change is not None and change.box == region_between(np.zeros_like(mask), mask).box
+    assert change is not None
+    assert change.box == region_between(np.zeros_like(mask), mask).box
 
 
 def test_editor_stroke_is_undone_exactly(qtbot):

@@ -27,7 +27,8 @@ def test_texture_choice_reaches_the_run(window, tiny_bundle, qtbot):
     editor, panel = window.editor, window.run_panel
     editor.models.use(tiny_bundle)
     editor.set_image(photo())
-    assert panel.texture.currentText() == "From the photo" and panel.texture.isVisible()
+    assert panel.texture.currentText() == "From the photo"
+    assert panel.texture.isVisible()
     mask = np.zeros(editor.document.rgb.shape[:2], bool)
     mask[40:80, 60:110] = True
     editor.set_mask(mask)

@@ -66,7 +66,8 @@ def test_a_huge_model_card_is_cut_at_the_limit(tmp_path):
     with open(tmp_path / CARD_FILE, "wb") as f:
         f.write(b"x" * (3 * about.MAX_CARD_BYTES))
     text, problem = read_card(tmp_path)
-    assert not problem and text.endswith("(cut at 256 KB)*")
+    assert not problem
+    assert text.endswith("(cut at 256 KB)*")
     assert len(text) < about.MAX_CARD_BYTES + 100
 
 
@@ -77,7 +78,8 @@ def test_bidi_controls_are_shown_as_codes_and_card_links_open_nothing(qtbot, tmp
         encoding="utf-8",
     )
     card = _card_of(tmp_path)
-    assert "\u202e" not in card and "[U+202E]" in card
+    assert "\u202e" not in card
+    assert "[U+202E]" in card
     monkeypatch.setattr(about, "about_markdown", lambda *a: "## Model card\n\n" + card)
     opened: list[str] = []
     monkeypatch.setattr(
@@ -85,7 +87,8 @@ def test_bidi_controls_are_shown_as_codes_and_card_links_open_nothing(qtbot, tmp
     )
     dialog = AboutDialog(None)
     qtbot.addWidget(dialog)
-    assert not dialog.browser.openExternalLinks() and not dialog.browser.openLinks()
+    assert not dialog.browser.openExternalLinks()
+    assert not dialog.browser.openLinks()
     shown = dialog.browser.toPlainText()
     assert "[U+202E]" in shown
     assert "<a href='file:///etc/group'>html</a>" in shown  # HTML is shown as text
@@ -163,7 +166,8 @@ def test_session_blobs_whose_headers_lie_are_refused_before_decoding(qapp, tmp_p
             problems.append(str(error))
 
     assert _peak_bytes(load) < 20 << 20
-    assert len(problems) == 1 and "\n" not in problems[0]
+    assert len(problems) == 1
+    assert "\n" not in problems[0]
     assert problems[0].startswith("the autosaved session is damaged")
 
 
@@ -189,7 +193,8 @@ def test_a_picker_with_many_classes_indexes_and_searches_off_the_gui_thread(qtbo
     picker.lineEdit().setFocus()
     gui = time.thread_time()  # CPU of this (the GUI) thread only, not the worker's
     picker.set_classes(names, synonyms)
-    assert picker.background and len(names) * 5 > SYNC_TEXTS
+    assert picker.background
+    assert len(names) * 5 > SYNC_TEXTS
     typed = "lighthouse"
     per_key = []
     for ch in typed:
@@ -239,9 +244,11 @@ def test_class_names_that_look_like_html_are_shown_as_text(qtbot):
     picker.set_classes([hostile, "dog"], [["<b>bold</b>"], []])
     shown = picker.itemData(0, Qt.ItemDataRole.ToolTipRole)
     assert shown == tip(f"Class 0: {hostile} (also: <b>bold</b>)")
-    assert "<img" not in shown and "&lt;img" in shown
+    assert "<img" not in shown
+    assert "&lt;img" in shown
     picker.setCurrentIndex(0)
-    assert "&lt;img" in picker.toolTip() and picker.hint.startswith("Class 0: <img")
+    assert "&lt;img" in picker.toolTip()
+    assert picker.hint.startswith("Class 0: <img")
     from app.editor import Editor
     from app.ui.panels.run_panel import RunPanel
 
@@ -266,4 +273,5 @@ def test_a_picker_deleted_while_it_indexes_ends_its_thread_quietly(qtbot, monkey
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     del picker
     thread.join(60)
-    assert not thread.is_alive() and errors == []
+    assert not thread.is_alive()
+    assert errors == []
