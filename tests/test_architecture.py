@@ -47,7 +47,8 @@ def test_app_core_runs_without_qt():
         timeout=120,
         env={"PATH": "/usr/bin:/bin"},
     )
-    assert proc.returncode == 0 and proc.stdout.split() == ["0", "1"], proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["0", "1"], proc.stderr
 
 
 def test_runtime_and_app_import_without_torch():
@@ -69,7 +70,8 @@ def test_runtime_and_app_import_without_torch():
         timeout=120,
         env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"},
     )
-    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok", proc.stderr
 
 
 def test_import_layer_imports_without_torch():
@@ -90,4 +92,5 @@ def test_import_layer_imports_without_torch():
         timeout=120,
         env={"PATH": "/usr/bin:/bin"},
     )
-    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok", proc.stderr

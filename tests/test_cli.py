@@ -249,7 +249,8 @@ def test_bad_input_exit_2_one_line(case, tiny_bundle_path, photo_files, tmp_path
     )
     assert code == 2
     line = last_line(err)
-    assert line.startswith("error: ") and expect in line.lower(), err
+    assert line.startswith("error: "), err
+    assert expect in line.lower(), err
     if digest:
         assert file_digest(out) == digest  # never overwritten
 
@@ -306,7 +307,8 @@ def test_damaged_models(how, expect, tiny_bundle_path, tmp_path):
         timeout=120,
     )
     assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: "), proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("error: "), proc.stderr
     assert expect in proc.stderr
     assert not (tmp_path / "g.png").exists()
 

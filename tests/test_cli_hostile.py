@@ -35,7 +35,8 @@ def run(argv, capsys):
 def one_error(err: str) -> str:
     lines = [ln for ln in err.replace("\r", "\n").splitlines() if ln.strip()]
     errors = [ln for ln in lines if ln.startswith("error: ")]
-    assert len(errors) == 1 and "Traceback" not in err, err
+    assert len(errors) == 1, err
+    assert "Traceback" not in err, err
     return errors[0]
 
 
@@ -336,7 +337,8 @@ def test_hostile_bundles_through_the_cli(tiny_bundle_path, tmp_path, capsys):
         broken = damaged_bundle(tiny_bundle_path, tmp_path / how, how)
         out = tmp_path / f"{how}.png"
         code, _, err = run(["generate", "-o", out, "--model", broken], capsys)
-        assert code == 2 and expect in one_error(err), (how, err)
+        assert code == 2, (how, err)
+        assert expect in one_error(err), (how, err)
         assert not out.exists()
 
 
@@ -483,7 +485,8 @@ def test_export_of_a_hostile_pickle_prints_one_line(tiny_bundle_path, tmp_path):
         text=True,
         timeout=120,
     )
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "tok.pth" in proc.stderr
     assert not (tmp_path / "pwned").exists()

@@ -129,7 +129,8 @@ def test_python_dash_m_and_main_py_share_the_entry(tmp_path):
         [sys.executable, REPO / "main.py", "gnerate"],
     ):
         done = _run(cmd, cwd=tmp_path, env=env, timeout=120)
-        assert done.returncode == 2 and "neither a command" in done.stderr, cmd
+        assert done.returncode == 2, cmd
+        assert "neither a command" in done.stderr, cmd
 
 
 # -- desktop entry ------------------------------------------------------------------------------
@@ -156,7 +157,8 @@ def test_install_desktop_writes_entry_and_icons_and_uninstall_removes_them(tmp_p
     assert "Graphics" in keys["Categories"].split(";")
     command = keys["Exec"].split(" ")
     assert command[-1] == "%f"
-    assert Path(command[0]).is_file() and os.access(command[0], os.X_OK), keys["Exec"]
+    assert Path(command[0]).is_file(), keys["Exec"]
+    assert os.access(command[0], os.X_OK), keys["Exec"]
     hicolor = data_home / "icons" / "hicolor"
     for size in ICON_SIZES:
         with Image.open(hicolor / f"{size}x{size}" / "apps" / "mage-studio.png") as im:
@@ -324,7 +326,8 @@ def test_samples_have_masks_sources_and_free_licences():
     assert 3 <= len(samples) <= 4
     for s in samples:
         assert s["title"].startswith("Try: remove the ")
-        assert s["source"] and s["licence"].startswith(FREE_LICENCES), s
+        assert s["source"], s
+        assert s["licence"].startswith(FREE_LICENCES), s
         image_path, mask_path = ASSETS / s["file"], ASSETS / s["mask"]
         assert image_path.stat().st_size < 400_000
         assert s["file"] in credits
@@ -422,7 +425,8 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_from_another_folder(tmp_path)
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "Warning" not in done.stderr and "deprecated" not in done.stderr.lower(), done.stderr
+    assert "Warning" not in done.stderr, done.stderr
+    assert "deprecated" not in done.stderr.lower(), done.stderr
     (wheel,) = wheels.glob("mage_studio-*.whl")
 
     done = _run([sys.executable, "-m", "venv", "--without-pip", venv], timeout=300)

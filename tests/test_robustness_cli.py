@@ -64,7 +64,8 @@ def test_cli_on_every_corpus_file(corpus, centre_mask, tiny_bundle_path, tmp_pat
         else:
             assert code == 2, (case.name, err)
             errors = [ln for ln in lines if ln.startswith("error: ")]
-            assert len(errors) == 1 and case.expect in errors[0], (case.name, err)
+            assert len(errors) == 1, (case.name, err)
+            assert case.expect in errors[0], (case.name, err)
             assert "Traceback" not in err
             assert not out.exists()
 

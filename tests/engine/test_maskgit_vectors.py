@@ -80,7 +80,8 @@ def _images(vectors) -> np.ndarray:
 
 def _check_logits(ours: np.ndarray, golden: np.ndarray) -> None:
     d = np.abs(ours - golden)
-    assert d.max() <= LOGITS_MAX and d.mean() <= LOGITS_MEAN, (d.max(), d.mean())
+    assert d.max() <= LOGITS_MAX, (d.max(), d.mean())
+    assert d.mean() <= LOGITS_MEAN, (d.max(), d.mean())
     top2 = np.sort(golden, axis=-1)[..., -2:]
     clear = (top2[..., 1] - top2[..., 0]) > CLEAR_GAP
     assert clear.mean() > 0.99
@@ -113,7 +114,8 @@ def test_pytorch_raw_pixels_match_official(modules, vectors):
     with torch.no_grad():
         pixels = vqgan.decode(torch.from_numpy(vectors["image_tokens"]).long())
     d = np.abs(pixels.permute(0, 2, 3, 1).numpy() - vectors["decoded"])
-    assert d.max() <= PIXELS_MAX and d.mean() <= PIXELS_MEAN, (d.max(), d.mean())
+    assert d.max() <= PIXELS_MAX, (d.max(), d.mean())
+    assert d.mean() <= PIXELS_MEAN, (d.max(), d.mean())
 
 
 def test_pytorch_logits_match_official_at_all_257_positions(modules, vectors):
@@ -168,7 +170,8 @@ def test_onnx_pixels_match_official_clipped(bundle, vectors):
     raw output is checked through PyTorch above."""
     pixels = bundle.decode(vectors["image_tokens"].astype(np.int64)).transpose(0, 2, 3, 1)
     d = np.abs(pixels - np.clip(vectors["decoded"], 0, 1))
-    assert d.max() <= PIXELS_MAX and d.mean() <= PIXELS_MEAN, (d.max(), d.mean())
+    assert d.max() <= PIXELS_MAX, (d.max(), d.mean())
+    assert d.mean() <= PIXELS_MEAN, (d.max(), d.mean())
 
 
 def test_onnx_logits_match_official_at_the_image_positions(bundle, vectors):
@@ -215,7 +218,9 @@ def _refused(capsys, tmp_path, tokenizer, transformer) -> str:
     out = tmp_path / "out"
     code = cli_main(["import-maskgit", str(tokenizer), str(transformer), "-o", str(out)])
     err = capsys.readouterr().err
-    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err, err
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     return err

@@ -350,7 +350,8 @@ def test_hostile_checkpoints_through_the_cli(tmp_path, capsys):
         code = cli_main(["import-mage", str(path), "-o", str(out)])
         err = capsys.readouterr().err
         assert code == 2, (case, err)
-        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (case, err)
+        assert len(err.strip().splitlines()) == 1, (case, err)
+        assert "Traceback" not in err, (case, err)
         assert not out.exists(), case
         assert sorted(p.name for p in tmp_path.iterdir()) == ["inputs"], case  # no work folder
     assert _snapshot(inputs) == before  # inputs untouched, and no payload ran

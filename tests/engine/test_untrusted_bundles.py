@@ -489,9 +489,10 @@ def test_a_decoder_that_blows_one_token_up_fails_its_capped_probe(tiny_bundle_pa
         cwd=Path(__file__).resolve().parents[2],
     )
     lines = done.stdout.splitlines()
-    assert lines[0].startswith("refused: ") and lines[0].endswith(
-        "tokenizer_decoder.onnx needs more than 1 GiB to decode one token"
-    ), done.stdout + done.stderr[-2000:]
+    assert lines[0].startswith("refused: "), done.stdout + done.stderr[-2000:]
+    assert lines[0].endswith("tokenizer_decoder.onnx needs more than 1 GiB to decode one token"), (
+        done.stdout + done.stderr[-2000:]
+    )
     peak = int(lines[1].split()[-1])
     assert peak < 1500, peak  # the 4.8 GB image was never allocated
 

@@ -135,7 +135,8 @@ def test_a_stopped_import_leaves_no_work_folder(tmp_path, sig):
         text=True,
     )
     work = proc.stdout.readline().strip()
-    assert work and os.path.isdir(work), proc.stderr.read()
+    assert work, proc.stderr.read()
+    assert os.path.isdir(work), proc.stderr.read()
     proc.send_signal(sig)
     proc.communicate(timeout=30)
     if sig == signal.SIGKILL:

@@ -444,7 +444,8 @@ def test_kill_9_mid_edit_then_restart_restores_the_session(tmp_path, tiny_bundle
             if meta and meta["history_index"] == 2:
                 break
             time.sleep(0.05)
-        assert meta and meta["history_index"] == 2, proc.stderr.read() if proc.poll() else ""
+        assert meta, proc.stderr.read() if proc.poll() else ""
+        assert meta["history_index"] == 2, proc.stderr.read() if proc.poll() else ""
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
     finally:

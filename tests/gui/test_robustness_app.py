@@ -73,7 +73,8 @@ def test_corpus_through_the_app_loader(window, corpus):
         ok = window.open_path(str(case.path))
         assert file_digest(case.path) == before_file, case.name
         text = _banner(window)
-        assert "Traceback" not in text and "\n" not in text, (case.name, text)
+        assert "Traceback" not in text, (case.name, text)
+        assert "\n" not in text, (case.name, text)
         if case.ok:
             assert ok, (case.name, text)
             assert editor.document is not doc
@@ -131,7 +132,8 @@ def test_corpus_masks_are_refused_in_one_line(window, corpus):
         window.banner.hide()
         assert not window.load_mask_file(str(case.path))
         text = _banner(window)
-        assert text.startswith("Cannot load mask") and case.expect in text, text
+        assert text.startswith("Cannot load mask"), text
+        assert case.expect in text, text
         assert_same_document(doc, kept)
 
 
@@ -377,7 +379,8 @@ def test_scripted_outputs_refuse_every_input_and_missing_folders(tmp_path):
     }
     for extra, reason in cases.items():
         problem = launch.check_outputs(launch.parse_args(base + list(extra)))
-        assert reason in problem and "\n" not in problem, (extra, problem)
+        assert reason in problem, (extra, problem)
+        assert "\n" not in problem, (extra, problem)
     assert (
         launch.check_outputs(
             launch.parse_args(base + ["--screenshot", shot, "--save", str(tmp_path / "out.png")])
@@ -518,4 +521,5 @@ def test_the_gui_thread_never_waits_for_the_token_plan(window, qtbot, monkeypatc
     assert editor.plan.masked_count == sum(x.masked_count for x in expected)
     assert editor.plan.masked_count != real(editor.bundle.manifest, first, settings).masked_count
     gaps = np.diff(ticks)
-    assert len(ticks) > 30 and gaps.max() < 0.3, gaps.max()
+    assert len(ticks) > 30, gaps.max()
+    assert gaps.max() < 0.3, gaps.max()
