@@ -129,7 +129,7 @@ def test_edit_writes_png_with_settings(tiny_bundle_path, photo_files, tmp_path, 
 
 
 def test_edit_keeps_alpha(tiny_bundle_path, photo_files, tmp_path, capsys):
-    image, mask, rgb, _ = photo_files
+    _image, mask, rgb, _ = photo_files
     alpha = np.full(rgb.shape[:2], 255, np.uint8)
     alpha[:, :50] = 40
     rgba = tmp_path / "rgba.png"
@@ -144,7 +144,7 @@ def test_edit_keeps_alpha(tiny_bundle_path, photo_files, tmp_path, capsys):
 
 def test_generate_candidates_and_classes(tiny_bundle_path, tmp_path, capsys):
     out = tmp_path / "gen.png"
-    code, stdout, _ = run(
+    code, _stdout, _ = run(
         [
             "generate",
             "-o",
@@ -256,7 +256,7 @@ def test_bad_input_exit_2_one_line(case, tiny_bundle_path, photo_files, tmp_path
 
 
 def test_scale_mask_on_request(tiny_bundle_path, photo_files, tmp_path, capsys):
-    image, mask, _, _ = photo_files
+    image, _mask, _, _ = photo_files
     small = tmp_path / "small.png"
     m = np.zeros((20, 30), np.uint8)
     m[8:12, 13:17] = 255
@@ -279,7 +279,7 @@ def test_scale_mask_on_request(tiny_bundle_path, photo_files, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "how, expect",
+    ("how", "expect"),
     [
         ("missing-file", "model file missing"),
         ("hash-mismatch", "sha256 does not match"),
@@ -389,5 +389,5 @@ def test_extend_texture_is_recorded(tiny_bundle_path, photo_files, tmp_path, cap
         )
         assert code == 0
         assert read_png_text(out)["mage:texture"] == texture
-    code, _, err = run(["extend", image, "-o", tmp_path / "c.png", "--texture", "classic"], capsys)
+    code, _, _err = run(["extend", image, "-o", tmp_path / "c.png", "--texture", "classic"], capsys)
     assert code == 2

@@ -79,7 +79,7 @@ def generate(bundle, out, cls, capsys, *more):
 
 
 @pytest.mark.parametrize(
-    "typed, canonical, said",
+    ("typed", "canonical", "said"),
     [
         ("1", "dog", "class: 1 dog (class number 1)"),
         ("DOG", "dog", "class: 1 dog"),
@@ -124,7 +124,7 @@ def test_class_only_model_uses_manifest_synonyms(cat_dog_boat, photo, tmp_path, 
 
 
 @pytest.mark.parametrize(
-    "cls, message",
+    ("cls", "message"),
     [
         (None, "needs a class: choose one (--class NAME)"),
         ("zebra", "unknown class 'zebra' (classes: 0 cat, 1 dog, 2 boat)"),

@@ -190,7 +190,7 @@ def test_ctrl_c_leaves_a_part_that_the_same_command_resumes(server, tmp_path, ca
     assert not part.with_suffix("").with_name("mage-vitb-1600.pth").exists()
 
     server.delay = 0.0
-    code, out, err = run(["download", "mage-vit-b", "--yes", "--models-dir", models], capsys)
+    code, _out, err = run(["download", "mage-vit-b", "--yes", "--models-dir", models], capsys)
     assert ("/download", f"bytes={kept}-") in server.requests
     assert code == 2
     line = err.strip().splitlines()[-1]

@@ -302,7 +302,7 @@ def test_extend_keeps_transparency_and_makes_n_candidates(tiny_bundle_path, tmp_
     alpha[:10] = 100
     src = tmp_path / "rgba.png"
     Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(src)
-    code, stdout, err = run(
+    code, _stdout, err = run(
         [
             "extend",
             src,

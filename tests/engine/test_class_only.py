@@ -164,8 +164,8 @@ def test_a_32x32_grid_edits_and_generates(grid32, preset):
         assert y0 <= 40
         assert x1 >= 110
         assert y1 >= 70
-        assert 0 <= x0
-        assert 0 <= y0
+        assert x0 >= 0
+        assert y0 >= 0
         assert x1 <= 200
         assert y1 <= 150
     made = run_to_end(run(grid32, Generate(), Settings(seeds=(1,), steps=2, class_name="cat")))

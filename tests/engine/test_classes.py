@@ -54,7 +54,7 @@ def find(query: str) -> classes.ClassMatch:
 
 
 @pytest.mark.parametrize(
-    "query, index, how, matched",
+    ("query", "index", "how", "matched"),
     [
         ("207", 207, "number", "207"),
         ("  #207 ", 207, "number", "207"),
@@ -88,7 +88,7 @@ def test_find_class_describes_the_match():
 
 
 @pytest.mark.parametrize(
-    "query, message, named",
+    ("query", "message", "named"),
     [
         ("crane", "ambiguous", ["134 crane (bird)", "517 crane (machine)"]),
         ("panda", "ambiguous", ["387 lesser panda", "388 giant panda"]),

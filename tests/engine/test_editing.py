@@ -51,7 +51,7 @@ def grown_region(m, part, shape):
 
 
 @pytest.mark.parametrize(
-    "h, w, box",
+    ("h", "w", "box"),
     [
         (64, 64, (20, 20, 40, 44)),  # model size
         (300, 451, (120, 200, 160, 260)),  # odd size, crop path

@@ -230,7 +230,7 @@ def test_removal_goal_needs_psnr_and_detail():
     assert eq.removal_goal(result(18.5, 0.6))[0]
     assert not eq.removal_goal(result(18.5, 0.4))[0]  # sharp enough PSNR, but a blur
     assert not eq.removal_goal(result(17.5, 0.9))[0]  # detailed, but worse than Telea
-    met, account = eq.removal_goal(result(18.5, 0.6))
+    _met, account = eq.removal_goal(result(18.5, 0.6))
     assert "18.50 dB vs Telea 18.00 dB" in account
     assert "detail 60%" in account
 

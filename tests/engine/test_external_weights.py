@@ -42,7 +42,7 @@ def test_weights_beside_the_graph_are_read(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "change, why",
+    ("change", "why"),
     [
         (dict(location="../w.weights"), "outside the model's folder"),
         (dict(location="/etc/passwd"), "outside the model's folder"),

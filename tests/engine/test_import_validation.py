@@ -36,7 +36,7 @@ def test_a_good_manifest_passes():
 
 
 @pytest.mark.parametrize(
-    "changes, why",
+    ("changes", "why"),
     [
         ({"codebook_size": 70_000, "mask_token_id": 71_000}, "codebook_size' is 70000"),
         ({"name": "evil\x1b[2Jname"}, "not printable"),

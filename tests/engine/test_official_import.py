@@ -121,7 +121,7 @@ def test_standalone_tokenizer_file(tmp_path, vitb_sd):
 
 
 @pytest.mark.parametrize(
-    "change, message",
+    ("change", "message"),
     [
         (lambda sd: sd.pop("mlm_layer.ln.bias"), r"key 'mlm_layer\.ln\.bias' is missing"),
         (lambda sd: sd.update({"extra.weight": torch.zeros(1)}), r"unexpected key 'extra\.weight'"),

@@ -192,7 +192,7 @@ def test_storage_larger_than_its_member(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "size, stride, offset",
+    ("size", "stride", "offset"),
     [
         ((2**62, 2**62), (1, 1), 0),  # the element count overflows any int64
         ((3, 4), (4, 1), 2**63),

@@ -1,5 +1,6 @@
 """Tests for engine.runtime.schedule: ratios and the per-step unknown counts."""
 
+import itertools
 import math
 
 import pytest
@@ -44,7 +45,7 @@ def test_ratio_endpoints_and_monotone(method):
     assert mask_ratio(0.0, method) == pytest.approx(1.0)
     assert mask_ratio(1.0, method) == pytest.approx(0.0, abs=1e-12)
     values = [mask_ratio(i / 50, method) for i in range(51)]
-    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(values))
 
 
 def test_cosine_value():
@@ -91,7 +92,7 @@ def test_every_step_makes_progress_and_finishes(total, steps, method):
     counts = masked_counts(total, steps, method=method)
     assert len(counts) == steps
     assert counts[0] == total
-    for before, after in zip(counts, counts[1:], strict=False):
+    for before, after in itertools.pairwise(counts):
         # Strictly decreasing while anything is unknown, then stays at 0.
         assert after < before or before == after == 0
         # Never finishes before the last step unless the clamp forced one token per step.

@@ -60,7 +60,7 @@ def _with_decoder(src, folder, model: bytes):
 
 
 @pytest.mark.parametrize(
-    "model, said",
+    ("model", "said"),
     [
         (_decoder(tokens_type=TensorProto.INT32), "'tokens' tensor(int32), expected only"),
         (_decoder(extra_input=True), "'scale' tensor(float), expected only 'tokens'"),

@@ -141,7 +141,9 @@ class BrokenOutputs:
         return out
 
 
-@pytest.mark.parametrize("how, expect", [("nan", "NaN or infinite"), ("shape", "returned shape")])
+@pytest.mark.parametrize(
+    ("how", "expect"), [("nan", "NaN or infinite"), ("shape", "returned shape")]
+)
 def test_broken_model_outputs_give_one_line(how, expect, tiny_bundle_path):
     bundle = Bundle(tiny_bundle_path, device="cpu")
     m = bundle.manifest
@@ -189,7 +191,7 @@ def _bomb(path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "case, expect",
+    ("case", "expect"),
     [
         ("empty", "the file is empty"),
         ("text", "not a classifier head"),

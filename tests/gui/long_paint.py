@@ -23,15 +23,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from PySide6.QtCore import QCoreApplication, QEventLoop, QPoint, Qt  # noqa: E402
-from PySide6.QtTest import QTest  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
+from PySide6.QtCore import QCoreApplication, QEventLoop, QPoint, Qt
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
 
-from app.core import mask_ops  # noqa: E402
-from app.editor import Editor  # noqa: E402
-from app.preferences import Preferences  # noqa: E402
-from app.ui import canvas_items  # noqa: E402
-from app.ui.main_window import MainWindow  # noqa: E402
+from app.core import mask_ops
+from app.editor import Editor
+from app.preferences import Preferences
+from app.ui import canvas_items
+from app.ui.main_window import MainWindow
 
 GRID_PAINTS = 0
 

@@ -254,7 +254,7 @@ def test_a_second_instance_uses_its_own_folder(qtbot, root):
     editor.set_image(photo())
     saver.start()
     assert saver.flush()
-    editor2, saver2 = _editor_with_autosave(qtbot, root)
+    _editor2, saver2 = _editor_with_autosave(qtbot, root)
     assert saver2.folder == root.with_name("session-2")
     assert saver2.pending() is None  # the other instance's live session is not offered
     saver2.close()
@@ -523,7 +523,7 @@ def test_declined_sessions_are_set_aside_and_only_the_newest_are_kept(qtbot, roo
 def test_an_unwritable_session_folder_turns_autosave_off_with_a_reason(qtbot, tmp_path):
     blocker = tmp_path / "data"
     blocker.write_text("a file where the data folder should be")
-    editor, saver = _editor_with_autosave(qtbot, blocker / "session")
+    _editor, saver = _editor_with_autosave(qtbot, blocker / "session")
     assert not saver.enabled
     assert saver.problem.startswith("Autosave is off: cannot write to ")
     assert "backed up" in saver.problem
@@ -549,10 +549,10 @@ def test_the_app_shows_why_autosave_is_off(tmp_path):
 
 
 def test_instances_claim_one_folder_each_and_a_crashed_one_first(qtbot, root):
-    editor1, saver1 = _editor_with_autosave(qtbot, root)
+    _editor1, saver1 = _editor_with_autosave(qtbot, root)
     assert saver1.folder == root
     assert sorted(p.name for p in root.parent.iterdir()) == ["session"]  # no spare claims
-    editor2, saver2 = _editor_with_autosave(qtbot, root)
+    _editor2, saver2 = _editor_with_autosave(qtbot, root)
     assert saver2.folder == root.with_name("session-2")
     assert not root.with_name("session-3").exists()
     saver2.close()
@@ -560,7 +560,7 @@ def test_instances_claim_one_folder_each_and_a_crashed_one_first(qtbot, root):
     # a session a crash left in session-4 is the one a new start takes (and offers)
     crashed = root.with_name("session-4")
     _crashed(qtbot, crashed)
-    editor3, saver3 = _editor_with_autosave(qtbot, root)
+    _editor3, saver3 = _editor_with_autosave(qtbot, root)
     assert saver3.folder == crashed
     assert saver3.pending() is not None
     saver3.close(clean=False)

@@ -60,7 +60,7 @@ def test_free_text_finds_a_synonym_and_shows_what_matched(qtbot, picker):
 
 
 @pytest.mark.parametrize(
-    "typed, index, first_row",
+    ("typed", "index", "first_row"),
     [
         ("207", 207, "golden retriever — class 207"),
         ("golden retr", 207, "golden retriever"),

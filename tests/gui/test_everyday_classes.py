@@ -64,7 +64,7 @@ def test_the_default_bundle_names_everyday_words_for_each_class(manifest):
 
 
 @pytest.mark.parametrize(
-    "typed, chosen, first_row",
+    ("typed", "chosen", "first_row"),
     [
         ("dog", "animals", "animals — matched 'dog'"),
         ("lighthouse", "monuments", "monuments — matched 'lighthouse'"),

@@ -315,7 +315,7 @@ def test_demo_mode_waits_for_the_model(qtbot, assets, monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "extra, title",
+    ("extra", "title"),
     [
         (["--about"], "about"),
         (["--demo"], "demo decode"),

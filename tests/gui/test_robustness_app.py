@@ -159,7 +159,7 @@ def test_save_never_writes_the_original(window, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "how, expect",
+    ("how", "expect"),
     [
         ("missing-folder", "model folder not found"),
         ("missing-file", "model file missing"),
@@ -241,7 +241,7 @@ def test_a_failing_job_leaves_the_document_as_it_was(window, qtbot):
 
 @pytest.mark.parametrize("mode", ["remove", "extend"])
 def test_a_cancelled_job_leaves_the_document_as_it_was(window, qtbot, mode):
-    editor, doc, kept, undo = _ready(window, FakeBundle(delay=0.03), mode)
+    editor, _doc, kept, undo = _ready(window, FakeBundle(delay=0.03), mode)
     editor.progress.connect(lambda p: editor.cancel_run() if p.step == 2 else None)
     with qtbot.waitSignal(editor.jobs.cancelled, timeout=10000):
         assert editor.start_run()
@@ -253,7 +253,7 @@ def test_a_cancelled_job_leaves_the_document_as_it_was(window, qtbot, mode):
 
 def test_cancel_after_the_job_returned_still_cancels(window, qtbot):
     """Cancel pressed while the finished result waits in the event queue: not applied."""
-    editor, doc, kept, undo = _ready(window, FakeBundle())
+    editor, _doc, kept, undo = _ready(window, FakeBundle())
     assert editor.start_run()
     worker = editor.jobs._current
     assert worker.done.wait(10)  # returned; its signals are not delivered yet

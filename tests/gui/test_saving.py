@@ -26,7 +26,7 @@ def win(qtbot):
     window.show()
     qtbot.waitExposed(window)
     window.activateWindow()
-    yield window
+    return window
 
 
 def noise(h: int, w: int) -> np.ndarray:

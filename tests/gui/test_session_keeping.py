@@ -75,7 +75,7 @@ def test_a_scripted_run_never_removes_or_rewrites_the_session(qtbot, root, monke
     window.close()  # the end of a --screenshot run
     assert (root / "session.json").read_bytes() == before
     assert not (root.parent / "older sessions").exists()
-    again, saver2 = _window(qtbot, root, interactive=False)
+    _again, saver2 = _window(qtbot, root, interactive=False)
     assert saver2.pending() is not None  # still offered at the next start
     saver2.close(clean=False)
 
@@ -191,7 +191,7 @@ def _asked(seen) -> tuple:
 
 def test_enter_in_the_close_question_saves_and_then_closes(qtbot, root, tmp_path):
     out = tmp_path / "out.png"
-    window, saver = _edited(qtbot, root, out)
+    window, _saver = _edited(qtbot, root, out)
     seen: list = []
     _answer(Qt.Key.Key_Return, seen)
     assert window.close()
@@ -236,7 +236,7 @@ def test_escape_in_the_close_question_cancels(qtbot, root, tmp_path):
 
 
 def test_discard_keeps_the_session_in_older_sessions(qtbot, root, tmp_path):
-    window, saver = _edited(qtbot, root, tmp_path / "out.png")
+    window, _saver = _edited(qtbot, root, tmp_path / "out.png")
     doc = window.editor.document
     seen: list = []
     _answer(None, seen)

@@ -1,6 +1,8 @@
 """A brush stroke keeps the mask as it was only where the stroke went (whole tiles around it),
 and records exactly the change a whole-mask comparison would find."""
 
+import itertools
+
 import numpy as np
 
 from app.core import mask_ops
@@ -8,7 +10,7 @@ from app.core.document import StrokeRecord, region_between
 
 
 def _paint(mask, record, points, radius, value):
-    for p0, p1 in zip(points, points[1:], strict=False):
+    for p0, p1 in itertools.pairwise(points):
         record.cover(mask, mask_ops.segment_box(mask.shape, p0, p1, radius))
         mask_ops.paint_segment(mask, p0, p1, radius, value)
 
