@@ -145,6 +145,7 @@ class Autosaver(QObject):
     def restore(self) -> str:
         """Puts the crashed session into the editor; "" on success, else why not (then the
         session is set aside, not deleted)."""
+        assert self.store is not None  # a session to restore is one pending() offered
         try:
             doc, meta = self.store.load()
         except RestoreError as error:
@@ -170,8 +171,8 @@ class Autosaver(QObject):
             self._timer.stop()
             doc = self.editor.document
             if doc is not None:
-                self._writer.submit(snapshot(doc))
-            self._writer.flush()
+                self._claimed_writer.submit(snapshot(doc))
+            self._claimed_writer.flush()
         if not self.store.has_session():
             return None
         return self.set_aside(why)
@@ -183,6 +184,7 @@ class Autosaver(QObject):
         autosave stops for this run rather than write over it."""
         if self.store is None:
             return None
+        assert self.folder is not None  # claimed with the store
         older = self.root.parent / OLDER_FOLDER
         stamp = time.strftime("%Y%m%d-%H%M%S")
         try:
@@ -238,7 +240,7 @@ class Autosaver(QObject):
             return
         self._timer.stop()
         doc = self.editor.document
-        self._writer.submit(None if doc is None else snapshot(doc))
+        self._claimed_writer.submit(None if doc is None else snapshot(doc))
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Writes any pending change and waits for the writer."""
@@ -246,7 +248,7 @@ class Autosaver(QObject):
             return True
         if self._timer.isActive():
             self.save_now()
-        return self._writer.flush(timeout)
+        return self._claimed_writer.flush(timeout)
 
     def close(self, clean: bool = True) -> None:
         """Stop. clean=True (the user closed the window with nothing unsaved, or after the
@@ -270,8 +272,8 @@ class Autosaver(QObject):
                     pass
             if not clean:
                 doc = self.editor.document
-                self._writer.submit(None if doc is None else snapshot(doc))
-            self._writer.flush()
+                self._claimed_writer.submit(None if doc is None else snapshot(doc))
+            self._claimed_writer.flush()
         if clean:
             self.store.clear()
         self._release()
@@ -281,6 +283,12 @@ class Autosaver(QObject):
             self._lock.unlock()
             self._lock = None
         self.store = None
+
+    @property
+    def _claimed_writer(self) -> _Writer:
+        """The writer, made when a session folder was claimed (autosave runs only then)."""
+        assert self._writer is not None
+        return self._writer
 
     @property
     def writes(self) -> int:

@@ -64,7 +64,10 @@ class CheckpointImporter(QObject):
             self._process.kill()
 
     def _read(self) -> None:
-        text = bytes(self._process.readAllStandardOutput()).decode("utf-8", "replace")
+        process = self._process
+        if process is None:  # ended: its output has no one waiting for it
+            return
+        text = bytes(process.readAllStandardOutput().data()).decode("utf-8", "replace")
         for line in text.splitlines():
             if line.strip():
                 self._tail = (self._tail + [line.strip()])[-5:]

@@ -15,7 +15,7 @@ from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, Qt, QThreadPoo
 from app.worker import GeneratorWorker
 
 
-def _returning(fn: Callable[[], object]) -> Generator:
+def _returning(fn: Callable[[], object]) -> Generator[object, None, object]:
     """A generator with no steps that returns what `fn` returns."""
     yield from ()
     return fn()
@@ -48,7 +48,7 @@ class JobController(QObject):
     def kind(self) -> str:
         return self._kind if self._current is not None else ""
 
-    def start(self, kind: str, job: Callable[[], Generator]) -> int:
+    def start(self, kind: str, job: Callable[[], Generator[object, None, object]]) -> int:
         """Run a generator job; returns its id."""
         return self._launch(kind, GeneratorWorker(self._take_id(), job))
 
@@ -95,17 +95,24 @@ class JobController(QObject):
             self.busy_changed.emit(True)
         return worker.job_id
 
+    def _current_job(self, job_id: int) -> GeneratorWorker | None:
+        """The current worker, if it runs job `job_id`."""
+        current = self._current
+        return current if current is not None and current.job_id == job_id else None
+
     def _is_current(self, job_id: int) -> bool:
-        return self._current is not None and self._current.job_id == job_id
+        return self._current_job(job_id) is not None
 
     def _on_yielded(self, job_id: int, value: object) -> None:
         # steps already queued when Cancel was pressed are not shown
-        if self._is_current(job_id) and not self._current.abort_requested:
+        current = self._current_job(job_id)
+        if current is not None and not current.abort_requested:
             self.progress.emit(value)
 
     def _on_returned(self, job_id: int, value: object) -> None:
-        if self._is_current(job_id):
-            aborted = self._current.abort_requested  # Cancel pressed after it had returned
+        current = self._current_job(job_id)
+        if current is not None:
+            aborted = current.abort_requested  # Cancel pressed after it had returned
             self._end()
             if aborted:
                 self.cancelled.emit()

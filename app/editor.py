@@ -74,7 +74,7 @@ class Editor(QObject):
         self._run_document: Document | None = None  # the document a run started on
         self._notices_shown = 0  # bundle notices already shown (CUDA fallback...)
         # asked before a run that would close the open document (Generate); False cancels
-        self.confirm_new_document = None
+        self.confirm_new_document: Callable[[], bool] | None = None
         self._stroke: StrokeRecord | None = None
         self._save_thread: threading.Thread | None = None
         self._opened_at = 0  # history index of the document as opened (a sample: with its mask)
@@ -348,6 +348,7 @@ class Editor(QObject):
         self._replace_mask(grown, "Grow mask" if cells > 0 else "Shrink mask")
 
     def _replace_mask(self, mask: np.ndarray, label: str) -> None:
+        assert self.document is not None  # the callers check there is an image
         self.document.replace_mask(mask, label)
 
     # -- the document's history and the undo stack ------------------------------------------
@@ -373,6 +374,7 @@ class Editor(QObject):
     def _on_document(self, event: str, change: Change) -> None:
         """Every change of the document's history: the undo stack follows, widgets hear."""
         doc = self.document
+        assert doc is not None  # only the attached document calls
         if event in (RECORDED, REPLACED):
             with self._moving():  # a replacement merges into the command on top
                 self.undo_stack.push(
@@ -469,12 +471,14 @@ class Editor(QObject):
         if options.mode == "generate":
             self.jobs.start("generate", lambda: generate_run(bundle, settings))
         elif options.mode == "extend":
+            assert doc is not None  # every mode but generate needs an image (_cannot_run)
             rgb, alpha = doc.rgb.copy(), doc.alpha
             side, cells = options.extend_side, options.extend_cells
             self.jobs.start("extend", lambda: extend_run(bundle, rgb, alpha, side, cells, settings))
         else:
             # the plan the grid shows, when nothing changed since it was asked for
             fresh = self.plan is not None and self._plan_revision == self._mask_revision
+            assert doc is not None
             rgb, mask, plan = doc.rgb.copy(), doc.mask.copy(), self.plan if fresh else None
             self.jobs.start("edit", lambda: edit_run(bundle, rgb, mask, settings, plan=plan))
         self.status.emit(f"{MODE_TITLES[options.mode]}: running on {bundle.device.upper()}...")
@@ -500,13 +504,13 @@ class Editor(QObject):
     def _cannot_run(self) -> str:
         if self.bundle is None:
             return self.models.error or "The model is still loading"
-        mode = self.options.mode
-        if mode != "generate" and self.document is None:
+        mode, document = self.options.mode, self.document
+        if mode != "generate" and document is None:
             return "Open an image first (File > Open, drop a file, or paste)"
         missing = self.options.class_missing(self.bundle.manifest)
         if missing:
             return missing
-        if mode in ("remove", "class") and not self.document.mask.any():
+        if mode in ("remove", "class") and document is not None and not document.mask.any():
             return "Paint over the area to refill first"
         return ""
 
@@ -585,11 +589,13 @@ class Editor(QObject):
             self._attach(document)
             self.document_changed.emit()
         elif run.resizes_canvas:
+            assert self.document is not None  # the branch above makes a missing one
             self.document.replace_canvas(
                 candidate.patch.rgb, run.alpha, label, meta, replace_last=replace_last
             )
         else:
             patch = candidate.patch
+            assert self.document is not None  # a patch goes into the image it was made for
             self.document.apply_image_patch(
                 patch.x0, patch.y0, patch.rgb, label, meta=meta, replace_last=replace_last
             )

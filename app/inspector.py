@@ -77,6 +77,7 @@ class RunInspector(QObject):
             return
         self.step = step
         run, bundle = self.editor.run, self.editor.bundle
+        assert run is not None  # can_inspect
         candidate = max(self.editor.applied, 0)
         # a newer request supersedes a decode still running: dragging stays responsive
         self._jobs.call("scrub", lambda: step_image(bundle, run, candidate, step))
@@ -94,7 +95,7 @@ class RunInspector(QObject):
     def _refresh(self, *_) -> None:
         run, bundle = self.editor.run, self.editor.bundle
         part = run_part(run, bundle.manifest) if run is not None and bundle else None
-        if part is None:
+        if run is None or part is None:
             self.overlay_changed.emit(None)
             return
         candidate = max(self.editor.applied, 0)

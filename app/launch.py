@@ -29,7 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QEventLoop
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from app.autosave import Autosaver
 from app.editor import Editor
@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     QCoreApplication.setOrganizationName(ORGANISATION)
     QCoreApplication.setApplicationName(APPLICATION)
-    app = QApplication.instance() or QApplication(["MAGE Studio"])
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(["MAGE Studio"])
     app.setWindowIcon(app_icon())
     app.setDesktopFileName(DESKTOP_ID)
     prefs = Preferences()
@@ -288,7 +289,7 @@ def _screenshot(app: QApplication, window: MainWindow, editor: Editor, args) -> 
             if window.autosaver is not None:
                 window.autosaver.close(clean=False)  # a restored session stays restorable
             return 1
-    shown = window
+    shown: QWidget = window
     if args.about:
         shown = show_about(window)
         shown.resize(900, SCREENSHOT_SIZE[1])

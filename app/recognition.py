@@ -50,7 +50,7 @@ _ids = itertools.count(1)
 @dataclass
 class Example:
     id: int
-    source: object  # Path or uint8 [H,W,3]
+    source: Path | np.ndarray  # a file, or a uint8 [H,W,3] picture
     label: str
     file: str = ""  # where a copy of an in-memory example is kept between sessions
 
@@ -351,7 +351,7 @@ class Recognition(QObject):
         self.refresh_fewshot()
         return list(self.classes)
 
-    def _add(self, cls: FewShotClass, source, label: str) -> Example:
+    def _add(self, cls: FewShotClass, source: Path | np.ndarray, label: str) -> Example:
         example = Example(next(_ids), source, label)
         cls.examples.append(example)
         return example
@@ -502,7 +502,10 @@ class Recognition(QObject):
 def _encode_examples(bundle, examples: list[Example]) -> tuple[object, dict, dict, dict]:
     """Worker: (bundle, example id -> features, example id -> why unreadable, example id ->
     a small picture)."""
-    ok, images, bad, thumbs = [], [], {}, {}
+    ok: list[int] = []
+    images: list[np.ndarray] = []
+    bad: dict[int, str] = {}
+    thumbs: dict[int, np.ndarray] = {}
     for ex in examples:
         try:
             rgb = load_image(ex.source).rgb if isinstance(ex.source, Path) else ex.source
@@ -513,7 +516,7 @@ def _encode_examples(bundle, examples: list[Example]) -> tuple[object, dict, dic
         images.append(rgb)
         step = max(1, max(rgb.shape[:2]) // THUMB_SIDE)
         thumbs[ex.id] = np.ascontiguousarray(rgb[::step, ::step])
-    feats = image_features(bundle, images) if images else []
+    feats: np.ndarray | list[np.ndarray] = image_features(bundle, images) if images else []
     return bundle, dict(zip(ok, feats, strict=True)), bad, thumbs
 
 
@@ -527,9 +530,9 @@ def _quick_thumbs(examples: list[tuple[int, Path]]) -> dict[int, np.ndarray]:
         try:
             with Image.open(path) as image:
                 image.draft("RGB", (THUMB_SIDE, THUMB_SIDE))  # JPEG: decoded at a fraction
-                image = image.convert("RGB")
-                image.thumbnail((THUMB_SIDE, THUMB_SIDE))
-                out[example_id] = np.asarray(image)
+                rgb = image.convert("RGB")
+                rgb.thumbnail((THUMB_SIDE, THUMB_SIDE))
+                out[example_id] = np.asarray(rgb)
         except (OSError, ValueError, Image.DecompressionBombError):
             continue
     return out

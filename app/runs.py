@@ -142,6 +142,6 @@ def edited_thumbnail(patch, plan, size: int = THUMB_SIZE) -> np.ndarray:
         scaled.append(np.asarray(image.resize((width, size), Image.Resampling.BILINEAR)))
     divider = np.full((size, gap, 3), 32, np.uint8)  # a dark line between the parts
     row = [scaled[0]]
-    for image in scaled[1:]:
-        row += [divider, image]
+    for picture in scaled[1:]:
+        row += [divider, picture]
     return thumbnail(np.concatenate(row, axis=1), size)

@@ -41,7 +41,7 @@ class GeneratorWorker(QRunnable):
         job: a no-argument callable returning the generator to run.
     """
 
-    def __init__(self, job_id: int, job: Callable[[], Generator]):
+    def __init__(self, job_id: int, job: Callable[[], Generator[object, None, object]]):
         super().__init__()
         self.setAutoDelete(False)  # the controller keeps a reference until `finished`
         self.job_id = job_id

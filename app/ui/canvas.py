@@ -9,7 +9,7 @@ the original image (Lightroom's before/after key; Tab moves focus as everywhere 
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPoint, QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen, QPixmap
 from PySide6.QtWidgets import (
     QFrame,
@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.editor import Editor
+from app.planner import Part
 from app.runs import Patch
 from app.ui.canvas_items import GridItem, ImageItem, MaskItem
 from app.ui.qimage import qimage_from_rgb
@@ -73,7 +74,8 @@ class CanvasView(QGraphicsView):
         self._shape.setBrush(QColor(255, 64, 129, 60))
         self.show_grid = True
         self._grid_plan = None
-        self._override = None  # (part, colours) of heatmap/scrubber
+        # the part and cell colours the heatmap or scrubber shows
+        self._override: tuple[Part, np.ndarray | None] | None = None
         self._cursor_at: QPointF | None = None
         self._last: QPointF | None = None  # last brush point, scene coordinates
         self._shape_points: list[QPointF] = []
@@ -120,7 +122,7 @@ class CanvasView(QGraphicsView):
         self._grid_plan = plan
         self._refresh_grid()
 
-    def set_grid_override(self, part, colors: np.ndarray | None) -> None:
+    def set_grid_override(self, part: Part | None, colors: np.ndarray | None) -> None:
         """Show another part with per-cell colours (heatmap, scrubber); None restores."""
         self._override = (part, colors) if part is not None else None
         self._refresh_grid()
@@ -269,9 +271,11 @@ class CanvasView(QGraphicsView):
                 self.editor.fill_shape("lasso", points, self._erasing)
 
     def _paint_to(self, point: QPointF) -> None:
+        last = self._last
+        assert last is not None  # a stroke is under way
         radius = self.brush_size / 2
         self.editor.stroke_segment(
-            (self._last.x(), self._last.y()), (point.x(), point.y()), radius, self._erasing
+            (last.x(), last.y()), (point.x(), point.y()), radius, self._erasing
         )
         self._last = point
 
@@ -361,7 +365,7 @@ class CanvasView(QGraphicsView):
             event.acceptProposedAction()
             self.files_dropped.emit(paths)
 
-    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
+    def drawForeground(self, painter: QPainter, rect: QRectF | QRect) -> None:
         if self.editor.document is None:
             painter.resetTransform()
             painter.setPen(QColor(170, 170, 178))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QPainter
+from PySide6.QtGui import QColor, QFont, QImage, QPainter
 from PySide6.QtWidgets import QWidget
 
 from app.controller import JobController
@@ -120,10 +120,12 @@ class DemoMode(QWidget):
         self.title, self.caption = "", ""
         self.left: np.ndarray | None = None
         self.right: np.ndarray | None = None
-        self._left_q = self._right_q = None
+        self._left_q: QImage | None = None
+        self._right_q: QImage | None = None
         self._grid = GridItem()
         self._grid_on = False
-        self._rgb = self._mask = None
+        self._rgb: np.ndarray | None = None  # the sample on show and its mask
+        self._mask: np.ndarray | None = None
         self._parts: tuple[Part, ...] = ()
         self.run: DemoRun | None = None
         self._intro_over = False
@@ -221,6 +223,7 @@ class DemoMode(QWidget):
 
     def _show_step(self, k: int) -> None:
         run, bundle = self.run, self.models.bundle
+        assert run is not None  # steps are shown once the run is back
         steps = len(run.steps)
         if k >= steps or bundle is None or run.outcome.fill is None:
             self._show_result()
@@ -252,11 +255,13 @@ class DemoMode(QWidget):
         self._after(self.timing.step, "step")
 
     def _show_result(self) -> None:
+        run, rgb, mask = self.run, self._rgb, self._mask
+        assert run is not None and rgb is not None and mask is not None  # after its steps
         self.results += 1
-        self.left = tint_mask(self._rgb, self._mask)
-        self.right = self.run.steps[-1]
+        self.left = tint_mask(rgb, mask)
+        self.right = run.steps[-1]
         self._grid_on = False
-        seconds = self.run.outcome.seconds
+        seconds = run.outcome.seconds
         self._set(
             "result",
             caption=f"Original with its mask (left) and MAGE's refill (right), "

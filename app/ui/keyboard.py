@@ -8,6 +8,8 @@ Tab / Shift+Tab move focus through the window's controls in reading order.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
@@ -19,6 +21,9 @@ from PySide6.QtWidgets import (
     QTextEdit,
     QWidget,
 )
+
+if TYPE_CHECKING:
+    from app.ui.main_window import MainWindow
 
 COMPARE_KEY = Qt.Key.Key_Backslash
 COMPARE_NAME = "\\"  # as menus, tooltips and the help show it
@@ -46,7 +51,7 @@ def typing(widget: QWidget) -> bool:
 class WindowKeys(QObject):
     """An application event filter for one main window (see the module docstring)."""
 
-    def __init__(self, window):
+    def __init__(self, window: MainWindow):
         super().__init__(window)
         self.window = window
 

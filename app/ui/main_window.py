@@ -93,7 +93,9 @@ class MainWindow(QMainWindow):
         self._geometry_timer = QTimer(self, singleShot=True, interval=GEOMETRY_SAVE_MS)
         self._geometry_timer.timeout.connect(self.save_geometry)
         # editor-wide keys (compare, brush, menu shortcuts) wherever the focus is
-        QApplication.instance().installEventFilter(WindowKeys(self))
+        app = QApplication.instance()
+        assert app is not None  # a window lives inside an application
+        app.installEventFilter(WindowKeys(self))
         set_tab_order(self)
 
     def _set_minimum_size(self) -> None:
@@ -425,7 +427,9 @@ class MainWindow(QMainWindow):
     def set_theme(self, theme: str) -> None:
         if theme in THEMES:
             self.prefs.theme = theme
-            apply_theme(QGuiApplication.instance(), theme)
+            app = QApplication.instance()
+            assert isinstance(app, QApplication)
+            apply_theme(app, theme)
 
     def toggle_grid(self, on: bool) -> None:
         self.prefs.show_grid = on
@@ -546,9 +550,9 @@ class StatusBar(QStatusBar):
         self._timer = QTimer(self, singleShot=True)
         self._timer.timeout.connect(self.clearMessage)
 
-    def showMessage(self, text: str, timeout: int = 0) -> None:  # noqa: N802 - Qt's name
+    def showMessage(self, text: str, timeout: int | None = 0) -> None:  # noqa: N802 - Qt's name
         self.message_label.set_full_text(text)
-        if timeout > 0:
+        if timeout is not None and timeout > 0:
             self._timer.start(timeout)
         else:
             self._timer.stop()

@@ -117,10 +117,12 @@ class ClassBox(QFrame):
         self.cls = cls
         self.name_edit = QLineEdit(cls.name)
         self.name_edit.setPlaceholderText("class name")
-        self.add_current = QToolButton(
-            icon=themed_icon("fa5s.plus-square"), toolTip="Add the current image as an example"
-        )
-        self.remove = QToolButton(icon=themed_icon("fa5s.trash-alt"), toolTip="Remove this class")
+        self.add_current = QToolButton()
+        self.add_current.setIcon(themed_icon("fa5s.plus-square"))
+        self.add_current.setToolTip("Add the current image as an example")
+        self.remove = QToolButton()
+        self.remove.setIcon(themed_icon("fa5s.trash-alt"))
+        self.remove.setToolTip("Remove this class")
         self.add_current.setProperty(ICON_PROPERTY, "fa5s.plus-square")
         self.remove.setProperty(ICON_PROPERTY, "fa5s.trash-alt")
         self.list = DropList()
@@ -222,10 +224,11 @@ class RecognitionPanel(QWidget):
 
     def _build(self) -> None:
         what = QGroupBox("What is this?")
-        self.head_combo = QComboBox(toolTip="Which classifier names the image")
-        self.load_button = QToolButton(
-            icon=themed_icon("fa5s.folder-open"), toolTip="Load a classifier head (.npz)"
-        )
+        self.head_combo = QComboBox()
+        self.head_combo.setToolTip("Which classifier names the image")
+        self.load_button = QToolButton()
+        self.load_button.setIcon(themed_icon("fa5s.folder-open"))
+        self.load_button.setToolTip("Load a classifier head (.npz)")
         self.load_button.setProperty(ICON_PROPERTY, "fa5s.folder-open")
         row = QHBoxLayout()
         row.addWidget(self.head_combo, 1)
@@ -253,7 +256,8 @@ class RecognitionPanel(QWidget):
         self.class_layout = QVBoxLayout(holder)
         self.class_layout.setContentsMargins(0, 0, 0, 0)
         self.class_layout.addStretch(1)
-        scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.Shape.NoFrame)
+        scroll = QScrollArea(widgetResizable=True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(holder)
         # classes scroll up and down only (each example row scrolls sideways by itself), and
         # one whole class is always in view
@@ -337,6 +341,7 @@ class RecognitionPanel(QWidget):
     def add_current_image(self, box: ClassBox) -> None:
         example = self.model.add_current_image(box.cls)
         if example is not None:
+            assert isinstance(example.source, np.ndarray)  # the open image, in memory
             self._icons[example.id] = _thumb(example.source)
             self._show_examples()
 

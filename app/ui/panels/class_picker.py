@@ -13,7 +13,7 @@ import threading
 
 from PySide6.QtCore import QEvent, QModelIndex, QObject, Qt, Signal
 from PySide6.QtGui import QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import QComboBox, QCompleter
+from PySide6.QtWidgets import QComboBox, QCompleter, QLineEdit
 
 from engine.runtime.classes import ClassIndex, ClassMatch
 from engine.runtime.errors import MageError
@@ -38,7 +38,8 @@ class ClassSearcher(QObject):
         super().__init__(parent)
         self._cond = threading.Condition()
         self._generation = 0
-        self._classes: tuple | None = None  # (generation, names, synonyms) to index
+        # (generation, names, synonyms) to index
+        self._classes: tuple[int, list[str], list[list[str]] | None] | None = None
         self._index: ClassIndex | None = None
         self._request: tuple[int, str, str] | None = None
         self._thread: threading.Thread | None = None
@@ -95,7 +96,9 @@ class ClassSearcher(QObject):
                     self._index = built
                 self.indexed.emit(generation)
                 continue
+            assert request is not None and index is not None  # the wait ends only with both
             generation, kind, text = request
+            result: ClassMatch | list[ClassMatch] | MageError
             try:
                 result = index.find(text) if kind == "find" else index.search(text, SUGGESTIONS)
             except MageError as error:
@@ -160,6 +163,12 @@ class ClassPicker(QComboBox):
         self.lineEdit().returnPressed.connect(self._take_typed)
         self.lineEdit().installEventFilter(self)
         self.currentIndexChanged.connect(self._on_index)
+
+    def lineEdit(self) -> QLineEdit:  # noqa: N802 - Qt's name
+        """The text field, which this box (editable from the start) always has."""
+        edit = super().lineEdit()
+        assert edit is not None
+        return edit
 
     # -- the model's classes --------------------------------------------------------------------
 

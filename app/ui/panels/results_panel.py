@@ -84,13 +84,10 @@ class ResultsPanel(QWidget):
         self.heatmap = QCheckBox("Confidence heatmap")
         self.heatmap.setToolTip("Red cells: tokens the model was least sure of (H)")
         self.heatmap.toggled.connect(self.inspector.set_heatmap)
-        self.heatmap.toggled.connect(lambda on: self.opacity.setEnabled(on))
-        self.opacity = QSlider(
-            Qt.Orientation.Horizontal,
-            minimum=10,
-            maximum=100,
-            value=round(self.inspector.heatmap_opacity * 100),
-        )
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(10, 100)
+        self.opacity.setValue(round(self.inspector.heatmap_opacity * 100))
+        self.heatmap.toggled.connect(self.opacity.setEnabled)
         self.opacity.setToolTip("Opacity of the confidence heatmap")
         self.opacity.setFixedWidth(90)
         self.opacity.setEnabled(False)

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QListView,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -27,6 +28,13 @@ from app.editor import Editor
 from app.planner import masked_counts
 from app.runs import SIDES, Step
 from app.ui.panels.class_picker import ClassPicker
+
+
+def hide_row(combo: QComboBox, row: int, hidden: bool) -> None:
+    """Hides or shows one of a combo box's choices (in its list view, Qt's default)."""
+    view = combo.view()
+    assert isinstance(view, QListView)
+    view.setRowHidden(row, hidden)
 
 
 class RunPanel(QWidget):
@@ -92,7 +100,8 @@ class RunPanel(QWidget):
         form.addRow(self.texture_label, self.texture)
         self.texture.currentIndexChanged.connect(self._commit)
         self.cells_label = QLabel("Tokens")
-        self.cells = QSpinBox(minimum=1, maximum=15, toolTip="How many token columns/rows to add")
+        self.cells = QSpinBox(minimum=1, maximum=15)
+        self.cells.setToolTip("How many token columns/rows to add")
         form.addRow(self.cells_label, self.cells)
         self.mode.currentIndexChanged.connect(self._commit)
         self.of_class.toggled.connect(self._commit)
@@ -104,58 +113,45 @@ class RunPanel(QWidget):
     def _build_settings(self) -> QGroupBox:
         box = QGroupBox("Settings")
         form = QFormLayout(box)
-        self.steps = QSpinBox(
-            minimum=0,
-            maximum=64,
-            specialValueText="model default",
-            toolTip="Decoding steps: more is slower and often cleaner",
-        )
-        self.temperature = QDoubleSpinBox(
-            minimum=-1.0,
-            maximum=20,
-            singleStep=0.5,
-            decimals=1,
-            specialValueText="model default",
-            toolTip="Choice temperature: randomness of which tokens are kept at each step",
+        self.steps = QSpinBox(minimum=0, maximum=64)
+        self.steps.setSpecialValueText("model default")
+        self.steps.setToolTip("Decoding steps: more is slower and often cleaner")
+        self.temperature = QDoubleSpinBox(minimum=-1.0, maximum=20, singleStep=0.5, decimals=1)
+        self.temperature.setSpecialValueText("model default")
+        self.temperature.setToolTip(
+            "Choice temperature: randomness of which tokens are kept at each step"
         )
         seed_row = QHBoxLayout()
-        self.fixed_seed = QCheckBox("Fixed", toolTip="Off: new random seeds on every run")
+        self.fixed_seed = QCheckBox("Fixed")
+        self.fixed_seed.setToolTip("Off: new random seeds on every run")
         self.seed = QSpinBox(minimum=0, maximum=2**31 - 1)
         seed_row.addWidget(self.fixed_seed)
         seed_row.addWidget(self.seed, 1)
-        self.candidates = QSpinBox(
-            minimum=1, maximum=8, toolTip="Candidates from one batched run (seed, seed+1, ...)"
-        )
-        self.ring = QSpinBox(
-            minimum=0, maximum=4, toolTip="Extra ring of tokens regenerated around the painted ones"
-        )
+        self.candidates = QSpinBox(minimum=1, maximum=8)
+        self.candidates.setToolTip("Candidates from one batched run (seed, seed+1, ...)")
+        self.ring = QSpinBox(minimum=0, maximum=4)
+        self.ring.setToolTip("Extra ring of tokens regenerated around the painted ones")
         self.feather = QDoubleSpinBox(
-            minimum=-1,
-            maximum=200,
-            singleStep=1,
-            decimals=0,
-            specialValueText="auto",
-            suffix=" px",
-            toolTip="Blend width at the edge of the refilled area",
+            minimum=-1, maximum=200, singleStep=1, decimals=0, suffix=" px"
         )
+        self.feather.setSpecialValueText("auto")
+        self.feather.setToolTip("Blend width at the edge of the refilled area")
         form.addRow("Steps", self.steps)
         form.addRow("Temperature", self.temperature)
         form.addRow("Seed", seed_row)
         form.addRow("Candidates", self.candidates)
         form.addRow("Mask ring", self.ring)
         form.addRow("Feather", self.feather)
-        self.seamless = QCheckBox(
-            "Seamless blend",
-            toolTip=(
-                "Keep the fill's detail but make its colours meet the photo at the edge "
-                "(gradient-domain blending). Off: paste the fill as decoded, feathered"
-            ),
+        self.seamless = QCheckBox("Seamless blend")
+        self.seamless.setToolTip(
+            "Keep the fill's detail but make its colours meet the photo at the edge "
+            "(gradient-domain blending). Off: paste the fill as decoded, feathered"
         )
         form.addRow("", self.seamless)
         for spin in (self.steps, self.seed, self.candidates, self.ring):
             spin.valueChanged.connect(self._commit)
-        for spin in (self.temperature, self.feather):
-            spin.valueChanged.connect(self._commit)
+        for number in (self.temperature, self.feather):
+            number.valueChanged.connect(self._commit)
         self.fixed_seed.toggled.connect(self._commit)
         self.seamless.toggled.connect(self._commit)
         return box
@@ -248,15 +244,14 @@ class RunPanel(QWidget):
         for widget in (self.texture_label, self.texture):
             widget.setVisible(options.mode != "generate")  # a new image has no photo to lend
         # extend continues the photo along the model's layout: there is no classic extend
-        self.texture.view().setRowHidden(self.texture.findData("classic"), options.mode == "extend")
+        hide_row(self.texture, self.texture.findData("classic"), options.mode == "extend")
         self.candidates.setEnabled(options.mode != "extend")  # the engine extends one at a time
 
     def _on_bundle(self, *_) -> None:
         bundle = self.editor.bundle
         conditional = bundle is not None and bundle.manifest.class_conditional
         # "Fill as class" exists only for class-conditional models
-        view = self.mode.view()
-        view.setRowHidden(MODES.index("class"), not conditional)
+        hide_row(self.mode, MODES.index("class"), not conditional)
         if not conditional and self.editor.options.mode == "class":
             self.editor.set_options(replace(self.editor.options, mode="remove"))
         manifest = bundle.manifest if conditional else None
