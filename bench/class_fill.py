@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     def classify(images: list[np.ndarray]) -> np.ndarray:
         return head.predict_proba(image_features(bundle, images))
 
-    stats = {
+    stats: dict[str, dict[str, list[float]]] = {
         spec: {"prob_up": [], "rank_up": [], "rank_down": [], "diff": []} for spec, _ in configs
     }
     rows: dict[str, list] = {spec: [] for spec, _ in configs}
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         line = "  ".join(f"[{spec}] {np.mean(stats[spec]['prob_up']):.0%}" for spec, _ in configs)
         print(f"{case.id}: {line}  ({time.monotonic() - started:.0f} s)", file=sys.stderr)
 
-    summary = {}
+    summary: dict[str, dict[str, float]] = {}
     print(f"{done} cases x {args.classes} classes, seed {args.seed}")
     print("| config | prob. up | rank up | rank down | in-mask diff (levels) |")
     print("|---|---|---|---|---|")
@@ -287,10 +287,10 @@ def main(argv: list[str] | None = None) -> int:
             "rank_down": float(np.mean(st["rank_down"])),
             "diff": float(np.mean(st["diff"])),
         }
-        s = summary[spec]
+        got = summary[spec]
         print(
-            f"| {spec} | {s['prob_up']:.0%} | {s['rank_up']:.0%} | {s['rank_down']:.0%} "
-            f"| {s['diff']:.1f} |"
+            f"| {spec} | {got['prob_up']:.0%} | {got['rank_up']:.0%} | {got['rank_down']:.0%} "
+            f"| {got['diff']:.1f} |"
         )
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1), encoding="utf-8")

@@ -266,25 +266,27 @@ class Worker:
             env=env,
             cwd=REPO,
         )
+        assert self.proc.stdin is not None and self.proc.stdout is not None  # piped above
+        self._to, self._from = self.proc.stdin, self.proc.stdout
         self._read()
 
     def _read(self) -> dict:
         while True:
-            line = self.proc.stdout.readline()
+            line = self._from.readline()
             if not line:
                 raise RuntimeError(f"worker {self.name} died")
             if line.startswith("{"):
                 return json.loads(line)
 
     def ask(self, task: str, seed: int) -> dict:
-        self.proc.stdin.write(json.dumps({"task": task, "seed": seed}) + "\n")
-        self.proc.stdin.flush()
+        self._to.write(json.dumps({"task": task, "seed": seed}) + "\n")
+        self._to.flush()
         return self._read()
 
     def close(self) -> None:
         try:
-            self.proc.stdin.write(json.dumps({"quit": True}) + "\n")
-            self.proc.stdin.flush()
+            self._to.write(json.dumps({"quit": True}) + "\n")
+            self._to.flush()
             self.proc.wait(timeout=30)
         except Exception:
             self.proc.kill()

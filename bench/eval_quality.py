@@ -454,6 +454,7 @@ def eval_removal(
                 # one connected mask: one context square, exactly what edit_image does
                 plan = plan_or_raise(bundle.manifest, img, mask, settings)
                 out = run_to_end(run(bundle, Edit(img, plan), settings))
+                assert out.fill is not None  # an edit always fills
                 # the same tokens, pasted without the gradient-domain blend (ablation)
                 out_plain = [
                     paste_all(img, [p])
@@ -514,7 +515,8 @@ def eval_classes(
 ) -> dict:
     """Generate `samples` per evaluated class; judge them with classifiers fit on real photos."""
     k = len(names)
-    gen_imgs, gen_labels = [], []
+    gen_imgs: list[np.ndarray] = []
+    gen_classes: list[int] = []
     t0 = time.perf_counter()
     for c, name in enumerate(names):
         seeds = tuple(seed * 100_000 + c * 1000 + j for j in range(samples))
@@ -522,10 +524,10 @@ def eval_classes(
             run(bundle, Generate(), Settings(seeds=seeds, class_name=name, guidance=guidance))
         )
         gen_imgs += [np.asarray(im) for im in out.images]
-        gen_labels += [c] * samples
+        gen_classes += [c] * samples
         log(f"  samples: class {name} done ({time.perf_counter() - t0:.0f} s)")
     gen_seconds = time.perf_counter() - t0
-    gen_labels = np.array(gen_labels)
+    gen_labels = np.array(gen_classes)
     feats = {}
     cache = {} if cache is None else cache  # real-photo features, shared between guidances
     if "features.onnx" in bundle.manifest.files:
@@ -863,7 +865,7 @@ def main(argv=None) -> int:
     # 3. class-conditional samples
     cls = None
     cls_runs = []
-    if man.class_conditional and not args.no_classes:
+    if man.class_names is not None and not args.no_classes:  # class-conditional
         data_classes = sorted({c for _, c in photos})
         names = [c for c in man.class_names if c in data_classes]
         all_split = json.loads((args.data / "split.json").read_text(encoding="utf-8"))
@@ -901,7 +903,7 @@ def main(argv=None) -> int:
                 "n_all": len(all_imgs),
                 "skipped": [c for c in man.class_names if c not in data_classes],
             }
-            real = {}
+            real: dict[int, np.ndarray] = {}
             for i in val_sel:
                 real.setdefault(names.index(classes[i]), imgs[i])
             for r in cls_runs:
@@ -969,7 +971,7 @@ def write_report(
 ) -> None:
     man = bundle.manifest
     size = man.image_size
-    per_class = {}
+    per_class: dict[str, int] = {}
     for _, c in photos:
         per_class[c] = per_class.get(c, 0) + 1
     L = ["# Model quality", ""]

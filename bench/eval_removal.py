@@ -103,8 +103,8 @@ def changed_outside(inp: np.ndarray, out: np.ndarray, mask: np.ndarray) -> tuple
 
 def _lab_lowpass(rgb: np.ndarray) -> np.ndarray:
     x = rgb.astype(np.float32) / 255
-    x = cv2.GaussianBlur(x, (0, 0), BLOTCH_SIGMA, borderType=cv2.BORDER_REFLECT)
-    return cv2.cvtColor(x, cv2.COLOR_RGB2Lab)
+    blurred = cv2.GaussianBlur(x, (0, 0), BLOTCH_SIGMA, borderType=cv2.BORDER_REFLECT)
+    return cv2.cvtColor(blurred, cv2.COLOR_RGB2Lab)
 
 
 def _colour_set(lab: np.ndarray) -> np.ndarray:
@@ -276,10 +276,11 @@ def write_sheets(
 ) -> list[Path]:
     """Blind sheets (PNG) and the key (sheets-key.json) in `out`."""
     letters = "ABCDEFGH"[: len(methods)]
+    key_rows: dict[str, dict] = {}
     key = {
         "methods": {m: NAMES[m] for m in methods},
         "seed": seed,
-        "rows": {},
+        "rows": key_rows,
     }
     paths = []
     gap, head = 4, 16
@@ -299,7 +300,7 @@ def write_sheets(
             inp = _tile(outline(case.input, case.mask), box, tile)
             _text(ImageDraw.Draw(inp), (4, 4), f"row {row_no}")
             sheet.paste(inp, (0, y))
-            key["rows"][str(row_no)] = {
+            key_rows[str(row_no)] = {
                 "case": case.id,
                 "sheet": f"sheet-{s // rows_per + 1}.png",
                 "letters": {letters[j]: methods[i] for j, i in enumerate(order)},

@@ -69,6 +69,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=1, help="imports of each model (best is kept)")
     ap.add_argument("--keep", action="store_true", help="keep the checkpoints and bundles")
     args = ap.parse_args()
+    if args.runs < 1:
+        ap.error("--runs must be at least 1")
     work = args.work or Path(tempfile.mkdtemp(prefix="import-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     vitb = work / "mage_vitb_seed777.pth"
@@ -82,13 +84,14 @@ def main() -> None:
         ("MAGE ViT-B", [vitb], "import-mage"),
         ("MaskGIT 256", pair, "import-maskgit"),
     ):
-        best = None
+        best: tuple[float, float, float, str] | None = None
         for _ in range(args.runs):
             out = work / f"bundle-{command}"
             shutil.rmtree(out, ignore_errors=True)
             result = _child([command, *map(str, inputs), "-o", str(out)])
             if best is None or result[0] < best[0]:
                 best = result
+        assert best is not None  # --runs >= 1
         wall, cpu, rss, _ = best
         size_in = sum(p.stat().st_size for p in inputs)
         rows.append((label, size_in, wall, cpu, rss, _size(work / f"bundle-{command}")))

@@ -25,6 +25,7 @@ import argparse
 import json
 import sys
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,10 @@ def threshold_for(probs: np.ndarray, labels: np.ndarray, target: float) -> dict:
     return {"not_sure_below": 1.0, "coverage": 0.0, "accuracy_when_sure": float("nan")}
 
 
+def _read_rgb(path: Path) -> np.ndarray:
+    return load_image(path).rgb
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="held-out photos, one folder per class")
@@ -92,7 +97,7 @@ def main() -> int:
     labels = np.array(
         [head.class_names.index(n) for n, group in zip(names, files, strict=True) for _ in group]
     )
-    feats = image_features(bundle, [lambda p=p: load_image(p).rgb for p in paths])
+    feats = image_features(bundle, [partial(_read_rgb, p) for p in paths])  # read as needed
     logits = head.logits(feats).astype(np.float64)
     raw = calibration(softmax(logits), labels)
     loo, temps = leave_one_out(logits, labels)

@@ -87,7 +87,9 @@ def evaluate(feats: dict[str, np.ndarray], labels, parts, names, shots, draws, s
     val = parts == "val"
     rows = []
     for k in shots:
-        scores = {(f, where): [] for f in feats for where in ("val", "rest")}
+        scores: dict[tuple[str, str], list[float]] = {
+            (f, where): [] for f in feats for where in ("val", "rest")
+        }
         kinds = []
         for d in range(draws):
             rng = np.random.default_rng([seed, k, d])

@@ -64,7 +64,7 @@ def main() -> int:
             mask = box(size, frac)
             for n in (1, 3):
                 base = Settings(seeds=tuple(range(n)))
-                times = {True: [], False: []}
+                times: dict[bool, list[float]] = {True: [], False: []}
                 edit_image(bundle, rgb, mask, base)  # warm-up
                 for _ in range(args.runs):
                     for seamless in (False, True):

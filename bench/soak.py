@@ -40,6 +40,8 @@ def main() -> int:
     ap.add_argument("--edits", type=int, default=300)
     ap.add_argument("--size", default="640x480")
     args = ap.parse_args()
+    if args.edits < 10:
+        ap.error("--edits must be at least 10 (memory is first read after the 10th)")
     w, h = (int(v) for v in args.size.split("x"))
     bundle = Bundle(args.model or default_bundle_path(), device="cpu")
     rng = np.random.default_rng(0)
@@ -61,6 +63,7 @@ def main() -> int:
                 flush=True,
             )
     end = rss_mb()
+    assert warm is not None  # read after the 10th edit
     print(
         f"model {bundle.name}, {args.edits} edits on {w}x{h}: rss after 10 edits "
         f"{warm:.1f} MB, at the end {end:.1f} MB, growth {end - warm:+.1f} MB"

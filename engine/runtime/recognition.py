@@ -70,7 +70,7 @@ def preprocess(rgb: np.ndarray, size: int) -> np.ndarray:
 
 def image_features(
     bundle,
-    images: Iterable[np.ndarray],
+    images: Iterable[np.ndarray | Callable[[], np.ndarray]],
     batch_size: int = 16,
     on_progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
