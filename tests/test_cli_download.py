@@ -181,7 +181,7 @@ def test_ctrl_c_leaves_a_part_that_the_same_command_resumes(server, tmp_path, ca
     while not (part.exists() and part.stat().st_size > 0) and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "resume with the same command" in err
     assert "Traceback" not in err

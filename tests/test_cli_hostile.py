@@ -383,7 +383,7 @@ def test_overwrite_refuses_anything_but_a_bundle(tiny_bundle_path, tmp_path, mon
     ckpt = tmp_path / "mage.pth"
     ckpt.write_bytes(b"weights")
     for target in (photos, Path(tmp_path.anchor), Path.home()):
-        with pytest.raises(ExportError, match="refusing|exists and is not"):
+        with pytest.raises(ExportError, match=r"refusing|exists and is not"):
             check_target(target, overwrite=True)
     code, _, err = run(["import-mage", ckpt, "-o", photos, "--overwrite"], capsys)
     assert code == 2
@@ -397,7 +397,7 @@ def test_overwrite_refuses_anything_but_a_bundle(tiny_bundle_path, tmp_path, mon
     assert "holds the input" in one_error(err)
     big_input.unlink()
     (bundle / "notes.txt").write_text("mine")
-    with pytest.raises(ExportError, match="holds notes.txt"):
+    with pytest.raises(ExportError, match=r"holds notes\.txt"):
         check_target(bundle, overwrite=True)
     (bundle / "notes.txt").unlink()
     check_target(bundle, overwrite=True)  # a plain bundle may be replaced

@@ -233,7 +233,7 @@ def test_a_failed_desktop_install_leaves_no_temp_file(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(desktop.os, "replace", full_disk)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="No space left"):
         desktop.install(home=home)
     assert not [p for p in home.rglob("*") if p.is_file()]
 

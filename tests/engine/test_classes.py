@@ -118,7 +118,7 @@ def test_find_class_with_names_only_and_comma_names():
     assert classes.find_class("tinca tinca", names).index == 2
     assert classes.find_class("a black cat", names).index == 0
     assert classes.find_class("goldfsh", names).index == 3
-    with pytest.raises(MageError, match="0..3"):
+    with pytest.raises(MageError, match=r"0\.\.3"):
         classes.find_class("4", names)
     with pytest.raises(MageError, match=r"^unknown class 'zebra' \(classes: 0 cat, 1 dog, 2 t"):
         classes.find_class("zebra", names)

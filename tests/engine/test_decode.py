@@ -355,7 +355,7 @@ def test_nan_logits_raise():
 
 
 def test_last_step_of_an_empty_iterator():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="yielded no step"):
         last_step(iter([]))
 
 
@@ -377,9 +377,9 @@ def test_reroll_clamps_and_skips_masked():
     conf = np.array([[0.0, 0.5, 0.6]], np.float32)
     out = reroll(tokens, conf, 10, MASK)
     assert out.tolist() == [[MASK, MASK, MASK]]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="does not match tokens"):
         reroll(tokens, conf[:, :2], 1, MASK)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="k must be >= 0"):
         reroll(tokens, conf, -1, MASK)
 
 

@@ -347,7 +347,7 @@ def test_a_200_without_length_stops_at_the_files_limit_and_blocks_nothing(server
     server.extra["/f/model.bin"] = -1  # writes until the disk is full, if let
     target = tmp_path / "model.bin"
     for size in ({"size": len(DATA)}, {"approx_size": len(DATA)}):
-        with pytest.raises(DownloadError, match="more than the .* this file can have") as err:
+        with pytest.raises(DownloadError, match=r"more than the .* this file can have") as err:
             download_file(remote(server, **size), target, **FAST)
         assert "\n" not in str(err.value)
         assert not part_path(target).exists()
@@ -361,7 +361,7 @@ def test_a_200_without_length_stops_at_the_files_limit_and_blocks_nothing(server
 
 def test_an_announced_size_over_the_limit_is_refused_before_reading(server, tmp_path):
     server.announce["/f/model.bin"] = 10**13
-    with pytest.raises(DownloadError, match="more than the 614.4 KB this file can have"):
+    with pytest.raises(DownloadError, match=r"more than the 614\.4 KB this file can have"):
         download_file(remote(server, approx_size=len(DATA)), tmp_path / "model.bin", **FAST)
     assert list(tmp_path.iterdir()) == []
 
@@ -501,7 +501,7 @@ def test_a_host_that_never_answers_the_connection_gives_up_quickly(tmp_path, mon
 def test_redirects_go_only_to_allowed_hosts_and_schemes(server, tmp_path, location):
     port = server.url.rsplit(":", 1)[1]
     server.redirects["/f/model.bin"] = location.format(port=port)
-    with pytest.raises(DownloadError, match="refused (to fetch from|the address)") as err:
+    with pytest.raises(DownloadError, match=r"refused (to fetch from|the address)") as err:
         download_file(remote(server), tmp_path / "model.bin", **FAST)
     assert "\n" not in str(err.value)
     assert list(tmp_path.iterdir()) == []
@@ -583,7 +583,7 @@ def test_https_resumes_and_refuses_an_untrusted_certificate(certificate, tmp_pat
         tls_server.files["/f/model.bin"] = DATA
         tls_server.drop_after["/f/model.bin"] = 100_000
         target = tmp_path / "model.bin"
-        with pytest.raises(DownloadError, match="secure connection to 127.0.0.1 failed") as err:
+        with pytest.raises(DownloadError, match=r"secure connection to 127\.0\.0\.1 failed") as err:
             download_file(remote(tls_server), target, **FAST)
         assert "\n" not in str(err.value)
         assert not target.exists()

@@ -143,7 +143,7 @@ def test_empty_and_tiny_masks(tiny_bundle):
     one[0, 0] = True
     _, part = prepare(tiny_bundle.manifest, rgb, one, Settings())
     assert part.masked_count == 4  # the corner cell + its ring, clipped at the border
-    with pytest.raises(MaskError, match="covers no token at coverage 0.5"):
+    with pytest.raises(MaskError, match=r"covers no token at coverage 0\.5"):
         prepare(tiny_bundle.manifest, rgb, one, Settings(coverage=0.5, ring=0))
     with pytest.raises(MaskError, match="mask is 10x10"):
         prepare(tiny_bundle.manifest, rgb, np.ones((10, 10), bool))

@@ -56,7 +56,7 @@ def test_psnr_known_values():
     mask[4:] = True
     assert eq.psnr(a, c, mask) == float("inf")
     assert eq.psnr(a, c, ~mask) == pytest.approx(10 * np.log10(255**2 / 100**2))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="empty mask"):
         eq.psnr(a, c, np.zeros((8, 8), bool))
 
 
@@ -114,7 +114,7 @@ def test_box_mask_is_a_box_and_blob_is_not():
     blob = eq.blob_mask(128, 0.15, np.random.default_rng(0))
     ys, xs = np.nonzero(blob)
     assert not blob[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].all()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown mask kind 'star'"):
         eq.make_mask("star", 64, 0.1, np.random.default_rng(0))
 
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from engine.runtime import imageio
-from engine.runtime.errors import ImageError, MaskError, OutputError
+from engine.runtime.errors import ImageError, MageError, MaskError, OutputError
 from engine.runtime.imageio import (
     LoadedImage,
     file_digest,
@@ -540,11 +540,11 @@ def test_save_interrupted_removes_temp(tmp_path, monkeypatch):
 
 
 def test_save_validates_arrays(tmp_path):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="rgb must be uint8"):
         save_png(tmp_path / "a.png", gradient().astype(np.float32))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="alpha must be uint8"):
         save_png(tmp_path / "a.png", gradient(), np.zeros((2, 2), np.uint8))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="PNG text keys must be 1-79 characters"):
         save_png(tmp_path / "a.png", gradient(), text={"": "x"})
     assert list(tmp_path.iterdir()) == []
 
@@ -562,7 +562,7 @@ def test_file_digest(tmp_path):
     data = os.urandom(3 << 20)
     path.write_bytes(data)
     assert file_digest(path) == hashlib.sha256(data).hexdigest()
-    with pytest.raises(Exception) as error:
+    with pytest.raises(MageError) as error:
         file_digest(tmp_path / "missing")
     assert "missing" in one_line(error)
 

@@ -116,7 +116,7 @@ def test_pixel_mask_from_tokens():
     assert wide.shape == (2, 8)
     assert wide[:, :4].all()
     assert not wide[:, 4:].any()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="size must be at least 1x1"):
         pixel_mask_from_tokens(tokens, (0, 256))
 
 
@@ -249,13 +249,13 @@ def test_composite_rgba_and_large_chunked():
 
 def test_composite_validation():
     img = np.zeros((4, 4, 3), np.uint8)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="images must be uint8"):
         composite(img, img.astype(np.float32), np.zeros((4, 4)))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="alpha shape"):
         composite(img, img, np.zeros((4, 5)))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="of equal shape"):
         composite(img[..., :2], img[..., :2], np.zeros((4, 4)))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="alpha contains NaN"):
         composite(img, img, np.full((4, 4), np.nan))
 
 

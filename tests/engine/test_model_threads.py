@@ -1,6 +1,7 @@
 """One bundle shared by parallel jobs (the editor runs several at once): the same results as
 one after another, sessions opened once, one move to the CPU when CUDA fails in several."""
 
+import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -83,10 +84,8 @@ class _FailingCuda:
         return self.real.get_outputs()
 
     def run(self, names, feeds):
-        try:
+        with contextlib.suppress(threading.BrokenBarrierError):
             self.failed.wait(10)  # all jobs fail together
-        except threading.BrokenBarrierError:
-            pass
         raise RuntimeError("CUDA failure 2: out of memory")
 
 

@@ -67,7 +67,7 @@ def test_rcc_reader_roundtrip():
 
 
 def test_rcc_reader_rejects_other_files():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a Qt rcc file"):
         list(fetch.iter_rcc(b"PK\3\4" + b"\0" * 40))
 
 

@@ -228,10 +228,10 @@ def test_compressed_storage(tmp_path):
 
 
 def test_duplicate_member(tmp_path):
-    with pytest.warns(UserWarning):  # zipfile warns; a hostile writer does not care
-        path = _good(tmp_path / "d.pth")
-        with zipfile.ZipFile(path, "a") as z:
-            z.writestr("archive/data/0", np.zeros(12, "<f4").tobytes())
+    path = _good(tmp_path / "d.pth")
+    # zipfile warns; a hostile writer does not care
+    with zipfile.ZipFile(path, "a") as z, pytest.warns(UserWarning, match="Duplicate name"):
+        z.writestr("archive/data/0", np.zeros(12, "<f4").tobytes())
     _refused(path, "appears twice")
 
 
@@ -314,10 +314,9 @@ def _hostile_corpus(folder: Path) -> dict[str, Path]:
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("archive/data.pkl", b"\0" * (MAX_PICKLE_BYTES + 1))
     files["zip bomb"] = bomb
-    with pytest.warns(UserWarning):
-        dup = _good(folder / "dup.pth")
-        with zipfile.ZipFile(dup, "a") as z:
-            z.writestr("archive/data/0", A.tobytes())
+    dup = _good(folder / "dup.pth")
+    with zipfile.ZipFile(dup, "a") as z, pytest.warns(UserWarning, match="Duplicate name"):
+        z.writestr("archive/data/0", A.tobytes())
     files["duplicate member"] = dup
     (folder / "link.pth").symlink_to(_good(folder / "target.pth"))
     files["symlink"] = folder / "link.pth"

@@ -59,7 +59,7 @@ def test_presets_and_exactness_flags():
     assert not FAST.exact
     assert FAST.name == "fast"
     assert Speed(int8=True).name == "custom"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown speed preset 'warp'"):
         Speed.preset("warp")
 
 

@@ -55,10 +55,8 @@ def test_the_fill_keeps_the_photos_grain_and_colour():
 @pytest.mark.parametrize("pattern", ["stripes", "checker"])
 def test_a_periodic_texture_continues_its_period_into_the_hole(pattern):
     y, x = np.mgrid[0:80, 0:80]
-    if pattern == "stripes":
-        on = (x // 4) % 2 == 0  # period 8 px
-    else:
-        on = ((x // 5) + (y // 5)) % 2 == 0  # period 10 px both ways
+    # stripes: period 8 px; checker: period 10 px both ways
+    on = (x // 4) % 2 == 0 if pattern == "stripes" else ((x // 5) + (y // 5)) % 2 == 0
     rgb = np.where(on[..., None], [200, 180, 40], [30, 60, 150]).astype(np.uint8)
     hole = np.zeros((80, 80), bool)
     hole[28:52, 26:54] = True

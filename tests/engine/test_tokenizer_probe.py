@@ -71,7 +71,7 @@ def test_a_decoder_that_does_not_take_int64_tokens_alone_is_refused(
     tiny_bundle_path, tmp_path, model, said
 ):
     path = _with_decoder(tiny_bundle_path, tmp_path, model)
-    with pytest.raises(BundleError, match="tokenizer_decoder.onnx takes") as refused:
+    with pytest.raises(BundleError, match=r"tokenizer_decoder\.onnx takes") as refused:
         Bundle(path, device="cpu")
     message = str(refused.value)
     assert said in message

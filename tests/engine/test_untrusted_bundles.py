@@ -287,7 +287,7 @@ def test_failed_writes_leave_no_temp_files(tmp_path, monkeypatch, tiny_bundle_pa
     before = sorted(os.listdir(own))
     (own / "manifest.json").chmod(0o640)
     monkeypatch.setattr(manifest_mod.Manifest, "to_json", lambda self: fail())
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="No space left"):
         write_manifest(own, read_manifest(own))
     assert sorted(os.listdir(own)) == before
     monkeypatch.undo()
