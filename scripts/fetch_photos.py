@@ -92,6 +92,7 @@ import tempfile
 import time
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -444,7 +445,7 @@ def collect_gcompris(root: Path, pkg: str, ver: str):
             )
 
 
-def _files(root: Path, rel: str, skip: list[str] = ()):
+def _files(root: Path, rel: str, skip: Sequence[str] = ()):
     """Regular image files in a folder, sorted, minus the skip globs."""
     for f in sorted((root / rel).iterdir()):
         if (
@@ -596,7 +597,7 @@ DEBIAN_COLLECTORS = {
 def decode(data: bytes, may_be_drawing: bool = False) -> tuple[Image.Image | None, str]:
     """Decode to an upright RGB image, or (None, reason it is not a photo)."""
     try:
-        im = Image.open(io.BytesIO(data))
+        im: Image.Image = Image.open(io.BytesIO(data))
         im.load()
     except Exception as exc:  # corrupt/unsupported: skip, say why
         return None, f"undecodable ({exc.__class__.__name__})"
@@ -625,11 +626,11 @@ def _is_grey(im: Image.Image) -> bool:
 def _flat_fraction(im: Image.Image) -> float:
     # Camera noise (and JPEG) make exactly equal neighbours rare in photos;
     # drawings are mostly flat fills. NEAREST keeps exact equality intact.
-    a = np.asarray(_small(im, 1024, Image.NEAREST), dtype=np.int16)
+    a = np.asarray(_small(im, 1024, Image.Resampling.NEAREST), dtype=np.int16)
     return float((np.abs(np.diff(a, axis=1)).sum(axis=2) == 0).mean())
 
 
-def _small(im: Image.Image, long_side: int, resample=Image.BILINEAR) -> Image.Image:
+def _small(im: Image.Image, long_side: int, resample=Image.Resampling.BILINEAR) -> Image.Image:
     scale = long_side / max(im.size)
     if scale >= 1:
         return im
@@ -638,7 +639,7 @@ def _small(im: Image.Image, long_side: int, resample=Image.BILINEAR) -> Image.Im
 
 def dhash(im: Image.Image) -> int:
     """64-bit difference hash: survives resizing and re-encoding."""
-    a = np.asarray(im.convert("L").resize((9, 8), Image.LANCZOS), dtype=np.int16)
+    a = np.asarray(im.convert("L").resize((9, 8), Image.Resampling.LANCZOS), dtype=np.int16)
     bits = (a[:, 1:] > a[:, :-1]).flatten()
     return int("".join("1" if b else "0" for b in bits), 2)
 
@@ -648,7 +649,7 @@ def cap_short_side(im: Image.Image, limit: int = MAX_SHORT_SIDE) -> Image.Image:
     if scale >= 1:
         return im
     size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
-    return im.resize(size, Image.LANCZOS)
+    return im.resize(size, Image.Resampling.LANCZOS)
 
 
 def slug(text: str) -> str:

@@ -60,7 +60,8 @@ def run(*args: str) -> str:
 def score(lines: str, val: Path) -> tuple[int, int, int, Counter, Counter]:
     """(top-1 right, top-5 right, total, right per class, total per class)."""
     top1 = top5 = total = 0
-    right, count = Counter(), Counter()
+    right: Counter[str] = Counter()
+    count: Counter[str] = Counter()
     for line in lines.splitlines():
         row = json.loads(line)
         truth = Path(row["image"]).absolute().relative_to(val.absolute()).parts[0]

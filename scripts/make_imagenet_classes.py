@@ -24,6 +24,7 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "assets" / "imagenet_classes.json"
@@ -66,11 +67,11 @@ def build(wheel: Path) -> dict:
         lemma_lines = z.read(LEMMAS_FILE).decode("utf-8").splitlines()
     lemmas = {}
     for line in lemma_lines:
-        wnid, _, words = line.partition("\t")
-        lemmas[wnid] = [w.strip() for w in words.split(",") if w.strip()]
+        wnid, _, listed = line.partition("\t")
+        lemmas[wnid] = [w.strip() for w in listed.split(",") if w.strip()]
     if len(synsets) != 1000 or synsets != sorted(synsets) or len(set(synsets)) != 1000:
         raise SystemExit(f"{SYNSETS_FILE}: expected 1000 distinct synset ids in sorted order")
-    classes = []
+    classes: list[dict[str, Any]] = []  # JSON rows
     for index, wnid in enumerate(synsets):
         words = lemmas.get(wnid)
         if not words:

@@ -46,8 +46,8 @@ def main() -> int:
     ap.add_argument("--window", type=Path, help="also save the editor window here")
     args = ap.parse_args()
     rgb = np.asarray(Image.open(args.data / PHOTO).convert("RGB"))
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
         Image.fromarray(rgb).save(tmp / "bison.png")
         Image.fromarray(object_mask(rgb)).save(tmp / "mask.png")
         opened = [sys.executable, str(REPO / "main.py"), "--device", "cpu"]

@@ -75,7 +75,7 @@ def resize_short_side(im: Image.Image, short: int) -> Image.Image:
     if scale >= 1:  # never upscale: it adds no information
         return im
     size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
-    return im.resize(size, Image.LANCZOS)
+    return im.resize(size, Image.Resampling.LANCZOS)
 
 
 def encode(path: Path, short: int) -> bytes:
