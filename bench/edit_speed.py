@@ -266,7 +266,8 @@ class Worker:
             env=env,
             cwd=REPO,
         )
-        assert self.proc.stdin is not None and self.proc.stdout is not None  # piped above
+        assert self.proc.stdin is not None  # piped above
+        assert self.proc.stdout is not None
         self._to, self._from = self.proc.stdin, self.proc.stdout
         self._read()
 

@@ -181,8 +181,8 @@ def box_mask(size: int, frac: float, rng: np.random.Generator) -> np.ndarray:
     log-uniform in [1/2, 2], placed uniformly inside the image."""
     area = frac * size * size
     aspect = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
-    w = int(round(min(size, max(1.0, np.sqrt(area * aspect)))))
-    h = int(round(min(size, max(1.0, area / w))))
+    w = round(min(size, max(1.0, np.sqrt(area * aspect))))
+    h = round(min(size, max(1.0, area / w)))
     x0 = int(rng.integers(0, size - w + 1))
     y0 = int(rng.integers(0, size - h + 1))
     m = np.zeros((size, size), bool)
@@ -205,7 +205,7 @@ def blob_mask(size: int, frac: float, rng: np.random.Generator, harmonics: int =
     shape = 1.0 + sum(amp[k] * np.cos((k + 1) * theta + phase[k]) for k in range(harmonics))
     shape = np.maximum(shape, 0.25)
     ratio = rho / shape  # the blob is {ratio < R}; pick R for the wanted pixel count
-    want = int(round(frac * size * size))
+    want = round(frac * size * size)
     r = np.sort(ratio.ravel())[max(want - 1, 0)]
     return ratio <= r
 
@@ -219,7 +219,7 @@ def make_mask(kind: str, size: int, frac: float, rng: np.random.Generator) -> np
 
 
 def mask_seed(seed: int, image_index: int, kind: str, frac: float, size: int) -> list[int]:
-    return [seed, image_index, MASK_KINDS.index(kind), int(round(frac * 1000)), size]
+    return [seed, image_index, MASK_KINDS.index(kind), round(frac * 1000), size]
 
 
 # -- baselines ----------------------------------------------------------------------------------

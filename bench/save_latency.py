@@ -11,6 +11,7 @@ two timer ticks is how long the window could not answer a key or repaint.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import tempfile
@@ -44,7 +45,7 @@ def measure(save) -> tuple[float, float, int]:
     end = time.perf_counter()
     timer.stop()
     points = [start, *stamps, end]
-    gap = max(b - a for a, b in zip(points, points[1:], strict=False))
+    gap = max(b - a for a, b in itertools.pairwise(points))
     return end - start, 1000 * gap, len(stamps)
 
 

@@ -42,7 +42,7 @@ def photo(size: int) -> np.ndarray:
 
 
 def box(size: int, frac: float) -> np.ndarray:
-    side = int(round(size * frac**0.5))
+    side = round(size * frac**0.5)
     mask = np.zeros((size, size), bool)
     start = (size - side) // 2
     mask[start : start + side, start : start + side] = True

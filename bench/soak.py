@@ -18,10 +18,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.runtime.bundle import Bundle  # noqa: E402
-from engine.runtime.locations import default_bundle_path  # noqa: E402
-from engine.runtime.runs import edit_image  # noqa: E402
-from engine.runtime.settings import Settings  # noqa: E402
+from engine.runtime.bundle import Bundle
+from engine.runtime.locations import default_bundle_path
+from engine.runtime.runs import edit_image
+from engine.runtime.settings import Settings
 
 
 def rss_mb() -> float:

@@ -16,6 +16,7 @@ by both install and `--uninstall-desktop`, which removes only the app's files.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import stat
@@ -154,10 +155,8 @@ def _write_new(dest: Path, data: bytes) -> None:
             os.fsync(stream.fileno())
         os.replace(tmp, dest)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
 
 

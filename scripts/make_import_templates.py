@@ -31,17 +31,17 @@ from onnx import numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.importing.templates import TEMPLATES_DIR  # noqa: E402
-from engine.modeling.config import MAGE_VIT_BASE, MAGE_VIT_LARGE, VQGAN_OFFICIAL  # noqa: E402
-from engine.modeling.export import OPSET, export_tokenizer_onnx  # noqa: E402
-from engine.modeling.mage import MAGE, FeaturesExport, TransformerExport  # noqa: E402
-from engine.modeling.maskgit import (  # noqa: E402
+from engine.importing.templates import TEMPLATES_DIR
+from engine.modeling.config import MAGE_VIT_BASE, MAGE_VIT_LARGE, VQGAN_OFFICIAL
+from engine.modeling.export import OPSET, export_tokenizer_onnx
+from engine.modeling.mage import MAGE, FeaturesExport, TransformerExport
+from engine.modeling.maskgit import (
     MaskGitConfig,
     MaskGitExport,
     MaskGitFeatures,
     MaskGitTransformer,
 )
-from engine.modeling.vqgan import VQGAN  # noqa: E402
+from engine.modeling.vqgan import VQGAN
 
 SMALL = 4  # a float constant that is no weight must be this small (an eps, a scale)
 
