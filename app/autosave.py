@@ -11,6 +11,7 @@ file is only ever read (for its hash, or to reload a very large one it reference
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -147,7 +148,7 @@ class Autosaver(QObject):
         session is set aside, not deleted)."""
         assert self.store is not None  # a session to restore is one pending() offered
         try:
-            doc, meta = self.store.load()
+            doc, _meta = self.store.load()
         except RestoreError as error:
             self.set_aside("unrestorable")
             return f"Could not restore the last session: {error}"
@@ -266,10 +267,8 @@ class Autosaver(QObject):
                 e.options_changed,
                 e.saved,
             ):
-                try:
+                with contextlib.suppress(RuntimeError, TypeError):
                     signal.disconnect(self.schedule)
-                except (RuntimeError, TypeError):
-                    pass
             if not clean:
                 doc = self.editor.document
                 self._claimed_writer.submit(None if doc is None else snapshot(doc))

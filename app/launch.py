@@ -20,6 +20,7 @@ scripted runs never cost a user their session.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -252,10 +253,8 @@ def _install_excepthook(editor: Editor) -> None:
             "unexpected error:\n%s", "".join(traceback.format_exception(kind, value, tb))
         )
         text = str(value).strip().splitlines()[0] if str(value).strip() else kind.__name__
-        try:
+        with contextlib.suppress(RuntimeError):  # the editor is already gone
             editor.report_error(f"Unexpected error: {text[:200]} (details in the log)")
-        except RuntimeError:
-            pass  # the editor is already gone
 
     sys.excepthook = hook
 

@@ -10,6 +10,7 @@ runs locally on the loaded model.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, replace
 
@@ -256,7 +257,9 @@ class DemoMode(QWidget):
 
     def _show_result(self) -> None:
         run, rgb, mask = self.run, self._rgb, self._mask
-        assert run is not None and rgb is not None and mask is not None  # after its steps
+        assert run is not None  # after its steps
+        assert rgb is not None
+        assert mask is not None
         self.results += 1
         self.left = tint_mask(rgb, mask)
         self.right = run.steps[-1]
@@ -416,10 +419,8 @@ def start_demo(window, timing: DemoTiming | None = None, full_screen: bool = Tru
     """View > Demo mode: full screen over the window, on the window's model."""
     old = getattr(window, "demo_mode", None)
     if old is not None:
-        try:
+        with contextlib.suppress(RuntimeError):  # already deleted
             old.leave()
-        except RuntimeError:
-            pass  # already deleted
     demo = DemoMode(window.editor.models, load_samples(), timing or TIMING, window.editor.options)
     window.demo_mode = demo
     demo.finished.connect(lambda: setattr(window, "demo_mode", None))

@@ -8,6 +8,7 @@ Tab / Shift+Tab move focus through the window's controls in reading order.
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEvent, QObject, Qt
@@ -121,6 +122,6 @@ def set_tab_order(window) -> list[QWidget]:
     if panel is not None:
         chain += panel.focus_chain()
     chain.append(window.brush_spin)
-    for first, second in zip(chain, chain[1:], strict=False):
+    for first, second in itertools.pairwise(chain):
         QWidget.setTabOrder(first, second)
     return chain

@@ -580,8 +580,11 @@ def _writable_folder(folder: Path) -> Path:
     """`folder` when a save there can succeed; the shipped samples' folder (read-only in an
     installed app) and unwritable folders give way to the user's pictures or home folder."""
     samples = assets_dir().resolve()
-    if str(folder) not in ("", ".") and os.access(folder, os.W_OK):
-        if not folder.resolve().is_relative_to(samples):
-            return folder
+    if (
+        str(folder) not in ("", ".")
+        and os.access(folder, os.W_OK)
+        and not folder.resolve().is_relative_to(samples)
+    ):
+        return folder
     pictures = Path.home() / "Pictures"
     return pictures if pictures.is_dir() else Path.home()

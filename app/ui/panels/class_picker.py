@@ -8,6 +8,7 @@ too, the latest text winning: typing never waits for a search."""
 
 from __future__ import annotations
 
+import contextlib
 import html
 import threading
 
@@ -70,10 +71,8 @@ class ClassSearcher(QObject):
         self._cond.notify_all()
 
     def _loop(self) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # the picker was deleted while this thread worked
             self._serve()
-        except RuntimeError:  # the picker was deleted while this thread worked for it
-            pass
 
     def _serve(self) -> None:
         while True:
@@ -96,7 +95,8 @@ class ClassSearcher(QObject):
                     self._index = built
                 self.indexed.emit(generation)
                 continue
-            assert request is not None and index is not None  # the wait ends only with both
+            assert request is not None  # the wait ends only with both
+            assert index is not None
             generation, kind, text = request
             result: ClassMatch | list[ClassMatch] | MageError
             try:
