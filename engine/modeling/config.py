@@ -7,6 +7,7 @@ The same modules serve both. The official variants keep every quirk of the relea
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class OwnModelConfig:
     num_classes: int = 0  # 0 = unconditional (still one null slot)
 
     def mage(self, **overrides) -> MageConfig:
-        base = dict(
+        base: dict[str, Any] = dict(
             grid=self.vqgan.grid,
             codebook_size=self.vqgan.codebook_size,
             num_class_slots=self.num_classes + 1,

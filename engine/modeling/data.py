@@ -55,7 +55,7 @@ class Dataset:
     source: str
 
     def summary(self) -> dict:
-        counts = {}
+        counts: dict[str, dict[str, int] | int] = {}
         for name, labels in (("train", self.train.labels), ("val", self.val.labels)):
             if self.class_names:
                 counts[name] = {c: int((labels == i).sum()) for i, c in enumerate(self.class_names)}
@@ -82,6 +82,7 @@ def load_data(path: str | Path, image_size: int) -> Dataset:
     if not path.exists():
         raise FileNotFoundError(f"training data not found: {path}")
     max_short = 2 * image_size
+    val_names: set[str] | None
     if path.is_file():
         records, class_names, val_names = _read_pack(path)
     else:
@@ -204,7 +205,7 @@ def batch_indices(seed: int, step: int, batch: int, n: int) -> torch.Tensor:
     """Image indices of the global batch of `step`: consecutive slices of per-epoch shuffles,
     so every image is seen once per epoch, and resuming at any step gives the same stream."""
     start = step * batch
-    out = []
+    out: list[int] = []
     while len(out) < batch:
         epoch, offset = divmod(start + len(out), n)
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch))

@@ -83,7 +83,8 @@ def _config(inits: dict[str, np.ndarray], image_size: int) -> VqganConfig:
         return inits[PREFIX + key].shape
 
     ch = shape("encoder.conv_in.weight")[0]
-    widths, blocks = [], 0
+    widths: list[int] = []
+    blocks = 0
     while PREFIX + f"encoder.down.{len(widths)}.block.0.conv1.weight" in inits:
         widths.append(shape(f"encoder.down.{len(widths)}.block.0.conv1.weight")[0])
     while PREFIX + f"encoder.down.0.block.{blocks}.conv1.weight" in inits:
@@ -155,10 +156,10 @@ def read_tokenizer_state(bundle_dir: str | Path) -> tuple[VqganConfig, dict[str,
         raise BundleWeightsError(
             f"the bundle lacks {len(missing)} tokenizer weights, e.g. {missing[0]}"
         )
-    for key, value in state.items():
-        if tuple(value.shape) != tuple(expected[key].shape):
+    for key, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[key].shape):
             raise BundleWeightsError(
-                f"{key}: shape {tuple(value.shape)} in the bundle, "
+                f"{key}: shape {tuple(tensor.shape)} in the bundle, "
                 f"{tuple(expected[key].shape)} expected"
             )
     return cfg, state

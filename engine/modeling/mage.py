@@ -67,6 +67,8 @@ class Block(nn.Module):
 class BertEmbeddings(nn.Module):
     """Word + learned position embedding, LayerNorm, dropout (names kept from the JAX port)."""
 
+    position_ids: torch.Tensor  # a buffer
+
     def __init__(self, vocab_size: int, dim: int, max_positions: int, dropout: float):
         super().__init__()
         self.word_embeddings = nn.Embedding(vocab_size, dim)

@@ -22,6 +22,7 @@ from engine.importing.maskgit_names import (
     PATCH,
     TOKENIZER,
     TRANSFORMER,
+    TransformerShape,
     _swapped,
     _tokenizer_path,
     transformer_spec,
@@ -147,7 +148,8 @@ def read_transformer(path: str | Path, codebook_size: int) -> MaskGitTransformer
     its vocabulary is `codebook_size` codes + 1000 classes + the mask."""
     path = Path(path)
     base = MaskGitConfig()
-    flax = read_flax_checkpoint(path, transformer_spec(base), TRANSFORMER, _swapped(TRANSFORMER))
+    shape = TransformerShape(base.hidden, base.layers, base.heads, base.mlp)
+    flax = read_flax_checkpoint(path, transformer_spec(shape), TRANSFORMER, _swapped(TRANSFORMER))
     vocab = flax["params/Embed_0/word_embeddings/embedding"].shape[0]
     bias = flax["params/MlmLayer_0/mlm_bias/bias"].shape[0]
     if bias != vocab:

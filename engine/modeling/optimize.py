@@ -112,8 +112,8 @@ def _drop_dead_nodes(graph: onnx.GraphProto) -> None:
             break
         for n in dead:
             graph.node.remove(n)
-    used = {i for n in graph.node for i in n.input}
-    for init in [i for i in graph.initializer if i.name not in used]:
+    read = {i for n in graph.node for i in n.input}
+    for init in [i for i in graph.initializer if i.name not in read]:
         graph.initializer.remove(init)
 
 

@@ -11,6 +11,8 @@ Parameter names follow the official state_dict so import is an identity map.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -49,8 +51,15 @@ class Level(nn.Module):
             ResnetBlock(in_ch if i == 0 else out_ch, out_ch) for i in range(num_blocks)
         )
         if upsample:
-            self.upsample = nn.Module()
-            self.upsample.conv = nn.Conv2d(out_ch, out_ch, 3, padding=1)
+            self.upsample = Upsample(out_ch)
+
+
+class Upsample(nn.Module):
+    """The conv after nearest-neighbour doubling (run by the Decoder: `upsample.conv`)."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.conv = nn.Conv2d(ch, ch, 3, padding=1)
 
 
 class Mid(nn.Module):
@@ -79,7 +88,7 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B,3,H,W) in [0,1] -> (B,z,h,w)
         h = self.conv_in(x)
         for i, level in enumerate(self.down):
-            for block in level.block:
+            for block in cast(Level, level).block:
                 h = block(h)
             if i < len(self.down) - 1:
                 h = F.avg_pool2d(h, 2)
@@ -104,11 +113,12 @@ class Decoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:  # (B,z,h,w) -> (B,3,H,W), unclamped
         h = self.mid(self.conv_in(z))
-        for level in reversed(range(len(self.up))):
-            for block in self.up[level].block:
+        for index in reversed(range(len(self.up))):
+            level = cast(Level, self.up[index])
+            for block in level.block:
                 h = block(h)
-            if level > 0:
-                h = self.up[level].upsample.conv(F.interpolate(h, scale_factor=2.0, mode="nearest"))
+            if index > 0:
+                h = level.upsample.conv(F.interpolate(h, scale_factor=2.0, mode="nearest"))
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
