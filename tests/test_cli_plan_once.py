@@ -56,8 +56,8 @@ def test_one_cli_edit_validates_and_resolves_once(tiny_bundle_path, tmp_path, mo
     assert calls["check_inputs"] == 1
     assert calls["plan_key"] == 1
     assert calls["EditPlan.check"] == 1
-    # once for the plan (and its run), once for the PNG's settings text
-    assert calls["Settings.resolved"] == 2
+    # once, for the plan: its run and the PNG's settings text take the plan's resolution
+    assert calls["Settings.resolved"] == 1
 
 
 def test_a_plan_made_elsewhere_is_still_checked_by_its_run(tiny_bundle, monkeypatch):
@@ -93,3 +93,27 @@ def test_the_decode_makes_the_steps_its_part_was_planned_with(tiny_bundle):
     decoding = [s for s in steps if s.phase == "decode"]
     assert len(decoding) == 3
     assert decoding[-1].total == 3
+
+
+def test_a_run_with_other_seeds_takes_the_plans_resolution(tiny_bundle, monkeypatch):
+    """The editor plans with seed 0 and runs with the seeds it picks: the run resolves
+    nothing again, and decodes with its own seeds."""
+    rgb = _photo()
+    mask = np.zeros((64, 64), bool)
+    mask[20:36, 20:36] = True
+    plan = plan_module.plan_edit(tiny_bundle.manifest, mask, Settings(seeds=(0,)))
+    assert plan is not None
+    calls: Counter = Counter()
+    _spy(monkeypatch, calls)
+    seeds = Settings(seeds=(5, 6))
+    result = run_to_end(run(tiny_bundle, Edit(rgb, plan), seeds, preview_interval=float("inf")))
+    assert calls["Settings.resolved"] == 0
+    assert result.seeds == (5, 6)
+    # the same as planning with those seeds: the seeds, not the plan's, drew the tokens
+    again = plan_or_raise(tiny_bundle.manifest, rgb, mask, seeds)
+    fresh = run_to_end(run(tiny_bundle, Edit(rgb, again), seeds, preview_interval=float("inf")))
+    assert np.array_equal(result.tokens, fresh.tokens)
+    # another option than the seeds is resolved for the run
+    other = Settings(seeds=(5, 6), temperature=0.5)
+    run_to_end(run(tiny_bundle, Edit(rgb, plan), other, preview_interval=float("inf")))
+    assert calls["Settings.resolved"] == 2  # the run's own, and the second plan's above

@@ -163,7 +163,7 @@ def cmd_edit(args) -> int:
     label = "edit" if parts <= 1 else f"edit {parts} parts"
     steps = 1 if settings.texture == "classic" else plan.run_steps  # classic: no model steps
     result = _run_with_progress(bundle, Edit(image.rgb, plan), settings, label, steps)
-    text = settings.describe(bundle.manifest)
+    text = (plan.resolved or settings).describe(bundle.manifest)  # the plan resolved them
     text.update({"mage:mode": "edit", "mage:source": args.image.name})
     _save_all(result.images, result.seeds, paths, image.alpha, text)
     return 0
@@ -176,11 +176,11 @@ def cmd_generate(args) -> int:
     paths = check_outputs(args.output, settings.seeds, [], args.overwrite)
     bundle = open_bundle(args)
     settings = resolve_class(settings, bundle.manifest)
-    steps = settings.resolved(bundle.manifest).steps
+    resolved = settings.resolved(bundle.manifest)
     result = _run_with_progress(
-        bundle, Generate(), settings, f"generate {len(settings.seeds)}", steps
+        bundle, Generate(), settings, f"generate {len(settings.seeds)}", resolved.steps
     )
-    text = settings.describe(bundle.manifest)
+    text = resolved.describe(bundle.manifest)
     text["mage:mode"] = "generate"
     _save_all(result.images, result.seeds, paths, None, text)
     return 0
@@ -202,9 +202,10 @@ def cmd_extend(args) -> int:
     seeds = len(settings.seeds)
     label = f"extend {args.side}" + (f" {seeds}" if seeds > 1 else "")
     request = Extend(image.rgb, args.side, args.tokens, image.alpha)
-    steps = settings.resolved(bundle.manifest).steps * seeds  # the engine's total replaces it
+    resolved = settings.resolved(bundle.manifest)
+    steps = resolved.steps * seeds  # the engine's total replaces it
     result = _run_with_progress(bundle, request, settings, label, steps)
-    text = settings.describe(bundle.manifest)
+    text = resolved.describe(bundle.manifest)
     text.update({"mage:mode": f"extend-{args.side}", "mage:source": args.image.name})
     _save_all(result.images, result.seeds, paths, result.alpha, text)
     return 0

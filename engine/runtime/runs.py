@@ -284,10 +284,18 @@ def _edit(bundle: Model, request: Edit, settings: Settings, previews: _Previews)
         plan = plan_or_raise(bundle.manifest, rgb, plan.mask, settings)  # options changed
     elif not plan.checked:
         plan.check()
-    # the plan resolved these very settings already (steps, temperatures, guidance)
-    same = plan.settings == settings and plan.resolved is not None
-    resolved = plan.resolved if same else settings.resolved(bundle.manifest)
-    assert resolved is not None
+    # The plan resolved these settings already (steps, temperatures, guidance); resolving
+    # does not look at the seeds, so a run with other seeds (the editor plans with seed 0)
+    # takes the plan's resolution with its own seeds.
+    planned, resolved = plan.settings, plan.resolved
+    if (
+        planned is not None
+        and resolved is not None
+        and replace(planned, seeds=settings.seeds) == settings
+    ):
+        resolved = replace(resolved, seeds=settings.seeds)
+    else:
+        resolved = settings.resolved(bundle.manifest)
     if settings.texture == "classic":
         return (yield from _classic(bundle, rgb, plan, settings))
     fills = [prepare_fill(bundle.manifest, rgb, part) for part in plan.parts]
@@ -567,19 +575,12 @@ def _run_fill(
         )
     else:
         squares = decode_images(bundle, last.tokens)
+    # compose_fill, yielding between the texture stage's rounds (closing the run stops it there)
     done = replace(progress.step(last, None), phase="texture")
-    patches = yield from _compose(bundle, fill, squares, settings, done)
+    part, m = fill.part, bundle.manifest
+    composing = composition(m, part, fill.crop, fill.model_pixels, squares, settings, fill.shape)
+    patches = yield from _reporting(composing, done)
     return last, history, patches
-
-
-def _compose(
-    bundle: Model, fill: Fill, squares: np.ndarray, settings: Settings, step: Step
-) -> Generator[Step, None, list[Patch]]:
-    """compose_fill, yielding `step` between the texture stage's rounds (so that closing the
-    run stops it there)."""
-    m = bundle.manifest
-    gen = composition(m, fill.part, fill.crop, fill.model_pixels, squares, settings, fill.shape)
-    return (yield from _reporting(gen, step))
 
 
 def _reporting(gen: Generator[None, None, _T], step: Step) -> Generator[Step, None, _T]:

@@ -67,6 +67,11 @@ class Settings:
         steps = scaled_steps(self.steps, masked, manifest.seq_len, self.speed.min_steps)
         return replace(self, steps=steps)
 
+    @property
+    def is_resolved(self) -> bool:
+        """Nothing left for the bundle's defaults (what `resolved` returns)."""
+        return None not in (self.steps, self.temperature, self.sample_temperature, self.guidance)
+
     def resolved(self, manifest: Manifest) -> Settings:
         d = manifest.decoding
         return replace(
@@ -88,8 +93,8 @@ class Settings:
         )
 
     def describe(self, manifest: Manifest) -> dict[str, str]:
-        """The settings as PNG text-chunk entries."""
-        s = self.resolved(manifest)
+        """The settings as PNG text-chunk entries (resolved here unless they are already)."""
+        s = self if self.is_resolved else self.resolved(manifest)
         return {
             "mage:model": manifest.name,
             "mage:seeds": ",".join(map(str, s.seeds)),
