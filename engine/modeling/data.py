@@ -7,7 +7,7 @@ just as simple and keeps both paths identical.
 
 Determinism: the images, crops and flips of a step are a pure function of (seed, step) for the
 *global* batch. A distributed rank takes its slice of that batch, so N processes see exactly
-the images one process would (see train.py).
+the images one process would (see engine/modeling/training/batches.py).
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ from PIL import Image, ImageDraw
 
 from engine.modeling import data as data_mod
 from engine.modeling import train
+from engine.modeling.training.checkpoints import load_checkpoint
+from engine.modeling.training.tokenizer_task import TokenizerTask
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_TOKENIZER = [
@@ -310,7 +312,7 @@ def test_best_tokenizer_with_the_adversarial_term_is_one_trained_with_it():
         args = SimpleNamespace(adv_start=4)
         return SimpleNamespace(disc=object() if adv else None, args=args, last_step=last_step)
 
-    better = train.TokenizerTask.better
+    better = TokenizerTask.better
     blurry_best = {"val_psnr": 22.0, "step": 4}  # trained steps 0-3: no adversarial term
     sharp = {"val_psnr": 21.5}
     assert better(task(5), sharp, blurry_best)  # lower PSNR, but with the term
@@ -577,7 +579,7 @@ def test_bundle_tokenizer_reads_back_exactly(tiny_bundle_path, tmp_path):
     assert cfg == vqgan.cfg
     for key, value in vqgan.state_dict().items():
         torch.testing.assert_close(state[key], value, atol=0, rtol=0)
-    ckpt = train.load_checkpoint(tiny_bundle_path, "tokenizer")
+    ckpt = load_checkpoint(tiny_bundle_path, "tokenizer")
     assert ckpt["kind"] == "tokenizer"
     assert ckpt["config"] == vqgan.cfg.to_dict()
     # a bundle whose "encoder" is some other network gives one clear error
