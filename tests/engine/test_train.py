@@ -148,7 +148,7 @@ def test_split_and_batches_depend_only_on_seed_and_step(photos):
     b = data_mod.random_params(3, 17, 8, len(ds.train))
     x = data_mod.crops(ds.train, a, 32)
     assert x.shape == (8, 3, 32, 32)
-    assert 0 <= x.min()
+    assert x.min() >= 0
     assert x.max() <= 1
     assert torch.equal(x, data_mod.crops(ds.train, b, 32))
     # one epoch of steps visits every training image exactly once
@@ -401,7 +401,7 @@ def test_export_trained_checkpoints_loads_in_onnxruntime(tokenizer_run, mage_run
     assert tokens.shape == (1, 8, 8)
     image = bundle.decode(tokens)
     assert image.shape == (1, 3, 32, 32)
-    assert 0 <= image.min()
+    assert image.min() >= 0
     assert image.max() <= 1
     seq = tokens.reshape(1, -1).copy()
     seq[:, :32] = m.mask_token_id

@@ -25,9 +25,8 @@ from app.editor import Editor
 from app.preferences import Preferences
 from app.ui.main_window import MainWindow
 from engine.runtime.imageio import file_digest, load_image
-
-from .conftest import photo, run_main
-from .fake_engine import FakeBundle
+from gui.conftest import photo, run_main
+from gui.fake_engine import FakeBundle
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,7 +4,7 @@ import numpy as np
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtTest import QTest
 
-from .conftest import photo
+from gui.conftest import photo
 
 
 def _view_pos(window, x: float, y: float) -> QPoint:
@@ -234,7 +234,7 @@ def test_generate_without_an_image_then_extend_and_undo(window, tiny_bundle, qtb
 
 
 def test_class_mode_is_offered_only_for_class_models(window, tiny_bundle):
-    from .fake_engine import FakeBundle, fake_manifest
+    from gui.fake_engine import FakeBundle, fake_manifest
 
     panel = window.run_panel
     window.editor.models.use(FakeBundle(fake_manifest(class_names=None)))

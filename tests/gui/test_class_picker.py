@@ -16,8 +16,7 @@ from PySide6.QtGui import QFocusEvent
 
 from app.ui.panels.class_picker import ClassPicker
 from engine.runtime.classes import imagenet_classes
-
-from .fake_engine import FakeBundle, fake_manifest
+from gui.fake_engine import FakeBundle, fake_manifest
 
 
 @pytest.fixture

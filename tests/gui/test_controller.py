@@ -6,8 +6,7 @@ import pytest
 from app.controller import JobController
 from app.runs import edit_run, extend_run
 from engine.runtime.settings import Settings
-
-from .fake_engine import FakeBundle
+from gui.fake_engine import FakeBundle
 
 
 @pytest.fixture

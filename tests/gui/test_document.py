@@ -3,8 +3,7 @@ import numpy as np
 from app.core import mask_ops
 from app.core.document import Document, region_between
 from app.core.options import EditOptions
-
-from .conftest import session_copy
+from gui.conftest import session_copy
 
 
 def _doc(h=40, w=60):

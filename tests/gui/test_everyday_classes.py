@@ -12,8 +12,7 @@ from PySide6.QtTest import QTest
 from engine.runtime.classes import find_class
 from engine.runtime.locations import REPO_MODELS
 from engine.runtime.manifest import read_manifest
-
-from .fake_engine import FakeBundle
+from gui.fake_engine import FakeBundle
 
 DEFAULT = Path(REPO_MODELS) / "mage-photos-128"
 

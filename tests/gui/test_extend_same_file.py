@@ -7,8 +7,7 @@ import numpy as np
 from PIL import Image
 
 from engine.cli import main
-
-from .conftest import photo
+from gui.conftest import photo
 
 
 def test_editor_and_cli_extend_write_the_same_file(

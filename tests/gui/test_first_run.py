@@ -16,8 +16,7 @@ from app.samples import ENV_ASSETS, load_samples
 from app.ui import demo as demo_module
 from app.ui.about import about_markdown, app_version
 from app.ui.main_window import MainWindow
-
-from .conftest import photo
+from gui.conftest import photo
 
 H, W = 120, 160
 BOX = (slice(40, 70), slice(60, 100))  # the dark block of conftest.photo
@@ -323,7 +322,7 @@ def test_demo_mode_waits_for_the_model(qtbot, assets, monkeypatch):
     ],
 )
 def test_screenshots_of_about_and_demo_mode(tmp_path, monkeypatch, tiny_bundle_path, extra, title):
-    from .test_screenshot import _run_under_xvfb
+    from gui.test_screenshot import _run_under_xvfb
 
     monkeypatch.setenv(ENV_ASSETS, str(make_assets(tmp_path / "assets", count=1)))
     out = tmp_path / "shot.png"

@@ -22,8 +22,7 @@ from app.preferences import Preferences
 from app.ui.main_window import GEOMETRY_SAVE_MS, MainWindow
 from app.ui.theme import apply_theme
 from engine.runtime.schedule import masked_counts
-
-from .conftest import photo
+from gui.conftest import photo
 
 pytestmark = pytest.mark.timeout(120)
 CTRL, SHIFT = Qt.KeyboardModifier.ControlModifier, Qt.KeyboardModifier.ShiftModifier

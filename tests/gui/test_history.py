@@ -10,9 +10,8 @@ import pytest
 
 from app.core.document import RECORDED, REDONE, REPLACED, UNDONE, Document
 from app.editor import Editor
-
-from .conftest import photo
-from .fake_engine import FakeBundle
+from gui.conftest import photo
+from gui.fake_engine import FakeBundle
 
 
 def _in_step(editor: Editor) -> None:

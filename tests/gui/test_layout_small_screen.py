@@ -9,8 +9,7 @@ from PySide6.QtTest import QTest
 from app.editor import Editor
 from app.preferences import Preferences
 from app.ui.main_window import MINIMUM_SIZE, MainWindow
-
-from .conftest import photo
+from gui.conftest import photo
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -13,8 +13,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from app.editor import Editor
 from app.preferences import Preferences
 from app.ui.main_window import MainWindow
-
-from .conftest import photo
+from gui.conftest import photo
 
 pytestmark = pytest.mark.timeout(120)
 SHIFT = Qt.KeyboardModifier.ShiftModifier

@@ -16,8 +16,7 @@ from PySide6.QtTest import QTest
 from app.ui.recognition_panel import RecognitionPanel
 from engine.runtime.bundle import Bundle
 from engine.runtime.recognition import fit_linear_probe, image_features, store_in_bundle
-
-from .test_recognition_panel import KINDS, pattern
+from gui.test_recognition_panel import KINDS, pattern
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -8,9 +8,8 @@ import pytest
 
 import app.runs as app_runs
 from app.editor import Editor
-
-from .conftest import photo
-from .fake_engine import FakeBundle
+from gui.conftest import photo
+from gui.fake_engine import FakeBundle
 
 
 @pytest.fixture

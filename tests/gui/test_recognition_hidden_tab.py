@@ -4,8 +4,7 @@ model call; bringing the tab forward computes the features of the image on show,
 import numpy as np
 
 import app.recognition as recognition
-
-from .conftest import photo
+from gui.conftest import photo
 
 
 def test_features_wait_for_the_recognition_tab(window, tiny_bundle, qtbot, monkeypatch):

@@ -10,8 +10,7 @@ from app.editor import Editor
 from app.preferences import Preferences
 from app.runs import THUMB_SIZE, edited_thumbnail
 from app.ui.main_window import MainWindow
-
-from .conftest import photo
+from gui.conftest import photo
 
 pytestmark = pytest.mark.timeout(120)
 

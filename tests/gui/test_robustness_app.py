@@ -19,10 +19,9 @@ from app import launch
 from conftest import REPO
 from corpus import damaged_bundle, make_corpus
 from engine.runtime.imageio import file_digest
-
-from .conftest import photo, run_main, session_copy
-from .fake_engine import FakeBundle
-from .test_autosave import assert_same_document
+from gui.conftest import photo, run_main, session_copy
+from gui.fake_engine import FakeBundle
+from gui.test_autosave import assert_same_document
 
 
 @pytest.fixture(autouse=True)

@@ -6,8 +6,7 @@ import numpy as np
 from app.runs import edit_run, extend_run, generate_run, reroll_run, step_image
 from engine.runtime.runs import Step
 from engine.runtime.settings import Settings
-
-from .fake_engine import FakeBundle
+from gui.fake_engine import FakeBundle
 
 
 def _image_and_mask(h=90, w=120):

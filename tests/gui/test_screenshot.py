@@ -15,8 +15,7 @@ import pytest
 from PIL import Image
 
 from app.launch import SCREENSHOT_SIZE
-
-from .conftest import photo
+from gui.conftest import photo
 
 REPO = Path(__file__).resolve().parents[2]
 MAGENTA = (255, 0, 255)

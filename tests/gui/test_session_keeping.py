@@ -20,8 +20,7 @@ from app.editor import Editor
 from app.preferences import Preferences
 from app.ui.main_window import MainWindow
 from engine.runtime.imageio import load_image
-
-from .conftest import photo, run_main
+from gui.conftest import photo, run_main
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
-from .conftest import photo
+from gui.conftest import photo
 
 
 def _choose(qtbot, combo, title):

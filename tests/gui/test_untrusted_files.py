@@ -105,8 +105,7 @@ def test_bidi_controls_are_shown_as_codes_and_card_links_open_nothing(qtbot, tmp
 def _crashed_session(root):
     from app.autosave import Autosaver
     from app.editor import Editor
-
-    from .conftest import photo
+    from gui.conftest import photo
 
     editor = Editor()
     saver = Autosaver(editor, root=root, delay_ms=20)
