@@ -21,7 +21,6 @@ from engine.runtime.runs import (
     Edit,
     Extend,
     Generate,
-    Request,
     Reroll,
     RunResult,
     Step,
@@ -34,19 +33,6 @@ from engine.runtime.settings import Settings
 THUMB_SIZE = 160
 
 EditGen = Generator[Step, None, RunResult]
-
-
-def run_request(
-    bundle,
-    request: Request,
-    settings: Settings,
-    preview_interval: float = 0.25,
-    clock: Callable[[], float] = time.monotonic,
-) -> EditGen:
-    """The engine run of `request`, with previews at most every `preview_interval` s."""
-    return (
-        yield from run(bundle, request, settings, preview_interval=preview_interval, clock=clock)
-    )
 
 
 def edit_run(
@@ -66,7 +52,10 @@ def edit_run(
         plan, mask = mask, mask.mask
     if plan is None or plan.mask.shape != mask.shape:
         plan = plan_or_raise(bundle.manifest, rgb, mask, settings)
-    return (yield from run_request(bundle, Edit(rgb, plan), settings, preview_interval, clock))
+    request = Edit(rgb, plan)
+    return (
+        yield from run(bundle, request, settings, preview_interval=preview_interval, clock=clock)
+    )
 
 
 def reroll_run(
@@ -80,8 +69,12 @@ def reroll_run(
 ) -> EditGen:
     """Re-mask the `count` least confident tokens of one candidate and decode them again."""
     return (
-        yield from run_request(
-            bundle, Reroll(previous, candidate, count), settings, preview_interval, clock
+        yield from run(
+            bundle,
+            Reroll(previous, candidate, count),
+            settings,
+            preview_interval=preview_interval,
+            clock=clock,
         )
     )
 
@@ -93,7 +86,9 @@ def generate_run(
     clock: Callable[[], float] = time.monotonic,
 ) -> EditGen:
     """Whole new images, of a class when settings.class_name is set."""
-    return (yield from run_request(bundle, Generate(), settings, preview_interval, clock))
+    return (
+        yield from run(bundle, Generate(), settings, preview_interval=preview_interval, clock=clock)
+    )
 
 
 def extend_run(
@@ -109,7 +104,7 @@ def extend_run(
     the grown `alpha` when the image has one."""
     settings = replace(settings, seeds=settings.seeds[:1])
     request = Extend(rgb, side, cells, alpha)
-    return (yield from run_request(bundle, request, settings, 0.25, clock))
+    return (yield from run(bundle, request, settings, clock=clock))
 
 
 def thumbnail(rgb: np.ndarray, size: int = THUMB_SIZE) -> np.ndarray:
