@@ -63,7 +63,9 @@ class Preferences:
         value = self._s.value("files/recent", [])
         if isinstance(value, str):
             value = [value]
-        return [str(v) for v in (value or [])]
+        if not isinstance(value, list):  # none stored yet
+            return []
+        return [str(v) for v in value]
 
     def add_recent(self, path: str) -> list[str]:
         files = [path] + [p for p in self.recent_files() if p != path]

@@ -119,7 +119,7 @@ def torch_worker(args) -> None:
             t2 = time.perf_counter()
             px = to_u8(vq.decode(torch.from_numpy(last.tokens.reshape(1, g, g))))
             if task == "edit":
-                feather_in(manifest, part, fill.crop, px[0], None)
+                feather_in(part, fill.crop, px[0], None)
             t3 = time.perf_counter()
         masked = np.flatnonzero(start[0] == manifest.mask_token_id)
         return {
@@ -157,7 +157,7 @@ def ort_worker(args) -> None:
 
     def timed_edit(mask, seed):
         settings = Settings(steps=STEPS, seeds=(seed,), speed=speed)
-        counts = {}
+        counts: dict[str, float] = {}
         orig = {k: getattr(bundle, k) for k in ("encode", "decode", "logits")}
 
         def wrap(name, f):
@@ -188,7 +188,9 @@ def ort_worker(args) -> None:
                 res = runs.run_to_end(
                     runs.run(bundle, runs.Edit(rgb, plan), settings, preview_interval=math.inf)
                 )
-                job = res.fill
+                fill = res.fill
+                assert fill is not None  # an edit fills
+                job = fill
             total = time.perf_counter() - t0
             cpu = time.process_time() - c0
         finally:
@@ -226,6 +228,7 @@ def ort_worker(args) -> None:
         if mask is not None and speed.reuse_tokens:
             exact_tok = bundle.encode(job.model_image[None])[0].reshape(-1)
             known = ~job.token_mask.reshape(-1)
+            assert job.tokens is not None  # encoded by the run
             out["reuse_agreement"] = float((exact_tok[known] == job.tokens[known]).mean())
         return out
 

@@ -216,8 +216,9 @@ def _fetch_photos_module():
     spec = importlib.util.spec_from_file_location(
         "fetch_photos", REPO / "scripts" / "fetch_photos.py"
     )
-    mod = importlib.util.module_from_spec(spec)
+    assert spec is not None
     assert spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
     sys.modules["fetch_photos"] = mod  # its dataclasses look their module up
     spec.loader.exec_module(mod)
     return mod

@@ -22,7 +22,9 @@ class Banner(QFrame):
         self.text = QLabel(
             wordWrap=True, textInteractionFlags=Qt.TextInteractionFlag.TextSelectableByMouse
         )
-        close = QToolButton(icon=qta.icon("mdi6.close"), autoRaise=True, toolTip="Dismiss")
+        close = QToolButton(autoRaise=True)
+        close.setIcon(qta.icon("mdi6.close"))
+        close.setToolTip("Dismiss")
         close.clicked.connect(self.hide)
         row.addWidget(self.icon)
         row.addWidget(self.text, 1)

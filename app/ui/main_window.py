@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEvent, Qt, QTimer, QUrl
 from PySide6.QtGui import QAction, QActionGroup, QDesktopServices, QGuiApplication
@@ -42,6 +43,9 @@ from app.ui.unsaved import keep_discarded, may_replace_document
 from app.ui.welcome import attach_welcome
 from engine.runtime.locations import user_models_dir
 
+if TYPE_CHECKING:  # imported on first use: the dialog is rarely opened
+    from app.ui.official_models_dialog import OfficialModelsDialog
+
 log = logging.getLogger(__name__)
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif);;All files (*)"
 FIRST_SHARE = (0.8, 0.85)  # first launch: this share of the screen's width and height
@@ -76,7 +80,8 @@ class MainWindow(QMainWindow):
         self.run_panel = RunPanel(editor)
         self.results_panel = ResultsPanel(editor, self.inspector)
         self.importer = CheckpointImporter(self)
-        self.models_dialog = None  # Models > Get official models..., made on first use
+        # Models > Get official models..., made on first use
+        self.models_dialog: OfficialModelsDialog | None = None
         self._build_docks()
         self._set_minimum_size()
         self.actions_ = build_actions(self)

@@ -14,7 +14,7 @@ import threading
 
 from PySide6.QtCore import QEvent, QModelIndex, QObject, Qt, Signal
 from PySide6.QtGui import QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import QComboBox, QCompleter, QLineEdit
+from PySide6.QtWidgets import QAbstractItemView, QComboBox, QCompleter, QLineEdit
 
 from engine.runtime.classes import ClassIndex, ClassMatch
 from engine.runtime.errors import MageError
@@ -140,7 +140,8 @@ class ClassPicker(QComboBox):
         super().__init__(parent)
         self.setEditable(True)
         self.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
-        self.setCompleter(None)  # suggestions come from the class search below
+        # suggestions come from the class search below (Qt takes None; the stub wants one)
+        self.setCompleter(None)  # type: ignore[arg-type]
         self.lineEdit().setPlaceholderText("Class: name, synonym or number...")
         self.lineEdit().setClearButtonEnabled(True)
         self.setMaxVisibleItems(15)
@@ -158,7 +159,8 @@ class ClassPicker(QComboBox):
         self.completer_.setCompletionMode(QCompleter.CompletionMode.UnfilteredPopupCompletion)
         self.completer_.setMaxVisibleItems(12)
         self.completer_.setWidget(self.lineEdit())
-        self.completer_.activated[QModelIndex].connect(self._on_suggestion)
+        # the QModelIndex overload; the stub's signals do not list their overloads
+        self.completer_.activated[QModelIndex].connect(self._on_suggestion)  # type: ignore[index]
         self.lineEdit().textEdited.connect(self._suggest)
         self.lineEdit().returnPressed.connect(self._take_typed)
         self.lineEdit().installEventFilter(self)
@@ -203,7 +205,12 @@ class ClassPicker(QComboBox):
         return self.itemText(self.currentIndex()) if self.currentIndex() >= 0 else ""
 
     def popup_shown(self) -> bool:
-        return self.completer_.popup().isVisible()
+        return self._popup().isVisible()
+
+    def _popup(self) -> QAbstractItemView:
+        popup = self.completer_.popup()
+        assert popup is not None  # the completer makes its list when first asked
+        return popup
 
     # -- searching ------------------------------------------------------------------------------
 
@@ -247,7 +254,7 @@ class ClassPicker(QComboBox):
             item.setToolTip(tip(self._describe_class(m.index, m.name)))
             item.setEditable(False)
             self.suggestions.appendRow(item)
-        popup = self.completer_.popup()
+        popup = self._popup()
         if matches:
             area = self.lineEdit().rect()  # wide enough for "name — matched 'synonym'"
             wanted = popup.sizeHintForColumn(0) + popup.verticalScrollBar().sizeHint().width() + 8
@@ -315,7 +322,7 @@ class ClassPicker(QComboBox):
         return super().eventFilter(watched, event)
 
     def _choose(self, row: int, match: ClassMatch | None) -> None:
-        self.completer_.popup().hide()
+        self._popup().hide()
         if row == self.currentIndex():
             self.lineEdit().setText(self.chosen())
             self._on_index(row)
