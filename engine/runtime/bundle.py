@@ -127,11 +127,9 @@ class Bundle:
         self._check_tokenizer()
 
     def _check_tokenizer(self) -> None:
-        """The tokenizer's declared shapes must agree with the manifest, and the decoder must
-        turn one token into one downsample-sized patch (a decoder that blows a token up to a
-        huge image is refused here, before any real-sized call allocates it)."""
+        """The tokenizer's declared shapes must agree with the manifest, and a decoder whose
+        grid is not fixed must decode to `downsample` pixels a token (`_probe_decoder`)."""
         m = self.manifest
-        ds = m.downsample
         enc = self._session("tokenizer_encoder")
         dec = self._session("tokenizer_decoder")
         where = self.path
@@ -177,39 +175,49 @@ class Bundle:
                 f"{where}: tokenizer_decoder.onnx takes {got}, expected only 'tokens' tensor(int64)"
             )
         if all(not isinstance(d, int) for d in list(tokens_in.shape)[1:]):
-            feeds = {"tokens": np.zeros((1, 1, 1), np.int64)}
-            # On the CPU the probe runs in a session whose memory is capped (PROBE_MEMORY): a
-            # decoder that turns one token into gigabytes fails its allocation instead.
-            capped = None
-            if provider_name(dec) == "cpu":
-                capped = probe_session(
-                    self.model_files.get("tokenizer_decoder", where / "tokenizer_decoder.onnx")
-                )
-            try:  # a CUDA failure here moves the bundle to the CPU, as in any call
-                if capped is not None:
-                    probe = capped.run(None, feeds)[0]
-                else:
-                    probe = self._run_all("tokenizer_decoder", feeds)[0]
-            except Exception as error:
-                if out_of_memory(error):
+            self._probe_decoder()
+
+    def _probe_decoder(self) -> None:
+        """Decode one token, and when the decoder cannot (a node needs more than one: an
+        unpadded kernel, a fixed reshape), one whole grid, as every run does; the output must
+        be `downsample` pixels a token. A decoder that decodes neither, or only to the wrong
+        size, is refused in one line. On the CPU the probe runs in a session whose memory is
+        capped (PROBE_MEMORY): a decoder that blows tokens up into gigabytes fails its
+        allocation instead of taking the machine's memory."""
+        m, where = self.manifest, self.path / "tokenizer_decoder.onnx"
+        ds, reason = m.downsample, ""
+        capped = None
+        if provider_name(self._session("tokenizer_decoder")) == "cpu":
+            capped = probe_session(self.model_files.get("tokenizer_decoder", where))
+        try:
+            for grid in ((1, 1), m.grid):
+                feeds = {"tokens": np.zeros((1, *grid), np.int64)}
+                try:  # a CUDA failure here moves the bundle to the CPU, as in any call
+                    if capped is not None:
+                        probe = capped.run(None, feeds)[0]
+                    else:
+                        probe = self._run_all("tokenizer_decoder", feeds)[0]
+                except Exception as error:  # noqa: BLE001 - reported in one line below
+                    if out_of_memory(error):
+                        raise BundleError(
+                            f"{where} needs more than {PROBE_MEMORY >> 30} GiB to decode "
+                            f"{'one token' if grid == (1, 1) else 'one image'}"
+                        ) from None
+                    text = str(error).strip()
+                    reason = text.splitlines()[0][:200] if text else type(error).__name__
+                    continue
+                want = (1, 3, grid[0] * ds, grid[1] * ds)
+                if tuple(np.shape(probe)) != want:
+                    what = "one token" if grid == (1, 1) else f"a {grid[0]}x{grid[1]} token grid"
                     raise BundleError(
-                        f"{where / 'tokenizer_decoder.onnx'} needs more than "
-                        f"{PROBE_MEMORY >> 30} GiB to decode one token"
-                    ) from None
-                if capped is None and not isinstance(error, BundleError):
-                    raise
-                # The feed matches the declared input, so a node needs more than one token (an
-                # unpadded kernel, a fixed reshape): every decode checks its output shape.
+                        f"{where} turns {what} into "
+                        f"{'x'.join(map(str, np.shape(probe)[1:]))} pixels, but the manifest "
+                        f"says {ds}x{ds} a token (image_size {m.image_size}, grid {m.grid})"
+                    )
                 return
-            finally:
-                del capped  # its arena memory goes back for the next probe
-            if tuple(probe.shape) != (1, 3, ds, ds):
-                raise BundleError(
-                    f"{where / 'tokenizer_decoder.onnx'} turns one token into "
-                    f"{'x'.join(map(str, probe.shape[1:]))} pixels, but the "
-                    f"manifest says {ds}x{ds} (image_size {m.image_size}, "
-                    f"grid {m.grid})"
-                )
+        finally:
+            del capped  # its arena memory goes back for the next probe
+        raise BundleError(f"{where} cannot decode a {m.grid[0]}x{m.grid[1]} token grid: {reason}")
 
     def _checked(self, name: str, out, shape: tuple, check_finite: bool = True) -> np.ndarray:
         """One line instead of a traceback when a model returns the wrong shape or NaN."""
