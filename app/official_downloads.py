@@ -10,7 +10,6 @@ is downloaded unless `start` is called (a click in Models > Get official models.
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from pathlib import Path
 
@@ -51,30 +50,13 @@ def state_text(models_dir: Path, model: om.OfficialModel) -> str:
     return "not downloaded"
 
 
-# the packages each importer reads and writes with (the import layer: no PyTorch)
-IMPORT_NEEDS = {"import-mage": ("onnx",), "import-maskgit": ("onnx", "msgpack")}
-
-
-def importable(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
 def missing_requirement(model: om.OfficialModel) -> str:
-    """Why `model` cannot be fetched and imported in this environment, or "" (from what can
-    be imported here, before anything is downloaded)."""
+    """Why `model` cannot be fetched in this environment, or "" (before anything is
+    downloaded). The importers need only onnx and msgpack, which every install has."""
     if model.needs_gdown and not gdown_available():
         return (
             f"{model.name} is on Google Drive, whose large-file confirmation needs the gdown "
             f"package: {GDOWN_HINT}"
-        )
-    missing = [m for m in IMPORT_NEEDS.get(model.importer, ()) if not importable(m)]
-    if missing:
-        return (
-            f"importing {model.name} needs the {' and '.join(missing)} package"
-            f"{'s' if len(missing) > 1 else ''}: pip install {' '.join(missing)}"
         )
     return ""
 

@@ -1,6 +1,5 @@
 """Get official models: where Download cannot work here (gdown missing for a Google Drive
-file, an importer's package missing), the reason stands beside the button before it is pressed,
-and the button does nothing."""
+file), the reason stands beside the button before it is pressed, and the button does nothing."""
 
 from __future__ import annotations
 
@@ -44,20 +43,3 @@ def test_a_missing_gdown_is_named_beside_download(qtbot, dialog, monkeypatch):
     assert not dialog.get_button.isEnabled()
     QTest.mouseClick(dialog.get_button, LEFT)
     assert not dialog.downloader.running
-
-
-def test_a_missing_import_package_is_named_from_what_is_importable(qtbot, dialog, monkeypatch):
-    real = downloads.importable
-    monkeypatch.setattr(downloads, "importable", lambda m: m != "msgpack" and real(m))
-    monkeypatch.setattr(downloads, "gdown_available", lambda: True)
-    maskgit = row_of(lambda m: m.importer == "import-maskgit")
-    mage = row_of(lambda m: m.importer == "import-mage")  # on Google Drive: gdown "installed"
-    dialog.list.setCurrentRow(maskgit)
-    assert dialog.reason.isVisible()
-    assert "needs the msgpack package: pip install msgpack" in dialog.reason.text()
-    assert not dialog.get_button.isEnabled()
-    dialog.list.setCurrentRow(mage)  # import-mage does not read msgpack
-    assert dialog.get_button.isEnabled()
-    assert not dialog.reason.isVisible()
-    assert real("onnx")
-    assert real("msgpack")
