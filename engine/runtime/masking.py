@@ -1,4 +1,4 @@
-"""Pixel masks <-> token masks, feathering and compositing for editing.
+"""Pixel masks -> token masks, and compositing for editing.
 
 Editing rule (MAGE, Li et al., arXiv 2211.09117; MaskGIT's image editing, Chang et al., arXiv
 2202.04200): mask every token the pixel mask touches plus one ring of tokens, because tokens
@@ -73,85 +73,6 @@ def grow_token_mask(token_mask: np.ndarray, cells: int = 1) -> np.ndarray:
     return dilate_pixels(mask, cells)
 
 
-def shrink_token_mask(token_mask: np.ndarray, cells: int = 1) -> np.ndarray:
-    """Square erosion by `cells`; cells outside the array count as selected.
-
-    Treating the outside as selected means a mask that reaches the image border (outpainting)
-    is not eaten away there, and grow(shrink(m)) is still contained in m.
-
-    Args:
-        token_mask: bool [h, w].
-        cells: erosion radius; 0 returns a copy.
-
-    Returns:
-        bool [h, w].
-    """
-    return ~grow_token_mask(~_as_bool_2d(token_mask, "token_mask"), cells)
-
-
-def pixel_mask_from_tokens(token_mask: np.ndarray, size: Sequence[int]) -> np.ndarray:
-    """Expands each token cell to its block of pixels, at any output size.
-
-    When the size is a multiple of the grid every cell becomes an exact block. Otherwise (the
-    original image's resolution) each pixel takes the cell under its centre, i.e. the token
-    mask is stretched over the image like the image was stretched to the model's resolution.
-
-    Args:
-        token_mask: bool [h, w].
-        size: (width, height) in pixels, both >= 1.
-
-    Returns:
-        bool [height, width].
-    """
-    tokens = _as_bool_2d(token_mask, "token_mask")
-    width, height = int(size[0]), int(size[1])
-    grid_h, grid_w = tokens.shape
-    if height < 1 or width < 1:
-        raise ValueError(f"size must be at least 1x1, got {width}x{height}")
-    if height % grid_h == 0 and width % grid_w == 0:
-        return np.repeat(np.repeat(tokens, height // grid_h, axis=0), width // grid_w, axis=1)
-    rows = _cell_of_pixels(height, grid_h)
-    cols = _cell_of_pixels(width, grid_w)
-    return tokens[rows[:, None], cols[None, :]]
-
-
-def feather_alpha(region: np.ndarray, painted: np.ndarray, radius: float) -> np.ndarray:
-    """Blend weights: 0 outside `region`, 1 on `painted`, rising inward from the region's edge.
-
-    The ramp is a smoothstep of a box-filtered region indicator, so it goes from ~0 at the
-    region's border to exactly 1 at `radius` px inside it (linear before the smoothstep along a
-    straight edge; rounder near corners). The image border does not
-    count as a region border (the blur replicates edge pixels), so a region touching the edge
-    (outpainting) is not faded there. Where `painted` lies outside `region` (possible with a
-    coverage threshold) the region wins: those pixels get 0 since they were not regenerated.
-
-    Args:
-        region: bool [H, W] pixel area that was regenerated (the grown token mask in pixels).
-        painted: bool [H, W] the user's mask.
-        radius: feather width in pixels; <= 0 gives a hard edge.
-
-    Returns:
-        float32 [H, W] in [0, 1].
-    """
-    inside = _as_bool_2d(region, "region")
-    user = _as_bool_2d(painted, "painted")
-    if inside.shape != user.shape:
-        raise ValueError(f"region {inside.shape} and painted {user.shape} differ in shape")
-    alpha = np.zeros(inside.shape, dtype=np.float32)
-    box = mask_bbox(inside)
-    if box is None:
-        return alpha
-    reach = max(int(np.ceil(radius)), 0) + 1
-    # Work on the region's bounding box plus the blur's reach: identical result, much faster.
-    x0, y0 = max(box[0] - reach, 0), max(box[1] - reach, 0)
-    x1, y1 = min(box[2] + reach, inside.shape[1]), min(box[3] + reach, inside.shape[0])
-    crop = inside[y0:y1, x0:x1]
-    alpha[y0:y1, x0:x1] = _ramp(crop, radius)
-    alpha[user] = 1.0
-    alpha[~inside] = 0.0
-    return alpha
-
-
 def composite(original: np.ndarray, generated: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Blends `generated` over `original` with per-pixel weights.
 
@@ -206,31 +127,6 @@ def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
-def threshold_mask(gray: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """Binarises a non-binary mask image.
-
-    Args:
-        gray: [H, W] bool, unsigned integer (scaled by the dtype's maximum, so uint8 128 is
-            0.502) or float in [0, 1].
-        threshold: fraction of full scale; values >= threshold are selected.
-
-    Returns:
-        bool [H, W].
-    """
-    values = np.asarray(gray)
-    if values.ndim != 2:
-        raise ValueError(f"mask must be 2-D [H, W], got shape {values.shape}")
-    if values.dtype == bool:
-        return values.copy()
-    if np.issubdtype(values.dtype, np.unsignedinteger):
-        # Compare in integers: uint8 >= 127.5 means >= 128, as the usual "> 127" rule.
-        limit = threshold * np.iinfo(values.dtype).max
-        return values >= np.ceil(limit)
-    if np.issubdtype(values.dtype, np.floating):
-        return values >= threshold
-    raise ValueError(f"unsupported mask dtype {values.dtype}")
-
-
 def _as_bool_2d(array: np.ndarray, name: str) -> np.ndarray:
     """Returns a 2-D bool view/copy of `array`, or raises ValueError."""
     values = np.asarray(array)
@@ -248,43 +144,6 @@ def _grid_shape(grid: int | Sequence[int]) -> tuple[int, int]:
     if len(shape) != 2 or min(shape) < 1:
         raise ValueError(f"grid must be a positive int or (h, w), got {grid!r}")
     return shape[0], shape[1]
-
-
-def _cell_of_pixels(pixels: int, cells: int) -> np.ndarray:
-    """Cell index under each pixel centre: int [pixels] in [0, cells)."""
-    # Integer form of floor((i + 0.5) * cells / pixels): exact, no float rounding at borders.
-    return ((2 * np.arange(pixels, dtype=np.int64) + 1) * cells) // (2 * pixels)
-
-
-def _ramp(region: np.ndarray, radius: float) -> np.ndarray:
-    """Smooth 0..1 ramp inside `region` over `radius` px: bool [h, w] -> float32 [h, w].
-
-    A (2R+1)^2 box sum of the indicator, kept in integers so "fully inside" is exact: along a
-    straight edge 2 * mean - 1 = (2d + 1) / (2R + 1) at depth d, i.e. linear, reaching 1 at
-    d = R. A smoothstep then removes the kinks at both ends.
-    """
-    if radius <= 0:
-        return region.astype(np.float32)
-    half = min(max(round(radius), 1), max(region.shape))
-    width = 2 * half + 1
-    # Bound of the running sums: row length x the largest value being summed (width).
-    bound = (max(region.shape) + width) * width
-    dtype = np.int32 if bound < np.iinfo(np.int32).max else np.int64
-    counts = _box_sum_rows(region.astype(dtype), half)
-    # Row passes only: cumsum along contiguous rows is several times faster than down columns.
-    counts = _box_sum_rows(np.ascontiguousarray(counts.T), half).T
-    area = width * width
-    ramp = np.clip((2.0 * counts - area) / area, 0.0, 1.0).astype(np.float32)
-    return ramp * ramp * (3.0 - 2.0 * ramp)
-
-
-def _box_sum_rows(values: np.ndarray, half: int) -> np.ndarray:
-    """Sum over a window of 2*half+1 along each row, edges replicated; O(size) via cumsum."""
-    # One extra leading column makes sums[:, j + width] - sums[:, j] the window at j.
-    padded = np.pad(values, [(0, 0), (half + 1, half)], mode="edge")
-    sums = np.cumsum(padded, axis=1, dtype=values.dtype)
-    width = 2 * half + 1
-    return sums[:, width:] - sums[:, :-width]
 
 
 def _blend(orig: np.ndarray, gen: np.ndarray, alpha: np.ndarray) -> np.ndarray:
