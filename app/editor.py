@@ -557,10 +557,6 @@ class Editor(QObject):
         """A one-line problem for the user (a file that would not open, a failed decode)."""
         self.error.emit(message)
 
-    def report_notice(self, message: str) -> None:
-        """A one-line notice shown until dismissed."""
-        self.notice.emit(message)
-
     def show_preview(self, patch) -> None:
         """Pixels to show over the image without changing it (a scrubbed step); None hides."""
         self.preview_changed.emit(patch)

@@ -89,10 +89,6 @@ class EditOptions:
             else self.texture,
         )
 
-    def run_texture(self) -> str:
-        """Classic texture completes a painted area; extend always uses the model."""
-        return "photo" if self.mode == "extend" and self.texture == "classic" else self.texture
-
     def pick_seeds(self) -> tuple[int, ...]:
         return seeds_from(self.seed if self.fixed_seed else None, max(1, self.candidates))
 

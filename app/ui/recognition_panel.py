@@ -216,10 +216,6 @@ class RecognitionPanel(QWidget):
     def fewshot_loo(self) -> float | None:
         return self.model.fewshot_loo
 
-    @property
-    def _thumbs(self) -> set[int]:
-        return self.model.thumbs
-
     # -- layout --------------------------------------------------------------------------------
 
     def _build(self) -> None:

@@ -166,16 +166,6 @@ def check_free_space(folder: Path, needed: int, what: str = "the download") -> N
         )
 
 
-def sha256_of(path: Path, cancel: threading.Event | None = None) -> str:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise DownloadError(f"{path} is not a regular file")
-        return _sha256_fd(fd, cancel, path.name)
-    finally:
-        os.close(fd)
-
-
 def _sha256_fd(fd: int, cancel: threading.Event | None, name: str) -> str:
     digest = hashlib.sha256()
     offset = 0

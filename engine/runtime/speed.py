@@ -125,11 +125,6 @@ def token_crop(token_mask: np.ndarray, margin: int) -> tuple[int, int, int, int]
     )
 
 
-def crop_fraction(token_mask: np.ndarray, margin: int) -> float:
-    r0, r1, c0, c1 = token_crop(token_mask, margin)
-    return (r1 - r0) * (c1 - c0) / token_mask.size
-
-
 def _to_uint8(images: np.ndarray) -> np.ndarray:
     return (np.clip(images, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)
 

@@ -91,7 +91,8 @@ def test_region_decode_with_full_statistics_is_much_closer_than_with_crop_statis
     for r0, c0, margin in ((0, 0, 6), (0, 8, 6), (8, 8, 6), (10, 2, 6)):
         tm = np.zeros(m.grid, bool)
         tm[r0 : r0 + 6, c0 : c0 + 6] = True
-        assert sp.crop_fraction(tm, margin) < 0.8  # a real crop, not the whole grid
+        r0_, r1_, c0_, c1_ = sp.token_crop(tm, margin)
+        assert (r1_ - r0_) * (c1_ - c0_) < 0.8 * tm.size  # a real crop, not the whole grid
         inside = np.repeat(np.repeat(tm, d, 0), d, 1)
         crop_stats = sp.decode_region(tiny_bundle, tokens, tm, margin)[0].astype(int)
         with_stats = sp.decode_region(tiny_bundle, tokens, tm, margin, stats=stats[0])

@@ -35,6 +35,7 @@ def make_window(qtbot) -> MainWindow:
     qtbot.addWidget(window)
     window.show()
     qtbot.waitExposed(window)
+    assert window.recognition_dock is not None
     window.recognition_dock.raise_()
     return window
 
@@ -92,7 +93,7 @@ def test_dropped_examples_show_their_thumbnails_without_a_model(qtbot, tmp_path)
     box = panel.classes[0]
     drop_on(box.list.viewport(), files)
     assert box.list.count() == 2
-    qtbot.waitUntil(lambda: len(panel._thumbs) == 2, timeout=5000)
+    qtbot.waitUntil(lambda: len(panel.model.thumbs) == 2, timeout=5000)
     red, blue = (centre_colour(box.list.item(i).icon()) for i in range(2))
     assert red[0] > 180
     assert red[2] < 60
