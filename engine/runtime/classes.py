@@ -3,7 +3,7 @@
 `imagenet_classes()` reads the shipped `assets/imagenet_classes.json` (the 1000 classes in
 class-index order with their WordNet synonyms). `find_class` resolves what a user typed (a class
 number, a name, a synonym, free text, a close spelling) to one class or says in one line why it
-cannot; `search_classes` ranks matches for a picker.
+cannot; `ClassIndex.search` ranks matches for a picker.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class ClassMatch:
     """One class found for a query: its index and display name, the text that matched (the
     name, a synonym, the number) and how: "exact" (the name), "number", "synonym" (one of the
     class's synonyms), "words" (words of the query match a synonym), "spelling" (a close
-    spelling), or, from `search_classes` only, "part" (the query is the start or a part of a
+    spelling), or, from `ClassIndex.search` only, "part" (the query is the start or a part of a
     name or synonym, as while typing)."""
 
     index: int
@@ -348,15 +348,3 @@ def find_class(
     if not names:
         raise MageError("this model has no classes")
     return class_index(names, synonyms).find(query)
-
-
-def search_classes(
-    query: str,
-    names: Sequence[str],
-    synonyms: Sequence[Sequence[str]] | None = None,
-    limit: int | None = 50,
-) -> list[ClassMatch]:
-    """Classes matching `query`, best first (at most `limit`; None: all)."""
-    if not names:
-        return []
-    return class_index(names, synonyms).search(query, limit)

@@ -126,11 +126,11 @@ def test_find_class_with_names_only_and_comma_names():
         classes.find_class("cat", [])
 
 
-# -- search_classes -----------------------------------------------------------------------------
+# -- ClassIndex.search (the picker's search) -------------------------------------------------
 
 
 def search(query: str, limit: int | None = 10) -> list[tuple[int, str]]:
-    return [(m.index, m.how) for m in classes.search_classes(query, *IMAGENET, limit=limit)]
+    return [(m.index, m.how) for m in classes.class_index(*IMAGENET).search(query, limit)]
 
 
 def test_search_ranks_what_is_being_typed():
@@ -143,16 +143,16 @@ def test_search_ranks_what_is_being_typed():
     assert search("   ") == []
     assert len(search("a", limit=None)) > 10
     assert len(search("a", limit=3)) == 3
-    first = classes.search_classes("lighthou", *IMAGENET)[0]
+    first = classes.class_index(*IMAGENET).search("lighthou")[0]
     assert first.matched == "lighthouse"
     assert first.name == "beacon"
 
 
 def test_search_is_fast_over_a_thousand_classes():
-    classes.search_classes("warm up", *IMAGENET)
+    classes.class_index(*IMAGENET).search("warm up")
     start = time.process_time()
     for q in ("g", "go", "gol", "gold", "golde", "golden", "golden r", "lighthose at nite"):
-        classes.search_classes(q, *IMAGENET)
+        classes.class_index(*IMAGENET).search(q)
     assert (time.process_time() - start) / 8 < 0.1  # CPU seconds a keystroke
 
 
@@ -166,7 +166,7 @@ def test_find_and_search_never_crash(text):
     except MageError as e:
         assert str(e)
         assert str(e).isprintable()
-    for m in classes.search_classes(text, *IMAGENET, limit=5):
+    for m in classes.class_index(*IMAGENET).search(text, 5):
         assert 0 <= m.index < 1000
         assert m.how in classes.HOWS
 
