@@ -64,30 +64,6 @@ DEFAULT_OPTIONS = TextureOptions()
 _T = TypeVar("_T")
 
 
-def synthesize(
-    photo: np.ndarray,
-    hole: np.ndarray,
-    guide: np.ndarray | None = None,
-    *,
-    seed: int = 0,
-    options: TextureOptions = DEFAULT_OPTIONS,
-) -> np.ndarray:
-    """Fill `hole` in `photo` with the photo's own texture, following `guide` where given.
-
-    Args:
-        photo: uint8 [H, W, 3]; pixels inside `hole` are ignored.
-        hole: bool [H, W] pixels to synthesise.
-        guide: uint8 or float [H, W, 3] (0-255) the model's decode of the same area, or None
-            for unguided completion.
-        seed: the random search's seed: the same seed gives the same pixels.
-        options: search settings.
-
-    Returns:
-        uint8 [H, W, 3]: `photo` outside the hole (bit-identical), the synthesis inside.
-    """
-    return finish(synthesis(photo, hole, guide, seed=seed, options=options))
-
-
 def finish(gen: Generator[None, None, _T]) -> _T:
     """The return value of a generator that yields only to offer its caller a place to stop."""
     while True:
@@ -105,8 +81,21 @@ def synthesis(
     seed: int = 0,
     options: TextureOptions = DEFAULT_OPTIONS,
 ) -> Generator[None, None, np.ndarray]:
-    """`synthesize` as a generator that yields after every search round, so that a caller can
-    stop it between rounds (closing it); returns the result."""
+    """Fill `hole` in `photo` with the photo's own texture, following `guide` where given: a
+    generator that yields after every search round, so that a caller can stop it between
+    rounds (closing it); `finish` runs it to its result.
+
+    Args:
+        photo: uint8 [H, W, 3]; pixels inside `hole` are ignored.
+        hole: bool [H, W] pixels to synthesise.
+        guide: uint8 or float [H, W, 3] (0-255) the model's decode of the same area, or None
+            for unguided completion.
+        seed: the random search's seed: the same seed gives the same pixels.
+        options: search settings.
+
+    Returns:
+        uint8 [H, W, 3]: `photo` outside the hole (bit-identical), the synthesis inside.
+    """
     photo = np.asarray(photo)
     hole = np.asarray(hole, bool)
     if photo.dtype != np.uint8 or photo.ndim != 3 or photo.shape[2] != 3:

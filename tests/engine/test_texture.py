@@ -9,7 +9,12 @@ from hypothesis import strategies as st
 
 from engine.runtime.runs import Edit, edit_image, plan_or_raise, run
 from engine.runtime.settings import Settings
-from engine.runtime.texture import synthesis, synthesize
+from engine.runtime.texture import finish, synthesis
+
+
+def synthesize(*args, **kwargs) -> np.ndarray:
+    """The texture stage run to its result."""
+    return finish(synthesis(*args, **kwargs))
 
 
 def noise_texture(h, w, mean, seed, amp=40.0):
