@@ -76,6 +76,7 @@ class LoopbackServer:
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
+        assert isinstance(host, str)  # an IP server's address, not a socket file's
         return f"{self.scheme}://{host}:{port}"
 
     def __enter__(self):

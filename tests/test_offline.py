@@ -201,6 +201,7 @@ def _session_child(code: str, model: str, env: dict[str, str]) -> subprocess.Pop
 
 def _session_made(child: subprocess.Popen) -> float:
     """The time the child said its session was made (fails with its error if it died)."""
+    assert child.stdout is not None
     line = child.stdout.readline()
     if line.strip() != "session":
         child.kill()

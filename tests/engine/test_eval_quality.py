@@ -11,6 +11,8 @@ import pytest
 
 _PATH = Path(__file__).resolve().parents[2] / "bench" / "eval_quality.py"
 _spec = importlib.util.spec_from_file_location("eval_quality", _PATH)
+assert _spec is not None
+assert _spec.loader is not None
 eq = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(eq)
 

@@ -4,6 +4,7 @@ check; a Flax file ends where its checkpoint ends."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -17,7 +18,7 @@ from engine.runtime.manifest import Manifest, check_manifest
 
 
 def manifest(**changes) -> Manifest:
-    fields = dict(
+    fields: dict[str, Any] = dict(
         name="maskgit",
         image_size=256,
         grid=[16, 16],

@@ -77,7 +77,7 @@ def refused(path, spec=SMALL_SPEC, what="tokenizer") -> str:
 @pytest.fixture(scope="module")
 def reference_keys(tmp_path_factory) -> dict[str, dict[str, tuple[int, ...]]]:
     """{file: {path: shape}} listed by the fixture script for the 256 and the 512 pair."""
-    out = {}
+    out: dict[str, dict[str, tuple[int, ...]]] = {}
     for size in (256, 512):
         tsv = tmp_path_factory.mktemp("keys") / f"keys{size}.tsv"
         done = subprocess.run(

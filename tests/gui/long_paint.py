@@ -18,6 +18,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 
@@ -60,12 +61,19 @@ def _photo(h: int, w: int) -> np.ndarray:
     return rgb.astype(np.uint8)
 
 
+def _mask(editor: Editor) -> np.ndarray:
+    document = editor.document
+    assert document is not None  # the photo opened at the start
+    return document.mask
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", help="bundle folder (default: the shipped default model)")
     parser.add_argument("--strokes", type=int, default=300)
     args = parser.parse_args()
-    canvas_items.GridItem.paint = _counting(canvas_items.GridItem.paint)
+    # every repaint of the grid counted, for the whole run
+    patch.object(canvas_items.GridItem, "paint", _counting(canvas_items.GridItem.paint)).start()
     app = QApplication.instance() or QApplication(["long-paint"])
     editor = Editor()
     prefs = Preferences()
@@ -127,7 +135,7 @@ def main() -> int:
             QTest.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
             position = max(position - 2, 0)
             _settle(0.035)
-            undo_ok &= np.array_equal(editor.document.mask, history[position])
+            undo_ok &= np.array_equal(_mask(editor), history[position])
             QTest.keyClick(
                 window,
                 Qt.Key.Key_Z,
@@ -135,13 +143,13 @@ def main() -> int:
             )
             position = min(position + 1, len(history) - 1)
             _settle(0.035)
-            undo_ok &= np.array_equal(editor.document.mask, history[position])
+            undo_ok &= np.array_equal(_mask(editor), history[position])
     _settle(0.2)
-    mask_ok = bool(np.array_equal(editor.document.mask, history[position]))
-    overlay_ok = bool(np.array_equal(canvas._mask._buffer != 0, editor.document.mask))
+    mask_ok = bool(np.array_equal(_mask(editor), history[position]))
+    overlay_ok = bool(np.array_equal(canvas._mask._buffer != 0, _mask(editor)))
     print(
         f"ALIVE strokes={args.strokes} grid_paints={GRID_PAINTS} mask_ok={mask_ok} "
-        f"overlay_ok={overlay_ok} undo_ok={undo_ok} painted={int(editor.document.mask.sum())}",
+        f"overlay_ok={overlay_ok} undo_ok={undo_ok} painted={int(_mask(editor).sum())}",
         flush=True,
     )
     window.close()

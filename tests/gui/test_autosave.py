@@ -586,11 +586,12 @@ def _start_with_session(qtbot, root, text: bytes, choice: str, monkeypatch):
     root.mkdir(parents=True, exist_ok=True)
     (root / "session.json").write_bytes(text)
     questions = []
-    monkeypatch.setattr(
-        launch,
-        "ask_restore",
-        lambda parent, info: questions.append(launch.restore_question(info)) or True,
-    )
+
+    def ask_restore(parent, info) -> bool:
+        questions.append(launch.restore_question(info))
+        return True
+
+    monkeypatch.setattr(launch, "ask_restore", ask_restore)
     editor, saver = _editor_with_autosave(qtbot, root)
     window = MainWindow(editor, Preferences(), interactive=False, autosaver=saver)
     qtbot.addWidget(window)

@@ -16,6 +16,7 @@ from gui.fake_engine import FakeBundle
 
 def _in_step(editor: Editor) -> None:
     doc, stack = editor.document, editor.undo_stack
+    assert doc is not None
     assert stack.count() == len(doc.history)
     assert stack.index() == doc.history_index
     for position, change in enumerate(doc.history):

@@ -42,7 +42,9 @@ def win(qtbot, tiny_bundle):
 
 def key(keycode, modifiers=NONE) -> None:
     """A key press and release where the focus is, as the keyboard would send it."""
-    QTest.keyClick(QApplication.focusWidget(), keycode, modifiers)
+    focus = QApplication.focusWidget()
+    assert focus is not None
+    QTest.keyClick(focus, keycode, modifiers)
 
 
 def tab_through(count: int, modifiers=NONE) -> list:

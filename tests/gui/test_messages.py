@@ -44,15 +44,15 @@ def drop(window, path) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(path))])
     target, at = window.canvas.viewport(), QPointF(50, 50)
-    for kind in (QDragEnterEvent, QDropEvent):
-        args = (at.toPoint(),) if kind is QDragEnterEvent else (at,)
-        event = kind(
-            *args,
-            Qt.DropAction.CopyAction,
-            mime,
-            Qt.MouseButton.LeftButton,
-            Qt.KeyboardModifier.NoModifier,
-        )
+    copy, left, plain = (
+        Qt.DropAction.CopyAction,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    for event in (
+        QDragEnterEvent(at.toPoint(), copy, mime, left, plain),
+        QDropEvent(at, copy, mime, left, plain),
+    ):
         QApplication.sendEvent(target, event)
 
 

@@ -43,7 +43,7 @@ def pattern(kind: str, rng: np.random.Generator, size: int = 64) -> np.ndarray:
 @pytest.fixture
 def examples(tmp_path) -> dict[str, list[Path]]:
     rng = np.random.default_rng(5)
-    out = {}
+    out: dict[str, list[Path]] = {}
     for kind in KINDS:
         (tmp_path / kind).mkdir()
         out[kind] = []
