@@ -8,11 +8,12 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
+from pngtext import read_png_text
 
 from conftest import REPO
 from corpus import damaged_bundle
 from engine.cli import main
-from engine.runtime.imageio import file_digest, read_png_text
+from engine.runtime.imageio import file_digest
 
 
 def run(argv, capsys):

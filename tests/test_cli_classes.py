@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from pngtext import read_png_text
 
 from conftest import make_tiny_models
 from engine.cli import main
 from engine.runtime.classes import imagenet_classes
-from engine.runtime.imageio import read_png_text
 
 
 def run(argv, capsys):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
+from pngtext import read_png_text
 
 from engine.cli import main
-from engine.runtime.imageio import read_png_text
 
 
 def test_extend_candidates_are_one_run_with_every_seed(tiny_bundle_path, tmp_path, capsys):

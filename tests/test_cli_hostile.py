@@ -17,13 +17,14 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from pngtext import read_png_text
 
 from conftest import REPO
 from corpus import HOSTILE_MANIFESTS, damaged_bundle
 from engine import cli
 from engine.cli import build_parser, main
 from engine.modeling.export import ExportError, check_target, export_bundle
-from engine.runtime.imageio import file_digest, read_png_text
+from engine.runtime.imageio import file_digest
 
 
 def run(argv, capsys):

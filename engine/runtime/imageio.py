@@ -200,22 +200,6 @@ class _CountingWriter:
         return getattr(self._stream, name)
 
 
-def read_png_text(path: str | os.PathLike) -> dict[str, str]:
-    """Returns the tEXt/zTXt/iTXt chunks of a PNG as a dict.
-
-    Raises:
-        ImageError: the file cannot be read or is not a PNG.
-    """
-    name = os.fspath(path)
-    image, _ = _read(name, ImageError, "image")
-    try:
-        if image.format != "PNG":
-            raise ImageError(f"Cannot read the text of '{name}': it is {image.format}, not a PNG")
-        return {str(key): str(value) for key, value in getattr(image, "text", {}).items()}
-    finally:
-        image.close()
-
-
 def file_digest(path: str | os.PathLike) -> str:
     """sha256 of a file's bytes as lowercase hex (read in chunks, constant memory).
 
