@@ -584,6 +584,7 @@ class Editor(QObject):
             document.saved_index = -1
             self._attach(document)
             self.document_changed.emit()
+            self._schedule_plan()  # a change of the open document schedules one (_announce)
         elif run.resizes_canvas:
             assert self.document is not None  # the branch above makes a missing one
             self.document.replace_canvas(
@@ -598,7 +599,6 @@ class Editor(QObject):
         self.applied, self._applied_at = index, self._history_index()
         self.preview_changed.emit(None)
         self.applied_changed.emit(index)
-        self._schedule_plan()
 
     def _history_index(self) -> int:
         return self.document.history_index if self.document is not None else -1
