@@ -12,8 +12,9 @@ from engine.runtime.speed import EXACT, Speed, scaled_steps
 from engine.runtime.texture import DEFAULT_OPTIONS, TextureOptions
 
 TEXTURES = ("photo", "model", "classic")
-# the guide term weighs more for "fill as class": the class the model drew shows through
-CLASS_TEXTURE = replace(DEFAULT_OPTIONS, guide_weight=16.0)
+# "fill as class" uses the built-in synthesis with a heavy guide term: the class the model
+# drew must show through, and the library's guide term is too weak to carry it
+CLASS_TEXTURE = replace(DEFAULT_OPTIONS, guide_weight=16.0, native=False)
 # classifier-free guidance of a class run (fill as class, generate a class) unless the user
 # sets one; a model without an unconditional class has no guidance (bench/class_fill.py)
 CLASS_GUIDANCE = 3.0

@@ -35,6 +35,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from engine.runtime import patchmatch_texture
 from engine.runtime.blending import harmonic_membrane
 from engine.runtime.masking import dilate_pixels
 
@@ -58,6 +59,10 @@ class TextureOptions:
     vote_best: int = 2  # ... averaging this many of the best
     blend: bool = True  # remove the seam: a smooth correction so the fill meets the photo
     fine_radius: int = 4  # random-search radius (px) on the levels above the coarsest
+    # fill with the PyPatchMatch library where it loads (engine/runtime/patchmatch_texture.py);
+    # the options above then apply only to the built-in synthesis it falls back to
+    native: bool = True
+    native_guide_weight: float = 0.02  # the library's guide weight (its own scale)
 
 
 DEFAULT_OPTIONS = TextureOptions()
@@ -109,9 +114,13 @@ def synthesis(
     if hole.all():
         return photo.copy() if guide is None else _to_uint8(np.asarray(guide, np.float32))
 
-    rng = np.random.default_rng(seed)
     if guide is not None and options.guide_meets_photo:
         guide = _meeting(photo.astype(np.float32), hole, np.asarray(guide, np.float32))
+    if options.native and _native_fits(photo, hole):
+        yield  # the library's call cannot be interrupted: offer a stop before it
+        weight = options.native_guide_weight
+        return patchmatch_texture.fill(photo, hole, _as_float(guide), seed, weight)
+    rng = np.random.default_rng(seed)
     levels = _pyramid(photo.astype(np.float32), hole, guide, options)
     estimate: np.ndarray | None = None
     nnf: np.ndarray | None = None
@@ -143,6 +152,16 @@ def synthesis(
     out = photo.copy()
     out[hole] = _to_uint8(estimate)[hole]
     return out
+
+
+def _native_fits(photo: np.ndarray, hole: np.ndarray) -> bool:
+    """Whether the PyPatchMatch library loads and the crop is big enough for its patches."""
+    side = 2 * patchmatch_texture.PATCH_RADIUS + 1
+    return min(photo.shape[:2]) >= side and patchmatch_texture.library() is not None
+
+
+def _as_float(guide: np.ndarray | None) -> np.ndarray | None:
+    return None if guide is None else np.asarray(guide, np.float32)
 
 
 # -- the pyramid ------------------------------------------------------------------------------

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from engine.runtime import patchmatch_texture
 from engine.runtime.runs import Edit, edit_image, plan_or_raise, run
-from engine.runtime.settings import Settings
-from engine.runtime.texture import finish, synthesis
+from engine.runtime.settings import CLASS_TEXTURE, Settings
+from engine.runtime.texture import DEFAULT_OPTIONS, finish, synthesis
 
 
 def synthesize(*args, **kwargs) -> np.ndarray:
@@ -73,8 +80,8 @@ def test_a_periodic_texture_continues_its_period_into_the_hole(pattern):
 
 def test_the_guide_decides_what_goes_where():
     """Grass all around the hole, and under it a patch of sand (the model's fill says so);
-    sand exists elsewhere in the photo. Unguided completion continues the grass; the guided
-    fill puts sand texture where the guide is sandy."""
+    sand exists elsewhere in the photo. Unguided completion continues the grass; the built-in
+    guided synthesis (what "fill as class" uses) puts sand texture where the guide is sandy."""
     h, w = 120, 120
     grass = noise_texture(h, w, (60, 140, 50), seed=3)
     sand = noise_texture(h, w, (210, 190, 130), seed=4)
@@ -85,7 +92,7 @@ def test_the_guide_decides_what_goes_where():
     guide = np.where(truth_sand[..., None], (210, 190, 130), (60, 140, 50)).astype(np.uint8)
     disc = (y - 50) ** 2 + (x - 50) ** 2 < 9**2
     plain = synthesize(truth, hole, None, seed=0)
-    guided = synthesize(truth, hole, guide, seed=0)
+    guided = synthesize(truth, hole, guide, seed=0, options=CLASS_TEXTURE)
 
     def sandiness(img):  # 1 = sand's colour, 0 = grass's
         g = img[disc].astype(float).mean(0)
@@ -118,9 +125,13 @@ def test_a_hole_touching_the_image_border_is_filled_like_its_surroundings(edge):
         # green like the grass around it; the border row gets no special colour
         assert np.abs(out[hole].mean(0) - rgb[~hole].mean(0)).max() < 10
         border = np.zeros_like(hole)
-        border[
-            {"top": np.s_[0], "bottom": np.s_[-1], "left": np.s_[:, 0], "right": np.s_[:, -1]}[edge]
-        ] = True
+        rows_or_columns: dict[str, Any] = {
+            "top": np.s_[0],
+            "bottom": np.s_[-1],
+            "left": np.s_[:, 0],
+            "right": np.s_[:, -1],
+        }
+        border[rows_or_columns[edge]] = True
         line = out[border & hole]
         assert len(line) >= 25
         assert np.abs(line.mean(0) - rgb[~hole].mean(0)).max() < 8
@@ -130,14 +141,68 @@ def test_synthesis_can_be_stopped_between_rounds():
     rgb = noise_texture(96, 96, (100, 100, 100), seed=6)
     hole = np.zeros((96, 96), bool)
     hole[20:76, 20:76] = True
-    gen = synthesis(rgb, hole, None, seed=0)
+    built_in = replace(DEFAULT_OPTIONS, native=False)
+    gen = synthesis(rgb, hole, None, seed=0, options=built_in)
     rounds = 0
     for _ in gen:
         rounds += 1
     assert rounds >= 4  # it yields between rounds: a caller can stop it there
-    gen = synthesis(rgb, hole, None, seed=0)
+    gen = synthesis(rgb, hole, None, seed=0, options=built_in)
     next(gen)
     gen.close()  # no error, nothing left running
+
+
+def test_the_library_fill_offers_a_stop_before_its_one_call(monkeypatch):
+    rgb = noise_texture(64, 64, (100, 100, 100), seed=6)
+    hole = np.zeros((64, 64), bool)
+    hole[20:44, 20:44] = True
+    calls = []
+    real_fill = patchmatch_texture.fill
+    monkeypatch.setattr(
+        patchmatch_texture, "fill", lambda *a, **k: calls.append(1) or real_fill(*a, **k)
+    )
+    gen = synthesis(rgb, hole, None, seed=0)
+    next(gen)
+    gen.close()  # stopped before the library's call: it never runs
+    assert calls == []
+    assert finish(synthesis(rgb, hole, None, seed=0)).shape == rgb.shape
+    assert calls == [1]
+
+
+def test_without_the_library_the_built_in_synthesis_fills(monkeypatch, caplog):
+    """A platform without PyPatchMatch's wheel: one notice, and the fill still works."""
+    rgb = noise_texture(64, 64, (90, 120, 60), seed=2)
+    hole = np.zeros((64, 64), bool)
+    hole[16:40, 20:44] = True
+    patchmatch_texture.library.cache_clear()
+    monkeypatch.setitem(sys.modules, "patchmatch", None)  # the import fails
+    try:
+        with caplog.at_level(logging.WARNING, logger=patchmatch_texture.__name__):
+            first = synthesize(rgb, hole, None, seed=0)
+            second = synthesize(rgb, hole, None, seed=0)
+        assert patchmatch_texture.library() is None
+    finally:
+        patchmatch_texture.library.cache_clear()
+    notices = [r for r in caplog.records if "PyPatchMatch" in r.getMessage()]
+    assert len(notices) == 1
+    built_in = synthesize(rgb, hole, None, seed=0, options=replace(DEFAULT_OPTIONS, native=False))
+    assert np.array_equal(first, built_in)
+    assert np.array_equal(first, second)
+    assert np.array_equal(first[~hole], rgb[~hole])
+
+
+def test_the_library_fill_is_the_same_for_a_seed_under_concurrent_jobs():
+    """The library keeps one seed for every call: concurrent fills must not mix seeds."""
+    rgb = noise_texture(80, 80, (120, 100, 80), seed=9)
+    hole = np.zeros((80, 80), bool)
+    hole[24:56, 24:56] = True
+    guide = np.full(rgb.shape, 110, np.uint8)
+    alone = [synthesize(rgb, hole, guide, seed=s) for s in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda s: synthesize(rgb, hole, guide, seed=s), range(4)))
+    for a, b in zip(alone, together, strict=True):
+        assert np.array_equal(a, b)
+    assert not np.array_equal(alone[0], alone[1])
 
 
 def test_bad_inputs_are_refused():
