@@ -49,8 +49,27 @@ class JobController(QObject):
         return self._kind if self._current is not None else ""
 
     def start(self, kind: str, job: Callable[[], Generator[object, None, object]]) -> int:
-        """Run a generator job; returns its id."""
-        return self._launch(kind, GeneratorWorker(self._take_id(), job))
+        """Run a generator job (superseding the current one); returns its id."""
+        self._next_id += 1
+        worker = GeneratorWorker(self._next_id, job)
+        was_busy = self.busy
+        if self._current is not None:
+            self._current.quit()
+            self._current = None
+            self.superseded.emit()
+        queued = Qt.ConnectionType.QueuedConnection
+        worker.signals.yielded.connect(self._on_yielded, queued)
+        worker.signals.returned.connect(self._on_returned, queued)
+        worker.signals.errored.connect(self._on_errored, queued)
+        worker.signals.aborted.connect(self._on_aborted, queued)
+        worker.signals.finished.connect(self._on_finished, queued)
+        self._current, self._kind = worker, kind
+        self._alive[worker.job_id] = worker
+        self._pool.start(worker)
+        self.started.emit(kind)
+        if not was_busy:
+            self.busy_changed.emit(True)
+        return worker.job_id
 
     def call(self, kind: str, fn: Callable[[], object]) -> int:
         """Run a plain function as a job (no steps); `finished` carries its return value."""
@@ -70,30 +89,6 @@ class JobController(QObject):
         return self._current is None and not self._alive
 
     # -- internals ----------------------------------------------------------------------
-
-    def _take_id(self) -> int:
-        self._next_id += 1
-        return self._next_id
-
-    def _launch(self, kind: str, worker: GeneratorWorker) -> int:
-        was_busy = self.busy
-        if self._current is not None:
-            self._current.quit()
-            self._current = None
-            self.superseded.emit()
-        queued = Qt.ConnectionType.QueuedConnection
-        worker.signals.yielded.connect(self._on_yielded, queued)
-        worker.signals.returned.connect(self._on_returned, queued)
-        worker.signals.errored.connect(self._on_errored, queued)
-        worker.signals.aborted.connect(self._on_aborted, queued)
-        worker.signals.finished.connect(self._on_finished, queued)
-        self._current, self._kind = worker, kind
-        self._alive[worker.job_id] = worker
-        self._pool.start(worker)
-        self.started.emit(kind)
-        if not was_busy:
-            self.busy_changed.emit(True)
-        return worker.job_id
 
     def _current_job(self, job_id: int) -> GeneratorWorker | None:
         """The current worker, if it runs job `job_id`."""
