@@ -14,13 +14,17 @@ The weight is deliberately small: at higher weights the model's smooth fill wins
 photo's grain and the fill shows as a patch (judged on the held-out set, docs/model-quality.md).
 
 The library keeps one random seed for every call, so a lock makes "set the seed, fill" one
-step under concurrent jobs: the same seed gives the same pixels.
+step under concurrent jobs: the same seed gives the same pixels. Its call cannot be
+interrupted, so `filling` runs it on a worker thread and yields while it waits: a run that is
+closed there stops at once and the library's result, when it comes, is dropped.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Generator
+from concurrent.futures import ThreadPoolExecutor, TimeoutError
 from functools import cache
 from types import ModuleType
 
@@ -35,7 +39,12 @@ GUIDE_BLUR = 6
 # the library compares its coordinates modulo 1; features stay below 0.5 so none wraps
 _FEATURE_SPAN = 0.49
 
-_lock = threading.Lock()
+# s: how often `filling` offers its caller a stop while the library works
+POLL_SECONDS = 0.05
+
+_lock = threading.Lock()  # round the library's seed and call
+_workers_lock = threading.Lock()
+_workers: ThreadPoolExecutor | None = None
 
 
 @cache
@@ -51,6 +60,22 @@ def library() -> ModuleType | None:
         log.warning("PyPatchMatch's native library did not load; using the built-in synthesis")
         return None
     return patchmatch
+
+
+def filling(
+    photo: np.ndarray, hole: np.ndarray, guide: np.ndarray | None, seed: int, weight: float
+) -> Generator[None, None, np.ndarray]:
+    """`fill` on a worker thread, yielding every POLL_SECONDS until it is done."""
+    global _workers
+    with _workers_lock:
+        if _workers is None:
+            _workers = ThreadPoolExecutor(2, thread_name_prefix="patchmatch")
+        future = _workers.submit(fill, photo, hole, guide, seed, weight)
+    while True:
+        try:
+            return future.result(timeout=POLL_SECONDS)
+        except TimeoutError:
+            yield
 
 
 def fill(

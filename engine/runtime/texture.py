@@ -117,9 +117,9 @@ def synthesis(
     if guide is not None and options.guide_meets_photo:
         guide = _meeting(photo.astype(np.float32), hole, np.asarray(guide, np.float32))
     if options.native and _native_fits(photo, hole):
-        yield  # the library's call cannot be interrupted: offer a stop before it
+        yield  # a stop before the library's call
         weight = options.native_guide_weight
-        return patchmatch_texture.fill(photo, hole, _as_float(guide), seed, weight)
+        return (yield from patchmatch_texture.filling(photo, hole, _as_float(guide), seed, weight))
     rng = np.random.default_rng(seed)
     levels = _pyramid(photo.astype(np.float32), hole, guide, options)
     estimate: np.ndarray | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -158,15 +159,44 @@ def test_the_library_fill_offers_a_stop_before_its_one_call(monkeypatch):
     hole[20:44, 20:44] = True
     calls = []
     real_fill = patchmatch_texture.fill
-    monkeypatch.setattr(
-        patchmatch_texture, "fill", lambda *a, **k: calls.append(1) or real_fill(*a, **k)
-    )
+
+    def counted_fill(*a, **k):
+        calls.append(1)
+        return real_fill(*a, **k)
+
+    monkeypatch.setattr(patchmatch_texture, "fill", counted_fill)
     gen = synthesis(rgb, hole, None, seed=0)
     next(gen)
     gen.close()  # stopped before the library's call: it never runs
     assert calls == []
     assert finish(synthesis(rgb, hole, None, seed=0)).shape == rgb.shape
     assert calls == [1]
+
+
+def test_a_run_closed_while_the_library_works_stops_without_waiting_for_it(monkeypatch):
+    """The library's call cannot be interrupted: the synthesis waits for it on a worker thread
+    and yields meanwhile, so closing the run there returns at once."""
+    rgb = noise_texture(48, 48, (100, 100, 100), seed=6)
+    hole = np.zeros((48, 48), bool)
+    hole[12:36, 12:36] = True
+    release = threading.Event()
+    started = threading.Event()
+
+    def slow_fill(photo, *_args):
+        started.set()
+        release.wait(30)
+        return photo
+
+    monkeypatch.setattr(patchmatch_texture, "fill", slow_fill)
+    gen = synthesis(rgb, hole, None, seed=0)
+    next(gen)  # the stop before the call
+    next(gen)  # the call is under way ...
+    assert started.wait(10)
+    for _ in range(3):
+        next(gen)  # ... and the synthesis keeps offering stops while it waits
+    gen.close()
+    assert not release.is_set()  # closed while the library still worked
+    release.set()
 
 
 def test_without_the_library_the_built_in_synthesis_fills(monkeypatch, caplog):
