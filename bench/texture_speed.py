@@ -7,10 +7,11 @@ For every case of the held-out removal set, the photo is resized to a `--size` p
 context square the stage works on) with its mask, and the model's guide is taken from the
 default bundle's own fill of that square (one edit with `texture="model"`, cached). Then, per
 repeat and interleaved case by case: the guided synthesis (what `texture="photo"` adds after
-decoding), the unguided one (classic), and, for scale, one decode of the square's tokens by the
-bundle's tokenizer. Reported: median wall and process CPU seconds of each, and the longest gap
-between two of the synthesis's yields (a run is cancelled at a yield, so that gap bounds how long
-Cancel waits while the stage runs).
+decoding), the unguided one (classic), the built-in NumPy synthesis that fills where the
+PyPatchMatch library does not load (with fill as class's options), and, for scale, one decode
+of the square's tokens by the bundle's tokenizer. Reported: median wall and process CPU seconds
+of each, and the longest gap between two of the synthesis's yields (a run is cancelled at a
+yield, so that gap bounds how long Cancel waits while the stage runs).
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from bench.removal_set import DEFAULT_DIR, load_cases  # noqa: E402
 from engine.runtime.bundle import Bundle  # noqa: E402
 from engine.runtime.locations import default_bundle_path  # noqa: E402
 from engine.runtime.runs import decode_images, edit_image  # noqa: E402
-from engine.runtime.settings import Settings  # noqa: E402
-from engine.runtime.texture import synthesis  # noqa: E402
+from engine.runtime.settings import CLASS_TEXTURE, Settings  # noqa: E402
+from engine.runtime.texture import DEFAULT_OPTIONS, synthesis  # noqa: E402
 
 
 def timed(fn):
@@ -42,9 +43,9 @@ def timed(fn):
     return out, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def run_synthesis(photo, hole, guide):
+def run_synthesis(photo, hole, guide, options=DEFAULT_OPTIONS):
     """Runs the generator to its end; returns the longest gap between yields (s)."""
-    gen = synthesis(photo, hole, guide, seed=0)
+    gen = synthesis(photo, hole, guide, seed=0, options=options)
     last, longest = time.perf_counter(), 0.0
     while True:
         try:
@@ -74,15 +75,25 @@ def main() -> int:
         small = np.asarray(Image.fromarray(photo).resize((side, side), Image.Resampling.LANCZOS))
         tokens = bundle.encode(small.astype(np.float32).transpose(2, 0, 1)[None] / 255.0)
         prepared.append((photo, hole, model, tokens.reshape(1, -1)))
-    rows: dict[str, list[tuple[float, float]]] = {"guided": [], "classic": [], "decode": []}
-    gaps = []
+    rows: dict[str, list[tuple[float, float]]] = {
+        "guided": [],
+        "classic": [],
+        "built-in guided (no library; fill as class)": [],
+        "decode": [],
+    }
+    gaps: dict[str, list[float]] = {name: [] for name in rows if name != "decode"}
     for _ in range(args.repeats):
         for photo, hole, guide, tokens in prepared:
-            gap, wall, cpu = timed(lambda p=photo, h=hole, g=guide: run_synthesis(p, h, g))
-            rows["guided"].append((wall, cpu))
-            gaps.append(gap)
-            _, wall, cpu = timed(lambda p=photo, h=hole: run_synthesis(p, h, None))
-            rows["classic"].append((wall, cpu))
+            for name, g, options in (
+                ("guided", guide, DEFAULT_OPTIONS),
+                ("classic", None, DEFAULT_OPTIONS),
+                ("built-in guided (no library; fill as class)", guide, CLASS_TEXTURE),
+            ):
+                gap, wall, cpu = timed(
+                    lambda p=photo, h=hole, g=g, o=options: run_synthesis(p, h, g, o)
+                )
+                rows[name].append((wall, cpu))
+                gaps[name].append(gap)
             _, wall, cpu = timed(lambda t=tokens: decode_images(bundle, t))
             rows["decode"].append((wall, cpu))
     print(f"{len(prepared)} cases at {args.size} px, {args.repeats} repeats, interleaved")
@@ -92,10 +103,11 @@ def main() -> int:
         wall = statistics.median(v[0] for v in values)
         cpu = statistics.median(v[1] for v in values)
         print(f"| {name} | {wall:.3f} s | {cpu:.3f} s |")
-    print(
-        f"longest gap between yields (Cancel's wait): {max(gaps):.3f} s, median "
-        f"{statistics.median(gaps):.3f} s"
-    )
+    for name, waits in gaps.items():
+        print(
+            f"{name}: longest gap between yields (Cancel's wait) {max(waits):.3f} s, "
+            f"median {statistics.median(waits):.3f} s"
+        )
     return 0
 
 
