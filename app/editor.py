@@ -96,7 +96,7 @@ class Editor(QObject):
         return self.models.bundle
 
     def _on_model_loaded(self, bundle) -> None:
-        self._notices_shown = len(getattr(bundle, "notices", None) or [])  # shown on load
+        self._notices_shown = len(bundle.notices)  # shown on load
         self._schedule_plan()
 
     # -- documents ------------------------------------------------------------------------
@@ -546,7 +546,7 @@ class Editor(QObject):
 
     def _show_bundle_notices(self) -> None:
         """Notices the model added while running (CUDA failed, now on the CPU): once each."""
-        notices = list(getattr(self.bundle, "notices", None) or [])
+        notices = list(self.bundle.notices) if self.bundle is not None else []
         if len(notices) > self._notices_shown:
             self.notice.emit(" ".join(notices[self._notices_shown :]))
         self._notices_shown = len(notices)

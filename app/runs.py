@@ -117,7 +117,7 @@ def edited_thumbnail(patch, plan, size: int = THUMB_SIZE) -> np.ndarray:
     """The candidate where it changed: a run of several parts spans the photo between them,
     so its thumbnail puts the parts' squares side by side (as large as the row allows) instead
     of shrinking the whole photo, where candidates would look alike."""
-    parts = list(getattr(plan, "parts", None) or [])
+    parts = plan.parts if plan is not None else ()
     if len(parts) < 2:
         return thumbnail(patch.rgb, size)
     px0, py0, px1, py1 = patch.box

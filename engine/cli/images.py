@@ -46,9 +46,7 @@ def resolve_class(settings, manifest):
     if not settings.class_name or not manifest.class_conditional:
         manifest.class_id(settings.class_name)  # needs a class / has no classes: refused here
         return settings
-    match = find_class(
-        settings.class_name, manifest.class_names, getattr(manifest, "class_synonyms", None)
-    )
+    match = find_class(settings.class_name, manifest.class_names, manifest.class_synonyms)
     print(f"class: {safe_text(match.describe())}", file=sys.stderr)
     return replace(settings, class_name=match.name)
 

@@ -257,7 +257,7 @@ class RunPanel(QWidget):
         manifest = bundle.manifest if conditional else None
         self.classes.set_classes(
             manifest.class_names if manifest else None,
-            getattr(manifest, "class_synonyms", None),
+            manifest.class_synonyms if manifest else None,
         )
         self.classes.select(self.editor.options.class_name)
         options = self.editor.options
