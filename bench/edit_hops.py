@@ -41,12 +41,12 @@ MASK = REPO / "assets" / "samples" / "coffee-mask.png"
 WORK = {
     "cli": (
         "load_image load_mask Bundle.__init__ plan_edit EditPlan.check check_inputs "
-        "Bundle.encode Bundle.logits Bundle.decode composition synthesis save_png"
+        "Bundle.encode Bundle.logits Bundle.decode composition synthesis filling fill save_png"
     ),
     "gui": (
         "JobController.start JobController._launch EditPlan.check check_inputs Bundle.encode "
-        "Bundle.logits Bundle.decode composition synthesis Document.apply ResultsPanel.show_run "
-        "ImageItem.update_rgb"
+        "Bundle.logits Bundle.decode composition synthesis filling fill Document.apply "
+        "ResultsPanel.show_run ImageItem.update_rgb"
     ),
 }
 LEFT_OUT = ("_preview", "_Previews", "decode_region", "ecognition", "image_features", "_returning")
