@@ -4,8 +4,10 @@ MaskGIT checkpoint pair, a 108 MP photo); isolated user folders; the `gui` marke
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -71,23 +73,46 @@ def make_tiny_models(num_classes: int = 3, seed: int = 0):
     return VQGAN(vq_cfg).eval(), MAGE(mage_cfg).eval()
 
 
+def made_once(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
+    """A folder that `make` fills once per test run, for the costly session fixtures. Under
+    pytest-xdist every worker runs the session fixtures; the workers share one folder here: the
+    first one fills it while the others wait on its lock, then all read it."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        folder = tmp_path_factory.mktemp(name)
+        make(folder)
+        return folder
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp().parent  # the run's folder, above each worker's own
+    folder, made = root / name, root / f"{name}.made"
+    with FileLock(str(root / f"{name}.lock")):
+        if not made.exists():
+            if folder.exists():  # a worker that failed part way left it
+                shutil.rmtree(folder)
+            folder.mkdir()
+            make(folder)
+            made.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle_path(tmp_path_factory) -> Path:
     """A class-conditional 64 px bundle (16x16 grid, 64 codes, classes cat/dog/boat)."""
     from engine.modeling.export import export_bundle
 
-    vqgan, mage = make_tiny_models()
-    out = tmp_path_factory.mktemp("bundles") / "tiny"
-    export_bundle(
-        vqgan,
-        mage,
-        out,
-        name="tiny",
-        source="random weights (tests)",
-        class_names=["cat", "dog", "boat"],
-        decoding={"steps": 8, "choice_temperature": 4.5},
-    )
-    return out
+    def make(folder: Path) -> None:
+        vqgan, mage = make_tiny_models()
+        export_bundle(
+            vqgan,
+            mage,
+            folder / "tiny",
+            name="tiny",
+            source="random weights (tests)",
+            class_names=["cat", "dog", "boat"],
+            decoding={"steps": 8, "choice_temperature": 4.5},
+        )
+
+    return made_once(tmp_path_factory, "bundles", make) / "tiny"
 
 
 @pytest.fixture(scope="session")
@@ -97,21 +122,22 @@ def maskgit_pair(tmp_path_factory) -> tuple[Path, Path]:
     against the SHA-256s stored with the golden vectors. Read-only: tests copy what they damage."""
     import numpy as np
 
-    vectors = np.load(FIXTURES / "official_vectors" / "maskgit_seed4242.npz")
-    folder = tmp_path_factory.mktemp("maskgit-ckpt")
-    made = subprocess.run(
-        [sys.executable, str(FIXTURES / "official_vectors" / "maskgit_make_ckpt.py"), str(folder)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert made.returncode == 0, made.stderr
-    pair = folder / "tokenizer_imagenet256_checkpoint", folder / "maskgit_imagenet256_checkpoint"
-    for path, key in zip(pair, ("tokenizer", "transformer"), strict=True):
-        assert f"{path.name}: " in made.stdout
-        assert str(vectors[f"ckpt_sha256_{key}"]) in made.stdout
-        path.chmod(0o444)
-    return pair
+    names = "tokenizer_imagenet256_checkpoint", "maskgit_imagenet256_checkpoint"
+
+    def make(folder: Path) -> None:
+        vectors = np.load(FIXTURES / "official_vectors" / "maskgit_seed4242.npz")
+        script = FIXTURES / "official_vectors" / "maskgit_make_ckpt.py"
+        made = subprocess.run(
+            [sys.executable, str(script), str(folder)], capture_output=True, text=True, timeout=600
+        )
+        assert made.returncode == 0, made.stderr
+        for name, key in zip(names, ("tokenizer", "transformer"), strict=True):
+            assert f"{name}: " in made.stdout
+            assert str(vectors[f"ckpt_sha256_{key}"]) in made.stdout
+            (folder / name).chmod(0o444)
+
+    folder = made_once(tmp_path_factory, "maskgit-ckpt", make)
+    return folder / names[0], folder / names[1]
 
 
 @pytest.fixture(scope="session")
@@ -119,17 +145,20 @@ def huge_png(tmp_path_factory) -> Path:
     """A 12000x9000 (108 MP) gradient PNG, 324 MB decoded: past Pillow's decompression-bomb
     warning, short of its refusal. Made by a child process, so the test runner never holds the
     pixels; tests must not write it (they check its digest)."""
-    path = tmp_path_factory.mktemp("huge") / "huge.png"
-    make = (
-        "import numpy as np; from PIL import Image\n"
+    code = (
+        "import sys; import numpy as np; from PIL import Image\n"
         "rgb = np.empty((9000, 12000, 3), np.uint8)\n"
         "rgb[..., 0] = np.linspace(0, 255, 12000, dtype=np.float32)[None, :]\n"
         "rgb[..., 1] = np.linspace(0, 255, 9000, dtype=np.float32)[:, None]\n"
         "rgb[..., 2] = 90\n"
-        f"Image.fromarray(rgb).save({str(path)!r}, compress_level=1)\n"
+        "Image.fromarray(rgb).save(sys.argv[1], compress_level=1)\n"
     )
-    subprocess.run([sys.executable, "-c", make], check=True, timeout=300)
-    return path
+
+    def make(folder: Path) -> None:
+        command = [sys.executable, "-c", code, str(folder / "huge.png")]
+        subprocess.run(command, check=True, timeout=300)
+
+    return made_once(tmp_path_factory, "huge", make) / "huge.png"
 
 
 @pytest.fixture(scope="session")
