@@ -32,6 +32,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from unittest.mock import patch
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "assets" / "samples" / "coffee.jpg"
@@ -49,7 +50,14 @@ WORK = {
         "ResultsPanel.show_run ImageItem.update_rgb"
     ),
 }
-LEFT_OUT = ("_preview", "_Previews", "decode_region", "ecognition", "image_features", "_returning")
+LEFT_OUT: tuple[str, ...] = (
+    "_preview",
+    "_Previews",
+    "decode_region",
+    "ecognition",
+    "image_features",
+    "_returning",
+)
 LEFT_OUT += ("JobController.call", "_run_fill.<locals>.<lambda>")
 ONCE = (
     "check_inputs EditPlan.check plan_edit plan_key Settings.resolved Bundle.encode "
@@ -151,7 +159,7 @@ def trace_gui(tracer: Tracer, folder: Path) -> None:
         finally:
             sys.setprofile(None)
 
-    worker.GeneratorWorker.run = traced
+    patch.object(worker.GeneratorWorker, "run", traced).start()  # for the rest of this process
     plan_edit = planner.plan_edit
 
     def traced_plan(*args, **kwargs):  # the planner's thread started before the trace

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 
 def read_png_text(path: str | os.PathLike) -> dict[str, str]:
     """The tEXt/zTXt/iTXt chunks of the PNG at `path` (asserts that it is a PNG)."""
     with Image.open(path) as image:
-        assert image.format == "PNG", f"{path} is {image.format}, not a PNG"
+        assert isinstance(image, PngImagePlugin.PngImageFile), (
+            f"{path} is {image.format}, not a PNG"
+        )
         return {str(key): str(value) for key, value in image.text.items()}

@@ -220,6 +220,7 @@ def test_the_synthetic_maskgit_pair_downloads_resumes_and_imports(
     target = models / model.name
     assert out.strip().splitlines()[-1] == str(target)
     manifest = read_manifest(target, verify_hashes=True)
+    assert manifest.class_names is not None
     assert len(manifest.class_names) == 1000
     assert manifest.null_class_id is None
     assert manifest.grid == [16, 16]

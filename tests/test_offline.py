@@ -237,6 +237,7 @@ def test_a_long_run_uploads_nothing(tiny_bundle_path, tmp_path, listener):
         assert ours.poll() is None, ours.communicate()[1][-2000:]  # alive all along
     finally:
         for child in (control, ours):
+            assert child.stdin is not None
             child.stdin.close()
             try:
                 child.wait(10)

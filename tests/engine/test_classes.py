@@ -181,6 +181,8 @@ def test_the_build_script_rebuilds_the_shipped_list(tmp_path):
     spec = importlib.util.spec_from_file_location(
         "make_imagenet_classes", locations.CHECKOUT / "scripts" / "make_imagenet_classes.py"
     )
+    assert spec is not None
+    assert spec.loader is not None
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     shipped = (locations.ASSETS / classes.IMAGENET_FILE).read_text(encoding="utf-8")

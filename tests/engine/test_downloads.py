@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections import namedtuple
+from typing import Any
 
 import pytest
 from loopback import LoopbackServer
@@ -28,7 +29,7 @@ from engine.runtime.downloads import (
 )
 
 DATA = bytes(range(256)) * 1200  # 307,200 bytes: several blocks of the server and the reader
-FAST = {"backoff": 0.01, "timeout": 5.0}
+FAST: dict[str, Any] = {"backoff": 0.01, "timeout": 5.0}
 
 
 @pytest.fixture
@@ -98,7 +99,7 @@ def test_a_server_that_ignores_ranges_restarts_cleanly(server, tmp_path):
     target = tmp_path / "model.bin"
     part_path(target).write_bytes(b"x" * 5000)  # stale bytes that are not the file's
     server.ignore_range = True
-    lines = []
+    lines: list[str] = []
     download_file(remote(server, size=len(DATA)), target, say=lines.append, **FAST)
     assert target.read_bytes() == DATA
     assert server.requests == [("/f/model.bin", "bytes=5000-")]
@@ -449,7 +450,7 @@ def _free_port() -> int:
 
 def test_an_unreachable_host_is_one_line_without_retries(tmp_path):
     port = _free_port()  # nothing listens there: refused at once
-    lines = []
+    lines: list[str] = []
     with pytest.raises(DownloadError) as err:
         download_file(
             RemoteFile("model.bin", f"http://127.0.0.1:{port}/f/model.bin"),
@@ -625,7 +626,7 @@ def test_a_server_that_drops_every_connection_after_a_few_bytes_runs_out_of_retr
     server, tmp_path
 ):
     server.drop_every["/f/model.bin"] = 10
-    lines = []
+    lines: list[str] = []
     with pytest.raises(DownloadError, match="gave up after 3 retries") as err:
         download_file(remote(server), tmp_path / "model.bin", retries=3, say=lines.append, **FAST)
     assert "\n" not in str(err.value)

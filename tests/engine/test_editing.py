@@ -114,6 +114,8 @@ def test_known_tokens_kept_and_history_monotone(tiny_bundle):
     plan, part = prepare(tiny_bundle.manifest, rgb, mask, Settings())
     result = run_to_end(run(tiny_bundle, Edit(rgb, plan), Settings(seeds=(1,))))
     known = ~part.token_mask.reshape(-1)
+    assert result.fill is not None
+    assert result.fill.tokens is not None
     assert np.array_equal(result.tokens[0][known], result.fill.tokens[known])
     mask_id = tiny_bundle.manifest.mask_token_id
     remaining = [int((h[0] == mask_id).sum()) for h in result.history]
@@ -152,6 +154,7 @@ def test_empty_and_tiny_masks(tiny_bundle):
 def test_everything_masked_is_generation(tiny_bundle):
     rgb = photo(64, 64)
     result = edit_image(tiny_bundle, rgb, np.ones((64, 64), bool), Settings(seeds=(4,)))
+    assert result.fill is not None
     assert result.fill.token_mask.all()
     assert (result.images[0] != rgb).any(-1).mean() > 0.9
 
@@ -315,7 +318,7 @@ def test_padding_past_the_border_is_not_used_as_boundary(tiny_bundle):
     real = real_pixels(part, size, mask.shape)
     assert not (real & part.model_mask).any()
     # the square is 40 px wide for a 30 px image: 5 px of padding a side, 8 model px at 64
-    cols = real.any(axis=0)
+    cols = np.any(real, axis=0)
     side = part.square.side
     pad_left = -part.square.x0
     assert pad_left > 0
@@ -382,7 +385,11 @@ def _check_parts(manifest, mask, parts, settings=None):
         total |= part
     assert np.array_equal(total, mask)
     side = min(manifest.image_size, max(w, h))
-    squares = [context_square(mask_bbox(p), w, h, side, settings.context) for p in parts]
+    squares = []
+    for p in parts:
+        box = mask_bbox(p)
+        assert box is not None  # every part paints something (checked above)
+        squares.append(context_square(box, w, h, side, settings.context))
     for i, a in enumerate(squares):
         for b in squares[i + 1 :]:
             assert not _overlap(a, b)

@@ -226,6 +226,7 @@ def test_la_gives_rgb_and_alpha(tmp_path):
     ).save(path)
     loaded = load_image(path)
     assert (loaded.rgb == 77).all()
+    assert loaded.alpha is not None
     assert loaded.alpha[0].tolist() == [0, 128, 255]
 
 
@@ -467,6 +468,7 @@ def test_save_roundtrip_with_alpha_and_text(tmp_path):
     save_png(path, rgb, alpha, text)
     loaded = load_image(path)
     assert np.array_equal(loaded.rgb, rgb)
+    assert loaded.alpha is not None
     assert np.array_equal(loaded.alpha, alpha)
     assert read_png_text(path) == text
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
@@ -690,6 +692,7 @@ def test_the_size_limit_the_readme_states_is_the_real_one(tmp_path):
             + chunk(b"IEND", b"")
         )
 
+    assert Image.MAX_IMAGE_PIXELS is not None
     limit = 2 * Image.MAX_IMAGE_PIXELS
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert f"{limit:,} pixels" in readme

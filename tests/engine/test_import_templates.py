@@ -191,7 +191,7 @@ def test_transformer_templates_agree_with_pytorch(tmp_path, name):
     with torch.no_grad():
         t_logits, t_feat = (t.numpy() for t in run(seq, labels))
     feeds = {"tokens": seq.numpy()}
-    if classes:
+    if labels is not None:
         feeds["class_ids"] = labels.numpy()
     o_logits = create_session(tmp_path / "transformer.onnx", "cpu")[0].run(None, feeds)[0]
     o_feat = create_session(tmp_path / "features.onnx", "cpu")[0].run(

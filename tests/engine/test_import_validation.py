@@ -4,7 +4,7 @@ check; a Flax file ends where its checkpoint ends."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 import numpy as np
@@ -13,6 +13,7 @@ import pytest
 from engine.importing.bundle import Steps, write_bundle
 from engine.importing.errors import CheckpointError
 from engine.importing.flax_msgpack import read_flax_checkpoint
+from engine.importing.templates import Template
 from engine.runtime.errors import BundleError
 from engine.runtime.manifest import Manifest, check_manifest
 
@@ -62,14 +63,14 @@ def test_what_loading_refuses_is_refused_before_writing(tmp_path, changes, why):
     assert "\n" not in str(err.value)
     # the bundle writer checks first: no folder, no file, no work done with the weights
     out = tmp_path / "models" / "maskgit"
-    lines = []
+    lines: list[str] = []
     with pytest.raises(BundleError, match=why):
         write_bundle(
             out,
             overwrite=False,
             inputs=[],
-            tokenizer=(None, {}),  # never reached
-            transformer=(None, {}),
+            tokenizer=(cast(Template, None), {}),  # never reached
+            transformer=(cast(Template, None), {}),
             manifest=bad,
             card=lambda report: "",
             steps=Steps(lines.append, ["read", "write", "check"]),

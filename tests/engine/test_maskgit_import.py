@@ -13,6 +13,7 @@ import pytest
 
 from conftest import FIXTURES
 from engine.cli import main as cli_main
+from engine.importing.maskgit_names import TransformerShape
 from engine.modeling.config import VqganConfig
 from engine.modeling.flax_msgpack import read_flax_checkpoint
 from engine.modeling.mage_checkpoint import CheckpointError
@@ -110,7 +111,8 @@ def test_tokenizer_tree_is_the_official_one(reference_keys):
 
 
 def test_transformer_tree_is_the_official_one(reference_keys):
-    spec = transformer_spec(MaskGitConfig())
+    base = MaskGitConfig()  # the model's widths are the official file's
+    spec = transformer_spec(TransformerShape(base.hidden, base.layers, base.heads, base.mlp))
     assert len(spec) == 393
     _matches(spec, reference_keys["maskgit_imagenet256_checkpoint"])
     _matches(spec, reference_keys["maskgit_imagenet512_checkpoint"])

@@ -20,6 +20,8 @@ SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 def _load(name):
     spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod  # dataclasses look their module up here
     spec.loader.exec_module(mod)

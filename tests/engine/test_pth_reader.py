@@ -96,6 +96,7 @@ def _good(path: Path, body: bytes | None = None) -> Path:
 
 def test_reads_a_state_dict_as_read_only_views(tmp_path):
     obj = read_pth(_good(tmp_path / "ok.pth"))
+    assert isinstance(obj, dict)
     assert obj["epoch"] == 3
     assert obj["args"] == {"lr": 0.5}
     sd = read_state_dict(tmp_path / "ok.pth")
@@ -387,6 +388,7 @@ def test_training_args_with_paths_and_numpy_values_read_as_inert_data(tmp_path):
         [(_op("model"), _good_body(wrap=False)), (_op("args"), pickle.dumps(args, 2)[2:-1])]
     )
     obj = read_pth(_good(tmp_path / "args.pth", body))
+    assert isinstance(obj, dict)
     assert set(obj["args"]) == {"output_dir", "lr", "mean", "when"}
     assert not any(isinstance(v, (Path, np.ndarray, np.floating)) for v in obj["args"].values())
     assert list(read_state_dict(tmp_path / "args.pth")) == ["a", "a_t", "b"]

@@ -7,6 +7,7 @@ even for the tiny random-weight test bundle; a shuffled-label control must stay 
 from __future__ import annotations
 
 import shutil
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +112,7 @@ def test_preprocess_resizes_short_side_and_centre_crops():
 def test_features_shape_and_batching_agree(tiny_bundle):
     images, _ = synthetic(3)
     a = image_features(tiny_bundle, images, batch_size=5)
-    b = image_features(tiny_bundle, [lambda im=im: im for im in images], batch_size=2)
+    b = image_features(tiny_bundle, [partial(np.asarray, im) for im in images], batch_size=2)
     assert a.shape == (12, tiny_bundle.manifest.features_dim)
     np.testing.assert_allclose(a, b, atol=1e-5)
 

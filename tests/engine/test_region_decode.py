@@ -251,7 +251,7 @@ def test_previews_take_at_most_their_share_of_the_run():
     for step in range(100):
         now[0] += 1.0  # and so does a decoding step
         if previews.due(DecodeStep(step, 1000, *([np.zeros(1)] * 4))):
-            shown.append(previews.make(slow, step))
+            shown.append(previews.make(slow, np.array([step])))
     assert previews.spent <= PREVIEW_SHARE * now[0] + 1.0  # the share, and one preview over
     assert len(shown) >= 4
     assert shown[0] == 0

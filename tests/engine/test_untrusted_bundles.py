@@ -315,7 +315,9 @@ def test_too_many_class_names_and_synonyms_are_refused_in_one_line(tiny_bundle_p
     # within the cap: read
     data["class_synonyms"] = [[f"s{i}"] for i in range(n)]
     (folder / "manifest.json").write_text(json.dumps(data))
-    assert len(read_manifest(folder, verify_hashes=False).class_names) == n
+    names = read_manifest(folder, verify_hashes=False).class_names
+    assert names is not None
+    assert len(names) == n
 
 
 # -- ONNX files that would allocate gigabytes while they open -------------------------------------
@@ -389,11 +391,12 @@ def test_a_decoder_that_would_allocate_gigabytes_is_refused_before_any_session(
     onnx.save(_decoder_model(how), folder / "tokenizer_decoder.onnx")
     opened: list[str] = []
     real_open = sessions._open
-    monkeypatch.setattr(
-        sessions,
-        "_open",
-        lambda path, providers: opened.append(Path(path).name) or real_open(path, providers),
-    )
+
+    def counted_open(path, providers):
+        opened.append(Path(path).name)
+        return real_open(path, providers)
+
+    monkeypatch.setattr(sessions, "_open", counted_open)
     with pytest.raises(BundleError) as refused:
         Bundle(folder, device="cpu", verify=False)
     message = str(refused.value)

@@ -37,6 +37,8 @@ def _start(folder):
         # a background job inherits SIGINT ignored: give the child a terminal's disposition
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
     line = proc.stdout.readline().strip()
     assert line, proc.stderr.read()
     return proc, line
@@ -134,6 +136,8 @@ def test_a_stopped_import_leaves_no_work_folder(tmp_path, sig):
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
     work = proc.stdout.readline().strip()
     assert work, proc.stderr.read()
     assert os.path.isdir(work), proc.stderr.read()

@@ -329,7 +329,7 @@ def test_a_damaged_session_is_one_line_and_set_aside(qtbot, root, damage):
 
 def test_autosave_failure_is_reported_once_and_does_not_crash(qtbot, root, monkeypatch):
     editor, saver = _editor_with_autosave(qtbot, root)
-    messages = []
+    messages: list[str] = []
     saver.failed.connect(messages.append)
 
     def broken(self, snap):
@@ -367,7 +367,12 @@ def test_offer_restore_choices(qtbot, root, monkeypatch):
 
     before = crashed_session()
     asked = []
-    monkeypatch.setattr(launch, "ask_restore", lambda parent, info: asked.append(info) or True)
+
+    def ask_restore(parent, info) -> bool:
+        asked.append(info)
+        return True
+
+    monkeypatch.setattr(launch, "ask_restore", ask_restore)
     window, saver, restored = start("ask")
     assert restored
     assert asked
@@ -435,6 +440,7 @@ def test_kill_9_mid_edit_then_restart_restores_the_session(tmp_path, tiny_bundle
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert proc.stderr is not None
     try:
         deadline = time.monotonic() + 90
         meta = None
@@ -654,7 +660,7 @@ def test_session_files_with_any_damage_never_crash_the_start(qtbot, tmp_path, mo
         ),
         max_leaves=12,
     )
-    specials = st.sampled_from(
+    specials: st.SearchStrategy[object] = st.sampled_from(
         [
             "yesterday",
             1e300,

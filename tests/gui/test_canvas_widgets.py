@@ -1,5 +1,7 @@
 """Offscreen widget tests: real mouse and key events on the canvas, asserts on the arrays."""
 
+from typing import Any
+
 import numpy as np
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtTest import QTest
@@ -155,7 +157,7 @@ def test_run_applies_candidates_and_undo_restores(window, tiny_bundle, qtbot):
     window.canvas.set_brush_size(16)
     _drag(window, [(70, 50), (90, 55)])
     original = editor.document.rgb.copy()
-    progress = []
+    progress: list[Any] = []
     editor.progress.connect(progress.append)
     with qtbot.waitSignal(editor.run_changed, timeout=30000):
         window.actions_["run"].trigger()
@@ -191,7 +193,7 @@ def test_scrubber_and_heatmap_cover_the_run(window, tiny_bundle, qtbot):
     editor.set_mask(np.pad(np.ones((20, 20), bool), ((40, 60), (60, 80))))
     with qtbot.waitSignal(editor.run_changed, timeout=30000):
         editor.start_run()
-    overlays = []
+    overlays: list[Any] = []
     window.inspector.overlay_changed.connect(overlays.append)
     window.results_panel.heatmap.setChecked(True)
     part, colors = overlays[-1]

@@ -1,5 +1,7 @@
 """Job lifecycle through the controller: progress, finished, cancelled, error, superseded."""
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -120,7 +122,7 @@ def test_extend_run_cancels_at_the_next_step(qtbot, controller):
 
 def test_real_bundle_lifecycle(qtbot, controller, tiny_bundle):
     rgb, mask = _inputs()
-    progress = []
+    progress: list[Any] = []
     controller.progress.connect(progress.append)
     with qtbot.waitSignal(controller.finished, timeout=30000) as done:
         controller.start(

@@ -97,6 +97,7 @@ def test_region_between_finds_the_difference():
     b = a.copy()
     b[2:4, 5:8] = 1
     patch = region_between(a, b)
+    assert patch is not None
     assert patch.box == (5, 2, 8, 4)
     assert region_between(a, a) is None
 

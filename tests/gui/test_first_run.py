@@ -351,7 +351,12 @@ def test_saving_a_sample_suggests_the_pictures_folder_not_the_samples(
     pictures.mkdir(parents=True)
     win = make_window(qtbot, tiny_bundle_path)
     asked = []
-    monkeypatch.setattr(win, "choose_file", lambda title, name, *a, **k: asked.append(name) or "")
+
+    def choose_file(title, name, *a, **k) -> str:
+        asked.append(name)
+        return ""
+
+    monkeypatch.setattr(win, "choose_file", choose_file)
     qtbot.mouseClick(win.welcome.buttons[0], Qt.MouseButton.LeftButton)
     assert win.editor.document.path.startswith(str(assets))
     qtbot.keyClick(win, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)

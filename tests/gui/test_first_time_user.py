@@ -8,6 +8,7 @@ classes kept across restarts, and a file dialog wide enough to read.
 
 import re
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from PIL import Image
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QWheelEvent
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QTreeView
+from PySide6.QtWidgets import QApplication, QFileDialog, QListWidget, QMessageBox, QTreeView
 
 from app.editor import Editor
 from app.preferences import Preferences
@@ -233,11 +234,12 @@ def _qimage(rgb):
 
 def test_a_bad_file_is_reported_before_asking_about_unsaved_changes(win, tmp_path, monkeypatch):
     asked = []
-    monkeypatch.setattr(
-        QMessageBox,
-        "question",
-        lambda *a, **k: asked.append(a) or QMessageBox.StandardButton.Cancel,
-    )
+
+    def question(*a, **k) -> QMessageBox.StandardButton:
+        asked.append(a)
+        return QMessageBox.StandardButton.Cancel
+
+    monkeypatch.setattr(QMessageBox, "question", question)
     _drop(win, _save_photo(tmp_path))
     _drag(win, [(20, 20), (40, 30)])
     assert win.editor.document.modified
@@ -281,7 +283,7 @@ def test_first_launch_fills_a_share_of_the_screen_and_saves_geometry_early(qtbot
 def test_compare_and_brush_keys_work_wherever_focus_is_except_text(win, qtbot, tiny_bundle):
     _painted(win, qtbot, tiny_bundle)
     _run(win, qtbot)
-    candidates = win.results_panel.candidates
+    candidates: QListWidget = win.results_panel.candidates
     rect = candidates.visualItemRect(candidates.item(0))
     QTest.mouseClick(
         candidates.viewport(),
@@ -377,12 +379,9 @@ def test_icons_follow_the_palette(win, qtbot):
 def test_cost_label_numbers_add_up(win, qtbot, tiny_bundle):
     _painted(win, qtbot, tiny_bundle)
     text = re.sub("<[^>]+>", "", win.run_panel.cost.text())
-    tokens, steps, predictions = (
-        int(x)
-        for x in re.match(
-            r"(\d+) tokens regenerate in (\d+) steps.*: (\d+) token predictions", text
-        ).groups()
-    )
+    found = re.match(r"(\d+) tokens regenerate in (\d+) steps.*: (\d+) token predictions", text)
+    assert found is not None, text
+    tokens, steps, predictions = (int(x) for x in found.groups())
     part = win.editor.plan.parts[0]
     counts = masked_counts(part.masked_count, part.steps, part.start_step)
     assert tokens == part.masked_count == counts[0]
@@ -395,7 +394,7 @@ def test_cost_label_numbers_add_up(win, qtbot, tiny_bundle):
 
 
 def test_generate_asks_and_opens_a_new_document(win, qtbot, tiny_bundle, tmp_path, monkeypatch):
-    answers = []
+    answers: list[Any] = []
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: answers.pop(0))
     editor = win.editor
     editor.models.use(tiny_bundle)

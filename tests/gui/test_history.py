@@ -4,6 +4,7 @@ whoever changes the document (the editor, a direct call, undo from either side).
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -46,7 +47,7 @@ def _run(editor: Editor, qtbot) -> None:
 def test_direct_document_changes_reach_the_undo_stack(editor, qtbot):
     editor.set_image(photo())
     _masked(editor)
-    images = []
+    images: list[Any] = []
     editor.image_changed.connect(images.append)
     editor.document.apply_image_patch(0, 0, np.full((8, 8, 3), 9, np.uint8), "Patch")
     _in_step(editor)
@@ -76,7 +77,7 @@ def test_another_candidate_replaces_the_applied_one_through_the_document(editor,
     assert editor.undo_stack.undoText() == "Edit (seed 4)"
     events = []
     editor.document.listeners.append(lambda event, change: events.append(event))
-    undone = []
+    undone: list[int] = []
     editor.undo_stack.indexChanged.connect(undone.append)
     for index in (2, 1):
         editor.apply_candidate(index)
@@ -148,6 +149,9 @@ def test_a_result_patch_is_kept_as_given_and_the_mask_by_its_box():
     pixels = doc.rgb[40:72, 60:92].copy()
     pixels[10:13, 10:15] = 0
     change = doc.apply_image_patch(60, 40, pixels, "Edit")
+    assert change is not None
+    assert change.image is not None
+    assert change.mask is not None
     assert change.image.box == (60, 40, 92, 72)  # the crop, not its changed part
     assert change.mask.box == (70, 50, 75, 53)  # the painted box only
     assert doc.apply_image_patch(60, 40, pixels, "Edit") is None  # nothing to do

@@ -27,6 +27,7 @@ def test_the_work_folder_of_a_killed_import_is_swept_when_the_next_one_ends(qtbo
     child = subprocess.Popen(
         [sys.executable, "-c", KILLED, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, text=True
     )
+    assert child.stdout is not None
     stale = child.stdout.readline().strip()
     child.kill()  # what Cancel does to an import
     child.communicate(timeout=30)

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QFileDialog, QLineEdit
+from PySide6.QtWidgets import QApplication, QFileDialog, QLineEdit, QSpinBox
 
 from app.editor import Editor
 from app.preferences import Preferences
@@ -86,8 +86,9 @@ def test_backslash_shows_the_original_from_a_number_box(win, qtbot):
     assert win.canvas._image._buffer[2, 2] == rgb_to_argb32(np.full((1, 1, 3), 90, np.uint8))[0, 0]
     QTest.keyRelease(win.run_panel.steps, Qt.Key.Key_Backslash)
     assert not win.canvas.original_label.isVisible()
-    assert QApplication.focusWidget() is win.run_panel.steps  # focus stayed
-    assert win.run_panel.steps.value() == 0  # and the box did not take the key
+    steps: QSpinBox = win.run_panel.steps
+    assert QApplication.focusWidget() is steps  # focus stayed
+    assert steps.value() == 0  # and the box did not take the key
 
 
 def test_menu_shortcuts_work_from_number_boxes_but_not_in_text(win, qtbot):
@@ -145,9 +146,11 @@ def test_remove_compare_save_and_quit_with_the_keyboard_alone(win, qtbot, tmp_pa
         key(Qt.Key.Key_R, SHIFT)
     doc = editor.document
     assert not np.array_equal(doc.rgb, doc.original)
-    QTest.keyPress(QApplication.focusWidget(), Qt.Key.Key_Backslash)
+    focus = QApplication.focusWidget()
+    assert focus is not None
+    QTest.keyPress(focus, Qt.Key.Key_Backslash)
     assert np.array_equal(win.canvas._image._buffer, rgb_to_argb32(doc.original))
-    QTest.keyRelease(QApplication.focusWidget(), Qt.Key.Key_Backslash)
+    QTest.keyRelease(focus, Qt.Key.Key_Backslash)
     assert np.array_equal(win.canvas._image._buffer, rgb_to_argb32(doc.rgb))
 
     target = tmp_path / "keyboard-only.png"

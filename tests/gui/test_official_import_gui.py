@@ -45,7 +45,8 @@ def test_the_dialog_downloads_and_imports_maskgit_without_torch(
         qtbot.addWidget(dialog)
         dialog.show()
         dialog.list.setCurrentRow(list(om.OFFICIAL).index(model))
-        lines, bars = [], []
+        lines: list[str] = []
+        bars: list[str] = []
         dialog.downloader.status.connect(lines.append)
         dialog.progress.valueChanged.connect(lambda _v: bars.append(dialog.progress.format()))
         with qtbot.waitSignal(dialog.model_ready, timeout=1_500_000) as ready:
@@ -53,6 +54,7 @@ def test_the_dialog_downloads_and_imports_maskgit_without_torch(
     target = tmp_path / "models" / model.name
     assert Path(ready.args[0]) == target
     manifest = read_manifest(target, verify_hashes=True)
+    assert manifest.class_names is not None
     assert len(manifest.class_names) == 1000
     assert manifest.grid == [16, 16]
     assert {"transformer.weights", "tokenizer.weights"} <= set(manifest.files)

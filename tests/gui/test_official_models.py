@@ -49,7 +49,7 @@ def test_download_cancel_resume_import_and_select(qtbot, server, tiny_bundle_pat
     entry = bundle_entry(tiny_bundle_path, server)
     dialog = OfficialModelsDialog(catalog=(entry,), models_dir=tmp_path / "models")
     qtbot.addWidget(dialog)
-    values = []
+    values: list[int] = []
     dialog.progress.valueChanged.connect(values.append)
     server.delay = 0.05  # 64 KiB blocks: the ~3 MB of the tiny bundle take seconds
 
@@ -116,7 +116,7 @@ def test_official_checkpoint_import_runs_in_a_child_process_and_fails_in_one_lin
         else:
             server.files["/" + remote.url.split("/", 3)[3]] = b"not a checkpoint " * 1000
     downloader = ModelDownloader(tmp_path / "models")
-    lines = []
+    lines: list[str] = []
     downloader.status.connect(lines.append)
     with qtbot.waitSignal(downloader.finished, timeout=120_000) as done:
         downloader.start(model)

@@ -10,7 +10,7 @@ from PIL import Image
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QMenu
 
 from app.editor import Editor
 from app.preferences import Preferences
@@ -47,13 +47,19 @@ def luma(icon, size: int = 20) -> float:
     return float(pixels[ink][:, :3].mean())
 
 
+def _submenu(action) -> QMenu:
+    menu = action.menu()  # typed as a QObject: Qt's menu() is a template
+    assert isinstance(menu, QMenu)
+    return menu
+
+
 def test_recognition_icons_follow_a_theme_change_at_once(qtbot):
     window = make_window(qtbot)
     panel = window.recognition_panel
     QTest.mouseClick(panel.add_class_button, Qt.MouseButton.LeftButton)
     buttons = [panel.add_class_button, panel.load_button, panel.classes[0].remove]
-    view = next(a.menu() for a in window.menuBar().actions() if a.text() == "&View")
-    theme = next(a.menu() for a in view.actions() if a.menu() and a.text() == "Theme")
+    view = next(_submenu(a) for a in window.menuBar().actions() if a.text() == "&View")
+    theme = next(_submenu(a) for a in view.actions() if a.menu() and a.text() == "Theme")
     pick = {a.text(): a for a in theme.actions()}
     pick["Dark"].trigger()
     qtbot.waitUntil(lambda: all(luma(b.icon()) > 160 for b in buttons), timeout=3000)

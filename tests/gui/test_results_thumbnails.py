@@ -39,17 +39,20 @@ def test_several_parts_show_their_squares_side_by_side(qtbot, tiny_bundle):
     qtbot.waitUntil(lambda: editor.plan is not None and len(editor.plan.parts) == 2, timeout=10000)
     with qtbot.waitSignal(editor.run_changed, timeout=60000):
         QTest.keyClick(window.canvas, Qt.Key.Key_R, Qt.KeyboardModifier.ShiftModifier)
-    thumb = edited_thumbnail(editor.run.candidates[0].patch, editor.run.plan)
+    run, plan = editor.run, editor.plan
+    assert run is not None
+    assert plan is not None
+    thumb = edited_thumbnail(run.candidates[0].patch, run.plan)
     # two square parts and a divider: about twice as wide as high (the photo is 3:2)
     assert thumb.shape[1] == THUMB_SIZE
     assert thumb.shape[1] / thumb.shape[0] > 1.9
     middle = thumb[:, thumb.shape[1] // 2 - 1 : thumb.shape[1] // 2 + 1]
     assert middle.mean() < 60  # the dark line between the parts
     # the left square is the top-left of the photo, the right one the bottom-right
-    patch = editor.run.candidates[0].patch
-    x0, y0, x1, y1 = editor.plan.parts[0].box
+    patch = run.candidates[0].patch
+    x0, y0, x1, y1 = plan.parts[0].box
     left = patch.rgb[y0 - patch.y0 : y1 - patch.y0, x0 - patch.x0 : x1 - patch.x0]
-    right_box = editor.plan.parts[1].box
+    right_box = plan.parts[1].box
     right = patch.rgb[
         right_box[1] - patch.y0 : right_box[3] - patch.y0,
         right_box[0] - patch.x0 : right_box[2] - patch.x0,

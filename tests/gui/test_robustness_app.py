@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -200,7 +201,7 @@ def test_cuda_fallback_during_a_run_is_told_once(window, qtbot):
     _edited(window)
     editor.set_mask(np.pad(np.ones((20, 20), bool), ((40, 60), (60, 80))))
     bundle.notices.append("CUDA failed while running (Fail); running on the CPU from now on")
-    shown = []
+    shown: list[str] = []
     editor.notice.connect(shown.append)
     for _ in range(2):
         with qtbot.waitSignal(editor.run_changed, timeout=10000):
@@ -495,7 +496,7 @@ def test_the_gui_thread_never_waits_for_the_token_plan(window, qtbot, monkeypatc
     first = rng.random((900, 1200)) < 0.002
     second = first.copy()
     second[:, 600:] = False
-    plans = []
+    plans: list[Any] = []
     editor.plan_changed.connect(plans.append)
     ticks = []
     timer = QTimer(interval=10)
@@ -515,10 +516,12 @@ def test_the_gui_thread_never_waits_for_the_token_plan(window, qtbot, monkeypatc
     assert len(plans) == 1
     assert editor.plan is plans[0]
     settings = editor.options.settings((0,))
-    expected = real(editor.bundle.manifest, second, settings).parts
-    assert [x.square for x in editor.plan.parts] == [x.square for x in expected]
-    assert editor.plan.masked_count == sum(x.masked_count for x in expected)
-    assert editor.plan.masked_count != real(editor.bundle.manifest, first, settings).masked_count
+    wanted, before = (real(editor.bundle.manifest, m, settings) for m in (second, first))
+    assert wanted is not None
+    assert before is not None
+    assert [x.square for x in editor.plan.parts] == [x.square for x in wanted.parts]
+    assert editor.plan.masked_count == sum(x.masked_count for x in wanted.parts)
+    assert editor.plan.masked_count != before.masked_count
     gaps = np.diff(ticks)
     assert len(ticks) > 30, gaps.max()
     assert gaps.max() < 0.3, gaps.max()

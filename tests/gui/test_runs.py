@@ -1,6 +1,8 @@
 """The app's runs as plain generators, against the scripted fake engine and the tiny real
 bundle."""
 
+from typing import Any
+
 import numpy as np
 
 from app.runs import edit_run, extend_run, generate_run, reroll_run, step_image
@@ -19,7 +21,7 @@ def _image_and_mask(h=90, w=120):
 
 def _drain(gen):
     """The decoding steps a run yields (not the texture stage's rounds) and its outcome."""
-    steps = []
+    steps: list[Any] = []
     while True:
         try:
             step = next(gen)

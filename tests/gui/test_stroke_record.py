@@ -43,7 +43,9 @@ def test_a_short_stroke_on_a_large_mask_keeps_a_small_copy():
     assert record.before.size <= 4 * StrokeRecord.TILE**2
     change = record.change(mask)
     assert change is not None
-    assert change.box == region_between(np.zeros_like(mask), mask).box
+    painted = region_between(np.zeros_like(mask), mask)
+    assert painted is not None
+    assert change.box == painted.box
 
 
 def test_editor_stroke_is_undone_exactly(qtbot):
@@ -51,18 +53,24 @@ def test_editor_stroke_is_undone_exactly(qtbot):
 
     editor = Editor()
     editor.set_image(np.zeros((500, 700, 3), np.uint8))
+    doc = editor.document
+    assert doc is not None
     editor.set_mask(np.eye(500, 700, dtype=bool))
-    start = editor.document.mask.copy()
+    start = doc.mask.copy()
     editor.begin_stroke()
     for p0, p1 in [((110, 110), (200, 150)), ((200, 150), (240, 190)), ((240, 190), (240, 190))]:
         editor.stroke_segment(p0, p1, 6)
+    assert editor._stroke is not None
+    assert editor._stroke.before is not None
     assert editor._stroke.before.size < start.size / 8  # the stroke's tiles only
     editor.end_stroke("Brush")
-    painted = editor.document.mask.copy()
-    recorded, want = editor.document.history[-1].mask, region_between(start, painted)
+    painted = doc.mask.copy()
+    recorded, want = doc.history[-1].mask, region_between(start, painted)
+    assert recorded is not None
+    assert want is not None
     assert recorded.box == want.box
     np.testing.assert_array_equal(recorded.before, want.before)
     editor.undo_stack.undo()
-    np.testing.assert_array_equal(editor.document.mask, start)
+    np.testing.assert_array_equal(doc.mask, start)
     editor.undo_stack.redo()
-    np.testing.assert_array_equal(editor.document.mask, painted)
+    np.testing.assert_array_equal(doc.mask, painted)

@@ -38,7 +38,7 @@ def test_texture_choice_reaches_the_run(window, tiny_bundle, qtbot):
     for title, texture in (("Model only", "model"), ("From the photo", "photo")):
         _choose(qtbot, panel.texture, title)
         assert editor.options.texture == texture
-        formats = []
+        formats: list[str] = []
         set_format = panel.progress.setFormat
         panel.progress.setFormat = lambda text, f=formats, s=set_format: (f.append(text), s(text))
         with qtbot.waitSignal(editor.run_changed, timeout=30000):

@@ -82,9 +82,12 @@ def test_bidi_controls_are_shown_as_codes_and_card_links_open_nothing(qtbot, tmp
     assert "[U+202E]" in card
     monkeypatch.setattr(about, "about_markdown", lambda *a: "## Model card\n\n" + card)
     opened: list[str] = []
-    monkeypatch.setattr(
-        about.QDesktopServices, "openUrl", lambda url: opened.append(url.toString()) or True
-    )
+
+    def open_url(url) -> bool:
+        opened.append(url.toString())
+        return True
+
+    monkeypatch.setattr(about.QDesktopServices, "openUrl", open_url)
     dialog = AboutDialog(None)
     qtbot.addWidget(dialog)
     assert not dialog.browser.openExternalLinks()
@@ -213,7 +216,7 @@ def test_a_picker_with_many_classes_indexes_and_searches_off_the_gui_thread(qtbo
     # Enter with no list open: the lookup runs on the worker too, and its answer is taken
     picker.lineEdit().setText("pharos")
     qtbot.keyClick(picker.lineEdit(), Qt.Key.Key_Escape)
-    picker.completer_.popup().hide()
+    picker._popup().hide()
     picker.select("")
     picker.lineEdit().setText("pharos")
     picker._take_typed()
@@ -268,6 +271,7 @@ def test_a_picker_deleted_while_it_indexes_ends_its_thread_quietly(qtbot, monkey
     picker = ClassPicker()
     picker.set_classes(*_many_classes(5000, 4))
     thread = picker.searcher._thread
+    assert thread is not None
     picker.deleteLater()
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     del picker
