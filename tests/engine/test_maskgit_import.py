@@ -13,9 +13,9 @@ import pytest
 
 from conftest import FIXTURES
 from engine.cli import main as cli_main
+from engine.importing.flax_msgpack import read_flax_checkpoint
 from engine.importing.maskgit_names import TransformerShape
 from engine.modeling.config import VqganConfig
-from engine.modeling.flax_msgpack import read_flax_checkpoint
 from engine.modeling.mage_checkpoint import CheckpointError
 from engine.modeling.maskgit import MaskGitConfig
 from engine.modeling.maskgit_checkpoint import tokenizer_spec, transformer_spec
