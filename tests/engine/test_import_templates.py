@@ -188,6 +188,11 @@ def test_transformer_templates_agree_with_pytorch(tmp_path, name):
     seq[0, torch.randperm(n, generator=g)[: n // 2]] = mask_id
     seq[1] = mask_id
     labels = torch.tensor([0, classes - 1]) if classes else None
+    if name == "maskgit_512" and labels is not None:
+        # a row of 1025 positions costs four rows of the 256 px template's 257 (half a minute
+        # on 2 cores): one row, half masked, with the last class, checks the 32x32 grid; the
+        # batch axis comes from the same export code, checked with two rows on the others
+        seq, labels = seq[:1], labels[1:]
     with torch.no_grad():
         t_logits, t_feat = (t.numpy() for t in run(seq, labels))
     feeds = {"tokens": seq.numpy()}
