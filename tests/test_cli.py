@@ -101,30 +101,37 @@ def test_edit_writes_png_with_settings(tiny_bundle_path, photo_files, tmp_path, 
     )
     assert np.array_equal(np.asarray(Image.open(again)), np.asarray(Image.open(out)))
     assert text["mage:seamless"] == "yes"
-    plain = tmp_path / "plain.png"
-    run(
-        [
-            "edit",
-            image,
-            "--mask",
-            mask,
-            "-o",
-            plain,
-            "--model",
-            tiny_bundle_path,
-            "--seed",
-            11,
-            "--steps",
-            6,
-            "--temperature",
-            3.0,
-            "--no-seamless",
-        ],
-        capsys,
-    )
+    # the seamless blend is for model-only fills (the texture stage is seamless by itself)
+    model_only = {}
+    for name, flags in (("blended", []), ("plain", ["--no-seamless"])):
+        model_only[name] = tmp_path / f"{name}.png"
+        run(
+            [
+                "edit",
+                image,
+                "--mask",
+                mask,
+                "-o",
+                model_only[name],
+                "--model",
+                tiny_bundle_path,
+                "--seed",
+                11,
+                "--steps",
+                6,
+                "--temperature",
+                3.0,
+                "--texture",
+                "model",
+                *flags,
+            ],
+            capsys,
+        )
+    plain = model_only["plain"]
     assert read_png_text(plain)["mage:seamless"] == "no"
     plain_rgb = np.asarray(Image.open(plain).convert("RGB"))
-    assert not np.array_equal(plain_rgb, result)  # the blend changes the fill ...
+    blended_rgb = np.asarray(Image.open(model_only["blended"]).convert("RGB"))
+    assert not np.array_equal(plain_rgb, blended_rgb)  # the blend changes the fill ...
     assert np.array_equal(plain_rgb[:40], rgb[:40])  # ... and nothing far from the mask
     assert np.array_equal(plain_rgb[:, :60], rgb[:, :60])
 
