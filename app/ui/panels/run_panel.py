@@ -144,8 +144,9 @@ class RunPanel(QWidget):
         form.addRow("Feather", self.feather)
         self.seamless = QCheckBox("Seamless blend")
         self.seamless.setToolTip(
-            "Keep the fill's detail but make its colours meet the photo at the edge "
-            "(gradient-domain blending). Off: paste the fill as decoded, feathered"
+            "Model-only fills (and fills as class): keep the fill's detail but make its "
+            "colours meet the photo at the edge (gradient-domain blending). Off: paste the "
+            "fill as decoded, feathered. A fill with texture from the photo is seamless anyway"
         )
         form.addRow("", self.seamless)
         for spin in (self.steps, self.seed, self.candidates, self.ring):
