@@ -31,11 +31,37 @@ FIXTURES = REPO / "tests" / "fixtures"
 GUI_TESTS = REPO / "tests" / "gui"
 
 
+# The costliest files (wall time on 2 cores, from --durations), costliest first: with the suite
+# spread over workers a file at a time (pyproject's addopts), they start first, so no worker is
+# left with one of them at the end while the others wait.
+COSTLIEST_FILES = [
+    "engine/test_maskgit_vectors.py",
+    "engine/test_train.py",
+    "engine/test_import_templates.py",
+    "engine/test_official_import.py",
+    "engine/test_official_vectors.py",
+    "gui/test_robustness_app.py",
+    "engine/test_recognition.py",
+    "test_download_without_torch.py",
+    "gui/test_official_import_gui.py",
+    "test_cli_download.py",
+    "test_offline.py",
+    "gui/test_long_painting.py",
+    "test_robustness_cli.py",
+    "gui/test_first_run.py",
+]
+
+
 def pytest_collection_modifyitems(config, items):
-    """Everything under tests/gui drives the Qt app (offscreen) and carries the `gui` marker."""
+    """Everything under tests/gui drives the Qt app (offscreen) and carries the `gui` marker.
+    Under pytest-xdist the costliest files come first (a stable sort: each file keeps its
+    order); a run in one process keeps the plain order."""
     for item in items:
         if item.path.is_relative_to(GUI_TESTS):
             item.add_marker(pytest.mark.gui)
+    if hasattr(config, "workerinput"):
+        rank = {REPO / "tests" / name: i for i, name in enumerate(COSTLIEST_FILES)}
+        items.sort(key=lambda item: rank.get(item.path, len(rank)))
 
 
 def make_tiny_models(num_classes: int = 3, seed: int = 0):
