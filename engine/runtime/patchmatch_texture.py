@@ -5,13 +5,14 @@ completion that GIMP's Resynthesizer, Photoshop's Content-Aware Fill and IOPaint
 mode are built like: sharp, seamless fills that continue lines. Its guided form adds to every
 patch distance the distance between two per-pixel "coordinates" of the target and the source
 (`inpaint_regularity`). Here those coordinates are the low-passed brightness and red-blue
-balance of the guide in the hole and of the photo around it, so among patches that fit their
-neighbourhood equally well the search prefers the one whose colour is where the model's fill
-says it should be. The guide's hole part first meets the photo at the hole's edge
-(texture._meeting), so it brings shapes, not the model's brightness offset.
+balance of the guide in the hole and of the photo around it, each in three bands, so among
+patches that fit their neighbourhood equally well the search prefers one from the kind of area
+(darker or lighter, cooler or warmer) that the model's fill puts there. The guide's hole part
+first meets the photo at the hole's edge (texture._meeting), so it brings shapes, not the
+model's brightness offset.
 
-The weight is deliberately small: at higher weights the model's smooth fill wins over the
-photo's grain and the fill shows as a patch (judged on the held-out set, docs/model-quality.md).
+The weight is deliberately small, and the bands coarse: a stronger or finer guide narrows the
+search and the fill shows as a patch (judged blind on the held-out set, docs/model-quality.md).
 
 The library keeps one random seed for every call, so a lock makes "set the seed, fill" one
 step under concurrent jobs: the same seed gives the same pixels. Its call cannot be
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 PATCH_RADIUS = 3
 # px: box-blur radius of the guide and of the photo before they are compared
 GUIDE_BLUR = 6
+# levels per guide feature (brightness, red-blue balance)
+GUIDE_BANDS = 3
 # the library compares its coordinates modulo 1; features stay below 0.5 so none wraps
 _FEATURE_SPAN = 0.49
 
@@ -117,7 +120,11 @@ def _coordinates(photo: np.ndarray, hole: np.ndarray, guide: np.ndarray) -> np.n
     features = np.stack([brightness, balance], axis=-1)
     # stretched to the crop's own range: the guide separates what this photo tells apart
     low, high = features.min((0, 1)), features.max((0, 1))
-    features = (features - low) / np.maximum(high - low, 0.05) * _FEATURE_SPAN
+    features = (features - low) / np.maximum(high - low, 0.05)
+    # in a few bands: the guide picks among the photo's darker, middle and lighter (cooler,
+    # warmer) areas and leaves the search free inside a band; a continuous guide sends every
+    # target to the few sources of exactly its tone, which a person sees as a mushy patch
+    features = np.round(features * (GUIDE_BANDS - 1)) / (GUIDE_BANDS - 1) * _FEATURE_SPAN
     coords = np.concatenate([features, np.zeros_like(features[..., :1])], axis=-1)
     return np.ascontiguousarray(np.clip(coords, 0.0, _FEATURE_SPAN), np.float32)
 

@@ -62,7 +62,7 @@ class TextureOptions:
     # fill with the PyPatchMatch library where it loads (engine/runtime/patchmatch_texture.py);
     # the options above then apply only to the built-in synthesis it falls back to
     native: bool = True
-    native_guide_weight: float = 0.02  # the library's guide weight (its own scale)
+    native_guide_weight: float = 0.05  # the library's guide weight (its own scale)
 
 
 DEFAULT_OPTIONS = TextureOptions()
