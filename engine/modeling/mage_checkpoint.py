@@ -51,9 +51,9 @@ def _shape(t) -> str:
     return "[" + ", ".join(str(s) for s in t.shape) + "]"
 
 
-def load_strict(module: torch.nn.Module, sd: dict[str, torch.Tensor], what: str) -> None:
-    """Strict load with one-line errors naming the first offending key and its shapes."""
-    expected = module.state_dict()
+def check_strict(expected: dict[str, torch.Tensor], sd: dict[str, torch.Tensor], what: str) -> None:
+    """`sd` against a module's state_dict `expected`: one-line errors naming the first offending
+    key and its shapes."""
     missing = [k for k in expected if k not in sd]
     unexpected = [k for k in sd if k not in expected]
     if missing:
@@ -71,7 +71,6 @@ def load_strict(module: torch.nn.Module, sd: dict[str, torch.Tensor], what: str)
             raise CheckpointError(f"{what}: key '{k}' has dtype {sd[k].dtype}, expected {v.dtype}")
         if sd[k].is_floating_point() and not torch.isfinite(sd[k]).all():
             raise CheckpointError(f"{what}: key '{k}' contains NaN or infinite values")
-    module.load_state_dict(sd, strict=True)
 
 
 def detect_variant(sd: dict[str, torch.Tensor]) -> tuple[str, MageConfig]:
@@ -106,8 +105,13 @@ def build_official(
             "the checkpoint has no 'vqgan.*' tokenizer weights; "
             "give vqgan_jax_strongaug.ckpt with --vqgan"
         )
-    vqgan = VQGAN(VQGAN_OFFICIAL)
-    load_strict(vqgan, vq_part, "tokenizer")
-    mage = MAGE(cfg)
-    load_strict(mage, mage_part, variant)
+    # checked first against modules on the meta device (shapes and dtypes, no memory, no random
+    # initialisation): a wrong file is refused before 200-460 million weights are made
+    with torch.device("meta"):
+        vqgan_layout, mage_layout = VQGAN(VQGAN_OFFICIAL).state_dict(), MAGE(cfg).state_dict()
+    check_strict(vqgan_layout, vq_part, "tokenizer")
+    check_strict(mage_layout, mage_part, variant)
+    vqgan, mage = VQGAN(VQGAN_OFFICIAL), MAGE(cfg)
+    vqgan.load_state_dict(vq_part, strict=True)
+    mage.load_state_dict(mage_part, strict=True)
     return variant, vqgan.eval(), mage.eval()
