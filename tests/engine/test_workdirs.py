@@ -27,6 +27,13 @@ CHILD = textwrap.dedent(
 )
 
 
+def _terminal_signals() -> None:
+    """The child's signals as a terminal gives them: a background job inherits SIGINT ignored,
+    and a pytest-xdist worker SIGHUP (an ignored signal is left alone, as nohup expects)."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def _start(folder):
     proc = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(folder)],
@@ -34,8 +41,7 @@ def _start(folder):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        # a background job inherits SIGINT ignored: give the child a terminal's disposition
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=_terminal_signals,
     )
     assert proc.stdout is not None
     assert proc.stderr is not None
@@ -135,6 +141,7 @@ def test_a_stopped_import_leaves_no_work_folder(tmp_path, sig):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_terminal_signals,
     )
     assert proc.stdout is not None
     assert proc.stderr is not None
