@@ -11,6 +11,7 @@ from app.core.session import SessionStore, snapshot
 from app.editor import Editor
 from app.preferences import Preferences
 from app.ui.main_window import MainWindow
+from gui.fake_engine import FakeBundle
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -75,5 +76,16 @@ def window(qtbot):
     win.show()
     qtbot.waitExposed(win)
     yield win
+    editor.jobs.cancel()
+    editor.jobs.wait_idle(10)
+
+
+@pytest.fixture
+def editor(qtbot):
+    """An editor on the fake model with a photo open (a test module may define its own)."""
+    editor = Editor()
+    editor.models.use(FakeBundle())
+    editor.set_image(photo())
+    yield editor
     editor.jobs.cancel()
     editor.jobs.wait_idle(10)

@@ -7,27 +7,13 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
-import pytest
 
 import app.planner as planner_module
 import app.runs as app_runs
 import engine.runtime.plan as plan_module
 import engine.runtime.runs as runs_module
-from app.editor import Editor
 from engine.runtime.plan import EditPlan
 from engine.runtime.settings import Settings
-from gui.conftest import photo
-from gui.fake_engine import FakeBundle
-
-
-@pytest.fixture
-def editor(qtbot):
-    editor = Editor()
-    editor.models.use(FakeBundle())
-    editor.set_image(photo())
-    yield editor
-    editor.jobs.cancel()
-    editor.jobs.wait_idle(10)
 
 
 def _count(monkeypatch, calls: Counter, owner, name: str, key: str) -> None:

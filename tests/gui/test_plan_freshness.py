@@ -8,18 +8,6 @@ import pytest
 
 import app.runs as app_runs
 from app.editor import Editor
-from gui.conftest import photo
-from gui.fake_engine import FakeBundle
-
-
-@pytest.fixture
-def editor(qtbot):
-    editor = Editor()
-    editor.models.use(FakeBundle())
-    editor.set_image(photo())
-    yield editor
-    editor.jobs.cancel()
-    editor.jobs.wait_idle(10)
 
 
 @pytest.fixture
