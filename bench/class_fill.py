@@ -16,7 +16,9 @@ removal.
 
 `--config` takes comma-separated key=value settings for the class fills (several configs are
 compared on the same cases and classes): ``guidance`` (classifier-free guidance), ``weight``
-(the texture stage's guide weight for class fills), ``texture`` (photo|model|classic),
+(the built-in synthesis's guide weight for class fills), ``layout`` (the texture stage's
+``guide_layout`` radius for class fills; 0: off), ``library`` (on|off: the PyPatchMatch
+library for class fills), ``texture`` (photo|model|classic),
 ``ring``, ``temperature`` (choice temperature), ``sample`` (sampling temperature),
 ``colour`` and ``seamless`` (on|off: the colour match and the seamless blend), ``context``
 (context square side over the mask's box side; the head always sees the removal's square) and
@@ -58,6 +60,8 @@ KEYS = (
     "default",
     "guidance",
     "weight",
+    "layout",
+    "library",
     "texture",
     "ring",
     "temperature",
@@ -79,9 +83,9 @@ def parse_config(spec: str) -> dict:
             out[key] = True
         elif key == "texture":
             out[key] = value
-        elif key in ("colour", "seamless"):
+        elif key in ("colour", "seamless", "library"):
             out[key] = value in ("1", "on", "yes", "true")
-        elif key == "ring":
+        elif key in ("ring", "layout"):
             out[key] = _number(int, key, value)
         else:
             out[key] = _number(float, key, value)
@@ -120,11 +124,17 @@ def class_settings(config: dict, class_name: str, seed: int) -> Settings:
     return replace(base, **changes)
 
 
-def _run(bundle: Bundle, case: Case, settings: Settings, weight: float | None) -> np.ndarray:
-    if weight is None:
+def texture_changes(config: dict) -> dict:
+    """The config's changes to the class fills' texture options (CLASS_TEXTURE)."""
+    names = {"weight": "guide_weight", "layout": "guide_layout", "library": "native"}
+    return {field: config[key] for key, field in names.items() if key in config}
+
+
+def _run(bundle: Bundle, case: Case, settings: Settings, changes: dict) -> np.ndarray:
+    if not changes:
         return edit_image(bundle, case.input, case.mask, settings).images[0]
     saved = settings_module.CLASS_TEXTURE
-    settings_module.CLASS_TEXTURE = replace(saved, guide_weight=weight)
+    settings_module.CLASS_TEXTURE = replace(saved, **changes)
     try:
         return edit_image(bundle, case.input, case.mask, settings).images[0]
     finally:
@@ -132,7 +142,7 @@ def _run(bundle: Bundle, case: Case, settings: Settings, weight: float | None) -
 
 
 def cached_edit(
-    bundle: Bundle, case: Case, settings: Settings, weight: float | None, tag: str
+    bundle: Bundle, case: Case, settings: Settings, changes: dict, tag: str
 ) -> np.ndarray:
     key = hashlib.sha256(
         json.dumps(
@@ -140,10 +150,11 @@ def cached_edit(
                 bundle.name,
                 case.id,
                 repr(settings),
-                weight,
+                changes,
                 tag,
-                # the class-run defaults a Settings with guidance None resolves to
-                repr(settings_module.CLASS_TEXTURE) if settings.class_name else "",
+                # the texture options the run uses by default (class runs: CLASS_TEXTURE)
+                repr(settings.texture_options),
+                # the class-run guidance a Settings with guidance None resolves to
                 settings_module.CLASS_GUIDANCE if settings.class_name else 0,
             ]
         ).encode()
@@ -151,7 +162,7 @@ def cached_edit(
     path = CACHE / f"{case.id}-{key}.png"
     if path.is_file():
         return np.asarray(Image.open(path).convert("RGB"))
-    rgb = _run(bundle, case, settings, weight)
+    rgb = _run(bundle, case, settings, changes)
     CACHE.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.png")
     Image.fromarray(rgb).save(tmp)
@@ -249,14 +260,14 @@ def main(argv: list[str] | None = None) -> int:
         if time.monotonic() - started > args.budget:
             print(f"budget spent after {done} cases", file=sys.stderr)
             break
-        plain = cached_edit(bundle, case, Settings(seeds=(args.seed,)), None, "plain")
+        plain = cached_edit(bundle, case, Settings(seeds=(args.seed,)), {}, "plain")
         plain_probs = classify([context_square(bundle, case, plain)])[0]
         chosen = targets(plain_probs, args.classes, args.seed, index)
         for spec, config in configs:
             fills = []
             for cls in chosen:
                 s = class_settings(config, names[cls], args.seed)
-                fills.append(cached_edit(bundle, case, s, config.get("weight"), spec))
+                fills.append(cached_edit(bundle, case, s, texture_changes(config), spec))
             probs = classify([context_square(bundle, case, f) for f in fills])
             for cls, fill, p in zip(chosen, fills, probs, strict=True):
                 st = stats[spec]

@@ -63,6 +63,15 @@ class TextureOptions:
     # the options above then apply only to the built-in synthesis it falls back to
     native: bool = True
     native_guide_weight: float = 0.05  # the library's guide weight (its own scale)
+    # the library works on the hole's box grown by this share of the box's longer side (at
+    # least native_min_margin px): the photo next to the hole is where its texture comes from,
+    # and the library's time grows with the area it works on
+    native_margin: float = 0.2
+    native_min_margin: int = 16
+    # > 0: the library's fill keeps only its detail (what a box blur of this radius, in px,
+    # takes away) over the guide's low-passed picture: the guide decides colours and shapes,
+    # the photo adds its grain (what a class fill needs for its class to show)
+    guide_layout: int = 0
 
 
 DEFAULT_OPTIONS = TextureOptions()
@@ -114,12 +123,11 @@ def synthesis(
     if hole.all():
         return photo.copy() if guide is None else _to_uint8(np.asarray(guide, np.float32))
 
+    if options.native and _native_fits(photo, hole, options):
+        yield  # a stop before the library's call
+        return (yield from _native(photo, hole, guide, seed, options))
     if guide is not None and options.guide_meets_photo:
         guide = _meeting(photo.astype(np.float32), hole, np.asarray(guide, np.float32))
-    if options.native and _native_fits(photo, hole):
-        yield  # a stop before the library's call
-        weight = options.native_guide_weight
-        return (yield from patchmatch_texture.filling(photo, hole, _as_float(guide), seed, weight))
     rng = np.random.default_rng(seed)
     levels = _pyramid(photo.astype(np.float32), hole, guide, options)
     estimate: np.ndarray | None = None
@@ -154,14 +162,62 @@ def synthesis(
     return out
 
 
-def _native_fits(photo: np.ndarray, hole: np.ndarray) -> bool:
-    """Whether the PyPatchMatch library loads and the crop is big enough for its patches."""
+def _native(
+    photo: np.ndarray,
+    hole: np.ndarray,
+    guide: np.ndarray | None,
+    seed: int,
+    options: TextureOptions,
+) -> Generator[None, None, np.ndarray]:
+    """The library's fill of the hole's window (`native_window`), pasted into the photo."""
+    ys, xs = native_window(hole, options)
+    part, near = photo[ys, xs], hole[ys, xs]
+    local = None if guide is None else np.asarray(guide, np.float32)[ys, xs]
+    if local is not None and options.guide_meets_photo:
+        local = _meeting(part.astype(np.float32), near, local)
+    weight = options.native_guide_weight
+    filled = yield from patchmatch_texture.filling(
+        np.ascontiguousarray(part), np.ascontiguousarray(near), local, seed, weight
+    )
+    if local is not None and options.guide_layout > 0:
+        filled = _detail_over(filled, near, local, options.guide_layout)
+    out = photo.copy()
+    out[ys, xs] = filled
+    return out
+
+
+def _detail_over(
+    filled: np.ndarray, hole: np.ndarray, guide: np.ndarray, radius: int
+) -> np.ndarray:
+    """`filled`'s detail finer than a box blur of `radius` over the guide's coarser picture,
+    in the hole (the photo around it counts as the guide's there, so the hole's edge meets)."""
+    layout = np.where(hole[..., None], guide, filled.astype(np.float32))
+    fine = filled.astype(np.float32)
+    moved = fine + _blur(layout, radius) - _blur(fine, radius)
+    return np.where(hole[..., None], _to_uint8(moved), filled)
+
+
+def native_window(
+    hole: np.ndarray, options: TextureOptions = DEFAULT_OPTIONS
+) -> tuple[slice, slice]:
+    """Rows and columns the library works on: the hole's box grown by `native_margin` of its
+    longer side (at least `native_min_margin` px), clipped to the image."""
+    ys, xs = np.nonzero(hole)
+    extent = max(ys.max() - ys.min(), xs.max() - xs.min()) + 1
+    margin = max(options.native_min_margin, int(options.native_margin * extent))
+    h, w = hole.shape
+    rows = slice(max(0, ys.min() - margin), min(h, ys.max() + 1 + margin))
+    cols = slice(max(0, xs.min() - margin), min(w, xs.max() + 1 + margin))
+    return rows, cols
+
+
+def _native_fits(photo: np.ndarray, hole: np.ndarray, options: TextureOptions) -> bool:
+    """Whether the PyPatchMatch library loads and the hole's window is big enough for its
+    patches."""
     side = 2 * patchmatch_texture.PATCH_RADIUS + 1
-    return min(photo.shape[:2]) >= side and patchmatch_texture.library() is not None
-
-
-def _as_float(guide: np.ndarray | None) -> np.ndarray | None:
-    return None if guide is None else np.asarray(guide, np.float32)
+    ys, xs = native_window(hole, options)
+    big_enough = min(ys.stop - ys.start, xs.stop - xs.start) >= side
+    return big_enough and patchmatch_texture.library() is not None
 
 
 # -- the pyramid ------------------------------------------------------------------------------
