@@ -20,6 +20,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from engine.runtime.class_pick import ClassPick, class_pick, sample_seeds
 from engine.runtime.compose import (
     Patch,
     compose_squares,
@@ -299,6 +300,7 @@ def _edit(bundle: Model, request: Edit, settings: Settings, previews: _Previews)
     if settings.texture == "classic":
         return (yield from _classic(bundle, rgb, plan, settings))
     fills = [prepare_fill(bundle.manifest, rgb, part) for part in plan.parts]
+    pick = class_pick(bundle, resolved.class_name, resolved.class_samples)
     total = plan.run_steps
     per_part: list[list[Patch]] = []
     done = 0
@@ -314,6 +316,7 @@ def _edit(bundle: Model, request: Edit, settings: Settings, previews: _Previews)
             previews,
             _Progress(done, total, later),
             part_steps=True,
+            pick=pick,
         )
         done += fill.part.run_steps
         per_part.append(patches)
@@ -550,19 +553,36 @@ def _run_fill(
     previews: _Previews,
     progress: _Progress,
     part_steps: bool = False,
+    pick: ClassPick | None = None,
 ) -> Generator[Step, None, tuple[DecodeStep, list[np.ndarray], list[Patch]]]:
     """Decode and compose one fill. With `part_steps` the part's own steps (its plan decided
-    them) and `settings` already resolved; else the steps for what `start` leaves masked."""
-    start = np.broadcast_to(start, (len(settings.seeds), start.shape[-1])).copy()
+    them) and `settings` already resolved; else the steps for what `start` leaves masked.
+    With a class `pick`, every candidate decodes its samples and keeps the best one."""
+    drawn = (
+        settings
+        if pick is None
+        else replace(settings, seeds=sample_seeds(settings.seeds, pick.samples))
+    )
+    start = np.broadcast_to(start, (len(drawn.seeds), start.shape[-1])).copy()
     last, history = yield from _decode_steps(
         bundle,
         start,
-        settings,
+        drawn,
         previews,
         progress,
         lambda tokens: _preview(bundle, fill, tokens, settings),
         fill.part if part_steps else None,
     )
+    if pick is not None:
+        rows = pick.best_rows(last.tokens, len(settings.seeds))
+        last = replace(
+            last,
+            tokens=last.tokens[rows],
+            candidates=last.candidates[rows],
+            confidence=last.confidence[rows],
+            remaining=last.remaining[rows],
+        )
+        history = [h[rows] for h in history]
     if settings.speed.region_decode:
         background = (fill.model_pixels.transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
         squares = decode_square_region(

@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from engine.runtime.class_pick import DEFAULT_SAMPLES, MAX_SAMPLES
 from engine.runtime.manifest import Manifest
 from engine.runtime.schedule import DEFAULT_CHOICE_TEMPERATURE, DEFAULT_STEPS
 from engine.runtime.speed import EXACT, Speed, scaled_steps
@@ -43,10 +44,15 @@ class Settings:
     # where a fill's pixels come from: "photo" (the photo's own texture, placed where the
     # model's fill says), "model" (the model's decode) or "classic" (texture, no model)
     texture: str = "photo"
+    # a class fill draws this many samples per candidate and keeps the one the model's own
+    # recognition head reads most as the class (runtime/class_pick.py); 1: no pick
+    class_samples: int = DEFAULT_SAMPLES
 
     def __post_init__(self) -> None:
         if self.texture not in TEXTURES:
             raise ValueError(f"texture must be one of {', '.join(TEXTURES)}, not {self.texture!r}")
+        if not 1 <= self.class_samples <= MAX_SAMPLES:
+            raise ValueError(f"class samples must be 1 to {MAX_SAMPLES}, not {self.class_samples}")
 
     @property
     def texture_options(self) -> TextureOptions:
@@ -107,6 +113,7 @@ class Settings:
             "mage:sample_temperature": f"{s.sample_temperature:g}",
             "mage:seamless": "yes" if s.seamless else "no",
             "mage:texture": s.texture,
+            **({"mage:class_samples": str(s.class_samples)} if s.class_name else {}),
             **({} if s.speed.exact else {"mage:speed": s.speed.name}),
         }
 

@@ -193,7 +193,9 @@ def _detail_over(
     in the hole (the photo around it counts as the guide's there, so the hole's edge meets)."""
     layout = np.where(hole[..., None], guide, filled.astype(np.float32))
     fine = filled.astype(np.float32)
-    moved = fine + _blur(layout, radius) - _blur(fine, radius)
+    coarse, own = _blur(layout, radius), _blur(fine, radius)
+    assert coarse is not None and own is not None  # arrays in, arrays out
+    moved = fine + coarse - own
     return np.where(hole[..., None], _to_uint8(moved), filled)
 
 

@@ -1,0 +1,82 @@
+"""A class fill keeps the sample that shows its class best, as the model itself reads it.
+
+One model both generates and recognises images. A "fill as class" decodes a few samples of the
+hole per candidate (each from its own seed, derived from the candidate's), and the bundle's
+recognition head (the one `main.py classify` uses) reads every sample's tokens, the whole
+context square as the model completed it. The candidate is the sample the head finds most
+like the class; only that one goes on to the texture stage. Without a head, without
+features.onnx, or for a class the head does not know, every candidate is its first sample,
+as in a plain run. The pick is a function of the candidate's seed, so the same seed gives the
+same fill.
+
+Measured with bench/class_fill.py (docs/model-quality.md, "Fill as class"): the class is more
+probable on the filled square than on a plain removal's far more often with the pick than
+with one sample, and the sheets show the class more often.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.runtime.errors import MageError
+from engine.runtime.model import Model
+from engine.runtime.recognition import bundle_head
+
+log = logging.getLogger(__name__)
+
+# samples a class fill draws per candidate unless the settings say otherwise
+DEFAULT_SAMPLES = 4
+MAX_SAMPLES = 16
+
+
+def sample_seeds(seeds: Sequence[int], samples: int) -> tuple[int, ...]:
+    """`samples` seeds per candidate seed, candidate by candidate: the seed itself first (so
+    one sample is the plain run), then seeds derived from it alone."""
+    out: list[int] = []
+    for seed in seeds:
+        out.append(int(seed))
+        for k in range(1, samples):
+            state = np.random.SeedSequence([int(seed), k]).generate_state(1, np.uint32)
+            out.append(int(state[0] & 0x7FFFFFFF))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class ClassPick:
+    """How many samples a candidate draws, and the head's score of a sample's tokens."""
+
+    samples: int
+    score: Callable[[np.ndarray], np.ndarray]  # int64 [B,N] -> float [B]
+
+    def best_rows(self, tokens: np.ndarray, candidates: int) -> np.ndarray:
+        """Row indices into `tokens` (int64 [candidates * samples, N], ordered as
+        `sample_seeds`): each candidate's best-scoring sample (the first on a tie)."""
+        scores = np.asarray(self.score(tokens), np.float64).reshape(candidates, self.samples)
+        return np.arange(candidates) * self.samples + np.argmax(scores, axis=1)
+
+
+def class_pick(bundle: Model, class_name: str | None, samples: int) -> ClassPick | None:
+    """The pick for a class run, or None when there is nothing to pick with: no class, one
+    sample, or no recognition head that knows the class (a plain run then)."""
+    if not class_name or samples <= 1:
+        return None
+    try:
+        head = bundle_head(bundle)
+        head.check_bundle(bundle)  # refuses a head made for another model
+    except (MageError, OSError) as exc:  # no head, or one that cannot be read or used
+        log.info("fill as class without a pick: %s", exc)
+        return None
+    names = list(head.class_names)
+    if class_name not in names or not (bundle.path / "features.onnx").is_file():
+        return None
+    column = names.index(class_name)
+
+    def score(tokens: np.ndarray) -> np.ndarray:
+        features = bundle.features(np.ascontiguousarray(tokens, np.int64))
+        return head.predict_proba(features)[:, column]
+
+    return ClassPick(samples, score)
