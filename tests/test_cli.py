@@ -386,6 +386,18 @@ def test_texture_choice_is_applied_and_recorded(tiny_bundle_path, photo_files, t
     assert "--texture" in err
 
 
+def test_class_samples_are_applied_and_recorded(tiny_bundle_path, photo_files, tmp_path, capsys):
+    image, mask, _, _ = photo_files
+    out = tmp_path / "dog.png"
+    base = ["edit", image, "--mask", mask, "--model", tiny_bundle_path, "--class", "dog"]
+    code, _, err = run([*base, "-o", out, "--class-samples", 2], capsys)
+    assert code == 0, err
+    assert read_png_text(out)["mage:class_samples"] == "2"
+    code, _, err = run([*base, "-o", tmp_path / "default.png"], capsys)
+    assert code == 0, err
+    assert read_png_text(tmp_path / "default.png")["mage:class_samples"] == "4"
+
+
 def test_extend_texture_is_recorded(tiny_bundle_path, photo_files, tmp_path, capsys):
     image, _, _, _ = photo_files
     for texture in ("photo", "model"):

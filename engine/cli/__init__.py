@@ -27,6 +27,8 @@ from engine.cli.console import (
 )
 from engine.cli.images import cmd_edit, cmd_extend, cmd_generate
 from engine.cli.models import FORWARDED, cmd_forward, cmd_import_mage, cmd_import_maskgit
+from engine.runtime.class_pick import DEFAULT_SAMPLES as DEFAULT_CLASS_SAMPLES
+from engine.runtime.class_pick import MAX_SAMPLES as MAX_CLASS_SAMPLES
 from engine.runtime.devices import DEVICES
 from engine.runtime.errors import MageError
 from engine.runtime.manifest import MAX_STEPS
@@ -171,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the fill's pixels come from: photo = the photo's own texture placed where "
         "the model's fill says (default); model = the model's decode; classic = texture "
         "synthesis from the photo without the model",
+    )
+    p.add_argument(
+        "--class-samples",
+        type=int_in(1, MAX_CLASS_SAMPLES),
+        default=DEFAULT_CLASS_SAMPLES,
+        help="with --class: samples drawn per candidate; the one the model's recognition head "
+        f"reads most as the class is kept (1 = no pick; default {DEFAULT_CLASS_SAMPLES})",
     )
     _add_model_options(p)
     _add_decode_options(p)

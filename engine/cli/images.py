@@ -145,6 +145,7 @@ def cmd_edit(args) -> int:
         feather=args.feather,
         seamless=args.seamless,
         texture=args.texture,
+        class_samples=args.class_samples,
     )
     paths = check_outputs(args.output, settings.seeds, [args.image, args.mask], args.overwrite)
     image = load_image(args.image)

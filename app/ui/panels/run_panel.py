@@ -69,7 +69,8 @@ class RunPanel(QWidget):
             self.mode.addItem(MODE_TITLES[mode], mode)
         self.mode.setToolTip(
             "Remove / fill: refill the painted area from its surroundings\n"
-            "Fill as class: refill it as the chosen class\n"
+            "Fill as class: refill it as the chosen class (each candidate is the best of a\n"
+            "few samples, as the model's own recognition reads them)\n"
             "Generate: a whole new image\nExtend: grow the canvas on one side"
         )
         form.addRow("Mode", self.mode)
