@@ -63,11 +63,6 @@ class TextureOptions:
     # the options above then apply only to the built-in synthesis it falls back to
     native: bool = True
     native_guide_weight: float = 0.05  # the library's guide weight (its own scale)
-    # the library works on the hole's box grown by this share of the box's longer side (at
-    # least native_min_margin px): the photo next to the hole is where its texture comes from,
-    # and the library's time grows with the area it works on
-    native_margin: float = 0.2
-    native_min_margin: int = 16
     # > 0: the library's fill keeps only its detail (what a box blur of this radius, in px,
     # takes away) over the guide's low-passed picture: the guide decides colours and shapes,
     # the photo adds its grain (what a class fill needs for its class to show)
@@ -123,7 +118,7 @@ def synthesis(
     if hole.all():
         return photo.copy() if guide is None else _to_uint8(np.asarray(guide, np.float32))
 
-    if options.native and _native_fits(photo, hole, options):
+    if options.native and _native_fits(photo, hole):
         yield  # a stop before the library's call
         return (yield from _native(photo, hole, guide, seed, options))
     if guide is not None and options.guide_meets_photo:
@@ -169,21 +164,15 @@ def _native(
     seed: int,
     options: TextureOptions,
 ) -> Generator[None, None, np.ndarray]:
-    """The library's fill of the hole's window (`native_window`), pasted into the photo."""
-    ys, xs = native_window(hole, options)
-    part, near = photo[ys, xs], hole[ys, xs]
-    local = None if guide is None else np.asarray(guide, np.float32)[ys, xs]
+    """The library's fill of the hole (its guide made to meet the photo first)."""
+    local = None if guide is None else np.asarray(guide, np.float32)
     if local is not None and options.guide_meets_photo:
-        local = _meeting(part.astype(np.float32), near, local)
+        local = _meeting(photo.astype(np.float32), hole, local)
     weight = options.native_guide_weight
-    filled = yield from patchmatch_texture.filling(
-        np.ascontiguousarray(part), np.ascontiguousarray(near), local, seed, weight
-    )
+    filled = yield from patchmatch_texture.filling(photo, hole, local, seed, weight)
     if local is not None and options.guide_layout > 0:
-        filled = _detail_over(filled, near, local, options.guide_layout)
-    out = photo.copy()
-    out[ys, xs] = filled
-    return out
+        filled = _detail_over(filled, hole, local, options.guide_layout)
+    return filled
 
 
 def _detail_over(
@@ -194,32 +183,16 @@ def _detail_over(
     layout = np.where(hole[..., None], guide, filled.astype(np.float32))
     fine = filled.astype(np.float32)
     coarse, own = _blur(layout, radius), _blur(fine, radius)
-    assert coarse is not None and own is not None  # arrays in, arrays out
+    assert coarse is not None
+    assert own is not None
     moved = fine + coarse - own
     return np.where(hole[..., None], _to_uint8(moved), filled)
 
 
-def native_window(
-    hole: np.ndarray, options: TextureOptions = DEFAULT_OPTIONS
-) -> tuple[slice, slice]:
-    """Rows and columns the library works on: the hole's box grown by `native_margin` of its
-    longer side (at least `native_min_margin` px), clipped to the image."""
-    ys, xs = np.nonzero(hole)
-    extent = max(ys.max() - ys.min(), xs.max() - xs.min()) + 1
-    margin = max(options.native_min_margin, int(options.native_margin * extent))
-    h, w = hole.shape
-    rows = slice(max(0, ys.min() - margin), min(h, ys.max() + 1 + margin))
-    cols = slice(max(0, xs.min() - margin), min(w, xs.max() + 1 + margin))
-    return rows, cols
-
-
-def _native_fits(photo: np.ndarray, hole: np.ndarray, options: TextureOptions) -> bool:
-    """Whether the PyPatchMatch library loads and the hole's window is big enough for its
-    patches."""
+def _native_fits(photo: np.ndarray, hole: np.ndarray) -> bool:
+    """Whether the PyPatchMatch library loads and the crop is big enough for its patches."""
     side = 2 * patchmatch_texture.PATCH_RADIUS + 1
-    ys, xs = native_window(hole, options)
-    big_enough = min(ys.stop - ys.start, xs.stop - xs.start) >= side
-    return big_enough and patchmatch_texture.library() is not None
+    return min(photo.shape[:2]) >= side and patchmatch_texture.library() is not None
 
 
 # -- the pyramid ------------------------------------------------------------------------------
