@@ -2,8 +2,8 @@
 
 One model both generates and recognises images. A "fill as class" decodes a few samples of the
 hole per candidate (each from its own seed, derived from the candidate's), and the bundle's
-recognition head (the one `main.py classify` uses) reads every sample's tokens, the whole
-context square as the model completed it. The candidate is the sample the head finds most
+recognition head (the one `main.py classify` uses) reads every sample's model-only fill of the
+context square, the way it reads a photo. The candidate is the sample the head finds most
 like the class; only that one goes on to the texture stage. Without a head, without
 features.onnx, or for a class the head does not know, every candidate is its first sample,
 as in a plain run. The pick is a function of the candidate's seed, so the same seed gives the
@@ -24,7 +24,7 @@ import numpy as np
 
 from engine.runtime.errors import MageError
 from engine.runtime.model import Model
-from engine.runtime.recognition import bundle_head
+from engine.runtime.recognition import bundle_head, image_features
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +47,15 @@ def sample_seeds(seeds: Sequence[int], samples: int) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class ClassPick:
-    """How many samples a candidate draws, and the head's score of a sample's tokens."""
+    """How many samples a candidate draws, and the head's score of a sample's pixels."""
 
     samples: int
-    score: Callable[[np.ndarray], np.ndarray]  # int64 [B,N] -> float [B]
+    score: Callable[[list[np.ndarray]], np.ndarray]  # uint8 [H,W,3] images -> float [B]
 
-    def best_rows(self, tokens: np.ndarray, candidates: int) -> np.ndarray:
-        """Row indices into `tokens` (int64 [candidates * samples, N], ordered as
-        `sample_seeds`): each candidate's best-scoring sample (the first on a tie)."""
-        scores = np.asarray(self.score(tokens), np.float64).reshape(candidates, self.samples)
+    def best_rows(self, images: list[np.ndarray], candidates: int) -> np.ndarray:
+        """Indices into `images` (candidates * samples fills of the context square, ordered
+        as `sample_seeds`): each candidate's best-scoring sample (the first on a tie)."""
+        scores = np.asarray(self.score(images), np.float64).reshape(candidates, self.samples)
         return np.arange(candidates) * self.samples + np.argmax(scores, axis=1)
 
 
@@ -75,8 +75,7 @@ def class_pick(bundle: Model, class_name: str | None, samples: int) -> ClassPick
         return None
     column = names.index(class_name)
 
-    def score(tokens: np.ndarray) -> np.ndarray:
-        features = bundle.features(np.ascontiguousarray(tokens, np.int64))
-        return head.predict_proba(features)[:, column]
+    def score(images: list[np.ndarray]) -> np.ndarray:
+        return head.predict_proba(image_features(bundle, images))[:, column]
 
     return ClassPick(samples, score)

@@ -573,16 +573,6 @@ def _run_fill(
         lambda tokens: _preview(bundle, fill, tokens, settings),
         fill.part if part_steps else None,
     )
-    if pick is not None:
-        rows = pick.best_rows(last.tokens, len(settings.seeds))
-        last = replace(
-            last,
-            tokens=last.tokens[rows],
-            candidates=last.candidates[rows],
-            confidence=last.confidence[rows],
-            remaining=last.remaining[rows],
-        )
-        history = [h[rows] for h in history]
     if settings.speed.region_decode:
         background = (fill.model_pixels.transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
         squares = decode_square_region(
@@ -595,12 +585,41 @@ def _run_fill(
         )
     else:
         squares = decode_images(bundle, last.tokens)
+    if pick is not None:
+        rows = _picked(bundle.manifest, fill, squares, drawn, pick, len(settings.seeds))
+        squares = squares[rows]
+        last = replace(
+            last,
+            tokens=last.tokens[rows],
+            candidates=last.candidates[rows],
+            confidence=last.confidence[rows],
+            remaining=last.remaining[rows],
+        )
+        history = [h[rows] for h in history]
     # compose_fill, yielding between the texture stage's rounds (closing the run stops it there)
     done = replace(progress.step(last, None), phase="texture")
     part, m = fill.part, bundle.manifest
     composing = composition(m, part, fill.crop, fill.model_pixels, squares, settings, fill.shape)
     patches = yield from _reporting(composing, done)
     return last, history, patches
+
+
+def _picked(
+    manifest, fill: Fill, squares: np.ndarray, drawn: Settings, pick: ClassPick, candidates: int
+) -> np.ndarray:
+    """Rows of `squares` (every candidate's samples) to keep: each candidate's sample whose
+    model-only fill of the context square the head reads most as the class (the texture stage
+    then runs on the kept one only)."""
+    looks = compose_squares(
+        manifest,
+        fill.part,
+        fill.crop,
+        fill.model_pixels,
+        squares,
+        replace(drawn, texture="model"),
+        fill.shape,
+    )
+    return pick.best_rows([patch.rgb for patch in looks], candidates)
 
 
 def _reporting(gen: Generator[None, None, _T], step: Step) -> Generator[Step, None, _T]:

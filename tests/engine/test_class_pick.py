@@ -23,6 +23,7 @@ def photo(seed: int) -> np.ndarray:
     return np.clip(img + rng.normal(0, 12, img.shape), 0, 255).astype(np.uint8)
 
 
+SEED = 4  # a seed whose pick is not its first sample
 MASK = np.zeros((64, 64), bool)
 MASK[20:44, 18:42] = True
 
@@ -54,27 +55,31 @@ def test_sample_seeds_start_with_the_candidates_own_and_depend_on_it_alone():
 
 def test_best_rows_takes_each_candidates_best_sample():
     scores = np.array([0.1, 0.7, 0.3, 0.2, 0.9, 0.9])
-    pick = ClassPick(3, lambda tokens: scores[tokens[:, 0]])
-    tokens = np.arange(6)[:, None]
-    assert pick.best_rows(tokens, 2).tolist() == [1, 4]  # a tie keeps the first
+    pick = ClassPick(3, lambda images: scores[[int(image[0, 0, 0]) for image in images]])
+    images = [np.full((4, 4, 3), k, np.uint8) for k in range(6)]
+    assert pick.best_rows(images, 2).tolist() == [1, 4]  # a tie keeps the first
 
 
 def test_a_class_fill_keeps_the_sample_the_head_reads_most_as_the_class(headed_bundle):
+    """The head reads each sample's model-only fill of the context square; the kept sample
+    then gets the photo's texture like any fill."""
     rgb = photo(20)
-    asked = Settings(class_name="dog", seeds=(4,))
+    asked = Settings(class_name="dog", seeds=(SEED,))
     picked = edit_image(headed_bundle, rgb, MASK, asked)
-    assert picked.seeds == (4,)
+    assert picked.seeds == (SEED,)
     pick = class_pick(headed_bundle, "dog", asked.class_samples)
     assert pick is not None
-    singles = [
-        edit_image(headed_bundle, rgb, MASK, replace(asked, seeds=(s,), class_samples=1))
-        for s in sample_seeds((4,), asked.class_samples)
+    looks = [
+        edit_image(
+            headed_bundle, rgb, MASK, replace(asked, seeds=(s,), class_samples=1, texture="model")
+        )
+        for s in sample_seeds((SEED,), asked.class_samples)
     ]
-    scores = [float(pick.score(single.tokens)[0]) for single in singles]
+    scores = pick.score([look.candidates[0].patch.rgb for look in looks])
     best = int(np.argmax(scores))
     assert best != 0  # for this seed the pick is not the plain sample
-    assert np.array_equal(picked.tokens, singles[best].tokens)
-    assert not np.array_equal(picked.tokens, singles[0].tokens)
+    assert np.array_equal(picked.tokens, looks[best].tokens)
+    assert not np.array_equal(picked.tokens, looks[0].tokens)
     assert np.array_equal(picked.images[0][~MASK], rgb[~MASK])
     # the same seed gives the same fill
     assert np.array_equal(edit_image(headed_bundle, rgb, MASK, asked).images[0], picked.images[0])
