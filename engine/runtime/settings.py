@@ -13,9 +13,11 @@ from engine.runtime.speed import EXACT, Speed, scaled_steps
 from engine.runtime.texture import DEFAULT_OPTIONS, TextureOptions
 
 TEXTURES = ("photo", "model", "classic")
-# "fill as class" uses the built-in synthesis with a heavy guide term: the class the model
-# drew must show through, and the library's guide term is too weak to carry it
-CLASS_TEXTURE = replace(DEFAULT_OPTIONS, guide_weight=16.0, native=False)
+# "fill as class": the class the model drew must show through, and the library's guide term
+# is too weak to carry it, so the library's fill gives only its fine detail (finer than a
+# 6 px box) over the model's colours and shapes; where the library does not load, the
+# built-in synthesis with a heavy guide term (bench/class_fill.py, docs/model-quality.md)
+CLASS_TEXTURE = replace(DEFAULT_OPTIONS, guide_weight=16.0, guide_layout=6)
 # classifier-free guidance of a class run (fill as class, generate a class) unless the user
 # sets one; a model without an unconditional class has no guidance (bench/class_fill.py)
 CLASS_GUIDANCE = 3.0
