@@ -1,13 +1,13 @@
 """A class fill keeps the sample that shows its class best, as the model itself reads it.
 
 One model both generates and recognises images. A "fill as class" decodes a few samples of the
-hole per candidate (each from its own seed, derived from the candidate's), and the bundle's
-recognition head (the one `main.py classify` uses) reads every sample's model-only fill of the
-context square, the way it reads a photo. The candidate is the sample the head finds most
-like the class; only that one goes on to the texture stage. Without a head, without
-features.onnx, or for a class the head does not know, every candidate is its first sample,
-as in a plain run. The pick is a function of the candidate's seed, so the same seed gives the
-same fill.
+hole per candidate (each from its own seed, derived from the candidate's) and finishes each
+like a candidate (colour match, texture stage). The bundle's recognition head (the one
+`main.py classify` uses) then reads every finished fill of the context square, the way it reads
+a photo, and the candidate is the sample it finds most like the class. Without a head, without
+features.onnx, or for a class the head does not know, every candidate is its first sample, as
+in a plain run. The pick is a function of the candidate's seed, so the same seed gives the
+same fill. The price is time: every sample is decoded and finished.
 
 Measured with bench/class_fill.py (docs/model-quality.md, "Fill as class"): the class is more
 probable on the filled square than on a plain removal's far more often with the pick than
@@ -50,7 +50,7 @@ class ClassPick:
     """How many samples a candidate draws, and the head's score of a sample's pixels."""
 
     samples: int
-    score: Callable[[list[np.ndarray]], np.ndarray]  # uint8 [H,W,3] images -> float [B]
+    score: Callable[[list[np.ndarray]], np.ndarray]  # uint8 [H,W,3] fills -> float [B]
 
     def best_rows(self, images: list[np.ndarray], candidates: int) -> np.ndarray:
         """Indices into `images` (candidates * samples fills of the context square, ordered

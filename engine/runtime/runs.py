@@ -585,9 +585,16 @@ def _run_fill(
         )
     else:
         squares = decode_images(bundle, last.tokens)
+    # compose_fill, yielding between the texture stage's rounds (closing the run stops it there)
+    done = replace(progress.step(last, None), phase="texture")
+    part, m = fill.part, bundle.manifest
+    composing = composition(m, part, fill.crop, fill.model_pixels, squares, drawn, fill.shape)
+    patches = yield from _reporting(composing, done)
     if pick is not None:
-        rows = _picked(bundle.manifest, fill, squares, drawn, pick, len(settings.seeds))
-        squares = squares[rows]
+        # every sample is finished like a candidate; the head reads each finished fill of the
+        # context square, as it reads a photo, and the best one per candidate is kept
+        rows = pick.best_rows([patch.rgb for patch in patches], len(settings.seeds))
+        patches = [patches[row] for row in rows]
         last = replace(
             last,
             tokens=last.tokens[rows],
@@ -596,30 +603,7 @@ def _run_fill(
             remaining=last.remaining[rows],
         )
         history = [h[rows] for h in history]
-    # compose_fill, yielding between the texture stage's rounds (closing the run stops it there)
-    done = replace(progress.step(last, None), phase="texture")
-    part, m = fill.part, bundle.manifest
-    composing = composition(m, part, fill.crop, fill.model_pixels, squares, settings, fill.shape)
-    patches = yield from _reporting(composing, done)
     return last, history, patches
-
-
-def _picked(
-    manifest, fill: Fill, squares: np.ndarray, drawn: Settings, pick: ClassPick, candidates: int
-) -> np.ndarray:
-    """Rows of `squares` (every candidate's samples) to keep: each candidate's sample whose
-    model-only fill of the context square the head reads most as the class (the texture stage
-    then runs on the kept one only)."""
-    looks = compose_squares(
-        manifest,
-        fill.part,
-        fill.crop,
-        fill.model_pixels,
-        squares,
-        replace(drawn, texture="model"),
-        fill.shape,
-    )
-    return pick.best_rows([patch.rgb for patch in looks], candidates)
 
 
 def _reporting(gen: Generator[None, None, _T], step: Step) -> Generator[Step, None, _T]:

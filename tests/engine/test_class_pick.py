@@ -61,25 +61,24 @@ def test_best_rows_takes_each_candidates_best_sample():
 
 
 def test_a_class_fill_keeps_the_sample_the_head_reads_most_as_the_class(headed_bundle):
-    """The head reads each sample's model-only fill of the context square; the kept sample
-    then gets the photo's texture like any fill."""
+    """Every sample is finished like a candidate (its texture seeded by its own seed); the head
+    reads each finished fill of the context square and the best one is kept."""
     rgb = photo(20)
     asked = Settings(class_name="dog", seeds=(SEED,))
     picked = edit_image(headed_bundle, rgb, MASK, asked)
     assert picked.seeds == (SEED,)
     pick = class_pick(headed_bundle, "dog", asked.class_samples)
     assert pick is not None
-    looks = [
-        edit_image(
-            headed_bundle, rgb, MASK, replace(asked, seeds=(s,), class_samples=1, texture="model")
-        )
+    singles = [
+        edit_image(headed_bundle, rgb, MASK, replace(asked, seeds=(s,), class_samples=1))
         for s in sample_seeds((SEED,), asked.class_samples)
     ]
-    scores = pick.score([look.candidates[0].patch.rgb for look in looks])
+    scores = pick.score([single.candidates[0].patch.rgb for single in singles])
     best = int(np.argmax(scores))
     assert best != 0  # for this seed the pick is not the plain sample
-    assert np.array_equal(picked.tokens, looks[best].tokens)
-    assert not np.array_equal(picked.tokens, looks[0].tokens)
+    assert np.array_equal(picked.tokens, singles[best].tokens)
+    assert np.array_equal(picked.images[0], singles[best].images[0])
+    assert not np.array_equal(picked.images[0], singles[0].images[0])
     assert np.array_equal(picked.images[0][~MASK], rgb[~MASK])
     # the same seed gives the same fill
     assert np.array_equal(edit_image(headed_bundle, rgb, MASK, asked).images[0], picked.images[0])
