@@ -9,9 +9,10 @@ features.onnx, or for a class the head does not know, every candidate is its fir
 in a plain run. The pick is a function of the candidate's seed, so the same seed gives the
 same fill. The price is time: every sample is decoded and finished.
 
-Measured with bench/class_fill.py (docs/model-quality.md, "Fill as class"): the class is more
-probable on the filled square than on a plain removal's far more often with the pick than
-with one sample, and the sheets show the class more often.
+Measured with bench/class_fill.py (docs/model-quality.md, "Fill as class"): the head finds the
+class more probable on the filled square than on a plain removal's in 79% of the held-out
+pairs with the pick, 60% with one sample; a person judging blind sees the class far less often
+(the head that picks is the head that measures).
 """
 
 from __future__ import annotations

@@ -180,13 +180,12 @@ def _detail_over(
 ) -> np.ndarray:
     """`filled`'s detail finer than a box blur of `radius` over the guide's coarser picture,
     in the hole (the photo around it counts as the guide's there, so the hole's edge meets)."""
-    layout = np.where(hole[..., None], guide, filled.astype(np.float32))
     fine = filled.astype(np.float32)
-    coarse, own = _blur(layout, radius), _blur(fine, radius)
-    assert coarse is not None
-    assert own is not None
-    moved = fine + coarse - own
-    return np.where(hole[..., None], _to_uint8(moved), filled)
+    layout = np.where(hole[..., None], guide, fine)
+    # one blur of the difference: blur(layout) - blur(fine), the box blur being linear
+    correction = _blur(layout - fine, radius)
+    assert correction is not None  # an array in, an array out
+    return np.where(hole[..., None], _to_uint8(fine + correction), filled)
 
 
 def _native_fits(photo: np.ndarray, hole: np.ndarray) -> bool:
